@@ -1,0 +1,3 @@
+from bambupi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,251 @@
+"""StateHub: the one owner of printer state, with a latest-value change feed and never-dropping event queues.
+
+Nobody else mutates a printer object. Links hand raw MQTT payloads and connection changes in; the web, the
+panel, power and notify read the latest objects or wait for the next change, and take transitions from their
+own :class:`EventQueue`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import trio
+
+from bambupi.config import PrinterConfig
+from bambupi.printer.capture import MqttCapture
+from bambupi.printer.events import events as derive_events
+from bambupi.printer.models import model_info
+from bambupi.printer.state import Applied, State, apply_message, initial_state, signature_required
+
+log = logging.getLogger("bambupi.hub")
+
+Connection = Literal["connecting", "online", "stale", "offline"]
+PrinterObject = dict[str, Any]
+Event = dict[str, Any]
+Reply = dict[str, Any]
+
+DEFAULT_EVENT_QUEUE_SIZE = 1000
+# A printer with a broken firmware can send junk many times a second; one log line per this many seconds.
+REJECT_LOG_INTERVAL_S = 60.0
+
+
+@dataclass
+class _Printer:
+    config: PrinterConfig
+    capture: MqttCapture
+    state: State = field(default_factory=initial_state)
+    connection: Connection = "connecting"
+    connection_reason: str | None = None
+    last_report_at: float | None = None
+    signature_required: bool = False
+    commands_rejected: bool = False
+    camera: dict[str, Any] = field(default_factory=dict)
+    rejected_messages: int = 0
+    last_reject_log: float = float("-inf")
+    baselined: bool = False
+
+    def to_json(self) -> PrinterObject:
+        return {
+            "id": self.config.id,
+            "name": self.config.name,
+            "model": self.config.model,
+            "connection": self.connection,
+            "connection_reason": self.connection_reason,
+            "last_report_at": self.last_report_at,
+            "controls_available": not (self.signature_required or self.commands_rejected),
+            "camera": dict(self.camera),
+            "state": self.state,
+        }
+
+
+class EventQueue:
+    """One consumer's queue of events, in order.
+
+    Bounded so a dead consumer cannot eat the box's memory; if it ever fills, the loss is logged loudly
+    and the consumer receives an ``events_lost`` event with the count, so it knows to resynchronise from
+    the latest state instead of silently missing a transition.
+    """
+
+    def __init__(self, name: str, maxlen: int) -> None:
+        self.name = name
+        self._maxlen = maxlen
+        self._items: deque[Event] = deque()
+        self._lost = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self.closed = False
+
+    def put(self, event: Event) -> None:
+        if len(self._items) >= self._maxlen:
+            self._lost += 1
+            if self._lost == 1:
+                log.error("event consumer %r is %d events behind; events are being lost", self.name, self._maxlen)
+            return
+        self._items.append(event)
+        self._lot.unpark_all()
+
+    def get_nowait(self) -> Event | None:
+        if self._lost:
+            lost, self._lost = self._lost, 0
+            log.error("event consumer %r lost %d events", self.name, lost)
+            return {"kind": "events_lost", "count": lost, "at": time.time()}
+        return self._items.popleft() if self._items else None
+
+    async def get(self) -> Event:
+        while True:
+            event = self.get_nowait()
+            if event is not None:
+                return event
+            await self._lot.park()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Subscription:
+    """A latest-value view of the hub: :meth:`next` returns once something changed since the last call.
+
+    It holds no buffer, only the version it last saw, so a consumer that is slow simply skips the
+    states in between and costs nothing while it is away.
+    """
+
+    def __init__(self, hub: StateHub) -> None:
+        self._hub = hub
+        self.seen = -1
+
+    async def next(self) -> dict[str, PrinterObject]:
+        await self._hub._wait_version_after(self.seen)
+        self.seen = self._hub.version
+        return self._hub.snapshot()
+
+
+class StateHub:
+    def __init__(self, printers: Iterable[PrinterConfig], *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._printers: dict[str, _Printer] = {}
+        for config in printers:
+            self._printers[config.id] = _Printer(
+                config=config,
+                capture=MqttCapture((config.access_code,)),
+                camera=_initial_camera(config),
+            )
+        self.version = 0
+        self._changed = trio.lowlevel.ParkingLot()
+        self._queues: list[EventQueue] = []
+        self._reply_listeners: list[Callable[[str, Reply], None]] = []
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        return list(self._printers)
+
+    def has(self, printer_id: str) -> bool:
+        return printer_id in self._printers
+
+    def printer(self, printer_id: str) -> PrinterObject:
+        """The public printer object (``GET /api/printers/<id>``); raises KeyError for an unknown id."""
+        return self._printers[printer_id].to_json()
+
+    def snapshot(self) -> dict[str, PrinterObject]:
+        return {pid: p.to_json() for pid, p in self._printers.items()}
+
+    def capture(self, printer_id: str) -> MqttCapture:
+        return self._printers[printer_id].capture
+
+    def rejected_messages(self, printer_id: str) -> int:
+        return self._printers[printer_id].rejected_messages
+
+    def subscribe(self) -> Subscription:
+        return Subscription(self)
+
+    def open_event_queue(self, name: str, *, maxlen: int = DEFAULT_EVENT_QUEUE_SIZE) -> EventQueue:
+        queue = EventQueue(name, maxlen)
+        self._queues.append(queue)
+        return queue
+
+    def close_event_queue(self, queue: EventQueue) -> None:
+        queue.closed = True
+        self._queues.remove(queue)
+
+    def on_reply(self, listener: Callable[[str, Reply], None]) -> None:
+        """Call ``listener(printer_id, reply)`` for every command reply (matched by ``sequence_id``)."""
+        self._reply_listeners.append(listener)
+
+    # -- writing (printer links only) -------------------------------------------------------------------------
+    def apply_message(self, printer_id: str, payload: bytes) -> Applied:
+        printer = self._printers[printer_id]
+        applied = apply_message(
+            printer.state, payload, model=printer.config.model, baseline=not printer.baselined
+        )
+        if applied.rejected is not None:
+            printer.rejected_messages += 1
+            now = self._clock()
+            if now - printer.last_reject_log >= REJECT_LOG_INTERVAL_S:
+                printer.last_reject_log = now
+                log.warning(
+                    "%s: ignored a malformed report (%s); %d so far",
+                    printer_id,
+                    applied.rejected,
+                    printer.rejected_messages,
+                )
+            return applied
+        if applied.reply is not None:
+            for listener in self._reply_listeners:
+                listener(printer_id, applied.reply)
+        before = printer.to_json()
+        if applied.fun is not None:
+            printer.signature_required = signature_required(applied.fun)
+        if applied.commands_rejected is not None:
+            printer.commands_rejected = applied.commands_rejected
+        if applied.state is not printer.state:
+            printer.state = applied.state
+            printer.last_report_at = self._clock()
+            printer.baselined = True
+        self._changed_from(printer, before)
+        return applied
+
+    def set_connection(self, printer_id: str, connection: Connection, reason: str | None = None) -> None:
+        printer = self._printers[printer_id]
+        if (printer.connection, printer.connection_reason) == (connection, reason):
+            return
+        before = printer.to_json()
+        if connection != printer.connection:
+            log.info("%s: %s%s", printer_id, connection, f" ({reason})" if reason else "")
+        printer.connection = connection
+        printer.connection_reason = reason
+        self._changed_from(printer, before)
+
+    def set_camera(self, printer_id: str, camera: dict[str, Any]) -> None:
+        printer = self._printers[printer_id]
+        if camera == printer.camera:
+            return
+        before = printer.to_json()
+        printer.camera = dict(camera)
+        self._changed_from(printer, before)
+
+    # -- internals --------------------------------------------------------------------------------------------
+    def _changed_from(self, printer: _Printer, before: PrinterObject) -> None:
+        after = printer.to_json()
+        if after == before:
+            return
+        now = self._clock()
+        for event in derive_events(before, after):
+            event.setdefault("at", now)
+            for queue in self._queues:
+                queue.put(event)
+        self.version += 1
+        self._changed.unpark_all()
+
+    async def _wait_version_after(self, seen: int) -> None:
+        while self.version <= seen:
+            await self._changed.park()
+
+
+def _initial_camera(config: PrinterConfig) -> dict[str, Any]:
+    info = model_info(config.model)
+    if config.camera == "off":
+        return {"kind": info.camera_kind, "status": "off", "reason": "camera = \"off\" in the config"}
+    return {"kind": info.camera_kind, "status": "unavailable", "reason": "the camera relay is not part of this version"}

@@ -1,0 +1,377 @@
+"""PrinterLink: the one MQTT connection to one printer, paho-mqtt driven from trio.
+
+paho does the MQTT protocol; trio does the waiting. paho's external-loop callbacks tell us when its
+socket opens, closes and wants writing; we wait for readiness with trio and call ``loop_read`` /
+``loop_write`` / ``loop_misc``. Only ``connect()`` (DNS, TCP, TLS handshake) blocks, so it runs in a
+worker thread, and the callbacks it fires cross into trio in one place, :meth:`_Session.to_trio`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import trio
+
+from bambupi.config import PrinterConfig
+from bambupi.hub import Connection, StateHub
+from bambupi.printer.pins import PinStore, fingerprint
+
+log = logging.getLogger("bambupi.link")
+
+MQTT_USER = "bblp"
+KEEPALIVE_S = 30
+MISC_INTERVAL_S = 1.0
+# CONNACK codes that mean "wrong credentials": 3.1.1 return codes 4/5 and their MQTT 5 reason codes.
+AUTH_REFUSED_CODES = {4, 5, 134, 135}
+
+REASON_AUTH = "auth refused: the printer rejected the access code (check it on the printer's screen)"
+
+
+class LinkFailure(Exception):
+    """Why a connection attempt or session ended, in words a user can act on (never holds a secret)."""
+
+    def __init__(self, reason: str, connection: Connection = "offline") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.connection = connection
+
+
+class NotConnected(Exception):
+    pass
+
+
+class _CertificateChanged(Exception):
+    def __init__(self, seen: str, trusted: str) -> None:
+        super().__init__(seen)
+        self.seen = seen
+        self.trusted = trusted
+
+
+def backoff_delay(attempt: int, *, cap: float, base: float = 1.0, rng: Callable[[], float] = random.random) -> float:
+    """Capped exponential backoff with jitter (half to full of the step), so many boxes don't retry in step."""
+    step = min(cap, min(base, cap) * 2.0 ** min(attempt, 30))
+    return step * (0.5 + 0.5 * rng())
+
+
+def pushall_request() -> dict[str, Any]:
+    return {"pushing": {"command": "pushall", "version": 1, "push_target": 1}}
+
+
+class PrinterLink:
+    """Keeps one printer connected: TLS, pin check, login, subscribe, pushall, stale detection, reconnect."""
+
+    def __init__(
+        self,
+        config: PrinterConfig,
+        hub: StateHub,
+        pins: PinStore,
+        *,
+        keepalive_s: int = KEEPALIVE_S,
+    ) -> None:
+        self.config = config
+        self.hub = hub
+        self.pins = pins
+        self.keepalive_s = keepalive_s
+        self.report_topic = f"device/{config.serial}/report"
+        self.request_topic = f"device/{config.serial}/request"
+        self._session: _Session | None = None
+        self._sequence = 0
+        self.connects = 0  # successful logins, for health and tests
+
+    @property
+    def online(self) -> bool:
+        return self._session is not None and self._session.logged_in
+
+    async def run(self, *, task_status: trio.TaskStatus[PrinterLink] = trio.TASK_STATUS_IGNORED) -> None:
+        # Ready at once: an unreachable printer must not hold up the rest of the box.
+        task_status.started(self)
+        attempt = 0
+        while True:
+            session = _Session(self)
+            self._session = session
+            try:
+                await session.run()
+            except LinkFailure as failure:
+                self.hub.set_connection(self.config.id, failure.connection, failure.reason)
+            finally:
+                self._session = None
+            if session.logged_in:
+                attempt = 0
+            delay = backoff_delay(attempt, cap=self.config.reconnect_max_s)
+            attempt += 1
+            await trio.sleep(delay)
+
+    def send(self, body: dict[str, Any]) -> str:
+        """Publish a command (QoS 1) with the next ``sequence_id``; returns that id for matching the reply."""
+        session = self._session
+        if session is None or not session.logged_in:
+            raise NotConnected(f"{self.config.id} is not connected")
+        self._sequence += 1
+        sequence_id = str(self._sequence)
+        message = {key: dict(value, sequence_id=sequence_id) for key, value in body.items()}
+        session.publish(self.request_topic, json.dumps(message, separators=(",", ":")))
+        return sequence_id
+
+    def expected_pin(self) -> str | None:
+        return self.config.tls_fingerprint or self.pins.get(self.config.id)
+
+
+class _Session:
+    """One connection attempt and, if it succeeds, the life of that connection."""
+
+    def __init__(self, link: PrinterLink) -> None:
+        self.link = link
+        self.config = link.config
+        self.client = self._make_client()
+        self.sock: Any = None
+        self.logged_in = False
+        self.peer_pin: str | None = None
+        self.want_write = False
+        self._write_lot = trio.lowlevel.ParkingLot()
+        self._failure: LinkFailure | None = None
+        self._cancel = trio.CancelScope()
+        self._connack = trio.Event()
+        self._last_message = 0.0
+        self._token = trio.lowlevel.current_trio_token()
+        self._trio_thread = threading.get_ident()
+
+    # -- setup --------------------------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            # Unique per connection: two clients with one id knock each other off in a loop.
+            client_id=f"bambupi-{uuid.uuid4().hex[:12]}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        client.username_pw_set(MQTT_USER, self.config.access_code.reveal())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # The printer's certificate names its serial, not its address, and chains to Bambu's private CA:
+        # identity comes from the pinned fingerprint instead (checked in _on_socket_open).
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        client.tls_set_context(context)
+        client.tls_insecure_set(True)
+        client.connect_timeout = self.config.connect_timeout_s
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def to_trio(self, fn: Callable[[], None]) -> None:
+        """The one crossing from paho's callbacks into trio (they fire in the connect thread too)."""
+        if threading.get_ident() == self._trio_thread:
+            fn()
+            return
+        # An abandoned connect thread (service shutting down) may outlive the run; nothing to tell then.
+        with contextlib.suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(fn)
+
+    # -- the session --------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        cfg = self.config
+        try:
+            await trio.to_thread.run_sync(self._connect_blocking, abandon_on_cancel=True)
+        except LinkFailure:
+            self._close_socket()
+            raise
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._misc)
+                    with trio.move_on_after(cfg.connect_timeout_s) as connack_wait:
+                        await self._connack.wait()
+                    if connack_wait.cancelled_caught:
+                        self.fail(LinkFailure(f"timeout: no MQTT answer from {cfg.host}:{cfg.mqtt_port}"))
+                    else:
+                        nursery.start_soon(self._stale_watch)
+        finally:
+            self._close_socket()
+        if self._failure is not None:
+            raise self._failure
+        raise LinkFailure("connection lost")
+
+    def _connect_blocking(self) -> None:
+        cfg = self.config
+        where = f"{cfg.host}:{cfg.mqtt_port}"
+        try:
+            self.client.connect(cfg.host, cfg.mqtt_port, keepalive=self.link.keepalive_s)
+        except _CertificateChanged as changed:
+            raise LinkFailure(
+                f"certificate changed: the printer now presents {changed.seen} but {changed.trusted} is trusted; "
+                f"if its firmware was just updated, run `bambupi trust {cfg.id}` (or reset the pin in settings)"
+            ) from None
+        except ConnectionRefusedError:
+            raise LinkFailure(f"connection refused by {where} (is MQTT on and is this the printer's address?)") from None
+        except (TimeoutError, socket.timeout):
+            raise LinkFailure(f"timeout connecting to {where}") from None
+        except socket.gaierror:
+            raise LinkFailure(f"cannot resolve host {cfg.host!r}") from None
+        except ssl.SSLError as exc:
+            raise LinkFailure(f"TLS handshake with {where} failed ({exc.reason or type(exc).__name__})") from None
+        except OSError as exc:
+            if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+                raise LinkFailure(f"no route to {where} (is the printer on this network?)") from None
+            raise LinkFailure(f"network error reaching {where}: {exc.strerror or type(exc).__name__}") from None
+
+    def fail(self, failure: LinkFailure) -> None:
+        if self._failure is None:
+            self._failure = failure
+        self._cancel.cancel()
+
+    def _close_socket(self) -> None:
+        if self.client.socket() is not None:
+            # paho has no public "drop the connection now" for external loops; disconnect() would need a
+            # writable socket, which a stale or dead link may never give.
+            self.client._sock_close()
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(self.sock)
+            except trio.ClosedResourceError:
+                self.fail(LinkFailure("connection lost"))
+                return
+            rc = self.client.loop_read()
+            # TLS trap: packets that arrived in the same TLS record sit decrypted inside the SSL object,
+            # where the kernel cannot signal them; drain them now.
+            while rc == mqtt.MQTT_ERR_SUCCESS and self.sock is not None and self.sock.pending() > 0:
+                rc = self.client.loop_read()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                self.fail(LinkFailure("connection lost"))
+                return
+
+    async def _writer(self) -> None:
+        while True:
+            while not self.want_write:
+                await self._write_lot.park()
+            try:
+                await trio.lowlevel.wait_writable(self.sock)
+            except trio.ClosedResourceError:
+                self.fail(LinkFailure("connection lost"))
+                return
+            if self.client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                self.fail(LinkFailure("connection lost"))
+                return
+
+    async def _misc(self) -> None:
+        while True:
+            await trio.sleep(MISC_INTERVAL_S)
+            if self.client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                self.fail(LinkFailure("connection lost (keepalive timeout)"))
+                return
+
+    async def _stale_watch(self) -> None:
+        limit = self.config.stale_after_s
+        while True:
+            deadline = self._last_message + limit
+            await trio.sleep_until(deadline)
+            if self._last_message + limit <= trio.current_time():
+                self.fail(LinkFailure(f"stale: no message from the printer for {limit:g} s; reconnecting", "stale"))
+                return
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.link.hub.capture(self.config.id).record("out", topic, payload)
+        self.client.publish(topic, payload, qos=1)
+
+    # -- paho callbacks -----------------------------------------------------------------------------------
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Runs in the connect thread after the TLS handshake and before CONNECT (with the access code) is
+        # sent: raising here keeps the code from ever reaching a device with the wrong certificate.
+        der = sock.getpeercert(binary_form=True)
+        seen = fingerprint(der) if der else None
+        trusted = self.link.expected_pin()
+        if trusted is not None and seen is not None and _normal_pin(trusted) != seen:
+            raise _CertificateChanged(seen, _normal_pin(trusted))
+        self.peer_pin = seen
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if threading.get_ident() == self._trio_thread:
+            trio.lowlevel.notify_closing(sock)
+        self.to_trio(self._cancel.cancel)
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def want() -> None:
+            self.want_write = True
+            self._write_lot.unpark_all()
+
+        self.to_trio(want)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def done() -> None:
+            self.want_write = False
+
+        self.to_trio(done)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connack.set()
+        if reason.is_failure:
+            code = reason.value
+            if code in AUTH_REFUSED_CODES:
+                self.fail(LinkFailure(REASON_AUTH))
+            else:
+                self.fail(LinkFailure(f"refused by the printer's MQTT server ({reason})"))
+            return
+        cfg = self.config
+        self.logged_in = True
+        self.link.connects += 1
+        self._last_message = trio.current_time()
+        if self.peer_pin is not None and self.link.expected_pin() is None:
+            self.link.pins.set(cfg.id, self.peer_pin)
+            log.info("%s: pinned the printer's certificate %s", cfg.id, self.peer_pin)
+        client.subscribe(self.link.report_topic, qos=1)
+        self.link.hub.set_connection(cfg.id, "online", None)
+        # A full report on every (re)connect: P1/A1 only send deltas after this.
+        self.link.send(pushall_request())
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.fail(LinkFailure("connection lost"))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._last_message = trio.current_time()
+        self.link.hub.capture(self.config.id).record("in", message.topic, message.payload)
+        if message.topic == self.link.report_topic:
+            self.link.hub.apply_message(self.config.id, message.payload)
+
+
+def _normal_pin(pin: str) -> str:
+    value = pin.lower().removeprefix("sha256:").replace(":", "")
+    return "sha256:" + value
+
+
+async def probe_fingerprint(config: PrinterConfig) -> str:
+    """Connect with TLS only (no login) and return the certificate fingerprint the printer presents now."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with trio.fail_after(config.connect_timeout_s):
+        stream = await trio.open_ssl_over_tcp_stream(config.host, config.mqtt_port, ssl_context=context)
+        try:
+            await stream.do_handshake()
+            der = stream.getpeercert(binary_form=True)
+        finally:
+            await trio.aclose_forcefully(stream)
+    if not der:
+        raise OSError("the printer presented no certificate")
+    return fingerprint(der)

@@ -1,0 +1,88 @@
+"""The bambupi service: one trio nursery holding the hub, a link per printer and the web front door."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from bambupi.config import Config
+from bambupi.hub import StateHub
+from bambupi.printer.link import PrinterLink
+from bambupi.printer.pins import PinStore
+from bambupi.web.api import make_app
+from bambupi.web.frontdoor import FrontDoor
+
+log = logging.getLogger("bambupi")
+
+
+@dataclass
+class Running:
+    """What a started service exposes to its caller (the CLI, the demo, tests)."""
+
+    hub: StateHub
+    port: int
+    urls: list[str]
+    links: dict[str, PrinterLink] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+
+class Service:
+    def __init__(self, config: Config, *, storage_folder: Path) -> None:
+        self.config = config
+        self.storage_folder = storage_folder
+        self.pins = PinStore(storage_folder / "tls-pins.json")
+
+    async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.config
+        hub = StateHub(config.printers)
+        links: dict[str, PrinterLink] = {}
+        async with trio.open_nursery() as nursery:
+            for printer in config.printers:
+                links[printer.id] = await nursery.start(PrinterLink(printer, hub, self.pins).run)
+            front = FrontDoor(make_app(hub), config.web)
+            port: int = await nursery.start(front.run)
+            running = Running(hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links)
+            log.info("bambupi is ready: open %s", running.url)
+            _notify_systemd("READY=1")
+            task_status.started(running)
+
+
+def listen_urls(host: str, port: int) -> list[str]:
+    """URLs a person can open: the LAN address first when listening on all interfaces."""
+    suffix = "" if port == 80 else f":{port}"
+    if host in ("0.0.0.0", "::", ""):
+        urls = [f"http://{ip}{suffix}/" for ip in _lan_addresses()]
+        return [*urls, f"http://127.0.0.1{suffix}/"]
+    shown = f"[{host}]" if ":" in host else host
+    return [f"http://{shown}{suffix}/"]
+
+
+def _lan_addresses() -> list[str]:
+    # The address the kernel would use to reach the LAN; a UDP "connect" sends nothing.
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))
+            address = str(probe.getsockname()[0])
+    except OSError:
+        return []
+    return [] if address.startswith("127.") else [address]
+
+
+def _notify_systemd(message: str) -> None:
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    address = "\0" + path[1:] if path.startswith("@") else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        log.warning("could not notify systemd: %s", exc)

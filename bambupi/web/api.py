@@ -1,0 +1,92 @@
+"""The JSON API, as a Bottle app. It runs in worker threads behind the front door and reads the hub
+only through ``trio.from_thread.run_sync``, so every read happens in trio's thread, never beside a write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import bottle
+import trio
+
+from bambupi import __version__
+from bambupi.hub import StateHub
+
+T = TypeVar("T")
+
+
+def _in_trio(fn: Callable[..., T], *args: Any) -> T:
+    return trio.from_thread.run_sync(fn, *args)
+
+
+def _json(status: int, body: Any) -> str:
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", "no-store")
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def _error(status: int, message: str) -> str:
+    return _json(status, {"error": message, "status": status})
+
+
+def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = None) -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True, autojson=False)
+
+    def printer_or_404(printer_id: str) -> dict[str, Any] | None:
+        if not _in_trio(hub.has, printer_id):
+            return None
+        return _in_trio(hub.printer, printer_id)
+
+    @app.get("/healthz")  # type: ignore[misc]
+    def healthz() -> str:
+        snapshot = _in_trio(hub.snapshot)
+        printers = {
+            pid: {"connection": p["connection"], "reason": p["connection_reason"], "last_report_at": p["last_report_at"]}
+            for pid, p in snapshot.items()
+        }
+        components: dict[str, Any] = {"hub": {"ok": True}, "web": {"ok": True}, "printers": printers}
+        if health is not None:
+            components.update(_in_trio(health))
+        ok = all(p["connection"] == "online" for p in printers.values())
+        return _json(200, {"status": "ok" if ok else "degraded", "version": __version__, "components": components})
+
+    @app.get("/api/printers")  # type: ignore[misc]
+    def printers() -> str:
+        return _json(200, list(_in_trio(hub.snapshot).values()))
+
+    @app.get("/api/printers/<printer_id>")  # type: ignore[misc]
+    def printer(printer_id: str) -> str:
+        found = printer_or_404(printer_id)
+        if found is None:
+            return _error(404, f"no printer with id {printer_id!r}")
+        return _json(200, found)
+
+    @app.get("/api/printers/<printer_id>/mqtt-log")  # type: ignore[misc]
+    def mqtt_log(printer_id: str) -> str:
+        if not _in_trio(hub.has, printer_id):
+            return _error(404, f"no printer with id {printer_id!r}")
+        try:
+            since = int(bottle.request.query.get("since", "0"))
+        except ValueError:
+            return _error(400, "since: must be an integer")
+
+        def read() -> list[dict[str, Any]]:
+            return [m.to_json() for m in hub.capture(printer_id).messages(since=since)]
+
+        return _json(200, {"printer": printer_id, "messages": _in_trio(read)})
+
+    def on_error(err: bottle.HTTPError) -> str:
+        status = int(err.status_code)
+        if status == 404:
+            return _error(404, f"no route {bottle.request.path}")
+        if status == 405:
+            return _error(405, f"method {bottle.request.method} not allowed here")
+        if status >= 500:
+            return _error(status, "internal error")
+        return _error(status, str(err.body) or "error")
+
+    for code in (400, 404, 405, 500):
+        app.error_handler[code] = on_error
+    return app
