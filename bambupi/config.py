@@ -1,0 +1,683 @@
+"""bambupi's configuration: declared once, read with tomlkit, every problem naming its key path.
+
+The dataclasses at the top are the interface the rest of bambupi imports. Below them, :data:`SCHEMA` declares
+which TOML table fills which dataclass and how each key is checked; the ``valid_*`` functions are the checks.
+Defaults live in one place only: the dataclass fields (a key that is absent is simply not passed).
+
+Adding a section is declaring it: a frozen dataclass, a field on :class:`Config`, and an entry in :data:`SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TextIO
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+
+from bambupi.secret import Secret, redact
+
+log = logging.getLogger("bambupi.config")
+
+DEFAULT_CONFIG_PATH = Path("/etc/bambupi/bambupi.toml")
+DEFAULT_STORAGE_PATH = Path("/var/lib/bambupi/bambupi.sqlite3")
+EXAMPLE_CONFIG_PATH: Final = Path(__file__).resolve().parent / "data" / "bambupi.example.toml"
+PINS_FILE_NAME: Final = "tls-pins.json"
+
+
+@dataclass(frozen=True)
+class PrinterConfig:
+    id: str
+    name: str
+    model: str
+    host: str
+    serial: str
+    access_code: Secret
+    mqtt_port: int = 8883
+    camera: str = "auto"  # auto | off
+    camera_port: int | None = None  # None = the model's default (6000 or 322)
+    tls_fingerprint: str | None = None  # "sha256:<64 hex>"
+    stale_after_s: float = 60.0  # no message for this long -> stale, reconnect, pushall
+    reconnect_max_s: float = 60.0  # backoff cap
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_connections: int = 200
+    max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    read_timeout_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    oled: str = "auto"  # auto | ssd1306 | sh1106 | virtual | none
+    gpio: str = "auto"  # auto | virtual | none
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: Path = DEFAULT_STORAGE_PATH
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+@dataclass(frozen=True)
+class Config:
+    printers: tuple[PrinterConfig, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
+
+
+# --- problems ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (``error``: the service will not start) or odd (``warning``) in a config file.
+
+    ``key`` is the exact key path (``printer[0].access_code``); ``line`` is 1-based and best effort.
+    """
+
+    level: Literal["error", "warning"]
+    key: str
+    message: str
+    line: int | None = None
+    source: str = "bambupi.toml"
+
+    def __str__(self) -> str:
+        parts = [self.source if self.line is None else f"{self.source}:{self.line}"]
+        if self.level == "warning":
+            parts.append("warning")
+        if self.key:
+            parts.append(self.key)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ConfigError(Exception):
+    """The config has errors; ``str()`` lists every problem, one per line."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def errors(problems: Sequence[Problem]) -> list[Problem]:
+    return [p for p in problems if p.level == "error"]
+
+
+# --- validators: take the TOML value, return the checked (maybe normalised) value or raise ValueError ------------
+
+Validator = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Warned:
+    """What a validator returns to accept a value but tell the user (e.g. a model this version does not know)."""
+
+    value: Any
+    message: str
+
+
+def _kind(value: object) -> str:
+    # Names the TOML type only: a message must never echo a value that might be a secret.
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+def _require_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string in quotes, got {_kind(value)}")
+    return value
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def valid_string(value: Any, *, max_length: int = 64) -> str:
+    text = _require_str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > max_length:
+        raise ValueError(f"must be at most {max_length} characters, got {len(text)}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+def valid_int(minimum: int, maximum: int) -> Validator:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number, got {_kind(value)}")
+        if not minimum <= value <= maximum:
+            raise ValueError(f"must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    return check
+
+
+def valid_float(minimum: float, maximum: float) -> Validator:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {_kind(value)}")
+        if not math.isfinite(value) or not minimum <= value <= maximum:
+            raise ValueError(f"must be between {_number(minimum)} and {_number(maximum)}, got {_number(value)}")
+        return float(value)
+
+    return check
+
+
+def valid_choice(*choices: str) -> Validator:
+    def check(value: Any) -> str:
+        text = _require_str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+        return text
+
+    return check
+
+
+def valid_port(value: Any) -> int:
+    port: int = valid_int(1, 65535)(value)
+    return port
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def valid_host(value: Any) -> str:
+    """A hostname (``printer.local``), an IPv4 or an IPv6 address."""
+    text = _require_str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    labels = text.removesuffix(".").split(".")
+    if len(text) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"must be a hostname or an IP address, got {text!r}")
+    if labels[-1].isdigit():
+        # All-numeric names are IPv4 attempts (192.168.1.300), never real hostnames.
+        raise ValueError(f"not a valid IP address: {text!r}")
+    return text
+
+
+def valid_host_port(value: Any) -> tuple[str, int]:
+    """``host:port`` or ``[ipv6]:port``; port 0 asks for any free port (tests)."""
+    text = _require_str(value).strip()
+    host, colon, port_text = text.rpartition(":")
+    if not colon or not host or not port_text.isdigit():
+        raise ValueError(f"must be host:port, like 0.0.0.0:8080; got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise ValueError(f"not a valid IPv6 address: {host!r}") from None
+    elif ":" in host:
+        raise ValueError(f"put an IPv6 address in brackets, like [::]:8080; got {text!r}")
+    else:
+        host = valid_host(host)
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port must be between 0 and 65535, got {port}")
+    return host, port
+
+
+_PRINTER_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
+def valid_printer_id(value: Any) -> str:
+    """A URL slug: it appears in /api/printers/<id>."""
+    text = _require_str(value)
+    if not _PRINTER_ID.match(text):
+        raise ValueError(f"must be 1-32 lowercase letters, digits, '-' or '_' (it is used in URLs); got {text!r}")
+    return text
+
+
+def valid_access_code(value: Any) -> Secret:
+    # Never put the value (or any part of it) into a message.
+    text = _require_str(value)
+    if len(text) != 8:
+        raise ValueError(f"must be 8 characters (as shown on the printer's screen), got {len(text)}")
+    if not text.isascii() or not text.isalnum():
+        raise ValueError("must be letters and digits only")
+    return Secret(text)
+
+
+_SERIAL = re.compile(r"^[A-Z0-9]{8,20}$")
+
+
+def valid_serial(value: Any) -> str:
+    """The printer's serial (``01P00A000000000``), upper-cased: it is part of the MQTT topic."""
+    text = _require_str(value).strip().upper()
+    if not _SERIAL.match(text):
+        raise ValueError(f"must be 8-20 letters and digits, like 01P00A000000000; got {text!r}")
+    return text
+
+
+KNOWN_MODELS: Final = frozenset(
+    {"X1C", "X1E", "X1", "P1P", "P1S", "A1", "A1MINI", "H2D", "H2DPRO", "H2S", "H2C", "P2S", "X2D"}
+)
+
+
+def valid_model(value: Any) -> str | Warned:
+    """Upper case without spaces or dashes ("a1 mini" -> "A1MINI"); an unknown model is only a warning."""
+    model = "".join(ch for ch in _require_str(value).upper() if ch.isalnum())
+    if not model:
+        raise ValueError("must not be empty")
+    if model not in KNOWN_MODELS:
+        known = ", ".join(sorted(KNOWN_MODELS))
+        return Warned(model, f"unknown model {model!r} (known: {known}); treating it as a newer model")
+    return model
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def valid_fingerprint(value: Any) -> str:
+    """``sha256:`` and 64 hex digits; colons and upper case (as openssl prints it) are accepted and normalised."""
+    text = _require_str(value).strip().lower()
+    digits = text.removeprefix("sha256:").removeprefix("sha256 fingerprint=").replace(":", "")
+    if not _HEX64.match(digits):
+        raise ValueError("must be sha256: followed by 64 hex digits (colons allowed)")
+    return "sha256:" + digits
+
+
+def valid_abs_path(value: Any) -> Path:
+    path = Path(valid_string(value, max_length=4096)).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"must be an absolute path, got {str(path)!r}")
+    return path
+
+
+# --- the schema -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    validator: Validator
+    required: bool = False
+    default_from: str | None = None  # when absent, take this sibling key's value (printer.name <- printer.id)
+    into: tuple[str, ...] = ()  # dataclass fields filled from the validated tuple; default: the key's name
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    cls: Callable[..., Any]  # the frozen dataclass built from the section's keys
+    attr: str  # the Config field it fills
+    options: Mapping[str, Option]
+    many: bool = False  # [[name]]: an array of tables, Config field is a tuple
+    unique: tuple[str, ...] = ()  # keys whose values must differ between the tables of a [[name]] array
+
+
+SCHEMA: Final[Mapping[str, Section]] = {
+    "web": Section(
+        WebConfig,
+        "web",
+        {
+            "listen": Option(valid_host_port, into=("host", "port")),
+            "max_connections": Option(valid_int(1, 100_000)),
+            "max_body_bytes": Option(valid_int(1024, 1 << 30)),
+            "max_header_bytes": Option(valid_int(1024, 1 << 20)),
+            "read_timeout_s": Option(valid_float(0.1, 3600)),
+        },
+    ),
+    "printer": Section(
+        PrinterConfig,
+        "printers",
+        {
+            "id": Option(valid_printer_id, required=True),
+            "name": Option(valid_string, default_from="id"),
+            "model": Option(valid_model, required=True),
+            "host": Option(valid_host, required=True),
+            "serial": Option(valid_serial, required=True),
+            "access_code": Option(valid_access_code, required=True, secret=True),
+            "mqtt_port": Option(valid_port),
+            "camera": Option(valid_choice("auto", "off")),
+            "camera_port": Option(valid_port),
+            "tls_fingerprint": Option(valid_fingerprint),
+            "stale_after_s": Option(valid_float(1, 86400)),
+            "reconnect_max_s": Option(valid_float(0.1, 86400)),
+            "connect_timeout_s": Option(valid_float(0.1, 600)),
+        },
+        many=True,
+        unique=("id", "serial"),
+    ),
+    "panel": Section(
+        PanelConfig,
+        "panel",
+        {
+            "oled": Option(valid_choice("auto", "ssd1306", "sh1106", "virtual", "none")),
+            "gpio": Option(valid_choice("auto", "virtual", "none")),
+        },
+    ),
+    "storage": Section(StorageConfig, "storage", {"path": Option(valid_abs_path)}),
+}
+
+SECRET_KEYS: Final = frozenset(key for s in SCHEMA.values() for key, o in s.options.items() if o.secret)
+
+
+# --- finding lines ---------------------------------------------------------------------------------------------------
+
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_KEY_LINE = re.compile(rf"^\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
+_HEADER_LINE = re.compile(rf"^\s*(\[\[?)\s*({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*\]")
+
+
+def _key_parts(dotted: str) -> list[str]:
+    return [part.strip().strip("\"'") for part in re.findall(_KEY_PART, dotted)]
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Map key paths (``web.listen``, ``printer[1]``, ``printer[1].id``) to the 1-based line that defines them.
+
+    A light scan of the source rather than a second parser: tomlkit keeps no line numbers, and an approximate line
+    beside an exact key path is all a message needs.
+    """
+    lines: dict[str, int] = {}
+    arrays: dict[str, int] = {}  # path of each [[array]] -> index of its latest table
+    table = ""
+    in_multiline = False
+
+    def resolve(parts: list[str]) -> str:
+        path = ""
+        for part in parts:
+            path = f"{path}.{part}" if path else part
+            if path in arrays:
+                path = f"{path}[{arrays[path]}]"
+        return path
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        quotes = line.count('"""') + line.count("'''")
+        if in_multiline:
+            in_multiline = quotes % 2 == 0
+            continue
+        if header := _HEADER_LINE.match(line):
+            parts = _key_parts(header.group(2))
+            if header.group(1) == "[[":
+                name = ".".join(filter(None, [resolve(parts[:-1]), parts[-1]]))
+                arrays[name] = arrays.get(name, -1) + 1
+                table = f"{name}[{arrays[name]}]"
+            else:
+                table = resolve(parts)
+            lines.setdefault(table, number)
+        elif key := _KEY_LINE.match(line):
+            path = ".".join(filter(None, [table, *_key_parts(key.group(1))]))
+            lines.setdefault(path, number)
+        in_multiline = quotes % 2 == 1
+    return lines
+
+
+def _line_of(lines: Mapping[str, int], key: str) -> int | None:
+    # The key itself, else the nearest enclosing table that is in the file (a missing key points at its table).
+    while key:
+        if key in lines:
+            return lines[key]
+        key = re.sub(r"(\[\d+\]|\.?[^.\[]+)$", "", key)
+    return None
+
+
+# --- parsing ---------------------------------------------------------------------------------------------------------
+
+
+class _Collector:
+    def __init__(self, source: str, lines: Mapping[str, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def add(self, level: Literal["error", "warning"], key: str, message: str) -> None:
+        self.problems.append(Problem(level, key, message, _line_of(self.lines, key), self.source))
+
+    def in_file_order(self) -> list[Problem]:
+        return sorted(self.problems, key=lambda p: (p.line is None, p.line or 0))
+
+    def error_count(self) -> int:
+        return len(errors(self.problems))
+
+    def unknown(self, key: str, name: str, candidates: Sequence[str], what: str = "key") -> None:
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        self.add("warning", key, f"unknown {what}, ignored{hint}")
+
+
+def _syntax_problem(exc: ParseError, text: str, source: str) -> Problem:
+    message = re.sub(r"\s*at line \d+ col \d+$", "", str(exc)).rstrip(".")
+    source_lines = text.splitlines()
+    line_text = source_lines[exc.line - 1] if 0 < exc.line <= len(source_lines) else ""
+    key = _KEY_LINE.match(line_text)
+    if key and set(_key_parts(key.group(1))) & SECRET_KEYS:
+        # tomlkit quotes the offending character, which would be part of the secret.
+        message = "cannot read this secret value (details hidden): write it in double quotes, nothing after it"
+    return Problem("error", "", f"invalid TOML: {message} (column {exc.col})", exc.line, source)
+
+
+def _validate_table(section: Section, table: Mapping[str, Any], path: str, out: _Collector) -> dict[str, Any]:
+    """The table's validated values by key (keys that failed are left out; their problems are in ``out``)."""
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        option = section.options.get(key)
+        if option is None:
+            what = "table" if isinstance(raw, dict) else "key"
+            out.unknown(f"{path}.{key}", key, list(section.options), what)
+            continue
+        try:
+            value = option.validator(raw)
+        except ValueError as exc:
+            message = str(exc)
+            if option.secret and isinstance(raw, str):
+                message = redact(message, raw)  # belt and braces: validators of secrets never quote them anyway
+            out.add("error", f"{path}.{key}", message)
+            continue
+        if isinstance(value, Warned):
+            out.add("warning", f"{path}.{key}", value.message)
+            value = value.value
+        values[key] = value
+    for key, option in section.options.items():
+        if key in table:
+            continue
+        if option.default_from is not None and option.default_from in values:
+            values[key] = values[option.default_from]
+        elif option.required:
+            out.add("error", f"{path}.{key}", "required")
+    return values
+
+
+def _build(section: Section, values: Mapping[str, Any]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        into = section.options[key].into
+        if into:
+            kwargs.update(zip(into, value, strict=True))
+        else:
+            kwargs[key] = value
+    return section.cls(**kwargs)
+
+
+def _check_unique(name: str, section: Section, tables: Sequence[Mapping[str, Any]], out: _Collector) -> None:
+    for key in section.unique:
+        first: dict[Any, int] = {}
+        for index, values in enumerate(tables):
+            if key not in values:
+                continue
+            value = values[key]
+            if value in first:
+                shown = "" if section.options[key].secret else f" {value!r}"
+                out.add("error", f"{name}[{index}].{key}", f"duplicate{shown}: {name}[{first[value]}] has it too")
+            else:
+                first[value] = index
+
+
+def _array_of_tables(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+def parse_config(text: str, *, source: str = "bambupi.toml") -> tuple[Config | None, list[Problem]]:
+    """Check ``text`` against :data:`SCHEMA`: the Config (None when there is any error) and every problem found."""
+    try:
+        document: dict[str, Any] = tomlkit.parse(text).unwrap()
+    except ParseError as exc:
+        return None, [_syntax_problem(exc, text, source)]
+    out = _Collector(source, key_lines(text))
+    found: dict[str, list[dict[str, Any]]] = {}  # section name -> validated values of each of its tables
+    for name, value in document.items():
+        section = SCHEMA.get(name)
+        if section is None:
+            candidates = [*SCHEMA, *(f"{s}.{k}" for s, sec in SCHEMA.items() for k in sec.options)]
+            out.unknown(name, name, candidates, "section" if isinstance(value, dict | list) else "key")
+        elif section.many:
+            if not _array_of_tables(value):
+                out.add("error", name, f"must be written as [[{name}]] tables (double brackets, one per {name})")
+                continue
+            found[name] = [_validate_table(section, table, f"{name}[{i}]", out) for i, table in enumerate(value)]
+            _check_unique(name, section, found[name], out)
+        elif not isinstance(value, dict):
+            out.add("error", name, f"must be a table: a [{name}] line followed by its keys")
+        else:
+            found[name] = [_validate_table(section, value, name, out)]
+    if not found.get("printer") and "printer" not in out.lines:
+        out.add("warning", "printer", "no printers configured: the box shows only its network screen")
+    if out.error_count():
+        # Objects are built only from fully valid tables: a table with an error may lack a required field.
+        return None, out.in_file_order()
+    kwargs: dict[str, Any] = {}
+    for name, tables in found.items():
+        section = SCHEMA[name]
+        built = tuple(_build(section, values) for values in tables)
+        kwargs[section.attr] = built if section.many else built[0]
+    return Config(**kwargs), out.in_file_order()
+
+
+# --- files -----------------------------------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> tuple[Config | None, list[Problem]]:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [Problem("error", "", f"not UTF-8 text (byte {exc.start})", None, source)]
+    except OSError as exc:
+        return None, [Problem("error", "", f"cannot read: {exc.strerror or exc}", None, source)]
+    config, problems = parse_config(text, source=source)
+    return (None if config is None else dataclasses.replace(config, source=path)), problems
+
+
+def load_config(path: Path) -> tuple[Config, list[Problem]]:
+    """The config in ``path`` and its warnings; raises :class:`ConfigError` (listing every problem) on any error."""
+    config, problems = _read(path)
+    if config is None:
+        raise ConfigError(problems)
+    return config, problems
+
+
+def check_config(path: Path) -> list[Problem]:
+    """Every problem in ``path``; never raises for bad content (an unreadable file is an error problem)."""
+    return _read(path)[1]
+
+
+def cli_check_config(path: Path, out: TextIO) -> int:
+    """``bambupi check-config``: print every problem, then a summary; 1 when there are errors."""
+    config, problems = _read(path)
+    for problem in problems:
+        print(problem, file=out)
+    warnings = len(problems) - len(errors(problems))
+    also = f", {_count(warnings, 'warning')}" if warnings else ""
+    if config is None:
+        print(f"{path}: {_count(len(errors(problems)), 'error')}{also}", file=out)
+        return 1
+    print(f"OK: {_count(len(config.printers), 'printer')}{also}", file=out)
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# --- storage ---------------------------------------------------------------------------------------------------------
+
+
+def user_data_dir() -> Path:
+    """``$XDG_DATA_HOME/bambupi``, or ``~/.local/share/bambupi``."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "bambupi"
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (creating it if needed), or None when they can.
+
+    Creating a real file is the only honest test: access() says yes to root on a read-only mount, and a parent
+    that is a regular file fails only on creation.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+_fallbacks_logged: set[Path] = set()
+
+
+def resolve_storage_path(configured: Path, *, explicit: bool) -> Path:
+    """Where the database really lives: ``configured``, or the same file name in :func:`user_data_dir` when
+    ``configured``'s folder cannot be created or written (a developer's machine has no /var/lib/bambupi).
+
+    ``explicit`` says the path came from the config file (the warning then names ``storage.path``).
+    The fallback is logged once per path.
+    """
+    why = _unwritable(configured.parent)
+    if why is None:
+        return configured
+    fallback = user_data_dir() / configured.name
+    if configured not in _fallbacks_logged:
+        _fallbacks_logged.add(configured)
+        what = f"storage.path {configured}" if explicit else f"default storage path {configured}"
+        also = _unwritable(fallback.parent)
+        log.warning(
+            "%s: cannot write to its folder (%s); using %s instead%s",
+            what,
+            why,
+            fallback,
+            f" (which is not writable either: {also})" if also else "",
+        )
+    return fallback
+
+
+def pins_path(config: Config) -> Path:
+    """The printer link's certificate pins, kept beside the database."""
+    explicit = config.storage.path != DEFAULT_STORAGE_PATH
+    return resolve_storage_path(config.storage.path, explicit=explicit).parent / PINS_FILE_NAME

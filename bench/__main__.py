@@ -1,0 +1,19 @@
+"""Run every benchmark and print its figures."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from bench import latency, startup
+
+
+def main() -> int:
+    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu?'}, Python {platform.python_version()}")
+    latency.main()
+    startup.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""HMS decoding: code text, severity, module, our short descriptions, support links; print_error helpers."""
+
+from __future__ import annotations
+
+import pytest
+
+from bambupi.printer.hms import (
+    COMMAND_VERIFICATION_FAILED,
+    SEVERITIES,
+    WIKI_HMS_HOME,
+    decode_hms,
+    format_print_error,
+    hms_code,
+    hms_url,
+    print_error_description,
+    severity_of,
+)
+
+
+@pytest.mark.parametrize(
+    "attr,code,text",
+    [
+        (0x0300_1200, 0x0002_0001, "0300_1200_0002_0001"),
+        (50331904, 65543, "0300_0100_0001_0007"),  # the example in ha-bambulab's comments
+        (0x0C00_0300, 0x0003_000B, "0C00_0300_0003_000B"),
+        (0x0500_0500, 0x0001_0007, COMMAND_VERIFICATION_FAILED),
+        (0xFFFF_FFFF, 0xFFFF_FFFF, "FFFF_FFFF_FFFF_FFFF"),
+        (1, 1, "0000_0001_0000_0001"),
+    ],
+)
+def test_hms_code(attr: int, code: int, text: str) -> None:
+    assert hms_code(attr, code) == text
+    assert decode_hms(attr, code, "P1S").code == text
+
+
+@pytest.mark.parametrize(
+    "code,severity",
+    [
+        (0x0001_0007, "fatal"),
+        (0x0002_0001, "serious"),
+        (0x0003_0008, "common"),
+        (0x0004_0001, "info"),
+        (0x0000_0001, "unknown"),
+        (0x0005_0001, "unknown"),
+        (0xFFFF_0001, "unknown"),
+    ],
+)
+def test_severity_follows_bambustudio(code: int, severity: str) -> None:
+    assert severity_of(code) == severity
+    assert decode_hms(0x0300_0100, code, "X1C").severity == severity
+    assert severity in SEVERITIES
+
+
+@pytest.mark.parametrize(
+    "attr,module",
+    [
+        (0x0300_0100, "Motion controller"),
+        (0x0500_0100, "Mainboard"),
+        (0x0700_2000, "AMS"),
+        (0x0800_0100, "Toolhead"),
+        (0x0C00_0300, "Camera/AI"),
+        (0x1200_2000, "AMS lite"),
+        (0x1880_2000, "AMS HT"),
+        (0x4200_0000, "Module 0x42"),
+    ],
+)
+def test_module(attr: int, module: str) -> None:
+    assert decode_hms(attr, 0x0002_0001, "P1S").module == module
+
+
+@pytest.mark.parametrize(
+    "attr,code,description",
+    [
+        (0x0300_1200, 0x0002_0001, "Toolhead front cover fell off"),
+        (0x0300_0200, 0x0001_0001, "Nozzle temperature abnormal: the heater may be short-circuited"),
+        (0x0300_0100, 0x0001_0007, "Heatbed temperature abnormal: the sensor may be open-circuit"),
+        (0x0C00_0300, 0x0003_0008, "Possible spaghetti failure"),
+        (0x0C00_0300, 0x0003_0007, "Possible first-layer defects"),
+        (0x07FF_2000, 0x0002_0001, "External spool: filament has run out"),
+        # AMS codes repeat per unit and slot
+        (0x0700_2000, 0x0002_0001, "AMS A slot 1: filament has run out"),
+        (0x0701_2300, 0x0002_0001, "AMS B slot 4: filament has run out"),
+        (0x0702_2100, 0x0002_0002, "AMS C slot 2: slot is empty"),
+        (0x0700_6200, 0x0002_0001, "AMS A slot 3: slot overloaded: filament tangled or spool stuck"),
+        (0x1200_2000, 0x0002_0004, "AMS lite A slot 1: filament may be broken in the toolhead"),
+        (0x1200_8000, 0x0002_0001, "AMS lite A slot 1: filament may be tangled or stuck"),
+        # unknown: a generic text from module and severity
+        (0x0800_0100, 0x0002_0099, "Toolhead: serious error"),
+        (0x0300_9900, 0x0001_0001, "Motion controller: fatal error"),
+        (0x0500_9900, 0x0003_0001, "Mainboard: error"),
+        (0x0C00_9900, 0x0004_0001, "Camera/AI: notice"),
+        (0x0700_2000, 0x0009_0001, "AMS: problem"),
+        (0x07FF_6000, 0x0002_0001, "AMS: serious error"),  # no slots on the external spool
+    ],
+)
+def test_description(attr: int, code: int, description: str) -> None:
+    assert decode_hms(attr, code, "X1C").description == description
+
+
+def test_command_verification_failed_has_a_description() -> None:
+    assert "Developer mode" in decode_hms(0x0500_0500, 0x0001_0007, "P1S").description
+
+
+@pytest.mark.parametrize(
+    "model,url",
+    [
+        ("X1C", "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("P1S", "https://wiki.bambulab.com/en/p1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("a1 mini", "https://wiki.bambulab.com/en/a1-mini/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("A1", "https://wiki.bambulab.com/en/a1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("H2D", "https://wiki.bambulab.com/en/h2d/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("Mystery 9000", WIKI_HMS_HOME),
+    ],
+)
+def test_url(model: str, url: str) -> None:
+    assert hms_url("0700_2000_0002_0001", model) == url
+    assert decode_hms(0x0700_2000, 0x0002_0001, model).url == url
+
+
+def test_entry_to_json() -> None:
+    entry = decode_hms(0x0C00_0300, 0x0003_0008, "P1S").to_json(standing=True)
+    assert entry == {
+        "code": "0C00_0300_0003_0008",
+        "severity": "common",
+        "module": "Camera/AI",
+        "description": "Possible spaghetti failure",
+        "url": "https://wiki.bambulab.com/en/p1/troubleshooting/hmscode/0C00_0300_0003_0008",
+        "standing": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "value,text",
+    [(0, None), (0x0300_400C, "0300_400C"), (50348044, "0300_400C"), (1, "0000_0001"), (0xFFFF_FFFF, "FFFF_FFFF")],
+)
+def test_format_print_error(value: int, text: str | None) -> None:
+    assert format_print_error(value) == text
+
+
+@pytest.mark.parametrize(
+    "code,description",
+    [
+        ("0300_400C", "The task was canceled"),
+        ("0300_400c", "The task was canceled"),
+        ("0300_8004", "Filament ran out"),
+        ("0500_400E", "Printing was cancelled"),
+        ("0300_4FFF", None),
+    ],
+)
+def test_print_error_description(code: str, description: str | None) -> None:
+    assert print_error_description(code) == description
