@@ -22,6 +22,7 @@ from bambupi.config import (
     WebConfig,
     cli_check_config,
     load_config,
+    pins_path,
     resolve_storage_path,
 )
 from bambupi.secret import Secret, redact
@@ -177,8 +178,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
         known = ", ".join(p.id for p in config.printers) or "none"
         print(f"bambupi: no printer {args.printer_id!r} in {args.config} (configured: {known})", file=sys.stderr)
         return 1
-    storage = resolve_storage_path(config.storage.path, explicit=True)
-    pins = PinStore(storage.parent / "tls-pins.json")
+    pins = PinStore(pins_path(config))
     try:
         seen = trio.run(probe_fingerprint, printer)
     except (OSError, trio.TooSlowError) as exc:

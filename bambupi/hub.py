@@ -200,10 +200,13 @@ class StateHub:
             printer.signature_required = signature_required(applied.fun)
         if applied.commands_rejected is not None:
             printer.commands_rejected = applied.commands_rejected
+        if applied.commands_rejected is not None:
+            # The baseline (which errors are standing) is the first report that carries the HMS list;
+            # a small P1 delta before the full report must not use it up.
+            printer.baselined = True
         if applied.state is not printer.state:
             printer.state = applied.state
             printer.last_report_at = self._clock()
-            printer.baselined = True
         self._changed_from(printer, before)
         return applied
 

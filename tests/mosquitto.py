@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -56,6 +57,8 @@ class Mosquitto:
             f"password_file {pwfile}\n"
             "allow_anonymous false\n"
             "persistence false\n"
+            # As root, mosquitto drops to user "mosquitto", who cannot read pytest's private tmp folder.
+            f"user {getpass.getuser()}\n"
             f"log_dest file {self.log}\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -81,9 +84,10 @@ class Mosquitto:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
-            except OSError:
+            except OSError as exc:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {self.log.read_text() if self.log.exists() else ''}")
+                    log = self.log.read_text() if self.log.exists() else ""
+                    raise RuntimeError(f"mosquitto exited: {log}") from exc
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 

@@ -100,7 +100,8 @@ def test_command_replies_reach_listeners_and_do_not_change_state() -> None:
     hub.on_reply(lambda pid, reply: replies.append((pid, reply)))
     hub.apply_message("p", report(gcode_state="RUNNING"))
     before = hub.printer("p")
-    hub.apply_message("p", json.dumps({"print": {"command": "pause", "sequence_id": "7", "result": "SUCCESS"}}).encode())
+    reply = {"print": {"command": "pause", "sequence_id": "7", "result": "SUCCESS"}}
+    hub.apply_message("p", json.dumps(reply).encode())
     assert hub.printer("p") == before
     assert replies and replies[0][0] == "p"
     assert replies[0][1]["sequence_id"] == "7" and replies[0][1]["result"] == "success"

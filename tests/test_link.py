@@ -67,7 +67,8 @@ class Printer:
             return sum(1 for r in self.requests if r.get("pushing", {}).get("command") == "pushall")  # type: ignore[attr-defined]
 
     def report(self, body: dict[str, object]) -> None:
-        self.client.publish(REPORT, json.dumps({"print": {"command": "push_status", **body}}), qos=1).wait_for_publish(5)
+        payload = json.dumps({"print": {"command": "push_status", **body}})
+        self.client.publish(REPORT, payload, qos=1).wait_for_publish(5)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -104,7 +105,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
 
         async def start(config: PrinterConfig) -> tuple[StateHub, PrinterLink]:
             hub = StateHub([config])
-            link = await nursery.start(PrinterLink(config, hub, PinStore(tmp_path / "pins.json")).run)
+            link = await nursery.start(PrinterLink(config, hub, PinStore(tmp_path / "tls-pins.json")).run)
             return hub, link
 
         yield start
@@ -118,14 +119,14 @@ def conn(hub: StateHub) -> str:
 async def test_connects_pins_pushes_all_and_merges_deltas(
     broker: Mosquitto, printer: Printer, running: Callable[..., object], tmp_path: Path
 ) -> None:
-    hub, link = await running(make_config(broker.port))  # type: ignore[misc]
+    hub, _ = await running(make_config(broker.port))  # type: ignore[misc]
     await wait_for(lambda: conn(hub) == "online")
     await wait_for(lambda: printer.pushalls() == 1)
     pushall = printer.requests[0]["pushing"]
     assert pushall["sequence_id"] == "1" and pushall["push_target"] == 1  # type: ignore[index]
 
     pem = (broker.folder / "cert.pem").read_text()
-    assert PinStore(tmp_path / "pins.json").get("p1") == fingerprint(ssl.PEM_cert_to_DER_cert(pem))
+    assert PinStore(tmp_path / "tls-pins.json").get("p1") == fingerprint(ssl.PEM_cert_to_DER_cert(pem))
 
     printer.report({"msg": 0, "gcode_state": "RUNNING", "mc_percent": 10, "nozzle_temper": 220.5, "layer_num": 3})
     await wait_for(lambda: hub.printer("p1")["state"]["percent"] == 10)
@@ -200,7 +201,7 @@ async def test_changed_certificate_is_refused_until_trusted(
 ) -> None:
     hub, link = await running(make_config(broker.port))  # type: ignore[misc]
     await wait_for(lambda: conn(hub) == "online")
-    old_pin = PinStore(tmp_path / "pins.json").get("p1")
+    old_pin = PinStore(tmp_path / "tls-pins.json").get("p1")
     broker.stop()
     broker.new_certificate()
     broker.start()
@@ -220,7 +221,7 @@ async def test_changed_certificate_is_refused_until_trusted(
         )
     )
     assert result.returncode == 0, result.stderr
-    new_pin = PinStore(tmp_path / "pins.json").get("p1")
+    new_pin = PinStore(tmp_path / "tls-pins.json").get("p1")
     assert new_pin is not None and new_pin != old_pin and new_pin in result.stdout
     assert CODE not in result.stdout + result.stderr
     await wait_for(lambda: conn(hub) == "online")

@@ -465,9 +465,7 @@ def test_tray_now(p1s: State, tray_now: Any, expected: Any) -> None:
     assert apply(p1s, report(ams={"tray_now": tray_now})).state["active_tray"] == expected
 
 
-@pytest.mark.parametrize(
-    "color,expected", [("FF6A13FF", "#FF6A13"), ("ff6a13", "#FF6A13"), ("00000000", "#000000")]
-)
+@pytest.mark.parametrize("color,expected", [("FF6A13FF", "#FF6A13"), ("ff6a13", "#FF6A13"), ("00000000", "#000000")])
 def test_tray_colour_is_css(color: str, expected: str) -> None:
     payload = report(ams={"ams": [{"id": "0", "tray": [{"id": "1", "tray_color": color, "tray_type": "PLA"}]}]})
     assert apply(initial_state(), payload).state["ams"]["units"]["0"]["trays"]["1"]["color"] == expected

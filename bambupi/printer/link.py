@@ -22,6 +22,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import trio
+from paho.mqtt.enums import CallbackAPIVersion
 
 from bambupi.config import PrinterConfig
 from bambupi.hub import Connection, StateHub
@@ -149,7 +150,7 @@ class _Session:
     # -- setup --------------------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             # Unique per connection: two clients with one id knock each other off in a loop.
             client_id=f"bambupi-{uuid.uuid4().hex[:12]}",
             protocol=mqtt.MQTTv311,
@@ -220,8 +221,8 @@ class _Session:
                 f"if its firmware was just updated, run `bambupi trust {cfg.id}` (or reset the pin in settings)"
             ) from None
         except ConnectionRefusedError:
-            raise LinkFailure(f"connection refused by {where} (is MQTT on and is this the printer's address?)") from None
-        except (TimeoutError, socket.timeout):
+            raise LinkFailure(f"connection refused by {where} (is this the printer's address, and is it on?)") from None
+        except TimeoutError:
             raise LinkFailure(f"timeout connecting to {where}") from None
         except socket.gaierror:
             raise LinkFailure(f"cannot resolve host {cfg.host!r}") from None
@@ -349,9 +350,10 @@ class _Session:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._last_message = trio.current_time()
-        self.link.hub.capture(self.config.id).record("in", message.topic, message.payload)
+        payload = bytes(message.payload)
+        self.link.hub.capture(self.config.id).record("in", message.topic, payload)
         if message.topic == self.link.report_topic:
-            self.link.hub.apply_message(self.config.id, message.payload)
+            self.link.hub.apply_message(self.config.id, payload)
 
 
 def _normal_pin(pin: str) -> str:

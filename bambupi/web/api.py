@@ -32,18 +32,22 @@ def _error(status: int, message: str) -> str:
 
 
 def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = None) -> bottle.Bottle:
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
+    app.config["json.enable"] = False
 
     def printer_or_404(printer_id: str) -> dict[str, Any] | None:
         if not _in_trio(hub.has, printer_id):
             return None
         return _in_trio(hub.printer, printer_id)
 
-    @app.get("/healthz")  # type: ignore[misc]
     def healthz() -> str:
         snapshot = _in_trio(hub.snapshot)
         printers = {
-            pid: {"connection": p["connection"], "reason": p["connection_reason"], "last_report_at": p["last_report_at"]}
+            pid: {
+                "connection": p["connection"],
+                "reason": p["connection_reason"],
+                "last_report_at": p["last_report_at"],
+            }
             for pid, p in snapshot.items()
         }
         components: dict[str, Any] = {"hub": {"ok": True}, "web": {"ok": True}, "printers": printers}
@@ -52,18 +56,15 @@ def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = Non
         ok = all(p["connection"] == "online" for p in printers.values())
         return _json(200, {"status": "ok" if ok else "degraded", "version": __version__, "components": components})
 
-    @app.get("/api/printers")  # type: ignore[misc]
     def printers() -> str:
         return _json(200, list(_in_trio(hub.snapshot).values()))
 
-    @app.get("/api/printers/<printer_id>")  # type: ignore[misc]
     def printer(printer_id: str) -> str:
         found = printer_or_404(printer_id)
         if found is None:
             return _error(404, f"no printer with id {printer_id!r}")
         return _json(200, found)
 
-    @app.get("/api/printers/<printer_id>/mqtt-log")  # type: ignore[misc]
     def mqtt_log(printer_id: str) -> str:
         if not _in_trio(hub.has, printer_id):
             return _error(404, f"no printer with id {printer_id!r}")
@@ -76,6 +77,11 @@ def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = Non
             return [m.to_json() for m in hub.capture(printer_id).messages(since=since)]
 
         return _json(200, {"printer": printer_id, "messages": _in_trio(read)})
+
+    app.route("/healthz", "GET", healthz)
+    app.route("/api/printers", "GET", printers)
+    app.route("/api/printers/<printer_id>", "GET", printer)
+    app.route("/api/printers/<printer_id>/mqtt-log", "GET", mqtt_log)
 
     def on_error(err: bottle.HTTPError) -> str:
         status = int(err.status_code)

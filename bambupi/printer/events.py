@@ -1,0 +1,144 @@
+"""The pure function that turns two printer objects (before, after) into events.
+
+Printer objects are the public JSON (``{id, name, model, connection, connection_reason, last_report_at,
+controls_available, camera, state}``). Rules, from ARCHITECTURE.md "Event rules":
+
+- A job starts when ``gcode_state`` goes from a state outside a job (none, IDLE, FINISH, FAILED, and also SLICING
+  and INIT, which precede a job) to PREPARE or RUNNING, or when the job name changes while RUNNING (a new job
+  right after the last one). PREPARE -> RUNNING is the same job.
+- A job ends at FINISH (finished) or FAILED (failed; a cancel ``print_error`` such as ``0300_400C`` means
+  cancelled). RUNNING -> PAUSE is paused, PAUSE -> RUNNING resumed.
+- While no report has arrived yet (``last_report_at`` is null before), the new state only sets the baseline:
+  no job or HMS events. Codes active in the baseline are standing and never raise.
+- HMS: a code active now and not before is raised unless it is standing; a code gone is cleared (the event's
+  ``hms`` entry says whether it was standing).
+- Connection: lost when going from online to offline or stale; restored when going to online from anything
+  else once a report has been seen (so the first connect after start is not a "restore").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from bambupi.printer.hms import CANCELLED_PRINT_ERRORS, print_error_description
+
+Event = dict[str, Any]
+PrinterObject = dict[str, Any]
+
+EVENT_KINDS: Final = (
+    "job_started",
+    "job_finished",
+    "job_failed",
+    "job_cancelled",
+    "job_paused",
+    "job_resumed",
+    "hms_raised",
+    "hms_cleared",
+    "connection_lost",
+    "connection_restored",
+)
+_OUTSIDE_JOB: Final = frozenset({None, "IDLE", "FINISH", "FAILED", "SLICING", "INIT"})
+_IN_JOB: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
+_STARTED: Final = frozenset({"PREPARE", "RUNNING"})
+_LOST: Final = frozenset({"offline", "stale"})
+
+
+def events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
+    """Every transition from ``prev`` to ``new``, in a stable order: job, then HMS, then connection."""
+    found: list[Event] = []
+    if prev.get("last_report_at") is not None:
+        found.extend(_job_events(prev, new))
+        found.extend(_hms_events(prev, new))
+    found.extend(_connection_events(prev, new))
+    return found
+
+
+def _state(printer: PrinterObject) -> dict[str, Any]:
+    state = printer.get("state")
+    return state if isinstance(state, dict) else {}
+
+
+def _job_event(kind: str, printer: PrinterObject) -> Event:
+    state = _state(printer)
+    return {
+        "kind": kind,
+        "printer": printer.get("id"),
+        "job": state.get("subtask_name"),
+        "gcode_state": state.get("gcode_state"),
+    }
+
+
+def _job_kind(prev: dict[str, Any], new: dict[str, Any]) -> str | None:
+    before, after = prev.get("gcode_state"), new.get("gcode_state")
+    if after in _STARTED and before in _OUTSIDE_JOB:
+        return "job_started"
+    if before == "RUNNING" and after in _STARTED and _renamed(prev, new):
+        return "job_started"
+    if before in _IN_JOB and after == "FINISH":
+        return "job_finished"
+    if before in _IN_JOB and after == "FAILED":
+        return "job_cancelled" if new.get("print_error") in CANCELLED_PRINT_ERRORS else "job_failed"
+    if before in _STARTED and after == "PAUSE":
+        return "job_paused"
+    if before == "PAUSE" and after == "RUNNING":
+        return "job_resumed"
+    return None
+
+
+def _renamed(prev: dict[str, Any], new: dict[str, Any]) -> bool:
+    # A name that only now arrives is late news about the same job, not a new one.
+    before, after = prev.get("subtask_name"), new.get("subtask_name")
+    return bool(before) and bool(after) and before != after
+
+
+def _job_events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
+    kind = _job_kind(_state(prev), _state(new))
+    if kind is None:
+        return []
+    event = _job_event(kind, new)
+    if kind in ("job_failed", "job_cancelled"):
+        print_error = _state(new).get("print_error")
+        event["print_error"] = print_error
+        event["description"] = print_error_description(print_error) if isinstance(print_error, str) else None
+    return [event]
+
+
+def _hms_by_code(printer: PrinterObject) -> dict[str, dict[str, Any]]:
+    entries = _state(printer).get("hms")
+    if not isinstance(entries, list):
+        return {}
+    return {entry["code"]: entry for entry in entries if isinstance(entry, dict) and "code" in entry}
+
+
+def _hms_event(kind: str, printer: PrinterObject, entry: dict[str, Any]) -> Event:
+    return {
+        "kind": kind,
+        "printer": printer.get("id"),
+        "code": entry["code"],
+        "severity": entry.get("severity"),
+        "hms": entry,
+    }
+
+
+def _hms_events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
+    before, after = _hms_by_code(prev), _hms_by_code(new)
+    raised = [
+        _hms_event("hms_raised", new, entry)
+        for code, entry in after.items()
+        if code not in before and not entry.get("standing")
+    ]
+    cleared = [_hms_event("hms_cleared", new, entry) for code, entry in before.items() if code not in after]
+    return raised + cleared
+
+
+def _connection_events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
+    before, after = prev.get("connection"), new.get("connection")
+    if before == after:
+        return []
+    if before == "online" and after in _LOST:
+        kind = "connection_lost"
+    elif after == "online" and prev.get("last_report_at") is not None:
+        kind = "connection_restored"
+    else:
+        return []
+    return [{"kind": kind, "printer": new.get("id"), "connection": after, "reason": new.get("connection_reason")}]

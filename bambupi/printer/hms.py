@@ -1,0 +1,205 @@
+"""HMS (Health Management System) codes and ``print_error`` values: decoding, short texts, support links.
+
+An HMS entry in a report is ``{"attr": int, "code": int}``. The printed code is the four 16-bit halves,
+``AAAA_BBBB_CCCC_DDDD``. Severity is ``code >> 16`` (1 fatal, 2 serious, 3 common, 4 info; BambuStudio's reading),
+the module is ``attr >> 24`` and the AMS unit ``(attr >> 16) & 0xFF``.
+
+Bambu's official texts come from a query service with thousands of codes in many languages; we ship our own
+short English text for the codes people meet most and always give the link to the support article.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from bambupi.printer.models import model_info
+
+Severity = Literal["fatal", "serious", "common", "info", "unknown"]
+SEVERITIES: Final[tuple[Severity, ...]] = ("fatal", "serious", "common", "info", "unknown")
+_SEVERITY_BY_LEVEL: Final[dict[int, Severity]] = {1: "fatal", 2: "serious", 3: "common", 4: "info"}
+
+# Shown by the printer when it refused a control command (2025+ firmware outside LAN + Developer mode).
+# It means "controls unavailable" and is reported as such, never as an alarm.
+COMMAND_VERIFICATION_FAILED: Final = "0500_0500_0001_0007"
+
+WIKI_BASE: Final = "https://wiki.bambulab.com/en"
+WIKI_HMS_HOME: Final = f"{WIKI_BASE}/hms/home"
+
+MODULES: Final[dict[int, str]] = {
+    0x03: "Motion controller",
+    0x05: "Mainboard",
+    0x07: "AMS",
+    0x08: "Toolhead",
+    0x0C: "Camera/AI",
+    0x12: "AMS lite",
+    0x18: "AMS HT",
+}
+_AMS_MODULES: Final = frozenset({0x07, 0x12, 0x18})
+_EXTERNAL_SPOOL_UNIT: Final = 0xFF
+
+_GENERIC: Final[dict[Severity, str]] = {
+    "fatal": "fatal error",
+    "serious": "serious error",
+    "common": "error",
+    "info": "notice",
+    "unknown": "problem",
+}
+
+# Our own wording, from the facts in Bambu's published HMS list.
+_DESCRIPTIONS: Final[dict[str, str]] = {
+    "0300_0100_0001_0007": "Heatbed temperature abnormal: the sensor may be open-circuit",
+    "0300_0200_0001_0001": "Nozzle temperature abnormal: the heater may be short-circuited",
+    "0300_0200_0001_0002": "Nozzle temperature abnormal: the heater may be open-circuit",
+    "0300_0200_0001_0003": "Nozzle temperature abnormal: the heater is over temperature",
+    "0300_0200_0001_0006": "Nozzle temperature abnormal: the sensor may be short-circuited",
+    "0300_0200_0001_0007": "Nozzle temperature abnormal: the sensor may be open-circuit",
+    "0300_0200_0001_0009": "Nozzle temperature control abnormal: is the hotend installed?",
+    "0300_0300_0001_0001": "Hotend fan too slow or stopped",
+    "0300_0300_0002_0002": "Hotend fan is slow",
+    "0300_0400_0002_0001": "Part cooling fan too slow or stopped",
+    "0300_0D00_0001_0003": "Build plate not placed properly",
+    "0300_0D00_0001_000B": "Z axis motor seems stuck while moving up",
+    "0300_0D00_0002_0001": "Heatbed homing abnormal",
+    "0300_0F00_0001_0001": "Accelerometer data unavailable",
+    "0300_1200_0002_0001": "Toolhead front cover fell off",
+    "0300_1A00_0002_0001": "Nozzle wrapped in filament, or build plate placed wrongly",
+    "0300_1A00_0002_0002": "Nozzle clogged (extrusion force sensor)",
+    "0300_4100_0001_0001": "Supply voltage unstable: power-loss protection triggered",
+    "0500_0100_0003_0004": "Not enough space on the SD card",
+    "0500_0100_0003_0005": "SD card error",
+    "0500_0100_0003_0006": "SD card not formatted",
+    "0500_0200_0002_0001": "Cannot reach the internet",
+    "0500_0400_0001_0001": "Failed to download the print job",
+    "0500_0400_0001_0003": "Print file unreadable: send the job again",
+    "0500_0400_0002_0007": "Bed hotter than the filament's softening point: risk of a clog",
+    COMMAND_VERIFICATION_FAILED: "Command refused: controls need LAN mode with Developer mode",
+    "0700_4000_0002_0001": "AMS filament buffer signal lost",
+    "0700_4500_0002_0003": "Filament cutter handle did not release",
+    "0700_5100_0003_0001": "AMS disabled: load filament from the spool holder",
+    "07FF_2000_0002_0001": "External spool: filament has run out",
+    "07FF_2000_0002_0002": "External spool: no filament loaded",
+    "0C00_0100_0001_0001": "Micro Lidar camera offline",
+    "0C00_0100_0001_0009": "Chamber camera dirty",
+    "0C00_0100_0002_0008": "Chamber camera offline",
+    "0C00_0300_0002_0005": "First-layer inspection timed out",
+    "0C00_0300_0002_000C": "Build plate marker not detected",
+    "0C00_0300_0003_0006": "Purged filament piled up",
+    "0C00_0300_0003_0007": "Possible first-layer defects",
+    "0C00_0300_0003_0008": "Possible spaghetti failure",
+    "0C00_0300_0003_000B": "Inspecting the first layer",
+}
+
+# AMS codes repeat per unit and slot: bits 8-15 of attr are a group plus the slot (0-3) in the low two bits.
+_AMS_SLOT_TEXTS: Final[dict[tuple[int, int], str]] = {
+    (0x20, 0x0002_0001): "filament has run out",
+    (0x20, 0x0002_0002): "slot is empty",
+    (0x20, 0x0002_0003): "filament may be broken in the PTFE tube",
+    (0x20, 0x0002_0004): "filament may be broken in the toolhead",
+    (0x20, 0x0002_0005): "filament ran out and purging the old filament failed",
+    (0x20, 0x0003_0001): "filament ran out; purging the old filament",
+    (0x20, 0x0003_0002): "filament ran out; switched to a slot with the same filament",
+    (0x60, 0x0002_0001): "slot overloaded: filament tangled or spool stuck",
+    (0x80, 0x0002_0001): "filament may be tangled or stuck",
+}
+
+# print_error values ("MMMM_EEEE").
+PRINT_ERROR_CANCELLED: Final = "0300_400C"
+CANCELLED_PRINT_ERRORS: Final = frozenset({PRINT_ERROR_CANCELLED, "0500_400E"})
+_PRINT_ERRORS: Final[dict[str, str]] = {
+    "0300_4000": "Z axis homing failed; the task was stopped",
+    "0300_4002": "Auto bed levelling failed; the task was stopped",
+    "0300_4006": "Nozzle clogged",
+    "0300_4008": "The AMS failed to change filament",
+    PRINT_ERROR_CANCELLED: "The task was canceled",
+    "0300_8000": "Paused for an unknown reason",
+    "0300_8001": "Paused by a pause command in the print file",
+    "0300_8004": "Filament ran out",
+    "0300_8005": "Toolhead front cover fell off",
+    "0300_8008": "Nozzle temperature malfunction",
+    "0300_8009": "Heatbed temperature malfunction",
+    "0300_800C": "Skipped steps detected; check for layer shifts",
+    "0300_800D": "The extruder is not extruding normally",
+    "0300_800F": "Door open: printing paused",
+    "0300_8013": "Paused by the user",
+    "0300_8014": "Nozzle covered with filament, or build plate placed wrongly",
+    "0300_8016": "Nozzle clogged",
+    "0300_8017": "Foreign object on the heatbed",
+    "0300_8018": "Chamber temperature malfunction",
+    "0300_8019": "No build plate",
+    "0500_400E": "Printing was cancelled",
+}
+
+
+@dataclass(frozen=True)
+class HmsEntry:
+    code: str  # "AAAA_BBBB_CCCC_DDDD"
+    severity: Severity
+    module: str
+    description: str
+    url: str
+
+    def to_json(self, *, standing: bool) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "module": self.module,
+            "description": self.description,
+            "url": self.url,
+            "standing": standing,
+        }
+
+
+def hms_code(attr: int, code: int) -> str:
+    return f"{attr >> 16:04X}_{attr & 0xFFFF:04X}_{code >> 16:04X}_{code & 0xFFFF:04X}"
+
+
+def severity_of(code: int) -> Severity:
+    return _SEVERITY_BY_LEVEL.get(code >> 16, "unknown")
+
+
+def module_of(attr: int) -> str:
+    module = attr >> 24
+    return MODULES.get(module, f"Module 0x{module:02X}")
+
+
+def hms_url(code: str, model: str) -> str:
+    """The support article for ``code`` on ``model``'s wiki series; the HMS index when the series is unknown."""
+    series = model_info(model).series
+    if not series:
+        return WIKI_HMS_HOME
+    return f"{WIKI_BASE}/{series}/troubleshooting/hmscode/{code}"
+
+
+def decode_hms(attr: int, code: int, model: str) -> HmsEntry:
+    """Decode one report entry; ``attr`` and ``code`` must be unsigned 32-bit values (the caller checks)."""
+    text = hms_code(attr, code)
+    severity = severity_of(code)
+    module = module_of(attr)
+    description = _DESCRIPTIONS.get(text) or _ams_slot_text(attr, code) or f"{module}: {_GENERIC[severity]}"
+    return HmsEntry(text, severity, module, description, hms_url(text, model))
+
+
+def _ams_slot_text(attr: int, code: int) -> str | None:
+    module = attr >> 24
+    unit = (attr >> 16) & 0xFF
+    if module not in _AMS_MODULES or unit == _EXTERNAL_SPOOL_UNIT:
+        return None
+    slot_byte = (attr >> 8) & 0xFF
+    text = _AMS_SLOT_TEXTS.get((slot_byte & 0xFC, code))
+    if text is None:
+        return None
+    name = "AMS" if module == 0x07 else MODULES[module]
+    letter = chr(ord("A") + unit) if unit < 26 else str(unit)
+    return f"{name} {letter} slot {(slot_byte & 0x03) + 1}: {text}"
+
+
+def format_print_error(value: int) -> str | None:
+    """``print_error`` as ``MMMM_EEEE`` (high and low 16 bits); None for 0, which means no error."""
+    if value == 0:
+        return None
+    return f"{value >> 16:04X}_{value & 0xFFFF:04X}"
+
+
+def print_error_description(code: str) -> str | None:
+    return _PRINT_ERRORS.get(code.upper())

@@ -1,0 +1,549 @@
+"""The pure reducer: (state, one MQTT report) -> new state.
+
+The printer's data is not always clean, so this module follows protocol.md's policy to the letter:
+
+- Merge field by field; a message updates only the fields it carries (P1/A1 send deltas, X1 full reports).
+- A numeric string is a number, a boolean never is; a field that cannot be read, or is out of range, keeps its
+  previous value while the rest of the message still applies.
+- A whole message is rejected (state unchanged) when it is larger than :data:`MAX_PAYLOAD_BYTES`, not JSON,
+  holds NaN/Infinity anywhere, nests absurdly deep, has a non-object root or a non-object ``print``.
+- Only ``print`` objects with ``command == "push_status"`` change state; other commands are replies.
+
+``state`` is plain JSON-ready data, keyed exactly as the ``state`` table in ARCHITECTURE.md. The input state is
+never mutated; sub-objects a message does not touch are shared between the old and the new state.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from bambupi.printer.hms import COMMAND_VERIFICATION_FAILED, decode_hms, format_print_error
+from bambupi.printer.models import ModelInfo, model_info
+
+State = dict[str, Any]
+T = TypeVar("T")
+
+MAX_PAYLOAD_BYTES: Final = 1024 * 1024
+# Real reports nest five or six levels; anything far deeper is junk that would only cost time.
+MAX_DEPTH: Final = 32
+SIGNATURE_REQUIRED_BIT: Final = 0x2000_0000
+
+GCODE_STATES: Final = frozenset({"IDLE", "PREPARE", "RUNNING", "PAUSE", "FINISH", "FAILED", "SLICING", "INIT"})
+TEMP_MIN: Final = -40.0
+TEMP_MAX: Final = 600.0
+REMAINING_MAX_MIN: Final = 144_000
+U32_MAX: Final = 0xFFFF_FFFF
+TRAY_NONE: Final = 255
+TRAY_EXTERNAL: Final = 254
+AMS_HT_FIRST: Final = 128
+AMS_HT_LAST: Final = 135
+
+
+class _Keep(enum.Enum):
+    """A parser's answer for "unreadable or out of range": the previous value stays."""
+
+    KEEP = 0
+
+
+KEEP: Final = _Keep.KEEP
+
+
+def initial_state() -> State:
+    """Every documented key, nothing known yet."""
+    return {
+        "gcode_state": None,
+        "percent": None,
+        "remaining_min": None,
+        "layer": None,
+        "total_layers": None,
+        "nozzle_temp": None,
+        "nozzle_target": None,
+        "bed_temp": None,
+        "bed_target": None,
+        "chamber_temp": None,
+        "chamber_target": None,
+        "nozzles": {},
+        "active_nozzle": None,
+        "stage": None,
+        "print_error": None,
+        "hms": [],
+        "ams": {"units": {}},
+        "active_tray": None,
+        "external_spool": None,
+        "speed_level": None,
+        "wifi_dbm": None,
+        "subtask_name": None,
+        "lights": {},
+    }
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one message did.
+
+    ``state`` is the input object itself unless the message was a ``push_status`` report; a report always gives
+    a new object (even when no value changed), so the owner can tell "a report arrived" by identity.
+    """
+
+    state: State
+    rejected: str | None = None
+    reply: dict[str, Any] | None = None
+    fun: int | None = None
+    commands_rejected: bool | None = None
+
+
+def signature_required(fun: int) -> bool:
+    """True when the printer wants signed control commands (its controls are unavailable to us)."""
+    return bool(fun & SIGNATURE_REQUIRED_BIT)
+
+
+def apply_message(
+    state: State, payload: bytes | bytearray | str | Mapping[str, Any], *, model: str, baseline: bool = False
+) -> Applied:
+    """Apply one message from the printer's report topic.
+
+    ``baseline`` is True for the first report after the service starts: HMS codes active in it are *standing*
+    (shown, never sounded). Later, a code keeps the standing flag while it stays active; a new one is not standing.
+    """
+    root = _decode(payload)
+    if isinstance(root, str):
+        return Applied(state, rejected=root)
+    if "print" in root and not isinstance(root["print"], dict):
+        return Applied(state, rejected="'print' is not an object")
+    reply = _reply(root)
+    report = root.get("print")
+    if not isinstance(report, dict) or report.get("command") != "push_status":
+        return Applied(state, reply=reply)
+    info = model_info(model)
+    new = dict(state)
+    _apply_scalars(new, report, info)
+    _apply_device(new, report, info)
+    _apply_ams(new, report)
+    _apply_lights(new, report)
+    commands_rejected = _apply_hms(new, state, report, model, baseline=baseline)
+    return Applied(new, reply=reply, fun=_fun(report.get("fun")), commands_rejected=commands_rejected)
+
+
+# -- whole-message checks ------------------------------------------------------------------------------------
+
+
+def _decode(payload: bytes | bytearray | str | Mapping[str, Any]) -> dict[str, Any] | str:
+    """The message's root object, or the reason it is rejected."""
+    if isinstance(payload, Mapping):
+        root: Any = payload
+    elif isinstance(payload, str | bytes | bytearray):
+        raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload)
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            return f"larger than {MAX_PAYLOAD_BYTES} bytes"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # A job name from an odd slicer is worth more than a clean decode: latin-1 never fails.
+            text = raw.decode("latin-1")
+        try:
+            root = json.loads(text)
+        except RecursionError:
+            return "nested too deeply"
+        except ValueError:
+            return "not valid JSON"
+    else:
+        # Outside the signature, but a caller's bug must not become a crash in the one owner of state.
+        root = payload
+    if not isinstance(root, Mapping):
+        return "the root is not an object"
+    problem = _check_tree(root)
+    if problem is not None:
+        return problem
+    return dict(root)
+
+
+def _check_tree(root: Any) -> str | None:
+    """Depth and NaN/Infinity, walked without recursion so junk cannot exhaust the stack."""
+    pending: list[tuple[Any, int]] = [(root, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN or Infinity in the message"
+        if isinstance(value, Mapping | list | tuple):
+            if depth > MAX_DEPTH:
+                return "nested too deeply"
+            children = value.values() if isinstance(value, Mapping) else value
+            pending.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _reply(root: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A command reply (any top-level object echoing a ``sequence_id`` with a command other than push_status)."""
+    for body in root.values():
+        if not isinstance(body, dict):
+            continue
+        command = body.get("command")
+        if not isinstance(command, str) or command == "push_status" or "sequence_id" not in body:
+            continue
+        result = body.get("result")
+        reason = body.get("reason")
+        return {
+            "sequence_id": str(body["sequence_id"]),
+            "command": command,
+            "result": result.lower() if isinstance(result, str) else "",
+            "reason": reason if isinstance(reason, str) else None,
+        }
+    return None
+
+
+def _fun(value: Any) -> int | None:
+    if isinstance(value, str) and re.fullmatch(r"[0-9A-Fa-f]{1,16}", value):
+        return int(value, 16)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+# -- one small parser per kind of field ----------------------------------------------------------------------
+
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str) and len(value) <= 32:
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _int(value: Any) -> int | None:
+    number = _number(value)
+    if isinstance(number, float):
+        return int(number) if number.is_integer() else None
+    return number
+
+
+def _int_in(value: Any, low: int, high: int) -> int | _Keep:
+    number = _int(value)
+    return number if number is not None and low <= number <= high else KEEP
+
+
+def _temp(value: Any) -> float | _Keep:
+    number = _number(value)
+    if number is None or not TEMP_MIN <= number <= TEMP_MAX:
+        return KEEP
+    # Printers report 1/32 degree steps flipping between int and float; one decimal is plenty and stable.
+    return round(float(number), 1)
+
+
+def _percent(value: Any) -> int | _Keep:
+    return _int_in(value, 0, 100)
+
+
+def _minutes(value: Any) -> int | _Keep:
+    return _int_in(value, 0, REMAINING_MAX_MIN)
+
+
+def _layer(value: Any) -> int | _Keep:
+    return _int_in(value, 0, 1_000_000)
+
+
+def _stage(value: Any) -> int | _Keep:
+    # Idle is -1 on X1, 255 on P1, 0 on A1: kept raw.
+    return _int_in(value, -1, 255)
+
+
+def _speed_level(value: Any) -> int | _Keep:
+    return _int_in(value, 1, 4)
+
+
+def _gcode_state(value: Any) -> str | _Keep:
+    if not isinstance(value, str) or not value.strip():
+        return KEEP
+    upper = value.strip().upper()
+    return upper if upper in GCODE_STATES else "UNKNOWN"
+
+
+def _print_error(value: Any) -> str | _Keep | None:
+    number = _int_in(value, 0, U32_MAX)
+    return KEEP if number is KEEP else format_print_error(number)
+
+
+def _wifi_dbm(value: Any) -> int | _Keep:
+    if isinstance(value, str):
+        value = value.strip().removesuffix("dBm").removesuffix("dbm")
+    return _int_in(value, -150, 0)
+
+
+def _text(value: Any) -> str | _Keep:
+    return value if isinstance(value, str) else KEEP
+
+
+def _set(target: dict[str, Any], key: str, value: T | _Keep) -> None:
+    if value is not KEEP:
+        target[key] = value
+
+
+# Top-level report keys that map one-to-one onto a state key.
+_SCALARS: Final[tuple[tuple[str, str, Callable[[Any], Any]], ...]] = (
+    ("gcode_state", "gcode_state", _gcode_state),
+    ("mc_percent", "percent", _percent),
+    ("mc_remaining_time", "remaining_min", _minutes),
+    ("layer_num", "layer", _layer),
+    ("total_layer_num", "total_layers", _layer),
+    ("nozzle_temper", "nozzle_temp", _temp),
+    ("nozzle_target_temper", "nozzle_target", _temp),
+    ("bed_temper", "bed_temp", _temp),
+    ("bed_target_temper", "bed_target", _temp),
+    ("chamber_temper", "chamber_temp", _temp),
+    ("chamber_target_temper", "chamber_target", _temp),
+    ("stg_cur", "stage", _stage),
+    ("print_error", "print_error", _print_error),
+    ("spd_lvl", "speed_level", _speed_level),
+    ("wifi_signal", "wifi_dbm", _wifi_dbm),
+    ("subtask_name", "subtask_name", _text),
+)
+_CHAMBER_KEYS: Final = frozenset({"chamber_temp", "chamber_target"})
+
+
+def _apply_scalars(new: State, report: Mapping[str, Any], info: ModelInfo) -> None:
+    for report_key, state_key, parse in _SCALARS:
+        if report_key not in report:
+            continue
+        if state_key in _CHAMBER_KEYS and not info.has_chamber_sensor:
+            # A1/P1 report a constant 5 °C from a sensor they do not have.
+            continue
+        _set(new, state_key, parse(report[report_key]))
+
+
+# -- newer models: temperatures packed in device.* ----------------------------------------------------------
+
+
+def _packed(value: Any) -> tuple[float | _Keep, float | _Keep]:
+    """``(current, target)`` from ``(target << 16) | current``; a float or string is a plain current value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= U32_MAX:
+            return KEEP, KEEP
+        return _temp(value & 0xFFFF), _temp(value >> 16)
+    return _temp(value), KEEP
+
+
+def _dict_at(value: Any, *path: str) -> dict[str, Any]:
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _apply_device(new: State, report: Mapping[str, Any], info: ModelInfo) -> None:
+    device = report.get("device")
+    if not isinstance(device, dict):
+        return
+    bed = _dict_at(device, "bed", "info")
+    if "temp" in bed:
+        current, target = _packed(bed["temp"])
+        _set(new, "bed_temp", current)
+        _set(new, "bed_target", target)
+    chamber = _dict_at(device, "ctc", "info")
+    if "temp" in chamber and info.has_chamber_sensor:
+        current, target = _packed(chamber["temp"])
+        _set(new, "chamber_temp", current)
+        _set(new, "chamber_target", target)
+    extruder = _dict_at(device, "extruder")
+    if extruder:
+        _apply_extruders(new, extruder)
+
+
+def _apply_extruders(new: State, extruder: Mapping[str, Any]) -> None:
+    packed_state = _int_in(extruder.get("state"), 0, U32_MAX)
+    if packed_state is not KEEP and packed_state & 0x0F:
+        # Low 4 bits: how many extruders; bits 4-7: which one is printing.
+        active = (packed_state >> 4) & 0x0F
+        if active < packed_state & 0x0F:
+            new["active_nozzle"] = active
+    entries = extruder.get("info")
+    if isinstance(entries, list):
+        nozzles = dict(new["nozzles"])
+        for entry in entries:
+            if not isinstance(entry, dict) or "temp" not in entry:
+                continue
+            nozzle_id = _int_in(entry.get("id"), 0, 15)
+            if nozzle_id is KEEP:
+                continue
+            nozzle = dict(nozzles.get(str(nozzle_id), {"temp": None, "target": None}))
+            current, target = _packed(entry["temp"])
+            _set(nozzle, "temp", current)
+            _set(nozzle, "target", target)
+            nozzles[str(nozzle_id)] = nozzle
+        new["nozzles"] = nozzles
+    # On these models the top-level nozzle fields are stale or absent: show the active nozzle.
+    active_nozzle = new["nozzles"].get(str(new["active_nozzle"] if new["active_nozzle"] is not None else 0))
+    if active_nozzle is not None:
+        new["nozzle_temp"] = active_nozzle["temp"]
+        new["nozzle_target"] = active_nozzle["target"]
+
+
+# -- AMS --------------------------------------------------------------------------------------------------
+
+
+def _humidity_index(value: Any) -> int | _Keep:
+    return _int_in(value, 1, 5)
+
+
+def _ams_temp(value: Any) -> float | _Keep | None:
+    parsed = _temp(value)
+    # AMS lite has no sensor and reports "0.0".
+    if isinstance(parsed, float) and parsed == 0.0:
+        return None
+    return parsed
+
+
+def _remain(value: Any) -> int | _Keep | None:
+    number = _int(value)
+    if number == -1:
+        return None
+    return number if number is not None and 0 <= number <= 100 else KEEP
+
+
+def _tray_type(value: Any) -> str | _Keep | None:
+    if not isinstance(value, str):
+        return KEEP
+    return value or None
+
+
+def _color(value: Any) -> str | _Keep:
+    """``RRGGBBAA`` (or ``RRGGBB``) as CSS ``#RRGGBB``; the alpha byte is dropped (a swatch needs no transparency)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?", value):
+        return KEEP
+    return "#" + value[:6].upper()
+
+
+_EMPTY_TRAY: Final[dict[str, Any]] = {"empty": True}
+
+
+def _merge_tray(previous: Mapping[str, Any] | None, tray: Mapping[str, Any]) -> dict[str, Any]:
+    """A slot reported as only ``{"id": ...}`` is empty; otherwise the fields it carries update the slot."""
+    if set(tray) <= {"id"}:
+        return dict(_EMPTY_TRAY)
+    merged = {"type": None, "color": None, "remain": None}
+    if previous is not None and not previous.get("empty"):
+        merged.update(previous)
+    if "tray_type" in tray:
+        _set(merged, "type", _tray_type(tray["tray_type"]))
+    if "tray_color" in tray:
+        _set(merged, "color", _color(tray["tray_color"]))
+    if "remain" in tray:
+        _set(merged, "remain", _remain(tray["remain"]))
+    return merged
+
+
+def _merge_unit(previous: Mapping[str, Any] | None, unit: Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {"humidity_index": None, "humidity_pct": None, "temp": None, "trays": {}}
+    if previous is not None:
+        merged.update(previous)
+    if "humidity" in unit:
+        _set(merged, "humidity_index", _humidity_index(unit["humidity"]))
+    if "humidity_raw" in unit:
+        _set(merged, "humidity_pct", _percent(unit["humidity_raw"]))
+    if "temp" in unit:
+        _set(merged, "temp", _ams_temp(unit["temp"]))
+    trays = unit.get("tray")
+    if isinstance(trays, list):
+        merged_trays = dict(merged["trays"])
+        for tray in trays:
+            if not isinstance(tray, dict):
+                continue
+            tray_id = _int_in(tray.get("id"), 0, 255)
+            if tray_id is KEEP:
+                continue
+            merged_trays[str(tray_id)] = _merge_tray(merged_trays.get(str(tray_id)), tray)
+        merged["trays"] = merged_trays
+    return merged
+
+
+def _active_tray(value: Any) -> dict[str, Any] | _Keep | None:
+    number = _int(value)
+    if number == TRAY_NONE:
+        return None
+    if number == TRAY_EXTERNAL:
+        return {"external": True}
+    if number is not None and 0 <= number <= 15:
+        return {"ams": number >> 2, "tray": number & 3}
+    if number is not None and AMS_HT_FIRST <= number <= AMS_HT_LAST:
+        # An AMS HT holds one spool; tray_now names the unit by its id.
+        return {"ams": number, "tray": 0}
+    return KEEP
+
+
+def _apply_ams(new: State, report: Mapping[str, Any]) -> None:
+    ams = report.get("ams")
+    if isinstance(ams, dict):
+        units_list = ams.get("ams")
+        if isinstance(units_list, list):
+            units = dict(new["ams"]["units"])
+            for unit in units_list:
+                if not isinstance(unit, dict):
+                    continue
+                unit_id = _int_in(unit.get("id"), 0, 255)
+                if unit_id is KEEP:
+                    continue
+                units[str(unit_id)] = _merge_unit(units.get(str(unit_id)), unit)
+            new["ams"] = {**new["ams"], "units": units}
+        if "tray_now" in ams:
+            _set(new, "active_tray", _active_tray(ams["tray_now"]))
+    external = report.get("vt_tray")
+    if isinstance(external, dict):
+        new["external_spool"] = _merge_tray(new["external_spool"], external)
+
+
+def _apply_lights(new: State, report: Mapping[str, Any]) -> None:
+    lights_report = report.get("lights_report")
+    if not isinstance(lights_report, list):
+        return
+    lights = dict(new["lights"])
+    for light in lights_report:
+        if isinstance(light, dict) and isinstance(light.get("node"), str) and isinstance(light.get("mode"), str):
+            lights[light["node"]] = light["mode"]
+    new["lights"] = lights
+
+
+# -- HMS --------------------------------------------------------------------------------------------------
+
+
+def _is_u32(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= U32_MAX
+
+
+def _apply_hms(new: State, old: State, report: Mapping[str, Any], model: str, *, baseline: bool) -> bool | None:
+    """Replace the active list when the report carries one; return whether it says commands are refused."""
+    entries = report.get("hms")
+    if not isinstance(entries, list):
+        return None
+    standing_before = {entry["code"]: entry["standing"] for entry in old["hms"]}
+    active: dict[str, dict[str, Any]] = {}
+    commands_rejected = False
+    for entry in entries:
+        if not isinstance(entry, dict) or not (_is_u32(entry.get("attr")) and _is_u32(entry.get("code"))):
+            continue
+        decoded = decode_hms(entry["attr"], entry["code"], model)
+        if decoded.code == COMMAND_VERIFICATION_FAILED:
+            commands_rejected = True
+            continue
+        if decoded.code in active:
+            continue
+        standing = baseline or standing_before.get(decoded.code, False)
+        active[decoded.code] = decoded.to_json(standing=standing)
+    new["hms"] = list(active.values())
+    return commands_rejected

@@ -1,0 +1,304 @@
+"""events(prev, new) over printer objects: every rule of ARCHITECTURE.md's "Event rules"."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from bambupi.printer.events import EVENT_KINDS, events
+from bambupi.printer.hms import decode_hms
+from bambupi.printer.state import State, apply_message, initial_state
+
+
+def printer(
+    *,
+    connection: str = "online",
+    reason: str | None = None,
+    last_report_at: float | None = 1000.0,
+    hms: list[dict[str, Any]] | None = None,
+    **state_fields: Any,
+) -> dict[str, Any]:
+    state = initial_state()
+    state.update(state_fields)
+    if hms is not None:
+        state["hms"] = hms
+    return {
+        "id": "workshop",
+        "name": "Workshop P1S",
+        "model": "P1S",
+        "connection": connection,
+        "connection_reason": reason,
+        "last_report_at": last_report_at,
+        "controls_available": True,
+        "camera": {},
+        "state": state,
+    }
+
+
+def kinds(found: list[dict[str, Any]]) -> list[str]:
+    return [event["kind"] for event in found]
+
+
+def hms_entry(attr: int, code: int, *, standing: bool = False) -> dict[str, Any]:
+    return decode_hms(attr, code, "P1S").to_json(standing=standing)
+
+
+COVER = (0x0300_1200, 0x0002_0001)
+SPAGHETTI = (0x0C00_0300, 0x0003_0008)
+
+
+# -- jobs ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "before,after,expected",
+    [
+        # starts
+        ("IDLE", "PREPARE", ["job_started"]),
+        ("IDLE", "RUNNING", ["job_started"]),
+        ("FINISH", "PREPARE", ["job_started"]),
+        ("FINISH", "RUNNING", ["job_started"]),
+        ("FAILED", "PREPARE", ["job_started"]),
+        ("FAILED", "RUNNING", ["job_started"]),
+        (None, "RUNNING", ["job_started"]),
+        (None, "PREPARE", ["job_started"]),
+        ("SLICING", "PREPARE", ["job_started"]),
+        ("INIT", "RUNNING", ["job_started"]),
+        # the same job going on
+        ("PREPARE", "RUNNING", []),
+        ("RUNNING", "RUNNING", []),
+        ("PREPARE", "PREPARE", []),
+        ("IDLE", "IDLE", []),
+        # ends
+        ("RUNNING", "FINISH", ["job_finished"]),
+        ("PAUSE", "FINISH", ["job_finished"]),
+        ("RUNNING", "FAILED", ["job_failed"]),
+        ("PREPARE", "FAILED", ["job_failed"]),
+        ("PAUSE", "FAILED", ["job_failed"]),
+        # pause / resume
+        ("RUNNING", "PAUSE", ["job_paused"]),
+        ("PREPARE", "PAUSE", ["job_paused"]),
+        ("PAUSE", "RUNNING", ["job_resumed"]),
+        ("PAUSE", "PAUSE", []),
+        # nothing happens outside a job
+        ("IDLE", "FINISH", []),
+        ("IDLE", "FAILED", []),
+        ("FINISH", "IDLE", []),
+        ("FAILED", "IDLE", []),
+        ("IDLE", "PAUSE", []),
+        ("UNKNOWN", "UNKNOWN", []),
+        ("RUNNING", "UNKNOWN", []),
+    ],
+)
+def test_job_transitions(before: str | None, after: str, expected: list[str]) -> None:
+    prev = printer(gcode_state=before, subtask_name="benchy")
+    new = printer(gcode_state=after, subtask_name="benchy")
+    assert kinds(events(prev, new)) == expected
+
+
+@pytest.mark.parametrize(
+    "print_error,kind,description",
+    [
+        ("0300_400C", "job_cancelled", "The task was canceled"),
+        ("0500_400E", "job_cancelled", "Printing was cancelled"),
+        ("0300_8004", "job_failed", "Filament ran out"),
+        ("0300_9999", "job_failed", None),
+        (None, "job_failed", None),
+    ],
+)
+def test_failed_or_cancelled(print_error: str | None, kind: str, description: str | None) -> None:
+    prev = printer(gcode_state="RUNNING", subtask_name="benchy")
+    new = printer(gcode_state="FAILED", subtask_name="benchy", print_error=print_error)
+    assert events(prev, new) == [
+        {
+            "kind": kind,
+            "printer": "workshop",
+            "job": "benchy",
+            "gcode_state": "FAILED",
+            "print_error": print_error,
+            "description": description,
+        }
+    ]
+
+
+def test_a_job_event_names_the_printer_and_the_job() -> None:
+    found = events(printer(gcode_state="IDLE"), printer(gcode_state="PREPARE", subtask_name="lid"))
+    assert found == [{"kind": "job_started", "printer": "workshop", "job": "lid", "gcode_state": "PREPARE"}]
+
+
+@pytest.mark.parametrize(
+    "before,after,old_name,new_name,expected",
+    [
+        ("RUNNING", "RUNNING", "first", "second", ["job_started"]),
+        ("RUNNING", "PREPARE", "first", "second", ["job_started"]),
+        ("RUNNING", "RUNNING", None, "first", []),  # the name arrives late: same job
+        ("RUNNING", "RUNNING", "first", None, []),
+        ("RUNNING", "RUNNING", "", "first", []),
+        ("PREPARE", "PREPARE", "old", "new", []),  # the name of the job being prepared arrives
+        ("PAUSE", "PAUSE", "first", "second", []),
+        ("IDLE", "IDLE", "first", "second", []),
+    ],
+)
+def test_a_new_job_name_while_running_is_a_new_job(
+    before: str, after: str, old_name: str | None, new_name: str | None, expected: list[str]
+) -> None:
+    prev = printer(gcode_state=before, subtask_name=old_name)
+    found = events(prev, printer(gcode_state=after, subtask_name=new_name))
+    assert kinds(found) == expected
+    if expected:
+        assert found[0]["job"] == new_name
+
+
+# -- the baseline ---------------------------------------------------------------------------------------------
+
+
+def test_the_first_report_only_sets_the_baseline() -> None:
+    prev = printer(last_report_at=None)
+    new = printer(gcode_state="RUNNING", subtask_name="benchy", hms=[hms_entry(*COVER, standing=True)])
+    assert events(prev, new) == []
+
+
+def test_the_baseline_even_hides_non_standing_codes_and_job_ends() -> None:
+    prev = printer(last_report_at=None, gcode_state="RUNNING", hms=[hms_entry(*SPAGHETTI)])
+    new = printer(gcode_state="FAILED", print_error="0300_400C", hms=[hms_entry(*COVER)])
+    assert events(prev, new) == []
+
+
+# -- HMS ------------------------------------------------------------------------------------------------------
+
+
+def test_a_new_code_is_raised_with_its_entry() -> None:
+    entry = hms_entry(*SPAGHETTI)
+    found = events(printer(hms=[]), printer(hms=[entry]))
+    assert found == [
+        {"kind": "hms_raised", "printer": "workshop", "code": "0C00_0300_0003_0008", "severity": "common", "hms": entry}
+    ]
+
+
+def test_a_standing_code_is_never_raised() -> None:
+    assert events(printer(hms=[]), printer(hms=[hms_entry(*COVER, standing=True)])) == []
+
+
+def test_a_code_that_stays_is_not_raised_again() -> None:
+    entry = hms_entry(*SPAGHETTI)
+    assert events(printer(hms=[entry]), printer(hms=[entry], percent=50)) == []
+
+
+@pytest.mark.parametrize("was_standing", [True, False])
+def test_a_code_that_goes_is_cleared_and_says_whether_it_was_standing(was_standing: bool) -> None:
+    entry = hms_entry(*COVER, standing=was_standing)
+    found = events(printer(hms=[entry]), printer(hms=[]))
+    assert kinds(found) == ["hms_cleared"]
+    assert found[0]["code"] == "0300_1200_0002_0001"
+    assert found[0]["hms"]["standing"] is was_standing
+
+
+def test_raised_and_cleared_in_one_step() -> None:
+    found = events(printer(hms=[hms_entry(*COVER)]), printer(hms=[hms_entry(*SPAGHETTI)]))
+    assert [(e["kind"], e["code"]) for e in found] == [
+        ("hms_raised", "0C00_0300_0003_0008"),
+        ("hms_cleared", "0300_1200_0002_0001"),
+    ]
+
+
+# -- connection -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "before,after,last_report_at,expected",
+    [
+        ("online", "offline", 1000.0, ["connection_lost"]),
+        ("online", "stale", 1000.0, ["connection_lost"]),
+        ("online", "offline", None, ["connection_lost"]),
+        ("offline", "online", 1000.0, ["connection_restored"]),
+        ("stale", "online", 1000.0, ["connection_restored"]),
+        ("connecting", "online", 1000.0, ["connection_restored"]),  # offline -> connecting -> online
+        ("connecting", "online", None, []),  # the first connect after start
+        ("offline", "online", None, []),  # never had a report: nothing to restore
+        ("connecting", "offline", None, []),
+        ("offline", "connecting", 1000.0, []),
+        ("stale", "offline", 1000.0, []),
+        ("online", "connecting", 1000.0, []),
+        ("online", "online", 1000.0, []),
+    ],
+)
+def test_connection(before: str, after: str, last_report_at: float | None, expected: list[str]) -> None:
+    prev = printer(connection=before, last_report_at=last_report_at)
+    new = printer(connection=after, reason="timeout" if after != "online" else None, last_report_at=last_report_at)
+    found = events(prev, new)
+    assert kinds(found) == expected
+    for event in found:
+        assert event["printer"] == "workshop"
+        assert event["connection"] == after
+        assert event["reason"] == new["connection_reason"]
+
+
+def test_a_whole_outage_and_recovery() -> None:
+    steps = [
+        printer(connection="connecting", last_report_at=None),
+        printer(connection="online", last_report_at=None),
+        printer(connection="online", gcode_state="RUNNING"),
+        printer(connection="stale", gcode_state="RUNNING", reason="no message for 60 s"),
+        printer(connection="offline", gcode_state="RUNNING", reason="connection refused"),
+        printer(connection="connecting", gcode_state="RUNNING"),
+        printer(connection="online", gcode_state="RUNNING"),
+        printer(connection="online", gcode_state="FINISH"),
+    ]
+    found = [kind for prev, new in itertools.pairwise(steps) for kind in kinds(events(prev, new))]
+    assert found == ["connection_lost", "connection_restored", "job_finished"]
+
+
+# -- through the reducer ------------------------------------------------------------------------------------
+
+
+def _as_printer(state: State, last_report_at: float | None) -> dict[str, Any]:
+    obj = printer(last_report_at=last_report_at)
+    obj["state"] = state
+    return obj
+
+
+def test_events_from_real_reports_with_standing_codes() -> None:
+    cover = {"attr": COVER[0], "code": COVER[1]}
+    spaghetti = {"attr": SPAGHETTI[0], "code": SPAGHETTI[1]}
+    messages: list[tuple[dict[str, Any], bool]] = [
+        # The service starts while a print runs with the front cover error standing.
+        ({"gcode_state": "RUNNING", "subtask_name": "benchy", "hms": [cover]}, True),
+        ({"hms": [cover, spaghetti]}, False),
+        ({"hms": [spaghetti]}, False),
+        ({"hms": [spaghetti, cover]}, False),
+        ({"gcode_state": "PAUSE"}, False),
+        ({"gcode_state": "RUNNING", "hms": []}, False),
+        ({"gcode_state": "FINISH"}, False),
+        ({"gcode_state": "IDLE"}, False),
+        ({"gcode_state": "PREPARE", "subtask_name": "lid"}, False),
+    ]
+    state = initial_state()
+    prev = _as_printer(state, None)
+    log: list[tuple[str, Any]] = []
+    for fields, baseline in messages:
+        payload = {"print": {"command": "push_status", **fields}}
+        state = apply_message(state, payload, model="P1S", baseline=baseline).state
+        new = _as_printer(state, 1000.0)
+        log.extend((e["kind"], e.get("code") or e.get("job")) for e in events(prev, new))
+        prev = new
+    assert log == [
+        ("hms_raised", "0C00_0300_0003_0008"),
+        ("hms_cleared", "0300_1200_0002_0001"),  # the standing one clears quietly ...
+        ("hms_raised", "0300_1200_0002_0001"),  # ... and when it returns it is new
+        ("job_paused", "benchy"),
+        ("job_resumed", "benchy"),
+        ("hms_cleared", "0C00_0300_0003_0008"),
+        ("hms_cleared", "0300_1200_0002_0001"),
+        ("job_finished", "benchy"),
+        ("job_started", "lid"),
+    ]
+
+
+def test_every_emitted_kind_is_documented() -> None:
+    prev = printer(gcode_state="RUNNING", hms=[hms_entry(*COVER)])
+    new = printer(connection="offline", gcode_state="FAILED", print_error="0300_400C", hms=[hms_entry(*SPAGHETTI)])
+    found = events(prev, new)
+    assert kinds(found) == ["job_cancelled", "hms_raised", "hms_cleared", "connection_lost"]
+    assert set(kinds(found)) <= set(EVENT_KINDS)
