@@ -1,0 +1,136 @@
+"""The printer link against the simulated printer over TLS: coalesced records, silence, drops, events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from bambupi.config import PrinterConfig
+from bambupi.hub import EventQueue, StateHub
+from bambupi.printer.link import PrinterLink
+from bambupi.printer.pins import PinStore
+from bambupi.secret import Secret
+from bambupi.sim.broker import Simulator
+from tests.test_link import wait_for
+
+SERIAL = "01P00A000000009"
+CODE = "24681357"
+
+
+@dataclass
+class Rig:
+    sim: Simulator
+    hub: StateHub
+    link: PrinterLink
+    events: EventQueue
+
+    def printer(self) -> dict[str, object]:
+        return self.hub.printer("p")
+
+    def state(self) -> dict[str, object]:
+        return dict(self.hub.printer("p")["state"])
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    hms = getattr(request, "param", [])
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=100)
+        await nursery.start(sim.run)
+        sim.printer.set_hms(hms)
+        config = PrinterConfig(
+            id="p", name="P", model="P1S", host="127.0.0.1", serial=SERIAL, access_code=Secret(CODE),
+            mqtt_port=sim.mqtt_port, stale_after_s=2.5, reconnect_max_s=0.3, connect_timeout_s=3.0,
+        )
+        hub = StateHub([config])
+        events = hub.open_event_queue("test")
+        link = await nursery.start(PrinterLink(config, hub, PinStore(tmp_path / "tls-pins.json")).run)
+        rig = Rig(sim, hub, link, events)
+        await wait_for(lambda: rig.printer()["connection"] == "online" and rig.state()["gcode_state"] == "IDLE")
+        yield rig
+        nursery.cancel_scope.cancel()
+
+
+def drain(queue: EventQueue) -> list[dict[str, object]]:
+    out = []
+    while (event := queue.get_nowait()) is not None:
+        out.append(event)
+    return out
+
+
+async def test_packets_coalesced_in_one_tls_record_are_all_delivered_at_once(rig: Rig) -> None:
+    reports = [
+        {"print": {"command": "push_status", "msg": 1, "layer_num": 7}},
+        {"print": {"command": "push_status", "msg": 1, "mc_percent": 42}},
+        {"print": {"command": "push_status", "msg": 1, "spd_lvl": 3}},
+    ]
+    rig.sim.printer.publish_reports(reports, coalesce=True)
+    # Nothing else is sent after the record: only draining the SSL object's buffer can deliver all three.
+    await wait_for(lambda: rig.state()["speed_level"] == 3, timeout=0.5)
+    state = rig.state()
+    assert (state["layer"], state["percent"]) == (7, 42)
+
+
+async def test_silence_with_pings_answered_is_stale_then_recovers(rig: Rig) -> None:
+    seen: list[str] = []
+
+    async def watch() -> None:
+        sub = rig.hub.subscribe()
+        while True:
+            seen.append(str((await sub.next())["p"]["connection"]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        rig.sim.printer.go_silent()
+        await wait_for(lambda: "stale" in seen, timeout=6)
+        assert "stale" in str(rig.printer()["connection_reason"]) or rig.printer()["connection"] != "online"
+        rig.sim.printer.resume_talking()
+        await wait_for(lambda: rig.printer()["connection"] == "online" and rig.link.connects >= 2, timeout=5)
+        nursery.cancel_scope.cancel()
+    kinds = [e["kind"] for e in drain(rig.events)]
+    assert kinds.count("connection_lost") >= 1 and kinds[-1] == "connection_restored"
+
+
+async def test_dropped_connection_comes_back_and_resyncs(rig: Rig) -> None:
+    drain(rig.events)
+    before = rig.link.connects
+    assert rig.sim.printer.drop_clients() == 1
+    await wait_for(lambda: rig.link.connects == before + 1 and rig.printer()["connection"] == "online", timeout=5)
+    kinds = [e["kind"] for e in drain(rig.events)]
+    assert kinds == ["connection_lost", "connection_restored"]
+    pushalls = [
+        m for m in rig.hub.capture("p").messages() if m.direction == "out" and "pushall" in m.payload
+    ]
+    assert len(pushalls) == 2
+
+
+async def test_print_lifecycle_reaches_the_event_queue(rig: Rig) -> None:
+    drain(rig.events)
+    rig.sim.printer.start_print("benchy", layers=10, minutes=60)
+    await wait_for(lambda: rig.state()["gcode_state"] == "RUNNING")
+    assert rig.sim.printer.pause()
+    await wait_for(lambda: rig.state()["gcode_state"] == "PAUSE")
+    assert rig.sim.printer.stop()
+    await wait_for(lambda: rig.state()["gcode_state"] == "FAILED")
+    events = drain(rig.events)
+    assert [e["kind"] for e in events] == ["job_started", "job_paused", "job_cancelled"]
+    assert events[0]["job"] == rig.state()["subtask_name"]
+
+
+@pytest.mark.parametrize("rig", [[(0x0C000300, 0x00030008)]], indirect=True)
+async def test_errors_active_at_start_are_standing_and_new_ones_are_raised(rig: Rig) -> None:
+    hms = rig.state()["hms"]
+    assert isinstance(hms, list) and [h["standing"] for h in hms] == [True]
+    drain(rig.events)
+    rig.sim.printer.set_hms([(0x0C000300, 0x00030008), (0x07000200, 0x00020004)])
+    await wait_for(lambda: len(rig.state()["hms"]) == 2)  # type: ignore[arg-type]
+    events = drain(rig.events)
+    assert [(e["kind"], e["code"], e["severity"]) for e in events] == [
+        ("hms_raised", "0700_0200_0002_0004", "serious")
+    ]
+    assert CODE not in json.dumps(rig.hub.snapshot())
