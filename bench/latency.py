@@ -37,6 +37,8 @@ PUBLISHER = textwrap.dedent(
     c.username_pw_set("bblp", "12345678")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
     c.tls_set_context(ctx)
+    import socket
+    c.on_socket_open = lambda cl, ud, s: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c.connect("127.0.0.1", port)
     c.loop_start()
     time.sleep(0.5)

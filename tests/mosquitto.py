@@ -57,6 +57,7 @@ class Mosquitto:
             f"password_file {pwfile}\n"
             "allow_anonymous false\n"
             "persistence false\n"
+            "set_tcp_nodelay true\n"
             # As root, mosquitto drops to user "mosquitto", who cannot read pytest's private tmp folder.
             f"user {getpass.getuser()}\n"
             f"log_dest file {self.log}\n"
