@@ -25,6 +25,7 @@ from typing import Any, Final, Literal, TextIO
 import tomlkit
 from tomlkit.exceptions import ParseError
 
+from bambupi.printer.models import KNOWN_MODELS, normalise_model
 from bambupi.secret import Secret, redact
 
 log = logging.getLogger("bambupi.config")
@@ -284,14 +285,9 @@ def valid_serial(value: Any) -> str:
     return text
 
 
-KNOWN_MODELS: Final = frozenset(
-    {"X1C", "X1E", "X1", "P1P", "P1S", "A1", "A1MINI", "H2D", "H2DPRO", "H2S", "H2C", "P2S", "X2D"}
-)
-
-
 def valid_model(value: Any) -> str | Warned:
     """Upper case without spaces or dashes ("a1 mini" -> "A1MINI"); an unknown model is only a warning."""
-    model = "".join(ch for ch in _require_str(value).upper() if ch.isalnum())
+    model = normalise_model(_require_str(value))
     if not model:
         raise ValueError("must not be empty")
     if model not in KNOWN_MODELS:

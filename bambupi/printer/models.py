@@ -9,7 +9,7 @@ so an unknown one gets a sensible default instead of an error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 CameraKind = Literal["tls6000", "rtsps"]
 
@@ -54,6 +54,9 @@ _MODELS: dict[str, ModelInfo] = {
 # a chamber sensor). Packed temperatures are only read when present, so this costs an older model nothing.
 _UNKNOWN_SERIES = ""
 _ALIASES = {"X1CARBON": "X1C", "A1M": "A1MINI", "X1ENTERPRISE": "X1E"}
+
+
+KNOWN_MODELS: Final = frozenset(_MODELS)
 
 
 def normalise_model(model: str) -> str:
