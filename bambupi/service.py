@@ -15,7 +15,7 @@ from bambupi.hub import StateHub
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.web.api import make_app
-from bambupi.web.frontdoor import FrontDoor
+from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Request
 
 log = logging.getLogger("bambupi")
 
@@ -47,12 +47,29 @@ class Service:
         async with trio.open_nursery() as nursery:
             for printer in config.printers:
                 links[printer.id] = await nursery.start(PrinterLink(printer, hub, self.pins).run)
-            front = FrontDoor(make_app(hub), config.web)
+            # Each feature adds its routes to this one Bottle app (pages, JSON) and, for streams the
+            # front door serves natively in trio (WebSocket, MJPEG), a router to ``native``.
+            app = make_app(hub)
+            native: list[NativeRouter] = []
+            front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)
             running = Running(hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links)
             log.info("bambupi is ready: open %s", running.url)
             _notify_systemd("READY=1")
             task_status.started(running)
+
+
+def first_match(routers: list[NativeRouter]) -> NativeRouter:
+    """One native router made of several: the first that claims a request handles it."""
+
+    def route(request: Request) -> NativeHandler | None:
+        for router in routers:
+            handler = router(request)
+            if handler is not None:
+                return handler
+        return None
+
+    return route
 
 
 def listen_urls(host: str, port: int) -> list[str]:
