@@ -105,6 +105,10 @@ class PrinterLink:
                 await session.run()
             except LinkFailure as failure:
                 self.hub.set_connection(self.config.id, failure.connection, failure.reason)
+            except Exception as exc:
+                # A bug (ours or paho's) must cost one printer a reconnect, not the whole box.
+                log.exception("%s: unexpected error in the printer link", self.config.id)
+                self.hub.set_connection(self.config.id, "offline", f"internal error: {type(exc).__name__}")
             finally:
                 self._session = None
             if session.logged_in:
