@@ -134,3 +134,22 @@ async def test_errors_active_at_start_are_standing_and_new_ones_are_raised(rig: 
         ("hms_raised", "0700_0200_0002_0004", "serious")
     ]
     assert CODE not in json.dumps(rig.hub.snapshot())
+
+
+async def test_a_bug_while_handling_a_report_costs_a_reconnect_not_the_service(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = rig.hub.apply_message
+    calls = {"n": 0}
+
+    def explode_once(printer_id: str, payload: bytes):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return original(printer_id, payload)
+
+    rig.hub.apply_message = explode_once  # type: ignore[method-assign]
+    before = rig.link.connects
+    rig.sim.printer.publish_report({"print": {"command": "push_status", "msg": 1, "mc_percent": 3}})
+    await wait_for(lambda: rig.link.connects == before + 1 and rig.printer()["connection"] == "online", timeout=5)
+    assert "unexpected error in the printer link" in caplog.text
