@@ -196,6 +196,38 @@ def cmd_trust(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_new_password() -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("New admin password: ")
+        if getpass.getpass("Again: ") != first:
+            raise SystemExit("bambupi: the two passwords differ; nothing changed")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    from bambupi.config_file import ConfigWriteError, set_password_hash
+    from bambupi.passwords import hash_password, password_problem
+
+    password = _read_new_password()
+    problem = password_problem(password)
+    if problem is not None:
+        print(f"bambupi: password {problem}; nothing changed", file=sys.stderr)
+        return 1
+    try:
+        set_password_hash(args.config, hash_password(password))
+    except ConfigWriteError as exc:
+        print(f"bambupi: {args.config} has errors, fix them first:\n{exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"bambupi: cannot write {args.config}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"admin password set in {args.config} (restart bambupi for a running service to use it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bambupi", description="A glance box for Bambu Lab printers.")
     parser.add_argument("--version", action="version", version=f"bambupi {__version__}")
@@ -232,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser("set-password", help="set the admin password (reads it from the terminal or stdin)")
+    with_config(p)
+    p.set_defaults(func=cmd_set_password)
+
     p = sub.add_parser("trust", help="accept a printer's new TLS certificate")
     with_config(p)
     p.add_argument("printer_id")
@@ -241,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("check-config",):
+    if args.command in ("check-config", "set-password"):
         return int(args.func(args))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     return int(args.func(args))

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal, TextIO
 import tomlkit
 from tomlkit.exceptions import ParseError
 
+from bambupi.passwords import parse_password_hash
 from bambupi.printer.models import KNOWN_MODELS, normalise_model
 from bambupi.secret import Secret, redact
 
@@ -61,6 +62,9 @@ class WebConfig:
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 16 * 1024
     read_timeout_s: float = 15.0
+    admin_password_hash: Secret | None = None  # set with `bambupi set-password` or the first-visit page
+    camera_requires_login: bool = False
+    session_hours: float = 24 * 7
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,18 @@ def valid_choice(*choices: str) -> Validator:
     return check
 
 
+def valid_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {_kind(value)}")
+    return value
+
+
+def valid_password_hash(value: Any) -> Secret:
+    text = _require_str(value)
+    parse_password_hash(text)  # its messages never quote the value
+    return Secret(text)
+
+
 def valid_port(value: Any) -> int:
     port: int = valid_int(1, 65535)(value)
     return port
@@ -346,6 +362,9 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "max_body_bytes": Option(valid_int(1024, 1 << 30)),
             "max_header_bytes": Option(valid_int(1024, 1 << 20)),
             "read_timeout_s": Option(valid_float(0.1, 3600)),
+            "admin_password_hash": Option(valid_password_hash, secret=True),
+            "camera_requires_login": Option(valid_bool),
+            "session_hours": Option(valid_float(0.1, 24 * 365)),
         },
     ),
     "printer": Section(

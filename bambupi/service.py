@@ -12,10 +12,13 @@ import trio
 
 from bambupi.config import Config
 from bambupi.hub import StateHub
+from bambupi.printer.commands import Controls
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.web.api import make_app
+from bambupi.web.auth import Auth
 from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Request
+from bambupi.web.login import add_command_routes, add_login_routes
 
 log = logging.getLogger("bambupi")
 
@@ -28,6 +31,7 @@ class Running:
     port: int
     urls: list[str]
     links: dict[str, PrinterLink] = field(default_factory=dict)
+    controls: Controls | None = None
 
     @property
     def url(self) -> str:
@@ -51,9 +55,15 @@ class Service:
             # front door serves natively in trio (WebSocket, MJPEG), a router to ``native``.
             app = make_app(hub)
             native: list[NativeRouter] = []
+            auth = Auth(config.web.admin_password_hash, session_hours=config.web.session_hours)
+            guard = add_login_routes(app, auth, config_path=config.source)
+            controls = Controls(hub, links)
+            add_command_routes(app, guard, controls)
             front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)
-            running = Running(hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links)
+            running = Running(
+                hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links, controls=controls
+            )
             log.info("bambupi is ready: open %s", running.url)
             _notify_systemd("READY=1")
             task_status.started(running)

@@ -1,0 +1,142 @@
+"""The owner's login: one admin password (salted scrypt), session cookies, CSRF tokens, a login rate limit.
+
+Watching stays open to the LAN; anything that changes the box or the printer needs a session. Sessions live in
+memory (a restart logs everyone out, which on a box that restarts rarely is a fair price for no session store).
+All of this runs in the WSGI worker threads, so the shared tables are guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from bambupi.passwords import verify_password
+from bambupi.secret import Secret
+
+COOKIE: Final = "bambupi_session"
+CSRF_HEADER: Final = "X-CSRF-Token"
+def is_lan_address(address: str) -> bool:
+    """Private, loopback and link-local addresses: where a first-visit password may be set from."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_private or ip.is_loopback or ip.is_link_local
+
+
+@dataclass
+class Session:
+    token: str
+    csrf: str
+    expires_at: float
+
+
+class Sessions:
+    def __init__(self, *, lifetime_s: float, clock: Callable[[], float] = time.time, limit: int = 64) -> None:
+        self.lifetime_s = lifetime_s
+        self._clock = clock
+        self._limit = limit
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def create(self) -> Session:
+        now = self._clock()
+        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.lifetime_s)
+        with self._lock:
+            self._drop_expired(now)
+            if len(self._sessions) >= self._limit:  # oldest first: a flood of logins cannot grow memory
+                oldest = min(self._sessions.values(), key=lambda s: s.expires_at)
+                del self._sessions[oldest.token]
+            self._sessions[session.token] = session
+        return session
+
+    def get(self, token: str | None) -> Session | None:
+        if not token:
+            return None
+        with self._lock:
+            session = self._sessions.get(token)
+            if session is None:
+                return None
+            if session.expires_at <= self._clock():
+                del self._sessions[token]
+                return None
+            return session
+
+    def end(self, token: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(token or "", None)
+
+    def end_all(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+    def _drop_expired(self, now: float) -> None:
+        for token in [t for t, s in self._sessions.items() if s.expires_at <= now]:
+            del self._sessions[token]
+
+
+class LoginLimiter:
+    """At most ``attempts`` failed logins per client address in any ``window_s``."""
+
+    def __init__(self, *, attempts: int = 5, window_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.attempts = attempts
+        self.window_s = window_s
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until ``client`` may try again (0 = now)."""
+        now = self._clock()
+        with self._lock:
+            failures = self._failures.get(client)
+            if not failures:
+                return 0.0
+            while failures and failures[0] <= now - self.window_s:
+                failures.popleft()
+            if len(failures) < self.attempts:
+                return 0.0
+            return failures[0] + self.window_s - now
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            if len(self._failures) > 10_000:  # a scan from many addresses must not grow memory without bound
+                self._failures.clear()
+            self._failures.setdefault(client, deque(maxlen=self.attempts)).append(self._clock())
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
+class Auth:
+    """The password (hash) and the sessions; the web routes and `bambupi set-password` use this."""
+
+    def __init__(self, password_hash: Secret | None, *, session_hours: float = 24 * 7) -> None:
+        self._hash = password_hash
+        self._lock = threading.Lock()
+        self.sessions = Sessions(lifetime_s=session_hours * 3600)
+        self.limiter = LoginLimiter()
+
+    @property
+    def password_set(self) -> bool:
+        with self._lock:
+            return self._hash is not None and bool(self._hash)
+
+    def check(self, password: str) -> bool:
+        with self._lock:
+            stored = self._hash
+        return stored is not None and verify_password(password, stored.reveal())
+
+    def set_hash(self, password_hash: Secret) -> None:
+        with self._lock:
+            self._hash = password_hash
+        self.sessions.end_all()
