@@ -74,6 +74,12 @@ class PanelConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = True  # listen for printers' SSDP announcements (UDP 2021)
+    port: int = 2021
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     path: Path = DEFAULT_STORAGE_PATH
 
@@ -88,6 +94,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     panel: PanelConfig = field(default_factory=PanelConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
 
 
@@ -397,6 +404,9 @@ SCHEMA: Final[Mapping[str, Section]] = {
         },
     ),
     "storage": Section(StorageConfig, "storage", {"path": Option(valid_abs_path)}),
+    "discovery": Section(
+        DiscoveryConfig, "discovery", {"enabled": Option(valid_bool), "port": Option(valid_int(0, 65535))}
+    ),
 }
 
 SECRET_KEYS: Final = frozenset(key for s in SCHEMA.values() for key, o in s.options.items() if o.secret)

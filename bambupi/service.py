@@ -13,12 +13,14 @@ import trio
 from bambupi.config import Config
 from bambupi.hub import StateHub
 from bambupi.printer.commands import Controls
+from bambupi.printer.discovery import Discovery
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.web.api import make_app
 from bambupi.web.auth import Auth
+from bambupi.web.control import add_command_routes, add_discovery_routes
 from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Request
-from bambupi.web.login import add_command_routes, add_login_routes
+from bambupi.web.login import add_login_routes
 
 log = logging.getLogger("bambupi")
 
@@ -32,6 +34,7 @@ class Running:
     urls: list[str]
     links: dict[str, PrinterLink] = field(default_factory=dict)
     controls: Controls | None = None
+    discovery: Discovery | None = None
 
     @property
     def url(self) -> str:
@@ -59,14 +62,29 @@ class Service:
             guard = add_login_routes(app, auth, config_path=config.source)
             controls = Controls(hub, links)
             add_command_routes(app, guard, controls)
+            discovery = Discovery(
+                known_hosts=lambda: {link.config.serial: link.host for link in links.values()},
+                follow=lambda serial, host: _follow(links, serial, host),
+                port=config.discovery.port,
+            )
+            if config.discovery.enabled:
+                await nursery.start(discovery.run)
+            add_discovery_routes(app, guard, discovery)
             front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)
             running = Running(
-                hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links, controls=controls
+                hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links, controls=controls,
+                discovery=discovery,
             )
             log.info("bambupi is ready: open %s", running.url)
             _notify_systemd("READY=1")
             task_status.started(running)
+
+
+def _follow(links: dict[str, PrinterLink], serial: str, host: str) -> None:
+    for link in links.values():
+        if link.config.serial == serial:
+            link.follow(host)
 
 
 def first_match(routers: list[NativeRouter]) -> NativeRouter:

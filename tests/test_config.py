@@ -165,6 +165,8 @@ BAD_VALUES = [
     ("web", "admin_password_hash", "plaintext-password", "not a bambupi password hash"),
     ("web", "camera_requires_login", "yes", "must be true or false"),
     ("web", "session_hours", 0, "between 0.1 and"),
+    ("discovery", "enabled", 1, "must be true or false"),
+    ("discovery", "port", 70000, "between 0 and 65535"),
     ("printer", "id", "Work Shop", "lowercase"),
     ("printer", "id", "a" * 33, "1-32"),
     ("printer", "id", "", "1-32"),

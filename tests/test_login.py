@@ -90,6 +90,7 @@ async def test_everything_that_changes_needs_a_session_and_csrf(box: Box, caplog
             r = await anon.post(path, json=body)
             assert r.status_code == 401 and r.json()["status"] == 401, path
         assert (await anon.post("/api/login", json={"password": "x"})).status_code == 409  # nothing set yet
+        assert (await anon.get("/api/discovery")).status_code == 401
         info = (await anon.get("/api/session")).json()
         assert info == {"logged_in": False, "csrf": None, "password_set": False, "setup_allowed": True}
 
@@ -128,6 +129,7 @@ async def test_everything_that_changes_needs_a_session_and_csrf(box: Box, caplog
         )
         assert r.status_code == 200 and r.json()["result"] == "success"
         assert box.sim.printer.state.chamber_light == "on"
+        assert (await owner.get("/api/discovery")).json()["printers"] == []
 
         r = await owner.post("/api/logout", headers={CSRF_HEADER: csrf})
         assert r.status_code == 200

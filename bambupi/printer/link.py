@@ -86,7 +86,9 @@ class PrinterLink:
         self.keepalive_s = keepalive_s
         self.report_topic = f"device/{config.serial}/report"
         self.request_topic = f"device/{config.serial}/request"
+        self.host = config.host  # where it is now: discovery may follow it to a new DHCP address
         self._session: _Session | None = None
+        self._wake = trio.Event()
         self._sequence = 0
         self.connects = 0  # successful logins, for health and tests
 
@@ -115,7 +117,15 @@ class PrinterLink:
                 attempt = 0
             delay = backoff_delay(attempt, cap=self.config.reconnect_max_s)
             attempt += 1
-            await trio.sleep(delay)
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    def follow(self, host: str) -> None:
+        """Use ``host`` from the next attempt on, and make that attempt now if the link is down."""
+        self.host = host
+        if not self.online:
+            self._wake.set()
 
     def send(self, body: dict[str, Any]) -> str:
         """Publish a command (QoS 1) with the next ``sequence_id``; returns that id for matching the reply."""
@@ -205,7 +215,7 @@ class _Session:
                     with trio.move_on_after(cfg.connect_timeout_s) as connack_wait:
                         await self._connack.wait()
                     if connack_wait.cancelled_caught:
-                        self.fail(LinkFailure(f"timeout: no MQTT answer from {cfg.host}:{cfg.mqtt_port}"))
+                        self.fail(LinkFailure(f"timeout: no MQTT answer from {self.link.host}:{cfg.mqtt_port}"))
                     else:
                         nursery.start_soon(self._stale_watch)
         finally:
@@ -216,9 +226,10 @@ class _Session:
 
     def _connect_blocking(self) -> None:
         cfg = self.config
-        where = f"{cfg.host}:{cfg.mqtt_port}"
+        host = self.link.host
+        where = f"{host}:{cfg.mqtt_port}"
         try:
-            self.client.connect(cfg.host, cfg.mqtt_port, keepalive=self.link.keepalive_s)
+            self.client.connect(host, cfg.mqtt_port, keepalive=self.link.keepalive_s)
         except _CertificateChanged as changed:
             raise LinkFailure(
                 f"certificate changed: the printer now presents {changed.seen} but {changed.trusted} is trusted; "
@@ -229,7 +240,7 @@ class _Session:
         except TimeoutError:
             raise LinkFailure(f"timeout connecting to {where}") from None
         except socket.gaierror:
-            raise LinkFailure(f"cannot resolve host {cfg.host!r}") from None
+            raise LinkFailure(f"cannot resolve host {host!r}") from None
         except ssl.SSLError as exc:
             raise LinkFailure(f"TLS handshake with {where} failed ({exc.reason or type(exc).__name__})") from None
         except OSError as exc:

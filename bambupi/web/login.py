@@ -1,5 +1,4 @@
-"""Login routes (session, login, logout, first-visit setup), the guard every changing route passes, and the
-printer command route that needs it."""
+"""Login routes (session, login, logout, first-visit setup) and the guard every changing route passes."""
 
 from __future__ import annotations
 
@@ -11,11 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import bottle
-import trio
 
 from bambupi.config_file import ConfigWriteError, set_password_hash
 from bambupi.passwords import hash_password, password_problem
-from bambupi.printer.commands import CommandError, Controls
 from bambupi.secret import Secret
 from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, is_lan_address
 
@@ -24,15 +21,15 @@ log = logging.getLogger("bambupi.web")
 LOGIN_PAGE = Path(__file__).with_name("login.html")
 
 
-def _json(status: int, body: Any) -> str:
+def json_response(status: int, body: Any) -> str:
     bottle.response.status = status
     bottle.response.content_type = "application/json"
     bottle.response.set_header("Cache-Control", "no-store")
     return json.dumps(body, separators=(",", ":"))
 
 
-def _error(status: int, message: str) -> str:
-    return _json(status, {"error": message, "status": status})
+def error_response(status: int, message: str) -> str:
+    return json_response(status, {"error": message, "status": status})
 
 
 def _client() -> str:
@@ -41,7 +38,7 @@ def _client() -> str:
     return str(bottle.request.environ.get("REMOTE_ADDR", ""))
 
 
-def _body() -> dict[str, Any] | None:
+def read_json_body() -> dict[str, Any] | None:
     try:
         data = json.loads(bottle.request.body.read() or b"null")
     except ValueError:
@@ -62,14 +59,14 @@ class Guard:
         """None when the request may go on, else the JSON error body (status already set)."""
         session = self.session()
         if session is None:
-            return _error(401, "log in first (POST /api/login)")
+            return error_response(401, "log in first (POST /api/login)")
         if not changes:
             return None
         origin = bottle.request.get_header("Origin")
         if origin and urlsplit(origin).netloc != bottle.request.get_header("Host"):
-            return _error(403, "cross-site request refused")
+            return error_response(403, "cross-site request refused")
         if bottle.request.get_header(CSRF_HEADER) != session.csrf:
-            return _error(403, f"missing or wrong {CSRF_HEADER} header")
+            return error_response(403, f"missing or wrong {CSRF_HEADER} header")
         return None
 
 
@@ -87,7 +84,7 @@ def add_login_routes(
 
     def session_info() -> str:
         session = guard.session()
-        return _json(
+        return json_response(
             200,
             {
                 "logged_in": session is not None,
@@ -102,19 +99,19 @@ def add_login_routes(
         wait = auth.limiter.retry_after(client)
         if wait > 0:
             bottle.response.set_header("Retry-After", str(int(wait) + 1))
-            return _error(429, f"too many failed logins; try again in {int(wait) + 1} s")
+            return error_response(429, f"too many failed logins; try again in {int(wait) + 1} s")
         if not auth.password_set:
-            return _error(409, "no admin password yet: set one first (POST /api/setup or `bambupi set-password`)")
-        body = _body()
+            return error_response(409, "no admin password yet: set one (POST /api/setup or `bambupi set-password`)")
+        body = read_json_body()
         password = body.get("password") if body else None
         if not isinstance(password, str):
-            return _error(400, "password: required (JSON body {\"password\": \"...\"})")
+            return error_response(400, "password: required (JSON body {\"password\": \"...\"})")
         if not auth.check(password):
             auth.limiter.failed(client)
             log.warning("failed login from %s", client)
-            return _error(401, "wrong password")
+            return error_response(401, "wrong password")
         auth.limiter.succeeded(client)
-        return _json(200, start_session())
+        return json_response(200, start_session())
 
     def logout() -> str:
         refused = guard.refusal()
@@ -122,32 +119,32 @@ def add_login_routes(
             return refused
         auth.sessions.end(bottle.request.get_cookie(COOKIE))
         bottle.response.delete_cookie(COOKIE, path="/")
-        return _json(200, {"logged_in": False})
+        return json_response(200, {"logged_in": False})
 
     def setup() -> str:
         if auth.password_set:
-            return _error(409, "an admin password is already set; log in, or use `bambupi set-password` on the box")
+            return error_response(409, "an admin password is set already; log in, or run `bambupi set-password`")
         if not is_lan_address(_client()):
-            return _error(403, "the first password can only be set from the local network")
-        body = _body()
+            return error_response(403, "the first password can only be set from the local network")
+        body = read_json_body()
         password = body.get("password") if body else None
         if not isinstance(password, str):
-            return _error(400, "password: required (JSON body {\"password\": \"...\"})")
+            return error_response(400, "password: required (JSON body {\"password\": \"...\"})")
         problem = password_problem(password)
         if problem is not None:
-            return _error(400, f"password: {problem}")
+            return error_response(400, f"password: {problem}")
         hashed = hash_password(password)
         if config_path is not None:
             try:
                 set_password_hash(config_path, hashed)
             except (OSError, ConfigWriteError) as exc:
                 log.error("could not save the admin password to %s: %s", config_path, exc)
-                return _error(500, f"could not save the password to {config_path}")
+                return error_response(500, f"could not save the password to {config_path}")
         auth.set_hash(Secret(hashed))
         if on_password_set is not None:
             on_password_set(hashed)
         log.info("admin password set from %s", _client())
-        return _json(200, start_session())
+        return json_response(200, start_session())
 
     def login_page() -> str:
         bottle.response.content_type = "text/html; charset=utf-8"
@@ -160,22 +157,3 @@ def add_login_routes(
     app.route("/api/setup", "POST", setup)
     app.route("/login", "GET", login_page)
     return guard
-
-
-def add_command_routes(app: bottle.Bottle, guard: Guard, controls: Controls) -> None:
-    def command(printer_id: str) -> str:
-        refused = guard.refusal()
-        if refused is not None:
-            return refused
-        body = _body()
-        name = body.get("command") if body else None
-        if not isinstance(name, str) or body is None:
-            return _error(400, "command: required (JSON body {\"command\": \"pause\"})")
-        try:
-            outcome = trio.from_thread.run(controls.send, printer_id, name, body)
-        except CommandError as exc:
-            return _error(exc.status, exc.message)
-        status = 200 if outcome.result == "success" else 502
-        return _json(status, {"printer": printer_id, "command": name, **outcome.to_json()})
-
-    app.route("/api/printers/<printer_id>/commands", "POST", command)
