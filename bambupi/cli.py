@@ -18,8 +18,6 @@ from bambupi.config import (
     DEFAULT_CONFIG_PATH,
     Config,
     ConfigError,
-    PrinterConfig,
-    WebConfig,
     cli_check_config,
     load_config,
     pins_path,
@@ -32,6 +30,26 @@ log = logging.getLogger("bambupi")
 
 DEMO_SERIAL = "01P00A000000001"
 DEMO_PORT = 8080
+DEMO_CONFIG = """\
+# bambupi demo: a simulated printer on this machine. Edit through the settings page or here.
+[web]
+listen = "{host}:{port}"
+
+[[printer]]
+id = "demo"
+name = "Demo {model} (simulated)"
+model = "{model}"
+host = "127.0.0.1"
+serial = "{serial}"
+access_code = "{code}"
+mqtt_port = {mqtt_port}
+
+[storage]
+path = "{folder}/bambupi.sqlite3"
+
+[discovery]
+enabled = false   # the demo's printer is local; keep UDP 2021 free for a real box on this machine
+"""
 
 
 class RedactingFilter(logging.Filter):
@@ -120,16 +138,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             time_scale=args.time_scale,
         )
         await nursery.start(sim.run)
-        printer = PrinterConfig(
-            id="demo",
-            name=f"Demo {args.model} (simulated)",
-            model=args.model,
-            host="127.0.0.1",
-            serial=DEMO_SERIAL,
-            access_code=access_code,
-            mqtt_port=sim.mqtt_port,
+        # A real config file, so the demo's settings page can edit it like a box's.
+        config_path = folder / "bambupi.toml"
+        config_path.write_text(
+            DEMO_CONFIG.format(
+                host=args.host, port=port, model=args.model, serial=DEMO_SERIAL, code=access_code.reveal(),
+                mqtt_port=sim.mqtt_port, folder=folder,
+            )
         )
-        config = Config(printers=(printer,), web=WebConfig(host=args.host, port=port))
+        config, _ = load_config(config_path)
         running: Running = await nursery.start(Service(config, storage_folder=folder).run)
         print(f"\n  bambupi demo is running: open {running.url}\n  (state in {folder}; Ctrl-C to stop)\n", flush=True)
 

@@ -12,11 +12,17 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import tomlkit
+from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
-from bambupi.config import Problem, errors, parse_config
+from bambupi.config import SCHEMA, Problem, Section, errors, parse_config
+from bambupi.secret import MASK
+
+# Changed through their own flows (set-password, first visit), never through the settings form.
+READ_ONLY_KEYS = frozenset({"web.admin_password_hash"})
 
 
 class ConfigWriteError(Exception):
@@ -74,3 +80,76 @@ def set_password_hash(path: Path, password_hash: str) -> None:
         document["web"]["admin_password_hash"] = password_hash
 
     edit_config(path, edit)
+
+
+def settings_view(document: TOMLDocument) -> dict[str, Any]:
+    """The settings as the file states them (absent = default, shown as null), every secret masked."""
+    view: dict[str, Any] = {}
+    for name, section in SCHEMA.items():
+        raw = document.get(name)
+        if section.many:
+            tables = raw if isinstance(raw, list) else []
+            view[name] = [_table_view(section, t) for t in tables if isinstance(t, dict)]
+        else:
+            view[name] = _table_view(section, raw if isinstance(raw, dict) else {})
+    return view
+
+
+def _table_view(section: Section, table: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, option in section.options.items():
+        value = table.get(key)
+        plain = value.unwrap() if isinstance(value, Item) else value
+        out[key] = MASK if option.secret and plain is not None else plain
+    return out
+
+
+def apply_settings(document: TOMLDocument, changes: dict[str, Any]) -> None:
+    """Edit ``document`` in place; ValueError (naming the key) for a change of the wrong shape.
+
+    Per key: a value sets it, null removes it (back to the default), a secret left empty or masked stays as it
+    is. A ``[[printer]]`` list replaces the printers: tables are matched by ``id`` and edited in place, so the
+    comments inside them survive; a printer left out is removed.
+    """
+    for name, value in changes.items():
+        section = SCHEMA.get(name)
+        if section is None:
+            raise ValueError(f"{name}: unknown section")
+        if section.many:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ValueError(f"{name}: must be a list of tables")
+            existing = document.get(name)
+            by_id = {str(t.get("id")): t for t in existing} if isinstance(existing, AoT) else {}
+            tables = AoT([])
+            for index, item in enumerate(value):
+                table = by_id.get(str(item.get("id")))
+                tables.append(
+                    _apply_table(section, table if table is not None else tomlkit.table(), item, f"{name}[{index}]")
+                )
+            document[name] = tables
+        else:
+            if not isinstance(value, dict):
+                raise ValueError(f"{name}: must be a table")
+            current = document.get(name)
+            table = current if isinstance(current, Table) else tomlkit.table()
+            document[name] = _apply_table(section, table, value, name)
+
+
+def _apply_table(section: Section, table: Table, values: dict[str, Any], path: str) -> Table:
+    for key, value in values.items():
+        option = section.options.get(key)
+        if option is None:
+            raise ValueError(f"{path}.{key}: unknown key")
+        if f"{path.split('[')[0]}.{key}" in READ_ONLY_KEYS:
+            if value in (None, "", MASK):
+                continue
+            raise ValueError(f"{path}.{key}: change it with `bambupi set-password`")
+        if option.secret and value in (None, "", MASK):
+            continue
+        if value is None:
+            table.pop(key, None)
+        elif isinstance(value, bool | int | float | str):
+            table[key] = value
+        else:
+            raise ValueError(f"{path}.{key}: must be a string, number or true/false")
+    return table

@@ -128,11 +128,7 @@ class StateHub:
         self._clock = clock
         self._printers: dict[str, _Printer] = {}
         for config in printers:
-            self._printers[config.id] = _Printer(
-                config=config,
-                capture=MqttCapture((config.access_code,)),
-                camera=_initial_camera(config),
-            )
+            self._printers[config.id] = _new_printer(config)
         self.version = 0
         self._changed = trio.lowlevel.ParkingLot()
         self._queues: list[EventQueue] = []
@@ -173,6 +169,23 @@ class StateHub:
     def on_reply(self, listener: Callable[[str, Reply], None]) -> None:
         """Call ``listener(printer_id, reply)`` for every command reply (matched by ``sequence_id``)."""
         self._reply_listeners.append(listener)
+
+    # -- the set of printers (the service, when settings change) ------------------------------------------------
+    def add_printer(self, config: PrinterConfig) -> None:
+        self._printers[config.id] = _new_printer(config)
+        self._bump()
+
+    def remove_printer(self, printer_id: str) -> None:
+        del self._printers[printer_id]
+        self._bump()
+
+    def update_printer_config(self, config: PrinterConfig) -> None:
+        """New settings for a known printer; its state stays (the link reconnects with the new settings)."""
+        printer = self._printers[config.id]
+        before = printer.to_json()
+        printer.config = config
+        printer.capture.secrets = (config.access_code,)
+        self._changed_from(printer, before)
 
     # -- writing (printer links only) -------------------------------------------------------------------------
     def apply_message(self, printer_id: str, payload: bytes) -> Applied:
@@ -239,12 +252,19 @@ class StateHub:
             event.setdefault("at", now)
             for queue in self._queues:
                 queue.put(event)
+        self._bump()
+
+    def _bump(self) -> None:
         self.version += 1
         self._changed.unpark_all()
 
     async def _wait_version_after(self, seen: int) -> None:
         while self.version <= seen:
             await self._changed.park()
+
+
+def _new_printer(config: PrinterConfig) -> _Printer:
+    return _Printer(config=config, capture=MqttCapture((config.access_code,)), camera=_initial_camera(config))
 
 
 def _initial_camera(config: PrinterConfig) -> dict[str, Any]:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
-from bambupi.config import Config
+from bambupi.config import Config, WebConfig
 from bambupi.hub import StateHub
 from bambupi.printer.commands import Controls
 from bambupi.printer.discovery import Discovery
 from bambupi.printer.link import PrinterLink
+from bambupi.printer.links import PrinterLinks
 from bambupi.printer.pins import PinStore
 from bambupi.web.api import make_app
 from bambupi.web.auth import Auth
 from bambupi.web.control import add_command_routes, add_discovery_routes
 from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Request
 from bambupi.web.login import add_login_routes
+from bambupi.web.settings import add_settings_routes
 
 log = logging.getLogger("bambupi")
 
@@ -32,7 +36,7 @@ class Running:
     hub: StateHub
     port: int
     urls: list[str]
-    links: dict[str, PrinterLink] = field(default_factory=dict)
+    links: Mapping[str, PrinterLink] = field(default_factory=dict)
     controls: Controls | None = None
     discovery: Discovery | None = None
 
@@ -46,14 +50,17 @@ class Service:
         self.config = config
         self.storage_folder = storage_folder
         self.pins = PinStore(storage_folder / "tls-pins.json")
+        self.hub: StateHub
+        self.links: PrinterLinks
 
     async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
         hub = StateHub(config.printers)
-        links: dict[str, PrinterLink] = {}
         async with trio.open_nursery() as nursery:
+            links = PrinterLinks(hub, self.pins, nursery)
             for printer in config.printers:
-                links[printer.id] = await nursery.start(PrinterLink(printer, hub, self.pins).run)
+                await links.start(printer)
+            self.hub, self.links = hub, links
             # Each feature adds its routes to this one Bottle app (pages, JSON) and, for streams the
             # front door serves natively in trio (WebSocket, MJPEG), a router to ``native``.
             app = make_app(hub)
@@ -64,12 +71,16 @@ class Service:
             add_command_routes(app, guard, controls)
             discovery = Discovery(
                 known_hosts=lambda: {link.config.serial: link.host for link in links.values()},
-                follow=lambda serial, host: _follow(links, serial, host),
+                follow=lambda serial, host: _follow(links.by_serial(serial), host),
                 port=config.discovery.port,
             )
             if config.discovery.enabled:
                 await nursery.start(discovery.run)
             add_discovery_routes(app, guard, discovery)
+            add_settings_routes(
+                app, guard, config_path=config.source, current=lambda: self.config, reconfigure=self.reconfigure,
+                pins=self.pins, wake_link=lambda printer_id: links[printer_id].follow(links[printer_id].host),
+            )
             front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)
             running = Running(
@@ -80,11 +91,46 @@ class Service:
             _notify_systemd("READY=1")
             task_status.started(running)
 
+    async def reconfigure(self, new: Config) -> dict[str, list[str]]:
+        """Apply a changed config in place: printers are added, removed or reconnected with their new settings.
 
-def _follow(links: dict[str, PrinterLink], serial: str, host: str) -> None:
-    for link in links.values():
-        if link.config.serial == serial:
-            link.follow(host)
+        Returns what was applied, and what takes effect only after a restart.
+        """
+        old, hub, links = self.config, self.hub, self.links
+        applied: list[str] = []
+        before = {p.id: p for p in old.printers}
+        after = {p.id: p for p in new.printers}
+        for printer_id in before.keys() - after.keys():
+            links.stop(printer_id)
+            hub.remove_printer(printer_id)
+            applied.append(f"printer {printer_id} removed")
+        for printer_id, printer in after.items():
+            if printer_id not in before:
+                hub.add_printer(printer)
+                await links.start(printer)
+                applied.append(f"printer {printer_id} added")
+            elif printer != before[printer_id]:
+                hub.update_printer_config(printer)
+                await links.restart(printer)
+                applied.append(f"printer {printer_id} reconnected with its new settings")
+        restart = [
+            name for name in ("web", "panel", "storage", "discovery") if getattr(old, name) != getattr(new, name)
+        ]
+        if restart == ["web"] and _same_but_password(old.web, new.web):
+            restart = []
+        self.config = new
+        for name in restart:
+            log.info("settings: %s changed; it takes effect when bambupi restarts", name)
+        return {"applied": applied, "restart_required": restart}
+
+
+def _same_but_password(old: WebConfig, new: WebConfig) -> bool:
+    return dataclasses.replace(old, admin_password_hash=None) == dataclasses.replace(new, admin_password_hash=None)
+
+
+def _follow(link: PrinterLink | None, host: str) -> None:
+    if link is not None:
+        link.follow(host)
 
 
 def first_match(routers: list[NativeRouter]) -> NativeRouter:

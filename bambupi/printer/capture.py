@@ -53,7 +53,7 @@ class MqttCapture:
         capacity: int = DEFAULT_CAPACITY,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._secrets = secrets
+        self.secrets = secrets
         self._messages: deque[CapturedMessage] = deque(maxlen=capacity)
         self._seq = 0
         self._clock = clock
@@ -63,7 +63,7 @@ class MqttCapture:
         text = payload if isinstance(payload, str) else _decode(payload)
         truncated = len(text) > MAX_PAYLOAD_CHARS
         # Mask before cutting, so a secret straddling the cut is never half-visible.
-        text = redact(text, *self._secrets)
+        text = redact(text, *self.secrets)
         if truncated:
             text = text[:MAX_PAYLOAD_CHARS]
         self._seq += 1
@@ -71,7 +71,7 @@ class MqttCapture:
             seq=self._seq,
             at=self._clock(),
             direction=direction,
-            topic=redact(topic, *self._secrets),
+            topic=redact(topic, *self.secrets),
             payload=text,
             size=len(raw),
             truncated=truncated,

@@ -1,0 +1,113 @@
+"""The settings: ``GET/POST /api/settings``, the settings page, and "trust the new certificate" per printer.
+
+Reading and writing both need the owner's session. The file is edited with tomlkit (comments and order survive)
+and written atomically; the running service then applies what it can in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import bottle
+import tomlkit
+import trio
+
+from bambupi.config import Config, load_config
+from bambupi.config_file import ConfigWriteError, apply_settings, edit_config, settings_view
+from bambupi.printer.link import probe_fingerprint
+from bambupi.printer.pins import PinStore
+from bambupi.web.login import Guard, error_response, json_response, read_json_body
+
+log = logging.getLogger("bambupi.web")
+
+SETTINGS_PAGE = Path(__file__).with_name("settings.html")
+
+Reconfigure = Callable[[Config], Awaitable[dict[str, list[str]]]]
+
+
+def add_settings_routes(
+    app: bottle.Bottle,
+    guard: Guard,
+    *,
+    config_path: Path | None,
+    current: Callable[[], Config],
+    reconfigure: Reconfigure,
+    pins: PinStore,
+    wake_link: Callable[[str], None],
+) -> None:
+    def read() -> str:
+        refused = guard.refusal(changes=False)
+        if refused is not None:
+            return refused
+        printers = trio.from_thread.run_sync(lambda: [p.id for p in current().printers])
+        document = tomlkit.parse(config_path.read_text("utf-8")) if config_path and config_path.exists() else None
+        return json_response(
+            200,
+            {
+                "editable": config_path is not None,
+                "config_path": str(config_path) if config_path else None,
+                "settings": settings_view(document if document is not None else tomlkit.document()),
+                "pins": {pid: pins.get(pid) for pid in printers},
+            },
+        )
+
+    def write() -> str:
+        refused = guard.refusal()
+        if refused is not None:
+            return refused
+        if config_path is None:
+            return error_response(409, "this box runs without a config file, so settings cannot be saved")
+        body = read_json_body()
+        changes = body.get("settings") if body else None
+        if not isinstance(changes, dict):
+            return error_response(400, 'settings: required (JSON body {"settings": {...}})')
+        try:
+            warnings = edit_config(config_path, lambda document: apply_settings(document, changes))
+        except ValueError as exc:
+            key, _, message = str(exc).partition(": ")
+            return _field_errors([{"key": key, "message": message}])
+        except ConfigWriteError as exc:
+            return _field_errors([{"key": p.key, "message": p.message, "line": p.line} for p in exc.problems])
+        except OSError as exc:
+            log.error("could not write %s: %s", config_path, exc.strerror)
+            return error_response(500, f"could not write {config_path}: {exc.strerror}")
+        config, _ = load_config(config_path)
+        outcome = trio.from_thread.run(reconfigure, config)
+        log.info("settings saved: %s", "; ".join(outcome["applied"]) or "no live changes")
+        return json_response(200, {**outcome, "warnings": [str(w) for w in warnings]})
+
+    def trust(printer_id: str) -> str:
+        refused = guard.refusal()
+        if refused is not None:
+            return refused
+        printer = trio.from_thread.run_sync(lambda: next((p for p in current().printers if p.id == printer_id), None))
+        if printer is None:
+            return error_response(404, f"no printer with id {printer_id!r}")
+        try:
+            seen = trio.from_thread.run(probe_fingerprint, printer)
+        except (OSError, trio.TooSlowError) as exc:
+            return error_response(502, f"cannot reach {printer.host}:{printer.mqtt_port}: {exc or 'timeout'}")
+        previous = pins.get(printer_id)
+        pins.set(printer_id, seen)
+        log.info("%s: now trusting certificate %s (was %s)", printer_id, seen, previous)
+        trio.from_thread.run_sync(wake_link, printer_id)
+        note = "tls_fingerprint in the config file takes precedence; clear it" if printer.tls_fingerprint else None
+        return json_response(200, {"printer": printer_id, "fingerprint": seen, "previous": previous, "note": note})
+
+    def page() -> str:
+        bottle.response.content_type = "text/html; charset=utf-8"
+        bottle.response.set_header("Cache-Control", "no-store")
+        return SETTINGS_PAGE.read_text("utf-8")
+
+    app.route("/api/settings", "GET", read)
+    app.route("/api/settings", "POST", write)
+    app.route("/api/printers/<printer_id>/trust", "POST", trust)
+    app.route("/settings", "GET", page)
+
+
+def _field_errors(errors: list[dict[str, Any]]) -> str:
+    body = {"error": "the settings have problems; nothing was saved", "status": 400, "fields": errors}
+    return json_response(400, body)

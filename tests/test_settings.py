@@ -1,0 +1,143 @@
+"""Settings: read (secrets masked) and write through the API, comments kept, atomic writes, live reconfigure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from bambupi.config_file import write_atomically
+from bambupi.secret import MASK
+from tests.test_login import CODE, Box, online, setup_and_login, start_box
+
+CSRF = "X-CSRF-Token"
+
+
+@pytest.fixture
+async def logged_in(tmp_path: Path) -> AsyncIterator[tuple[Box, httpx.AsyncClient, str]]:
+    async with trio.open_nursery() as nursery:
+        box = await start_box(nursery, tmp_path)
+        async with httpx.AsyncClient(base_url=box.base, timeout=20) as client:
+            csrf = await setup_and_login(client)
+            await online(client)
+            yield box, client, csrf
+        nursery.cancel_scope.cancel()
+
+
+async def test_settings_need_the_owner(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        box = await start_box(nursery, tmp_path)
+        async with httpx.AsyncClient(base_url=box.base) as anon:
+            assert (await anon.get("/api/settings")).status_code == 401
+            assert (await anon.post("/api/settings", json={"settings": {}})).status_code == 401
+            assert (await anon.post("/api/printers/garage/trust")).status_code == 401
+        nursery.cancel_scope.cancel()
+
+
+async def test_read_masks_secrets_and_shows_the_pin(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    _, client, _ = logged_in
+    r = await client.get("/api/settings")
+    assert r.status_code == 200
+    body = r.json()
+    printer = body["settings"]["printer"][0]
+    assert printer["id"] == "garage" and printer["access_code"] == MASK and printer["name"] is None
+    assert body["settings"]["web"]["admin_password_hash"] == MASK
+    assert body["pins"]["garage"].startswith("sha256:")
+    assert CODE.encode() not in r.content and b"scrypt$" not in r.content
+
+
+async def test_edit_keeps_comments_and_reconnects_the_printer(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    box, client, csrf = logged_in
+    old_link = box.running.links["garage"]
+    printer = (await client.get("/api/settings")).json()["settings"]["printer"][0]
+    printer.update(name="Garage P1S", stale_after_s=45)
+    r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["applied"] == ["printer garage reconnected with its new settings"]
+    text = box.config_path.read_text()
+    for comment in ("# my box — keep this comment", "# the one in the garage", "# loopback only"):
+        assert comment in text
+    assert f'access_code = "{CODE}"' in text  # the masked secret was left as it was
+    assert 'name = "Garage P1S"' in text and "stale_after_s = 45" in text
+    with trio.fail_after(10):
+        while box.running.links["garage"] is old_link or not box.running.links["garage"].connects or (
+            (await client.get("/api/printers/garage")).json()["connection"] != "online"
+        ):
+            await trio.sleep(0.05)
+    assert (await client.get("/api/printers/garage")).json()["name"] == "Garage P1S"
+
+
+async def test_invalid_settings_name_the_field_and_write_nothing(
+    logged_in: tuple[Box, httpx.AsyncClient, str],
+) -> None:
+    box, client, csrf = logged_in
+    before = box.config_path.read_bytes()
+    printer = (await client.get("/api/settings")).json()["settings"]["printer"][0]
+    for change, key in [
+        ({"printer": [{**printer, "access_code": "123"}]}, "printer[0].access_code"),
+        ({"printer": [{**printer, "mqtt_port": 99999}]}, "printer[0].mqtt_port"),
+        ({"printer": [{**printer, "colour": "red"}]}, "printer[0].colour"),
+        ({"web": {"admin_password_hash": "scrypt$1$1$1$AAAA$AAAA"}}, "web.admin_password_hash"),
+        ({"nonsense": {}}, "nonsense"),
+    ]:
+        r = await client.post("/api/settings", json={"settings": change}, headers={CSRF: csrf})
+        assert r.status_code == 400, change
+        assert [f["key"] for f in r.json()["fields"]] == [key]
+        assert b"123" not in r.content or key != "printer[0].access_code"
+    assert box.config_path.read_bytes() == before
+
+
+async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    _, client, csrf = logged_in
+    printer = (await client.get("/api/settings")).json()["settings"]["printer"][0]
+    second = {"id": "loft", "model": "A1", "host": "127.0.0.1", "serial": "03919A000000001",
+              "access_code": "87654321", "mqtt_port": 9}
+    r = await client.post("/api/settings", json={"settings": {"printer": [printer, second]}}, headers={CSRF: csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["applied"] == ["printer loft added"]
+    ids = [p["id"] for p in (await client.get("/api/printers")).json()]
+    assert ids == ["garage", "loft"]
+    with trio.fail_after(5):
+        while (await client.get("/api/printers/loft")).json()["connection"] != "offline":
+            await trio.sleep(0.05)
+    assert "87654321" not in (await client.get("/api/settings")).text
+    r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
+    assert r.json()["applied"] == ["printer loft removed"]
+    assert (await client.get("/api/printers/loft")).status_code == 404
+
+
+async def test_trust_pins_the_certificate_the_printer_presents(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    _, client, csrf = logged_in
+    pinned = (await client.get("/api/settings")).json()["pins"]["garage"]
+    r = await client.post("/api/printers/garage/trust", headers={CSRF: csrf})
+    assert r.status_code == 200 and r.json()["fingerprint"] == pinned == r.json()["previous"]
+    assert (await client.post("/api/printers/nope/trust", headers={CSRF: csrf})).status_code == 404
+
+
+def test_a_crash_between_write_and_rename_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "bambupi.toml"
+    path.write_text("# old\n[web]\n")
+    crash = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        import bambupi.config_file as cf
+        os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)
+        cf.write_atomically(Path({str(path)!r}), "# new\\n")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", crash])
+    assert done.returncode == -9
+    assert path.read_text() == "# old\n[web]\n"
+    write_atomically(path, "# new\n")
+    assert path.read_text() == "# new\n"
+    assert (tmp_path / "bambupi.toml.bak").read_text() == "# old\n[web]\n"
+    leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".bambupi.toml.")]
+    assert len(leftovers) == 1  # the killed writer's temporary file; the real file was never touched
