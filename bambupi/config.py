@@ -25,6 +25,7 @@ from typing import Any, Final, Literal, TextIO
 import tomlkit
 from tomlkit.exceptions import ParseError
 
+from bambupi.panel.pins import DEFAULT_PINS
 from bambupi.passwords import parse_password_hash
 from bambupi.printer.models import KNOWN_MODELS, normalise_model
 from bambupi.secret import Secret, redact
@@ -52,6 +53,37 @@ class PrinterConfig:
     stale_after_s: float = 60.0  # no message for this long -> stale, reconnect, pushall
     reconnect_max_s: float = 60.0  # backoff cap
     connect_timeout_s: float = 10.0
+    plug: PlugConfig | None = None  # [printer.plug]: the smart plug this printer is powered from
+
+
+@dataclass(frozen=True)
+class PlugConfig:
+    """A printer's smart plug (``[printer.plug]``): how to reach it, what energy costs, the auto-off policy."""
+
+    kind: str  # tasmota | shelly1 | shelly2 | homeassistant
+    address: str  # base URL, e.g. "http://192.168.1.60" (a bare host gets http://)
+    username: str | None = None  # Tasmota/Shelly Gen1 web user; Shelly Gen2 always uses "admin"
+    password: Secret | None = None
+    token: Secret | None = None  # Home Assistant long-lived access token
+    entity: str | None = None  # Home Assistant switch entity, e.g. "switch.printer_plug"
+    power_entity: str | None = None  # Home Assistant power sensor (W), optional
+    channel: int = 0  # Shelly relay/switch id
+    timeout_s: float = 5.0
+    price_per_kwh: float | None = None
+    currency: str = ""
+    printing_watts: float = 50.0  # at or above this the printer is working (cross-checks)
+    auto_off: bool = False
+    auto_off_after_failure: bool = False
+    auto_off_nozzle_below_c: float = 50.0
+    auto_off_after_min: float = 5.0
+    auto_off_warning_s: float = 60.0
+    auto_off_when_offline: bool = False  # switch off even when the printer's state is unknown (link down)
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    sample_interval_s: float = 10.0  # plug readings
+    flush_interval_s: float = 60.0  # buffered samples are written this often (and at every print event)
 
 
 @dataclass(frozen=True)
@@ -71,12 +103,58 @@ class WebConfig:
 class PanelConfig:
     oled: str = "auto"  # auto | ssd1306 | sh1106 | virtual | none
     gpio: str = "auto"  # auto | virtual | none
+    i2c_port: int = DEFAULT_PINS.i2c_port
+    i2c_address: int = DEFAULT_PINS.i2c_address
+    rotation: int = 0  # degrees: 0 | 90 | 180 | 270 (a 128x64 picture, so 0 or 180 in practice)
+    contrast: int = 255
+    dim_contrast: int = 8
+    led_green: str = DEFAULT_PINS.led_green  # gpiozero pin names (GPIO17, BOARD11, ...)
+    led_amber: str = DEFAULT_PINS.led_amber
+    led_red: str = DEFAULT_PINS.led_red
+    buzzer_pin: str = DEFAULT_PINS.buzzer
+    button: str = DEFAULT_PINS.button
+    buzzer: str = "active"  # active (on/off) | passive (tones through PWM) | none
+    rotate_s: float = 8.0  # each screen shows this long before the next
+    dim_after_s: float = 300.0  # nothing changed this long: dim the screen
+    off_after_s: float = 1800.0  # ...and switch it off, unless printing or alarmed
+    offline_grace_s: float = 60.0  # red slow blink once a printer has been offline this long
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Shared by the panel and notifications."""
+
+    time_zone: str | None = None  # IANA name (Europe/Berlin); None = the system's time zone
+    quiet_hours: tuple[tuple[int, int], tuple[int, int]] | None = None  # ((22, 0), (7, 0)): mute all but fatal
 
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
     enabled: bool = True  # listen for printers' SSDP announcements (UDP 2021)
     port: int = 2021
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One notification channel (``[[notify]]``)."""
+
+    name: str
+    kind: str  # ntfy | pushover | telegram | discord | webhook
+    enabled: bool = True
+    url: str | None = None  # ntfy server (default https://ntfy.sh), Discord webhook URL, webhook URL
+    topic: str | None = None  # ntfy
+    token: Secret | None = None  # ntfy access token, Pushover app token, Telegram bot token
+    user_key: Secret | None = None  # Pushover
+    chat_id: str | None = None  # Telegram
+    secret: Secret | None = None  # webhook: HMAC-SHA256 key for the X-Bambupi-Signature header
+    api_url: str | None = None  # Pushover/Telegram API base, for self-hosted or test servers
+    sound: str | None = None  # Pushover
+    events: tuple[str, ...] = ("finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power")
+    min_severity: str = "serious"  # HMS errors at or above this
+    offline_grace_s: float = 120.0
+    dedup_window_s: float = 300.0
+    progress: tuple[int, ...] = ()  # percent milestones, e.g. [25, 50, 75] (add "progress" to events)
+    attach_snapshot: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,8 +171,11 @@ class Config:
     printers: tuple[PrinterConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
     panel: PanelConfig = field(default_factory=PanelConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    notify: tuple[NotifyConfig, ...] = ()
+    power: PowerConfig = field(default_factory=PowerConfig)
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
 
 
@@ -229,6 +310,96 @@ def valid_password_hash(value: Any) -> Secret:
     return Secret(text)
 
 
+def valid_http_url(value: Any) -> str:
+    text = _require_str(value).strip()
+    if not re.match(r"^https?://[^\s/]+", text) or len(text) > 2048:
+        raise ValueError("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def valid_token(value: Any) -> Secret:
+    # A secret: never quoted back.
+    text = _require_str(value)
+    if not text.strip() or len(text) > 4096:
+        raise ValueError("must be a non-empty string")
+    return Secret(text.strip())
+
+
+def valid_notify_events(value: Any) -> tuple[str, ...]:
+    known = ("started", "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "progress", "power")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be a list of event names from: {', '.join(known)}")
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise ValueError(f"unknown event {unknown[0]!r}; use: {', '.join(known)}")
+    return tuple(value)
+
+
+def valid_percent_list(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError("must be a list of whole percentages, e.g. [25, 50, 75]")
+    if any(not 1 <= v <= 99 for v in value):
+        raise ValueError("percentages must be between 1 and 99")
+    return tuple(sorted(set(value)))
+
+
+def notify_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Keys each kind of channel needs."""
+    needs = {
+        "ntfy": ("topic",),
+        "pushover": ("token", "user_key"),
+        "telegram": ("token", "chat_id"),
+        "discord": ("url",),
+        "webhook": ("url",),
+    }.get(values.get("kind", ""), ())
+    return [(key, f"required for a {values['kind']} channel") for key in needs if key not in values]
+
+
+def valid_rotation(value: Any) -> int:
+    degrees: int = valid_int(0, 270)(value)
+    if degrees % 90:
+        raise ValueError(f"must be 0, 90, 180 or 270, got {degrees}")
+    return degrees
+
+
+_PIN = re.compile(r"^(GPIO|BCM|BOARD|WPI|J8:|P1:)?[0-9]{1,2}$")
+
+
+def valid_pin(value: Any) -> str:
+    """A gpiozero pin name: GPIO17, BCM17, BOARD11, J8:11 or a plain BCM number as a string."""
+    text = _require_str(value).strip().upper()
+    if not _PIN.match(text):
+        raise ValueError(f"must be a gpiozero pin name like GPIO17 or BOARD11; got {text!r}")
+    return text
+
+
+def valid_time_zone(value: Any) -> str:
+    import zoneinfo
+
+    text = _require_str(value).strip()
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {text!r}; use an IANA name like Europe/Berlin") from None
+    return text
+
+
+_HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def valid_quiet_hours(value: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``"22:00-07:00"``: from, to (across midnight when to < from)."""
+    text = _require_str(value).strip()
+    start, dash, end = text.partition("-")
+    times = [_HHMM.match(part.strip()) for part in (start, end)]
+    if not dash or not times[0] or not times[1]:
+        raise ValueError(f"must be HH:MM-HH:MM, like 22:00-07:00; got {text!r}")
+    (h1, m1), (h2, m2) = ((int(t.group(1)), int(t.group(2))) for t in times if t)
+    if (h1, m1) == (h2, m2):
+        raise ValueError("start and end must differ")
+    return (h1, m1), (h2, m2)
+
+
 def valid_port(value: Any) -> int:
     port: int = valid_int(1, 65535)(value)
     return port
@@ -338,6 +509,35 @@ def valid_abs_path(value: Any) -> Path:
     return path
 
 
+def valid_plug_address(value: Any) -> str:
+    """A plug's base URL: ``http://host[:port]`` (a bare host or host:port gets ``http://``), no path."""
+    text = _require_str(value).strip().rstrip("/")
+    if "://" not in text:
+        text = "http://" + text
+    match = re.match(r"^(https?)://(\[[0-9a-fA-F:]+\]|[^\s/:@\[\]]+)(?::(\d{1,5}))?(/[^\s]*)?$", text)
+    if not match or (match.group(3) and not 1 <= int(match.group(3)) <= 65535):
+        raise ValueError(f"must be an address like 192.168.1.60 or http://192.168.1.60:8123; got {text!r}")
+    if not match.group(2).startswith("["):
+        valid_host(match.group(2))
+    return text
+
+
+def valid_entity_id(value: Any) -> str:
+    text = _require_str(value).strip()
+    if not re.match(r"^[a-z_]+\.[a-z0-9_]+$", text):
+        raise ValueError(f"must be a Home Assistant entity id like switch.printer_plug; got {text!r}")
+    return text
+
+
+def plug_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Keys each kind of plug needs."""
+    needs = {"homeassistant": ("token", "entity")}.get(values.get("kind", ""), ())
+    problems = [(key, f"required for a {values['kind']} plug") for key in needs if key not in values]
+    if "password" in values and values.get("kind") == "homeassistant":
+        problems.append(("password", "Home Assistant uses a token, not a password"))
+    return problems
+
+
 # --- the schema -----------------------------------------------------------------------------------------------------
 
 
@@ -357,7 +557,37 @@ class Section:
     options: Mapping[str, Option]
     many: bool = False  # [[name]]: an array of tables, Config field is a tuple
     unique: tuple[str, ...] = ()  # keys whose values must differ between the tables of a [[name]] array
+    # Rules across the keys of one table: (key, message) for each problem, given the validated values.
+    check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
+    # Sub-tables inside each table, e.g. [printer.plug] under every [[printer]]; built into the field of that name.
+    tables: Mapping[str, Section] = field(default_factory=dict)
 
+
+PLUG_SECTION: Final = Section(
+    PlugConfig,
+    "plug",
+    {
+        "kind": Option(valid_choice("tasmota", "shelly1", "shelly2", "homeassistant"), required=True),
+        "address": Option(valid_plug_address, required=True),
+        "username": Option(valid_string),
+        "password": Option(valid_token, secret=True),
+        "token": Option(valid_token, secret=True),
+        "entity": Option(valid_entity_id),
+        "power_entity": Option(valid_entity_id),
+        "channel": Option(valid_int(0, 15)),
+        "timeout_s": Option(valid_float(0.1, 60)),
+        "price_per_kwh": Option(valid_float(0, 100)),
+        "currency": Option(lambda v: valid_string(v, max_length=8)),
+        "printing_watts": Option(valid_float(1, 5000)),
+        "auto_off": Option(valid_bool),
+        "auto_off_after_failure": Option(valid_bool),
+        "auto_off_nozzle_below_c": Option(valid_float(20, 300)),
+        "auto_off_after_min": Option(valid_float(0, 24 * 60)),
+        "auto_off_warning_s": Option(valid_float(0, 3600)),
+        "auto_off_when_offline": Option(valid_bool),
+    },
+    check=plug_problems,
+)
 
 SCHEMA: Final[Mapping[str, Section]] = {
     "web": Section(
@@ -394,6 +624,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
         },
         many=True,
         unique=("id", "serial"),
+        tables={"plug": PLUG_SECTION},
     ),
     "panel": Section(
         PanelConfig,
@@ -401,15 +632,71 @@ SCHEMA: Final[Mapping[str, Section]] = {
         {
             "oled": Option(valid_choice("auto", "ssd1306", "sh1106", "virtual", "none")),
             "gpio": Option(valid_choice("auto", "virtual", "none")),
+            "i2c_port": Option(valid_int(0, 31)),
+            "i2c_address": Option(valid_int(0x03, 0x77)),
+            "rotation": Option(valid_rotation),
+            "contrast": Option(valid_int(0, 255)),
+            "dim_contrast": Option(valid_int(0, 255)),
+            "led_green": Option(valid_pin),
+            "led_amber": Option(valid_pin),
+            "led_red": Option(valid_pin),
+            "buzzer_pin": Option(valid_pin),
+            "button": Option(valid_pin),
+            "buzzer": Option(valid_choice("active", "passive", "none")),
+            "rotate_s": Option(valid_float(1, 3600)),
+            "dim_after_s": Option(valid_float(1, 86400 * 7)),
+            "off_after_s": Option(valid_float(1, 86400 * 7)),
+            "offline_grace_s": Option(valid_float(0, 86400)),
         },
     ),
+    "alerts": Section(
+        AlertsConfig,
+        "alerts",
+        {"time_zone": Option(valid_time_zone), "quiet_hours": Option(valid_quiet_hours)},
+    ),
     "storage": Section(StorageConfig, "storage", {"path": Option(valid_abs_path)}),
+    "notify": Section(
+        NotifyConfig,
+        "notify",
+        {
+            "name": Option(valid_printer_id, required=True),
+            "kind": Option(valid_choice("ntfy", "pushover", "telegram", "discord", "webhook"), required=True),
+            "enabled": Option(valid_bool),
+            "url": Option(valid_http_url, secret=True),  # a Discord webhook URL carries its token
+            "topic": Option(valid_string),
+            "token": Option(valid_token, secret=True),
+            "user_key": Option(valid_token, secret=True),
+            "chat_id": Option(valid_string),
+            "secret": Option(valid_token, secret=True),
+            "api_url": Option(valid_http_url),
+            "sound": Option(valid_string),
+            "events": Option(valid_notify_events),
+            "min_severity": Option(valid_choice("fatal", "serious", "common", "info")),
+            "offline_grace_s": Option(valid_float(0, 86400)),
+            "dedup_window_s": Option(valid_float(0, 86400)),
+            "progress": Option(valid_percent_list),
+            "attach_snapshot": Option(valid_bool),
+        },
+        many=True,
+        unique=("name",),
+        check=lambda values: notify_problems(values),
+    ),
     "discovery": Section(
         DiscoveryConfig, "discovery", {"enabled": Option(valid_bool), "port": Option(valid_int(0, 65535))}
     ),
+    "power": Section(
+        PowerConfig,
+        "power",
+        {"sample_interval_s": Option(valid_float(0.05, 3600)), "flush_interval_s": Option(valid_float(0.05, 3600))},
+    ),
 }
 
-SECRET_KEYS: Final = frozenset(key for s in SCHEMA.values() for key, o in s.options.items() if o.secret)
+SECRET_KEYS: Final = frozenset(
+    key
+    for s in [*SCHEMA.values(), *(t for s in SCHEMA.values() for t in s.tables.values())]
+    for key, o in s.options.items()
+    if o.secret
+)
 
 
 # --- finding lines ---------------------------------------------------------------------------------------------------
@@ -510,11 +797,22 @@ def _syntax_problem(exc: ParseError, text: str, source: str) -> Problem:
 def _validate_table(section: Section, table: Mapping[str, Any], path: str, out: _Collector) -> dict[str, Any]:
     """The table's validated values by key (keys that failed are left out; their problems are in ``out``)."""
     values: dict[str, Any] = {}
+    errors_before = out.error_count()
     for key, raw in table.items():
+        if key in section.tables:
+            sub = section.tables[key]
+            if not isinstance(raw, dict):
+                out.add("error", f"{path}.{key}", f"must be a table: a [{path.split('[')[0]}.{key}] line and its keys")
+                continue
+            before = out.error_count()
+            sub_values = _validate_table(sub, raw, f"{path}.{key}", out)
+            if out.error_count() == before:  # built only when whole: a table with an error may lack a field
+                values[key] = _build(sub, sub_values)
+            continue
         option = section.options.get(key)
         if option is None:
             what = "table" if isinstance(raw, dict) else "key"
-            out.unknown(f"{path}.{key}", key, list(section.options), what)
+            out.unknown(f"{path}.{key}", key, [*section.options, *section.tables], what)
             continue
         try:
             value = option.validator(raw)
@@ -535,12 +833,18 @@ def _validate_table(section: Section, table: Mapping[str, Any], path: str, out: 
             values[key] = values[option.default_from]
         elif option.required:
             out.add("error", f"{path}.{key}", "required")
+    if section.check is not None and out.error_count() == errors_before:
+        for key, message in section.check(values):
+            out.add("error", f"{path}.{key}", message)
     return values
 
 
 def _build(section: Section, values: Mapping[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
+        if key in section.tables:
+            kwargs[key] = value  # already built by _validate_table
+            continue
         into = section.options[key].into
         if into:
             kwargs.update(zip(into, value, strict=True))

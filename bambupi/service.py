@@ -14,6 +14,8 @@ import trio
 
 from bambupi.config import Config, WebConfig
 from bambupi.hub import StateHub
+from bambupi.notify.notifier import Notifier
+from bambupi.notify.web import add_notify_routes
 from bambupi.printer.commands import Controls
 from bambupi.printer.discovery import Discovery
 from bambupi.printer.link import PrinterLink
@@ -39,6 +41,7 @@ class Running:
     links: Mapping[str, PrinterLink] = field(default_factory=dict)
     controls: Controls | None = None
     discovery: Discovery | None = None
+    notifier: Notifier | None = None
 
     @property
     def url(self) -> str:
@@ -77,6 +80,8 @@ class Service:
             if config.discovery.enabled:
                 await nursery.start(discovery.run)
             add_discovery_routes(app, guard, discovery)
+            notifier = await nursery.start(Notifier(hub, config.notify).run)
+            add_notify_routes(app, guard, notifier)
             add_settings_routes(
                 app, guard, config_path=config.source, current=lambda: self.config, reconfigure=self.reconfigure,
                 pins=self.pins, wake_link=lambda printer_id: links[printer_id].follow(links[printer_id].host),
@@ -85,7 +90,7 @@ class Service:
             port: int = await nursery.start(front.run)
             running = Running(
                 hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links, controls=controls,
-                discovery=discovery,
+                discovery=discovery, notifier=notifier,
             )
             log.info("bambupi is ready: open %s", running.url)
             _notify_systemd("READY=1")

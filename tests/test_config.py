@@ -66,14 +66,26 @@ PRINTER: dict[str, Any] = {
 }
 
 
+# A channel with every key a channel of any kind may need, so one bad value is the only problem.
+CHANNEL: dict[str, Any] = {
+    "name": "phone",
+    "kind": "ntfy",
+    "topic": "bambupi-test",
+    "token": "tk_secret",
+    "user_key": "uk_secret",
+    "chat_id": "42",
+    "url": "https://ntfy.example",
+}
+
+
 def only_errors(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.level == "error"]
 
 
 def with_value(section: str, key: str, value: Any) -> str:
     """A valid one-printer config, with ``section.key`` set to ``value``."""
-    document: dict[str, Any] = {"printer": [copy.deepcopy(PRINTER)]}
-    table = document["printer"][0] if section == "printer" else document.setdefault(section, {})
+    document: dict[str, Any] = {"printer": [copy.deepcopy(PRINTER)], "notify": [copy.deepcopy(CHANNEL)]}
+    table = document[section][0] if section in ("printer", "notify") else document.setdefault(section, {})
     table[key] = value
     return tomlkit.dumps(document)
 
@@ -166,6 +178,23 @@ BAD_VALUES = [
     ("web", "camera_requires_login", "yes", "must be true or false"),
     ("web", "session_hours", 0, "between 0.1 and"),
     ("discovery", "enabled", 1, "must be true or false"),
+    ("notify", "name", "Bad Name", "lowercase"),
+    ("notify", "kind", "email", "must be one of"),
+    ("notify", "enabled", "no", "must be true or false"),
+    ("notify", "url", "ftp://x", "http:// or https://"),
+    ("notify", "topic", "", "must not be empty"),
+    ("notify", "token", "", "non-empty"),
+    ("notify", "user_key", "  ", "non-empty"),
+    ("notify", "chat_id", 5, "must be a string"),
+    ("notify", "secret", "", "non-empty"),
+    ("notify", "api_url", "nope", "http:// or https://"),
+    ("notify", "sound", "", "must not be empty"),
+    ("notify", "events", ["finishd"], "unknown event"),
+    ("notify", "min_severity", "loud", "must be one of"),
+    ("notify", "offline_grace_s", -1, "between 0 and"),
+    ("notify", "dedup_window_s", "5", "must be a number"),
+    ("notify", "progress", [0], "between 1 and 99"),
+    ("notify", "attach_snapshot", "yes", "must be true or false"),
     ("discovery", "port", 70000, "between 0 and 65535"),
     ("printer", "id", "Work Shop", "lowercase"),
     ("printer", "id", "a" * 33, "1-32"),
@@ -202,7 +231,7 @@ def test_each_bad_value_is_one_error_naming_its_key_path(section: str, key: str,
     config, problems = parse_config(with_value(section, key, value))
     assert config is None
     (error,) = only_errors(problems)
-    assert error.key == ("printer[0]." if section == "printer" else f"{section}.") + key
+    assert error.key == (f"{section}[0]." if section in ("printer", "notify") else f"{section}.") + key
     assert fragment in error.message
     assert error.line is not None
 

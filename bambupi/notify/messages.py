@@ -1,0 +1,112 @@
+"""What a notification says: a pure function from an event (and the printer's name) to a short message.
+
+Messages are written for a phone's lock screen: the printer's name first, then what happened, then the detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+Priority = Literal["low", "default", "high", "urgent"]
+
+# The names users put in a channel's ``events`` list, and the event kinds behind them.
+TOPICS: Final = {
+    "started": ("job_started",),
+    "finished": ("job_finished",),
+    "failed": ("job_failed",),
+    "cancelled": ("job_cancelled",),
+    "paused": ("job_paused",),
+    "hms": ("hms_raised",),
+    "offline": ("printer_offline",),
+    "online": ("printer_online",),
+    "progress": ("progress",),
+    "power": ("power_warning", "power_off", "power_check"),
+}
+DEFAULT_TOPICS: Final = ("finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power")
+SEVERITY_RANK: Final = {"fatal": 0, "serious": 1, "common": 2, "info": 3, "unknown": 2}
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str
+    printer: str | None
+    title: str
+    body: str
+    priority: Priority
+    tags: tuple[str, ...] = ()
+    url: str | None = None  # the support article for an HMS error
+    dedup_key: str = ""
+
+    @property
+    def urgent(self) -> bool:
+        return self.priority == "urgent"
+
+    def text(self) -> str:
+        lines = [self.title, self.body] + ([self.url] if self.url else [])
+        return "\n".join(line for line in lines if line)
+
+
+def duration_text(seconds: float) -> str:
+    minutes = max(0, round(seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def message_for(event: dict[str, Any], name: str, *, started_at: float | None = None) -> Message | None:
+    """The message for ``event`` about printer ``name``; None for events nobody is told about."""
+    kind = event.get("kind")
+    printer = event.get("printer")
+    job = event.get("job") or "the print"
+    key = f"{printer}:{kind}"
+    at = event.get("at")
+    took = f"Took {duration_text(at - started_at)}." if isinstance(at, int | float) and started_at else ""
+    if kind == "job_started":
+        return Message(kind, printer, f"{name}: started {job}", "", "low", ("printer",), dedup_key=f"{key}:{job}")
+    if kind == "job_finished":
+        energy = event.get("energy_kwh")
+        extra = f" {energy:.2f} kWh." if isinstance(energy, int | float) else ""
+        return Message(kind, printer, f"{name}: {job} finished", f"{took}{extra}".strip(), "default",
+                       ("white_check_mark",), dedup_key=f"{key}:{job}")
+    if kind in ("job_failed", "job_cancelled"):
+        verb = "failed" if kind == "job_failed" else "was cancelled"
+        detail = event.get("description") or (f"Error {event['print_error']}" if event.get("print_error") else "")
+        return Message(kind, printer, f"{name}: {job} {verb}", str(detail), "high" if kind == "job_failed" else
+                       "default", ("x",), dedup_key=f"{key}:{job}")
+    if kind == "job_paused":
+        return Message(kind, printer, f"{name}: {job} paused", "", "default", ("pause_button",), dedup_key=key)
+    if kind == "hms_raised":
+        hms = event.get("hms") or {}
+        severity = str(event.get("severity") or "unknown")
+        priority: Priority = {"fatal": "urgent", "serious": "high"}.get(severity, "default")  # type: ignore[assignment]
+        description = hms.get("description") or "printer error"
+        return Message(kind, printer, f"{name}: {description}", f"{severity} error {event.get('code')}", priority,
+                       ("warning",), url=hms.get("url"), dedup_key=f"{key}:{event.get('code')}")
+    if kind == "printer_offline":
+        reason = event.get("reason") or "no connection"
+        return Message(kind, printer, f"{name} is offline", str(reason), "high", ("electric_plug",), dedup_key=key)
+    if kind == "printer_online":
+        return Message(kind, printer, f"{name} is back online", "", "default", ("electric_plug",), dedup_key=key)
+    if kind == "progress":
+        percent = event.get("percent")
+        return Message(kind, printer, f"{name}: {job} at {percent} %", "", "low", ("hourglass",),
+                       dedup_key=f"{key}:{job}:{percent}")
+    if isinstance(kind, str) and kind.startswith("power_") and isinstance(event.get("message"), str):
+        return Message(kind, printer, f"{name}: {event['message']}", "", "high", ("electric_plug",), dedup_key=key)
+    return None
+
+
+def wanted(message: Message, event: dict[str, Any], topics: tuple[str, ...], min_severity: str) -> bool:
+    """Whether a channel with these ``events`` topics and HMS threshold wants ``message``."""
+    kinds = {kind for topic in topics for kind in TOPICS.get(topic, ())}
+    if message.kind not in kinds:
+        return False
+    if message.kind == "hms_raised":
+        severity = str(event.get("severity") or "unknown")
+        return SEVERITY_RANK.get(severity, 2) <= SEVERITY_RANK[min_severity]
+    return True
+
+
+def sample_message() -> Message:
+    return Message("test", None, "bambupi test notification", "If you can read this, this channel works.",
+                   "default", ("tada",))

@@ -1,0 +1,275 @@
+"""Notifier: turns hub events into messages and delivers them to every configured channel.
+
+Per channel: its own event filter and HMS threshold, a dedup window (the same news is sent once), an offline
+grace period, quiet hours (non-urgent messages are held and sent when they end), retries with backoff on
+network errors and 5xx (a 4xx is final), and a log of the last deliveries for the web page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+import trio
+
+from bambupi.config import NotifyConfig
+from bambupi.hub import StateHub
+from bambupi.notify.channels import build_request, secrets_of
+from bambupi.notify.messages import Message, message_for, sample_message, wanted
+from bambupi.secret import redact
+
+log = logging.getLogger("bambupi.notify")
+# httpx logs every request URL at INFO, and a Telegram bot token or a Discord webhook key is part of the URL.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+RETRY_DELAYS_S: Final = (2.0, 10.0, 30.0)
+TIMEOUT_S: Final = 10.0
+LOG_SIZE: Final = 100
+QUEUE_SIZE: Final = 200
+QUIET_POLL_S: Final = 30.0
+
+Snapshot = Callable[[str], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    at: float
+    channel: str
+    kind: str
+    title: str
+    status: str  # sent | failed | dropped | merged | held
+    detail: str
+    attempts: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at, "channel": self.channel, "kind": self.kind, "title": self.title,
+            "status": self.status, "detail": self.detail, "attempts": self.attempts,
+        }
+
+
+class _Final(Exception):
+    """A delivery that must not be retried (the service said no: 4xx)."""
+
+
+class Channel:
+    """One channel's queue and sender."""
+
+    def __init__(self, config: NotifyConfig, notifier: Notifier) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.send_channel, self.receive_channel = trio.open_memory_channel[tuple[Message, str | None]](QUEUE_SIZE)
+        self.recent: dict[str, float] = {}  # dedup key -> when sent
+        self.held: deque[tuple[Message, str | None]] = deque(maxlen=QUEUE_SIZE)
+        self.offline_told: set[str] = set()
+        self.secrets = secrets_of(config)
+
+    def offer(self, message: Message, event: dict[str, Any]) -> None:
+        if not self.config.enabled or not wanted(message, event, self.config.events, self.config.min_severity):
+            return
+        now = self.notifier.clock()
+        if message.dedup_key:
+            last = self.recent.get(message.dedup_key)
+            if last is not None and now - last < self.config.dedup_window_s:
+                self.notifier.record(self, message, "merged", "same news within the dedup window", 0)
+                return
+            self.recent[message.dedup_key] = now
+            if len(self.recent) > 1000:
+                self.recent = {k: t for k, t in self.recent.items() if now - t < self.config.dedup_window_s}
+        if not message.urgent and self.notifier.quiet():
+            self.held.append((message, message.printer))
+            self.notifier.record(self, message, "held", "quiet hours", 0)
+            return
+        self.enqueue(message, message.printer)
+
+    def enqueue(self, message: Message, printer: str | None) -> None:
+        try:
+            self.send_channel.send_nowait((message, printer))
+        except trio.WouldBlock:
+            self.notifier.record(self, message, "dropped", "the queue is full (the service is unreachable?)", 0)
+
+    async def run(self) -> None:
+        async for message, printer in self.receive_channel:
+            await self.deliver(message, printer)
+
+    async def deliver(self, message: Message, printer: str | None) -> Delivery:
+        image = None
+        if self.config.attach_snapshot and printer is not None and self.notifier.snapshot is not None:
+            try:
+                image = await self.notifier.snapshot(printer)
+            except Exception:  # a camera problem must not cost the message
+                log.exception("snapshot for a notification failed")
+        request = build_request(self.config, message, image)
+        attempts = 0
+        detail = ""
+        for delay in (*self.notifier.retry_delays, None):
+            attempts += 1
+            try:
+                detail = await self._send_once(request)
+                return self.notifier.record(self, message, "sent", detail, attempts)
+            except _Final as exc:
+                detail = str(exc)
+                break
+            except (httpx.HTTPError, OSError) as exc:
+                detail = self._describe(exc)
+            if delay is not None:
+                await trio.sleep(delay)
+        log.warning("notify %s: giving up on %r after %d attempts: %s", self.config.name, message.title, attempts,
+                    detail)
+        return self.notifier.record(self, message, "failed", detail, attempts)
+
+    async def _send_once(self, request: Any) -> str:
+        response = await self.notifier.client.request(
+            request.method, request.url, headers=request.headers, json=request.json, data=request.data,
+            content=request.content, files=request.files, timeout=self.notifier.timeout_s,
+        )
+        if 200 <= response.status_code < 300:
+            return f"HTTP {response.status_code}"
+        text = f"HTTP {response.status_code}: {response.text[:200]}"
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            raise _Final(redact(text, *self.secrets))
+        raise httpx.HTTPStatusError(text, request=response.request, response=response)
+
+    def _describe(self, exc: Exception) -> str:
+        # httpx messages can quote the URL, which holds a Telegram token or a Discord webhook key.
+        if isinstance(exc, httpx.HTTPStatusError):
+            text = f"HTTP {exc.response.status_code}"
+        elif isinstance(exc, httpx.TimeoutException):
+            text = "timeout"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        return redact(text, *self.secrets)
+
+
+class Notifier:
+    def __init__(
+        self,
+        hub: StateHub,
+        channels: tuple[NotifyConfig, ...],
+        *,
+        quiet: Callable[[], bool] = lambda: False,
+        snapshot: Snapshot | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
+        timeout_s: float = TIMEOUT_S,
+        quiet_poll_s: float = QUIET_POLL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.hub = hub
+        self.quiet = quiet
+        self.snapshot = snapshot
+        self.retry_delays = retry_delays
+        self.timeout_s = timeout_s
+        self.quiet_poll_s = quiet_poll_s
+        self.clock = clock
+        self.channels = {c.name: Channel(c, self) for c in channels}
+        self.log: deque[Delivery] = deque(maxlen=LOG_SIZE)
+        self.client: httpx.AsyncClient
+        self._job_started: dict[str, float] = {}
+        self._progress: dict[str, tuple[str | None, int]] = {}  # printer -> (job, last milestone crossed)
+        self._offline_since: dict[str, float] = {}
+
+    def record(self, channel: Channel, message: Message, status: str, detail: str, attempts: int) -> Delivery:
+        delivery = Delivery(self.clock(), channel.config.name, message.kind, message.title, status, detail, attempts)
+        self.log.append(delivery)
+        return delivery
+
+    async def run(self, *, task_status: trio.TaskStatus[Notifier] = trio.TASK_STATUS_IGNORED) -> None:
+        queue = self.hub.open_event_queue("notify")
+        try:
+            async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+                self.client = client
+                for channel in self.channels.values():
+                    nursery.start_soon(channel.run)
+                nursery.start_soon(self._release_held)
+                if any(c.config.progress and "progress" in c.config.events for c in self.channels.values()):
+                    nursery.start_soon(self._watch_progress)
+                task_status.started(self)
+                while True:
+                    event = await queue.get()
+                    self.handle(event, nursery)
+        finally:
+            self.hub.close_event_queue(queue)
+
+    def handle(self, event: dict[str, Any], nursery: trio.Nursery) -> None:
+        printer = event.get("printer")
+        if not isinstance(printer, str) or not self.hub.has(printer):
+            return
+        kind = event.get("kind")
+        if kind == "job_started":
+            self._job_started[printer] = float(event.get("at") or self.clock())
+        if kind == "connection_lost":
+            self._offline_since[printer] = self.clock()
+            for channel in self.channels.values():
+                nursery.start_soon(self._offline_after_grace, channel, printer, dict(event))
+            return
+        if kind == "connection_restored":
+            self._offline_since.pop(printer, None)
+            for channel in self.channels.values():
+                if printer in channel.offline_told:
+                    channel.offline_told.discard(printer)
+                    self._offer(channel, {**event, "kind": "printer_online"})
+            return
+        started = self._job_started.pop(printer, None) if kind in ("job_finished", "job_failed",
+                                                                     "job_cancelled") else None
+        for channel in self.channels.values():
+            self._offer(channel, event, started_at=started)
+
+    def _offer(self, channel: Channel, event: dict[str, Any], *, started_at: float | None = None) -> None:
+        name = self.hub.printer(event["printer"])["name"] if self.hub.has(event["printer"]) else event["printer"]
+        message = message_for(event, name, started_at=started_at)
+        if message is not None:
+            channel.offer(message, event)
+
+    async def _offline_after_grace(self, channel: Channel, printer: str, event: dict[str, Any]) -> None:
+        lost_at = self._offline_since.get(printer)
+        await trio.sleep(channel.config.offline_grace_s)
+        if self._offline_since.get(printer) != lost_at or not self.hub.has(printer):
+            return  # back online (or lost again: that loss has its own timer)
+        if self.hub.printer(printer)["connection"] == "online":
+            return
+        reason = self.hub.printer(printer)["connection_reason"] or event.get("reason")
+        channel.offline_told.add(printer)
+        self._offer(channel, {**event, "kind": "printer_offline", "reason": reason})
+
+    async def _release_held(self) -> None:
+        while True:
+            await trio.sleep(self.quiet_poll_s)
+            if self.quiet():
+                continue
+            for channel in self.channels.values():
+                while channel.held:
+                    channel.enqueue(*channel.held.popleft())
+
+    async def _watch_progress(self) -> None:
+        subscription = self.hub.subscribe()
+        while True:
+            for printer_id, printer in (await subscription.next()).items():
+                self._check_progress(printer_id, printer)
+
+    def _check_progress(self, printer_id: str, printer: dict[str, Any]) -> None:
+        state = printer["state"]
+        percent, job = state.get("percent"), state.get("subtask_name")
+        if state.get("gcode_state") != "RUNNING" or not isinstance(percent, int):
+            return
+        last_job, last = self._progress.get(printer_id, (None, 0))
+        if job != last_job:
+            last = 0
+        for channel in self.channels.values():
+            crossed = [m for m in channel.config.progress if last < m <= percent]
+            if crossed:
+                self._offer(channel, {"kind": "progress", "printer": printer_id, "job": job, "percent": crossed[-1]})
+        self._progress[printer_id] = (job, max(last, percent))
+
+    async def send_test(self, name: str) -> Delivery:
+        """Send a test message on channel ``name`` now (quiet hours and filters do not apply)."""
+        channel = self.channels[name]
+        return await channel.deliver(sample_message(), None)
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return [d.to_json() for d in self.log]

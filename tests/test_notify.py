@@ -1,0 +1,235 @@
+"""Notifications against real local HTTP servers shaped like ntfy, Pushover, Telegram, Discord and a webhook."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from PIL import Image
+
+from bambupi.config import Config, NotifyConfig, PrinterConfig, WebConfig
+from bambupi.hub import StateHub
+from bambupi.notify.channels import SIGNATURE_HEADER, sign
+from bambupi.notify.messages import Message
+from bambupi.notify.notifier import Notifier
+from bambupi.secret import Secret
+from bambupi.service import Running, Service
+from bambupi.sim.broker import Simulator
+from bambupi.web.frontdoor import FrontDoor
+from tests.notify_services import (
+    DISCORD_PATH,
+    NTFY_TOKEN,
+    PUSHOVER_TOKEN,
+    PUSHOVER_USER,
+    TELEGRAM_TOKEN,
+    WEBHOOK_SECRET,
+    FakeServices,
+)
+from tests.test_link import wait_for
+
+SECRETS = (NTFY_TOKEN, PUSHOVER_TOKEN, PUSHOVER_USER, TELEGRAM_TOKEN, WEBHOOK_SECRET, "discord-webhook-secret")
+
+
+@pytest.fixture
+async def services() -> AsyncIterator[tuple[FakeServices, str]]:
+    fake = FakeServices()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(FrontDoor(fake.app, WebConfig(host="127.0.0.1", port=0)).run)
+        yield fake, f"http://127.0.0.1:{port}"
+        nursery.cancel_scope.cancel()
+
+
+def channels(base: str, **common: object) -> tuple[NotifyConfig, ...]:
+    return (
+        NotifyConfig(name="ntfy", kind="ntfy", url=base, topic="bambupi", token=Secret(NTFY_TOKEN), **common),  # type: ignore[arg-type]
+        NotifyConfig(name="pushover", kind="pushover", api_url=base, token=Secret(PUSHOVER_TOKEN),
+                     user_key=Secret(PUSHOVER_USER), sound="siren", **common),  # type: ignore[arg-type]
+        NotifyConfig(name="telegram", kind="telegram", api_url=base, token=Secret(TELEGRAM_TOKEN), chat_id="777",
+                     **common),  # type: ignore[arg-type]
+        NotifyConfig(name="discord", kind="discord", url=base + DISCORD_PATH, **common),  # type: ignore[arg-type]
+        NotifyConfig(name="webhook", kind="webhook", url=base + "/hook", secret=Secret(WEBHOOK_SECRET), **common),  # type: ignore[arg-type]
+    )
+
+
+def printer_config() -> PrinterConfig:
+    return PrinterConfig(id="p", name="Garage", model="P1S", host="127.0.0.1", serial="01P00A000000001",
+                         access_code=Secret("12345678"))
+
+
+def jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 36), (200, 80, 20)).save(out, "JPEG")
+    return out.getvalue()
+
+
+async def start_notifier(
+    nursery: trio.Nursery, hub: StateHub, configs: tuple[NotifyConfig, ...], **kw: object
+) -> Notifier:
+    settings: dict[str, object] = {"retry_delays": (0.05, 0.05, 0.05), "timeout_s": 2.0, **kw}
+    notifier: Notifier = await nursery.start(Notifier(hub, configs, **settings).run)  # type: ignore[arg-type]
+    return notifier
+
+
+async def test_each_service_gets_its_exact_request_shape(
+    services: tuple[FakeServices, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake, base = services
+    image = jpeg()
+    hub = StateHub([printer_config()])
+
+    async def snapshot(printer: str) -> bytes | None:
+        return image
+
+    async with trio.open_nursery() as nursery:
+        notifier = await start_notifier(nursery, hub, channels(base), snapshot=snapshot)
+        for name in notifier.channels:
+            delivery = await notifier.send_test(name)
+            assert delivery.status == "sent", (name, delivery)
+        message = Message("hms_raised", "p", "Garage: Nozzle clog", "fatal error 0300_…", "urgent", ("warning",),
+                          url="https://wiki.bambulab.com/en/x")
+        for channel in notifier.channels.values():
+            assert (await channel.deliver(message, "p")).status == "sent"
+        nursery.cancel_scope.cancel()
+
+    ntfy_json, ntfy_put = fake.of("ntfy")
+    assert ntfy_json.method == "POST" and ntfy_json.headers["Authorization"] == f"Bearer {NTFY_TOKEN}"
+    assert ntfy_json.json["topic"] == "bambupi" and ntfy_json.json["title"] == "bambupi test notification"
+    assert ntfy_put.method == "PUT" and ntfy_put.path == "/bambupi" and ntfy_put.body == image
+    assert ntfy_put.headers["X-Priority"] == "5" and ntfy_put.headers["X-Click"] == "https://wiki.bambulab.com/en/x"
+    assert ntfy_put.headers["X-Message"].startswith("=?UTF-8?B?")  # "…" is not Latin-1
+
+    plain, photo = fake.of("pushover")
+    assert plain.form["token"] == PUSHOVER_TOKEN and plain.form["user"] == PUSHOVER_USER
+    assert plain.form["sound"] == "siren" and plain.form["priority"] == "0"
+    assert photo.files["attachment"] == image and photo.form["priority"] == "1"
+
+    text, picture = fake.of("telegram")
+    assert text.path == f"/bot{TELEGRAM_TOKEN}/sendMessage" and text.json["chat_id"] == "777"
+    assert picture.path.endswith("/sendPhoto") and picture.files["photo"] == image
+    assert "https://wiki.bambulab.com/en/x" in picture.form["caption"]
+
+    hook_text, hook_file = fake.of("discord")
+    assert hook_text.json == {"content": "bambupi test notification\nIf you can read this, this channel works."}
+    assert hook_file.files["files[0]"] == image and json.loads(hook_file.form["payload_json"])["content"]
+
+    first, second = fake.of("webhook")
+    assert first.headers[SIGNATURE_HEADER] == sign(WEBHOOK_SECRET, first.body)
+    assert json.loads(second.body)["event"] == "hms_raised" and json.loads(second.body)["priority"] == "urgent"
+    # The fake services' own access log (bambupi.web, in this process) shows their paths; everything else must not.
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "bambupi.web")
+    assert not any(s in ours for s in SECRETS)
+
+
+async def test_retries_5xx_not_4xx_and_gives_up_on_timeouts(services: tuple[FakeServices, str]) -> None:
+    fake, base = services
+    hub = StateHub([printer_config()])
+    async with trio.open_nursery() as nursery:
+        notifier = await start_notifier(nursery, hub, channels(base), timeout_s=0.3)
+        fake.fail_next["ntfy"] = [500, 503]
+        delivery = await notifier.send_test("ntfy")
+        assert (delivery.status, delivery.attempts) == ("sent", 3)
+        fake.fail_next["webhook"] = [400]
+        delivery = await notifier.send_test("webhook")
+        assert (delivery.status, delivery.attempts) == ("failed", 1) and "HTTP 400" in delivery.detail
+        fake.delay_s = 0.6
+        delivery = await notifier.send_test("telegram")
+        assert (delivery.status, delivery.attempts, delivery.detail) == ("failed", 4, "timeout")
+        fake.delay_s = 0
+        nursery.cancel_scope.cancel()
+    log_text = json.dumps(notifier.deliveries())
+    assert not any(s in log_text for s in SECRETS)
+
+
+async def test_unreachable_service_error_names_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    hub = StateHub([printer_config()])
+    broken = NotifyConfig(name="tg", kind="telegram", api_url="http://127.0.0.1:1", token=Secret(TELEGRAM_TOKEN),
+                          chat_id="1")
+    async with trio.open_nursery() as nursery:
+        notifier = await start_notifier(nursery, hub, (broken,))
+        delivery = await notifier.send_test("tg")
+        nursery.cancel_scope.cancel()
+    assert delivery.status == "failed" and delivery.detail
+    assert TELEGRAM_TOKEN not in delivery.detail and TELEGRAM_TOKEN not in caplog.text
+
+
+def report(**fields: object) -> bytes:
+    return json.dumps({"print": {"command": "push_status", **fields}}).encode()
+
+
+async def test_offline_grace_dedup_and_quiet_hours(services: tuple[FakeServices, str]) -> None:
+    fake, base = services
+    hub = StateHub([printer_config()])
+    quiet = [False]
+    (webhook,) = [c for c in channels(base, offline_grace_s=0.4, dedup_window_s=60) if c.name == "webhook"]
+
+    def sent() -> list[str]:
+        return [json.loads(r.body)["event"] for r in fake.of("webhook")]
+
+    async with trio.open_nursery() as nursery:
+        await start_notifier(nursery, hub, (webhook,), quiet=lambda: quiet[0], quiet_poll_s=0.1)
+        hub.set_connection("p", "online")
+        hub.apply_message("p", report(gcode_state="IDLE", hms=[]))
+        hub.set_connection("p", "offline", "connection refused")
+        await trio.sleep(0.1)
+        hub.set_connection("p", "online")  # back within the grace period: nobody is bothered
+        await trio.sleep(0.6)
+        assert sent() == []
+        hub.set_connection("p", "offline", "connection refused")
+        await wait_for(lambda: sent() == ["printer_offline"])
+        hub.set_connection("p", "online")
+        await wait_for(lambda: sent() == ["printer_offline", "printer_online"])
+
+        for _ in range(2):  # the same finish twice: sent once
+            hub.apply_message("p", report(gcode_state="RUNNING", subtask_name="cube"))
+            hub.apply_message("p", report(gcode_state="FINISH"))
+        await wait_for(lambda: sent().count("job_finished") == 1)
+
+        quiet[0] = True
+        hub.apply_message("p", report(gcode_state="RUNNING", subtask_name="gear"))
+        hub.apply_message("p", report(gcode_state="PAUSE"))  # not urgent: held
+        hub.apply_message("p", report(hms=[{"attr": 0x03000200, "code": 0x00010001}]))  # fatal: sent now
+        await wait_for(lambda: "hms_raised" in sent())
+        await trio.sleep(0.3)
+        assert "job_paused" not in sent()
+        quiet[0] = False
+        await wait_for(lambda: "job_paused" in sent())
+        nursery.cancel_scope.cancel()
+    assert sent().count("job_finished") == 1
+
+
+async def test_end_to_end_with_the_simulator(services: tuple[FakeServices, str], tmp_path: Path) -> None:
+    fake, base = services
+    serial, code = "01P00A000000555", "90807060"
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", serial, code, scenario="idle", time_scale=600)
+        await nursery.start(sim.run)
+        sim.printer.set_hms([(0x07000200, 0x00020004)])  # active before bambupi connects: standing
+        printer = PrinterConfig(id="p", name="Garage", model="P1S", host="127.0.0.1", serial=serial,
+                                access_code=Secret(code), mqtt_port=sim.mqtt_port)
+        config = Config(printers=(printer,), web=WebConfig(host="127.0.0.1", port=0), notify=channels(base))
+        running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+        await wait_for(lambda: running.hub.printer("p")["state"]["gcode_state"] == "IDLE")
+        assert running.hub.printer("p")["state"]["hms"][0]["standing"] is True
+
+        sim.printer.start_print("benchy", layers=5, minutes=2)
+        await wait_for(lambda: len(fake.of("webhook")) >= 1, timeout=20)
+        for service in ("ntfy", "pushover", "telegram", "discord", "webhook"):
+            await wait_for(lambda s=service: len(fake.of(s)) == 1)  # type: ignore[misc]
+        assert json.loads(fake.of("webhook")[0].body)["event"] == "job_finished"
+        assert "benchy" in fake.of("ntfy")[0].json["title"] and "Garage" in fake.of("ntfy")[0].json["title"]
+
+        sim.printer.set_hms([(0x07000200, 0x00020004), (0x03000200, 0x00010001)])  # a new fatal error
+        await wait_for(lambda: len(fake.of("webhook")) == 2)
+        fatal = json.loads(fake.of("webhook")[1].body)
+        assert fatal["event"] == "hms_raised" and fatal["url"].startswith("https://wiki.bambulab.com/")
+        assert fatal["priority"] == "urgent"
+        nursery.cancel_scope.cancel()
+    everything = b"".join(r.body for r in fake.requests)
+    assert code.encode() not in everything
+
