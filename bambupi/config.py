@@ -548,6 +548,7 @@ class Option:
     default_from: str | None = None  # when absent, take this sibling key's value (printer.name <- printer.id)
     into: tuple[str, ...] = ()  # dataclass fields filled from the validated tuple; default: the key's name
     secret: bool = False
+    is_list: bool = False  # the value is a TOML array (the settings page edits it as a comma-separated list)
 
 
 @dataclass(frozen=True)
@@ -670,11 +671,11 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "secret": Option(valid_token, secret=True),
             "api_url": Option(valid_http_url),
             "sound": Option(valid_string),
-            "events": Option(valid_notify_events),
+            "events": Option(valid_notify_events, is_list=True),
             "min_severity": Option(valid_choice("fatal", "serious", "common", "info")),
             "offline_grace_s": Option(valid_float(0, 86400)),
             "dedup_window_s": Option(valid_float(0, 86400)),
-            "progress": Option(valid_percent_list),
+            "progress": Option(valid_percent_list, is_list=True),
             "attach_snapshot": Option(valid_bool),
         },
         many=True,

@@ -95,6 +95,20 @@ def settings_view(document: TOMLDocument) -> dict[str, Any]:
     return view
 
 
+def schema_view() -> dict[str, Any]:
+    """What the settings page needs to build its form: each section's keys and which are secret or lists."""
+    return {
+        name: {
+            "many": section.many,
+            "keys": list(section.options),
+            "required": [k for k, o in section.options.items() if o.required],
+            "secret": [k for k, o in section.options.items() if o.secret],
+            "lists": [k for k, o in section.options.items() if o.is_list],
+        }
+        for name, section in SCHEMA.items()
+    }
+
+
 def _table_view(section: Section, table: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, option in section.options.items():
@@ -148,8 +162,12 @@ def _apply_table(section: Section, table: Table, values: dict[str, Any], path: s
             continue
         if value is None:
             table.pop(key, None)
-        elif isinstance(value, bool | int | float | str):
+        elif _is_scalar(value) or (option.is_list and isinstance(value, list) and all(map(_is_scalar, value))):
             table[key] = value
         else:
             raise ValueError(f"{path}.{key}: must be a string, number or true/false")
     return table
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str)

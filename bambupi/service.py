@@ -55,6 +55,7 @@ class Service:
         self.pins = PinStore(storage_folder / "tls-pins.json")
         self.hub: StateHub
         self.links: PrinterLinks
+        self.notifier: Notifier
 
     async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
@@ -80,7 +81,7 @@ class Service:
             if config.discovery.enabled:
                 await nursery.start(discovery.run)
             add_discovery_routes(app, guard, discovery)
-            notifier = await nursery.start(Notifier(hub, config.notify).run)
+            notifier = self.notifier = await nursery.start(Notifier(hub, config.notify).run)
             add_notify_routes(app, guard, notifier)
             add_settings_routes(
                 app, guard, config_path=config.source, current=lambda: self.config, reconfigure=self.reconfigure,
@@ -118,6 +119,9 @@ class Service:
                 hub.update_printer_config(printer)
                 await links.restart(printer)
                 applied.append(f"printer {printer_id} reconnected with its new settings")
+        if old.notify != new.notify:
+            self.notifier.set_channels(new.notify)
+            applied.append("notification channels updated")
         restart = [
             name for name in ("web", "panel", "storage", "discovery") if getattr(old, name) != getattr(new, name)
         ]

@@ -113,6 +113,26 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
     assert (await client.get("/api/printers/loft")).status_code == 404
 
 
+async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    box, client, csrf = logged_in
+    channel = {"name": "phone", "kind": "ntfy", "topic": "garage-alerts", "url": "http://127.0.0.1:9",
+               "token": "tk_very_secret", "events": ["finished", "hms"], "progress": [50]}
+    r = await client.post("/api/settings", json={"settings": {"notify": [channel]}}, headers={CSRF: csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["applied"] == ["notification channels updated"]
+    assert box.running.notifier is not None and list(box.running.notifier.channels) == ["phone"]
+    assert box.running.notifier.channels["phone"].config.events == ("finished", "hms")
+    view = await client.get("/api/settings")
+    assert view.json()["settings"]["notify"][0]["token"] == MASK and b"tk_very_secret" not in view.content
+    assert view.json()["settings"]["notify"][0]["progress"] == [50]
+    assert "events = [" in box.config_path.read_text()
+    r = await client.post(
+        "/api/settings", json={"settings": {"notify": [{**channel, "kind": "pushover", "token": ""}]}},
+        headers={CSRF: csrf},
+    )
+    assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key"}
+
+
 async def test_trust_pins_the_certificate_the_printer_presents(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
     _, client, csrf = logged_in
     pinned = (await client.get("/api/settings")).json()["pins"]["garage"]

@@ -170,6 +170,7 @@ class Notifier:
         self.channels = {c.name: Channel(c, self) for c in channels}
         self.log: deque[Delivery] = deque(maxlen=LOG_SIZE)
         self.client: httpx.AsyncClient
+        self._nursery: trio.Nursery
         self._job_started: dict[str, float] = {}
         self._progress: dict[str, tuple[str | None, int]] = {}  # printer -> (job, last milestone crossed)
         self._offline_since: dict[str, float] = {}
@@ -184,6 +185,7 @@ class Notifier:
         try:
             async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
                 self.client = client
+                self._nursery = nursery
                 for channel in self.channels.values():
                     nursery.start_soon(channel.run)
                 nursery.start_soon(self._release_held)
@@ -265,6 +267,14 @@ class Notifier:
             if crossed:
                 self._offer(channel, {"kind": "progress", "printer": printer_id, "job": job, "percent": crossed[-1]})
         self._progress[printer_id] = (job, max(last, percent))
+
+    def set_channels(self, configs: tuple[NotifyConfig, ...]) -> None:
+        """New channel settings, live: old channels finish what they are sending, new ones take over."""
+        for channel in self.channels.values():
+            channel.send_channel.close()
+        self.channels = {c.name: Channel(c, self) for c in configs}
+        for channel in self.channels.values():
+            self._nursery.start_soon(channel.run)
 
     async def send_test(self, name: str) -> Delivery:
         """Send a test message on channel ``name`` now (quiet hours and filters do not apply)."""

@@ -16,7 +16,7 @@ import tomlkit
 import trio
 
 from bambupi.config import Config, load_config
-from bambupi.config_file import ConfigWriteError, apply_settings, edit_config, settings_view
+from bambupi.config_file import ConfigWriteError, apply_settings, edit_config, schema_view, settings_view
 from bambupi.printer.link import probe_fingerprint
 from bambupi.printer.pins import PinStore
 from bambupi.web.login import Guard, error_response, json_response, read_json_body
@@ -50,6 +50,7 @@ def add_settings_routes(
                 "editable": config_path is not None,
                 "config_path": str(config_path) if config_path else None,
                 "settings": settings_view(document if document is not None else tomlkit.document()),
+                "schema": schema_view(),
                 "pins": {pid: pins.get(pid) for pid in printers},
             },
         )
