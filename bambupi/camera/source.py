@@ -1,0 +1,239 @@
+"""Camera sources: one upstream connection to a printer's camera, handing each JPEG frame to a callback.
+
+* :class:`Tls6000Source` — P1/A1: TLS to port 6000, the 80-byte auth packet, then 16-byte header + JPEG frames.
+* :class:`RtspsSource` — X1/H2/P2: an ``ffmpeg`` subprocess reads ``rtsps://…:322/streaming/live/1`` (``-rtsp_transport
+  tcp``) and writes MJPEG to a pipe, cut into frames by :class:`~bambupi.camera.jpeg.JpegSplitter`. Debian's ffmpeg
+  (GnuTLS, ``tls_verify`` defaults to 0) accepts the printer's self-signed certificate as is, so no TLS proxy is needed.
+
+A source's :meth:`stream` runs one connection until it fails and raises :class:`CameraError` with a reason meant for
+people (never containing the access code); :class:`~bambupi.camera.hub.FrameHub` owns reconnects and backoff.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from bambupi.camera.jpeg import (
+    HEADER_SIZE,
+    MAX_FRAME_BYTES,
+    FrameError,
+    JpegSplitter,
+    auth_packet,
+    is_jpeg,
+    parse_header,
+)
+from bambupi.secret import Secret, redact
+
+OnFrame = Callable[[bytes], None]
+
+_RECEIVE_BYTES = 256 * 1024
+_FFMPEG_STDERR_LINES = 5
+
+
+class CameraError(Exception):
+    """One upstream attempt failed; ``str()`` is the reason shown on the page. ``retry_s`` overrides the backoff."""
+
+    def __init__(self, reason: str, *, retry_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_s = retry_s
+
+
+class CameraSource(Protocol):
+    kind: str
+
+    async def stream(self, on_frame: OnFrame) -> None:
+        """Connect, then call ``on_frame`` for every frame until the connection fails (raises CameraError)."""
+        ...
+
+
+def camera_ssl_context() -> ssl.SSLContext:
+    # The camera's certificate is self-signed and does not name the printer's address; the relay protects what
+    # the viewers see, not the access code from an attacker on the LAN (the MQTT link pins the printer's certificate).
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int, into: bytearray) -> bool:
+    """Append exactly ``size`` bytes to ``into``; False when the peer closed first (``into`` then holds fewer).
+
+    A TLS close without close_notify (what the printer does to a wrong access code) counts as closed too."""
+    goal = len(into) + size
+    while len(into) < goal:
+        try:
+            chunk = await stream.receive_some(min(goal - len(into), _RECEIVE_BYTES))
+        except trio.BrokenResourceError:
+            return False
+        if not chunk:
+            return False
+        into += chunk
+    return True
+
+
+class Tls6000Source:
+    """The P1/A1 camera: TLS to ``host:port`` (6000), auth, then frames. ``read_timeout_s`` bounds the wait for
+    each frame (these cameras send 0.5-5 fps), ``connect_timeout_s`` the TCP + TLS handshake."""
+
+    kind = "tls6000"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        access_code: Secret,
+        *,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 15.0,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
+        self.host, self.port = host, port
+        self._access_code = access_code
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._max = max_frame_bytes
+
+    async def stream(self, on_frame: OnFrame) -> None:
+        where = f"{self.host}:{self.port}"
+        try:
+            with trio.fail_after(self._connect_timeout_s):
+                tcp = await trio.open_tcp_stream(self.host, self.port)
+                stream = trio.SSLStream(tcp, camera_ssl_context(), server_hostname=None)
+                await stream.do_handshake()
+        except trio.TooSlowError:
+            raise CameraError(f"timeout connecting to the camera at {where}") from None
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise CameraError(f"cannot connect to the camera at {where}: {_why(exc)}") from None
+        try:
+            await self._converse(stream, on_frame, where)
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise CameraError(f"camera connection to {where} lost: {_why(exc)}") from None
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _converse(self, stream: trio.SSLStream[trio.SocketStream], on_frame: OnFrame, where: str) -> None:
+        await stream.send_all(auth_packet(self._access_code.reveal()))
+        frames = 0
+        while True:
+            buf = bytearray()
+            with trio.move_on_after(self._read_timeout_s) as timeout:
+                whole = await _receive_exactly(stream, HEADER_SIZE, buf)
+            if timeout.cancelled_caught:
+                raise CameraError(f"no frame from the camera at {where} for {self._read_timeout_s:g} s")
+            if not whole:
+                if frames == 0 and not buf:
+                    raise CameraError("camera refused the access code (it closed the connection after login)")
+                raise CameraError(f"the camera at {where} closed the connection")
+            try:
+                size = parse_header(bytes(buf), max_size=self._max)
+            except FrameError as exc:
+                raise CameraError(f"bad data from the camera at {where}: {exc}") from None
+            payload = bytearray()
+            with trio.move_on_after(self._read_timeout_s) as timeout:
+                whole = await _receive_exactly(stream, size, payload)
+            if timeout.cancelled_caught or not whole:
+                raise CameraError(f"the camera at {where} stopped in the middle of a frame")
+            if not is_jpeg(payload):
+                raise CameraError(f"bad data from the camera at {where}: a frame is not a JPEG")
+            frames += 1
+            on_frame(bytes(payload))
+
+
+class RtspsSource:
+    """The X1/H2/P2 camera through ``ffmpeg``. The access code is part of the URL ffmpeg is given (its command line
+    is visible to local users of the box, as with every ffmpeg-based relay); it is masked in every message."""
+
+    kind = "rtsps"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        access_code: Secret,
+        *,
+        ffmpeg: str = "ffmpeg",
+        url: str | None = None,
+        read_timeout_s: float = 20.0,
+        fps: float = 5.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self._access_code = access_code
+        self._ffmpeg = ffmpeg
+        self._url = url or f"rtsps://bblp:{access_code.reveal()}@{host}:{port}/streaming/live/1"
+        self._read_timeout_s = read_timeout_s
+        self._fps = fps
+
+    def command(self, executable: str) -> list[str]:
+        return [
+            executable, "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-rtsp_transport", "tcp", "-i", self._url,
+            "-an", "-vf", f"fps={self._fps:g}", "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", "pipe:1",
+        ]  # fmt: skip
+
+    async def stream(self, on_frame: OnFrame) -> None:
+        executable = shutil.which(self._ffmpeg)
+        if executable is None:
+            raise CameraError(
+                "ffmpeg is not installed: this printer's camera (RTSPS) needs it (sudo apt install ffmpeg)",
+                retry_s=300.0,
+            )
+        stderr: deque[str] = deque(maxlen=_FFMPEG_STDERR_LINES)
+        process = await trio.lowlevel.open_process(
+            self.command(executable), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_collect_lines, process.stderr, stderr)
+                await self._read_frames(process.stdout, on_frame)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                process.kill()
+                await process.wait()
+        raise CameraError(self._ffmpeg_reason(list(stderr)))
+
+    async def _read_frames(self, stdout: trio.abc.ReceiveStream, on_frame: OnFrame) -> None:
+        """Return when ffmpeg's output ends or stalls."""
+        splitter = JpegSplitter()
+        while True:
+            with trio.move_on_after(self._read_timeout_s):
+                chunk = await stdout.receive_some(_RECEIVE_BYTES)
+                if not chunk:
+                    return
+                for frame in splitter.feed(chunk):
+                    on_frame(frame)
+                continue
+            return
+
+    def _ffmpeg_reason(self, lines: list[str]) -> str:
+        where = f"{self.host}:{self.port}"
+        text = redact(" ".join(lines).replace(self._url, "<camera url>"), self._access_code)
+        if "401" in text:
+            return f"camera at {where} refused the access code (RTSPS 401)"
+        if "Connection refused" in text:
+            return f"camera at {where} refused the connection (is LAN Only Liveview on?)"
+        return f"camera stream from {where} ended: {text[-300:] or 'ffmpeg stopped without output'}"
+
+
+async def _collect_lines(stream: trio.abc.ReceiveStream, into: deque[str]) -> None:
+    pending = b""
+    while chunk := await stream.receive_some(4096):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        into.extend(line.decode("utf-8", "replace").strip() for line in lines if line.strip())
+        pending = pending[-4096:]
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,53 @@
+"""A local RTSPS server for the camera tests: GStreamer's RTSP server with a self-signed certificate, serving a test
+H.264 stream at ``/streaming/live/1`` behind ``bblp``/password auth, like an X1/H2/P2 printer's port 322.
+
+Runs under the system Python (it needs ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``, which the venv does not
+have): ``/usr/bin/python3 tests/rtsps_server.py CERT KEY PASSWORD``. It prints ``PORT <n>`` once it listens.
+"""
+
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+gi.require_version("Gio", "2.0")
+from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
+
+PIPELINE = (
+    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=10/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 )"
+)
+
+
+def main() -> None:
+    cert_path, key_path, password = sys.argv[1:4]
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service("0")
+    with open(cert_path) as cert, open(key_path) as key:
+        certificate = Gio.TlsCertificate.new_from_pem(cert.read() + key.read(), -1)
+    auth = GstRtspServer.RTSPAuth()
+    auth.set_tls_certificate(certificate)
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "bblp")
+    auth.add_basic(GstRtspServer.RTSPAuth.make_basic("bblp", password), token)
+    server.set_auth(auth)
+
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(PIPELINE)
+    factory.set_shared(True)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_permission_for_role("bblp", "media.factory.access", True)
+    permissions.add_permission_for_role("bblp", "media.factory.construct", True)
+    factory.set_permissions(permissions)
+    server.get_mount_points().add_factory("/streaming/live/1", factory)
+
+    server.attach(None)
+    print(f"PORT {server.get_bound_port()}", flush=True)
+    GLib.MainLoop().run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,478 @@
+"""The camera relay against the simulator's camera over real TLS, the RTSPS path with a real ffmpeg, and the pure
+framing. Frames flow through real sockets: simulator camera -> FrameHub -> front door -> HTTP viewers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+from PIL import Image
+
+from bambupi.camera.hub import FrameHub
+from bambupi.camera.jpeg import (
+    FrameError,
+    JpegSplitter,
+    auth_packet,
+    frame_header,
+    is_jpeg,
+    parse_auth,
+    parse_header,
+)
+from bambupi.camera.mjpeg import CameraRoutes
+from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
+from bambupi.camera.source import RtspsSource
+from bambupi.config import PrinterConfig, WebConfig
+from bambupi.hub import StateHub
+from bambupi.printer.state import apply_message, initial_state
+from bambupi.secret import Secret
+from bambupi.sim.broker import Simulator
+from bambupi.sim.camera import FrameInfo, render_frame
+from bambupi.web.api import make_app
+from bambupi.web.frontdoor import FrontDoor
+from tests.test_link import wait_for
+
+CODE = "12345678"
+SERIAL = "01P00A000000001"
+
+
+# --- pure framing --------------------------------------------------------------------------------------------------
+
+
+def jpeg(seed: int = 0) -> bytes:
+    return render_frame(FrameInfo("P1S", "RUNNING", seed % 100, "cube", 1_700_000_000.0, seed), quality=50)
+
+
+def test_auth_packet_round_trips_and_is_80_bytes() -> None:
+    packet = auth_packet(CODE)
+    assert len(packet) == 80
+    assert packet[:16] == bytes.fromhex("40000000003000000000000000000000")
+    assert parse_auth(packet) == ("bblp", CODE)
+
+
+def test_header_bounds() -> None:
+    assert parse_header(frame_header(1234)) == 1234
+    with pytest.raises(FrameError, match="limit"):
+        parse_header(frame_header(5 * 1024 * 1024))
+    with pytest.raises(FrameError, match="empty"):
+        parse_header(frame_header(0))
+
+
+def test_splitter_cuts_concatenated_jpegs_at_any_chunking() -> None:
+    frames = [jpeg(i) for i in range(3)]
+    stream = b"junk before" + b"".join(frames)
+    for chunk in (1, 3, 4096, len(stream)):
+        splitter = JpegSplitter()
+        out: list[bytes] = []
+        for i in range(0, len(stream), chunk):
+            out += splitter.feed(stream[i : i + chunk])
+        assert out == frames
+
+
+def test_splitter_is_bounded_and_resynchronises() -> None:
+    splitter = JpegSplitter(max_size=10_000)
+    good = jpeg(1)
+    big = JpegSplitter(max_size=len(good) - 1)
+    assert big.feed(good) == [] and big.dropped == 1
+    # An SOI followed by garbage that never ends is dropped; the next real frame still comes through.
+    assert splitter.feed(b"\xff\xd8\xff\xe0\x00\x10" + b"\x00" * 20_000) == []
+    assert splitter.dropped >= 1
+    assert JpegSplitter().feed(b"\xff\xd8\x00\x01" + good) == [good]
+
+
+def test_liveview_flag_from_ipcam() -> None:
+    report = {"print": {"command": "push_status", "ipcam": {"rtsp_url": "disable"}}}
+    assert apply_message(initial_state(), json.dumps(report), model="X1C").state["liveview"] is False
+    report["print"]["ipcam"]["rtsp_url"] = "rtsps://192.168.1.5/streaming/live/1"
+    assert apply_message(initial_state(), json.dumps(report), model="X1C").state["liveview"] is True
+
+
+def test_snapshot_reasons() -> None:
+    assert snapshot_reason({"kind": "job_finished"}) == "finished"
+    assert snapshot_reason({"kind": "job_failed"}) == "failed"
+    assert snapshot_reason({"kind": "hms_raised", "severity": "fatal", "hms": {"standing": False}}) == "hms"
+    assert snapshot_reason({"kind": "hms_raised", "severity": "serious", "hms": {"standing": True}}) is None
+    assert snapshot_reason({"kind": "hms_raised", "severity": "common", "hms": {}}) is None
+    assert snapshot_reason({"kind": "job_paused"}) is None
+
+
+def test_snapshot_store_is_bounded(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, max_count=3, max_bytes=10 * 1024 * 1024)
+    data = jpeg()
+    for i in range(5):
+        store.save("p1", data, "manual", 1_700_000_000.0 + i)
+    kept = store.snapshots("p1")
+    assert [s.at for s in kept] == [1_700_000_004.0, 1_700_000_003.0, 1_700_000_002.0]
+    assert parse_snapshot_name(kept[0].name) == (1_700_000_004.0, "manual")
+    assert store.read("p1", kept[0].name) == data
+    assert store.read("p1", "../../etc/passwd") is None
+    small = SnapshotStore(tmp_path / "small", max_count=100, max_bytes=len(data) * 2)
+    for i in range(4):
+        small.save("p1", data, "hms", 1_700_000_000.0 + i)
+    assert len(small.snapshots("p1")) == 2
+
+
+# --- against the simulator's camera ------------------------------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    sim: Simulator
+    hub: StateHub
+    frames: FrameHub
+    taker: SnapshotTaker
+    port: int
+
+    @property
+    def camera_connections(self) -> int:
+        assert self.sim.camera is not None
+        return self.sim.camera.connections
+
+
+def printer(camera_port: int, code: str = CODE) -> PrinterConfig:
+    return PrinterConfig(
+        id="p1", name="P1", model="P1S", host="127.0.0.1", serial=SERIAL, access_code=Secret(code),
+        camera_port=camera_port, connect_timeout_s=5,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    options = getattr(request, "param", {})
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, camera_port=0, camera_fps=options.get("fps", 10.0))
+        await nursery.start(sim.run)
+        assert sim.camera_port
+        config = printer(sim.camera_port, options.get("code", CODE))
+        hub = StateHub([config])
+        frames = FrameHub(hub, [config], linger_s=options.get("linger", 0.5), backoff_min_s=0.1, backoff_max_s=0.5)
+        await nursery.start(frames.run)
+        taker = await nursery.start(SnapshotTaker(hub, frames, SnapshotStore(tmp_path / "snaps"), timeout_s=3).run)
+        routes = CameraRoutes(frames, taker, write_timeout_s=options.get("write_timeout", 1.0), first_frame_timeout_s=3)
+        door = FrontDoor(make_app(hub), WebConfig(host="127.0.0.1", port=0), native=routes)
+        port = await nursery.start(door.run)
+        yield Rig(sim, hub, frames, taker, port)
+        nursery.cancel_scope.cancel()
+
+
+async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+class Viewer:
+    """An MJPEG client that parses parts by their Content-Length."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buf = b""
+        self.frames: list[bytes] = []
+        self.status = 0
+
+    @classmethod
+    async def open(cls, port: int, query: str = "") -> Viewer:
+        viewer = cls(await trio.open_tcp_stream("127.0.0.1", port))
+        await viewer.stream.send_all(f"GET /api/printers/p1/camera{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await viewer._until(b"\r\n\r\n")
+        viewer.status = int(head.split()[1])
+        return viewer
+
+    async def _until(self, marker: bytes) -> bytes:
+        while marker not in self.buf:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(marker)
+        return head
+
+    async def next_frame(self) -> bytes:
+        head = (await self._until(b"\r\n\r\n")).decode("latin-1")
+        assert "Content-Type: image/jpeg" in head
+        size = int(head.split("Content-Length: ")[1].split("\r\n")[0])
+        while len(self.buf) < size + 2:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        frame, self.buf = self.buf[:size], self.buf[size + 2 :]
+        self.frames.append(frame)
+        return frame
+
+    async def run(self) -> None:
+        while True:
+            await self.next_frame()
+
+
+def decodes(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.size
+
+
+async def test_frames_are_relayed_byte_identical_and_decodable(rig: Rig) -> None:
+    viewer = await Viewer.open(rig.port)
+    assert viewer.status == 200
+    with trio.fail_after(10):
+        received = [await viewer.next_frame() for _ in range(5)]
+    assert rig.sim.camera is not None
+    sent = list(rig.sim.camera.sent)
+    for frame in received:
+        assert frame in sent  # byte for byte what the camera sent
+        assert decodes(frame) == (1280, 720)
+    assert len(set(received)) == 5  # distinct frames, each once
+    assert rig.hub.printer("p1")["camera"]["status"] == "live"
+    assert rig.hub.printer("p1")["camera"]["viewers"] == 1
+    status, headers, body = await http_get(rig.port, "/api/printers/p1/snapshot.jpg")
+    assert status == 200 and headers["content-type"] == "image/jpeg" and body in rig.sim.camera.sent
+    assert float(headers["x-frame-age"]) < 1.0
+    await viewer.stream.aclose()
+
+
+@pytest.mark.parametrize("rig", [{"code": "87654321"}], indirect=True)
+async def test_wrong_access_code_is_reported(rig: Rig) -> None:
+    status, _, body = await http_get(rig.port, "/api/printers/p1/snapshot.jpg")
+    assert status == 503
+    answer = json.loads(body)
+    assert "camera refused the access code" in answer["error"]
+    assert "87654321" not in body.decode()
+    camera = rig.hub.printer("p1")["camera"]
+    assert camera["status"] == "error" and "refused the access code" in camera["reason"]
+    assert rig.sim.camera is not None and rig.sim.camera.refused >= 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("garbage_header", "bad data"),
+        ("oversized", "limit"),
+        ("not_jpeg", "not a JPEG"),
+        ("cut_mid_frame", "middle of a frame"),
+    ],
+)
+async def test_broken_stream_drops_and_reconnects(rig: Rig, fault: str, reason: str) -> None:
+    assert rig.sim.camera is not None
+    viewer = await Viewer.open(rig.port)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(viewer.run)
+        await wait_for(lambda: len(viewer.frames) >= 2)
+        reasons: list[str] = []
+
+        def saw_error() -> bool:
+            camera = rig.hub.printer("p1")["camera"]
+            if camera["status"] == "error":
+                reasons.append(camera["reason"])
+            return bool(reasons)
+
+        rig.sim.camera.inject(fault)
+        await wait_for(saw_error, timeout=5)
+        assert reason in reasons[0]
+        before = len(viewer.frames)
+        # The relay reconnects on its own and the same viewer keeps getting frames.
+        await wait_for(lambda: len(viewer.frames) >= before + 3, timeout=10)
+        assert rig.camera_connections == 2
+        nursery.cancel_scope.cancel()
+    for frame in viewer.frames:
+        assert is_jpeg(frame)
+
+
+async def test_twenty_viewers_share_one_upstream(rig: Rig) -> None:
+    viewers = [await Viewer.open(rig.port) for _ in range(20)]
+    async with trio.open_nursery() as nursery:
+        for viewer in viewers:
+            nursery.start_soon(viewer.run)
+        await wait_for(lambda: all(len(v.frames) >= 3 for v in viewers), timeout=15)
+        nursery.cancel_scope.cancel()
+    assert rig.camera_connections == 1
+    assert rig.frames.upstream_connections("p1") == 1
+    assert rig.hub.printer("p1")["camera"]["viewers"] == 20
+
+
+async def test_stalled_viewer_does_not_slow_others_and_is_closed(rig: Rig) -> None:
+    stalled = await trio.open_tcp_stream("127.0.0.1", rig.port)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await stalled.send_all(b"GET /api/printers/p1/camera HTTP/1.1\r\nHost: x\r\n\r\n")
+    reader = await Viewer.open(rig.port)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader.run)
+        await wait_for(lambda: len(reader.frames) >= 1, timeout=5)
+        start, count = trio.current_time(), len(reader.frames)
+        await trio.sleep(3)
+        rate = (len(reader.frames) - count) / (trio.current_time() - start)
+        nursery.cancel_scope.cancel()
+    assert rate >= 8.0  # the camera sends 10 fps; the stalled viewer costs the reader nothing
+    # The stalled one was closed after the 1 s write timeout: the server stopped counting it.
+    await wait_for(lambda: rig.hub.printer("p1")["camera"]["viewers"] <= 1, timeout=5)
+    await stalled.aclose()
+
+
+async def test_upstream_closes_after_linger(rig: Rig) -> None:
+    assert rig.sim.camera is not None
+    viewer = await Viewer.open(rig.port)
+    await viewer.next_frame()
+    assert rig.sim.camera.clients == 1
+    await viewer.stream.aclose()
+    await trio.sleep(0.2)
+    assert rig.sim.camera.clients == 1  # still lingering (0.5 s)
+    took = await wait_for(lambda: rig.sim.camera is not None and rig.sim.camera.clients == 0, timeout=5)
+    assert took < 3
+    assert rig.hub.printer("p1")["camera"]["status"] == "idle"
+    # A new viewer brings it back with a fresh frame, never the stale one.
+    old = rig.frames.latest("p1")
+    viewer = await Viewer.open(rig.port, "?fps=2")
+    frame = await viewer.next_frame()
+    assert old is not None and frame != old.data
+    await viewer.stream.aclose()
+
+
+async def test_fps_parameter_limits_one_viewer(rig: Rig) -> None:
+    slow = await Viewer.open(rig.port, "?fps=2")
+    fast = await Viewer.open(rig.port)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow.run)
+        nursery.start_soon(fast.run)
+        await trio.sleep(2.5)
+        nursery.cancel_scope.cancel()
+    assert 4 <= len(slow.frames) <= 7
+    assert len(fast.frames) >= 18
+    status, _, body = await http_get(rig.port, "/api/printers/p1/camera?fps=abc")
+    assert status == 400 and b"fps" in body
+
+
+async def test_snapshot_history_on_demand_and_on_events(rig: Rig) -> None:
+    status, _, body = await http_get(rig.port, "/api/printers/p1/snapshots", method="POST")
+    assert status == 201
+    taken = json.loads(body)
+    assert taken["reason"] == "manual"
+    status, _, image = await http_get(rig.port, taken["url"])
+    assert status == 200 and decodes(image) == (1280, 720)
+    # A finished print is photographed through the event queue.
+    base = {"print": {"command": "push_status", "gcode_state": "RUNNING", "hms": []}}
+    rig.hub.apply_message("p1", json.dumps(base))
+    base["print"]["gcode_state"] = "FINISH"
+    rig.hub.apply_message("p1", json.dumps(base))
+    await wait_for(lambda: rig.taker.taken >= 2, timeout=10)
+    status, _, body = await http_get(rig.port, "/api/printers/p1/snapshots")
+    reasons = [s["reason"] for s in json.loads(body)["snapshots"]]
+    assert sorted(reasons) == ["finished", "manual"]
+    status, _, _ = await http_get(rig.port, "/api/printers/nope/snapshot.jpg")
+    assert status == 404
+
+
+async def test_liveview_off_is_shown_not_retried(tmp_path: Path) -> None:
+    config = PrinterConfig(
+        id="x1", name="X1", model="X1C", host="127.0.0.1", serial=SERIAL, access_code=Secret(CODE), camera_port=9
+    )
+    hub = StateHub([config])
+    async with trio.open_nursery() as nursery:
+        frames = await nursery.start(FrameHub(hub, [config]).run)
+        report = {"print": {"command": "push_status", "ipcam": {"rtsp_url": "disable"}}}
+        hub.apply_message("x1", json.dumps(report))
+        await wait_for(lambda: hub.printer("x1")["camera"]["status"] == "off")
+        assert "LAN Only Liveview" in hub.printer("x1")["camera"]["reason"]
+        assert await frames.fresh_frame("x1", max_age_s=1, timeout_s=1) is None
+        assert frames.upstream_connections("x1") == 0
+        nursery.cancel_scope.cancel()
+
+
+# --- RTSPS with a real ffmpeg ------------------------------------------------------------------------------------
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def require_rtsps_tools() -> None:
+    missing = [] if shutil.which("ffmpeg") else ["ffmpeg"]
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True
+    ) if os.path.exists(SYSTEM_PYTHON) else None  # fmt: skip
+    if probe is None or probe.returncode != 0:
+        missing.append("python3-gi + gir1.2-gst-rtsp-server-1.0")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} missing; .ci/run should have installed them")
+        pytest.skip(f"{', '.join(missing)} not installed")
+
+
+@pytest.fixture
+async def rtsps_server(tmp_path: Path) -> AsyncIterator[int]:
+    require_rtsps_tools()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=printer"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    script = Path(__file__).with_name("rtsps_server.py")
+    async with trio.open_nursery() as nursery:
+        process = await trio.lowlevel.open_process(
+            [SYSTEM_PYTHON, str(script), str(cert), str(key), CODE], stdout=subprocess.PIPE
+        )
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(15):
+            while b"\n" not in line:
+                chunk = await process.stdout.receive_some(100)
+                assert chunk, "the RTSPS server did not start"
+                line += chunk
+        try:
+            yield int(line.split()[1])
+        finally:
+            process.kill()
+            await process.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def test_rtsps_through_ffmpeg_gives_decodable_jpegs(rtsps_server: int) -> None:
+    source = RtspsSource("127.0.0.1", rtsps_server, Secret(CODE))
+    frames: list[bytes] = []
+    with trio.move_on_after(20):
+        with trio.CancelScope() as scope:
+
+            def on_frame(data: bytes) -> None:
+                frames.append(data)
+                if len(frames) >= 3:
+                    scope.cancel()
+
+            await source.stream(on_frame)
+    assert len(frames) >= 3
+    for frame in frames:
+        assert is_jpeg(frame)
+        assert decodes(frame) == (640, 360)
+
+
+async def test_rtsps_wrong_code_is_reported(rtsps_server: int) -> None:
+    from bambupi.camera.source import CameraError
+
+    source = RtspsSource("127.0.0.1", rtsps_server, Secret("00000000"))
+    with trio.fail_after(20), pytest.raises(CameraError, match="refused the access code") as caught:
+        await source.stream(lambda data: None)
+    assert "00000000" not in str(caught.value)
+
+
+async def test_ffmpeg_missing_is_a_clear_camera_error() -> None:
+    from bambupi.camera.source import CameraError
+
+    source = RtspsSource("127.0.0.1", 322, Secret(CODE), ffmpeg="ffmpeg-not-installed-here")
+    with pytest.raises(CameraError, match="ffmpeg is not installed"):
+        await source.stream(lambda data: None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
