@@ -27,6 +27,7 @@ CONFIG = """\
 # my box — keep this comment
 [web]
 listen = "127.0.0.1:0"   # loopback only
+camera_requires_login = {camera_login}
 
 [[printer]]
 # the one in the garage
@@ -51,11 +52,17 @@ class Box:
     config_path: Path
 
 
-async def start_box(nursery: trio.Nursery, tmp_path: Path, *, signed: bool = False) -> Box:
+async def start_box(
+    nursery: trio.Nursery, tmp_path: Path, *, signed: bool = False, camera_login: bool = False
+) -> Box:
     sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=100, signed_commands=signed)
     await nursery.start(sim.run)
     path = tmp_path / "bambupi.toml"
-    path.write_text(CONFIG.format(serial=SERIAL, code=CODE, port=sim.mqtt_port, folder=tmp_path))
+    path.write_text(
+        CONFIG.format(
+            serial=SERIAL, code=CODE, port=sim.mqtt_port, folder=tmp_path, camera_login=str(camera_login).lower()
+        )
+    )
     config, _ = load_config(path)
     running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
     return Box(sim, running, f"http://127.0.0.1:{running.port}", path)
@@ -241,3 +248,27 @@ def test_set_password_command_writes_a_hash_and_keeps_comments(tmp_path: Path) -
     )
     assert short.returncode == 1 and "at least 8" in short.stderr
     assert load_config(path)[0].web.admin_password_hash == config.web.admin_password_hash
+
+
+async def test_camera_behind_the_login_when_configured(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        box = await start_box(nursery, tmp_path, camera_login=True)
+        async with httpx.AsyncClient(base_url=box.base) as anon:
+            for path in ("/api/printers/garage/camera", "/api/printers/garage/snapshot.jpg",
+                         "/api/printers/garage/snapshots"):
+                r = await anon.get(path)
+                assert r.status_code == 401 and r.json()["status"] == 401, path
+            assert (await anon.post("/api/printers/garage/snapshots")).status_code == 401
+        async with httpx.AsyncClient(base_url=box.base) as owner:
+            await setup_and_login(owner)
+            r = await owner.get("/api/printers/garage/snapshots")
+            assert r.status_code == 200 and r.json()["snapshots"] == []
+            r = await owner.post("/api/printers/garage/snapshots")
+            assert r.status_code == 403  # taking one changes the box: the CSRF token is needed
+        nursery.cancel_scope.cancel()
+
+
+async def test_taking_a_snapshot_needs_the_owner_even_when_watching_is_open(box: Box) -> None:
+    async with httpx.AsyncClient(base_url=box.base) as anon:
+        assert (await anon.post("/api/printers/garage/snapshots")).status_code == 401
+        assert (await anon.get("/api/printers/garage/snapshots")).status_code == 200

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,6 +35,8 @@ log = logging.getLogger("bambupi.camera")
 
 _ROUTE = re.compile(r"^/api/printers/([^/]+)/(camera|snapshot\.jpg|snapshots)(?:/([^/]+))?$")
 MAX_VIEWER_FPS = 30.0
+# (request, changes) -> None when allowed, else (status, message)
+Refusal = Callable[[Request, bool], "tuple[int, str] | None"]
 
 
 class CameraRoutes:
@@ -44,8 +47,10 @@ class CameraRoutes:
         *,
         write_timeout_s: float = 10.0,
         first_frame_timeout_s: float = 15.0,
+        refusal: Refusal | None = None,
     ) -> None:
         self._frames = frames
+        self._refusal = refusal
         self._snapshots = snapshots
         self._write_timeout_s = write_timeout_s
         self._first_frame_timeout_s = first_frame_timeout_s
@@ -69,6 +74,13 @@ class CameraRoutes:
     async def _dispatch(
         self, stream: trio.abc.Stream, request: Request, printer_id: str, what: str, name: str | None
     ) -> None:
+        if self._refusal is not None:
+            # Taking a snapshot writes to the box: always the owner's. Watching: as configured.
+            refused = self._refusal(request, request.method == "POST")
+            if refused is not None:
+                status, message = refused
+                await self._send_json(stream, status, {"error": message, "status": status})
+                return
         if not self._frames.has(printer_id):
             await self._send_json(stream, 404, {"error": f"no printer with id {printer_id!r}", "status": 404})
             return

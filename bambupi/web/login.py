@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ from bambupi.config_file import ConfigWriteError, set_password_hash
 from bambupi.passwords import hash_password, password_problem
 from bambupi.secret import Secret
 from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, is_lan_address
+from bambupi.web.frontdoor import Request
 
 log = logging.getLogger("bambupi.web")
 
@@ -51,6 +54,26 @@ class Guard:
 
     def __init__(self, auth: Auth) -> None:
         self.auth = auth
+
+    def native_refusal(self, request: Request, changes: bool, *, watching_needs_login: bool) -> tuple[int, str] | None:
+        """The same checks for routes the front door serves natively (no Bottle request there)."""
+        if not changes and not watching_needs_login:
+            return None
+        cookies = SimpleCookie()
+        with contextlib.suppress(CookieError):
+            cookies.load(request.header("Cookie") or "")
+        morsel = cookies.get(COOKIE)
+        session = self.auth.sessions.get(morsel.value if morsel else None)
+        if session is None:
+            return 401, "log in first (POST /api/login)"
+        if not changes:
+            return None
+        origin = request.header("Origin")
+        if origin and urlsplit(origin).netloc != request.header("Host"):
+            return 403, "cross-site request refused"
+        if request.header(CSRF_HEADER) != session.csrf:
+            return 403, f"missing or wrong {CSRF_HEADER} header"
+        return None
 
     def session(self) -> Session | None:
         return self.auth.sessions.get(bottle.request.get_cookie(COOKIE))
