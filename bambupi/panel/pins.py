@@ -1,0 +1,33 @@
+"""The default wiring, read from the ``pins.toml`` shipped inside the package (``hardware/pins.toml`` links to it)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+PINS_TOML: Final = Path(__file__).resolve().parent.parent / "data" / "pins.toml"
+
+
+@dataclass(frozen=True)
+class DefaultPins:
+    led_green: str
+    led_amber: str
+    led_red: str
+    buzzer: str
+    button: str
+    i2c_port: int
+    i2c_address: int
+
+
+def load_default_pins(path: Path = PINS_TOML) -> DefaultPins:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    pins, oled = data["pins"], data["oled"]
+    return DefaultPins(
+        led_green=pins["led_green"], led_amber=pins["led_amber"], led_red=pins["led_red"], buzzer=pins["buzzer"],
+        button=pins["button"], i2c_port=oled["i2c_port"], i2c_address=oled["i2c_address"],
+    )
+
+
+DEFAULT_PINS: Final = load_default_pins()

@@ -1,0 +1,366 @@
+"""The panel service: follows the hub, applies the alarm rules, drives LEDs, buzzer and OLED, handles the button.
+
+Everything here runs in trio's thread; the only crossings are gpiozero's button callbacks (handed in through the
+trio token) and real I2C writes (in a worker thread, see oled.Screen). The web API reads :meth:`Panel.status` and
+:meth:`Panel.image` through ``trio.from_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import zoneinfo
+from collections.abc import Callable, Mapping
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+from PIL import Image
+
+from bambupi.config import AlertsConfig, PanelConfig
+from bambupi.hub import StateHub
+from bambupi.panel import alarms
+from bambupi.panel.oled import DEV, Hardware, Screen, choose_hardware, open_oled
+from bambupi.panel.outputs import ButtonWatcher, BuzzerDriver, LedDriver, Recorder
+from bambupi.panel.screens import HEIGHT, SHIFTS, WIDTH, NetworkInfo, ScreenName, View, ams_units, hms_sorted, render
+
+log = logging.getLogger("bambupi.panel")
+
+TIMESYNC_DIR: Final = Path("/run/systemd/timesync")
+BOOT_NETWORK_S: Final = 10.0  # the network screen shows this long at start, so a user can find the web page
+LONG_PRESS_NETWORK_S: Final = 30.0
+SHIFT_EVERY_S: Final = 60.0
+TAKEOVER: Final = frozenset({"fatal", "serious", "common", "unknown"})  # HMS severities that take the screen
+
+
+def system_clock_synced(timesync: Path = TIMESYNC_DIR, wall: Callable[[], float] = time.time) -> bool:
+    """True once the system clock can be trusted for clock times.
+
+    With systemd-timesyncd the flag file ``synchronized`` appears on the first NTP sync (a Pi starts from the last
+    saved time, which looks plausible but is wrong); without it, a year before 2024 means the clock was never set.
+    """
+    if timesync.is_dir():
+        return (timesync / "synchronized").exists()
+    return datetime.fromtimestamp(wall()).year >= 2024
+
+
+def wifi_from_proc(text: str) -> tuple[str, int] | None:
+    """(interface, signal dBm) from /proc/net/wireless, or None when there is no wireless interface."""
+    for line in text.splitlines()[2:]:
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if len(fields) >= 3:
+            try:
+                return name.strip(), int(float(fields[2]))
+            except ValueError:
+                continue
+    return None
+
+
+def probe_network(url: str | None, proc_wireless: Path = Path("/proc/net/wireless")) -> NetworkInfo:
+    ip: str | None = None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # a UDP "connect" sends nothing; it picks the LAN address
+            ip = str(probe.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        wifi = wifi_from_proc(proc_wireless.read_text())
+    except OSError:
+        wifi = None
+    return NetworkInfo(
+        hostname=socket.gethostname(), ip=ip, url=url, wifi_ssid=wifi[0] if wifi else None,
+        wifi_dbm=wifi[1] if wifi else None,
+    )
+
+
+class Panel:
+    def __init__(
+        self,
+        hub: StateHub,
+        config: PanelConfig,
+        alerts: AlertsConfig,
+        *,
+        clock_synced: Callable[[], bool] = system_clock_synced,
+        wall: Callable[[], float] = time.time,
+        network: Callable[[str | None], NetworkInfo] = probe_network,
+        dev: Path = DEV,
+        boot_network_s: float = BOOT_NETWORK_S,
+    ) -> None:
+        self.hub = hub
+        self.config = config
+        self.alerts = alerts
+        self.clock_synced = clock_synced
+        self.wall = wall
+        self.network_probe = network
+        self.dev = dev
+        self.boot_network_s = boot_network_s
+        self.tz: tzinfo | None = zoneinfo.ZoneInfo(alerts.time_zone) if alerts.time_zone else None
+        self.url: str | None = None  # set by the service once the web port is known
+        self.hardware = Hardware("none", "none")
+        self.factory: Any = None  # gpiozero MockFactory when gpio = virtual (tests drive its pins)
+        self.recorder = Recorder()
+        self.leds: dict[alarms.LedName, LedDriver] = {}
+        self.buzzer: BuzzerDriver | None = None
+        self.button: ButtonWatcher | None = None
+        self.screen = Screen(None, threaded=False)
+        self.printers: dict[str, dict[str, Any]] = {}
+        self.alarm_state = alarms.AlarmState()
+        self.current: tuple[ScreenName, str | None] = ("network", None)
+        self.image: Image.Image = Image.new("1", (WIDTH, HEIGHT), 0)
+        self.display = "on"  # on | dim | off
+        self._network = NetworkInfo()
+        self._network_at = float("-inf")
+        self._started = 0.0
+        self._network_until = 0.0
+        self._takeover: str | None = None  # printer whose new HMS holds the screen until acknowledged or cleared
+        self._page = 0
+        self._page_since = 0.0
+        self._activity = 0.0
+        self._wake = trio.Event()
+        self._devices: list[Any] = []
+
+    # -- reading (web API, in trio's thread) -------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        led_states = {name: driver.led for name, driver in self.leds.items()} or self._led_modes()
+        buzzer = self.buzzer
+        return {
+            "leds": {name: led.to_json() for name, led in led_states.items()},
+            "buzzer": {
+                "kind": self.config.buzzer if buzzer is not None else "none",
+                "active": buzzer is not None and buzzer.playing is not None,
+                "pattern": buzzer.playing if buzzer is not None else None,
+                "last": buzzer.played[-1][1] if buzzer is not None and buzzer.played else None,
+                "count": len(buzzer.played) if buzzer is not None else 0,
+            },
+            "screen": self.current[0],
+            "printer": self.current[1],
+            "display": self.display,
+            "pending": alarms.pending(self.alarm_state, self.printers, trio.current_time()),
+            "hardware": {"oled": self.hardware.oled, "gpio": self.hardware.gpio},
+        }
+
+    # -- running -----------------------------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[Panel] = trio.TASK_STATUS_IGNORED) -> None:
+        self.hardware = choose_hardware(self.config, self.dev)
+        queue = self.hub.open_event_queue("panel")
+        subscription = self.hub.subscribe()
+        now = trio.current_time()
+        self._started = self._activity = self._page_since = now
+        self._network_until = now + self.boot_network_s
+        try:
+            async with trio.open_nursery() as nursery:
+                self._open_gpio(trio.lowlevel.current_trio_token())
+                self._open_oled()
+                for driver in self.leds.values():
+                    nursery.start_soon(driver.run)
+                if self.buzzer is not None:
+                    nursery.start_soon(self.buzzer.run)
+                if self.button is not None:
+                    nursery.start_soon(self.button.run)
+                self.printers = self.hub.snapshot()
+                self._refresh()
+                await self._draw()
+                nursery.start_soon(self._follow_state, subscription)
+                nursery.start_soon(self._follow_events, queue)
+                nursery.start_soon(self._tick)
+                task_status.started(self)
+        finally:
+            self.hub.close_event_queue(queue)
+            for device in self._devices:
+                device.close()
+
+    def _open_gpio(self, token: trio.lowlevel.TrioToken) -> None:
+        if self.hardware.gpio == "none":
+            return
+        try:
+            from gpiozero import LED, PWMLED, Button, Buzzer, PWMOutputDevice
+
+            if self.hardware.gpio == "virtual":
+                from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+                self.factory = MockFactory(pin_class=MockPWMPin)
+            config = self.config
+            pins = {"green": config.led_green, "amber": config.led_amber, "red": config.led_red}
+            for name, pin in pins.items():
+                try:
+                    device = PWMLED(pin, pin_factory=self.factory)
+                except Exception:  # a pin without PWM support: plain on/off
+                    device = LED(pin, pin_factory=self.factory)
+                self._devices.append(device)
+                self.leds[name] = LedDriver(name, device, self.recorder)  # type: ignore[index]
+            if config.buzzer != "none":
+                passive = config.buzzer == "passive"
+                buzzer = (
+                    PWMOutputDevice(config.buzzer_pin, frequency=2000, pin_factory=self.factory)
+                    if passive else Buzzer(config.buzzer_pin, pin_factory=self.factory)
+                )
+                self._devices.append(buzzer)
+                self.buzzer = BuzzerDriver(buzzer, self.recorder, passive=passive)
+            button = Button(config.button, pull_up=True, bounce_time=None, pin_factory=self.factory)
+            self._devices.append(button)
+            self.button = ButtonWatcher(button, token, on_short=self.short_press, on_long=self.long_press)
+        except Exception as exc:  # gpiozero raises many kinds: no pin library, pin busy, bad name...
+            log.warning("panel: GPIO unavailable (%s: %s); running without LEDs, buzzer and button",
+                        type(exc).__name__, exc)
+            for device in self._devices:
+                device.close()
+            self._devices, self.leds, self.buzzer, self.button = [], {}, None, None
+            self.hardware = Hardware(self.hardware.oled, "none")
+
+    def _open_oled(self) -> None:
+        try:
+            device = open_oled(self.hardware.oled, self.config)
+        except Exception as exc:  # luma: DeviceNotFoundError, OSError from smbus, ImportError...
+            log.warning("panel: OLED unavailable (%s: %s); running without a screen", type(exc).__name__, exc)
+            device = None
+            self.hardware = Hardware("none", self.hardware.gpio)
+        self.screen = Screen(device, threaded=self.hardware.oled in ("ssd1306", "sh1106"))
+
+    async def _follow_state(self, subscription: Any) -> None:
+        while True:
+            snapshot = await subscription.next()
+            if _visible(snapshot) != _visible(self.printers):
+                self._activity = trio.current_time()
+            self.printers = snapshot
+            self._poke()
+
+    async def _follow_events(self, queue: Any) -> None:
+        while True:
+            event = await queue.get()
+            self.on_event(event)
+
+    async def _tick(self) -> None:
+        while True:
+            self._refresh()
+            await self._draw()
+            with trio.move_on_after(1.0):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    # -- rules ---------------------------------------------------------------------------------------------------
+    def _quiet(self) -> bool:
+        if self.alerts.quiet_hours is None or not self.clock_synced():
+            return False
+        local = datetime.fromtimestamp(self.wall(), self.tz)
+        return alarms.in_quiet_hours(local, self.alerts.quiet_hours)
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        now = trio.current_time()
+        self.alarm_state, sound = alarms.on_event(self.alarm_state, event, now, quiet=self._quiet())
+        if sound is not None and self.buzzer is not None:
+            self.buzzer.play(sound)
+        if event.get("kind") == "hms_raised" and event.get("severity") in TAKEOVER:
+            self._takeover = str(event.get("printer"))
+        self._activity = now
+        self._poke()
+
+    def short_press(self) -> None:
+        """Acknowledge the current alarm; with nothing to acknowledge, show the next screen."""
+        now = trio.current_time()
+        self._activity = now
+        if alarms.pending(self.alarm_state, self.printers, now) or self._takeover is not None:
+            self.alarm_state = alarms.acknowledge(self.alarm_state, self.printers)
+            self._takeover = None
+            if self.buzzer is not None:
+                self.buzzer.silence()
+            log.info("panel: alarm acknowledged with the button")
+        elif self.display != "off":
+            self._network_until = 0.0
+            self._page = self._page_index(now) + 1
+            self._page_since = now
+        self._poke()
+
+    def long_press(self) -> None:
+        """Wake the screen on the network screen (so anyone can find the web page)."""
+        now = trio.current_time()
+        self._activity = now
+        self._network_until = now + LONG_PRESS_NETWORK_S
+        self._poke()
+
+    def _led_modes(self) -> dict[alarms.LedName, alarms.Led]:
+        return alarms.leds(self.printers, self.alarm_state, trio.current_time(), grace_s=self.config.offline_grace_s)
+
+    def _pages(self) -> list[tuple[ScreenName, str | None]]:
+        pages: list[tuple[ScreenName, str | None]] = []
+        for pid, printer in self.printers.items():
+            pages += [("status", pid), ("temps", pid)]
+            if ams_units(printer):
+                pages.append(("ams", pid))
+            if hms_sorted(printer):
+                pages.append(("hms", pid))
+        return [*pages, ("network", None)]
+
+    def _choose(self, now: float) -> tuple[ScreenName, str | None]:
+        if self._takeover is not None and not hms_sorted(self.printers.get(self._takeover, {})):
+            self._takeover = None  # its errors cleared
+        if self._takeover is not None:
+            return "hms", self._takeover
+        fatal = sorted(pid for pid, _ in self.alarm_state.fatal_due)
+        if fatal:
+            return "hms", fatal[0]
+        reachable = [p for p in self.printers.values() if p.get("connection") in ("online", "stale")]
+        if now < self._network_until or not reachable:
+            return "network", None
+        pages = self._pages()
+        return pages[self._page_index(now) % len(pages)]
+
+    def _page_index(self, now: float) -> int:
+        return self._page + int((now - self._page_since) // self.config.rotate_s)
+
+    def _refresh(self) -> None:
+        now = trio.current_time()
+        self.alarm_state = alarms.observe(self.alarm_state, self.printers, now)
+        self.alarm_state, sound = alarms.due(self.alarm_state, now)
+        if sound is not None and self.buzzer is not None:
+            self.buzzer.play(sound)
+        modes = self._led_modes()
+        for name, driver in self.leds.items():
+            driver.set(modes[name])
+        chosen = self._choose(now)
+        if chosen != self.current:
+            self.current = chosen
+        busy = any(p.get("state", {}).get("gcode_state") in alarms.PRINTING for p in self.printers.values())
+        alarmed = modes["red"].mode != "off" or modes["amber"].rank >= 2 or modes["green"].mode == "fast_blink"
+        idle = now - self._activity
+        if idle >= self.config.off_after_s and not (busy or alarmed):
+            self.display = "off"
+        elif idle >= self.config.dim_after_s:
+            self.display = "dim"
+        else:
+            self.display = "on"
+        if now - self._network_at >= 30 or self._network.url != self.url:
+            self._network = self.network_probe(self.url)
+            self._network_at = now
+        screen, pid = chosen
+        printer = self.printers.get(pid) if pid is not None else _first(self.printers)
+        ids = list(self.printers)
+        page = (ids.index(pid) + 1, len(ids)) if pid in ids else (1, 1)
+        view = View(
+            screen=screen, printer=printer, network=self._network, now=self.wall(), tz=self.tz,
+            clock_synced=self.clock_synced(), shift=SHIFTS[int((now - self._started) // SHIFT_EVERY_S) % len(SHIFTS)],
+            page=page,
+        )
+        self.image = render(view) if self.display != "off" else Image.new("1", (WIDTH, HEIGHT), 0)
+
+    async def _draw(self) -> None:
+        if self.display == "off":
+            await self.screen.off()
+            return
+        await self.screen.set_contrast(self.config.dim_contrast if self.display == "dim" else self.config.contrast)
+        await self.screen.show(self.image)
+
+
+def _first(printers: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
+    return next(iter(printers.values()), None)
+
+
+def _visible(snapshot: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    # What a person could notice; last_report_at ticks without anything visible changing.
+    return {pid: {k: v for k, v in p.items() if k != "last_report_at"} for pid, p in snapshot.items()}

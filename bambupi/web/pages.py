@@ -1,0 +1,67 @@
+"""The pages a person opens: the dashboard (``GET /``), the MQTT debug page per printer, and their static files.
+
+Plain HTML, CSS and JavaScript shipped inside the package (no build step, no CDN: the box is often offline).
+The pages are shells; ``static/app.js`` fills the dashboard from ``/ws`` and ``static/mqtt.js`` polls the capture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+import bottle
+import trio
+
+from bambupi.hub import StateHub
+
+WEB = Path(__file__).parent
+TEMPLATES: Final = WEB / "templates"
+STATIC: Final = WEB / "static"
+_MIME: Final = {".webmanifest": "application/manifest+json", ".js": "text/javascript", ".svg": "image/svg+xml"}
+
+
+def _file(root: Path, name: str, *, cache: str) -> Any:
+    mimetype: str | bool = _MIME.get(Path(name).suffix, True)  # True: Bottle guesses from the file name
+    response = bottle.static_file(name, root=str(root), mimetype=mimetype, charset="utf-8")
+    # The box updates in place: the browser asks again (cheaply, with If-Modified-Since) rather than trust a copy.
+    response.set_header("Cache-Control", cache)
+    response.set_header("X-Content-Type-Options", "nosniff")
+    return response
+
+
+def _not_found(message: str) -> str:
+    bottle.response.status = 404
+    bottle.response.content_type = "application/json"
+    return json.dumps({"error": message, "status": 404})
+
+
+def add_page_routes(app: bottle.Bottle, hub: StateHub) -> None:
+    def dashboard() -> Any:
+        return _file(TEMPLATES, "dashboard.html", cache="no-cache")
+
+    def mqtt_page(printer_id: str) -> Any:
+        if not trio.from_thread.run_sync(hub.has, printer_id):
+            return _not_found(f"no printer with id {printer_id!r}")
+        return _file(TEMPLATES, "mqtt.html", cache="no-cache")
+
+    def static(name: str) -> Any:
+        return _file(STATIC, name, cache="no-cache")
+
+    def favicon() -> Any:
+        return _file(STATIC, "favicon.ico", cache="max-age=86400")
+
+    def manifest() -> Any:
+        return _file(STATIC, "manifest.webmanifest", cache="no-cache")
+
+    def ws_without_upgrade() -> str:
+        bottle.response.status = 426
+        bottle.response.content_type = "application/json"
+        return json.dumps({"error": "this is a WebSocket endpoint: connect with a WebSocket client", "status": 426})
+
+    app.route("/", "GET", dashboard)
+    app.route("/printers/<printer_id>/mqtt", "GET", mqtt_page)
+    app.route("/static/<name:path>", "GET", static)
+    app.route("/favicon.ico", "GET", favicon)
+    app.route("/manifest.webmanifest", "GET", manifest)
+    app.route("/ws", "GET", ws_without_upgrade)

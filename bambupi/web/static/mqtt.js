@@ -1,0 +1,78 @@
+// The MQTT debug page: polls /api/printers/<id>/mqtt-log?since=<last seq> once a second and lists messages,
+// newest first. Pause stops polling (nothing is lost while the box still holds the messages); Clear empties
+// the view; Download saves what is shown as JSON.
+"use strict";
+
+const POLL_MS = 1000;
+const MAX_SHOWN = 1000;
+const printerId = decodeURIComponent(location.pathname.split("/")[2] || "");
+let since = 0, paused = false, messages = [];
+
+const esc = (value) => String(value ?? "").replace(/[&<>"']/g,
+  (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+function pretty(payload) {
+  try { return JSON.stringify(JSON.parse(payload), null, 2); } catch { return payload; }
+}
+
+function summary(payload) {
+  try {
+    const body = JSON.parse(payload);
+    const [section] = Object.keys(body);
+    const command = section && body[section] && body[section].command;
+    return [section, command].filter(Boolean).join(" · ");
+  } catch { return "not JSON"; }
+}
+
+function item(m) {
+  const time = new Date(m.at * 1000).toLocaleTimeString([], { hour12: false });
+  const dir = m.direction === "in" ? '<span class="dir in">⬇ in</span>' : '<span class="dir out">⬆ out</span>';
+  const cut = m.truncated ? " · truncated" : "";
+  return `<li data-seq="${m.seq}"><details><summary>#${m.seq} ${esc(time)} ${dir} ${esc(summary(m.payload))}
+    <span class="muted">· ${m.size} B${cut} · ${esc(m.topic)}</span></summary><pre>${esc(pretty(m.payload))}</pre></details></li>`;
+}
+
+function show() {
+  const list = document.getElementById("log");
+  const open = new Set([...list.querySelectorAll("details[open]")].map((d) => d.parentElement.dataset.seq));
+  list.innerHTML = messages.slice().reverse().map(item).join("");
+  for (const li of list.children) if (open.has(li.dataset.seq)) li.firstElementChild.open = true;
+  document.getElementById("count").textContent = `${messages.length} messages${paused ? " · paused" : ""}`;
+}
+
+async function poll() {
+  if (!paused) {
+    try {
+      const r = await fetch(`/api/printers/${encodeURIComponent(printerId)}/mqtt-log?since=${since}`, { cache: "no-store" });
+      const body = await r.json();
+      if (!r.ok) {
+        document.getElementById("count").textContent = body.error || `error ${r.status}`;
+      } else if (body.messages.length) {
+        messages = messages.concat(body.messages).slice(-MAX_SHOWN);
+        since = body.messages[body.messages.length - 1].seq;
+        show();
+      }
+    } catch {
+      document.getElementById("count").textContent = "the box is not answering; retrying";
+    }
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+document.getElementById("printer").textContent = printerId;
+document.getElementById("pause").addEventListener("click", (e) => {
+  paused = !paused;
+  e.target.textContent = paused ? "▶ Resume" : "⏸ Pause";
+  e.target.setAttribute("aria-pressed", String(paused));
+  show();
+});
+document.getElementById("clear").addEventListener("click", () => { messages = []; show(); });
+document.getElementById("download").addEventListener("click", () => {
+  const blob = new Blob([JSON.stringify({ printer: printerId, messages }, null, 2)], { type: "application/json" });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = `bambupi-mqtt-${printerId}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`;
+  a.click();
+  URL.revokeObjectURL(a.href);
+});
+poll();

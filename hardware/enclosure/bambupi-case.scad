@@ -1,0 +1,57 @@
+// bambupi case: a parametric box for a Raspberry Pi, a 0.96"/1.3" I2C OLED, three 5 mm LEDs, a buzzer and a
+// 12 mm push button. Print front-face down, no supports needed except for the cable exit.
+// Render: openscad -o case.stl bambupi-case.scad      (-D 'board="zero"' for a Pi Zero 2 W)
+// Parts for checks: -D 'part="oled_window"' or -D 'part="led_hole"' renders just that cut-out.
+
+board = "pi4";          // "pi4" (Pi 3/4: 85 x 56 mm) or "zero" (Pi Zero 2 W: 65 x 30 mm)
+part = "case";          // case | oled_window | led_hole
+wall = 2.0;             // mm
+clearance = 1.0;        // around the board
+height = 32;            // inside height (Pi 4 with headers and a cable)
+
+// OLED module (documented in hardware/README.md): 0.96" SSD1306, active area 21.7 x 10.9 mm.
+oled_window = [24, 12];     // visible window, a little larger than the active area
+oled_pcb = [27.5, 27.8];    // module board, held by four posts
+led_d = 5.2;                // 5 mm LEDs, press fit
+led_pitch = 10;             // centre to centre, green - amber - red
+button_d = 12.2;            // 12 mm panel-mount push button
+grille_slots = 5;           // buzzer grille: slots 1.5 mm wide
+usb_exit = [12, 8];         // power cable exit on the back
+
+board_size = board == "zero" ? [65, 30] : [85, 56];
+inner = [max(board_size[0], 70) + 2 * clearance, max(board_size[1], 40) + 2 * clearance, height];
+outer = [inner[0] + 2 * wall, inner[1] + 2 * wall, inner[2] + wall];   // open at the back, a lid closes it
+
+// For tests and the README: the numbers that matter.
+echo("outer", outer[0], outer[1], outer[2]);
+echo("oled_window", oled_window[0], oled_window[1]);
+echo("led_d", led_d, "led_pitch", led_pitch);
+
+oled_centre = [outer[0] * 0.38, outer[1] * 0.5];
+led_x = outer[0] * 0.8;
+$fn = 32;
+
+module oled_cut() { translate([-oled_window[0] / 2, -oled_window[1] / 2, -0.01]) cube([oled_window[0], oled_window[1], wall + 0.02]); }
+module led_cut() { translate([0, 0, -0.01]) cylinder(d = led_d, h = wall + 0.02); }
+
+module shell() {
+  difference() {
+    cube(outer);
+    translate([wall, wall, wall]) cube([inner[0], inner[1], inner[2] + 1]);
+    translate([oled_centre[0], oled_centre[1], 0]) oled_cut();
+    for (i = [-1 : 1]) translate([led_x, outer[1] / 2 + i * led_pitch, 0]) led_cut();
+    translate([led_x, outer[1] * 0.18, -0.01]) cylinder(d = button_d, h = wall + 0.02);
+    for (i = [0 : grille_slots - 1])   // buzzer grille, top right
+      translate([outer[0] * 0.66 + i * 3, outer[1] * 0.72, -0.01]) cube([1.5, 10, wall + 0.02]);
+    translate([outer[0] - wall - 0.01, outer[1] / 2 - usb_exit[0] / 2, outer[2] - usb_exit[1]])
+      cube([wall + 0.02, usb_exit[0], usb_exit[1] + 0.01]);
+  }
+  // OLED posts (M2 self-tapping), Pi standoffs.
+  for (dx = [-1, 1], dy = [-1, 1])
+    translate([oled_centre[0] + dx * (oled_pcb[0] / 2 - 2.5), oled_centre[1] + dy * (oled_pcb[1] / 2 - 2.5), wall])
+      difference() { cylinder(d = 4.5, h = 3); cylinder(d = 1.8, h = 3.1); }
+}
+
+if (part == "oled_window") oled_cut();
+else if (part == "led_hole") led_cut();
+else shell();

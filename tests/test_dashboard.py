@@ -1,0 +1,208 @@
+"""The dashboard in headless Chromium at phone size, against the real service and the simulated printer.
+
+Screenshots land in tests/artifacts/ (git-ignored). With BAMBUPI_DOCS_SCREENSHOT=1 the phone screenshot is also
+written to docs/dashboard.png, the picture the README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from bambupi.config import Config, PrinterConfig, WebConfig
+from bambupi.secret import Secret
+from bambupi.service import Running, Service
+from bambupi.sim.broker import Simulator
+from bambupi.web.merge_patch import apply_merge_patch, diff
+from tests.browser import ARTIFACTS, Page, chromium, require_chromium
+
+SERIAL = "01P00A000000042"
+CODE = "31415926"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CARD = "document.querySelector('article[data-printer=\"p1s\"]')"
+
+
+def field(name: str) -> str:
+    """A JS expression: the text of a card's field, or '' while it is not shown."""
+    return f"({CARD}?.querySelector('[data-field=\"{name}\"]')?.textContent ?? '')"
+
+
+@dataclass
+class Box:
+    sim: Simulator
+    running: Running
+    scope: trio.CancelScope
+    stopped: trio.Event
+    config: Config
+    folder: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.running.port}"
+
+
+async def start_service(
+    nursery: trio.Nursery, config: Config, folder: Path
+) -> tuple[Running, trio.CancelScope, trio.Event]:
+    scope, stopped = trio.CancelScope(), trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[Running]) -> None:
+        try:
+            with scope:
+                await Service(config, storage_folder=folder).run(task_status=task_status)
+        finally:
+            stopped.set()
+
+    running: Running = await nursery.start(run)
+    return running, scope, stopped
+
+
+@pytest.fixture
+async def box(tmp_path: Path) -> AsyncIterator[Box]:
+    require_chromium()
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, mqtt_port=0, scenario="idle")
+        await nursery.start(sim.run)
+        printer = PrinterConfig(
+            id="p1s", name="Workshop P1S", model="P1S", host="127.0.0.1", serial=SERIAL,
+            access_code=Secret(CODE), mqtt_port=sim.mqtt_port, reconnect_max_s=0.5,
+        )
+        config = Config(printers=(printer,), web=WebConfig(host="127.0.0.1", port=0))
+        running, scope, stopped = await start_service(nursery, config, tmp_path)
+        yield Box(sim, running, scope, stopped, config, tmp_path)
+        nursery.cancel_scope.cancel()
+
+
+async def seconds_until(page: Page, expression: str, timeout: float = 5.0) -> float:
+    started = trio.current_time()
+    await page.wait_for(expression, timeout=timeout)
+    return trio.current_time() - started
+
+
+def report(**fields: Any) -> dict[str, Any]:
+    return {"print": {"command": "push_status", "msg": 1, **fields}}
+
+
+async def test_dashboard_live_on_a_phone(box: Box, tmp_path: Path) -> None:
+    async with chromium(tmp_path / "profile") as browser:
+        page = await browser.new_page(width=390, height=844)
+        await page.navigate(box.base + "/")
+        await page.wait_for(f"{field('connection')}.includes('Online') && {field('state')}.includes('Idle')", 10)
+        assert await page.evaluate(f"{field('hms')}") == "✓HMS OK"
+        assert "°C" in await page.evaluate(field("bed"))
+        assert await page.evaluate(f"{CARD}.querySelectorAll('.tray').length") >= 4  # AMS trays and the spool
+
+        # The page's merge patch is the server's: same results on random objects.
+        rng = random.Random(7)
+        cases = [(_random_object(rng), _random_object(rng)) for _ in range(200)]
+        patches = [[old, diff(old, new)] for old, new in cases]
+        results = await page.evaluate(
+            f"{json.dumps(patches)}.map(([o, p]) => window.bambupi.applyMergePatch(o, p))"
+        )
+        assert results == [apply_merge_patch(old, patch) for old, patch in patches]
+
+        # A state change in the simulator shows within a second, without reload.
+        box.sim.printer.start_print("benchy.3mf", layers=120, minutes=45)
+        assert await seconds_until(page, f"{field('state')}.includes('Preparing')") < 1.0
+        box.sim.printer.publish_report(
+            report(gcode_state="RUNNING", mc_percent=42, layer_num=50, total_layer_num=120, mc_remaining_time=26)
+        )
+        assert await seconds_until(page, f"{field('percent')} === '42 %'") < 1.0
+        assert await page.evaluate(field("layer")) == "Layer 50 of 120"
+        assert "done at" in await page.evaluate(f"{CARD}.querySelector('.progress-line').textContent")
+
+        box.sim.printer.set_hms([(0x07008000, 0x00020001)])
+        assert await seconds_until(page, f"{field('hms')}.includes('1 error, serious')") < 1.0
+        await page.evaluate(f"{CARD}.querySelector('details.hms summary').click()")
+        listed = await page.wait_for(f"{CARD}.querySelector('.hms-list')?.textContent")
+        assert "0700_8000_0002_0001" in listed and "Support article" in listed and "AMS" in listed
+        await page.wait_for("document.querySelector('#events').textContent.includes('HMS serious')")
+        await page.screenshot(ARTIFACTS / "dashboard-390.png")
+        if os.environ.get("BAMBUPI_DOCS_SCREENSHOT"):
+            DOCS.mkdir(exist_ok=True)
+            shutil.copy(ARTIFACTS / "dashboard-390.png", DOCS / "dashboard.png")
+
+        # 360 px: nothing wider than the screen, even with a long unbroken job name and the HMS list open.
+        await page.set_viewport(360, 780)
+        box.sim.printer.publish_report(report(subtask_name="a_very_long_file_name_without_any_spaces_" * 3))
+        await page.wait_for(f"{field('job')}.startsWith('a_very_long')")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 360
+        await page.send("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": "dark"}])
+        await page.screenshot(ARTIFACTS / "dashboard-360-dark.png")
+
+        box.sim.printer.set_hms([])
+        assert await seconds_until(page, f"{field('hms')} === '✓HMS OK'") < 1.0
+        assert page.exceptions == []
+
+
+async def test_page_reconnects_and_resyncs_after_a_restart(box: Box, tmp_path: Path) -> None:
+    async with chromium(tmp_path / "profile") as browser, trio.open_nursery() as nursery:
+        page = await browser.new_page(width=390, height=844)
+        await page.navigate(box.base + "/")
+        await page.wait_for(f"{field('connection')}.includes('Online')", 10)
+        assert await page.evaluate("document.getElementById('link').hidden")
+
+        box.scope.cancel()
+        await box.stopped.wait()
+        await page.wait_for("!document.getElementById('link').hidden", timeout=5)
+        assert "Connection to the box lost" in await page.evaluate("document.getElementById('link').textContent")
+        await page.screenshot(ARTIFACTS / "dashboard-connection-lost.png")
+
+        # What changes while the box is down must be on the page after it comes back.
+        box.sim.printer.start_print("while_down.3mf", layers=10, minutes=5)
+        config = Config(printers=box.config.printers, web=WebConfig(host="127.0.0.1", port=box.running.port))
+        await start_service(nursery, config, box.folder)
+        await page.wait_for(f"{field('job')}.startsWith('while_down')", timeout=15)
+        await page.wait_for("document.getElementById('link').hidden", timeout=5)
+        assert page.exceptions == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_mqtt_debug_page(box: Box, tmp_path: Path) -> None:
+    async with chromium(tmp_path / "profile") as browser:
+        page = await browser.new_page(width=390, height=844)
+        await page.navigate(box.base + "/printers/p1s/mqtt")
+        await page.wait_for("document.querySelectorAll('#log li').length > 0", 10)
+        text = await page.evaluate("document.body.textContent")
+        assert "⬆ out" in text and "⬇ in" in text and "pushall" in text
+        assert CODE not in await page.evaluate("document.documentElement.outerHTML")
+
+        box.sim.printer.publish_report(report(subtask_name="fresh_marker"))
+        await page.wait_for("document.querySelector('#log li').textContent.includes('fresh_marker')", timeout=3)
+        await page.evaluate("document.querySelector('#log li summary').click()")
+        expanded = await page.evaluate("document.querySelector('#log li pre').textContent")
+        assert '"subtask_name": "fresh_marker"' in expanded
+
+        await page.evaluate("document.getElementById('pause').click()")
+        shown = await page.evaluate("document.querySelectorAll('#log li').length")
+        box.sim.printer.publish_report(report(subtask_name="while_paused"))
+        await trio.sleep(1.5)
+        assert await page.evaluate("document.querySelectorAll('#log li').length") == shown
+        await page.evaluate("document.getElementById('pause').click()")
+        await page.wait_for("document.querySelector('#log li').textContent.includes('while_paused')", timeout=3)
+        await page.evaluate("document.getElementById('clear').click()")
+        assert await page.evaluate("document.querySelectorAll('#log li').length") == 0
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        await page.screenshot(ARTIFACTS / "mqtt-390.png")
+        assert page.exceptions == []
+
+
+def _random_object(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    def value() -> Any:
+        kind = rng.randrange(6 if depth < 2 else 4)
+        if kind == 4:
+            return [rng.randint(0, 2) for _ in range(rng.randrange(3))]
+        if kind == 5:
+            return _random_object(rng, depth + 1)
+        return [None, rng.randint(-3, 3), rng.choice(["a", "b"]), rng.random() < 0.5][kind]
+
+    return {key: value() for key in rng.sample(["a", "b", "c", "d"], rng.randrange(5))}

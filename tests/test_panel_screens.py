@@ -1,0 +1,146 @@
+"""OLED pictures: golden PNGs per screen compared pixel-exactly, and no text ever leaves the 128×64 frame.
+
+Regenerate goldens after an intended change: BAMBUPI_UPDATE_GOLDEN=1 pytest tests/test_panel_screens.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageChops
+
+from bambupi.panel.screens import HEIGHT, SHIFTS, WIDTH, NetworkInfo, Text, View, layout, render
+
+GOLDEN = Path(__file__).parent / "golden" / "panel"
+NOW = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC
+NET = NetworkInfo("bambupi", "192.168.1.23", "http://192.168.1.23:8080/", "wlan0", -56)
+
+LONG = {
+    "id": "workshop", "name": "Workshop P1S by the window, left shelf", "connection": "online",
+    "state": {
+        "gcode_state": "RUNNING", "percent": 42, "remaining_min": 1234, "layer": 1234, "total_layers": 2500,
+        "subtask_name": "a_very_long_model_name_with_supports_0.2mm_PLA_P1S_plate_1.3mf",
+        "nozzle_temp": 299.6, "nozzle_target": 300, "bed_temp": 110, "bed_target": 110, "chamber_temp": 45,
+        "hms": [],
+        "ams": {"units": {"0": {"trays": {"0": {"type": "PLA", "remain": 80}, "1": {"type": "PETG-CF", "remain": 100},
+                                          "2": {"empty": True}, "3": {"type": "TPU", "remain": -1}}},
+                          "1": {"trays": {"0": {"type": "ABS", "remain": 5}}}}},
+    },
+}
+H2D = {
+    "id": "h2d", "name": "H2D", "connection": "online",
+    "state": {"gcode_state": "IDLE", "nozzles": {"0": {"temp": 215, "target": 220}, "1": {"temp": 38, "target": 0}},
+              "active_nozzle": 0, "bed_temp": 55, "bed_target": 55, "chamber_temp": 31, "hms": []},
+}
+NO_AMS_FATAL = {
+    "id": "a1", "name": "A1 mini", "connection": "online",
+    "state": {"gcode_state": "PAUSE", "percent": 100, "remaining_min": 0, "nozzle_temp": 25, "bed_temp": 24,
+              "hms": [
+                  {"code": "0300_0100_0001_0007", "severity": "fatal", "standing": False,
+                   "description": "Heatbed temperature abnormal: the sensor may be open-circuit"},
+                  {"code": "0700_2000_0002_0001", "severity": "serious", "standing": False, "description": "x"},
+              ]},
+}
+OFFLINE = {"id": "p1", "name": "Garage", "connection": "offline", "connection_reason": "timeout connecting to 10.0.0.9",
+           "state": {"gcode_state": None, "hms": [{"code": "0500_0300_0001_0001", "severity": "common",
+                                                   "standing": True, "description": "The SD card is full"}]}}
+
+CASES: dict[str, View] = {
+    "status-long": View("status", LONG, NET, NOW, ZoneInfo("Europe/Berlin")),
+    "status-unsynced": View("status", LONG, NET, NOW, ZoneInfo("Europe/Berlin"), clock_synced=False, page=(2, 3)),
+    "status-offline": View("status", OFFLINE, NET, NOW, ZoneInfo("UTC"), shift=(2, 1)),
+    "status-paused": View("status", NO_AMS_FATAL, NET, NOW, ZoneInfo("UTC")),
+    "temps-long": View("temps", LONG, NET, NOW),
+    "temps-h2d": View("temps", H2D, NET, NOW),
+    "hms-fatal": View("hms", NO_AMS_FATAL, NET, NOW),
+    "hms-standing": View("hms", OFFLINE, NET, NOW),
+    "ams-two-units": View("ams", LONG, NET, NOW),
+    "ams-none": View("ams", H2D, NET, NOW),
+    "network": View("network", OFFLINE, NET, NOW, ZoneInfo("UTC")),
+    "network-no-wifi": View("network", None, NetworkInfo("box"), NOW, ZoneInfo("UTC"), clock_synced=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str) -> None:
+    image = render(CASES[name])
+    assert image.mode == "1" and image.size == (WIDTH, HEIGHT)
+    path = GOLDEN / f"{name}.png"
+    if os.environ.get("BAMBUPI_UPDATE_GOLDEN") or not path.exists():
+        assert not os.environ.get("CI"), f"golden image {path} missing"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+    golden = Image.open(path).convert("L")
+    # Compared as 8-bit: ImageChops.difference does not handle 1-bit images.
+    assert ImageChops.difference(image.convert("L"), golden).getbbox() is None, f"{name} differs from {path}"
+
+
+def test_clock_shows_dashes_until_synchronised() -> None:
+    texts = [i.text for i in layout(CASES["status-unsynced"]) if isinstance(i, Text)]
+    assert "@--:--" in texts and "--:--" in texts and "-20h34m" in texts
+    synced = [i.text for i in layout(CASES["status-long"]) if isinstance(i, Text)]
+    assert "10:53" in synced  # 08:53 UTC in Berlin (CEST)
+
+
+def test_fatal_is_inverse_video() -> None:
+    image = render(CASES["hms-fatal"])
+    assert image.convert("L").histogram()[255] > WIDTH * HEIGHT // 2
+
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                     st.text(max_size=80))
+names = st.text(max_size=120)
+
+
+@st.composite
+def printers(draw: Any) -> dict[str, Any]:
+    trays = st.dictionaries(st.text(max_size=3), st.one_of(
+        st.fixed_dictionaries({"type": anything, "remain": anything}), st.just({"empty": True}), anything), max_size=6)
+    return {
+        "id": draw(names), "name": draw(st.one_of(st.none(), names)),
+        "connection": draw(st.sampled_from(["online", "offline", "stale", "connecting", None])),
+        "connection_reason": draw(st.one_of(st.none(), names)),
+        "state": {
+            "gcode_state": draw(st.sampled_from([None, "IDLE", "RUNNING", "PAUSE", "FINISH", "FAILED", "PREPARE"])),
+            **{key: draw(anything) for key in ("percent", "remaining_min", "layer", "total_layers", "nozzle_temp",
+                                               "nozzle_target", "bed_temp", "bed_target", "chamber_temp",
+                                               "chamber_target", "subtask_name", "active_nozzle")},
+            "nozzles": draw(st.dictionaries(st.text(max_size=3), st.fixed_dictionaries(
+                {"temp": anything, "target": anything}), max_size=3)),
+            "hms": draw(st.lists(st.fixed_dictionaries({
+                "code": names, "severity": st.sampled_from(["fatal", "serious", "common", "info", "unknown"]),
+                "description": names, "standing": st.booleans()}), max_size=4)),
+            "ams": {"units": draw(st.dictionaries(st.text(max_size=2), st.fixed_dictionaries({"trays": trays}),
+                                                  max_size=5))},
+        },
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    screen=st.sampled_from(["status", "temps", "hms", "ams", "network"]),
+    printer=st.one_of(st.none(), printers()),
+    network=st.builds(NetworkInfo, names, st.one_of(st.none(), names), st.one_of(st.none(), names),
+                      st.one_of(st.none(), names), st.one_of(st.none(), st.integers(-120, 0))),
+    shift=st.sampled_from(SHIFTS),
+    synced=st.booleans(),
+    page=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    now=st.floats(0, 4e9),
+)
+def test_text_never_leaves_the_frame(
+    screen: Any, printer: Any, network: NetworkInfo, shift: tuple[int, int], synced: bool,
+    page: tuple[int, int], now: float,
+) -> None:
+    view = View(screen, printer, network, now, ZoneInfo("UTC"), clock_synced=synced, shift=shift, page=page)
+    for item in layout(view):
+        x0, y0, x1, y1 = item.box
+        assert x0 >= 0 and y0 >= 0 and x1 <= WIDTH and y1 <= HEIGHT, (item, view.screen)
+        if isinstance(item, Text):
+            assert all(32 <= ord(c) <= 255 and not 127 <= ord(c) < 160 for c in item.text)
+    render(view)

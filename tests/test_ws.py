@@ -1,0 +1,238 @@
+"""/ws with a real WebSocket client over real sockets: snapshot, deltas, events, heartbeat, limits, junk frames."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
+
+from bambupi.config import PrinterConfig, WebConfig
+from bambupi.hub import StateHub
+from bambupi.secret import Secret
+from bambupi.web.api import make_app
+from bambupi.web.frontdoor import FrontDoor
+from bambupi.web.merge_patch import apply_merge_patch, without_nulls
+from bambupi.web.pages import add_page_routes
+from bambupi.web.ws import WebSocketService, WsLimits
+
+
+def printer_config(printer_id: str, model: str = "P1S") -> PrinterConfig:
+    return PrinterConfig(
+        id=printer_id, name=f"Printer {printer_id}", model=model, host="127.0.0.1", serial=f"SERIAL{printer_id}",
+        access_code=Secret("12345678"),
+    )
+
+
+def report(**fields: Any) -> bytes:
+    return json.dumps({"print": {"command": "push_status", "msg": 1, **fields}}).encode()
+
+
+@dataclass
+class Box:
+    hub: StateHub
+    ws: WebSocketService
+    base: str
+    url: str
+    http: httpx.AsyncClient
+
+    async def printer(self, printer_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/printers/{printer_id}")
+        assert response.status_code == 200
+        return dict(response.json())
+
+
+async def start_box(nursery: trio.Nursery, limits: WsLimits) -> Box:
+    hub = StateHub([printer_config("p1"), printer_config("x1", "X1C")])
+    hub.set_connection("p1", "online")
+    hub.apply_message("p1", report(msg=0, gcode_state="IDLE", hms=[], nozzle_temper=25, bed_temper=24))
+    app = make_app(hub)
+    add_page_routes(app, hub)
+    service = WebSocketService(hub, limits)
+    door = FrontDoor(app, WebConfig(host="127.0.0.1", port=0), native=service.router)
+    port = await nursery.start(door.run)
+    base = f"http://127.0.0.1:{port}"
+    return Box(hub, service, base, f"ws://127.0.0.1:{port}/ws", httpx.AsyncClient(base_url=base))
+
+
+@pytest.fixture
+async def box() -> AsyncIterator[Box]:
+    async with trio.open_nursery() as nursery:
+        b = await start_box(nursery, WsLimits(heartbeat_s=30, send_timeout_s=1.0, max_clients=5))
+        yield b
+        await b.http.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def receive(ws: WebSocketConnection, timeout: float = 5) -> dict[str, Any]:
+    with trio.fail_after(timeout):
+        return dict(json.loads(await ws.get_message()))
+
+
+class Client:
+    """What the page does: hold the snapshot, apply every delta, keep the events."""
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        assert snapshot["type"] == "snapshot"
+        self.printers: dict[str, Any] = snapshot["printers"]
+        self.events: list[dict[str, Any]] = []
+        self.deltas = 0
+
+    def take(self, message: dict[str, Any]) -> None:
+        if message["type"] == "snapshot":
+            self.printers = message["printers"]
+        elif message["type"] == "delta":
+            self.deltas += 1
+            self.printers[message["printer"]] = apply_merge_patch(self.printers[message["printer"]], message["changes"])
+        elif message["type"] == "event":
+            self.events.append(message)
+
+
+async def test_snapshot_equals_http_and_every_delta_reproduces_it(box: Box) -> None:
+    async with open_websocket_url(box.url) as ws:
+        client = Client(await receive(ws))
+        for printer_id in ("p1", "x1"):
+            assert client.printers[printer_id] == await box.printer(printer_id)
+        changes: list[bytes] = [
+            report(gcode_state="PREPARE", subtask_name="cube", mc_percent=0),
+            report(gcode_state="RUNNING", mc_percent=5, layer_num=1, total_layer_num=40, mc_remaining_time=30),
+            report(hms=[{"attr": 0x07008000, "code": 0x00020001}]),
+            report(mc_percent=50, layer_num=20, nozzle_temper=219.5, chamber_temper=31),
+            report(hms=[]),
+            report(gcode_state="FINISH", mc_percent=100, print_error=0),
+        ]
+        for payload in changes:
+            box.hub.apply_message("p1", payload)
+            message = await receive(ws)
+            while message["type"] != "delta":
+                client.take(message)
+                message = await receive(ws)
+            client.take(message)
+            expected = await box.printer("p1")
+            assert without_nulls(client.printers["p1"]) == without_nulls(expected)
+            assert client.printers["x1"] == await box.printer("x1")
+        kinds = [e["kind"] for e in client.events]
+        assert "job_started" in kinds and "hms_raised" in kinds and "hms_cleared" in kinds
+        raised = next(e for e in client.events if e["kind"] == "hms_raised")
+        assert raised["printer"] == "p1" and raised["code"] == "0700_8000_0002_0001"
+
+
+async def test_a_slow_reader_skips_states_but_ends_exactly_right(box: Box) -> None:
+    async with open_websocket_url(box.url, message_queue_size=1) as ws:
+        client = Client(await receive(ws))
+        for i in range(300):
+            box.hub.apply_message("p1", report(mc_percent=i % 101, layer_num=i, nozzle_temper=200 + i % 7))
+            if i % 50 == 0:
+                await trio.sleep(0.01)  # the reader is away: the box must not wait for it
+        expected = await box.printer("p1")
+        with trio.move_on_after(0.5):
+            while True:
+                client.take(await receive(ws))
+        assert without_nulls(client.printers["p1"]) == without_nulls(expected)
+        assert client.deltas <= 300
+
+
+async def test_a_client_that_never_reads_does_not_delay_another(box: Box) -> None:
+    big = "x" * 300_000  # each change is a 300 kB delta for the stuck client: its socket buffers fill at once
+    async with open_websocket_url(box.url, message_queue_size=1, receive_buffer_size=1024) as stuck:
+        await receive(stuck)
+        async with open_websocket_url(box.url) as reader:
+            client = Client(await receive(reader))
+            worst = 0.0
+            for i in range(40):
+                started = trio.current_time()
+                box.hub.apply_message("p1", report(subtask_name=f"{big}{i}", mc_percent=i))
+                message = await receive(reader)
+                while message["type"] != "delta":
+                    message = await receive(reader)
+                client.take(message)
+                worst = max(worst, trio.current_time() - started)
+                await trio.sleep(0.03)
+            assert worst < 0.5, f"a delta took {worst:.3f} s while another client was stuck"
+            assert client.printers["p1"]["state"]["subtask_name"] == f"{big}39"
+            # The stuck client was cut off after the send timeout (1 s), and its slot freed.
+            with trio.fail_after(5):
+                while box.ws.clients > 1:
+                    await trio.sleep(0.05)
+
+
+async def test_heartbeat_and_a_dead_client_is_noticed() -> None:
+    async with trio.open_nursery() as nursery:
+        box = await start_box(nursery, WsLimits(heartbeat_s=0.3))
+        async with open_websocket_url(box.url) as ws:
+            await receive(ws)
+            started = trio.current_time()
+            assert await receive(ws) == {"type": "heartbeat"}
+            assert 0.25 <= trio.current_time() - started < 1.5
+            assert await receive(ws) == {"type": "heartbeat"}  # pings were answered: still connected
+        # A client whose reader is stuck answers no pings: the box drops it within about two heartbeats.
+        async with open_websocket_url(box.url, message_queue_size=1) as dead:
+            await receive(dead)
+            with trio.fail_after(3):
+                while box.ws.clients:
+                    await trio.sleep(0.05)
+        await box.http.aclose()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [(b"\x00\x01binary", 1003), ("not json", 1003), ("[1, 2]", 1003), (json.dumps({"pad": "x" * 5000}), 1009)],
+)
+async def test_junk_frames_are_refused_politely(box: Box, frame: str | bytes, code: int) -> None:
+    async with open_websocket_url(box.url) as ws:
+        await receive(ws)
+        await ws.send_message(frame)
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+        assert closed.value.reason.code == code
+
+
+async def test_a_json_object_is_ignored_and_the_connection_stays(box: Box) -> None:
+    async with open_websocket_url(box.url) as ws:
+        await receive(ws)
+        await ws.send_message(json.dumps({"type": "hello"}))
+        box.hub.apply_message("p1", report(mc_percent=42))
+        message = await receive(ws)
+        assert message["type"] == "delta" and message["changes"]["state"]["percent"] == 42
+
+
+async def test_connection_limit_answers_503(box: Box) -> None:
+    async with open_websocket_url(box.url) as a, open_websocket_url(box.url) as b:
+        await receive(a)
+        await receive(b)
+        limits = box.ws.limits
+        box.ws.limits = WsLimits(max_clients=2, heartbeat_s=limits.heartbeat_s)
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(box.url):
+                pass
+        assert rejected.value.status_code == 503
+        assert json.loads(rejected.value.body)["status"] == 503
+    box.ws.limits = limits
+    with trio.fail_after(5):
+        while box.ws.clients:
+            await trio.sleep(0.02)
+
+
+async def test_reconnect_resyncs_and_new_printers_send_a_snapshot(box: Box) -> None:
+    async with open_websocket_url(box.url) as ws:
+        await receive(ws)
+    box.hub.apply_message("p1", report(mc_percent=77, subtask_name="while away"))
+    async with open_websocket_url(box.url) as ws:
+        client = Client(await receive(ws))
+        assert client.printers["p1"] == await box.printer("p1")
+        box.hub.add_printer(printer_config("a1", "A1"))
+        message = await receive(ws)
+        assert message["type"] == "snapshot" and set(message["printers"]) == {"p1", "x1", "a1"}
+        box.hub.remove_printer("x1")
+        assert set((await receive(ws))["printers"]) == {"p1", "a1"}
+
+
+async def test_plain_get_on_ws_is_426(box: Box) -> None:
+    response = await box.http.get("/ws")
+    assert response.status_code == 426 and "WebSocket" in response.json()["error"]
