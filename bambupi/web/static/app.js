@@ -206,6 +206,88 @@ function renderCamera(p) {
   return `<span class="camera" data-field="camera"${why}>Camera: ${esc(c.status || "unknown")}</span>`;
 }
 
+// Controls need the owner's session; the box refuses them without it, the page only mirrors that.
+let session = { logged_in: false, csrf: null };
+const commandStatus = {};          // printer id -> text of the last command's outcome
+const armedStop = {};              // printer id -> time until which "Stop" waits for its confirmation
+const CONTROLS_OFF = "Controls unavailable: this printer refuses commands from other apps. Turn on LAN Only mode " +
+  "and Developer mode on the printer (Settings → Network); watching works either way.";
+
+function button(id, command, text, extra = "") {
+  return `<button type="button" data-printer="${esc(id)}" data-command="${command}" ${extra}>${text}</button>`;
+}
+
+function renderControls(p) {
+  const s = p.state || {};
+  if (!session.logged_in) {
+    return `<div class="controls" data-field="controls"><a href="/login">Log in to control the printer</a></div>`;
+  }
+  const disabled = p.controls_available && p.connection === "online" ? "" : "disabled";
+  const buttons = [];
+  if (s.gcode_state === "RUNNING") buttons.push(button(p.id, "pause", "⏸ Pause", disabled));
+  if (s.gcode_state === "PAUSE") buttons.push(button(p.id, "resume", "▶ Resume", disabled));
+  if (["RUNNING", "PREPARE", "PAUSE"].includes(s.gcode_state)) {
+    const armed = (armedStop[p.id] || 0) > Date.now();
+    buttons.push(button(p.id, "stop", armed ? "⚠ Tap again to stop the print" : "⏹ Stop", disabled));
+  }
+  const lightOn = (s.lights || {}).chamber_light === "on";
+  buttons.push(button(p.id, lightOn ? "light_off" : "light_on", lightOn ? "💡 Light off" : "💡 Light on", disabled));
+  if (s.gcode_state === "RUNNING") {
+    const options = [[1, "Silent"], [2, "Standard"], [3, "Sport"], [4, "Ludicrous"]].map(([level, name]) =>
+      `<option value="${level}"${s.speed_level === level ? " selected" : ""}>${name}</option>`).join("");
+    buttons.push(`<label class="speed">Speed <select data-printer="${esc(p.id)}" data-command="speed" ${disabled}>` +
+      `${options}</select></label>`);
+  }
+  const why = p.controls_available ? "" : `<p class="muted controls-off">${esc(CONTROLS_OFF)}</p>`;
+  const outcome = commandStatus[p.id] ? `<p class="command-status" role="status">${esc(commandStatus[p.id])}</p>` : "";
+  return `<div class="controls" data-field="controls">${buttons.join("")}${why}${outcome}</div>`;
+}
+
+async function sendCommand(id, command, extra = {}) {
+  commandStatus[id] = `${command}: sending…`;
+  render();
+  try {
+    const r = await fetch(`/api/printers/${encodeURIComponent(id)}/commands`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": session.csrf || "" },
+      body: JSON.stringify({ command, ...extra }),
+    });
+    const body = await r.json();
+    if (r.status === 401) session = { logged_in: false, csrf: null };
+    const why = body.error || `${body.result}${body.reason ? ` (${body.reason})` : ""}`;
+    commandStatus[id] = r.ok ? `${command}: ${body.result} (the printer confirmed)` : `${command}: ${why}`;
+  } catch {
+    commandStatus[id] = `${command}: the box did not answer`;
+  }
+  render();
+}
+
+function onControl(event) {
+  const target = event.target.closest("[data-command]");
+  if (!target || target.disabled) return;
+  const id = target.dataset.printer, command = target.dataset.command;
+  if (command === "speed") {
+    if (event.type === "change") sendCommand(id, "speed", { level: Number(target.value) });
+    return;
+  }
+  if (event.type !== "click") return;
+  if (command === "stop" && !((armedStop[id] || 0) > Date.now())) {
+    armedStop[id] = Date.now() + 5000;  // a stopped print cannot be resumed: ask once more
+    render();
+    return;
+  }
+  delete armedStop[id];
+  sendCommand(id, command);
+}
+
+async function loadSession() {
+  try {
+    const r = await fetch("/api/session", { cache: "no-store" });
+    if (r.ok) session = await r.json();
+  } catch { /* the box is restarting; controls stay hidden */ }
+  if (Object.keys(printers).length) render();
+}
+
 function renderCard(p, now) {
   const s = p.state || {};
   const [word, symbol] = STATES[s.gcode_state] || ["Waiting for the printer", "…"];
@@ -213,7 +295,7 @@ function renderCard(p, now) {
   return `<div class="card-head"><div><h2>${esc(p.name)}</h2><span class="model muted">${esc(p.model)}</span></div>
     ${renderConnection(p)}</div>
     <div class="status"><span class="word" data-field="state"><span aria-hidden="true">${symbol}</span> ${esc(word)}</span>${job}</div>
-    ${renderProgress(s, now)}${renderTemps(s)}${renderHms(p)}${renderAms(s)}${renderFacts(p, now)}
+    ${renderProgress(s, now)}${renderControls(p)}${renderTemps(s)}${renderHms(p)}${renderAms(s)}${renderFacts(p, now)}
     <div class="card-foot">${renderCamera(p)}<a href="/printers/${encodeURIComponent(p.id)}/mqtt">MQTT log</a></div>`;
 }
 
@@ -357,6 +439,9 @@ async function probePanel() {
 }
 
 window.bambupi = { printers, applyMergePatch };
+document.getElementById("printers").addEventListener("click", onControl);
+document.getElementById("printers").addEventListener("change", onControl);
+loadSession();
 connect();
 setInterval(tick, 1000);
 probePanel();

@@ -1,0 +1,73 @@
+"""The owner's page flows in headless Chromium: first-visit password, login, printer controls, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from bambupi.web.auth import COOKIE
+from tests.browser import ARTIFACTS, Page, chromium, require_chromium
+from tests.test_login import PASSWORD, start_box
+
+CARD = "document.querySelector('article[data-printer=\"garage\"]')"
+
+
+async def fill_and_submit(page: Page, password: str) -> None:
+    await page.evaluate(
+        f"document.getElementById('password').value = {password!r};"
+        "document.getElementById('form').requestSubmit();"
+    )
+
+
+async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) -> None:
+    require_chromium()
+    async with trio.open_nursery() as nursery:
+        box = await start_box(nursery, tmp_path)
+        box.sim.printer.start_print("bracket", layers=40, minutes=120)
+        async with chromium(tmp_path / "profile") as browser:
+            page = await browser.new_page(width=390, height=844)
+
+            # Not logged in: the card offers a login link and no control buttons.
+            await page.navigate(box.base + "/")
+            await page.wait_for(f"{CARD}?.querySelector('.controls a[href=\"/login\"]') != null", 10)
+            assert await page.evaluate(f"{CARD}?.querySelectorAll('button[data-command]').length") == 0
+
+            # First visit: the login page offers to set the password.
+            await page.navigate(box.base + "/login")
+            await page.wait_for("document.getElementById('submit').textContent === 'Set password'")
+            await fill_and_submit(page, PASSWORD)
+            await page.wait_for("location.pathname === '/'", 10)
+            cookies = await page.send("Network.getAllCookies")
+            session = next(c for c in cookies["cookies"] if c["name"] == COOKIE)
+            assert session["httpOnly"] and session["sameSite"] == "Strict"
+
+            # Controls: pause is confirmed by the printer; stop asks once more before it acts.
+            await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"pause\"]') != null", 30)
+            await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"pause\"]').click()")
+            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('pause: success')", 10)
+            await page.wait_for(f"{CARD}?.querySelector('[data-field=\"state\"]').textContent.includes('Paused')", 5)
+            assert box.sim.printer.gcode_state == "PAUSE"
+            await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"stop\"]').click()")
+            await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"stop\"]').textContent.includes('again')")
+            assert box.sim.printer.gcode_state == "PAUSE"  # one tap does nothing yet
+            await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"stop\"]').click()")
+            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('stop: success')", 10)
+            assert box.sim.printer.gcode_state == "FAILED"
+            await page.screenshot(ARTIFACTS / "owner-controls-390.png")
+
+            # Settings: rename the printer; the file keeps its comments and the dashboard shows the new name.
+            await page.navigate(box.base + "/settings")
+            await page.wait_for("document.getElementById('printer[0].name') != null", 10)
+            assert await page.evaluate("document.getElementById('printer[0].access_code').value") == ""
+            await page.evaluate(
+                "document.getElementById('printer[0].name').value = 'Garage P1S';"
+                "document.getElementById('form').requestSubmit();"
+            )
+            await page.wait_for("document.getElementById('status').textContent.startsWith('Saved.')", 10)
+            await page.screenshot(ARTIFACTS / "settings-390.png")
+            assert "# the one in the garage" in box.config_path.read_text()
+            assert 'name = "Garage P1S"' in box.config_path.read_text()
+            html = await page.evaluate("document.documentElement.outerHTML")
+            assert "11223344" not in html  # the access code never reaches the browser
+        nursery.cancel_scope.cancel()
