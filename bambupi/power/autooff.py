@@ -1,0 +1,174 @@
+"""Auto-off: switch a printer's plug off after a print, only when that is safe.
+
+The rule is one pure function, :func:`decide` (printer object + plug reading + timer + policy + now in, a
+:class:`Decision` with its reason out), so every case is a plain-data test. :class:`AutoOff` keeps each printer's
+timer, arms it on print events, and reports what it decided; the power service acts on the decisions.
+
+Policy (``[printer.plug]``): after a finish (and, with ``auto_off_after_failure``, a failure or cancel) wait until
+the nozzle is below ``auto_off_nozzle_below_c`` and at least ``auto_off_after_min`` minutes have passed, warn
+``auto_off_warning_s`` before, then switch off. Never while the printer reports PREPARE/RUNNING/PAUSE, never while
+it is busy in a non-idle stage (filament loading, calibration...), never when its state is unknown (link down)
+unless ``auto_off_when_offline``. A new print or :meth:`AutoOff.cancel` (the panel's button, the page) disarms it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal
+
+from bambupi.config import PlugConfig
+from bambupi.power.plugs import PlugReading
+
+log = logging.getLogger("bambupi.power.autooff")
+
+Action = Literal["wait", "warn", "off", "disarm"]
+IN_JOB: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
+# stg_cur values that mean "nothing happening": -1 (X1/H2), 255 (P1), 0 (A1's idle; 0 is also "printing",
+# but that comes with RUNNING, which is refused before the stage is looked at).
+IDLE_STAGES: Final = frozenset({-1, 0, 255})
+ARMING_EVENTS: Final = {"job_finished": "finished", "job_failed": "failed", "job_cancelled": "cancelled"}
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A printer's armed auto-off: when the print ended and, once sent, when the warning went out."""
+
+    armed_at: float
+    because: str  # finished | failed | cancelled
+    warned_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    code: str  # stable short name, logged when it changes
+    reason: str  # for people: logs, the page, the OLED
+    off_at: float | None = None  # when the plug will be switched off, once that is known
+
+
+def arms(event_kind: str, policy: PlugConfig) -> str | None:
+    """What ending ``event_kind`` arms the timer for (``finished``...), or None when the policy says no."""
+    because = ARMING_EVENTS.get(event_kind)
+    if because is None or not policy.auto_off:
+        return None
+    if because != "finished" and not policy.auto_off_after_failure:
+        return None
+    return because
+
+
+def decide(
+    printer: dict[str, Any], reading: PlugReading | None, timer: Timer, policy: PlugConfig, now: float
+) -> Decision:
+    """What to do now for an armed printer. Checks run from "must stop" to "may proceed"."""
+    state = printer.get("state") or {}
+    gcode_state = state.get("gcode_state")
+    if gcode_state in IN_JOB:
+        return Decision("disarm", "printing", f"the printer is {gcode_state} again: auto-off cancelled")
+    if reading is not None and not reading.on:
+        return Decision("disarm", "plug_off", "the plug is already off")
+    connection = printer.get("connection")
+    online = connection == "online"
+    if not online and not policy.auto_off_when_offline:
+        return Decision("wait", "unknown_state", f"printer link is {connection}: its state is unknown, waiting")
+    if online:
+        stage = state.get("stage")
+        if isinstance(stage, int) and stage not in IDLE_STAGES:
+            return Decision("wait", "busy", f"the printer is busy (stage {stage}), waiting")
+        nozzle = _hottest_nozzle(state)
+        if nozzle is None:
+            return Decision("wait", "no_temperature", "nozzle temperature unknown, waiting")
+        if nozzle >= policy.auto_off_nozzle_below_c:
+            return Decision(
+                "wait", "hot", f"nozzle {nozzle:.0f} °C, waiting for below {policy.auto_off_nozzle_below_c:g} °C"
+            )
+    earliest = timer.armed_at + policy.auto_off_after_min * 60.0
+    if timer.warned_at is None:
+        if now < earliest - policy.auto_off_warning_s:
+            return Decision("wait", "minimum_time", f"waiting {policy.auto_off_after_min:g} min after the print")
+        off_at = max(earliest, now + policy.auto_off_warning_s)
+        return Decision("warn", "warning", f"switching the printer off in {off_at - now:.0f} s", off_at)
+    off_at = max(earliest, timer.warned_at + policy.auto_off_warning_s)
+    if now < off_at:
+        return Decision("wait", "warning", f"switching the printer off in {off_at - now:.0f} s", off_at)
+    why = "nozzle cool" if online else "printer unreachable and auto_off_when_offline is set"
+    return Decision("off", "off", f"print {timer.because}, {why}: switching the plug off", off_at)
+
+
+def _hottest_nozzle(state: dict[str, Any]) -> float | None:
+    temps = [state.get("nozzle_temp")]
+    nozzles = state.get("nozzles")
+    if isinstance(nozzles, dict):
+        temps.extend(n.get("temp") for n in nozzles.values() if isinstance(n, dict))
+    found = [float(t) for t in temps if isinstance(t, int | float) and not isinstance(t, bool)]
+    return max(found) if found else None
+
+
+class AutoOff:
+    """The timers of every printer with auto-off, and what was last decided for each (for the page/panel)."""
+
+    def __init__(self, policies: dict[str, PlugConfig]) -> None:
+        self.policies = policies
+        self._timers: dict[str, Timer] = {}
+        self._last: dict[str, Decision] = {}
+
+    def on_event(self, event: dict[str, Any], now: float) -> None:
+        printer_id = event.get("printer")
+        policy = self.policies.get(printer_id) if isinstance(printer_id, str) else None
+        if policy is None or not isinstance(printer_id, str):
+            return
+        if event.get("kind") == "job_started" and printer_id in self._timers:
+            self._disarm(printer_id, Decision("disarm", "new_print", "a new print started: auto-off cancelled"))
+            return
+        because = arms(str(event.get("kind")), policy)
+        if because is not None:
+            self._timers[printer_id] = Timer(armed_at=now, because=because)
+            self._record(printer_id, Decision("wait", "armed", f"print {because}: auto-off armed"))
+
+    def cancel(self, printer_id: str) -> bool:
+        """Disarm (the panel's button, the page's Cancel); True when something was armed."""
+        if printer_id not in self._timers:
+            return False
+        self._disarm(printer_id, Decision("disarm", "cancelled", "auto-off cancelled by the user"))
+        return True
+
+    def evaluate(self, printer_id: str, printer: dict[str, Any], reading: PlugReading | None, now: float) -> Decision:
+        """Decide for one printer and update its timer; ``off`` means: switch the plug off now."""
+        timer = self._timers.get(printer_id)
+        if timer is None:
+            return self._last.get(printer_id) or Decision("wait", "idle", "not armed")
+        decision = decide(printer, reading, timer, self.policies[printer_id], now)
+        if decision.action == "warn":
+            self._timers[printer_id] = replace(timer, warned_at=now)
+        if decision.action in ("disarm", "off"):
+            self._disarm(printer_id, decision)
+        else:
+            self._record(printer_id, decision)
+        return decision
+
+    def failed(self, printer_id: str, why: str) -> None:
+        self._record(printer_id, Decision("disarm", "switch_failed", f"could not switch the plug off: {why}"))
+
+    def status(self, printer_id: str) -> dict[str, Any]:
+        timer = self._timers.get(printer_id)
+        last = self._last.get(printer_id)
+        return {
+            "enabled": printer_id in self.policies and self.policies[printer_id].auto_off,
+            "armed": timer is not None,
+            "warning": timer is not None and timer.warned_at is not None,
+            "code": last.code if last else "idle",
+            "reason": last.reason if last else "not armed",
+            "off_at": last.off_at if last and timer is not None else None,
+        }
+
+    def _disarm(self, printer_id: str, decision: Decision) -> None:
+        self._timers.pop(printer_id, None)
+        self._record(printer_id, decision)
+
+    def _record(self, printer_id: str, decision: Decision) -> None:
+        previous = self._last.get(printer_id)
+        self._last[printer_id] = decision
+        if previous is None or previous.code != decision.code:
+            # Every decision is logged with its reason; a countdown or a cooling nozzle is logged once.
+            level = logging.WARNING if decision.action in ("warn", "off") else logging.INFO
+            log.log(level, "%s: auto-off: %s", printer_id, decision.reason)

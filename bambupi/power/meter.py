@@ -1,0 +1,351 @@
+"""The power service: reads each printer's plug, logs samples, records print jobs, runs auto-off and cross-checks.
+
+One task per plug samples it every ``power.sample_interval_s``; samples wait in memory and are written in one
+transaction about every ``power.flush_interval_s`` and at every print event (SQLite I/O runs in a worker thread).
+Jobs are recorded from the hub's events for every printer, with or without a plug (energy is then null).
+A plug that does not answer is a warning on the page, never a stop: the service keeps sampling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
+from bambupi.hub import EventQueue, StateHub
+from bambupi.power.autooff import AutoOff
+from bambupi.power.plugs import Plug, PlugError, PlugReading, make_plug
+from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError, energy_kwh
+
+log = logging.getLogger("bambupi.power")
+
+NEAR_ZERO_W: Final = 3.0
+RECENT_SAMPLES: Final = 360  # kept in memory for the page: an hour at 10 s
+DOWNSAMPLE_EVERY_S: Final = 3600.0
+AUTO_OFF_CHECK_S: Final = 1.0
+JOB_END_RESULTS: Final = {"job_finished": "finished", "job_failed": "failed", "job_cancelled": "cancelled"}
+
+
+def cross_check(printer: Mapping[str, Any], reading: PlugReading | None, printing_watts: float) -> str | None:
+    """A warning when the plug and the printer disagree, else None."""
+    if reading is None or reading.watts is None:
+        return None
+    connection = printer.get("connection")
+    gcode_state = (printer.get("state") or {}).get("gcode_state")
+    if connection == "online" and gcode_state in ("PREPARE", "RUNNING") and reading.watts < NEAR_ZERO_W:
+        return (
+            f"the plug reads {reading.watts:.0f} W while the printer reports {gcode_state}: "
+            "is this the printer's plug?"
+        )
+    if connection in ("offline", "stale") and reading.watts >= printing_watts:
+        return f"printer on but unreachable: the plug draws {reading.watts:.0f} W while the link is {connection}"
+    return None
+
+
+@dataclass
+class _Job:
+    """The print in progress on one printer, as the meter accumulates it."""
+
+    row: int
+    started_at: float
+    energy_ws: float = 0.0
+    measured: bool = False
+    peak_watts: float | None = None
+
+
+@dataclass
+class _PlugState:
+    plug: Plug
+    config: PlugConfig
+    reading: PlugReading | None = None
+    read_at: float | None = None
+    error: str | None = None
+    warning: str | None = None
+    recent: deque[Sample] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLES))
+
+
+class PowerService:
+    """Start with ``await nursery.start(power.run)``; it closes ``store`` when it stops. Public methods are called
+    from trio (the web calls them through ``trio.from_thread``)."""
+
+    def __init__(
+        self,
+        hub: StateHub,
+        printers: Sequence[PrinterConfig],
+        store: PowerStore | None,
+        settings: PowerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        plugs: Mapping[str, Plug] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.settings = settings
+        self._clock = clock
+        self._models = {p.id: p.model for p in printers}
+        self._plugs: dict[str, _PlugState] = {}
+        for printer in printers:
+            if printer.plug is not None:
+                plug = plugs[printer.id] if plugs and printer.id in plugs else make_plug(printer.plug)
+                self._plugs[printer.id] = _PlugState(plug, printer.plug)
+        self.auto_off = AutoOff({pid: s.config for pid, s in self._plugs.items() if s.config.auto_off})
+        self._jobs: dict[str, _Job] = {}
+        self._pending: list[Sample] = []
+        self._flush_now = trio.Event()
+        self._last_downsample = -math.inf
+        self.store_error: str | None = None
+
+    # -- the service -------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[PowerService] = trio.TASK_STATUS_IGNORED) -> None:
+        queue = self.hub.open_event_queue("power")
+        try:
+            await self._resume_open_jobs()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._events, queue)
+                nursery.start_soon(self._flusher)
+                for printer_id in self._plugs:
+                    nursery.start_soon(self._sampler, printer_id)
+                    if printer_id in self.auto_off.policies:
+                        nursery.start_soon(self._auto_off_loop, printer_id)
+                task_status.started(self)
+        finally:
+            self.hub.close_event_queue(queue)
+            with trio.CancelScope(shield=True):
+                await self._flush()
+                for state in self._plugs.values():
+                    await state.plug.aclose()
+                if self.store is not None:
+                    await trio.to_thread.run_sync(self.store.close)
+
+    # -- called by the web and the panel -------------------------------------------------------------------------
+
+    def has_plug(self, printer_id: str) -> bool:
+        return printer_id in self._plugs
+
+    def cancel_auto_off(self, printer_id: str) -> bool:
+        """The panel's button and the page's Cancel: disarm a pending auto-off. True when one was pending."""
+        return self.auto_off.cancel(printer_id)
+
+    async def switch(self, printer_id: str, on: bool) -> PlugReading:
+        """Switch a plug by hand; raises PlugError (or KeyError for a printer without a plug)."""
+        state = self._plugs[printer_id]
+        log.info("%s: switching the plug %s (requested on the page)", printer_id, "on" if on else "off")
+        await state.plug.switch(on)
+        if not on:
+            self.auto_off.cancel(printer_id)
+        await self._sample(printer_id)
+        return state.reading or PlugReading(on=on, watts=None, total_kwh=None)
+
+    def status(self, printer_id: str) -> dict[str, Any]:
+        """The live part of ``GET /api/power`` for one printer."""
+        state = self._plugs.get(printer_id)
+        job = self._jobs.get(printer_id)
+        current_job = None
+        if job is not None:
+            current_job = {
+                "started_at": job.started_at,
+                "energy_kwh": job.energy_ws / 3_600_000.0 if job.measured else None,
+                "peak_watts": job.peak_watts,
+            }
+        base: dict[str, Any] = {"printer": printer_id, "job": current_job}
+        if state is None:
+            return {**base, "plug": None}
+        return {
+            **base,
+            "plug": {"kind": state.plug.kind, "address": state.plug.describe()},
+            "reading": state.reading.to_json() if state.reading else None,
+            "read_at": state.read_at,
+            "error": state.error,
+            "warning": state.warning,
+            "price_per_kwh": state.config.price_per_kwh,
+            "currency": state.config.currency,
+            "auto_off": self.auto_off.status(printer_id),
+            "recent": [[s.at, s.watts] for s in state.recent],
+        }
+
+    def unwritten(self, printer_id: str) -> list[Sample]:
+        return [s for s in self._pending if s.printer == printer_id]
+
+    # -- sampling ----------------------------------------------------------------------------------------------
+
+    async def _sampler(self, printer_id: str) -> None:
+        while True:
+            await self._sample(printer_id)
+            await trio.sleep(self.settings.sample_interval_s)
+
+    async def _sample(self, printer_id: str) -> None:
+        state = self._plugs[printer_id]
+        try:
+            reading = await state.plug.read()
+        except PlugError as exc:
+            if state.error != str(exc):
+                log.warning("%s: %s", printer_id, exc)  # once per distinct failure, not every poll
+            state.error, state.reading = str(exc), None
+            return
+        if state.error is not None:
+            log.info("%s: %s answers again", printer_id, state.plug.describe())
+        now = self._clock()
+        self._accumulate(printer_id, now, reading.watts, state)
+        state.reading, state.read_at, state.error = reading, now, None
+        sample = Sample(printer_id, now, reading.watts, reading.on, reading.total_kwh)
+        state.recent.append(sample)
+        self._pending.append(sample)
+        self._check(printer_id, state)
+
+    def _accumulate(self, printer_id: str, now: float, watts: float | None, state: _PlugState) -> None:
+        job = self._jobs.get(printer_id)
+        if job is None or watts is None:
+            return
+        previous = state.reading.watts if state.reading is not None else None
+        if previous is not None and state.read_at is not None and state.read_at >= job.started_at:
+            # The previous power held until now; a long gap (plug unreachable) is not filled with a guess.
+            job.energy_ws += previous * min(now - state.read_at, 3 * self.settings.sample_interval_s)
+        job.measured = True
+        job.peak_watts = watts if job.peak_watts is None else max(job.peak_watts, watts)
+
+    def _check(self, printer_id: str, state: _PlugState) -> None:
+        if not self.hub.has(printer_id):
+            return
+        warning = cross_check(self.hub.printer(printer_id), state.reading, state.config.printing_watts)
+        if warning != state.warning:
+            if warning is not None:
+                log.warning("%s: %s", printer_id, warning)
+            else:
+                log.info("%s: plug and printer agree again", printer_id)
+            state.warning = warning
+
+    # -- auto-off ----------------------------------------------------------------------------------------------
+
+    async def _auto_off_loop(self, printer_id: str) -> None:
+        state = self._plugs[printer_id]
+        while True:
+            await trio.sleep(min(AUTO_OFF_CHECK_S, self.settings.sample_interval_s))
+            if not self.hub.has(printer_id):
+                continue
+            decision = self.auto_off.evaluate(printer_id, self.hub.printer(printer_id), state.reading, self._clock())
+            if decision.action != "off":
+                continue
+            try:
+                await state.plug.switch(False)
+            except PlugError as exc:
+                self.auto_off.failed(printer_id, str(exc))
+                continue
+            log.warning("%s: auto-off: the plug is now off", printer_id)
+            await self._sample(printer_id)
+
+    # -- jobs --------------------------------------------------------------------------------------------------
+
+    async def _resume_open_jobs(self) -> None:
+        # A job that was running when bambupi stopped is closed as "unknown" when the next one starts or ends:
+        # after a restart the hub's first report is a baseline and brings no start event for it.
+        if self.store is None:
+            return
+        try:
+            open_jobs = await trio.to_thread.run_sync(self.store.open_jobs)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        now = self._clock()
+        for printer_id, row in open_jobs.items():
+            self._jobs[printer_id] = _Job(row=row, started_at=now)
+
+    async def _events(self, queue: EventQueue) -> None:
+        while True:
+            event = await queue.get()
+            kind = event.get("kind")
+            printer_id = event.get("printer")
+            now = self._clock()
+            self.auto_off.on_event(event, now)
+            if not isinstance(printer_id, str):
+                continue
+            if kind == "job_started":
+                if printer_id in self._jobs:
+                    await self._end_job(printer_id, "unknown", now)
+                await self._start_job(printer_id, event.get("job"), now)
+            elif kind in JOB_END_RESULTS:
+                if printer_id not in self._jobs:
+                    continue
+                if printer_id in self._plugs:
+                    await self._sample(printer_id)  # the job's energy up to its very end
+                await self._end_job(printer_id, JOB_END_RESULTS[kind], now)
+            else:
+                continue
+            self._flush_now.set()
+
+    async def _start_job(self, printer_id: str, name: Any, now: float) -> None:
+        if self.store is None:
+            return
+        name = name if isinstance(name, str) else None
+        try:
+            row = await trio.to_thread.run_sync(
+                self.store.start_job, printer_id, name, self._models.get(printer_id, ""), now
+            )
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        self._jobs[printer_id] = _Job(row=row, started_at=now)
+        log.info("%s: job %r started", printer_id, name)
+
+    async def _end_job(self, printer_id: str, result: str, now: float) -> None:
+        job = self._jobs.pop(printer_id)
+        state = self._plugs.get(printer_id)
+        energy = job.energy_ws / 3_600_000.0 if job.measured else None
+        price = state.config.price_per_kwh if state is not None else None
+        cost = None if energy is None or price is None else round(energy * price, 4)
+        end = JobEnd(ended_at=now, result=result, energy_kwh=energy, cost=cost, peak_watts=job.peak_watts)
+        if self.store is None:
+            return
+        try:
+            await trio.to_thread.run_sync(self.store.end_job, job.row, end)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        shown = "no plug" if energy is None else f"{energy:.3f} kWh"
+        log.info("%s: job %s after %.0f min (%s)", printer_id, result, (now - job.started_at) / 60, shown)
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        while True:
+            with trio.move_on_after(self.settings.flush_interval_s):
+                await self._flush_now.wait()
+            self._flush_now = trio.Event()
+            await self._flush()
+            now = self._clock()
+            if self.store is not None and now - self._last_downsample >= DOWNSAMPLE_EVERY_S:
+                self._last_downsample = now
+                try:
+                    await trio.to_thread.run_sync(self.store.downsample, now)
+                except StoreError as exc:
+                    self._store_failed(exc)
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if self.store is None or not batch:
+            return
+        try:
+            await trio.to_thread.run_sync(self.store.add_samples, batch)
+        except StoreError as exc:
+            self._store_failed(exc)
+            # Keep at most an hour of samples waiting for the disk to come back; then drop the oldest.
+            self._pending = (batch + self._pending)[-RECENT_SAMPLES * max(1, len(self._plugs)):]
+            return
+        self.store_error = None
+
+    def _store_failed(self, exc: StoreError) -> None:
+        if self.store_error != str(exc):
+            log.error("power log: %s", exc)
+        self.store_error = str(exc)
+
+
+def today_energy(samples: Sequence[Sample], *, max_gap_s: float) -> float | None:
+    """kWh from a day's samples (see :func:`energy_kwh`)."""
+    return energy_kwh(((s.at, s.watts) for s in samples), max_gap_s=max_gap_s)

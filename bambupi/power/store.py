@@ -1,0 +1,234 @@
+"""The power log and the print jobs, in SQLite (stdlib ``sqlite3``).
+
+The database lives on an SD card, so it is written rarely and in batches: samples are buffered by the meter and
+written about once a minute and at every print event, in one transaction each. WAL with ``synchronous=NORMAL``
+means a committed batch survives a crash or ``kill -9`` (a power cut may lose the last batch, never the file);
+the database is never left corrupt. Old samples are averaged down: raw for 7 days, 1-minute averages for 90 days,
+hourly averages after that.
+
+Every method is blocking and takes a lock, so it can be called from trio through ``trio.to_thread.run_sync`` and
+from the web's worker threads alike.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+RAW_DAYS: Final = 7
+MINUTE_DAYS: Final = 90
+DAY_S: Final = 86400.0
+
+SCHEMA_SQL: Final = """
+CREATE TABLE IF NOT EXISTS power_samples (
+    printer TEXT NOT NULL,
+    at REAL NOT NULL,             -- UTC epoch seconds (start of the bucket for averages)
+    watts REAL,                   -- null: the plug does not measure power
+    relay_on INTEGER NOT NULL,    -- 1 on, 0 off (for averages: on at any time in the bucket)
+    total_kwh REAL,               -- the plug's own counter, when it has one
+    span INTEGER NOT NULL         -- 0 raw sample, 60 one-minute average, 3600 hourly average
+);
+CREATE INDEX IF NOT EXISTS power_samples_by_time ON power_samples (printer, span, at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    printer TEXT NOT NULL,
+    name TEXT,
+    model TEXT,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    duration_s REAL,
+    result TEXT,                  -- finished | failed | cancelled | unknown (end not seen); null while running
+    energy_kwh REAL,              -- null without a power-measuring plug
+    cost REAL,
+    peak_watts REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_start ON jobs (printer, started_at);
+"""
+
+
+@dataclass(frozen=True)
+class Sample:
+    printer: str
+    at: float
+    watts: float | None
+    on: bool
+    total_kwh: float | None
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    ended_at: float
+    result: str
+    energy_kwh: float | None
+    cost: float | None
+    peak_watts: float | None
+
+
+class StoreError(Exception):
+    """The database cannot be opened or written (disk full, unreadable file)."""
+
+
+class PowerStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we open transactions ourselves, one per batch.
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA_SQL)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def integrity(self) -> str:
+        with self._lock:
+            row = self._db.execute("PRAGMA integrity_check").fetchone()
+        return str(row[0])
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def add_samples(self, samples: Sequence[Sample]) -> None:
+        if not samples:
+            return
+        rows = [(s.printer, s.at, s.watts, int(s.on), s.total_kwh) for s in samples]
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT INTO power_samples (printer, at, watts, relay_on, total_kwh, span) VALUES (?, ?, ?, ?, ?, 0)",
+                rows,
+            )
+
+    def start_job(self, printer: str, name: str | None, model: str, started_at: float) -> int:
+        with self._lock, self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO jobs (printer, name, model, started_at) VALUES (?, ?, ?, ?)",
+                (printer, name, model, started_at),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def end_job(self, job_id: int, end: JobEnd) -> None:
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE jobs SET ended_at = ?, duration_s = ? - started_at, result = ?, energy_kwh = ?, cost = ?,"
+                " peak_watts = ? WHERE id = ?",
+                (end.ended_at, end.ended_at, end.result, end.energy_kwh, end.cost, end.peak_watts, job_id),
+            )
+
+    def rename_job(self, job_id: int, name: str) -> None:
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE jobs SET name = ? WHERE id = ? AND name IS NULL", (name, job_id))
+
+    def downsample(self, now: float) -> int:
+        """Average raw samples older than 7 days into minutes, and minutes older than 90 days into hours.
+
+        Cut-offs are aligned to whole hours so every bucket that is averaged is complete. Returns rows removed.
+        """
+        removed = 0
+        with self._lock, self._transaction():
+            for span_from, span_to, days in ((0, 60, RAW_DAYS), (60, 3600, MINUTE_DAYS)):
+                cutoff = (now - days * DAY_S) // 3600 * 3600
+                self._db.execute(
+                    "INSERT INTO power_samples (printer, at, watts, relay_on, total_kwh, span)"
+                    " SELECT printer, CAST(at / ? AS INTEGER) * ?, AVG(watts), MAX(relay_on), MAX(total_kwh), ?"
+                    " FROM power_samples WHERE span = ? AND at < ? GROUP BY printer, CAST(at / ? AS INTEGER)",
+                    (span_to, span_to, span_to, span_from, cutoff, span_to),
+                )
+                removed += self._db.execute(
+                    "DELETE FROM power_samples WHERE span = ? AND at < ?", (span_from, cutoff)
+                ).rowcount
+        return removed
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def samples(self, printer: str, since: float, until: float | None = None) -> list[Sample]:
+        """Raw samples in ``[since, until)``, oldest first (averages are not included)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT printer, at, watts, relay_on, total_kwh FROM power_samples"
+                " WHERE printer = ? AND span = 0 AND at >= ? AND at < ? ORDER BY at",
+                (printer, since, until if until is not None else float("inf")),
+            ).fetchall()
+        return [Sample(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+
+    def series(self, printer: str, since: float, bucket_s: float) -> list[tuple[float, float | None]]:
+        """Average watts per ``bucket_s`` since ``since`` (all resolutions), for charts."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT CAST(at / ? AS INTEGER) * ? AS bucket, AVG(watts) FROM power_samples"
+                " WHERE printer = ? AND at >= ? GROUP BY bucket ORDER BY bucket",
+                (bucket_s, bucket_s, printer, since),
+            ).fetchall()
+        return [(float(r[0]), r[1]) for r in rows]
+
+    def count_samples(self) -> dict[int, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT span, COUNT(*) FROM power_samples GROUP BY span").fetchall()
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def jobs(self, printer: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Most recent first."""
+        query = "SELECT id, printer, name, model, started_at, ended_at, duration_s, result, energy_kwh, cost," \
+                " peak_watts FROM jobs"
+        args: list[Any] = []
+        if printer is not None:
+            query += " WHERE printer = ?"
+            args.append(printer)
+        query += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        keys = ("id", "printer", "name", "model", "started_at", "ended_at", "duration_s", "result", "energy_kwh",
+                "cost", "peak_watts")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def open_jobs(self) -> dict[str, int]:
+        """The latest unfinished job of each printer (a job running when bambupi last stopped)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT printer, MAX(id) FROM jobs WHERE ended_at IS NULL GROUP BY printer"
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN ... COMMIT, or ROLLBACK on an error (which is re-raised as StoreError)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN")
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is None:
+            self._db.execute("COMMIT")
+            return
+        self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"database write failed: {exc}") from None
+
+
+def energy_kwh(samples: Iterable[tuple[float, float | None]], *, max_gap_s: float) -> float | None:
+    """Energy from (time, watts) samples: each sample's power held until the next one, at most ``max_gap_s``
+    (a gap in the log is not filled with a guess). None when no sample has a power value."""
+    total_ws = 0.0
+    seen = False
+    previous: tuple[float, float | None] | None = None
+    for at, watts in samples:
+        if previous is not None and previous[1] is not None:
+            total_ws += previous[1] * min(max(at - previous[0], 0.0), max_gap_s)
+        seen = seen or watts is not None
+        previous = (at, watts)
+    return total_ws / 3_600_000.0 if seen else None

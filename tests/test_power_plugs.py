@@ -1,0 +1,153 @@
+"""Each plug driver against a real local HTTP server speaking that plug's API: reading, switching, auth, and
+every way a plug goes wrong (timeout, HTTP 500, a body that is not JSON, the plug vanishing mid-session).
+Secrets never appear in an error or a log line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import trio
+
+from bambupi.config import PlugConfig
+from bambupi.power.plugs import Plug, PlugError, make_plug
+from bambupi.secret import Secret
+from bambupi.sim.plug import SimulatedPlug
+from bambupi.sim.printer import SimulatedPrinter
+from tests.plug_servers import FakePlugServer, HomeAssistant, ShellyGen1, ShellyGen2
+
+PASSWORD = "pl4g-s3cret-pw"
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.ha-long-lived-token"
+
+
+@dataclass
+class Rig:
+    """One plug kind: its server (with the test knobs) and a function making a driver for it."""
+
+    kind: str
+    server: Any  # FakePlugServer or SimulatedPlug: both have fail_with, malformed, delay_s, unplug(), url
+    make: Callable[..., Plug]
+
+
+def config(kind: str, url: str, **overrides: Any) -> PlugConfig:
+    values: dict[str, Any] = {"kind": kind, "address": url, "timeout_s": 0.5}
+    if kind == "homeassistant":
+        values.update(token=Secret(TOKEN), entity="switch.printer", power_entity="sensor.printer_power")
+    else:
+        values.update(password=Secret(PASSWORD))
+    values.update(overrides)
+    return PlugConfig(**values)
+
+
+@pytest.fixture(params=["tasmota", "shelly1", "shelly2", "homeassistant"])
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    kind = request.param
+    async with trio.open_nursery() as nursery:
+        server: Any
+        if kind == "tasmota":
+            printer = SimulatedPrinter("P1S", "01P00A000000009")
+            server = await nursery.start(SimulatedPlug(printer, password=PASSWORD).run)
+        else:
+            handler = {
+                "shelly1": lambda: ShellyGen1(password=PASSWORD),
+                "shelly2": lambda: ShellyGen2(password=PASSWORD),
+                "homeassistant": lambda: HomeAssistant(token=TOKEN),
+            }[kind]()
+            server = await nursery.start(FakePlugServer(handler).run)
+        yield Rig(kind, server, lambda **kw: make_plug(config(kind, server.url, **kw)))
+        nursery.cancel_scope.cancel()
+
+
+def assert_no_secret(text: str) -> None:
+    assert PASSWORD not in text and TOKEN not in text
+
+
+async def test_reads_and_switches_off_and_on(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    plug = rig.make()
+    first = await plug.read()
+    expected_watts = {"tasmota": None, "shelly1": 123.4, "shelly2": 0.0, "homeassistant": 250.0}[rig.kind]
+    if expected_watts is not None:
+        assert first.watts == pytest.approx(expected_watts)
+    expected_total = {"tasmota": 1.2345, "shelly1": 10.0, "shelly2": 4.321}.get(rig.kind)
+    assert first.total_kwh == (None if expected_total is None else pytest.approx(expected_total, abs=0.001))
+    await plug.switch(True)
+    assert (await plug.read()).on is True
+    if rig.kind == "tasmota":
+        assert 8 < ((await plug.read()).watts or 0) < 10  # an idle simulated printer: its electronics only
+    await plug.switch(False)
+    off = await plug.read()
+    assert off.on is False
+    if rig.kind == "tasmota":
+        assert off.watts == 0 and "Power Off" in rig.server.commands
+    if rig.kind == "homeassistant":
+        calls = rig.server.handler.service_calls
+        assert calls[-1] == ("/api/services/switch/turn_off", {"entity_id": "switch.printer"})
+    await plug.aclose()
+    assert_no_secret(caplog.text)
+
+
+async def test_wrong_credentials_are_a_clear_error_without_the_secret(rig: Rig) -> None:
+    wrong = {"token": Secret("wrong-token")} if rig.kind == "homeassistant" else {"password": Secret("wrong-pw")}
+    plug = rig.make(**wrong)
+    with pytest.raises(PlugError, match="credentials refused") as info:
+        await plug.read()
+    assert "wrong" not in str(info.value) and f"{rig.kind} plug at http://127.0.0.1:" in str(info.value)
+    await plug.aclose()
+
+
+async def test_http_500_malformed_body_timeout_and_unplugged(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    plug = rig.make(timeout_s=0.3)
+    await plug.read()  # a working session first
+    messages = []
+
+    rig.server.fail_with = 500
+    with pytest.raises(PlugError, match="HTTP 500") as info:
+        await plug.read()
+    messages.append(str(info.value))
+    rig.server.fail_with = None
+
+    rig.server.malformed = True
+    with pytest.raises(PlugError, match="not JSON") as info:
+        await plug.switch(False)
+    messages.append(str(info.value))
+    rig.server.malformed = False
+
+    rig.server.delay_s = 2.0
+    with trio.fail_after(2):
+        with pytest.raises(PlugError, match=r"no answer within 0.3 s") as info:
+            await plug.read()
+    messages.append(str(info.value))
+    rig.server.delay_s = 0.0
+
+    assert (await plug.read()).on in (True, False)  # it recovers once the plug behaves
+    rig.server.unplug()
+    await trio.sleep(0.05)
+    with pytest.raises(PlugError, match="cannot reach it") as info:
+        await plug.read()
+    messages.append(str(info.value))
+    await plug.aclose()
+    for message in messages:
+        assert_no_secret(message)
+    assert_no_secret(caplog.text)
+
+
+async def test_plugs_without_a_meter_or_with_odd_values() -> None:
+    gen1 = ShellyGen1(password=None)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(FakePlugServer(gen1).run)
+        plug = make_plug(PlugConfig(kind="shelly1", address=server.url, timeout_s=1))
+        gen1.watts = float("nan")
+        reading = await plug.read()
+        assert reading.watts is None and reading.on is True  # NaN is not a reading
+        server.handler = lambda r: (200, {}, b'{"relays": [{"ison": "yes"}]}')
+        with pytest.raises(PlugError, match="unexpected answer"):
+            await plug.read()
+        server.handler = lambda r: (200, {}, b'{"relays": [{"ison": false}]}')
+        assert (await plug.read()).watts is None  # a relay without a meter still switches
+        await plug.aclose()
+        nursery.cancel_scope.cancel()
