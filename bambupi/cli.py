@@ -23,6 +23,7 @@ from bambupi.config import (
     pins_path,
     resolve_storage_path,
 )
+from bambupi.printer.models import model_info
 from bambupi.secret import Secret, redact
 from bambupi.service import Running, Service
 
@@ -42,7 +43,18 @@ model = "{model}"
 host = "127.0.0.1"
 serial = "{serial}"
 access_code = "{code}"
-mqtt_port = {mqtt_port}
+mqtt_port = {mqtt_port}{camera_line}
+
+[printer.plug]   # a simulated Tasmota plug whose power follows the simulated printer's heaters and motors
+kind = "tasmota"
+address = "{plug_url}"
+price_per_kwh = 0.30
+currency = "EUR"
+auto_off = true
+
+[panel]
+oled = "virtual"   # a simulated OLED, LEDs, buzzer and button, mirrored at /api/panel and /api/panel.png
+gpio = "virtual"
 
 [storage]
 path = "{folder}/bambupi.sqlite3"
@@ -99,9 +111,17 @@ def _load(path: Path) -> Config:
     return config
 
 
+def _config_secrets(config: Config) -> list[Secret]:
+    plugs = [p.plug for p in config.printers if p.plug is not None]
+    return [
+        *(p.access_code for p in config.printers),
+        *(s for plug in plugs for s in (plug.password, plug.token) if s is not None),
+    ]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    setup_logging(args.verbose, [p.access_code for p in config.printers])
+    setup_logging(args.verbose, _config_secrets(config))
     storage = resolve_storage_path(config.storage.path, explicit=True)
 
     async def start(nursery: trio.Nursery) -> None:
@@ -125,6 +145,7 @@ def _free_port(preferred: int) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from bambupi.sim.broker import Simulator
+    from bambupi.sim.plug import SimulatedPlug
 
     access_code = Secret("".join(secrets.choice("0123456789") for _ in range(8)))
     setup_logging(args.verbose, [access_code])
@@ -133,17 +154,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def start(nursery: trio.Nursery) -> None:
         folder = Path(tempfile.mkdtemp(prefix="bambupi-demo-"))
         nursery.start_soon(_remove_on_exit, folder)
+        # The simulated camera speaks the P1/A1 port-6000 protocol; an RTSPS model's demo shows "Liveview off".
+        has_camera = model_info(args.model).camera_kind == "tls6000"
         sim = Simulator(
             args.model, DEMO_SERIAL, access_code.reveal(), mqtt_port=0, scenario=args.scenario,
-            time_scale=args.time_scale,
+            time_scale=args.time_scale, camera_port=0 if has_camera else None,
         )
         await nursery.start(sim.run)
+        plug: SimulatedPlug = await nursery.start(SimulatedPlug(sim.printer).run)
+        camera_line = f"\ncamera_port = {sim.camera_port}" if has_camera else ""
         # A real config file, so the demo's settings page can edit it like a box's.
         config_path = folder / "bambupi.toml"
         config_path.write_text(
             DEMO_CONFIG.format(
                 host=args.host, port=port, model=args.model, serial=DEMO_SERIAL, code=access_code.reveal(),
-                mqtt_port=sim.mqtt_port, folder=folder,
+                mqtt_port=sim.mqtt_port, camera_line=camera_line, plug_url=plug.url, folder=folder,
             )
         )
         config, _ = load_config(config_path)
@@ -171,10 +196,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
     async def start(nursery: trio.Nursery) -> None:
         sim = Simulator(
             args.model, args.serial, args.access_code, host=args.host, mqtt_port=args.mqtt_port,
-            scenario=args.scenario, time_scale=args.time_scale,
+            scenario=args.scenario, time_scale=args.time_scale, camera_port=args.camera_port,
         )
         await nursery.start(sim.run)
-        print(f"simulated {args.model} {args.serial}: MQTT/TLS on {args.host}:{sim.mqtt_port}", flush=True)
+        camera = f", camera (port-6000 protocol) on {args.host}:{sim.camera_port}" if sim.camera is not None else ""
+        print(f"simulated {args.model} {args.serial}: MQTT/TLS on {args.host}:{sim.mqtt_port}{camera}", flush=True)
 
     trio.run(_until_signalled, start)
     return 0
@@ -272,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-code", default="12345678")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=8883)
-    p.add_argument("--camera-port", type=int, default=None, help="reserved for the camera relay")
+    p.add_argument(
+        "--camera-port", type=int, default=None, help="serve the port-6000 camera (0 = any free port; default none)"
+    )
     p.add_argument("--scenario", default="print")
     p.add_argument("--time-scale", type=float, default=1.0)
     p.set_defaults(func=cmd_sim)

@@ -158,6 +158,30 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    linger_s: float = 10.0  # the upstream stays open this long after the last viewer leaves
+    keep_open_while_printing: bool = False  # hold the upstream open during every print
+    write_timeout_s: float = 10.0  # a viewer that cannot take a frame for this long is closed
+    history_count: int = 50  # snapshots kept per printer
+    history_mb: float = 200.0  # snapshots kept in all
+
+    @property
+    def history_bytes(self) -> int:
+        return int(self.history_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The appliance's own settings (``[system]``), applied by the SD-card image's first boot, not by the service."""
+
+    hostname: str = "bambupi"  # the box answers as <hostname>.local
+    wifi_country: str | None = None  # ISO 3166 code: which Wi-Fi channels and power are legal
+    wifi_ssid: str | None = None
+    wifi_password: Secret | None = None  # none = an open network
+    ssh_authorized_key: str | None = None  # SSH stays off unless this is set
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     path: Path = DEFAULT_STORAGE_PATH
 
@@ -176,6 +200,8 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     notify: tuple[NotifyConfig, ...] = ()
     power: PowerConfig = field(default_factory=PowerConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
 
 
@@ -538,6 +564,71 @@ def plug_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def valid_hostname(value: Any) -> str:
+    """One DNS label, lower case: the name the box announces as ``<name>.local``."""
+    text = _require_str(value).strip().lower()
+    if not _HOSTNAME.match(text):
+        raise ValueError(f"must be 1-63 letters, digits or '-' (not first or last), like bambupi; got {text!r}")
+    return text
+
+
+def valid_wifi_country(value: Any) -> str:
+    text = _require_str(value).strip().upper()
+    if not re.match(r"^[A-Z]{2}$", text):
+        raise ValueError(f"must be a two-letter country code like GB, US or DE; got {text!r}")
+    return text
+
+
+def valid_wifi_ssid(value: Any) -> str:
+    text = _require_str(value)
+    if not text or len(text.encode()) > 32:
+        raise ValueError(f"must be 1-32 bytes (the network's name), got {len(text.encode())}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+def valid_wifi_password(value: Any) -> Secret:
+    # WPA2/WPA3-Personal: 8-63 printable ASCII characters, or the 64-hex-digit key itself. Never quoted back.
+    text = _require_str(value)
+    if re.match(r"^[0-9a-fA-F]{64}$", text):
+        return Secret(text)
+    if not 8 <= len(text) <= 63:
+        raise ValueError(f"must be 8-63 characters (WPA2/WPA3), got {len(text)}")
+    if not all(32 <= ord(ch) < 127 for ch in text):
+        raise ValueError("must be printable ASCII characters only (WPA2/WPA3)")
+    return Secret(text)
+
+
+_SSH_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)"
+    r"|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
+    r" [A-Za-z0-9+/]{16,}={0,2}( [^\r\n]*)?$"
+)
+
+
+def valid_ssh_key(value: Any) -> str:
+    """One OpenSSH public key line (the contents of ``id_ed25519.pub``)."""
+    text = _require_str(value).strip()
+    if "PRIVATE KEY" in text:
+        raise ValueError("this is a private key: put the public key here (the .pub file), never the private one")
+    if not _SSH_KEY.match(text):
+        raise ValueError("must be one OpenSSH public key line, like 'ssh-ed25519 AAAA... you@laptop'")
+    return text
+
+
+def system_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    problems = []
+    if "wifi_password" in values and "wifi_ssid" not in values:
+        problems.append(("wifi_ssid", "required with wifi_password"))
+    if "wifi_ssid" in values and "wifi_country" not in values:
+        problems.append(("wifi_country", "required with wifi_ssid: which channels are legal depends on the country"))
+    return problems
+
+
 # --- the schema -----------------------------------------------------------------------------------------------------
 
 
@@ -656,6 +747,17 @@ SCHEMA: Final[Mapping[str, Section]] = {
         {"time_zone": Option(valid_time_zone), "quiet_hours": Option(valid_quiet_hours)},
     ),
     "storage": Section(StorageConfig, "storage", {"path": Option(valid_abs_path)}),
+    "camera": Section(
+        CameraConfig,
+        "camera",
+        {
+            "linger_s": Option(valid_float(0, 3600)),
+            "keep_open_while_printing": Option(valid_bool),
+            "write_timeout_s": Option(valid_float(0.5, 600)),
+            "history_count": Option(valid_int(0, 10_000)),
+            "history_mb": Option(valid_float(1, 100_000)),
+        },
+    ),
     "notify": Section(
         NotifyConfig,
         "notify",
@@ -684,6 +786,18 @@ SCHEMA: Final[Mapping[str, Section]] = {
     ),
     "discovery": Section(
         DiscoveryConfig, "discovery", {"enabled": Option(valid_bool), "port": Option(valid_int(0, 65535))}
+    ),
+    "system": Section(
+        SystemConfig,
+        "system",
+        {
+            "hostname": Option(valid_hostname),
+            "wifi_country": Option(valid_wifi_country),
+            "wifi_ssid": Option(valid_wifi_ssid),
+            "wifi_password": Option(valid_wifi_password, secret=True),
+            "ssh_authorized_key": Option(valid_ssh_key),
+        },
+        check=system_problems,
     ),
     "power": Section(
         PowerConfig,

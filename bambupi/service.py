@@ -12,21 +12,32 @@ from pathlib import Path
 
 import trio
 
+from bambupi.camera.hub import FrameHub
+from bambupi.camera.mjpeg import CameraRoutes
+from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker
 from bambupi.config import Config, WebConfig
 from bambupi.hub import StateHub
 from bambupi.notify.notifier import Notifier
 from bambupi.notify.web import add_notify_routes
+from bambupi.panel.service import Panel
+from bambupi.panel.web import add_panel_routes
+from bambupi.power.meter import PowerService
+from bambupi.power.store import PowerStore, StoreError
+from bambupi.power.web import add_power_routes
 from bambupi.printer.commands import Controls
 from bambupi.printer.discovery import Discovery
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.links import PrinterLinks
 from bambupi.printer.pins import PinStore
+from bambupi.watchdog import Watchdog, probe_host, watchdog_interval
 from bambupi.web.api import make_app
 from bambupi.web.auth import Auth
 from bambupi.web.control import add_command_routes, add_discovery_routes
 from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Request
 from bambupi.web.login import add_login_routes
+from bambupi.web.pages import add_page_routes
 from bambupi.web.settings import add_settings_routes
+from bambupi.web.ws import WebSocketService
 
 log = logging.getLogger("bambupi")
 
@@ -41,7 +52,10 @@ class Running:
     links: Mapping[str, PrinterLink] = field(default_factory=dict)
     controls: Controls | None = None
     discovery: Discovery | None = None
+    panel: Panel | None = None
     notifier: Notifier | None = None
+    power: PowerService | None = None
+    frames: FrameHub | None = None
 
     @property
     def url(self) -> str:
@@ -56,6 +70,7 @@ class Service:
         self.hub: StateHub
         self.links: PrinterLinks
         self.notifier: Notifier
+        self.frames: FrameHub
 
     async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
@@ -69,8 +84,27 @@ class Service:
             # front door serves natively in trio (WebSocket, MJPEG), a router to ``native``.
             app = make_app(hub)
             native: list[NativeRouter] = []
+            add_page_routes(app, hub)
+            native.append(WebSocketService(hub).router)
+            camera = config.camera
+            frames = FrameHub(
+                hub, config.printers, linger_s=camera.linger_s, keep_open_while_printing=camera.keep_open_while_printing
+            )
+            self.frames = await nursery.start(frames.run)
+            store = SnapshotStore(
+                self.storage_folder / "snapshots", max_count=camera.history_count, max_bytes=camera.history_bytes
+            )
+            snapshots = await nursery.start(SnapshotTaker(hub, frames, store).run)
             auth = Auth(config.web.admin_password_hash, session_hours=config.web.session_hours)
             guard = add_login_routes(app, auth, config_path=config.source)
+            native.append(
+                CameraRoutes(
+                    frames, snapshots, write_timeout_s=camera.write_timeout_s,
+                    refusal=lambda request, changes: guard.native_refusal(
+                        request, changes, watching_needs_login=config.web.camera_requires_login
+                    ),
+                )
+            )
             controls = Controls(hub, links)
             add_command_routes(app, guard, controls)
             discovery = Discovery(
@@ -83,18 +117,30 @@ class Service:
             add_discovery_routes(app, guard, discovery)
             notifier = self.notifier = await nursery.start(Notifier(hub, config.notify).run)
             add_notify_routes(app, guard, notifier)
+            power_store = await _open_power_store(self.storage_folder / config.storage.path.name)
+            power = await nursery.start(PowerService(hub, config.printers, power_store, config.power).run)
+            add_power_routes(app, guard, hub, power, power_store)
             add_settings_routes(
                 app, guard, config_path=config.source, current=lambda: self.config, reconfigure=self.reconfigure,
                 pins=self.pins, wake_link=lambda printer_id: links[printer_id].follow(links[printer_id].host),
             )
+            panel: Panel = await nursery.start(Panel(hub, config.panel, config.alerts).run)
+            add_panel_routes(app, panel)
             front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)
             running = Running(
                 hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links, controls=controls,
-                discovery=discovery, notifier=notifier,
+                discovery=discovery, notifier=notifier, frames=frames,
             )
+            running.panel = panel
+            panel.url = running.url
+            running.power = power
             log.info("bambupi is ready: open %s", running.url)
             _notify_systemd("READY=1")
+            interval = watchdog_interval(os.environ, os.getpid())
+            if interval is not None:
+                watchdog = Watchdog(probe_host(config.web.host), port, interval, _notify_systemd)
+                await nursery.start(watchdog.run)
             task_status.started(running)
 
     async def reconfigure(self, new: Config) -> dict[str, list[str]]:
@@ -108,22 +154,27 @@ class Service:
         after = {p.id: p for p in new.printers}
         for printer_id in before.keys() - after.keys():
             links.stop(printer_id)
+            self.frames.remove_printer(printer_id)
             hub.remove_printer(printer_id)
             applied.append(f"printer {printer_id} removed")
         for printer_id, printer in after.items():
             if printer_id not in before:
                 hub.add_printer(printer)
+                self.frames.add_printer(printer)
                 await links.start(printer)
                 applied.append(f"printer {printer_id} added")
             elif printer != before[printer_id]:
                 hub.update_printer_config(printer)
+                self.frames.update_printer(printer)
                 await links.restart(printer)
                 applied.append(f"printer {printer_id} reconnected with its new settings")
         if old.notify != new.notify:
             self.notifier.set_channels(new.notify)
             applied.append("notification channels updated")
         restart = [
-            name for name in ("web", "panel", "storage", "discovery") if getattr(old, name) != getattr(new, name)
+            name
+            for name in ("web", "panel", "alerts", "storage", "discovery", "camera")
+            if getattr(old, name) != getattr(new, name)
         ]
         if restart == ["web"] and _same_but_password(old.web, new.web):
             restart = []
@@ -131,6 +182,15 @@ class Service:
         for name in restart:
             log.info("settings: %s changed; it takes effect when bambupi restarts", name)
         return {"applied": applied, "restart_required": restart}
+
+
+async def _open_power_store(path: Path) -> PowerStore | None:
+    """The power log and job history; without it (unreadable file, full disk) everything else still runs."""
+    try:
+        return await trio.to_thread.run_sync(PowerStore, path)
+    except StoreError as exc:
+        log.error("%s; power log and print history are off", exc)
+        return None
 
 
 def _same_but_password(old: WebConfig, new: WebConfig) -> bool:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import platform
 import sys
 
-from bench import latency, startup
+from bench import camera, latency, power, startup, ws
 
 
 def main() -> int:
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu?'}, Python {platform.python_version()}")
     latency.main()
     startup.main()
+    power.main()
+    ws.main()
+    camera.main()
     return 0
 
 

@@ -196,6 +196,14 @@ BAD_VALUES = [
     ("notify", "progress", [0], "between 1 and 99"),
     ("notify", "attach_snapshot", "yes", "must be true or false"),
     ("discovery", "port", 70000, "between 0 and 65535"),
+    ("system", "hostname", "-bambupi", "letters, digits or '-'"),
+    ("system", "hostname", "bambu.pi", "letters, digits or '-'"),
+    ("system", "wifi_country", "GBR", "two-letter country code"),
+    ("system", "wifi_ssid", "x" * 33, "1-32 bytes"),
+    ("system", "wifi_password", "short", "8-63 characters"),
+    ("system", "wifi_password", "pässwörd-long", "printable ASCII"),
+    ("system", "ssh_authorized_key", "-----BEGIN OPENSSH PRIVATE KEY-----", "private key"),
+    ("system", "ssh_authorized_key", "ssh-ed25519", "OpenSSH public key"),
     ("printer", "id", "Work Shop", "lowercase"),
     ("printer", "id", "a" * 33, "1-32"),
     ("printer", "id", "", "1-32"),
@@ -221,8 +229,33 @@ BAD_VALUES = [
     ("printer", "connect_timeout_s", float("nan"), "between"),
     ("panel", "oled", "lcd", "auto, ssd1306, sh1106, virtual, none"),
     ("panel", "gpio", "yes", "auto, virtual, none"),
+    ("panel", "i2c_port", -1, "between 0 and 31"),
+    ("panel", "i2c_address", 0x80, "between 3 and 119"),
+    ("panel", "rotation", 45, "0, 90, 180 or 270"),
+    ("panel", "contrast", 256, "between 0 and 255"),
+    ("panel", "dim_contrast", "low", "whole number"),
+    ("panel", "led_green", "pin 17", "gpiozero pin name"),
+    ("panel", "led_amber", 27, "string"),
+    ("panel", "led_red", "GPIO", "gpiozero pin name"),
+    ("panel", "buzzer_pin", "", "gpiozero pin name"),
+    ("panel", "button", "GPIO-23", "gpiozero pin name"),
+    ("panel", "buzzer", "loud", "active, passive, none"),
+    ("panel", "rotate_s", 0, "between 1 and"),
+    ("panel", "dim_after_s", -5, "between 1 and"),
+    ("panel", "off_after_s", "1h", "must be a number"),
+    ("panel", "offline_grace_s", -1, "between 0 and"),
+    ("alerts", "time_zone", "Mars/Olympus", "unknown time zone"),
+    ("alerts", "quiet_hours", "22-7", "HH:MM-HH:MM"),
+    ("alerts", "quiet_hours", "22:00-22:00", "must differ"),
     ("storage", "path", "relative/db.sqlite3", "absolute"),
     ("storage", "path", 5, "string"),
+    ("camera", "linger_s", -1, "between"),
+    ("camera", "keep_open_while_printing", "yes", "must be true or false"),
+    ("camera", "write_timeout_s", 0, "between"),
+    ("camera", "history_count", -1, "between"),
+    ("camera", "history_mb", 0, "between"),
+    ("power", "sample_interval_s", 0, "between"),
+    ("power", "flush_interval_s", "60", "must be a number"),
 ]
 
 
@@ -290,7 +323,7 @@ kind = "tasmota"
         ("warning", "web.lisen"): 3,
         ("error", "printer[1].id"): 13,
         ("error", "printer[1].mqtt_port"): 18,
-        ("warning", "printer[1].plug"): 20,
+        ("error", "printer[1].plug.address"): 20,  # [printer.plug] without its required address
     }
     assert [p.line for p in problems] == sorted(p.line or 0 for p in problems)  # in file order
     assert str(problems[1]) == "box.toml:13: printer[1].id: duplicate 'a': printer[0] has it too"
@@ -329,14 +362,14 @@ def test_unknown_keys_and_sections_warn_and_exit_0(tmp_path: Path) -> None:
     path = tmp_path / "bambupi.toml"
     path.write_text(
         MINIMAL.replace('listen = "0.0.0.0:8080"', 'listen = "0.0.0.0:8080"\nmax_conections = 5')
-        + "\n[alerts]\nquiet_hours = '22-7'\n"
+        + "\n[bridge]\nbroker = 'home.local'\n"
     )
     out = io.StringIO()
     assert cli_check_config(path, out) == 0
     lines = out.getvalue().splitlines()
     assert lines == [
         f"{path}:3: warning: web.max_conections: unknown key, ignored (did you mean 'max_connections'?)",
-        f"{path}:24: warning: alerts: unknown section, ignored",
+        f"{path}:24: warning: bridge: unknown section, ignored",
         "OK: 1 printer, 2 warnings",
     ]
 

@@ -80,6 +80,7 @@ def initial_state() -> State:
         "wifi_dbm": None,
         "subtask_name": None,
         "lights": {},
+        "liveview": None,
     }
 
 
@@ -126,6 +127,7 @@ def apply_message(
     _apply_device(new, report, info)
     _apply_ams(new, report)
     _apply_lights(new, report)
+    _apply_liveview(new, report)
     commands_rejected = _apply_hms(new, state, report, model, baseline=baseline)
     return Applied(new, reply=reply, fun=_fun(report.get("fun")), commands_rejected=commands_rejected)
 
@@ -517,6 +519,15 @@ def _apply_lights(new: State, report: Mapping[str, Any]) -> None:
         if isinstance(light, dict) and isinstance(light.get("node"), str) and isinstance(light.get("mode"), str):
             lights[light["node"]] = light["mode"]
     new["lights"] = lights
+
+
+def _apply_liveview(new: State, report: Mapping[str, Any]) -> None:
+    # RTSPS models report ``ipcam.rtsp_url``: "disable" while "LAN Only Liveview" is off (port 322 then closes).
+    # The URL itself is not kept: the camera relay builds its own, and a URL may carry credentials.
+    ipcam = report.get("ipcam")
+    url = ipcam.get("rtsp_url") if isinstance(ipcam, dict) else None
+    if isinstance(url, str) and url:
+        new["liveview"] = url.lower() != "disable"
 
 
 # -- HMS --------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import importlib.resources
 import logging
 import math
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -27,6 +28,7 @@ from typing import Final
 
 import trio
 
+from bambupi.sim.camera import CameraServer, FrameInfo
 from bambupi.sim.printer import SimulatedPrinter
 from bambupi.sim.scenarios import SCENARIOS, run_scenario
 
@@ -589,6 +591,8 @@ class Simulator:
         time_scale: float = 1.0,
         signed_commands: bool = False,
         max_clients: int | None = None,
+        camera_port: int | None = None,
+        camera_fps: float = 2.0,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
@@ -600,6 +604,20 @@ class Simulator:
             serial, access_code, server_ssl_context(cert, key), self.printer.handle_request, max_clients=max_clients
         )
         self.printer.attach(self.broker)
+        # The port-6000 camera (None: no camera; 0: any free port, bound in run()).
+        self.camera_port = camera_port
+        self.camera: CameraServer | None = None
+        if camera_port is not None:
+            self.camera = CameraServer(
+                access_code, server_ssl_context(cert, key), self._camera_frame_info, fps=camera_fps
+            )
+
+    def _camera_frame_info(self) -> FrameInfo:
+        job = self.printer.state.job
+        return FrameInfo(
+            model=self.printer.profile.name, gcode_state=self.printer.gcode_state, percent=self.printer.percent,
+            job=job.name if job is not None else None, at=time.time(), number=0,
+        )
 
     @property
     def connected_clients(self) -> int:
@@ -608,6 +626,8 @@ class Simulator:
     async def run(self, *, task_status: trio.TaskStatus[Simulator] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self.mqtt_port = await nursery.start(self.broker.serve, self.host, self.mqtt_port)
+            if self.camera is not None:
+                self.camera_port = await nursery.start(self.camera.serve, self.host, self.camera_port or 0)
             await nursery.start(self.printer.run)
             nursery.start_soon(run_scenario, self.scenario, self.printer)
             log.info(
