@@ -170,6 +170,12 @@ class StateHub:
         """Call ``listener(printer_id, reply)`` for every command reply (matched by ``sequence_id``)."""
         self._reply_listeners.append(listener)
 
+    def publish_event(self, event: Event) -> None:
+        """An event that is not a state transition (the power service's warnings), to every event queue."""
+        event = {**event, "at": event.get("at", self._clock())}
+        for queue in self._queues:
+            queue.put(event)
+
     # -- the set of printers (the service, when settings change) ------------------------------------------------
     def add_printer(self, config: PrinterConfig) -> None:
         self._printers[config.id] = _new_printer(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -125,6 +126,10 @@ class Service:
                 pins=self.pins, wake_link=lambda printer_id: links[printer_id].follow(links[printer_id].host),
             )
             panel: Panel = await nursery.start(Panel(hub, config.panel, config.alerts).run)
+            panel.auto_off_warnings, panel.cancel_auto_off = power.auto_off_warnings, power.cancel_auto_off
+            # Quiet hours are one rule for the box: the panel's (time zone, clock sync) also holds notifications.
+            notifier.quiet = panel.quiet
+            notifier.snapshot = functools.partial(_snapshot, hub, frames)
             add_panel_routes(app, panel)
             front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)
@@ -182,6 +187,14 @@ class Service:
         for name in restart:
             log.info("settings: %s changed; it takes effect when bambupi restarts", name)
         return {"applied": applied, "restart_required": restart}
+
+
+async def _snapshot(hub: StateHub, frames: FrameHub, printer_id: str) -> bytes | None:
+    """A recent camera frame for a notification, connecting briefly if needed; None without a working camera."""
+    if hub.has(printer_id) and hub.printer(printer_id)["camera"].get("status") in ("error", "off", "disabled"):
+        return None  # known not to answer: do not hold the message for it
+    frame = await frames.fresh_frame(printer_id, max_age_s=10.0, timeout_s=5.0)
+    return frame.data if frame is not None else None
 
 
 async def _open_power_store(path: Path) -> PowerStore | None:

@@ -207,11 +207,11 @@ async def test_end_to_end_with_the_simulator(services: tuple[FakeServices, str],
     fake, base = services
     serial, code = "01P00A000000555", "90807060"
     async with trio.open_nursery() as nursery:
-        sim = Simulator("P1S", serial, code, scenario="idle", time_scale=600)
+        sim = Simulator("P1S", serial, code, scenario="idle", time_scale=600, camera_port=0)
         await nursery.start(sim.run)
         sim.printer.set_hms([(0x07000200, 0x00020004)])  # active before bambupi connects: standing
         printer = PrinterConfig(id="p", name="Garage", model="P1S", host="127.0.0.1", serial=serial,
-                                access_code=Secret(code), mqtt_port=sim.mqtt_port)
+                                access_code=Secret(code), mqtt_port=sim.mqtt_port, camera_port=sim.camera_port)
         config = Config(printers=(printer,), web=WebConfig(host="127.0.0.1", port=0), notify=channels(base))
         running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
         await wait_for(lambda: running.hub.printer("p")["state"]["gcode_state"] == "IDLE")
@@ -222,7 +222,10 @@ async def test_end_to_end_with_the_simulator(services: tuple[FakeServices, str],
         for service in ("ntfy", "pushover", "telegram", "discord", "webhook"):
             await wait_for(lambda s=service: len(fake.of(s)) == 1)  # type: ignore[misc]
         assert json.loads(fake.of("webhook")[0].body)["event"] == "job_finished"
-        assert "benchy" in fake.of("ntfy")[0].json["title"] and "Garage" in fake.of("ntfy")[0].json["title"]
+        finished = fake.of("ntfy")[0]  # with the camera's snapshot: a PUT of the JPEG, the text in headers
+        assert finished.method == "PUT" and "benchy" in finished.headers["X-Title"]
+        assert Image.open(io.BytesIO(finished.body)).size == (1280, 720)
+        assert fake.of("telegram")[0].path.endswith("/sendPhoto")
 
         sim.printer.set_hms([(0x07000200, 0x00020004), (0x03000200, 0x00010001)])  # a new fatal error
         await wait_for(lambda: len(fake.of("webhook")) == 2)

@@ -23,7 +23,7 @@ MAX_SHIFT: Final = (2, 1)
 SHIFTS: Final[tuple[tuple[int, int], ...]] = ((0, 0), (1, 0), (2, 0), (2, 1), (1, 1), (0, 1))
 _W = WIDTH - MAX_SHIFT[0]
 
-ScreenName = Literal["status", "temps", "hms", "ams", "network"]
+ScreenName = Literal["status", "temps", "hms", "ams", "network", "auto_off"]
 FontName = Literal["small", "body", "big"]
 
 _FONT_DIR: Final = Path(__file__).resolve().parent / "fonts"
@@ -55,6 +55,7 @@ class View:
     clock_synced: bool = True  # False: clock times show --:-- (a Pi has no real-time clock)
     shift: tuple[int, int] = (0, 0)
     page: tuple[int, int] = (1, 1)  # this printer of how many (several printers)
+    off_at: float | None = None  # auto-off screen: when the plug switches off (wall clock)
 
 
 @dataclass(frozen=True)
@@ -360,8 +361,22 @@ def network_items(view: View) -> list[Item]:
     return items
 
 
+def auto_off_items(view: View) -> list[Item]:
+    """The minute before the smart plug switches the printer off: the countdown and how to stop it."""
+    items: list[Item] = [Rect(0, 0, _W - 1, 11, fill=1), Text(2, 1, "AUTO-OFF", "body", fill=0)]
+    printer = view.printer
+    if printer is not None:
+        items.append(Text(0, 14, fit(str(printer.get("name") or printer.get("id")), "body", _W)))
+    left = max(0, round((view.off_at or view.now) - view.now))
+    items.append(Text(0, 26, fit(f"Off in {left} s", "big", _W), "big"))
+    items.append(Text(0, 46, "Press the button", "small"))
+    items.append(Text(0, 55, "to keep it on", "small"))
+    return items
+
+
 _SCREENS: Final = {
     "status": status_items, "temps": temps_items, "hms": hms_items, "ams": ams_items, "network": network_items,
+    "auto_off": auto_off_items,
 }
 
 

@@ -100,6 +100,9 @@ class Panel:
         self.boot_network_s = boot_network_s
         self.tz: tzinfo | None = zoneinfo.ZoneInfo(alerts.time_zone) if alerts.time_zone else None
         self.url: str | None = None  # set by the service once the web port is known
+        # Set by the service when there is a power service: pending auto-off countdowns, and cancelling them.
+        self.auto_off_warnings: Callable[[], dict[str, float]] = dict
+        self.cancel_auto_off: Callable[[str], bool] = lambda printer_id: False
         self.hardware = Hardware("none", "none")
         self.factory: Any = None  # gpiozero MockFactory when gpio = virtual (tests drive its pins)
         self.recorder = Recorder()
@@ -245,7 +248,8 @@ class Panel:
         self._wake.set()
 
     # -- rules ---------------------------------------------------------------------------------------------------
-    def _quiet(self) -> bool:
+    def quiet(self) -> bool:
+        """Inside the quiet hours of ``[alerts]`` (never while the clock is unsynchronised). Notify uses it too."""
         if self.alerts.quiet_hours is None or not self.clock_synced():
             return False
         local = datetime.fromtimestamp(self.wall(), self.tz)
@@ -253,7 +257,7 @@ class Panel:
 
     def on_event(self, event: Mapping[str, Any]) -> None:
         now = trio.current_time()
-        self.alarm_state, sound = alarms.on_event(self.alarm_state, event, now, quiet=self._quiet())
+        self.alarm_state, sound = alarms.on_event(self.alarm_state, event, now, quiet=self.quiet())
         if sound is not None and self.buzzer is not None:
             self.buzzer.play(sound)
         if event.get("kind") == "hms_raised" and event.get("severity") in TAKEOVER:
@@ -265,7 +269,13 @@ class Panel:
         """Acknowledge the current alarm; with nothing to acknowledge, show the next screen."""
         now = trio.current_time()
         self._activity = now
-        if alarms.pending(self.alarm_state, self.printers, now) or self._takeover is not None:
+        warned = list(self.auto_off_warnings())
+        if warned:
+            # The countdown is the most urgent thing a press can mean: the printer is about to lose power.
+            for printer_id in warned:
+                self.cancel_auto_off(printer_id)
+            log.info("panel: auto-off cancelled with the button (%s)", ", ".join(warned))
+        elif alarms.pending(self.alarm_state, self.printers, now) or self._takeover is not None:
             self.alarm_state = alarms.acknowledge(self.alarm_state, self.printers)
             self._takeover = None
             if self.buzzer is not None:
@@ -305,6 +315,9 @@ class Panel:
         fatal = sorted(pid for pid, _ in self.alarm_state.fatal_due)
         if fatal:
             return "hms", fatal[0]
+        warned = sorted(self.auto_off_warnings())
+        if warned:
+            return "auto_off", warned[0]
         reachable = [p for p in self.printers.values() if p.get("connection") in ("online", "stale")]
         if now < self._network_until or not reachable:
             return "network", None
@@ -327,7 +340,10 @@ class Panel:
         if chosen != self.current:
             self.current = chosen
         busy = any(p.get("state", {}).get("gcode_state") in alarms.PRINTING for p in self.printers.values())
-        alarmed = modes["red"].mode != "off" or modes["amber"].rank >= 2 or modes["green"].mode == "fast_blink"
+        alarmed = (
+            modes["red"].mode != "off" or modes["amber"].rank >= 2 or modes["green"].mode == "fast_blink"
+            or chosen[0] == "auto_off"
+        )
         idle = now - self._activity
         if idle >= self.config.off_after_s and not (busy or alarmed):
             self.display = "off"
@@ -345,7 +361,7 @@ class Panel:
         view = View(
             screen=screen, printer=printer, network=self._network, now=self.wall(), tz=self.tz,
             clock_synced=self.clock_synced(), shift=SHIFTS[int((now - self._started) // SHIFT_EVERY_S) % len(SHIFTS)],
-            page=page,
+            page=page, off_at=self.auto_off_warnings().get(pid) if screen == "auto_off" and pid else None,
         )
         self.image = render(view) if self.display != "off" else Image.new("1", (WIDTH, HEIGHT), 0)
 

@@ -130,6 +130,15 @@ class PowerService:
     def has_plug(self, printer_id: str) -> bool:
         return printer_id in self._plugs
 
+    def auto_off_warnings(self) -> dict[str, float]:
+        """Printers whose plug switches off soon: ``{printer_id: off_at}`` (wall clock), for the panel."""
+        warned = {}
+        for printer_id in self._plugs:
+            status = self.auto_off.status(printer_id)
+            if status["warning"] and status["off_at"] is not None:
+                warned[printer_id] = float(status["off_at"])
+        return warned
+
     def cancel_auto_off(self, printer_id: str) -> bool:
         """The panel's button and the page's Cancel: disarm a pending auto-off. True when one was pending."""
         return self.auto_off.cancel(printer_id)
@@ -218,6 +227,7 @@ class PowerService:
         if warning != state.warning:
             if warning is not None:
                 log.warning("%s: %s", printer_id, warning)
+                self.hub.publish_event({"kind": "power_check", "printer": printer_id, "message": warning})
             else:
                 log.info("%s: plug and printer agree again", printer_id)
             state.warning = warning
@@ -231,6 +241,9 @@ class PowerService:
             if not self.hub.has(printer_id):
                 continue
             decision = self.auto_off.evaluate(printer_id, self.hub.printer(printer_id), state.reading, self._clock())
+            if decision.action == "warn":
+                self.hub.publish_event({"kind": "power_warning", "printer": printer_id, "message": decision.reason,
+                                        "off_at": decision.off_at})
             if decision.action != "off":
                 continue
             try:
@@ -239,6 +252,9 @@ class PowerService:
                 self.auto_off.failed(printer_id, str(exc))
                 continue
             log.warning("%s: auto-off: the plug is now off", printer_id)
+            self.hub.publish_event(
+                {"kind": "power_off", "printer": printer_id, "message": "switched off after cooling down"}
+            )
             await self._sample(printer_id)
 
     # -- jobs --------------------------------------------------------------------------------------------------
