@@ -15,6 +15,7 @@ import trio
 
 from bambupi.camera.hub import FrameHub
 from bambupi.camera.mjpeg import CameraRoutes
+from bambupi.camera.page import add_camera_page
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker
 from bambupi.config import Config, WebConfig
 from bambupi.hub import StateHub
@@ -96,6 +97,7 @@ class Service:
                 self.storage_folder / "snapshots", max_count=camera.history_count, max_bytes=camera.history_bytes
             )
             snapshots = await nursery.start(SnapshotTaker(hub, frames, store).run)
+            add_camera_page(app)
             auth = Auth(config.web.admin_password_hash, session_hours=config.web.session_hours)
             guard = add_login_routes(app, auth, config_path=config.source)
             native.append(

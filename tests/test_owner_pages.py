@@ -71,3 +71,34 @@ async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) 
             html = await page.evaluate("document.documentElement.outerHTML")
             assert "11223344" not in html  # the access code never reaches the browser
         nursery.cancel_scope.cancel()
+
+
+async def test_camera_page_shows_the_live_relay_and_takes_a_snapshot(tmp_path: Path) -> None:
+    from bambupi.config import Config, PrinterConfig, WebConfig
+    from bambupi.secret import Secret
+    from bambupi.service import Service
+    from bambupi.sim.broker import Simulator
+
+    require_chromium()
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", "01P00A000000321", "24242424", scenario="idle", camera_port=0)
+        await nursery.start(sim.run)
+        printer = PrinterConfig(id="cam", name="Cam P1S", model="P1S", host="127.0.0.1", serial="01P00A000000321",
+                                access_code=Secret("24242424"), mqtt_port=sim.mqtt_port, camera_port=sim.camera_port)
+        config = Config(printers=(printer,), web=WebConfig(host="127.0.0.1", port=0))
+        running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+        base = f"http://127.0.0.1:{running.port}"
+        async with chromium(tmp_path / "profile") as browser:
+            page = await browser.new_page(width=390, height=844)
+            await page.navigate(base + "/login")
+            await page.wait_for("document.getElementById('submit').textContent === 'Set password'")
+            await fill_and_submit(page, PASSWORD)
+            await page.wait_for("location.pathname === '/'", 10)
+            await page.navigate(base + "/camera")
+            # The <img> shows the MJPEG relay: frames arrive and decode at the camera's 1280x720.
+            await page.wait_for("document.querySelector('img.live')?.naturalWidth === 1280", 15)
+            await page.screenshot(ARTIFACTS / "camera-390.png")
+            await page.evaluate("document.querySelector('button[data-take]').click()")
+            await page.wait_for("document.querySelector('.shots img') != null", 15)
+            assert "manual" in await page.evaluate("document.querySelector('.shots figcaption').textContent")
+        nursery.cancel_scope.cancel()
