@@ -6,13 +6,10 @@ from pathlib import Path
 
 import bottle
 
+from bambupi.web.responses import html_page
+
 PAGE = Path(__file__).with_name("camera.html")
 
 
 def add_camera_page(app: bottle.Bottle) -> None:
-    def page() -> str:
-        bottle.response.content_type = "text/html; charset=utf-8"
-        bottle.response.set_header("Cache-Control", "no-store")
-        return PAGE.read_text("utf-8")
-
-    app.route("/camera", "GET", page)
+    app.route("/camera", "GET", html_page(PAGE))

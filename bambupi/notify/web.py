@@ -6,7 +6,8 @@ import bottle
 import trio
 
 from bambupi.notify.notifier import Notifier
-from bambupi.web.login import Guard, error_response, json_response
+from bambupi.web.login import Guard
+from bambupi.web.responses import error_response, json_response
 
 
 def add_notify_routes(app: bottle.Bottle, guard: Guard, notifier: Notifier) -> None:

@@ -20,7 +20,8 @@ from bambupi.hub import StateHub
 from bambupi.power.meter import PowerService, today_energy
 from bambupi.power.plugs import PlugError
 from bambupi.power.store import PowerStore, Sample
-from bambupi.web.login import Guard, error_response, json_response, read_json_body
+from bambupi.web.login import Guard
+from bambupi.web.responses import error_response, json_response, read_json_body
 
 CHART_HOURS: Final = 24
 CHART_BUCKET_S: Final = 300.0

@@ -3,7 +3,6 @@ only through ``trio.from_thread.run_sync``, so every read happens in trio's thre
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,23 +11,13 @@ import trio
 
 from bambupi import __version__
 from bambupi.hub import StateHub
+from bambupi.web.responses import error_response, json_response
 
 T = TypeVar("T")
 
 
 def _in_trio(fn: Callable[..., T], *args: Any) -> T:
     return trio.from_thread.run_sync(fn, *args)
-
-
-def _json(status: int, body: Any) -> str:
-    bottle.response.status = status
-    bottle.response.content_type = "application/json"
-    bottle.response.set_header("Cache-Control", "no-store")
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)
-
-
-def _error(status: int, message: str) -> str:
-    return _json(status, {"error": message, "status": status})
 
 
 def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = None) -> bottle.Bottle:
@@ -54,29 +43,30 @@ def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = Non
         if health is not None:
             components.update(_in_trio(health))
         ok = all(p["connection"] == "online" for p in printers.values())
-        return _json(200, {"status": "ok" if ok else "degraded", "version": __version__, "components": components})
+        body = {"status": "ok" if ok else "degraded", "version": __version__, "components": components}
+        return json_response(200, body)
 
     def printers() -> str:
-        return _json(200, list(_in_trio(hub.snapshot).values()))
+        return json_response(200, list(_in_trio(hub.snapshot).values()))
 
     def printer(printer_id: str) -> str:
         found = printer_or_404(printer_id)
         if found is None:
-            return _error(404, f"no printer with id {printer_id!r}")
-        return _json(200, found)
+            return error_response(404, f"no printer with id {printer_id!r}")
+        return json_response(200, found)
 
     def mqtt_log(printer_id: str) -> str:
         if not _in_trio(hub.has, printer_id):
-            return _error(404, f"no printer with id {printer_id!r}")
+            return error_response(404, f"no printer with id {printer_id!r}")
         try:
             since = int(bottle.request.query.get("since", "0"))
         except ValueError:
-            return _error(400, "since: must be an integer")
+            return error_response(400, "since: must be an integer")
 
         def read() -> list[dict[str, Any]]:
             return [m.to_json() for m in hub.capture(printer_id).messages(since=since)]
 
-        return _json(200, {"printer": printer_id, "messages": _in_trio(read)})
+        return json_response(200, {"printer": printer_id, "messages": _in_trio(read)})
 
     app.route("/healthz", "GET", healthz)
     app.route("/api/printers", "GET", printers)
@@ -86,12 +76,12 @@ def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = Non
     def on_error(err: bottle.HTTPError) -> str:
         status = int(err.status_code)
         if status == 404:
-            return _error(404, f"no route {bottle.request.path}")
+            return error_response(404, f"no route {bottle.request.path}")
         if status == 405:
-            return _error(405, f"method {bottle.request.method} not allowed here")
+            return error_response(405, f"method {bottle.request.method} not allowed here")
         if status >= 500:
-            return _error(status, "internal error")
-        return _error(status, str(err.body) or "error")
+            return error_response(status, "internal error")
+        return error_response(status, str(err.body) or "error")
 
     for code in (400, 404, 405, 500):
         app.error_handler[code] = on_error

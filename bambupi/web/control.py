@@ -7,7 +7,8 @@ import trio
 
 from bambupi.printer.commands import CommandError, Controls
 from bambupi.printer.discovery import Discovery
-from bambupi.web.login import Guard, error_response, json_response, read_json_body
+from bambupi.web.login import Guard
+from bambupi.web.responses import error_response, json_response, read_json_body
 
 
 def add_command_routes(app: bottle.Bottle, guard: Guard, controls: Controls) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
@@ -18,21 +17,11 @@ from bambupi.passwords import hash_password, password_problem
 from bambupi.secret import Secret
 from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, is_lan_address
 from bambupi.web.frontdoor import Request
+from bambupi.web.responses import error_response, html_page, json_response, read_json_body
 
 log = logging.getLogger("bambupi.web")
 
 LOGIN_PAGE = Path(__file__).with_name("login.html")
-
-
-def json_response(status: int, body: Any) -> str:
-    bottle.response.status = status
-    bottle.response.content_type = "application/json"
-    bottle.response.set_header("Cache-Control", "no-store")
-    return json.dumps(body, separators=(",", ":"))
-
-
-def error_response(status: int, message: str) -> str:
-    return json_response(status, {"error": message, "status": status})
 
 
 def _client() -> str:
@@ -41,12 +30,6 @@ def _client() -> str:
     return str(bottle.request.environ.get("REMOTE_ADDR", ""))
 
 
-def read_json_body() -> dict[str, Any] | None:
-    try:
-        data = json.loads(bottle.request.body.read() or b"null")
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 class Guard:
@@ -169,14 +152,9 @@ def add_login_routes(
         log.info("admin password set from %s", _client())
         return json_response(200, start_session())
 
-    def login_page() -> str:
-        bottle.response.content_type = "text/html; charset=utf-8"
-        bottle.response.set_header("Cache-Control", "no-store")
-        return LOGIN_PAGE.read_text("utf-8")
-
     app.route("/api/session", "GET", session_info)
     app.route("/api/login", "POST", login)
     app.route("/api/logout", "POST", logout)
     app.route("/api/setup", "POST", setup)
-    app.route("/login", "GET", login_page)
+    app.route("/login", "GET", html_page(LOGIN_PAGE))
     return guard

@@ -19,7 +19,8 @@ from bambupi.config import Config, load_config
 from bambupi.config_file import ConfigWriteError, apply_settings, edit_config, schema_view, settings_view
 from bambupi.printer.link import probe_fingerprint
 from bambupi.printer.pins import PinStore
-from bambupi.web.login import Guard, error_response, json_response, read_json_body
+from bambupi.web.login import Guard
+from bambupi.web.responses import error_response, html_page, json_response, read_json_body
 
 log = logging.getLogger("bambupi.web")
 
@@ -98,15 +99,10 @@ def add_settings_routes(
         note = "tls_fingerprint in the config file takes precedence; clear it" if printer.tls_fingerprint else None
         return json_response(200, {"printer": printer_id, "fingerprint": seen, "previous": previous, "note": note})
 
-    def page() -> str:
-        bottle.response.content_type = "text/html; charset=utf-8"
-        bottle.response.set_header("Cache-Control", "no-store")
-        return SETTINGS_PAGE.read_text("utf-8")
-
     app.route("/api/settings", "GET", read)
     app.route("/api/settings", "POST", write)
     app.route("/api/printers/<printer_id>/trust", "POST", trust)
-    app.route("/settings", "GET", page)
+    app.route("/settings", "GET", html_page(SETTINGS_PAGE))
 
 
 def _field_errors(errors: list[dict[str, Any]]) -> str:

@@ -1,0 +1,41 @@
+"""Answers every Bottle route gives the same way: JSON bodies and errors, request JSON, static HTML pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bottle
+
+
+def json_response(status: int, body: Any) -> str:
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", "no-store")
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def error_response(status: int, message: str) -> str:
+    return json_response(status, {"error": message, "status": status})
+
+
+def read_json_body() -> dict[str, Any] | None:
+    """The request's JSON object, or None when the body is not one."""
+    try:
+        data = json.loads(bottle.request.body.read() or b"null")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def html_page(path: Path) -> Callable[[], str]:
+    """A route callback serving one HTML file (read per request: pages are small and rarely opened)."""
+
+    def page() -> str:
+        bottle.response.content_type = "text/html; charset=utf-8"
+        bottle.response.set_header("Cache-Control", "no-store")
+        return path.read_text("utf-8")
+
+    return page
