@@ -132,6 +132,7 @@ class Service:
             # Quiet hours are one rule for the box: the panel's (time zone, clock sync) also holds notifications.
             notifier.quiet = panel.quiet
             notifier.snapshot = functools.partial(_snapshot, hub, frames)
+            notifier.job_energy = power.job_energy
             add_panel_routes(app, panel)
             front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)

@@ -236,3 +236,16 @@ async def test_end_to_end_with_the_simulator(services: tuple[FakeServices, str],
     everything = b"".join(r.body for r in fake.requests)
     assert code.encode() not in everything
 
+
+
+def test_finished_message_names_printer_job_duration_energy_and_cost() -> None:
+    from bambupi.notify.messages import message_for
+
+    event = {"kind": "job_finished", "printer": "p", "job": "benchy", "at": 1000.0 + 83 * 60,
+             "energy_kwh": 0.4234, "cost": 0.1271, "currency": "EUR"}
+    message = message_for(event, "Garage", started_at=1000.0)
+    assert message is not None
+    assert message.title == "Garage: benchy finished"
+    assert message.body == "Took 1 h 23 min. 0.42 kWh, 0.13 EUR."
+    without_plug = message_for({**event, "energy_kwh": None, "cost": None}, "Garage", started_at=1000.0)
+    assert without_plug is not None and without_plug.body == "Took 1 h 23 min."

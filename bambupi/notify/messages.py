@@ -64,8 +64,11 @@ def message_for(event: dict[str, Any], name: str, *, started_at: float | None = 
     if kind == "job_started":
         return Message(kind, printer, f"{name}: started {job}", "", "low", ("printer",), dedup_key=f"{key}:{job}")
     if kind == "job_finished":
-        energy = event.get("energy_kwh")
-        extra = f" {energy:.2f} kWh." if isinstance(energy, int | float) else ""
+        energy, cost = event.get("energy_kwh"), event.get("cost")
+        extra = f" {energy:.2f} kWh" if isinstance(energy, int | float) else ""
+        if extra and isinstance(cost, int | float):
+            extra += f", {cost:.2f} {event.get('currency') or ''}".rstrip()
+        extra += "." if extra else ""
         return Message(kind, printer, f"{name}: {job} finished", f"{took}{extra}".strip(), "default",
                        ("white_check_mark",), dedup_key=f"{key}:{job}")
     if kind in ("job_failed", "job_cancelled"):

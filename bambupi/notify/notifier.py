@@ -163,6 +163,8 @@ class Notifier:
         self.hub = hub
         self.quiet = quiet
         self.snapshot = snapshot
+        # Set by the service when there is a power service: (kWh, cost, currency) of a print that just ended.
+        self.job_energy: Callable[[str], tuple[float | None, float | None, str]] = lambda printer: (None, None, "")
         self.retry_delays = retry_delays
         self.timeout_s = timeout_s
         self.quiet_poll_s = quiet_poll_s
@@ -217,8 +219,11 @@ class Notifier:
                     channel.offline_told.discard(printer)
                     self._offer(channel, {**event, "kind": "printer_online"})
             return
-        started = self._job_started.pop(printer, None) if kind in ("job_finished", "job_failed",
-                                                                     "job_cancelled") else None
+        started = None
+        if kind in ("job_finished", "job_failed", "job_cancelled"):
+            started = self._job_started.pop(printer, None)
+            energy, cost, currency = self.job_energy(printer)
+            event = {**event, "energy_kwh": energy, "cost": cost, "currency": currency}
         for channel in self.channels.values():
             self._offer(channel, event, started_at=started)
 

@@ -97,6 +97,7 @@ class PowerService:
                 self._plugs[printer.id] = _PlugState(plug, printer.plug)
         self.auto_off = AutoOff({pid: s.config for pid, s in self._plugs.items() if s.config.auto_off})
         self._jobs: dict[str, _Job] = {}
+        self._ended: dict[str, tuple[float | None, float | None, str]] = {}
         self._pending: list[Sample] = []
         self._flush_now = trio.Event()
         self._last_downsample = -math.inf
@@ -310,12 +311,24 @@ class PowerService:
         self._jobs[printer_id] = _Job(row=row, started_at=now)
         log.info("%s: job %r started", printer_id, name)
 
-    async def _end_job(self, printer_id: str, result: str, now: float) -> None:
-        job = self._jobs.pop(printer_id)
+    def job_energy(self, printer_id: str) -> tuple[float | None, float | None, str]:
+        """Energy (kWh) and cost of the print in progress or the one that just ended, and the currency."""
+        job = self._jobs.get(printer_id)
+        if job is None:
+            return self._ended.get(printer_id, (None, None, ""))
+        return self._energy_and_cost(printer_id, job)
+
+    def _energy_and_cost(self, printer_id: str, job: _Job) -> tuple[float | None, float | None, str]:
         state = self._plugs.get(printer_id)
         energy = job.energy_ws / 3_600_000.0 if job.measured else None
         price = state.config.price_per_kwh if state is not None else None
         cost = None if energy is None or price is None else round(energy * price, 4)
+        return energy, cost, state.config.currency if state is not None else ""
+
+    async def _end_job(self, printer_id: str, result: str, now: float) -> None:
+        job = self._jobs.pop(printer_id)
+        energy, cost, currency = self._energy_and_cost(printer_id, job)
+        self._ended[printer_id] = (energy, cost, currency)
         end = JobEnd(ended_at=now, result=result, energy_kwh=energy, cost=cost, peak_watts=job.peak_watts)
         if self.store is None:
             return
