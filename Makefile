@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean image image-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,11 @@ run: $(STAMP)
 	$(BIN)/bambupi demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bambupi tests bench
+	$(BIN)/ruff check bambupi tests bench image
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict image/firstboot.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
@@ -29,5 +30,13 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The SD-card image (root, ~20 min on 2 cores; host packages: see README "The SD-card image"). Not part of `make test`.
+image: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" image/build.sh
+
+# Build, then boot it in QEMU against `bambupi sim`; records image/verified.sha256 on success.
+image-test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python" image/test.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache
