@@ -36,6 +36,9 @@ DEFAULT_CONFIG_PATH = Path("/etc/bambupi/bambupi.toml")
 DEFAULT_STORAGE_PATH = Path("/var/lib/bambupi/bambupi.sqlite3")
 EXAMPLE_CONFIG_PATH: Final = Path(__file__).resolve().parent / "data" / "bambupi.example.toml"
 PINS_FILE_NAME: Final = "tls-pins.json"
+# Beside the database: the SD-card image's first boot writes here why it rejected the bambupi.toml on the boot
+# partition (one problem per line), so the OLED can say so; removed when a file is applied.
+SETUP_ERRORS_FILE_NAME: Final = "setup-errors.txt"
 
 
 @dataclass(frozen=True)

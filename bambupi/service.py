@@ -17,7 +17,7 @@ from bambupi.camera.hub import FrameHub
 from bambupi.camera.mjpeg import CameraRoutes
 from bambupi.camera.page import add_camera_page
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker
-from bambupi.config import Config, WebConfig
+from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, WebConfig
 from bambupi.hub import StateHub
 from bambupi.notify.notifier import Notifier
 from bambupi.notify.web import add_notify_routes
@@ -127,7 +127,9 @@ class Service:
                 app, guard, config_path=config.source, current=lambda: self.config, reconfigure=self.reconfigure,
                 pins=self.pins, wake_link=lambda printer_id: links[printer_id].follow(links[printer_id].host),
             )
-            panel: Panel = await nursery.start(Panel(hub, config.panel, config.alerts).run)
+            panel: Panel = await nursery.start(Panel(
+                hub, config.panel, config.alerts, setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME
+            ).run)
             panel.auto_off_warnings, panel.cancel_auto_off = power.auto_off_warnings, power.cancel_auto_off
             # Quiet hours are one rule for the box: the panel's (time zone, clock sync) also holds notifications.
             notifier.quiet = panel.quiet

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import tomlkit
 
-from bambupi.config import SECRET_KEYS, Config, errors, parse_config
+from bambupi.config import DEFAULT_STORAGE_PATH, SECRET_KEYS, SETUP_ERRORS_FILE_NAME, Config, errors, parse_config
 from bambupi.secret import Secret
 
 NAME = "bambupi.toml"
@@ -133,6 +133,7 @@ def run(boot: Path, root: Path) -> int:
         print(f"firstboot: no {source}, nothing to do")
         return 0
     text = normalise(source.read_bytes())
+    setup_errors = root / DEFAULT_STORAGE_PATH.parent.relative_to("/") / SETUP_ERRORS_FILE_NAME
     config, problems = parse_config(text, source=NAME)
     (boot / "bambupi-errors.txt").unlink(missing_ok=True)
     if config is None or errors(problems):
@@ -143,12 +144,16 @@ def run(boot: Path, root: Path) -> int:
             + report + "\n"
         )
         (boot / "bambupi-rejected.toml").write_text(without_secrets(text))
+        # For the OLED (the service cannot read the boot partition): problems name keys, never values.
+        write_private(setup_errors, "\n".join(str(p) for p in errors(problems)) + "\n", owner=SERVICE_USER,
+                      mode=0o640)
         source.unlink()
         print(f"firstboot: {NAME} has errors, nothing applied:\n{report}", file=sys.stderr)
         return 1
     etc = root / "etc"
     write_private(etc / "bambupi" / NAME, with_image_listen(text), owner=SERVICE_USER)
     done = apply_system(config, etc, root / "root")
+    setup_errors.unlink(missing_ok=True)
     (boot / "bambupi-applied.toml").write_text(
         "# Applied to the box by its first boot; secrets were removed. To change settings, edit this file,\n"
         "# put the secrets back, save it as bambupi.toml and restart the box (or use the settings page).\n"

@@ -148,6 +148,17 @@ def test_first_boot_applies_a_good_file_and_leaves_no_secret_on_the_boot_partiti
     assert_no_secrets(boot, result)
 
 
+def test_a_fixed_file_clears_the_oled_note(box: tuple[Path, Path]) -> None:
+    boot, root = box
+    (boot / "bambupi.toml").write_text(GOOD.replace('wifi_country = "gb"', ""))
+    assert firstboot(boot, root).returncode == 1
+    note = root / "var/lib/bambupi/setup-errors.txt"
+    assert "system.wifi_country" in note.read_text()
+    (boot / "bambupi.toml").write_text(GOOD)
+    assert firstboot(boot, root).returncode == 0
+    assert not note.exists()
+
+
 def test_first_boot_without_wifi_or_key_turns_them_off(box: tuple[Path, Path]) -> None:
     boot, root = box
     (boot / "bambupi.toml").write_text(GOOD)
@@ -179,7 +190,13 @@ def test_first_boot_with_errors_applies_nothing_and_says_why(
     before = files_under(root)
     result = firstboot(boot, root)
     assert result.returncode == 1
-    assert files_under(root) == before  # nothing applied
+    # Nothing applied: the only new file is the note for the OLED, beside the database.
+    after = files_under(root)
+    oled_note = after.pop("var/lib/bambupi/setup-errors.txt")
+    assert after == before
+    assert expected.removeprefix("bambupi.toml:2: ") in oled_note.decode()
+    assert PASSWORD.encode() not in oled_note and ACCESS_CODE.encode() not in oled_note
+    assert mode(root / "var/lib/bambupi/setup-errors.txt") == 0o640
     assert sorted(files_under(boot)) == ["bambupi-errors.txt", "bambupi-rejected.toml"]
     report = (boot / "bambupi-errors.txt").read_text()
     assert "nothing was changed" in report and expected in report, report

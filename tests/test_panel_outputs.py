@@ -209,3 +209,21 @@ def test_wifi_from_proc() -> None:
     )
     assert wifi_from_proc(text) == ("wlan0", -56)
     assert wifi_from_proc(text.splitlines(keepends=True)[0]) is None
+
+
+async def test_panel_shows_why_the_first_boot_rejected_the_setup_file(autojump_clock: Any, tmp_path: Path) -> None:
+    note = tmp_path / "setup-errors.txt"
+    note.write_text("bambupi.toml:4: system.wifi_country: required with wifi_ssid\n")
+    panel = Panel(StateHub([]), PanelConfig(oled="virtual", gpio="virtual"), AlertsConfig(),
+                  network=lambda url: NetworkInfo("box", "10.0.0.2", url), setup_errors=note)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(panel.run)
+        await trio.sleep(1)
+        assert panel.current == ("network", None)
+        bottom = panel.image.crop((0, 36, 120, 62)).convert("L")
+        assert bottom.histogram()[255] > bottom.width * bottom.height // 2  # the inverse-video note
+        note.unlink()  # a later boot applied a fixed file
+        await trio.sleep(31)  # the network facts are probed every 30 s
+        bottom = panel.image.crop((0, 36, 120, 62)).convert("L")
+        assert bottom.histogram()[255] < bottom.width * bottom.height // 4
+        nursery.cancel_scope.cancel()

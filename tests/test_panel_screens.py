@@ -64,6 +64,9 @@ CASES: dict[str, View] = {
     "ams-none": View("ams", H2D, NET, NOW),
     "network": View("network", OFFLINE, NET, NOW, ZoneInfo("UTC")),
     "network-no-wifi": View("network", None, NetworkInfo("box"), NOW, ZoneInfo("UTC"), clock_synced=False),
+    "network-setup-error": View("network", None, NetworkInfo(
+        "bambupi", "192.168.1.23", "http://192.168.1.23/",
+        setup_error="bambupi.toml:4: system.wifi_country: required with wifi_ssid"), NOW, ZoneInfo("UTC")),
 }
 
 
@@ -86,6 +89,15 @@ def test_clock_shows_dashes_until_synchronised() -> None:
     assert "@--:--" in texts and "--:--" in texts and "-20h34m" in texts
     synced = [i.text for i in layout(CASES["status-long"]) if isinstance(i, Text)]
     assert "10:53" in synced  # 08:53 UTC in Berlin (CEST)
+
+
+def test_rejected_setup_file_is_named_in_inverse_video() -> None:
+    texts = [i for i in layout(CASES["network-setup-error"]) if isinstance(i, Text)]
+    assert [t.text for t in texts if t.fill == 0] == [
+        "bambupi.toml rejected:", "system.wifi_country:", "required with wifi_ssid"]
+    assert "192.168.1.23" in " ".join(t.text for t in texts)  # still says where the page is
+    bottom = render(CASES["network-setup-error"]).crop((0, 34, WIDTH - 5, HEIGHT)).convert("L")
+    assert bottom.histogram()[255] > bottom.width * bottom.height // 2  # mostly lit: inverse video
 
 
 def test_fatal_is_inverse_video() -> None:

@@ -8,6 +8,7 @@ Fonts are bitmap fonts shipped in the package (see fonts/README.md), so pictures
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -35,6 +36,8 @@ FONTS: Final[Mapping[FontName, ImageFont.ImageFont]] = {
 CELL: Final[Mapping[FontName, tuple[int, int]]] = {"small": (5, 8), "body": (6, 10), "big": (9, 18)}
 ELLIPSIS: Final = ".."  # the fonts are Latin-1: no "…"
 
+_SOURCE_PREFIX: Final = re.compile(r"^[^:]*\.toml(:\d+)?: ")  # "bambupi.toml:4: " before a problem
+
 
 @dataclass(frozen=True)
 class NetworkInfo:
@@ -43,6 +46,7 @@ class NetworkInfo:
     url: str | None = None
     wifi_ssid: str | None = None
     wifi_dbm: int | None = None
+    setup_error: str | None = None  # the first boot rejected bambupi.toml: its first problem
 
 
 @dataclass(frozen=True)
@@ -354,6 +358,16 @@ def network_items(view: View) -> list[Item]:
     else:
         items.append(Text(0, 34, "Wi-Fi: not connected", "small"))
     printer = view.printer
+    if net.setup_error:
+        # In inverse video, over the Wi-Fi line (a rejected file applied no Wi-Fi): the box cannot do its job until
+        # the user fixes the file on the card.
+        items = [item for item in items if isinstance(item, Text) and item.y < 34]
+        items += [Rect(0, 33, _W - 1, HEIGHT - 1, fill=1),
+                  Text(1, 34, fit("bambupi.toml rejected:", "small", _W - 2), "small", fill=0)]
+        problem = _SOURCE_PREFIX.sub("", net.setup_error, count=1)
+        lines = wrap(problem, "small", _W - 2, 2)
+        items += [Text(1, 44 + 9 * n, line, "small", fill=0) for n, line in enumerate(lines)]
+        return items
     if printer is not None:
         line = f"{printer.get('name') or printer.get('id')}: {state_word(printer)}"
         items.append(Text(0, 44, fit(line, "small", _W), "small"))

@@ -12,6 +12,7 @@ import socket
 import time
 import zoneinfo
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
@@ -77,6 +78,18 @@ def probe_network(url: str | None, proc_wireless: Path = Path("/proc/net/wireles
     )
 
 
+def read_setup_error(path: Path | None) -> str | None:
+    """The first problem the image's first boot found in bambupi.toml (see ``SETUP_ERRORS_FILE_NAME``), if any."""
+    if path is None:
+        return None
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None  # no file: nothing was rejected
+    problems = [line.strip() for line in lines if line.strip()]
+    return problems[0] if problems else "see bambupi-errors.txt"
+
+
 class Panel:
     def __init__(
         self,
@@ -89,6 +102,7 @@ class Panel:
         network: Callable[[str | None], NetworkInfo] = probe_network,
         dev: Path = DEV,
         boot_network_s: float = BOOT_NETWORK_S,
+        setup_errors: Path | None = None,
     ) -> None:
         self.hub = hub
         self.config = config
@@ -98,6 +112,7 @@ class Panel:
         self.network_probe = network
         self.dev = dev
         self.boot_network_s = boot_network_s
+        self.setup_errors = setup_errors
         self.tz: tzinfo | None = zoneinfo.ZoneInfo(alerts.time_zone) if alerts.time_zone else None
         self.url: str | None = None  # set by the service once the web port is known
         # Set by the service when there is a power service: pending auto-off countdowns, and cancelling them.
@@ -352,7 +367,7 @@ class Panel:
         else:
             self.display = "on"
         if now - self._network_at >= 30 or self._network.url != self.url:
-            self._network = self.network_probe(self.url)
+            self._network = replace(self.network_probe(self.url), setup_error=read_setup_error(self.setup_errors))
             self._network_at = now
         screen, pid = chosen
         printer = self.printers.get(pid) if pid is not None else _first(self.printers)
