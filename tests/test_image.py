@@ -5,12 +5,15 @@ The image itself is built and booted by ``make image-test`` (image/test.sh), whi
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import socket
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +279,79 @@ async def test_watchdog_stays_silent_while_the_front_door_does_not_answer() -> N
         nursery.cancel_scope.cancel()
     closed.close()
     assert sent == []
+
+
+# --- updating a running box: install-venv.sh ------------------------------------------------------------------------
+
+
+def fake_wheel(folder: Path, name: str, version: str, files: dict[str, str], scripts: str = "") -> Path:
+    """A minimal pure-Python wheel, so the update script runs here without the Pi's aarch64 wheels."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        **files,
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist_info}/entry_points.txt": f"[console_scripts]\n{scripts}\n" if scripts else "",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist_info}/RECORD,,")
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+        archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def update_bundle(folder: Path, version: str) -> Path:
+    wheels = folder / f"wheels-{version}"
+    wheels.mkdir()
+    # check-config of the fake bambupi rejects a config that says "broken", as the real one rejects bad files.
+    cli = ("import sys\n\ndef main():\n    text = open(sys.argv[-1]).read()\n"
+           f"    print('bambupi {version} checked')\n    sys.exit(1 if 'broken' in text else 0)\n")
+    fake_wheel(wheels, "bambupi", version, {"bambupi_fake/__init__.py": cli}, "bambupi = bambupi_fake:main")
+    dep = fake_wheel(wheels, "bambupidep", "1.0", {"bambupidep.py": "VALUE = 1\n"})
+    digest = hashlib.sha256(dep.read_bytes()).hexdigest()
+    (wheels / "wheels.lock").write_text(f"bambupidep==1.0 --hash=sha256:{digest}\n")
+    return wheels
+
+
+def install_venv(wheels: Path, opt: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BAMBUPI_OPT": str(opt), "BAMBUPI_CONFIG": str(config), "PIP_NO_INDEX": "1"}
+    return subprocess.run(["sh", str(IMAGE / "install-venv.sh"), str(wheels)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_update_installs_a_new_venv_switches_the_link_and_keeps_the_previous(tmp_path: Path) -> None:
+    opt = tmp_path / "opt"
+    opt.mkdir()
+    config = tmp_path / "bambupi.toml"
+    config.write_text("[web]\n")
+    first = install_venv(update_bundle(tmp_path, "1.0.0"), opt, config)
+    assert first.returncode == 0, first.stderr
+    assert os.readlink(opt / "bambupi") == str(opt / "bambupi-1.0.0")
+    assert "bambupi 1.0.0 checked" in first.stdout
+
+    second = install_venv(update_bundle(tmp_path, "1.1.0"), opt, config)
+    assert second.returncode == 0, second.stderr
+    assert os.readlink(opt / "bambupi") == str(opt / "bambupi-1.1.0")
+    assert (opt / "bambupi-1.0.0/bin/bambupi").exists()  # kept for a rollback
+    ran = subprocess.run([str(opt / "bambupi/bin/bambupi"), str(config)], capture_output=True, text=True)
+    assert ran.stdout.strip() == "bambupi 1.1.0 checked"
+
+    # A version that rejects the box's config changes nothing.
+    config.write_text("[web]\nbroken = true\n")
+    rejected = install_venv(update_bundle(tmp_path, "1.2.0"), opt, config)
+    assert rejected.returncode == 1
+    assert "rejects" in rejected.stderr and "is unchanged" in rejected.stderr
+    assert os.readlink(opt / "bambupi") == str(opt / "bambupi-1.1.0")
+    assert not (opt / "bambupi-1.2.0").exists()
+
+    # The next good update drops the oldest venv and keeps the one it replaces.
+    config.write_text("[web]\n")
+    third = install_venv(update_bundle(tmp_path, "1.3.0"), opt, config)
+    assert third.returncode == 0, third.stderr
+    assert sorted(p.name for p in opt.iterdir()) == ["bambupi", "bambupi-1.1.0", "bambupi-1.3.0"]
