@@ -19,6 +19,7 @@ from bambupi.config import (
     Config,
     ConfigError,
     cli_check_config,
+    config_secrets,
     load_config,
     pins_path,
     resolve_storage_path,
@@ -64,23 +65,45 @@ enabled = false   # the demo's printer is local; keep UDP 2021 free for a real b
 """
 
 
-class RedactingFilter(logging.Filter):
-    """Last line of defence: masks known secrets in every formatted log record."""
+Secrets = Sequence[Secret] | Callable[[], Sequence[Secret]]
 
-    def __init__(self, secrets_: Sequence[Secret]) -> None:
+
+class RedactingFilter(logging.Filter):
+    """Last line of defence: masks known secrets in every log record, its message and its traceback.
+
+    ``secrets_`` may be a function, asked at every record: the running service's secrets change when the settings
+    page saves new ones.
+    """
+
+    def __init__(self, secrets_: Secrets) -> None:
         super().__init__()
-        self.secrets = tuple(s for s in secrets_ if s)
+        fixed = tuple(secrets_) if not callable(secrets_) else ()
+        self._secrets: Callable[[], Sequence[Secret]] = secrets_ if callable(secrets_) else lambda: fixed
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        return tuple(s for s in self._secrets() if s)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            masked = redact(message, *self.secrets)
-            if masked != message:
-                record.msg, record.args = masked, None
+        secrets_ = self.secrets
+        if not secrets_:
+            return True
+        message = record.getMessage()
+        masked = redact(message, *secrets_)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info:
+            # The formatter uses exc_text when it is set: format the traceback here, masked.
+            record.exc_text = redact(record.exc_text or _TRACEBACKS.formatException(record.exc_info), *secrets_)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, *secrets_)
         return True
 
 
-def setup_logging(verbose: bool, secrets_: Sequence[Secret] = ()) -> None:
+_TRACEBACKS = logging.Formatter()
+
+
+def setup_logging(verbose: bool, secrets_: Secrets = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets_))
@@ -111,21 +134,17 @@ def _load(path: Path) -> Config:
     return config
 
 
-def _config_secrets(config: Config) -> list[Secret]:
-    plugs = [p.plug for p in config.printers if p.plug is not None]
-    return [
-        *(p.access_code for p in config.printers),
-        *(s for plug in plugs for s in (plug.password, plug.token) if s is not None),
-    ]
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    setup_logging(args.verbose, _config_secrets(config))
+    service: Service | None = None
+    # The service's current config: secrets saved on the settings page are masked from then on.
+    setup_logging(args.verbose, lambda: config_secrets(service.config if service is not None else config))
     storage = resolve_storage_path(config.storage.path, explicit=True)
+    service = Service(config, storage_folder=storage.parent)
 
     async def start(nursery: trio.Nursery) -> None:
-        await nursery.start(Service(config, storage_folder=storage.parent).run)
+        assert service is not None
+        await nursery.start(service.run)
 
     trio.run(_until_signalled, start)
     return 0
@@ -215,7 +234,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
     from bambupi.printer.pins import PinStore
 
     config = _load(args.config)
-    setup_logging(args.verbose, [p.access_code for p in config.printers])
+    setup_logging(args.verbose, config_secrets(config))
     printer = next((p for p in config.printers if p.id == args.printer_id), None)
     if printer is None:
         known = ", ".join(p.id for p in config.printers) or "none"

@@ -208,6 +208,20 @@ class Config:
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
 
 
+def config_secrets(config: Config) -> list[Secret]:
+    """Every secret in ``config``: what the log masks wherever it turns up (a Discord or webhook URL holds its key)."""
+    plugs = [p.plug for p in config.printers if p.plug is not None]
+    found: list[Secret | None] = [
+        *(p.access_code for p in config.printers),
+        *(s for plug in plugs for s in (plug.password, plug.token)),
+        *(s for channel in config.notify for s in (channel.token, channel.user_key, channel.secret)),
+        *(Secret(channel.url) for channel in config.notify if channel.url and channel.kind in ("discord", "webhook")),
+        config.system.wifi_password,
+        config.web.admin_password_hash,
+    ]
+    return [s for s in found if s]
+
+
 # --- problems ------------------------------------------------------------------------------------------------------
 
 
@@ -351,7 +365,19 @@ def valid_token(value: Any) -> Secret:
     text = _require_str(value)
     if not text.strip() or len(text) > 4096:
         raise ValueError("must be a non-empty string")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text.strip()):
+        # A line break pasted into the middle: no service issues such a secret, and a header with one is refused.
+        raise ValueError("must not contain control characters (a line break pasted with it?)")
     return Secret(text.strip())
+
+
+def valid_api_token(value: Any) -> Secret:
+    """An API token or key sent in an HTTP header or URL (Bearer tokens, bot tokens, Pushover keys): services issue
+    them as printable ASCII without spaces, and a character outside that cannot be sent in a header at all."""
+    secret = valid_token(value)
+    if not all(33 <= ord(ch) < 127 for ch in secret.reveal()):
+        raise ValueError("must be printable ASCII without spaces, as the service issued it (a character pasted too?)")
+    return secret
 
 
 def valid_notify_events(value: Any) -> tuple[str, ...]:
@@ -666,7 +692,7 @@ PLUG_SECTION: Final = Section(
         "address": Option(valid_plug_address, required=True),
         "username": Option(valid_string),
         "password": Option(valid_token, secret=True),
-        "token": Option(valid_token, secret=True),
+        "token": Option(valid_api_token, secret=True),
         "entity": Option(valid_entity_id),
         "power_entity": Option(valid_entity_id),
         "channel": Option(valid_int(0, 15)),
@@ -770,8 +796,8 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "enabled": Option(valid_bool),
             "url": Option(valid_http_url, secret=True),  # a Discord webhook URL carries its token
             "topic": Option(valid_string),
-            "token": Option(valid_token, secret=True),
-            "user_key": Option(valid_token, secret=True),
+            "token": Option(valid_api_token, secret=True),
+            "user_key": Option(valid_api_token, secret=True),
             "chat_id": Option(valid_string),
             "secret": Option(valid_token, secret=True),
             "api_url": Option(valid_http_url),

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
+from tomlkit.exceptions import ParseError
 from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
-from bambupi.config import SCHEMA, Problem, Section, errors, parse_config
+from bambupi.config import SCHEMA, Problem, Section, errors, parse_config, valid_password_hash
 from bambupi.secret import MASK
 
 # Changed through their own flows (set-password, first visit), never through the settings form.
@@ -62,8 +63,7 @@ def edit_config(path: Path, edit: Callable[[TOMLDocument], None]) -> list[Proble
 
     Raises ConfigWriteError (and writes nothing) when the edited file would have errors; returns the warnings.
     """
-    text = path.read_text("utf-8") if path.exists() else ""
-    document = tomlkit.parse(text)
+    document = read_document(path)
     edit(document)
     new_text = tomlkit.dumps(document)
     _, problems = parse_config(new_text, source=path.name)
@@ -73,6 +73,23 @@ def edit_config(path: Path, edit: Callable[[TOMLDocument], None]) -> list[Proble
     return problems
 
 
+def read_document(path: Path) -> TOMLDocument:
+    """The file as tomlkit reads it (empty when there is none); ConfigWriteError when it cannot be read as TOML.
+
+    The error is worded like ``bambupi check-config`` words it, never quoting a secret (tomlkit's own message
+    quotes the character it stopped at, which may be part of an access code).
+    """
+    try:
+        text = path.read_text("utf-8") if path.exists() else ""
+    except UnicodeDecodeError as exc:
+        raise ConfigWriteError([Problem("error", "", f"not UTF-8 text (byte {exc.start})", None, path.name)]) from None
+    try:
+        return tomlkit.parse(text)
+    except ParseError:
+        _, problems = parse_config(text, source=path.name)
+        raise ConfigWriteError(errors(problems)) from None
+
+
 def set_password_hash(path: Path, password_hash: str) -> None:
     def edit(document: TOMLDocument) -> None:
         if "web" not in document:
@@ -80,6 +97,20 @@ def set_password_hash(path: Path, password_hash: str) -> None:
         document["web"]["admin_password_hash"] = password_hash
 
     edit_config(path, edit)
+
+
+def stored_password_hash(path: Path) -> str | None:
+    """The admin password hash ``path`` holds now, or None (no file, no hash, or not one that could be used)."""
+    try:
+        document = tomlkit.parse(path.read_text("utf-8"))
+    except (OSError, ValueError, ParseError):
+        return None
+    web = document.get("web")
+    value = web.get("admin_password_hash") if isinstance(web, dict) else None
+    try:
+        return valid_password_hash(value.unwrap() if isinstance(value, Item) else value).reveal()
+    except ValueError:
+        return None
 
 
 def settings_view(document: TOMLDocument) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 MASK: Final = "********"
@@ -42,9 +43,26 @@ class Secret:
 
 
 def redact(text: str, *secrets: Secret | str) -> str:
-    """Replace every occurrence of each secret's value in ``text`` with the mask."""
+    """Replace every occurrence of each secret's value in ``text`` with the mask.
+
+    Also the value as error messages quote it: escaped the way ``repr()`` of a str or of its UTF-8 bytes, or JSON,
+    writes it (h11 quotes a bad header value as ``b'Bearer abc\\ndef'``), so a secret with an odd character in it
+    is masked too.
+    """
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value:
-            text = text.replace(value, MASK)
+        if not value:
+            continue
+        for form in sorted(_quoted_forms(value), key=len, reverse=True):
+            text = text.replace(form, MASK)
     return text
+
+
+def _quoted_forms(value: str) -> set[str]:
+    return {
+        value,
+        repr(value)[1:-1],
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }

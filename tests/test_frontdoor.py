@@ -5,6 +5,7 @@ Worker threads run the WSGI app, so these tests use the real clock with short ti
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -17,7 +18,17 @@ import pytest
 import trio
 import trio_websocket
 
-from bambupi.config import WebConfig
+from bambupi.cli import RedactingFilter
+from bambupi.config import (
+    Config,
+    NotifyConfig,
+    PlugConfig,
+    PrinterConfig,
+    SystemConfig,
+    WebConfig,
+    config_secrets,
+)
+from bambupi.secret import MASK, Secret
 from bambupi.web.frontdoor import (
     FrontDoor,
     NativeHandler,
@@ -280,6 +291,73 @@ async def test_app_exception_is_500_json_logged_once_and_next_request_works(capl
     failures = [record for record in caplog.records if record.exc_info]
     assert len(failures) == 1
     assert "the app broke" in str(failures[0].exc_info[1])  # type: ignore[index]
+
+
+async def test_a_route_that_raises_is_logged_through_the_log_filters_never_raw_to_stderr(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    secret = Secret("123456:bot-token-secret")
+    app = bottle.Bottle(catchall=True)
+
+    @app.get("/fail")  # type: ignore[misc]
+    def fail() -> str:
+        raise RuntimeError(f"POST https://api.telegram.org/bot{secret.reveal()}/sendMessage failed")
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter([secret]))  # what `bambupi run` installs
+    logger = logging.getLogger("bambupi")
+    logger.addHandler(handler)
+    try:
+        async with serving(app) as port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            response = await client.get("/fail")
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 500
+    # Bottle writes the traceback to wsgi.errors: it reaches the log (and its filters), not the bare stderr.
+    assert "RuntimeError" in out.getvalue() and f"bot{MASK}/sendMessage" in out.getvalue()
+    captured = capfd.readouterr()
+    assert secret.reveal() not in out.getvalue() + captured.out + captured.err
+
+
+def test_the_log_masks_every_secret_of_the_current_config_in_messages_and_tracebacks() -> None:
+    def config(token: str) -> Config:
+        plug = PlugConfig(kind="homeassistant", address="http://127.0.0.1:9", token=Secret("ha-plug-token"))
+        printer = PrinterConfig(id="p", name="p", model="P1S", host="127.0.0.1", serial="01P00A000000001",
+                                access_code=Secret("12345678"), plug=plug)
+        return Config(
+            printers=(printer,),
+            notify=(
+                NotifyConfig(name="n", kind="ntfy", topic="t", token=Secret(token)),
+                NotifyConfig(name="d", kind="discord", url="https://discord.com/api/webhooks/1/discord-key"),
+                NotifyConfig(name="w", kind="webhook", url="http://127.0.0.1:9/h", secret=Secret("hmac-key")),
+            ),
+            system=SystemConfig(wifi_ssid="home", wifi_country="GB", wifi_password=Secret("wifi-password")),
+            web=WebConfig(admin_password_hash=Secret("scrypt$16384$8$1$c2FsdHNhbHQ=$ZGlnZXN0ZGlnZXN0ZGlnZXN0")),
+        )
+
+    current = [config("tk_first")]
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter(lambda: config_secrets(current[0])))
+    logger = logging.getLogger("bambupi.test-redaction")
+    logger.addHandler(handler)
+    secrets = ["12345678", "ha-plug-token", "tk_first", "https://discord.com/api/webhooks/1/discord-key", "hmac-key",
+               "wifi-password", "scrypt$16384$8$1$c2FsdHNhbHQ=$ZGlnZXN0ZGlnZXN0ZGlnZXN0"]
+    try:
+        logger.error("message: %s", " ".join(secrets))
+        try:
+            raise RuntimeError(f"traceback: {' '.join(secrets)}")
+        except RuntimeError:
+            logger.exception("failed")
+        current[0] = config("tk_second")  # a new token saved on the settings page meanwhile
+        logger.error("new token: %s", "tk_second")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "message: ********" in text and "RuntimeError: traceback: ********" in text
+    assert "new token: ********" in text
+    assert [s for s in [*secrets, "discord-key", "tk_second"] if s in text] == []
 
 
 async def test_access_log_omits_query_string(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,10 +15,11 @@ import pytest
 import trio
 
 from bambupi.config import load_config
-from bambupi.passwords import verify_password
+from bambupi.config_file import set_password_hash
+from bambupi.passwords import hash_password, verify_password
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
-from bambupi.web.auth import CSRF_HEADER, LoginLimiter, Sessions
+from bambupi.web.auth import CSRF_HEADER, LoginLimiter, Sessions, is_lan_address
 
 SERIAL = "01P00A000000123"
 CODE = "11223344"
@@ -272,3 +273,90 @@ async def test_taking_a_snapshot_needs_the_owner_even_when_watching_is_open(box:
     async with httpx.AsyncClient(base_url=box.base) as anon:
         assert (await anon.post("/api/printers/garage/snapshots")).status_code == 401
         assert (await anon.get("/api/printers/garage/snapshots")).status_code == 200
+
+
+async def test_another_site_cannot_choose_the_first_password_or_try_passwords(box: Box) -> None:
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        # What a page on any web site can send through the browser of someone on the LAN without a CORS preflight:
+        # a "simple" POST (text/plain), with the browser's Origin.
+        evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+        body = b'{"password": "chosen by evil.example"}'
+        for origin in ("http://evil.example", "null", "http://["):
+            r = await client.post("/api/setup", content=body, headers={**evil, "Origin": origin})
+            assert r.status_code == 403 and "cross-site" in r.json()["error"], origin
+        assert (await client.get("/api/session")).json()["password_set"] is False
+        assert load_config(box.config_path)[0].web.admin_password_hash is None
+
+        # The box's own page (same origin) sets it; then other sites cannot try passwords (or lock the owner out).
+        own = {"Origin": box.base}
+        r = await client.post("/api/setup", json={"password": PASSWORD}, headers=own)
+        assert r.status_code == 200, r.text
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        for _ in range(6):
+            r = await client.post("/api/login", content=b'{"password": "guess"}', headers=evil)
+            assert r.status_code == 403
+        r = await client.post("/api/login", json={"password": PASSWORD}, headers={"Origin": box.base})
+        assert r.status_code == 200  # the refused tries did not count against the owner's address
+
+
+async def test_two_first_visits_at_once_set_one_password(box: Box) -> None:
+    results: dict[str, httpx.Response] = {}
+
+    async def first_visit(password: str) -> None:
+        async with httpx.AsyncClient(base_url=box.base, timeout=30) as client:
+            results[password] = await client.post("/api/setup", json={"password": password})
+
+    async with trio.open_nursery() as nursery:
+        for i in range(4):
+            nursery.start_soon(first_visit, f"{PASSWORD} {i}")
+    statuses = sorted(r.status_code for r in results.values())
+    assert statuses == [200, 409, 409, 409], [r.text for r in results.values()]
+    (winner,) = [password for password, r in results.items() if r.status_code == 200]
+    config, _ = load_config(box.config_path)
+    assert config.web.admin_password_hash is not None
+    assert verify_password(winner, config.web.admin_password_hash.reveal())  # the 200 was not overwritten later
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        assert (await client.post("/api/login", json={"password": winner})).status_code == 200
+
+
+async def test_a_password_set_with_the_command_while_running_is_not_replaced_by_a_visitor(box: Box) -> None:
+    set_password_hash(box.config_path, hash_password(PASSWORD))  # `bambupi set-password` over SSH
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        r = await client.post("/api/setup", json={"password": "a visitor's choice"})
+        assert r.status_code == 409
+        config, _ = load_config(box.config_path)
+        assert config.web.admin_password_hash is not None
+        assert verify_password(PASSWORD, config.web.admin_password_hash.reveal())
+        assert (await client.get("/api/session")).json()["password_set"] is True
+        assert (await client.post("/api/login", json={"password": PASSWORD})).status_code == 200
+
+
+async def test_json_nested_too_deeply_is_a_400_not_a_500(box: Box, caplog: pytest.LogCaptureFixture) -> None:
+    nested = b"[" * 200_000  # within the 1 MiB body limit; deeper than json's recursion limit
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        r = await client.post("/api/setup", content=nested, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"].startswith("password:")
+        csrf = await setup_and_login(client)
+        r = await client.post("/api/login", content=nested, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"].startswith("password:")
+        for path in ("/api/settings", "/api/printers/garage/commands", "/api/printers/garage/plug"):
+            r = await client.post(path, content=nested, headers={"Content-Type": "application/json", CSRF_HEADER: csrf})
+            assert r.status_code == 400, (path, r.text)
+        assert (await client.get("/api/session")).json()["logged_in"] is True
+    assert "RecursionError" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("address", "lan"),
+    [
+        ("192.168.1.20", True), ("10.0.0.7", True), ("172.16.5.4", True), ("127.0.0.1", True), ("169.254.3.3", True),
+        ("::1", True), ("fe80::1%eth0", True), ("fd12:3456::1", True), ("::ffff:192.168.1.20", True),
+        ("8.8.8.8", False), ("100.64.1.1", False), ("::ffff:8.8.8.8", False), ("2a00:1450::1", False),
+        # Python's is_private says True for these, but they are not the LAN: Teredo reaches the internet,
+        # and the documentation ranges are no network at all.
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False), ("192.0.2.1", False), ("2001:db8::1", False),
+        ("", False), ("not an address", False),
+    ],
+)
+def test_only_lan_addresses_may_set_the_first_password(address: str, lan: bool) -> None:
+    assert is_lan_address(address) is lan

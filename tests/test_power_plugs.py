@@ -7,14 +7,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
-from bambupi.config import PlugConfig
+from bambupi.config import Config, PlugConfig, PowerConfig, PrinterConfig, WebConfig
 from bambupi.power.plugs import Plug, PlugError, make_plug
 from bambupi.secret import Secret
+from bambupi.service import Running, Service
 from bambupi.sim.plug import SimulatedPlug
 from bambupi.sim.printer import SimulatedPrinter
 from tests.plug_servers import FakePlugServer, HomeAssistant, ShellyGen1, ShellyGen2
@@ -151,3 +154,63 @@ async def test_plugs_without_a_meter_or_with_odd_values() -> None:
         assert (await plug.read()).watts is None  # a relay without a meter still switches
         await plug.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_token_httpx_cannot_send_and_json_nested_too_deeply_are_plug_errors() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(FakePlugServer(HomeAssistant(token=TOKEN)).run)
+        # A pasted "ä" in the token: httpx raises UnicodeEncodeError building the header, not an httpx error.
+        plug = make_plug(config("homeassistant", server.url, token=Secret("ey.h\u00e4" + TOKEN)))
+        with pytest.raises(PlugError, match="cannot send a request with these settings") as info:
+            await plug.read()
+        assert_no_secret(str(info.value))
+        with pytest.raises(PlugError, match="cannot send"):
+            await plug.switch(False)
+        await plug.aclose()
+
+        # A device on the LAN answering "[[[[...": json raises RecursionError, not ValueError.
+        plug = make_plug(config("homeassistant", server.url))
+        server.handler = lambda r: (200, {}, b"[" * 100_000)
+        with pytest.raises(PlugError, match="nested too deeply"):
+            await plug.read()
+        await plug.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_plug_that_cannot_be_asked_is_a_warning_on_the_page_not_a_dead_box(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad_token = "ey.h\u00e4-" + TOKEN
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(FakePlugServer(HomeAssistant(token=TOKEN)).run)
+        deep = await nursery.start(FakePlugServer(lambda r: (200, {}, b"[" * 100_000)).run)
+
+        def printer(printer_id: str, serial: str, plug: PlugConfig) -> PrinterConfig:
+            return PrinterConfig(id=printer_id, name=printer_id, model="P1S", host="127.0.0.1", serial=serial,
+                                 access_code=Secret("12345678"), mqtt_port=1, reconnect_max_s=5, plug=plug)
+
+        box = Config(
+            printers=(
+                # Built in code, past the config file's check of the token (an old file, a future caller).
+                printer("garage", "01P00A000000001", config("homeassistant", server.url, token=Secret(bad_token))),
+                printer("loft", "01P00A000000002", PlugConfig(kind="shelly2", address=deep.url, timeout_s=0.5)),
+            ),
+            web=WebConfig(host="127.0.0.1", port=0),
+            power=PowerConfig(sample_interval_s=0.05, flush_interval_s=0.5),
+        )
+        running: Running = await nursery.start(Service(box, storage_folder=tmp_path).run)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}") as client:
+            with trio.fail_after(10):
+                while True:
+                    printers = (await client.get("/api/power")).json()["printers"]
+                    if printers["garage"]["error"] and printers["loft"]["error"]:
+                        break
+                    await trio.sleep(0.05)
+            await trio.sleep(0.3)  # several more samples: still running
+            assert (await client.get("/healthz")).status_code == 200
+            power = await client.get("/api/power")
+        nursery.cancel_scope.cancel()
+    printers = power.json()["printers"]
+    assert "cannot send a request with these settings" in printers["garage"]["error"]
+    assert "nested too deeply" in printers["loft"]["error"]
+    assert TOKEN not in power.text and TOKEN not in caplog.text

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+from bambupi.config import parse_config
 from bambupi.config_file import write_atomically
 from bambupi.secret import MASK
 from tests.test_login import CODE, Box, online, setup_and_login, start_box
@@ -60,6 +61,14 @@ async def test_edit_keeps_comments_and_reconnects_the_printer(logged_in: tuple[B
     printer.update(name="Garage P1S", stale_after_s=45)
     r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
     assert r.status_code == 200, r.text
+
+    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
+    plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
+        'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
+        'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
+    config, problems = parse_config(plug)
+    assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
+    assert "_secret" not in str(problems[0])
     assert r.json()["applied"] == ["printer garage reconnected with its new settings"]
     text = box.config_path.read_text()
     for comment in ("# my box — keep this comment", "# the one in the garage", "# loopback only"):
@@ -101,6 +110,14 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
               "access_code": "87654321", "mqtt_port": 9}
     r = await client.post("/api/settings", json={"settings": {"printer": [printer, second]}}, headers={CSRF: csrf})
     assert r.status_code == 200, r.text
+
+    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
+    plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
+        'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
+        'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
+    config, problems = parse_config(plug)
+    assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
+    assert "_secret" not in str(problems[0])
     assert r.json()["applied"] == ["printer loft added"]
     ids = [p["id"] for p in (await client.get("/api/printers")).json()]
     assert ids == ["garage", "loft"]
@@ -119,6 +136,14 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
                "token": "tk_very_secret", "events": ["finished", "hms"], "progress": [50]}
     r = await client.post("/api/settings", json={"settings": {"notify": [channel]}}, headers={CSRF: csrf})
     assert r.status_code == 200, r.text
+
+    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
+    plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
+        'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
+        'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
+    config, problems = parse_config(plug)
+    assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
+    assert "_secret" not in str(problems[0])
     assert r.json()["applied"] == ["notification channels updated"]
     assert box.running.notifier is not None and list(box.running.notifier.channels) == ["phone"]
     assert box.running.notifier.channels["phone"].config.events == ("finished", "hms")
@@ -161,3 +186,54 @@ def test_a_crash_between_write_and_rename_leaves_the_old_file(tmp_path: Path) ->
     assert (tmp_path / "bambupi.toml.bak").read_text() == "# old\n[web]\n"
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".bambupi.toml.")]
     assert len(leftovers) == 1  # the killed writer's temporary file; the real file was never touched
+
+
+async def test_a_config_file_broken_by_hand_is_explained_not_a_500(
+    logged_in: tuple[Box, httpx.AsyncClient, str],
+) -> None:
+    box, client, csrf = logged_in
+    text = box.config_path.read_text()
+    # Edited over SSH while bambupi runs: the access code lost its quotes. tomlkit's own message would quote the
+    # character it stopped at, a character of the code.
+    box.config_path.write_text(text.replace(f'access_code = "{CODE}"', "access_code = 11x23344"))
+    r = await client.get("/api/settings")
+    assert r.status_code == 409, r.text
+    assert "cannot be read" in r.json()["error"] and r.json()["fields"][0]["line"] == 13
+    assert "'x'" not in r.text and "11x23344" not in r.text
+    printer = {"id": "garage", "model": "P1S", "host": "127.0.0.1", "serial": "01P00A000000123"}
+    r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
+    assert r.status_code == 400 and r.json()["fields"][0]["line"] == 13
+    assert "'x'" not in r.text
+    assert "11x23344" in box.config_path.read_text()  # nothing was written over the owner's file
+
+
+async def test_tokens_with_characters_no_service_issues_are_refused(
+    logged_in: tuple[Box, httpx.AsyncClient, str],
+) -> None:
+    box, client, csrf = logged_in
+    before = box.config_path.read_bytes()
+    channel = {"name": "phone", "kind": "ntfy", "topic": "garage"}
+    for change, key in [
+        # Pasted from a web page with a zero-width space; httpx cannot put it in an Authorization header.
+        ({"notify": [{**channel, "token": "tk_pasted\u200b_secret"}]}, "notify[0].token"),
+        ({"notify": [{**channel, "token": "tk_two\nlines_secret"}]}, "notify[0].token"),
+        ({"notify": [{**channel, "kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": "a\nb_secret"}]},
+         "notify[0].secret"),
+    ]:
+        r = await client.post("/api/settings", json={"settings": change}, headers={CSRF: csrf})
+        assert r.status_code == 400, (change, r.text)
+        assert [f["key"] for f in r.json()["fields"]] == [key]
+        assert "_secret" not in r.text
+    assert box.config_path.read_bytes() == before
+    r = await client.post(
+        "/api/settings", json={"settings": {"notify": [{**channel, "token": "tk_fine-token_1"}]}}, headers={CSRF: csrf}
+    )
+    assert r.status_code == 200, r.text
+
+    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
+    plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
+        'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
+        'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
+    config, problems = parse_config(plug)
+    assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
+    assert "_secret" not in str(problems[0])

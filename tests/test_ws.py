@@ -236,3 +236,20 @@ async def test_reconnect_resyncs_and_new_printers_send_a_snapshot(box: Box) -> N
 async def test_plain_get_on_ws_is_426(box: Box) -> None:
     response = await box.http.get("/ws")
     assert response.status_code == 426 and "WebSocket" in response.json()["error"]
+
+
+async def test_another_site_cannot_read_the_live_feed_through_a_visitors_browser(box: Box) -> None:
+    # Browsers let any page open a WebSocket to any address and send its own Origin: a page on the internet,
+    # opened by someone on the LAN, must not read the printers through them.
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(box.url, extra_headers=[(b"Origin", b"http://evil.example")]):
+            pass
+    assert rejected.value.status_code == 403
+    assert "cross-site" in json.loads(rejected.value.body or b"{}")["error"]
+    assert box.ws.clients == 0
+    # The box's own page (same origin) and clients that send no Origin (scripts) are served.
+    own = box.base.encode()
+    async with open_websocket_url(box.url, extra_headers=[(b"Origin", own)]) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+    async with open_websocket_url(box.url) as ws:
+        assert (await receive(ws))["type"] == "snapshot"

@@ -96,7 +96,13 @@ class Channel:
 
     async def run(self) -> None:
         async for message, printer in self.receive_channel:
-            await self.deliver(message, printer)
+            try:
+                await self.deliver(message, printer)
+            except Exception as exc:
+                # A bug in one delivery costs that message, never the notifier (and with it the whole box). The
+                # type only: the message of an unexpected error may quote a setting.
+                log.error("notify %s: delivery failed unexpectedly (%s)", self.config.name, type(exc).__name__)
+                self.notifier.record(self, message, "failed", f"internal error ({type(exc).__name__})", 1)
 
     async def deliver(self, message: Message, printer: str | None) -> Delivery:
         image = None
@@ -105,19 +111,24 @@ class Channel:
                 image = await self.notifier.snapshot(printer)
             except Exception:  # a camera problem must not cost the message
                 log.exception("snapshot for a notification failed")
-        request = build_request(self.config, message, image)
         attempts = 0
         detail = ""
         for delay in (*self.notifier.retry_delays, None):
             attempts += 1
             try:
-                detail = await self._send_once(request)
+                detail = await self._send_once(build_request(self.config, message, image))
                 return self.notifier.record(self, message, "sent", detail, attempts)
             except _Final as exc:
                 detail = str(exc)
                 break
             except (httpx.HTTPError, OSError) as exc:
                 detail = self._describe(exc)
+            except (httpx.InvalidURL, ValueError) as exc:
+                # The request cannot be built from these settings (a token httpx cannot put in a header, a URL it
+                # cannot parse): no retry helps, and one channel's bad setting must not stop the notifier (and
+                # with it the box). Name the type only: the message may quote the setting.
+                detail = f"cannot send with these settings ({type(exc).__name__}); check the channel's token and URL"
+                break
             if delay is not None:
                 await trio.sleep(delay)
         log.warning("notify %s: giving up on %r after %d attempts: %s", self.config.name, message.title, attempts,

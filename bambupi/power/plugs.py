@@ -98,6 +98,13 @@ class Plug(ABC):
         except httpx.HTTPError as exc:
             # Name the failure's type only: httpx messages may quote the URL (and Tasmota's password in it).
             raise PlugError(f"{self.describe()}: cannot reach it ({_why(exc)})") from None
+        except (httpx.InvalidURL, ValueError) as exc:
+            # The request cannot even be built (a token httpx cannot put in a header, a path it cannot put in a
+            # URL): a setting is wrong. A PlugError like any other failure, never a crash of the power service.
+            raise PlugError(
+                f"{self.describe()}: cannot send a request with these settings ({type(exc).__name__}); "
+                "check the plug's token or password"
+            ) from None
         if response.status_code in (401, 403):
             raise PlugError(f"{self.describe()}: credentials refused (HTTP {response.status_code})")
         if response.status_code != 200:
@@ -108,6 +115,8 @@ class Plug(ABC):
             return json.loads(response.content)
         except (ValueError, UnicodeDecodeError):
             raise PlugError(f"{self.describe()}: answered something that is not JSON") from None
+        except RecursionError:
+            raise PlugError(f"{self.describe()}: answered JSON nested too deeply") from None
 
     def _malformed(self, what: str) -> PlugError:
         return PlugError(f"{self.describe()}: unexpected answer ({what})")

@@ -15,21 +15,51 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 from bambupi.passwords import verify_password
 from bambupi.secret import Secret
 
 COOKIE: Final = "bambupi_session"
 CSRF_HEADER: Final = "X-CSRF-Token"
+
+
+def cross_site(origin: str | None, host: str | None) -> bool:
+    """True when a browser says the request comes from another site's page (its Origin is not this box).
+
+    Browsers send Origin with every POST and every WebSocket handshake; tools like curl send none (and carry no
+    visitor's cookies or network position), so a missing Origin is not refused here.
+    """
+    if not origin:
+        return False
+    try:
+        return urlsplit(origin).netloc != host
+    except ValueError:  # "http://[": not an origin any browser sends
+        return True
+
+
+# Named, not ``ip.is_private``: that also counts ranges reachable from the internet as "private" (Teredo tunnels,
+# 2001::/32, inside 2001::/23), and its list changes between Python releases.
+_LAN_NETWORKS: Final = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # RFC 1918
+        "127.0.0.0/8", "169.254.0.0/16",  # loopback, link-local
+        "::1/128", "fc00::/7", "fe80::/10",  # loopback, unique local, link-local
+    )
+)
+
+
 def is_lan_address(address: str) -> bool:
-    """Private, loopback and link-local addresses: where a first-visit password may be set from."""
+    """Private (RFC 1918, IPv6 unique local), loopback and link-local addresses: where a first-visit password may
+    be set from."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_private or ip.is_loopback or ip.is_link_local
+    return any(ip in net for net in _LAN_NETWORKS)
 
 
 @dataclass

@@ -23,7 +23,6 @@ import errno
 import io
 import json
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -149,7 +148,7 @@ def wsgi_environ(request: Request, body: bytes, *, server: tuple[str, int], remo
         "wsgi.url_scheme": "http",
         "wsgi.input": io.BytesIO(body),
         "wsgi.input_terminated": True,
-        "wsgi.errors": sys.stderr,
+        "wsgi.errors": _ErrorLog(),
         "wsgi.multithread": True,
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
@@ -167,6 +166,19 @@ def wsgi_environ(request: Request, body: bytes, *, server: tuple[str, int], remo
         separator = "; " if name == b"cookie" else ", "
         environ[key] = environ[key] + separator + text if key in environ else text
     return environ
+
+
+class _ErrorLog(io.TextIOBase):
+    """``wsgi.errors``: what the app writes there (Bottle: the traceback of a route that raised) goes to the log, and
+    through the filters of its handlers (which mask known secrets), never straight to stderr."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            log.error("web app error: %s", text.rstrip())
+        return len(text)
 
 
 def error_body(status: int) -> bytes:

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import bottle
 
-from bambupi.config_file import ConfigWriteError, set_password_hash
+from bambupi.config_file import ConfigWriteError, set_password_hash, stored_password_hash
 from bambupi.passwords import hash_password, password_problem
 from bambupi.secret import Secret
-from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, is_lan_address
+from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address
 from bambupi.web.frontdoor import Request
 from bambupi.web.responses import error_response, html_page, json_response, read_json_body
 
 log = logging.getLogger("bambupi.web")
 
 LOGIN_PAGE = Path(__file__).with_name("login.html")
+PASSWORD_IS_SET = "an admin password is set already; log in, or run `bambupi set-password`"
 
 
 def _client() -> str:
@@ -30,6 +31,8 @@ def _client() -> str:
     return str(bottle.request.environ.get("REMOTE_ADDR", ""))
 
 
+def _from_another_site() -> bool:
+    return cross_site(bottle.request.get_header("Origin"), bottle.request.get_header("Host"))
 
 
 class Guard:
@@ -51,8 +54,7 @@ class Guard:
             return 401, "log in first (POST /api/login)"
         if not changes:
             return None
-        origin = request.header("Origin")
-        if origin and urlsplit(origin).netloc != request.header("Host"):
+        if cross_site(request.header("Origin"), request.header("Host")):
             return 403, "cross-site request refused"
         if request.header(CSRF_HEADER) != session.csrf:
             return 403, f"missing or wrong {CSRF_HEADER} header"
@@ -68,8 +70,7 @@ class Guard:
             return error_response(401, "log in first (POST /api/login)")
         if not changes:
             return None
-        origin = bottle.request.get_header("Origin")
-        if origin and urlsplit(origin).netloc != bottle.request.get_header("Host"):
+        if _from_another_site():
             return error_response(403, "cross-site request refused")
         if bottle.request.get_header(CSRF_HEADER) != session.csrf:
             return error_response(403, f"missing or wrong {CSRF_HEADER} header")
@@ -80,6 +81,7 @@ def add_login_routes(
     app: bottle.Bottle, auth: Auth, *, config_path: Path | None, on_password_set: Callable[[str], None] | None = None
 ) -> Guard:
     guard = Guard(auth)
+    setup_lock = threading.Lock()
 
     def start_session() -> dict[str, Any]:
         session = auth.sessions.create()
@@ -102,6 +104,9 @@ def add_login_routes(
 
     def login() -> str:
         client = _client()
+        if _from_another_site():
+            # Another site's page must not try passwords with the owner's browser (and lock the owner out).
+            return error_response(403, "cross-site request refused")
         wait = auth.limiter.retry_after(client)
         if wait > 0:
             bottle.response.set_header("Retry-After", str(int(wait) + 1))
@@ -129,7 +134,10 @@ def add_login_routes(
 
     def setup() -> str:
         if auth.password_set:
-            return error_response(409, "an admin password is set already; log in, or run `bambupi set-password`")
+            return error_response(409, PASSWORD_IS_SET)
+        if _from_another_site():
+            # Any web page a visitor on the LAN opens could otherwise choose the box's first password.
+            return error_response(403, "cross-site request refused")
         if not is_lan_address(_client()):
             return error_response(403, "the first password can only be set from the local network")
         body = read_json_body()
@@ -139,6 +147,21 @@ def add_login_routes(
         problem = password_problem(password)
         if problem is not None:
             return error_response(400, f"password: {problem}")
+        # One first password: of two setups at once (two tabs, or someone racing the owner) the second is refused
+        # instead of silently replacing the first one after it was confirmed.
+        with setup_lock:
+            return first_password(password)
+
+    def first_password(password: str) -> str:
+        if auth.password_set:
+            return error_response(409, PASSWORD_IS_SET)
+        stored = stored_password_hash(config_path) if config_path is not None else None
+        if stored is not None:
+            # `bambupi set-password` wrote one while the service ran: that is the owner's choice, not the next
+            # visitor's. Use it from now on (no restart needed).
+            auth.set_hash(Secret(stored))
+            log.info("admin password taken from %s (set there since bambupi started)", config_path)
+            return error_response(409, PASSWORD_IS_SET)
         hashed = hash_password(password)
         if config_path is not None:
             try:

@@ -25,7 +25,7 @@ def read_json_body() -> dict[str, Any] | None:
     """The request's JSON object, or None when the body is not one."""
     try:
         data = json.loads(bottle.request.body.read() or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
         return None
     return data if isinstance(data, dict) else None
 

@@ -16,7 +16,14 @@ import tomlkit
 import trio
 
 from bambupi.config import Config, load_config
-from bambupi.config_file import ConfigWriteError, apply_settings, edit_config, schema_view, settings_view
+from bambupi.config_file import (
+    ConfigWriteError,
+    apply_settings,
+    edit_config,
+    read_document,
+    schema_view,
+    settings_view,
+)
 from bambupi.printer.link import probe_fingerprint
 from bambupi.printer.pins import PinStore
 from bambupi.web.login import Guard
@@ -44,13 +51,20 @@ def add_settings_routes(
         if refused is not None:
             return refused
         printers = trio.from_thread.run_sync(lambda: [p.id for p in current().printers])
-        document = tomlkit.parse(config_path.read_text("utf-8")) if config_path and config_path.exists() else None
+        try:
+            document = read_document(config_path) if config_path is not None else tomlkit.document()
+        except ConfigWriteError as exc:
+            # Edited by hand since bambupi started: say what is wrong instead of failing with a 500.
+            return _file_problems(409, f"{config_path} cannot be read; fix it by hand (bambupi check-config)", exc)
+        except OSError as exc:
+            log.error("could not read %s: %s", config_path, exc.strerror)
+            return error_response(500, f"could not read {config_path}: {exc.strerror}")
         return json_response(
             200,
             {
                 "editable": config_path is not None,
                 "config_path": str(config_path) if config_path else None,
-                "settings": settings_view(document if document is not None else tomlkit.document()),
+                "settings": settings_view(document),
                 "schema": schema_view(),
                 "pins": {pid: pins.get(pid) for pid in printers},
             },
@@ -72,7 +86,7 @@ def add_settings_routes(
             key, _, message = str(exc).partition(": ")
             return _field_errors([{"key": key, "message": message}])
         except ConfigWriteError as exc:
-            return _field_errors([{"key": p.key, "message": p.message, "line": p.line} for p in exc.problems])
+            return _file_problems(400, "the settings have problems; nothing was saved", exc)
         except OSError as exc:
             log.error("could not write %s: %s", config_path, exc.strerror)
             return error_response(500, f"could not write {config_path}: {exc.strerror}")
@@ -105,6 +119,11 @@ def add_settings_routes(
     app.route("/settings", "GET", html_page(SETTINGS_PAGE))
 
 
-def _field_errors(errors: list[dict[str, Any]]) -> str:
-    body = {"error": "the settings have problems; nothing was saved", "status": 400, "fields": errors}
-    return json_response(400, body)
+def _field_errors(errors: list[dict[str, Any]], *, status: int = 400, message: str | None = None) -> str:
+    body = {"error": message or "the settings have problems; nothing was saved", "status": status, "fields": errors}
+    return json_response(status, body)
+
+
+def _file_problems(status: int, message: str, exc: ConfigWriteError) -> str:
+    fields = [{"key": p.key, "message": p.message, "line": p.line} for p in exc.problems]
+    return _field_errors(fields, status=status, message=message)

@@ -31,6 +31,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from bambupi.hub import EventQueue, PrinterObject, StateHub, Subscription
+from bambupi.web.auth import cross_site
 from bambupi.web.frontdoor import NativeHandler, ReplayStream, Request
 from bambupi.web.merge_patch import diff
 
@@ -111,6 +112,10 @@ class WebSocketService:
 
     def router(self, request: Request) -> NativeHandler | None:
         if request.path == WS_PATH and is_websocket_upgrade(request):
+            if cross_site(request.header("Origin"), request.header("Host")):
+                # Browsers let any page open a WebSocket anywhere: without this, every site a visitor on the LAN
+                # opens could read the printers' live state through the visitor's browser.
+                return _refuse_cross_site
             return self.serve
         return None
 
@@ -140,6 +145,16 @@ class WebSocketService:
         finally:
             if not full:
                 self.clients -= 1
+
+
+async def _refuse_cross_site(stream: trio.abc.Stream, request: Request, replay: bytes) -> None:
+    body = encode({"error": "cross-site WebSocket refused: open the page from this box", "status": 403}).encode()
+    head = (
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
+    )
+    with trio.move_on_after(_CLOSE_WAIT_S):
+        await stream.send_all(head.encode("ascii") + body)
 
 
 class _Session:
