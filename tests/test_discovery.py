@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.resources
+import ssl
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,14 @@ from bambupi.config import PrinterConfig
 from bambupi.hub import StateHub
 from bambupi.printer.discovery import Discovery, parse_announcement
 from bambupi.printer.link import PrinterLink
-from bambupi.printer.pins import PinStore
+from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
 from tests.test_link import wait_for
+
+# The simulator's shipped certificate, pinned as a printer that connected before would have it.
+SIM_PIN = fingerprint(ssl.PEM_cert_to_DER_cert(
+    (importlib.resources.files("bambupi") / "data" / "sim-cert.pem").read_text()))
 
 
 def notify(serial: str, ip: str, model: str = "C12", name: str = "Garage P1S") -> bytes:
@@ -96,7 +102,9 @@ async def test_a_printer_that_moved_is_followed_and_comes_online(tmp_path: Path)
             mqtt_port=sim.mqtt_port, reconnect_max_s=30, connect_timeout_s=2,
         )
         hub = StateHub([config])
-        link = await nursery.start(PrinterLink(config, hub, PinStore(tmp_path / "pins.json")).run)
+        pins = PinStore(tmp_path / "pins.json")
+        pins.set("p", SIM_PIN)  # it connected before, at its old address
+        link = await nursery.start(PrinterLink(config, hub, pins).run)
         await wait_for(lambda: hub.printer("p")["connection"] == "offline")
         discovery = Discovery(
             lambda: {serial: link.host}, lambda s, h: link.follow(h), host="127.0.0.1", port=0
@@ -106,4 +114,29 @@ async def test_a_printer_that_moved_is_followed_and_comes_online(tmp_path: Path)
         # The backoff is long (30 s cap); following wakes the link at once.
         await wait_for(lambda: hub.printer("p")["connection"] == "online", timeout=5)
         assert link.host == "127.0.0.1"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_printer_never_pinned_is_not_followed_to_an_announced_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Anyone on the LAN can announce a serial: a printer with no pinned certificate would pin the announcer's
+    # and send it the access code.
+    serial, code = "01P00A000000078", "55667788"
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", serial, code, scenario="idle")
+        await nursery.start(sim.run)
+        config = PrinterConfig(
+            id="p", name="P", model="P1S", host="127.0.0.2", serial=serial, access_code=Secret(code),
+            mqtt_port=sim.mqtt_port, reconnect_max_s=30, connect_timeout_s=2,
+        )
+        hub = StateHub([config])
+        pins = PinStore(tmp_path / "pins.json")
+        link = await nursery.start(PrinterLink(config, hub, pins).run)
+        await wait_for(lambda: hub.printer("p")["connection"] == "offline")
+        assert link.follow("127.0.0.1") is False
+        await trio.sleep(0.5)
+        assert link.host == "127.0.0.2" and hub.printer("p")["connection"] == "offline"
+        assert sim.connected_clients == 0 and pins.get("p") is None
+        assert "not pinned yet" in caplog.text
         nursery.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from bambupi.config_file import set_password_hash
 from bambupi.passwords import hash_password, verify_password
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
-from bambupi.web.auth import CSRF_HEADER, LoginLimiter, Sessions, is_lan_address
+from bambupi.web.auth import CSRF_HEADER, LoginLimiter, Sessions, is_lan_address, names_this_box
 
 SERIAL = "01P00A000000123"
 CODE = "11223344"
@@ -297,6 +297,29 @@ async def test_another_site_cannot_choose_the_first_password_or_try_passwords(bo
             assert r.status_code == 403
         r = await client.post("/api/login", json={"password": PASSWORD}, headers={"Origin": box.base})
         assert r.status_code == 200  # the refused tries did not count against the owner's address
+
+
+async def test_a_rebound_name_cannot_choose_the_first_password(box: Box) -> None:
+    # DNS rebinding: evil.example re-pointed at the box; the browser then sends the page's own name as Host and
+    # Origin, so both match and the visitor's LAN address passes. Only the name gives it away.
+    port = box.base.rsplit(":", 1)[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        r = await client.post("/api/setup", json={"password": PASSWORD}, headers=rebound)
+        assert r.status_code == 403 and "open the box by its address" in r.json()["error"]
+        assert load_config(box.config_path)[0].web.admin_password_hash is None
+        # By its mDNS name it works (the first visit of a box from the SD-card image is http://bambupi.local/).
+        local = {"Host": f"bambupi.local:{port}", "Origin": f"http://bambupi.local:{port}"}
+        r = await client.post("/api/setup", json={"password": PASSWORD}, headers=local)
+        assert r.status_code == 200, r.text
+
+
+def test_names_this_box() -> None:
+    assert names_this_box("192.168.1.5:8080", "box") and names_this_box("[fe80::1]", "box")
+    assert names_this_box("bambupi.local", "box") and names_this_box("BOX:80", "box")
+    assert names_this_box("localhost:8080", "box")
+    assert not names_this_box("evil.example", "box") and not names_this_box("box.evil.example", "box")
+    assert not names_this_box(None, "box") and not names_this_box("[", "box")
 
 
 async def test_two_first_visits_at_once_set_one_password(box: Box) -> None:

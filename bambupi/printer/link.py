@@ -121,11 +121,22 @@ class PrinterLink:
                 await self._wake.wait()
             self._wake = trio.Event()
 
-    def follow(self, host: str) -> None:
-        """Use ``host`` from the next attempt on, and make that attempt now if the link is down."""
+    def follow(self, host: str) -> bool:
+        """Use ``host`` from the next attempt on, and make that attempt now if the link is down.
+
+        Only for a printer whose certificate is pinned: anyone on the LAN can announce a serial, and a printer
+        never seen before would pin the announcer's certificate and be sent the access code. Returns whether
+        the link follows.
+        """
+        if host != self.host and self.expected_pin() is None:
+            log.warning("%s: not following an announcement to %s: the printer's certificate is not pinned yet "
+                        "(it has never connected), so the announcement cannot be trusted; set its address in the "
+                        "settings", self.config.id, host)
+            return False
         self.host = host
         if not self.online:
             self._wake.set()
+        return True
 
     def send(self, body: dict[str, Any]) -> str:
         """Publish a command (QoS 1) with the next ``sequence_id``; returns that id for matching the reply."""

@@ -38,6 +38,25 @@ def cross_site(origin: str | None, host: str | None) -> bool:
         return True
 
 
+def names_this_box(host: str | None, hostname: str) -> bool:
+    """Whether a Host header names the box in a way DNS rebinding cannot fake: an IP address, ``localhost``, an
+    mDNS ``.local`` name or the box's own host name. A page on attacker.example whose name was re-pointed at the
+    box sends ``Host: attacker.example``; its Origin then matches too, so only the Host tells it apart."""
+    if not host:
+        return False
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    name = name.rstrip(".").lower()
+    return name in ("localhost", hostname.lower()) or name.endswith(".local")
+
+
 # Named, not ``ip.is_private``: that also counts ranges reachable from the internet as "private" (Teredo tunnels,
 # 2001::/32, inside 2001::/23), and its list changes between Python releases.
 _LAN_NETWORKS: Final = tuple(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
@@ -15,7 +16,7 @@ import bottle
 from bambupi.config_file import ConfigWriteError, set_password_hash, stored_password_hash
 from bambupi.passwords import hash_password, password_problem
 from bambupi.secret import Secret
-from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address
+from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address, names_this_box
 from bambupi.web.frontdoor import Request
 from bambupi.web.responses import error_response, html_page, json_response, read_json_body
 
@@ -140,6 +141,10 @@ def add_login_routes(
             return error_response(403, "cross-site request refused")
         if not is_lan_address(_client()):
             return error_response(403, "the first password can only be set from the local network")
+        if not names_this_box(bottle.request.get_header("Host"), socket.gethostname()):
+            # DNS rebinding: another site's name pointed at the box passes the Origin and LAN checks.
+            return error_response(403, "open the box by its address (http://<ip address>/) or as "
+                                       f"http://{socket.gethostname()}.local/ to set the first password")
         body = read_json_body()
         password = body.get("password") if body else None
         if not isinstance(password, str):

@@ -44,7 +44,7 @@ def add_settings_routes(
     current: Callable[[], Config],
     reconfigure: Reconfigure,
     pins: PinStore,
-    wake_link: Callable[[str], None],
+    wake_link: Callable[[str], object],
 ) -> None:
     def read() -> str:
         refused = guard.refusal(changes=False)
