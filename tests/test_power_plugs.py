@@ -4,6 +4,7 @@ Secrets never appear in an error or a log line."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -214,3 +215,32 @@ async def test_a_plug_that_cannot_be_asked_is_a_warning_on_the_page_not_a_dead_b
     assert "cannot send a request with these settings" in printers["garage"]["error"]
     assert "nested too deeply" in printers["loft"]["error"]
     assert TOKEN not in power.text and TOKEN not in caplog.text
+
+
+async def test_an_endless_answer_is_cut_off_at_the_limit_not_read_into_memory() -> None:
+    # Anything on the LAN can answer at the plug's address; this one streams JSON-looking bytes forever.
+    sent = 0
+
+    async def endless(stream: trio.SocketStream) -> None:
+        nonlocal sent
+        async with stream:
+            await stream.receive_some(65536)
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")
+            chunk = b"1," * 32768
+            try:
+                while True:
+                    await stream.send_all(chunk)
+                    sent += len(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, endless, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        plug = make_plug(config("shelly2", f"http://127.0.0.1:{port}", password=None))
+        with trio.fail_after(10), pytest.raises(PlugError, match="answer too large"):
+            await plug.read()
+        await plug.aclose()
+        await trio.sleep(0.2)
+        assert sent < 64 * 1024 * 1024  # the box stopped reading (the socket buffers hold the rest)
+        nursery.cancel_scope.cancel()

@@ -90,9 +90,19 @@ class Plug(ABC):
         """Send one request and return the decoded JSON body; PlugError for anything else."""
         url = self.address + path
         try:
-            response = await self._client.request(
+            async with self._client.stream(
                 method, url, params=params, json=body, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT
-            )
+            ) as response:
+                if response.status_code in (401, 403):
+                    raise PlugError(f"{self.describe()}: credentials refused (HTTP {response.status_code})")
+                if response.status_code != 200:
+                    raise PlugError(f"{self.describe()}: HTTP {response.status_code} for {path}")
+                # Read up to the limit, never more: anything on the LAN can answer at the plug's address.
+                content = bytearray()
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > MAX_BODY_BYTES:
+                        raise PlugError(f"{self.describe()}: answer too large (over {MAX_BODY_BYTES} bytes)")
         except httpx.TimeoutException:
             raise PlugError(f"{self.describe()}: no answer within {self.config.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
@@ -105,14 +115,8 @@ class Plug(ABC):
                 f"{self.describe()}: cannot send a request with these settings ({type(exc).__name__}); "
                 "check the plug's token or password"
             ) from None
-        if response.status_code in (401, 403):
-            raise PlugError(f"{self.describe()}: credentials refused (HTTP {response.status_code})")
-        if response.status_code != 200:
-            raise PlugError(f"{self.describe()}: HTTP {response.status_code} for {path}")
-        if len(response.content) > MAX_BODY_BYTES:
-            raise PlugError(f"{self.describe()}: answer too large ({len(response.content)} bytes)")
         try:
-            return json.loads(response.content)
+            return json.loads(content)
         except (ValueError, UnicodeDecodeError):
             raise PlugError(f"{self.describe()}: answered something that is not JSON") from None
         except RecursionError:
