@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the flashable SD-card image: dist/bambupi-<version>-arm64.img.zst and its .sha256.
 #
-# Needs root and: mmdebstrap qemu-user-static binfmt-support dosfstools mtools fdisk e2fsprogs zstd python3-pip.
+# Needs root and the packages in image/host-packages.txt (and python3 with pip).
 # Stage 1 (slow, ~15 min on 2 cores: mostly initramfs under emulation) makes a Debian root tarball, cached in
 # build/image/ by the hash of its inputs; stage 2 (a few minutes) adds bambupi and assembles the disk without
 # loop mounts (mkfs.vfat -C + mcopy, mkfs.ext4 -d, sfdisk, dd at the partition offsets).
@@ -54,20 +54,12 @@ log "stage 2: unpack"
 tar --numeric-owner --xattrs --xattrs-include='*' -xpf "$base" -C "$rootfs"
 
 log "stage 2: wheels (bambupi from this checkout + $here/wheels.lock)"
-"$here/wheel.sh" "$work/wheels"
-platforms=()
-for p in $WHEEL_PLATFORMS; do platforms+=(--platform "$p"); done
-python3 -m pip download --isolated -q --no-deps --require-hashes -d "$work/wheels" "${platforms[@]}" \
-  --only-binary=:all: --python-version "$WHEEL_PYTHON" --implementation cp --abi "cp${WHEEL_PYTHON/./}" \
-  -r "$here/wheels.lock"
+"$here/fetch-wheels.sh" "$work/wheels"
 mkdir -p "$rootfs/tmp/wheels"
-cp "$work"/wheels/*.whl "$here/wheels.lock" "$rootfs/tmp/wheels/"
+cp "$work"/wheels/* "$here/install-venv.sh" "$rootfs/tmp/wheels/"
 
-log "stage 2: venv /opt/bambupi (under emulation)"
-in_root python3 -m venv /opt/bambupi
-in_root /opt/bambupi/bin/pip install -q --no-index --no-deps --require-hashes --find-links /tmp/wheels \
-  -r /tmp/wheels/wheels.lock
-in_root sh -c '/opt/bambupi/bin/pip install -q --no-index --no-deps /tmp/wheels/bambupi-*.whl'
+log "stage 2: venv /opt/bambupi-$version, linked as /opt/bambupi (under emulation)"
+in_root sh /tmp/wheels/install-venv.sh /tmp/wheels
 rm -rf "$rootfs/tmp/wheels"
 ln -sf /opt/bambupi/bin/bambupi "$rootfs/usr/local/bin/bambupi"
 
@@ -110,5 +102,7 @@ rm -f "$boot_img" "$root_img"
 log "compress"
 out="$dist/bambupi-$version-arm64.img.zst"
 zstd -q -f -T0 -10 "$img" -o "$out"
+# bmaptool copies only the blocks the map lists (most of the root partition is empty).
+bmaptool -q create "$img" -o "$dist/bambupi-$version-arm64.img.bmap"
 (cd "$dist" && sha256sum "$(basename "$out")" > "$(basename "$out").sha256")
 log "done: $out ($(du -h "$out" | cut -f1) compressed, $(du -h --apparent-size "$img" | cut -f1) raw); raw image: $img"

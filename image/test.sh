@@ -21,7 +21,8 @@ log "build took $((built - started)) s"
 
 rm -rf "$test_dir"; mkdir -p "$test_dir"
 img="$test_dir/disk.img"
-cp --sparse=always "$work/bambupi-$version-arm64.img" "$img"
+# The card is written from what users download: the compressed image and its block map, as bmaptool does.
+bmaptool -q copy "${IMAGE_DIST:-$repo/dist}/bambupi-$version-arm64.img.zst" "$img"
 # Partition offsets from the image's own table.
 read -r boot_start root_start < <(sfdisk -J "$img" | "$python" -c \
   'import json,sys; p=json.load(sys.stdin)["partitiontable"]["partitions"]; print(p[0]["start"], p[1]["start"])')
@@ -84,7 +85,7 @@ booted=$(date +%s)
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
   -kernel "$test_dir/kernel" -initrd "$test_dir/initrd" -append "$cmdline console=ttyAMA0 panic=10" \
   -drive "file=$img,format=raw,if=virtio" \
-  -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:80" -device virtio-net-pci,netdev=net0 \
+  -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:80" -device virtio-net-pci,netdev=net0,romfile= \
   -serial "file:$test_dir/serial.log" -monitor none < /dev/null > "$test_dir/qemu.log" 2>&1 &
 qemu_pid=$!
 
