@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean image image-test
+.PHONY: run test lint typecheck pytest bench clean image image-test image-test-pi3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ image: $(STAMP)
 # Build, then boot it in QEMU against `bambupi sim`; records image/verified.sha256 on success.
 image-test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python" image/test.sh
+
+# Optional, after `make image`: boot it as QEMU's Raspberry Pi 3B through its own boot files (~3 min).
+image-test-pi3: $(STAMP)
+	PYTHON="$(CURDIR)/$(BIN)/python" image/test-pi3.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache

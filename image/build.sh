@@ -33,7 +33,9 @@ base="$work/base-$stage1_key.tar"
 if [ ! -f "$base" ]; then
   log "stage 1: mmdebstrap $RELEASE arm64 -> $base"
   rm -f "$work"/base-*.tar
+  # Retries: a CI run downloads ~300 packages; one dropped connection should not fail the build.
   mmdebstrap --mode=root --architectures=arm64 --variant=minbase --components="main non-free-firmware" \
+    --aptopt='Acquire::Retries "5"' \
     --include="$packages" \
     --essential-hook='env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$1" dpkg-divert --local --rename --add /usr/sbin/update-initramfs && ln -sf /bin/true "$1/usr/sbin/update-initramfs"' \
     --customize-hook="ROOT_LABEL=$ROOT_LABEL $here/stage1-hook.sh \"\$1\"" \

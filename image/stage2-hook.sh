@@ -32,6 +32,9 @@ install -d "$root/etc/systemd/system/ssh.service.d"
 install -m 0644 "$here/units/ssh.service.d/bambupi.conf" "$root/etc/systemd/system/ssh.service.d/"
 in_root systemctl enable bambupi.service bambupi-firstboot.service bambupi-growroot.service bambupi-sshkeys.service \
   NetworkManager.service avahi-daemon.service systemd-timesyncd.service ssh.service
+# sshd only as ssh.service, whose drop-in starts it only when a key is installed: the socket-activated variant would
+# listen on port 22 regardless. No console wizard either: the box has no keyboard, the settings come from the card.
+in_root systemctl mask ssh.socket systemd-firstboot.service
 # Only /var/lib/bambupi is written to the card in normal running: the journal in RAM, /tmp on tmpfs.
 install -d "$root/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n' > "$root/etc/systemd/journald.conf.d/bambupi.conf"
