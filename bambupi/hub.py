@@ -118,9 +118,14 @@ class Subscription:
         self.seen = -1
 
     async def next(self) -> dict[str, PrinterObject]:
+        await self.wait()
+        return self._hub.snapshot()
+
+    async def wait(self) -> None:
+        """:meth:`next` without the snapshot, for a consumer that reads state its own way (the WebSocket
+        sessions share one snapshot per hub version: building one per client per change was most of their cost)."""
         await self._hub._wait_version_after(self.seen)
         self.seen = self._hub.version
-        return self._hub.snapshot()
 
 
 class StateHub:

@@ -40,6 +40,24 @@ async def test_subscriber_gets_only_the_latest_state_and_costs_nothing_while_awa
     assert waited.cancelled_caught  # nothing new since the last call
 
 
+async def test_wait_wakes_once_per_change_without_building_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = hub_for()
+    built: list[int] = []
+    real = hub.snapshot
+    monkeypatch.setattr(hub, "snapshot", lambda: built.append(hub.version) or real())
+    subs = [hub.subscribe() for _ in range(50)]
+    for sub in subs:
+        await sub.wait()
+    hub.apply_message("p", report(gcode_state="RUNNING", mc_percent=5))
+    for sub in subs:
+        await sub.wait()
+        assert sub.seen == hub.version
+    with trio.move_on_after(0.05) as waited:
+        await subs[0].wait()
+    assert waited.cancelled_caught  # nothing new since the last call
+    assert built == []  # 50 subscribers woke twice and no snapshot was built for them
+
+
 async def test_events_arrive_in_order_for_every_queue() -> None:
     hub = hub_for()
     panel, notify = hub.open_event_queue("panel"), hub.open_event_queue("notify")

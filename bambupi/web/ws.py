@@ -188,7 +188,7 @@ class _Session:
         # With a 0-size channel this holds at most one token while the sender is busy: latest-value.
         async with work:
             while True:
-                await subscription.next()
+                await subscription.wait()
                 await work.send(_STATE_CHANGED)
 
     async def _watch_events(self, queue: EventQueue, work: trio.MemorySendChannel[object]) -> None:
@@ -197,7 +197,7 @@ class _Session:
                 await work.send(await queue.get())
 
     async def _send_loop(self, subscription: Subscription, work: trio.MemoryReceiveChannel[object]) -> None:
-        await subscription.next()
+        await subscription.wait()
         version, sent = self.service.current()
         if not await self._send(encode({"type": "snapshot", "printers": sent})):
             return
