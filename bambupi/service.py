@@ -73,11 +73,18 @@ class Service:
         self.links: PrinterLinks
         self.notifier: Notifier
         self.frames: FrameHub
+        self.power: PowerService
+        self.panel: Panel | None = None
+        self._nursery: trio.Nursery
+        self._running: Running | None = None
+        self._panel_scope: trio.CancelScope | None = None
+        self._panel_stopped = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
         hub = StateHub(config.printers)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             links = PrinterLinks(hub, self.pins, nursery)
             for printer in config.printers:
                 await links.start(printer)
@@ -121,21 +128,18 @@ class Service:
             notifier = self.notifier = await nursery.start(Notifier(hub, config.notify).run)
             add_notify_routes(app, guard, notifier)
             power_store = await _open_power_store(self.storage_folder / config.storage.path.name)
-            power = await nursery.start(PowerService(hub, config.printers, power_store, config.power).run)
+            power = self.power = await nursery.start(PowerService(hub, config.printers, power_store, config.power).run)
             add_power_routes(app, guard, hub, power, power_store)
             add_settings_routes(
                 app, guard, config_path=config.source, current=lambda: self.config, reconfigure=self.reconfigure,
                 pins=self.pins, wake_link=lambda printer_id: links[printer_id].follow(links[printer_id].host),
             )
-            panel: Panel = await nursery.start(Panel(
-                hub, config.panel, config.alerts, setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME
-            ).run)
-            panel.auto_off_warnings, panel.cancel_auto_off = power.auto_off_warnings, power.cancel_auto_off
+            panel = await self._start_panel(config)
             # Quiet hours are one rule for the box: the panel's (time zone, clock sync) also holds notifications.
-            notifier.quiet = panel.quiet
+            notifier.quiet = lambda: self.panel is not None and self.panel.quiet()
             notifier.snapshot = functools.partial(_snapshot, hub, frames)
             notifier.job_energy = power.job_energy
-            add_panel_routes(app, panel)
+            add_panel_routes(app, lambda: self.panel)
             front = FrontDoor(app, config.web, native=first_match(native))
             port: int = await nursery.start(front.run)
             running = Running(
@@ -144,6 +148,7 @@ class Service:
             )
             running.panel = panel
             panel.url = running.url
+            self._running = running
             running.power = power
             log.info("bambupi is ready: open %s", running.url)
             _notify_systemd("READY=1")
@@ -181,9 +186,12 @@ class Service:
         if old.notify != new.notify:
             self.notifier.set_channels(new.notify)
             applied.append("notification channels updated")
+        if (old.panel, old.alerts) != (new.panel, new.alerts) and self.panel is not None:
+            await self._restart_panel(new)
+            applied.append("panel restarted with its new settings (quiet hours and time zone included)")
         restart = [
             name
-            for name in ("web", "panel", "alerts", "storage", "discovery", "camera")
+            for name in ("web", "storage", "discovery", "camera")
             if getattr(old, name) != getattr(new, name)
         ]
         if restart == ["web"] and _same_but_password(old.web, new.web):
@@ -192,6 +200,37 @@ class Service:
         for name in restart:
             log.info("settings: %s changed; it takes effect when bambupi restarts", name)
         return {"applied": applied, "restart_required": restart}
+
+
+    async def _start_panel(self, config: Config) -> Panel:
+        panel = Panel(
+            self.hub, config.panel, config.alerts, setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME
+        )
+        panel.auto_off_warnings, panel.cancel_auto_off = self.power.auto_off_warnings, self.power.cancel_auto_off
+        if self._running is not None:
+            panel.url = self._running.url
+        started: Panel = await self._nursery.start(self._run_panel, panel)
+        self.panel = started
+        if self._running is not None:
+            self._running.panel = started
+        return started
+
+    async def _run_panel(self, panel: Panel, *, task_status: trio.TaskStatus[Panel] = trio.TASK_STATUS_IGNORED) -> None:
+        stopped = self._panel_stopped = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._panel_scope = scope
+                await panel.run(task_status=task_status)
+        finally:
+            stopped.set()
+
+    async def _restart_panel(self, config: Config) -> None:
+        """Stop the panel (its pins and screen released) and start one with the new settings."""
+        if self._panel_scope is not None:
+            self._panel_scope.cancel()
+            await self._panel_stopped.wait()
+        self.panel = None
+        await self._start_panel(config)
 
 
 async def _snapshot(hub: StateHub, frames: FrameHub, printer_id: str) -> bytes | None:

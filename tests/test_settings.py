@@ -237,3 +237,32 @@ async def test_tokens_with_characters_no_service_issues_are_refused(
     config, problems = parse_config(plug)
     assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
     assert "_secret" not in str(problems[0])
+
+
+async def test_panel_and_quiet_hours_are_applied_live(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    box, client, csrf = logged_in
+    before = box.running.panel
+    assert before is not None and (await client.get("/api/panel")).json()["hardware"]["gpio"] == "none"
+    settings = {"panel": {"oled": "virtual", "gpio": "virtual", "buzzer": "passive", "rotate_s": 5},
+                "alerts": {"quiet_hours": "22:00-07:00", "time_zone": "Europe/Berlin"}}
+    r = await client.post("/api/settings", json={"settings": settings}, headers={CSRF: csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["applied"] == ["panel restarted with its new settings (quiet hours and time zone included)"]
+    assert r.json()["restart_required"] == []
+    panel = box.running.panel
+    assert panel is not None and panel is not before
+    assert panel.config.buzzer == "passive" and panel.config.rotate_s == 5
+    assert panel.alerts.quiet_hours is not None and panel.tz is not None and str(panel.tz) == "Europe/Berlin"
+    status = (await client.get("/api/panel")).json()
+    assert status["hardware"] == {"oled": "virtual", "gpio": "virtual"} and status["buzzer"]["kind"] == "passive"
+    png = await client.get("/api/panel.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    # The notifier's quiet hours follow the running panel, not the one it started with.
+    assert box.running.notifier is not None
+    panel.clock_synced = lambda: True
+    panel.wall = lambda: 1_700_000_000.0  # 2023-11-14 22:13 UTC = 23:13 in Berlin
+    assert box.running.notifier.quiet() is True
+    panel.wall = lambda: 1_700_000_000.0 + 3600 * 12  # 11:13 in Berlin
+    assert box.running.notifier.quiet() is False
+    # The old panel's event queue is closed: it no longer holds the hub's events.
+    assert [q.name for q in box.running.hub._queues].count("panel") == 1

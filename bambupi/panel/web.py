@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Final
 
 import bottle
@@ -11,6 +12,7 @@ import trio
 from PIL import Image
 
 from bambupi.panel.service import Panel
+from bambupi.web.responses import error_response
 
 PNG_SCALE: Final = 4
 
@@ -23,15 +25,23 @@ def panel_png(image: Image.Image, scale: int = PNG_SCALE) -> bytes:
     return out.getvalue()
 
 
-def add_panel_routes(app: bottle.Bottle, panel: Panel) -> None:
+def add_panel_routes(app: bottle.Bottle, current: Callable[[], Panel | None]) -> None:
+    """``current`` gives the running panel (the settings page may have restarted it with new settings)."""
+
     def status() -> str:
+        panel = trio.from_thread.run_sync(current)
+        if panel is None:
+            return error_response(503, "the panel is restarting")
         body = trio.from_thread.run_sync(panel.status)
         bottle.response.content_type = "application/json"
         bottle.response.set_header("Cache-Control", "no-store")
         return json.dumps(body, separators=(",", ":"))
 
-    def png() -> bytes:
-        image = trio.from_thread.run_sync(lambda: panel.image.copy())
+    def png() -> bytes | str:
+        panel = trio.from_thread.run_sync(current)
+        if panel is None:
+            return error_response(503, "the panel is restarting")
+        image = trio.from_thread.run_sync(panel.image.copy)
         bottle.response.content_type = "image/png"
         bottle.response.set_header("Cache-Control", "no-store")
         return panel_png(image)
