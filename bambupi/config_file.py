@@ -127,16 +127,19 @@ def settings_view(document: TOMLDocument) -> dict[str, Any]:
 
 
 def schema_view() -> dict[str, Any]:
-    """What the settings page needs to build its form: each section's keys and which are secret or lists."""
+    """What the settings page needs to build its form: each section's keys and which are secret or lists, and
+    the sub-tables inside its tables (a printer's ``plug``)."""
+    return {name: _section_schema(section) for name, section in SCHEMA.items()}
+
+
+def _section_schema(section: Section) -> dict[str, Any]:
     return {
-        name: {
-            "many": section.many,
-            "keys": list(section.options),
-            "required": [k for k, o in section.options.items() if o.required],
-            "secret": [k for k, o in section.options.items() if o.secret],
-            "lists": [k for k, o in section.options.items() if o.is_list],
-        }
-        for name, section in SCHEMA.items()
+        "many": section.many,
+        "keys": list(section.options),
+        "required": [k for k, o in section.options.items() if o.required],
+        "secret": [k for k, o in section.options.items() if o.secret],
+        "lists": [k for k, o in section.options.items() if o.is_list],
+        "tables": {name: _section_schema(sub) for name, sub in section.tables.items()},
     }
 
 
@@ -146,6 +149,9 @@ def _table_view(section: Section, table: dict[str, Any]) -> dict[str, Any]:
         value = table.get(key)
         plain = value.unwrap() if isinstance(value, Item) else value
         out[key] = MASK if option.secret and plain is not None else plain
+    for name, sub in section.tables.items():
+        raw = table.get(name)
+        out[name] = _table_view(sub, raw) if isinstance(raw, dict) else None
     return out
 
 
@@ -182,6 +188,17 @@ def apply_settings(document: TOMLDocument, changes: dict[str, Any]) -> None:
 
 def _apply_table(section: Section, table: Table, values: dict[str, Any], path: str) -> Table:
     for key, value in values.items():
+        sub = section.tables.get(key)
+        if sub is not None:  # a sub-table ([printer.plug]): null removes it, a table edits it in place
+            if value is None:
+                table.pop(key, None)
+            elif isinstance(value, dict):
+                current = table.get(key)
+                table[key] = _apply_table(sub, current if isinstance(current, Table) else tomlkit.table(), value,
+                                          f"{path}.{key}")
+            else:
+                raise ValueError(f"{path}.{key}: must be a table or null")
+            continue
         option = section.options.get(key)
         if option is None:
             raise ValueError(f"{path}.{key}: unknown key")

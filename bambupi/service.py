@@ -170,19 +170,26 @@ class Service:
         for printer_id in before.keys() - after.keys():
             links.stop(printer_id)
             self.frames.remove_printer(printer_id)
+            await self.power.remove_printer(printer_id)
             hub.remove_printer(printer_id)
             applied.append(f"printer {printer_id} removed")
         for printer_id, printer in after.items():
             if printer_id not in before:
                 hub.add_printer(printer)
                 self.frames.add_printer(printer)
+                await self.power.update_printer(printer)
                 await links.start(printer)
                 applied.append(f"printer {printer_id} added")
             elif printer != before[printer_id]:
+                old_printer = before[printer_id]
                 hub.update_printer_config(printer)
                 self.frames.update_printer(printer)
-                await links.restart(printer)
-                applied.append(f"printer {printer_id} reconnected with its new settings")
+                if await self.power.update_printer(printer):
+                    change = "removed" if printer.plug is None else "set"
+                    applied.append(f"printer {printer_id}: smart plug {change}")
+                if dataclasses.replace(old_printer, plug=None) != dataclasses.replace(printer, plug=None):
+                    await links.restart(printer)
+                    applied.append(f"printer {printer_id} reconnected with its new settings")
         if old.notify != new.notify:
             self.notifier.set_channels(new.notify)
             applied.append("notification channels updated")

@@ -70,6 +70,22 @@ async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) 
             assert 'name = "Garage P1S"' in box.config_path.read_text()
             html = await page.evaluate("document.documentElement.outerHTML")
             assert "11223344" not in html  # the access code never reaches the browser
+            assert "[printer.plug]" not in box.config_path.read_text()  # empty plug fields: no plug
+
+            # The printer's smart plug, in its own part of the printer's box.
+            await page.wait_for("document.getElementById('printer[0].plug.kind') != null", 10)
+            await page.evaluate(
+                "document.getElementById('printer[0].plug.kind').value = 'shelly2';"
+                "document.getElementById('printer[0].plug.address').value = 'http://127.0.0.1:9';"
+                "document.getElementById('printer[0].plug.password').value = 'plug-secret-1';"
+                "document.getElementById('form').requestSubmit();"
+            )
+            await page.wait_for("document.getElementById('status').textContent.includes('smart plug set')", 10)
+            text = box.config_path.read_text()
+            assert '[printer.plug]\nkind = "shelly2"' in text and 'password = "plug-secret-1"' in text
+            await page.wait_for("document.getElementById('printer[0].plug.kind')?.value === 'shelly2'", 10)
+            html = await page.evaluate("document.documentElement.outerHTML")
+            assert "plug-secret-1" not in html
         nursery.cancel_scope.cancel()
 
 

@@ -16,6 +16,7 @@ import trio
 from bambupi.config import parse_config
 from bambupi.config_file import write_atomically
 from bambupi.secret import MASK
+from bambupi.sim.plug import SimulatedPlug
 from tests.test_login import CODE, Box, online, setup_and_login, start_box
 
 CSRF = "X-CSRF-Token"
@@ -266,3 +267,34 @@ async def test_panel_and_quiet_hours_are_applied_live(logged_in: tuple[Box, http
     assert box.running.notifier.quiet() is False
     # The old panel's event queue is closed: it no longer holds the hub's events.
     assert [q.name for q in box.running.hub._queues].count("panel") == 1
+
+
+async def test_a_printers_smart_plug_is_set_and_removed_live(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    box, client, csrf = logged_in
+    async with trio.open_nursery() as nursery:
+        plug = await nursery.start(SimulatedPlug(box.sim.printer, password="plug-pass-123").run)
+        printers = (await client.get("/api/settings")).json()["settings"]["printer"]
+        assert printers[0]["plug"] is None
+        assert (await client.get("/api/power")).json()["printers"]["garage"]["plug"] is None
+        printers[0]["plug"] = {"kind": "tasmota", "address": plug.url, "password": "plug-pass-123",
+                               "price_per_kwh": 0.3}
+        r = await client.post("/api/settings", json={"settings": {"printer": printers}}, headers={CSRF: csrf})
+        assert r.status_code == 200, r.text
+        assert r.json()["applied"] == ["printer garage: smart plug set"]  # the MQTT link was left alone
+        with trio.fail_after(10):  # sampled at once, without a restart
+            while (await client.get("/api/power")).json()["printers"]["garage"].get("reading") is None:
+                await trio.sleep(0.1)
+        text = box.config_path.read_text()
+        assert "[printer.plug]" in text and "# the one in the garage" in text and "plug-pass-123" in text
+        view = await client.get("/api/settings")
+        assert view.json()["settings"]["printer"][0]["plug"]["password"] == MASK
+        assert b"plug-pass-123" not in view.content
+
+        printers = view.json()["settings"]["printer"]
+        printers[0]["plug"] = None
+        r = await client.post("/api/settings", json={"settings": {"printer": printers}}, headers={CSRF: csrf})
+        assert r.status_code == 200, r.text
+        assert r.json()["applied"] == ["printer garage: smart plug removed"]
+        assert (await client.get("/api/power")).json()["printers"]["garage"]["plug"] is None
+        assert "[printer.plug]" not in box.config_path.read_text()
+        nursery.cancel_scope.cancel()

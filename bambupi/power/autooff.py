@@ -112,6 +112,15 @@ class AutoOff:
         self._timers: dict[str, Timer] = {}
         self._last: dict[str, Decision] = {}
 
+    def set_policy(self, printer_id: str, policy: PlugConfig | None) -> None:
+        """A plug edited on the settings page: a new policy starts unarmed (a pending countdown is dropped)."""
+        self._timers.pop(printer_id, None)
+        self._last.pop(printer_id, None)
+        if policy is not None and policy.auto_off:
+            self.policies[printer_id] = policy
+        else:
+            self.policies.pop(printer_id, None)
+
     def on_event(self, event: dict[str, Any], now: float) -> None:
         printer_id = event.get("printer")
         policy = self.policies.get(printer_id) if isinstance(printer_id, str) else None

@@ -102,6 +102,8 @@ class PowerService:
         self._flush_now = trio.Event()
         self._last_downsample = -math.inf
         self.store_error: str | None = None
+        self._nursery: trio.Nursery | None = None
+        self._plug_tasks: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
 
     # -- the service -------------------------------------------------------------------------------------------
 
@@ -110,12 +112,11 @@ class PowerService:
         try:
             await self._resume_open_jobs()
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._events, queue)
                 nursery.start_soon(self._flusher)
                 for printer_id in self._plugs:
-                    nursery.start_soon(self._sampler, printer_id)
-                    if printer_id in self.auto_off.policies:
-                        nursery.start_soon(self._auto_off_loop, printer_id)
+                    await nursery.start(self._run_plug, printer_id)
                 task_status.started(self)
         finally:
             self.hub.close_event_queue(queue)
@@ -125,6 +126,52 @@ class PowerService:
                     await state.plug.aclose()
                 if self.store is not None:
                     await trio.to_thread.run_sync(self.store.close)
+
+    async def _run_plug(
+        self, printer_id: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """One plug's sampling and auto-off, stoppable on its own when the settings page changes the plug."""
+        stopped = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._plug_tasks[printer_id] = (scope, stopped)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sampler, printer_id)
+                    if printer_id in self.auto_off.policies:
+                        nursery.start_soon(self._auto_off_loop, printer_id)
+                    task_status.started()
+        finally:
+            stopped.set()
+
+    # -- called by the service (settings page) ---------------------------------------------------------------
+
+    async def update_printer(self, printer: PrinterConfig) -> bool:
+        """A printer added or edited while running; its plug is replaced when its settings changed. True if so."""
+        self._models[printer.id] = printer.model
+        current = self._plugs.get(printer.id)
+        if (current.config if current is not None else None) == printer.plug:
+            return False
+        await self._stop_plug(printer.id)
+        self.auto_off.set_policy(printer.id, printer.plug)
+        if printer.plug is not None and self._nursery is not None:
+            self._plugs[printer.id] = _PlugState(make_plug(printer.plug), printer.plug)
+            await self._nursery.start(self._run_plug, printer.id)
+        return True
+
+    async def remove_printer(self, printer_id: str) -> None:
+        await self._stop_plug(printer_id)
+        self.auto_off.set_policy(printer_id, None)
+        self._models.pop(printer_id, None)
+
+    async def _stop_plug(self, printer_id: str) -> None:
+        task = self._plug_tasks.pop(printer_id, None)
+        if task is not None:
+            scope, stopped = task
+            scope.cancel()
+            await stopped.wait()  # its last request finished or cancelled before the client closes
+        state = self._plugs.pop(printer_id, None)
+        if state is not None:
+            await state.plug.aclose()
 
     # -- called by the web and the panel -------------------------------------------------------------------------
 
