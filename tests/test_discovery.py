@@ -92,20 +92,30 @@ async def test_announcements_over_udp_become_candidates_and_junk_is_ignored() ->
     assert followed == [("01P00A000000001", "192.168.1.11")]
 
 
-async def test_a_printer_that_moved_is_followed_and_comes_online(tmp_path: Path) -> None:
-    serial, code = "01P00A000000077", "55667788"
-    async with trio.open_nursery() as nursery:
-        sim = Simulator("P1S", serial, code, scenario="idle")
-        await nursery.start(sim.run)
-        config = PrinterConfig(
-            id="p", name="P", model="P1S", host="127.0.0.2", serial=serial, access_code=Secret(code),
-            mqtt_port=sim.mqtt_port, reconnect_max_s=30, connect_timeout_s=2,
-        )
-        hub = StateHub([config])
-        pins = PinStore(tmp_path / "pins.json")
+async def moved_printer(
+    nursery: trio.Nursery, tmp_path: Path, serial: str, *, pinned: bool
+) -> tuple[Simulator, StateHub, PrinterLink, PinStore]:
+    """A simulated printer at 127.0.0.1 whose configured address (127.0.0.2) is stale, and its (offline) link."""
+    code = "55667788"
+    sim = Simulator("P1S", serial, code, scenario="idle")
+    await nursery.start(sim.run)
+    config = PrinterConfig(
+        id="p", name="P", model="P1S", host="127.0.0.2", serial=serial, access_code=Secret(code),
+        mqtt_port=sim.mqtt_port, reconnect_max_s=30, connect_timeout_s=2,
+    )
+    hub = StateHub([config])
+    pins = PinStore(tmp_path / "pins.json")
+    if pinned:
         pins.set("p", SIM_PIN)  # it connected before, at its old address
-        link = await nursery.start(PrinterLink(config, hub, pins).run)
-        await wait_for(lambda: hub.printer("p")["connection"] == "offline")
+    link = await nursery.start(PrinterLink(config, hub, pins).run)
+    await wait_for(lambda: hub.printer("p")["connection"] == "offline")
+    return sim, hub, link, pins
+
+
+async def test_a_printer_that_moved_is_followed_and_comes_online(tmp_path: Path) -> None:
+    serial = "01P00A000000077"
+    async with trio.open_nursery() as nursery:
+        _, hub, link, _ = await moved_printer(nursery, tmp_path, serial, pinned=True)
         discovery = Discovery(
             lambda: {serial: link.host}, lambda s, h: link.follow(h), host="127.0.0.1", port=0
         )
@@ -122,18 +132,8 @@ async def test_a_printer_never_pinned_is_not_followed_to_an_announced_address(
 ) -> None:
     # Anyone on the LAN can announce a serial: a printer with no pinned certificate would pin the announcer's
     # and send it the access code.
-    serial, code = "01P00A000000078", "55667788"
     async with trio.open_nursery() as nursery:
-        sim = Simulator("P1S", serial, code, scenario="idle")
-        await nursery.start(sim.run)
-        config = PrinterConfig(
-            id="p", name="P", model="P1S", host="127.0.0.2", serial=serial, access_code=Secret(code),
-            mqtt_port=sim.mqtt_port, reconnect_max_s=30, connect_timeout_s=2,
-        )
-        hub = StateHub([config])
-        pins = PinStore(tmp_path / "pins.json")
-        link = await nursery.start(PrinterLink(config, hub, pins).run)
-        await wait_for(lambda: hub.printer("p")["connection"] == "offline")
+        sim, hub, link, pins = await moved_printer(nursery, tmp_path, "01P00A000000078", pinned=False)
         assert link.follow("127.0.0.1") is False
         await trio.sleep(0.5)
         assert link.host == "127.0.0.2" and hub.printer("p")["connection"] == "offline"

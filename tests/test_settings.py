@@ -63,13 +63,6 @@ async def test_edit_keeps_comments_and_reconnects_the_printer(logged_in: tuple[B
     r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
     assert r.status_code == 200, r.text
 
-    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
-    plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
-        'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
-        'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
-    config, problems = parse_config(plug)
-    assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
-    assert "_secret" not in str(problems[0])
     assert r.json()["applied"] == ["printer garage reconnected with its new settings"]
     text = box.config_path.read_text()
     for comment in ("# my box — keep this comment", "# the one in the garage", "# loopback only"):
@@ -112,13 +105,6 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
     r = await client.post("/api/settings", json={"settings": {"printer": [printer, second]}}, headers={CSRF: csrf})
     assert r.status_code == 200, r.text
 
-    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
-    plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
-        'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
-        'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
-    config, problems = parse_config(plug)
-    assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
-    assert "_secret" not in str(problems[0])
     assert r.json()["applied"] == ["printer loft added"]
     ids = [p["id"] for p in (await client.get("/api/printers")).json()]
     assert ids == ["garage", "loft"]
@@ -138,13 +124,6 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     r = await client.post("/api/settings", json={"settings": {"notify": [channel]}}, headers={CSRF: csrf})
     assert r.status_code == 200, r.text
 
-    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
-    plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
-        'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
-        'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
-    config, problems = parse_config(plug)
-    assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
-    assert "_secret" not in str(problems[0])
     assert r.json()["applied"] == ["notification channels updated"]
     assert box.running.notifier is not None and list(box.running.notifier.channels) == ["phone"]
     assert box.running.notifier.channels["phone"].config.events == ("finished", "hms")
@@ -231,13 +210,20 @@ async def test_tokens_with_characters_no_service_issues_are_refused(
     )
     assert r.status_code == 200, r.text
 
-    # A plug's token is only set in the file (the settings page does not edit plugs): check-config says the same.
+    # The same rule for a plug's token, through the settings page and in the file (check-config).
+    printers = (await client.get("/api/settings")).json()["settings"]["printer"]
+    printers[0]["plug"] = {"kind": "homeassistant", "address": "http://127.0.0.1:9", "entity": "switch.printer",
+                           "token": "ey.h\u00e4_secret"}
+    r = await client.post("/api/settings", json={"settings": {"printer": printers}}, headers={CSRF: csrf})
+    assert r.status_code == 400 and [f["key"] for f in r.json()["fields"]] == ["printer[0].plug.token"]
+    assert "_secret" not in r.text
     plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
         'access_code = "11223344"\n[printer.plug]\nkind = "homeassistant"\naddress = "http://127.0.0.1:9"\n' \
         'entity = "switch.printer"\ntoken = "ey.h\u00e4_secret"\n'
     config, problems = parse_config(plug)
     assert config is None and [(p.key, p.line) for p in problems] == [("printer[0].plug.token", 11)]
     assert "_secret" not in str(problems[0])
+
 
 
 async def test_panel_and_quiet_hours_are_applied_live(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
