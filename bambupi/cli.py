@@ -231,7 +231,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_trust(args: argparse.Namespace) -> int:
     from bambupi.printer.link import probe_fingerprint
-    from bambupi.printer.pins import PinStore
+    from bambupi.printer.pins import PinStore, camera_pin_key
 
     config = _load(args.config)
     setup_logging(args.verbose, config_secrets(config))
@@ -249,6 +249,7 @@ def cmd_trust(args: argparse.Namespace) -> int:
         return 1
     old = pins.get(printer.id)
     pins.set(printer.id, seen)
+    pins.forget(camera_pin_key(printer.id))  # the camera's is taken afresh at its next connection
     print(f"{printer.id}: now trusting {seen}" + (f" (was {old})" if old and old != seen else ""))
     if printer.tls_fingerprint:
         print(

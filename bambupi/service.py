@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from bambupi.camera.hub import FrameHub
+from bambupi.camera.hub import FrameHub, default_source
 from bambupi.camera.mjpeg import CameraRoutes
 from bambupi.camera.page import add_camera_page
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker
@@ -97,7 +97,9 @@ class Service:
             native.append(WebSocketService(hub).router)
             camera = config.camera
             frames = FrameHub(
-                hub, config.printers, linger_s=camera.linger_s, keep_open_while_printing=camera.keep_open_while_printing
+                hub, config.printers, linger_s=camera.linger_s,
+                keep_open_while_printing=camera.keep_open_while_printing,
+                source_for=functools.partial(default_source, pins=self.pins),
             )
             self.frames = await nursery.start(frames.run)
             store = SnapshotStore(

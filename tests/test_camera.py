@@ -3,11 +3,13 @@ framing. Frames flow through real sockets: simulator camera -> FrameHub -> front
 
 from __future__ import annotations
 
+import importlib.resources
 import io
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -30,9 +32,10 @@ from bambupi.camera.jpeg import (
 )
 from bambupi.camera.mjpeg import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
-from bambupi.camera.source import RtspsSource
+from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig, WebConfig
 from bambupi.hub import StateHub
+from bambupi.printer.pins import PinStore, camera_pin_key, fingerprint
 from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
@@ -244,6 +247,32 @@ async def test_frames_are_relayed_byte_identical_and_decodable(rig: Rig) -> None
     assert status == 200 and headers["content-type"] == "image/jpeg" and body in rig.sim.camera.sent
     assert float(headers["x-frame-age"]) < 1.0
     await viewer.stream.aclose()
+
+
+async def test_the_cameras_certificate_is_pinned_and_another_one_never_gets_the_access_code(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, camera_port=0, camera_fps=10.0)
+        await nursery.start(sim.run)
+        assert sim.camera is not None and sim.camera_port
+        pins = PinStore(tmp_path / "tls-pins.json")
+        source = Tls6000Source("127.0.0.1", sim.camera_port, Secret(CODE), connect_timeout_s=5, pins=pins,
+                               pin_key=camera_pin_key("p1"))
+        frames: list[bytes] = []
+        with trio.fail_after(10), trio.CancelScope() as scope:
+            await source.stream(lambda data: (frames.append(data), scope.cancel()))
+        assert frames and pins.get("p1/camera") == fingerprint(
+            ssl.PEM_cert_to_DER_cert((importlib.resources.files("bambupi") / "data" / "sim-cert.pem").read_text()))
+        assert pins.get("p1") is None  # the MQTT link's pin is its own
+
+        # Another device on the printer's address (here: the same camera with a pin it does not match).
+        pins.set("p1/camera", "sha256:" + "0" * 64)
+        logins = sim.camera.logins
+        with pytest.raises(CameraError, match="different certificate") as info:
+            await source.stream(lambda data: None)
+        assert info.value.retry_s == 60.0 and "bambupi trust" in str(info.value) and CODE not in str(info.value)
+        await trio.sleep(0.2)
+        assert sim.camera.logins == logins  # the access code was not sent
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("rig", [{"code": "87654321"}], indirect=True)

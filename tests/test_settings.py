@@ -15,6 +15,7 @@ import trio
 
 from bambupi.config import parse_config
 from bambupi.config_file import write_atomically
+from bambupi.printer.pins import PinStore
 from bambupi.secret import MASK
 from bambupi.sim.plug import SimulatedPlug
 from tests.test_login import CODE, Box, online, setup_and_login, start_box
@@ -139,10 +140,13 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
 
 
 async def test_trust_pins_the_certificate_the_printer_presents(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
-    _, client, csrf = logged_in
+    box, client, csrf = logged_in
     pinned = (await client.get("/api/settings")).json()["pins"]["garage"]
+    pins = PinStore(box.config_path.parent / "tls-pins.json")
+    pins.set("garage/camera", "sha256:" + "1" * 64)  # a camera pin from before the firmware update
     r = await client.post("/api/printers/garage/trust", headers={CSRF: csrf})
     assert r.status_code == 200 and r.json()["fingerprint"] == pinned == r.json()["previous"]
+    assert pins.get("garage/camera") is None  # taken afresh at the camera's next connection
     assert (await client.post("/api/printers/nope/trust", headers={CSRF: csrf})).status_code == 404
 
 

@@ -33,6 +33,7 @@ from bambupi.camera.source import CameraError, CameraSource, RtspsSource, Tls600
 from bambupi.config import PrinterConfig
 from bambupi.hub import StateHub
 from bambupi.printer.models import model_info
+from bambupi.printer.pins import PinStore, camera_pin_key
 
 log = logging.getLogger("bambupi.camera")
 
@@ -69,11 +70,15 @@ class Frame:
 SourceFactory = Callable[[PrinterConfig], CameraSource]
 
 
-def default_source(config: PrinterConfig) -> CameraSource:
+def default_source(config: PrinterConfig, pins: PinStore | None = None) -> CameraSource:
+    """The printer's camera; with ``pins``, a P1/A1 camera's certificate is pinned like the MQTT link's."""
     info = model_info(config.model)
     port = config.camera_port or info.camera_port
     if info.camera_kind == "tls6000":
-        return Tls6000Source(config.host, port, config.access_code, connect_timeout_s=config.connect_timeout_s)
+        return Tls6000Source(
+            config.host, port, config.access_code, connect_timeout_s=config.connect_timeout_s,
+            pins=pins, pin_key=camera_pin_key(config.id),
+        )
     return RtspsSource(config.host, port, config.access_code)
 
 

@@ -11,6 +11,7 @@ people (never containing the access code); :class:`~bambupi.camera.hub.FrameHub`
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import subprocess
@@ -29,7 +30,10 @@ from bambupi.camera.jpeg import (
     is_jpeg,
     parse_header,
 )
+from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.secret import Secret, redact
+
+log = logging.getLogger("bambupi.camera")
 
 OnFrame = Callable[[bytes], None]
 
@@ -94,9 +98,12 @@ class Tls6000Source:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 15.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        pins: PinStore | None = None,
+        pin_key: str = "",
     ) -> None:
         self.host, self.port = host, port
         self._access_code = access_code
+        self._pins, self._pin_key = pins, pin_key
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._max = max_frame_bytes
@@ -113,11 +120,32 @@ class Tls6000Source:
         except (OSError, trio.BrokenResourceError) as exc:
             raise CameraError(f"cannot connect to the camera at {where}: {_why(exc)}") from None
         try:
+            self._check_pin(stream, where)  # before the access code goes out
             await self._converse(stream, on_frame, where)
         except (OSError, trio.BrokenResourceError) as exc:
             raise CameraError(f"camera connection to {where} lost: {_why(exc)}") from None
         finally:
             await trio.aclose_forcefully(stream)
+
+    def _check_pin(self, stream: trio.SSLStream[trio.SocketStream], where: str) -> None:
+        """Trust on first use, like the MQTT link: the first certificate seen is pinned, a different one refused."""
+        if self._pins is None:
+            return
+        der = stream.getpeercert(binary_form=True)
+        if not der:
+            raise CameraError(f"the camera at {where} presented no certificate")
+        seen = fingerprint(der)
+        expected = self._pins.get(self._pin_key)
+        if expected is None:
+            self._pins.set(self._pin_key, seen)
+            log.info("camera at %s: pinned its certificate %s", where, seen)
+        elif seen != expected:
+            raise CameraError(
+                f"the camera at {where} presents a different certificate ({seen[:19]}..., pinned "
+                f"{expected[:19]}...): not sending the access code. If the printer's firmware was updated, use "
+                "\"Trust the printer's new certificate\" on the settings page or `bambupi trust`",
+                retry_s=60.0,
+            )
 
     async def _converse(self, stream: trio.SSLStream[trio.SocketStream], on_frame: OnFrame, where: str) -> None:
         await stream.send_all(auth_packet(self._access_code.reveal()))

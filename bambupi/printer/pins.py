@@ -17,6 +17,12 @@ from pathlib import Path
 log = logging.getLogger("bambupi.pins")
 
 
+def camera_pin_key(printer_id: str) -> str:
+    """The camera's pin, beside the printer's: a P1/A1 camera port is a TLS server of its own, and it is sent the
+    access code too."""
+    return f"{printer_id}/camera"
+
+
 def fingerprint(der: bytes) -> str:
     """``sha256:<hex>`` of a DER certificate."""
     return "sha256:" + hashlib.sha256(der).hexdigest()

@@ -97,6 +97,7 @@ class CameraServer:
         self.connections = 0
         self.clients = 0
         self.refused = 0
+        self.logins = 0  # auth packets received, right or wrong
         self.sent: deque[bytes] = deque(maxlen=32)  # the latest frames, for tests comparing bytes
 
     def inject(self, fault: str) -> None:
@@ -151,6 +152,7 @@ class CameraServer:
                 if not chunk:
                     return
                 packet += chunk
+        self.logins += 1
         auth = parse_auth(packet)
         if auth is None or auth[0] != "bblp" or not hmac.compare_digest(auth[1].encode(), self._access_code.encode()):
             self.refused += 1

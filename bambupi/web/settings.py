@@ -25,7 +25,7 @@ from bambupi.config_file import (
     settings_view,
 )
 from bambupi.printer.link import probe_fingerprint
-from bambupi.printer.pins import PinStore
+from bambupi.printer.pins import PinStore, camera_pin_key
 from bambupi.web.login import Guard
 from bambupi.web.responses import error_response, html_page, json_response, read_json_body
 
@@ -108,6 +108,7 @@ def add_settings_routes(
             return error_response(502, f"cannot reach {printer.host}:{printer.mqtt_port}: {exc or 'timeout'}")
         previous = pins.get(printer_id)
         pins.set(printer_id, seen)
+        pins.forget(camera_pin_key(printer_id))  # the camera's is taken afresh at its next connection
         log.info("%s: now trusting certificate %s (was %s)", printer_id, seen, previous)
         trio.from_thread.run_sync(wake_link, printer_id)
         note = "tls_fingerprint in the config file takes precedence; clear it" if printer.tls_fingerprint else None
