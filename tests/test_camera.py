@@ -322,6 +322,12 @@ async def test_broken_stream_drops_and_reconnects(rig: Rig, fault: str, reason: 
         assert is_jpeg(frame)
 
 
+async def test_head_on_the_stream_answers_headers_without_waking_the_camera(rig: Rig) -> None:
+    status, headers, body = await http_get(rig.port, "/api/printers/p1/camera", method="HEAD")
+    assert status == 200 and headers["content-type"].startswith("multipart/x-mixed-replace")
+    assert body == b"" and rig.camera_connections == 0
+
+
 async def test_twenty_viewers_share_one_upstream(rig: Rig) -> None:
     viewers = [await Viewer.open(rig.port) for _ in range(20)]
     async with trio.open_nursery() as nursery:

@@ -108,18 +108,21 @@ class CameraRoutes:
         except ValueError as exc:
             await self._send_json(stream, 400, {"error": f"fps: {exc}", "status": 400})
             return
+        head = _head(200, [
+            ("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            ("Cache-Control", "no-store, no-cache, must-revalidate"),
+            ("Pragma", "no-cache"),
+            ("X-Accel-Buffering", "no"),
+        ])  # fmt: skip
+        if request.method == "HEAD":  # what a GET would start with; no body, and no reason to wake the camera
+            await self._send(stream, head)
+            return
         frames = self._frames
         with frames.viewer(printer_id):
             first = await self._first_frame(printer_id)
             if first is None:
                 await self._unavailable(stream, printer_id)
                 return
-            head = _head(200, [
-                ("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}"),
-                ("Cache-Control", "no-store, no-cache, must-revalidate"),
-                ("Pragma", "no-cache"),
-                ("X-Accel-Buffering", "no"),
-            ])  # fmt: skip
             if not await self._send(stream, head):
                 return
             async with trio.open_nursery() as nursery:
