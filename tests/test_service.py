@@ -107,3 +107,15 @@ async def test_every_route_and_error_status(box: Box, caplog: pytest.LogCaptureF
     everything = b"".join(bodies)
     assert CODE.encode() not in everything
     assert CODE not in caplog.text
+
+
+async def test_a_static_path_outside_the_folder_is_a_json_403(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        config = Config(web=WebConfig(host="127.0.0.1", port=0))
+        running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+        async with httpx.AsyncClient(base_url=running.url) as client:
+            for path in ("/static/%2e%2e/api.py", "/static/..%2fapi.py"):
+                r = await client.get(path)
+                assert r.status_code == 403 and r.json() == {"error": "Access denied.", "status": 403}, path
+            assert (await client.get("/static/app.js")).status_code == 200
+        nursery.cancel_scope.cancel()

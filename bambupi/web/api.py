@@ -83,6 +83,6 @@ def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = Non
             return error_response(status, "internal error")
         return error_response(status, str(err.body) or "error")
 
-    for code in (400, 404, 405, 500):
+    for code in (400, 403, 404, 405, 500):  # JSON like every other answer, never Bottle's HTML page
         app.error_handler[code] = on_error
     return app
