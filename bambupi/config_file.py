@@ -102,8 +102,8 @@ def set_password_hash(path: Path, password_hash: str) -> None:
 def stored_password_hash(path: Path) -> str | None:
     """The admin password hash ``path`` holds now, or None (no file, no hash, or not one that could be used)."""
     try:
-        document = tomlkit.parse(path.read_text("utf-8"))
-    except (OSError, ValueError, ParseError):
+        document = read_document(path)
+    except (OSError, ConfigWriteError):
         return None
     web = document.get("web")
     value = web.get("admin_password_hash") if isinstance(web, dict) else None

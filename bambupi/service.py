@@ -31,6 +31,7 @@ from bambupi.printer.discovery import Discovery
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.links import PrinterLinks
 from bambupi.printer.pins import PinStore
+from bambupi.stoppable import Stoppable
 from bambupi.watchdog import Watchdog, probe_host, watchdog_interval
 from bambupi.web.api import make_app
 from bambupi.web.auth import Auth
@@ -77,8 +78,7 @@ class Service:
         self.panel: Panel | None = None
         self._nursery: trio.Nursery
         self._running: Running | None = None
-        self._panel_scope: trio.CancelScope | None = None
-        self._panel_stopped = trio.Event()
+        self._panel_task: Stoppable | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
@@ -210,7 +210,6 @@ class Service:
             log.info("settings: %s changed; it takes effect when bambupi restarts", name)
         return {"applied": applied, "restart_required": restart}
 
-
     async def _start_panel(self, config: Config) -> Panel:
         panel = Panel(
             self.hub, config.panel, config.alerts, setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME
@@ -218,26 +217,16 @@ class Service:
         panel.auto_off_warnings, panel.cancel_auto_off = self.power.auto_off_warnings, self.power.cancel_auto_off
         if self._running is not None:
             panel.url = self._running.url
-        started: Panel = await self._nursery.start(self._run_panel, panel)
-        self.panel = started
+        self._panel_task, _ = await Stoppable.start(self._nursery, panel.run)
+        self.panel = panel
         if self._running is not None:
-            self._running.panel = started
-        return started
-
-    async def _run_panel(self, panel: Panel, *, task_status: trio.TaskStatus[Panel] = trio.TASK_STATUS_IGNORED) -> None:
-        stopped = self._panel_stopped = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._panel_scope = scope
-                await panel.run(task_status=task_status)
-        finally:
-            stopped.set()
+            self._running.panel = panel
+        return panel
 
     async def _restart_panel(self, config: Config) -> None:
         """Stop the panel (its pins and screen released) and start one with the new settings."""
-        if self._panel_scope is not None:
-            self._panel_scope.cancel()
-            await self._panel_stopped.wait()
+        if self._panel_task is not None:
+            await self._panel_task.stop()
         self.panel = None
         await self._start_panel(config)
 

@@ -23,6 +23,7 @@ from bambupi.hub import EventQueue, StateHub
 from bambupi.power.autooff import AutoOff
 from bambupi.power.plugs import Plug, PlugError, PlugReading, make_plug
 from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError, energy_kwh
+from bambupi.stoppable import Stoppable
 
 log = logging.getLogger("bambupi.power")
 
@@ -103,7 +104,7 @@ class PowerService:
         self._last_downsample = -math.inf
         self.store_error: str | None = None
         self._nursery: trio.Nursery | None = None
-        self._plug_tasks: dict[str, tuple[trio.CancelScope, trio.Event]] = {}
+        self._plug_tasks: dict[str, Stoppable] = {}
 
     # -- the service -------------------------------------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class PowerService:
                 nursery.start_soon(self._events, queue)
                 nursery.start_soon(self._flusher)
                 for printer_id in self._plugs:
-                    await nursery.start(self._run_plug, printer_id)
+                    self._plug_tasks[printer_id], _ = await Stoppable.start(nursery, self._plug_loops, printer_id)
                 task_status.started(self)
         finally:
             self.hub.close_event_queue(queue)
@@ -127,21 +128,15 @@ class PowerService:
                 if self.store is not None:
                     await trio.to_thread.run_sync(self.store.close)
 
-    async def _run_plug(
+    async def _plug_loops(
         self, printer_id: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """One plug's sampling and auto-off, stoppable on its own when the settings page changes the plug."""
-        stopped = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._plug_tasks[printer_id] = (scope, stopped)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._sampler, printer_id)
-                    if printer_id in self.auto_off.policies:
-                        nursery.start_soon(self._auto_off_loop, printer_id)
-                    task_status.started()
-        finally:
-            stopped.set()
+        """One plug's sampling and auto-off, stopped on their own when the settings page changes the plug."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sampler, printer_id)
+            if printer_id in self.auto_off.policies:
+                nursery.start_soon(self._auto_off_loop, printer_id)
+            task_status.started()
 
     # -- called by the service (settings page) ---------------------------------------------------------------
 
@@ -155,7 +150,7 @@ class PowerService:
         self.auto_off.set_policy(printer.id, printer.plug)
         if printer.plug is not None and self._nursery is not None:
             self._plugs[printer.id] = _PlugState(make_plug(printer.plug), printer.plug)
-            await self._nursery.start(self._run_plug, printer.id)
+            self._plug_tasks[printer.id], _ = await Stoppable.start(self._nursery, self._plug_loops, printer.id)
         return True
 
     async def remove_printer(self, printer_id: str) -> None:
@@ -166,9 +161,7 @@ class PowerService:
     async def _stop_plug(self, printer_id: str) -> None:
         task = self._plug_tasks.pop(printer_id, None)
         if task is not None:
-            scope, stopped = task
-            scope.cancel()
-            await stopped.wait()  # its last request finished or cancelled before the client closes
+            await task.stop()  # its last request finished or cancelled before the client closes
         state = self._plugs.pop(printer_id, None)
         if state is not None:
             await state.plug.aclose()

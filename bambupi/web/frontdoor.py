@@ -181,14 +181,15 @@ class _ErrorLog(io.TextIOBase):
         return len(text)
 
 
-def error_body(status: int) -> bytes:
-    message = _ERROR_MESSAGES.get(status) or HTTPStatus(status).phrase.lower()
+def error_body(status: int, message: str | None = None) -> bytes:
+    message = message or _ERROR_MESSAGES.get(status) or HTTPStatus(status).phrase.lower()
     return json.dumps({"error": message, "status": status}, separators=(",", ":")).encode()
 
 
-def _closing_error_response(status: int) -> bytes:
-    """A complete error response written by hand: after a protocol error h11's state may not allow sending one."""
-    body = error_body(status)
+def closing_error_response(status: int, message: str | None = None) -> bytes:
+    """A complete error response written by hand: after a protocol error h11's state may not allow sending one,
+    and a native handler (``/ws``) that refuses a request has no h11 connection at all."""
+    body = error_body(status, message)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -363,7 +364,7 @@ class FrontDoor:
     async def _reject(self, stream: trio.SocketStream) -> None:
         try:
             with trio.move_on_after(_LINGER_S):
-                await stream.send_all(_closing_error_response(503))
+                await stream.send_all(closing_error_response(503))
             await _linger_close(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -459,7 +460,7 @@ class FrontDoor:
         if status is not None:
             log.debug("%s refused with %d", peer.remote[0], status)
             with trio.move_on_after(self._config.read_timeout_s):
-                await stream.send_all(_closing_error_response(status))
+                await stream.send_all(closing_error_response(status))
         await _linger_close(stream)
 
     @staticmethod

@@ -32,7 +32,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 
 from bambupi.hub import EventQueue, PrinterObject, StateHub, Subscription
 from bambupi.web.auth import cross_site
-from bambupi.web.frontdoor import NativeHandler, ReplayStream, Request
+from bambupi.web.frontdoor import NativeHandler, ReplayStream, Request, closing_error_response
 from bambupi.web.merge_patch import diff
 
 log = logging.getLogger("bambupi.web.ws")
@@ -148,13 +148,8 @@ class WebSocketService:
 
 
 async def _refuse_cross_site(stream: trio.abc.Stream, request: Request, replay: bytes) -> None:
-    body = encode({"error": "cross-site WebSocket refused: open the page from this box", "status": 403}).encode()
-    head = (
-        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n"
-    )
     with trio.move_on_after(_CLOSE_WAIT_S):
-        await stream.send_all(head.encode("ascii") + body)
+        await stream.send_all(closing_error_response(403, "cross-site WebSocket refused: open the page from this box"))
 
 
 class _Session:
