@@ -7,6 +7,8 @@ the old or the new file complete, never a half-written one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +26,10 @@ from bambupi.secret import MASK
 
 # Changed through their own flows (set-password, first visit), never through the settings form.
 READ_ONLY_KEYS = frozenset({"web.admin_password_hash"})
+
+# Each entry of a [[printer]] or [[notify]] list, as the settings read it, carries its identity under this key; a
+# save sends it back so that a hidden secret is kept from the same entry (see apply_settings).
+REF_KEY = "_ref"
 
 
 class ConfigWriteError(Exception):
@@ -120,7 +126,9 @@ def settings_view(document: TOMLDocument) -> dict[str, Any]:
         raw = document.get(name)
         if section.many:
             tables = raw if isinstance(raw, list) else []
-            view[name] = [_table_view(section, t) for t in tables if isinstance(t, dict)]
+            view[name] = [
+                {**_table_view(section, t), REF_KEY: entry_ref(section, t)} for t in tables if isinstance(t, dict)
+            ]
         else:
             view[name] = _table_view(section, raw if isinstance(raw, dict) else {})
     return view
@@ -156,11 +164,12 @@ def _table_view(section: Section, table: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_settings(document: TOMLDocument, changes: dict[str, Any]) -> None:
-    """Edit ``document`` in place; ValueError (naming the key) for a change of the wrong shape.
+    """Edit ``document`` in place; ValueError (naming the key or entry) for a change of the wrong shape or one
+    that would lose a value.
 
     Per key: a value sets it, null removes it (back to the default), a secret left empty or masked stays as it
-    is. A ``[[printer]]`` list replaces the printers: tables are matched by ``id`` and edited in place, so the
-    comments inside them survive; a printer left out is removed.
+    is. A list (``[[printer]]``, ``[[notify]]``) replaces the whole list; see :func:`_apply_list` for how its
+    entries are matched to the file's.
     """
     for name, value in changes.items():
         section = SCHEMA.get(name)
@@ -169,21 +178,66 @@ def apply_settings(document: TOMLDocument, changes: dict[str, Any]) -> None:
         if section.many:
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise ValueError(f"{name}: must be a list of tables")
-            existing = document.get(name)
-            by_id = {str(t.get("id")): t for t in existing} if isinstance(existing, AoT) else {}
-            tables = AoT([])
-            for index, item in enumerate(value):
-                table = by_id.get(str(item.get("id")))
-                tables.append(
-                    _apply_table(section, table if table is not None else tomlkit.table(), item, f"{name}[{index}]")
-                )
-            document[name] = tables
+            document[name] = _apply_list(section, name, document.get(name), value)
         else:
             if not isinstance(value, dict):
                 raise ValueError(f"{name}: must be a table")
             current = document.get(name)
             table = current if isinstance(current, Table) else tomlkit.table()
             document[name] = _apply_table(section, table, value, name)
+
+
+def entry_ref(section: Section, table: dict[str, Any]) -> str:
+    """The identity of one entry of a list as it stands in the file: a digest of what the settings show of it.
+
+    Secrets enter only as "set or not" (the digest is sent to the browser, and an 8-digit access code would be
+    easy to find from a digest of it), so a secret changed by hand is kept, not refused; anything else changed
+    since the page read the entry changes the digest, and the save is refused instead of undoing that change.
+    """
+    shown = json.dumps(_table_view(section, table), sort_keys=True, default=str)
+    return hashlib.sha256(shown.encode()).hexdigest()[:24]
+
+
+def _apply_list(section: Section, name: str, existing: object, items: list[dict[str, Any]]) -> AoT:
+    """The new ``[[name]]`` list: each item carrying an identity edits the file's entry it was read from, in place
+    (its comments and hidden secrets stay with it, whatever its new position or name); an item without one is new.
+
+    Position and name are no identity: after a removal, a rename or a reorder they point at another entry, and a
+    hidden secret would move to it. A save that cannot be matched like this is refused, naming the entry: one whose
+    entry changed in the file or is gone since the page read it, or two items that claim the same entry.
+    An entry no item claims is removed with its secrets.
+    """
+    tables = [t for t in existing if isinstance(t, Table)] if isinstance(existing, AoT) else []
+    by_ref: dict[str, list[Table]] = {}
+    for table in tables:
+        by_ref.setdefault(entry_ref(section, table), []).append(table)
+    claimed: dict[int, int] = {}  # id(table) -> index of the item that claimed it
+    out = AoT([])
+    for index, item in enumerate(items):
+        path = f"{name}[{index}]"
+        values = dict(item)
+        ref = values.pop(REF_KEY, None)
+        label = _entry_label(name, values)
+        if ref is None:
+            out.append(_apply_table(section, tomlkit.table(), values, path))
+            continue
+        matches = by_ref.get(str(ref), [])
+        if len(matches) != 1:
+            raise ValueError(
+                f"{path}: {label} changed in the file since the page loaded it (or was removed); reload the page"
+            )
+        table = matches[0]
+        if id(table) in claimed:
+            raise ValueError(f"{path}: {label} claims the same entry as {name}[{claimed[id(table)]}]")
+        claimed[id(table)] = index
+        out.append(_apply_table(section, table, values, path))
+    return out
+
+
+def _entry_label(name: str, values: dict[str, Any]) -> str:
+    what = {"printer": "printer", "notify": "channel"}.get(name, name)
+    ident = values.get("id") if name == "printer" else values.get("name")
+    return f"{what} {ident!r}" if isinstance(ident, str) and ident else f"this {what}"
 
 
 def _apply_table(section: Section, table: Table, values: dict[str, Any], path: str) -> Table:
@@ -207,6 +261,8 @@ def _apply_table(section: Section, table: Table, values: dict[str, Any], path: s
                 continue
             raise ValueError(f"{path}.{key}: change it with `bambupi set-password`")
         if option.secret and value in (None, "", MASK):
+            if value == MASK and key not in table:  # a new entry, or one whose secret was removed by hand
+                raise ValueError(f"{path}.{key}: no stored value to keep here; type it")
             continue
         if value is None:
             table.pop(key, None)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import tomlkit
 import trio
 
 from bambupi.config import parse_config
@@ -132,8 +133,9 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     assert view.json()["settings"]["notify"][0]["token"] == MASK and b"tk_very_secret" not in view.content
     assert view.json()["settings"]["notify"][0]["progress"] == [50]
     assert "events = [" in box.config_path.read_text()
+    read = view.json()["settings"]["notify"][0]
     r = await client.post(
-        "/api/settings", json={"settings": {"notify": [{**channel, "kind": "pushover", "token": ""}]}},
+        "/api/settings", json={"settings": {"notify": [{**read, "kind": "pushover", "token": ""}]}},
         headers={CSRF: csrf},
     )
     assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key"}
@@ -288,3 +290,137 @@ async def test_a_printers_smart_plug_is_set_and_removed_live(logged_in: tuple[Bo
         assert (await client.get("/api/power")).json()["printers"]["garage"]["plug"] is None
         assert "[printer.plug]" not in box.config_path.read_text()
         nursery.cancel_scope.cancel()
+
+
+# --- identity of [[notify]] and [[printer]] entries: a secret stays with its own entry --------------------------------
+
+ALPHA = {"name": "alpha", "kind": "webhook", "url": "http://127.0.0.1:9/alpha-url", "secret": "alpha-hmac-secret"}
+BETA = {"name": "beta", "kind": "ntfy", "url": "http://127.0.0.1:9/beta-url", "topic": "beta-topic",
+        "token": "tk_beta_token"}
+DELTA = {"name": "delta", "kind": "webhook", "url": "http://127.0.0.1:9/delta-url", "secret": "delta-hmac-secret"}
+CHANNEL_SECRETS = ("alpha-url", "alpha-hmac-secret", "beta-url", "tk_beta_token", "delta-url", "delta-hmac-secret")
+
+
+def channels_in_file(path: Path) -> dict[str, dict[str, object]]:
+    """Each channel's kind and secrets as the file holds them, by name, in file order."""
+    tables = tomlkit.parse(path.read_text()).unwrap().get("notify", [])
+    return {t["name"]: {k: t.get(k) for k in ("kind", "url", "topic", "token", "secret")} for t in tables}
+
+
+def own(channel: dict[str, str]) -> dict[str, object]:
+    return {k: channel.get(k) for k in ("kind", "url", "topic", "token", "secret")}
+
+
+async def save(client: httpx.AsyncClient, csrf: str, settings: dict[str, object]) -> httpx.Response:
+    return await client.post("/api/settings", json={"settings": settings}, headers={CSRF: csrf})
+
+
+async def view(client: httpx.AsyncClient, section: str) -> list[dict[str, object]]:
+    r = await client.get("/api/settings")
+    assert r.status_code == 200, r.text
+    for secret in CHANNEL_SECRETS:
+        assert secret not in r.text
+    return list(r.json()["settings"][section])
+
+
+async def test_each_channel_keeps_its_own_url_token_and_secret(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    box, client, csrf = logged_in
+    r = await save(client, csrf, {"notify": [ALPHA, BETA]})
+    assert r.status_code == 200, r.text
+    assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "beta": own(BETA)}
+
+    # Saved again as the page sends it: every secret masked or left out, each entry with the identity it was read with.
+    alpha, beta = await view(client, "notify")
+    assert alpha["url"] == MASK and beta["token"] == MASK and alpha["_ref"] != beta["_ref"]
+    r = await save(client, csrf, {"notify": [alpha, {**beta, "url": "", "token": ""}]})
+    assert r.status_code == 200, r.text
+    assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "beta": own(BETA)}
+
+    # Renamed: the channel keeps its own secrets under its new name.
+    alpha, beta = await view(client, "notify")
+    r = await save(client, csrf, {"notify": [alpha, {**beta, "name": "gamma"}]})
+    assert r.status_code == 200, r.text
+    assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "gamma": own(BETA)}
+
+    # A third one added after them.
+    alpha, gamma = await view(client, "notify")
+    r = await save(client, csrf, {"notify": [alpha, gamma, DELTA]})
+    assert r.status_code == 200, r.text
+    assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "gamma": own(BETA), "delta": own(DELTA)}
+
+    # The first removed: its secrets leave the file with it; the others keep theirs.
+    _, gamma, delta = await view(client, "notify")
+    r = await save(client, csrf, {"notify": [gamma, delta]})
+    assert r.status_code == 200, r.text
+    assert channels_in_file(box.config_path) == {"gamma": own(BETA), "delta": own(DELTA)}
+    assert "alpha-hmac-secret" not in box.config_path.read_text()
+
+    # The second (last) removed.
+    gamma, _ = await view(client, "notify")
+    r = await save(client, csrf, {"notify": [gamma]})
+    assert r.status_code == 200, r.text
+    assert channels_in_file(box.config_path) == {"gamma": own(BETA)}
+    assert "delta-hmac-secret" not in box.config_path.read_text()
+
+    # The running notifier got the same: the survivor posts to its own URL with its own token.
+    notifier = box.running.notifier
+    assert notifier is not None and list(notifier.channels) == ["gamma"]
+    config = notifier.channels["gamma"].config
+    assert config.url == BETA["url"] and config.token is not None and config.token.reveal() == BETA["token"]
+
+
+async def test_a_save_that_would_lose_or_move_a_secret_is_refused(
+    logged_in: tuple[Box, httpx.AsyncClient, str],
+) -> None:
+    box, client, csrf = logged_in
+    assert (await save(client, csrf, {"notify": [ALPHA, BETA]})).status_code == 200
+    alpha, beta = await view(client, "notify")
+    # Edited by hand (or in another tab) after this page loaded it.
+    box.config_path.write_text(box.config_path.read_text().replace('"beta-topic"', '"beta-elsewhere"'))
+    before = box.config_path.read_bytes()
+    refusals = [
+        ([alpha, beta], "notify[1]", "'beta' changed in the file since the page loaded it"),
+        ([alpha, {**beta, "_ref": "made-up"}], "notify[1]", "'beta' changed in the file since the page loaded it"),
+        ([alpha, {**alpha, "name": "alpha2"}], "notify[1]", "'alpha2' claims the same entry as notify[0]"),
+        ([alpha, {**DELTA, "secret": MASK}], "notify[1].secret", "no stored value to keep"),
+    ]
+    for channels, key, message in refusals:
+        r = await save(client, csrf, {"notify": channels})
+        assert r.status_code == 400, (channels, r.text)
+        assert [(f["key"], message in f["message"]) for f in r.json()["fields"]] == [(key, True)], r.text
+        assert "nothing was saved" in r.json()["error"]
+        for secret in CHANNEL_SECRETS:
+            assert secret not in r.text
+    assert box.config_path.read_bytes() == before
+
+    # Read again, the same change goes through.
+    alpha, beta = await view(client, "notify")
+    assert beta["topic"] == "beta-elsewhere"
+    assert (await save(client, csrf, {"notify": [alpha, beta]})).status_code == 200
+    assert channels_in_file(box.config_path)["beta"]["token"] == BETA["token"]
+
+
+async def test_each_printer_keeps_its_own_access_code(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
+    box, client, csrf = logged_in
+    loft = {"id": "loft", "model": "A1", "host": "127.0.0.1", "serial": "03919A000000001",
+            "access_code": "87654321", "mqtt_port": 9}
+    [garage] = await view(client, "printer")
+    assert (await save(client, csrf, {"printer": [garage, loft]})).status_code == 200
+
+    def codes() -> dict[str, str]:
+        tables = tomlkit.parse(box.config_path.read_text()).unwrap()["printer"]
+        return {t["id"]: t["access_code"] for t in tables}
+
+    assert codes() == {"garage": CODE, "loft": "87654321"}
+    garage, loft_view = await view(client, "printer")
+    r = await save(client, csrf, {"printer": [{**loft_view, "id": "attic"}, garage]})  # reordered, one renamed
+    assert r.status_code == 200, r.text
+    assert codes() == {"attic": "87654321", "garage": CODE}
+    _, garage = await view(client, "printer")
+    r = await save(client, csrf, {"printer": [garage]})
+    assert r.status_code == 200, r.text
+    assert codes() == {"garage": CODE} and "87654321" not in box.config_path.read_text()
+    # A printer sent without the identity it was read with is new: it cannot keep a hidden code.
+    r = await save(client, csrf, {"printer": [{k: v for k, v in garage.items() if k != "_ref"}]})
+    assert r.status_code == 400 and [f["key"] for f in r.json()["fields"]] == ["printer[0].access_code"]
+    assert codes() == {"garage": CODE}
