@@ -280,3 +280,36 @@ def test_finished_message_names_printer_job_duration_energy_and_cost() -> None:
     assert message.body == "Took 1 h 23 min. 0.42 kWh, 0.13 EUR."
     without_plug = message_for({**event, "energy_kwh": None, "cost": None}, "Garage", started_at=1000.0)
     assert without_plug is not None and without_plug.body == "Took 1 h 23 min."
+
+
+@pytest.mark.parametrize(
+    "gcode_state,print_error,expected",
+    [
+        ("FAILED", "0300_400C", {"outcome": "cancelled", "text": "Cancelled"}),
+        ("FAILED", "0500_400E", {"outcome": "cancelled", "text": "Cancelled"}),
+        ("FAILED", "0300_4006", {"outcome": "failed", "text": "Failed: Nozzle clogged"}),
+        ("FAILED", "0C00_8009", {"outcome": "failed", "text": "Failed: Camera/AI error 0C00_8009"}),
+        ("FAILED", "7700_0001", {"outcome": "failed", "text": "Failed: Printer error 7700_0001"}),
+        ("FAILED", None, {"outcome": "failed", "text": "Failed"}),
+        ("RUNNING", "0300_8004", None),
+        ("FINISH", None, None),
+    ],
+)
+def test_one_wording_for_how_a_job_ended(gcode_state: str, print_error: str | None, expected: object) -> None:
+    from bambupi.printer.hms import job_result
+
+    assert job_result(gcode_state, print_error) == expected
+
+
+def test_a_stop_is_announced_as_cancelled_and_an_error_with_its_text() -> None:
+    from bambupi.notify.messages import message_for
+
+    cancelled = message_for({"kind": "job_cancelled", "printer": "p", "job": "benchy",
+                             "print_error": "0300_400C"}, "Garage")
+    assert cancelled is not None
+    assert cancelled.title == "Garage: benchy — Cancelled" and cancelled.priority == "default"
+    assert "fail" not in cancelled.text().lower() and "0300_400C" not in cancelled.text()
+    failed = message_for({"kind": "job_failed", "printer": "p", "job": "benchy", "print_error": "0C00_8009"},
+                         "Garage")
+    assert failed is not None and failed.priority == "high"
+    assert failed.title == "Garage: benchy — Failed: Camera/AI error 0C00_8009"

@@ -50,8 +50,17 @@ NO_AMS_FATAL = {
 OFFLINE = {"id": "p1", "name": "Garage", "connection": "offline", "connection_reason": "timeout connecting to 10.0.0.9",
            "state": {"gcode_state": None, "hms": [{"code": "0500_0300_0001_0001", "severity": "common",
                                                    "standing": True, "description": "The SD card is full"}]}}
+CANCELLED = {"id": "p1", "name": "Garage", "connection": "online",
+             "state": {"gcode_state": "FAILED", "print_error": "0300_400C", "subtask_name": "bracket", "hms": [],
+                       "job_result": {"outcome": "cancelled", "text": "Cancelled"}}}
+FAILED = {"id": "p1", "name": "Garage", "connection": "online",
+          "state": {"gcode_state": "FAILED", "print_error": "0300_4006", "subtask_name": "bracket", "hms": [],
+                    "print_error_text": "Nozzle clogged",
+                    "job_result": {"outcome": "failed", "text": "Failed: Nozzle clogged"}}}
 
 CASES: dict[str, View] = {
+    "status-cancelled": View("status", CANCELLED, NET, NOW, ZoneInfo("UTC")),
+    "status-failed": View("status", FAILED, NET, NOW, ZoneInfo("UTC")),
     "status-long": View("status", LONG, NET, NOW, ZoneInfo("Europe/Berlin")),
     "status-unsynced": View("status", LONG, NET, NOW, ZoneInfo("Europe/Berlin"), clock_synced=False, page=(2, 3)),
     "status-offline": View("status", OFFLINE, NET, NOW, ZoneInfo("UTC"), shift=(2, 1)),
@@ -156,3 +165,10 @@ def test_text_never_leaves_the_frame(
         if isinstance(item, Text):
             assert all(32 <= ord(c) <= 255 and not 127 <= ord(c) < 160 for c in item.text)
     render(view)
+
+
+def test_a_stop_reads_cancelled_and_a_failure_names_its_error() -> None:
+    cancelled = [i.text for i in layout(CASES["status-cancelled"]) if isinstance(i, Text)]
+    assert "Cancelled" in cancelled and not any("Fail" in t for t in cancelled)
+    failed = [i.text for i in layout(CASES["status-failed"]) if isinstance(i, Text)]
+    assert "Failed" in failed and "Nozzle clogged" in failed and "0300_4006" not in failed

@@ -24,7 +24,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 DOCUMENTED_KEYS = {
     "gcode_state", "percent", "remaining_min", "layer", "total_layers",
     "nozzle_temp", "nozzle_target", "bed_temp", "bed_target", "chamber_temp", "chamber_target",
-    "nozzles", "active_nozzle", "stage", "print_error", "hms", "ams", "active_tray", "external_spool",
+    "nozzles", "active_nozzle", "stage", "print_error", "print_error_text", "job_result",
+    "hms", "ams", "active_tray", "external_spool",
     "speed_level", "wifi_dbm", "subtask_name", "lights", "liveview",
 }  # fmt: skip
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from bambupi.printer.hms import job_result
+
 Priority = Literal["low", "default", "high", "urgent"]
 
 # The names users put in a channel's ``events`` list, and the event kinds behind them.
@@ -72,10 +74,12 @@ def message_for(event: dict[str, Any], name: str, *, started_at: float | None = 
         return Message(kind, printer, f"{name}: {job} finished", f"{took}{extra}".strip(), "default",
                        ("white_check_mark",), dedup_key=f"{key}:{job}")
     if kind in ("job_failed", "job_cancelled"):
-        verb = "failed" if kind == "job_failed" else "was cancelled"
-        detail = event.get("description") or (f"Error {event['print_error']}" if event.get("print_error") else "")
-        return Message(kind, printer, f"{name}: {job} {verb}", str(detail), "high" if kind == "job_failed" else
-                       "default", ("x",), dedup_key=f"{key}:{job}")
+        # The page's and the OLED's words (hms.job_result): a stop is "Cancelled", an error shows its text.
+        result = job_result("FAILED", event.get("print_error")) or {}
+        failed = kind == "job_failed"
+        text = result.get("text") or ("Failed" if failed else "Cancelled")
+        return Message(kind, printer, f"{name}: {job} — {text}", took, "high" if failed else "default",
+                       ("x",) if failed else ("stop_button",), dedup_key=f"{key}:{job}")
     if kind == "job_paused":
         return Message(kind, printer, f"{name}: {job} paused", "", "default", ("pause_button",), dedup_key=key)
     if kind == "hms_raised":

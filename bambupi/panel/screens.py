@@ -194,7 +194,22 @@ def state_word(printer: Mapping[str, Any]) -> str:
     connection = printer.get("connection")
     if connection != "online":
         return {"connecting": "Connecting", "stale": "No reply", "offline": "Offline"}.get(str(connection), "Offline")
+    if _job_result(printer).get("outcome") == "cancelled":
+        return "Cancelled"  # the owner's stop, not a failure (hms.job_result)
     return _STATE_WORDS.get(str(_state(printer).get("gcode_state")), "Waiting")
+
+
+def _job_result(printer: Mapping[str, Any]) -> Mapping[str, Any]:
+    result = _state(printer).get("job_result")
+    return result if isinstance(result, Mapping) else {}
+
+
+def state_line(printer: Mapping[str, Any]) -> str:
+    """The state in words, with what went wrong when a job failed ("Failed: Nozzle clogged", as on the page)."""
+    text = _job_result(printer).get("text")
+    if printer.get("connection") == "online" and isinstance(text, str) and text:
+        return text
+    return state_word(printer)
 
 
 def _title(printer: Mapping[str, Any], view: View, suffix: str = "") -> list[Item]:
@@ -214,7 +229,10 @@ def status_items(view: View) -> list[Item]:
     word = state_word(printer)
     layer, total = _num(state.get("layer")), _num(state.get("total_layers"))
     layers = f"L{layer}/{total}" if layer is not None and total else ""
-    items.append(Text(0, 11, fit(word, "body", _W - 6 * len(layers) - 6)))
+    # A failed job: the big word says "Failed", this line what went wrong (the page's "Failed: <text>" in two rows).
+    error = state.get("print_error_text") if _job_result(printer).get("outcome") == "failed" else None
+    line = str(error) if error and printer.get("connection") == "online" else word
+    items.append(Text(0, 11, fit(line, "body", _W - 6 * len(layers) - 6)))
     if layers:
         items.append(right(11, fit(layers, "body", 11 * 6), "body"))
     percent = _num(state.get("percent"))
@@ -369,7 +387,7 @@ def network_items(view: View) -> list[Item]:
         items += [Text(1, 44 + 9 * n, line, "small", fill=0) for n, line in enumerate(lines)]
         return items
     if printer is not None:
-        line = f"{printer.get('name') or printer.get('id')}: {state_word(printer)}"
+        line = f"{printer.get('name') or printer.get('id')}: {state_line(printer)}"
         items.append(Text(0, 44, fit(line, "small", _W), "small"))
     items.append(right(54, clock(view.now, view), "small"))
     return items

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from bambupi.printer.hms import CANCELLED_PRINT_ERRORS, print_error_description
+from bambupi.printer.hms import CANCELLED_PRINT_ERRORS, job_result, print_error_description
 
 Event = dict[str, Any]
 PrinterObject = dict[str, Any]
@@ -100,6 +100,7 @@ def _job_events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
         print_error = _state(new).get("print_error")
         event["print_error"] = print_error
         event["description"] = print_error_description(print_error) if isinstance(print_error, str) else None
+        event["result"] = (job_result("FAILED", print_error) or {}).get("text")  # the words every surface shows
     return [event]
 
 

@@ -203,3 +203,31 @@ def format_print_error(value: int) -> str | None:
 
 def print_error_description(code: str) -> str | None:
     return _PRINT_ERRORS.get(code.upper())
+
+
+def print_error_text(code: str) -> str:
+    """A ``print_error`` in words: our text, else the module and the code (a bare code tells a person nothing)."""
+    known = print_error_description(code)
+    if known is not None:
+        return known
+    try:
+        module = int(code[:2], 16)
+    except ValueError:
+        return f"Error {code}"
+    return f"{MODULES.get(module, 'Printer')} error {code.upper()}"
+
+
+def job_result(gcode_state: object, print_error: object) -> dict[str, str] | None:
+    """How a job that did not finish ended, in the words the page, the OLED and notifications all use.
+
+    None unless ``gcode_state`` is FAILED. A stop (``0300_400C``, ``0500_400E``) reads "Cancelled", which is the
+    owner's choice and no alarm; anything else reads "Failed: <what went wrong>", or "Failed" when the printer
+    gave no error.
+    """
+    if gcode_state != "FAILED":
+        return None
+    if isinstance(print_error, str) and print_error.upper() in CANCELLED_PRINT_ERRORS:
+        return {"outcome": "cancelled", "text": "Cancelled"}
+    if isinstance(print_error, str):
+        return {"outcome": "failed", "text": f"Failed: {print_error_text(print_error)}"}
+    return {"outcome": "failed", "text": "Failed"}

@@ -23,7 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from bambupi.printer.hms import COMMAND_VERIFICATION_FAILED, decode_hms, format_print_error
+from bambupi.printer.hms import (
+    COMMAND_VERIFICATION_FAILED,
+    decode_hms,
+    format_print_error,
+    job_result,
+    print_error_text,
+)
 from bambupi.printer.models import ModelInfo, model_info
 
 State = dict[str, Any]
@@ -72,6 +78,8 @@ def initial_state() -> State:
         "active_nozzle": None,
         "stage": None,
         "print_error": None,
+        "print_error_text": None,
+        "job_result": None,
         "hms": [],
         "ams": {"units": {}},
         "active_tray": None,
@@ -124,6 +132,10 @@ def apply_message(
     info = model_info(model)
     new = dict(state)
     _apply_scalars(new, report, info)
+    # Derived once here, so the page, the OLED and notifications share one wording (hms.job_result).
+    error = new["print_error"]
+    new["print_error_text"] = print_error_text(error) if error is not None else None
+    new["job_result"] = job_result(new["gcode_state"], error)
     _apply_device(new, report, info)
     _apply_ams(new, report)
     _apply_lights(new, report)
