@@ -99,16 +99,16 @@ def test_job_transitions(before: str | None, after: str, expected: list[str]) ->
 
 
 @pytest.mark.parametrize(
-    "print_error,kind,description",
+    "print_error,kind,description,result",
     [
-        ("0300_400C", "job_cancelled", "The task was canceled"),
-        ("0500_400E", "job_cancelled", "Printing was cancelled"),
-        ("0300_8004", "job_failed", "Filament ran out"),
-        ("0300_9999", "job_failed", None),
-        (None, "job_failed", None),
+        ("0300_400C", "job_cancelled", "The task was canceled", "Cancelled"),
+        ("0500_400E", "job_cancelled", "Printing was cancelled", "Cancelled"),
+        ("0300_8004", "job_failed", "Filament ran out", "Failed: Filament ran out"),
+        ("0300_9999", "job_failed", None, "Failed: Motion controller error 0300_9999"),
+        (None, "job_failed", None, "Failed"),
     ],
 )
-def test_failed_or_cancelled(print_error: str | None, kind: str, description: str | None) -> None:
+def test_failed_or_cancelled(print_error: str | None, kind: str, description: str | None, result: str) -> None:
     prev = printer(gcode_state="RUNNING", subtask_name="benchy")
     new = printer(gcode_state="FAILED", subtask_name="benchy", print_error=print_error)
     assert events(prev, new) == [
@@ -119,6 +119,7 @@ def test_failed_or_cancelled(print_error: str | None, kind: str, description: st
             "gcode_state": "FAILED",
             "print_error": print_error,
             "description": description,
+            "result": result,
         }
     ]
 
