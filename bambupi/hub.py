@@ -30,6 +30,8 @@ Event = dict[str, Any]
 Reply = dict[str, Any]
 
 DEFAULT_EVENT_QUEUE_SIZE = 1000
+# What a page shows under "Recent events" right after it loads (served with the WebSocket snapshot).
+RECENT_EVENTS = 20
 # A printer with a broken firmware can send junk many times a second; one log line per this many seconds.
 REJECT_LOG_INTERVAL_S = 60.0
 
@@ -137,6 +139,7 @@ class StateHub:
         self.version = 0
         self._changed = trio.lowlevel.ParkingLot()
         self._queues: list[EventQueue] = []
+        self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._reply_listeners: list[Callable[[str, Reply], None]] = []
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -159,6 +162,10 @@ class StateHub:
     def rejected_messages(self, printer_id: str) -> int:
         return self._printers[printer_id].rejected_messages
 
+    def recent_events(self) -> list[Event]:
+        """The last :data:`RECENT_EVENTS` events, oldest first."""
+        return list(self._recent)
+
     def subscribe(self) -> Subscription:
         return Subscription(self)
 
@@ -178,6 +185,7 @@ class StateHub:
     def publish_event(self, event: Event) -> None:
         """An event that is not a state transition (the power service's warnings), to every event queue."""
         event = {**event, "at": event.get("at", self._clock())}
+        self._recent.append(event)
         for queue in self._queues:
             queue.put(event)
 
@@ -261,6 +269,7 @@ class StateHub:
         now = self._clock()
         for event in derive_events(before, after):
             event.setdefault("at", now)
+            self._recent.append(event)
             for queue in self._queues:
                 queue.put(event)
         self._bump()

@@ -253,3 +253,24 @@ async def test_another_site_cannot_read_the_live_feed_through_a_visitors_browser
         assert (await receive(ws))["type"] == "snapshot"
     async with open_websocket_url(box.url) as ws:
         assert (await receive(ws))["type"] == "snapshot"
+
+
+async def test_a_new_client_gets_the_recent_events_with_the_snapshot_and_none_twice(box: Box) -> None:
+    box.hub.apply_message("p1", report(gcode_state="RUNNING", subtask_name="cube", mc_percent=1))
+    box.hub.apply_message("p1", report(gcode_state="PAUSE"))
+    box.hub.publish_event({"kind": "power_warning", "printer": "p1", "message": "the plug draws 0 W"})
+    async with open_websocket_url(box.url) as ws:
+        snapshot = await receive(ws)
+        assert [e["kind"] for e in snapshot["events"]] == ["job_started", "job_paused", "power_warning"]
+        assert snapshot["events"][0]["job"] == "cube" and isinstance(snapshot["events"][0]["at"], float)
+        # What happens after the snapshot arrives once, as an event message (not replayed again).
+        box.hub.apply_message("p1", report(gcode_state="RUNNING"))
+        message = await receive(ws)
+        while message["type"] != "event":
+            message = await receive(ws)
+        assert message["kind"] == "job_resumed"
+    for n in range(30):  # bounded: a box that ran for weeks sends the last few, not all
+        box.hub.publish_event({"kind": "power_warning", "printer": "p1", "message": f"warning {n}"})
+    async with open_websocket_url(box.url) as ws:
+        events = (await receive(ws))["events"]
+        assert len(events) == 20 and events[-1]["message"] == "warning 29"

@@ -2,8 +2,9 @@
 
 Messages (JSON text, each with a ``type``; see ARCHITECTURE.md):
 
-- ``{"type": "snapshot", "printers": {<id>: <printer object>}}`` first, and again whenever the set of printers
-  changes (it replaces everything the client holds);
+- ``{"type": "snapshot", "printers": {<id>: <printer object>}, "events": [...]}`` first, and again (without
+  ``events``) whenever the set of printers changes (it replaces every printer the client holds); ``events`` are the
+  hub's recent events, oldest first, so a page that just loaded shows what happened before it came;
 - ``{"type": "delta", "printer": <id>, "changes": <RFC 7386 merge patch>}`` against what *this connection*
   last received, so a client that skipped states is still exactly right (null and missing mean the same, see
   :mod:`bambupi.web.merge_patch`);
@@ -164,8 +165,10 @@ class _Session:
         self.name = f"websocket {number}"
 
     async def run(self) -> None:
-        # The queue opens before the snapshot is taken, so no event between the two is lost.
+        # The queue opens before the snapshot is taken, so no event between the two is lost; the recent events
+        # are read in the same step, so none is both replayed and queued.
         queue = self.hub.open_event_queue(self.name)
+        recent = self.hub.recent_events()
         subscription = self.hub.subscribe()
         try:
             async with trio.open_nursery() as nursery:
@@ -174,7 +177,7 @@ class _Session:
                 nursery.start_soon(self._watch_events, queue, work_in)
                 nursery.start_soon(self._receive, nursery.cancel_scope)
                 nursery.start_soon(self._keepalive, nursery.cancel_scope)
-                await self._send_loop(subscription, work_out)
+                await self._send_loop(subscription, work_out, recent)
                 nursery.cancel_scope.cancel()
         finally:
             self.hub.close_event_queue(queue)
@@ -191,10 +194,12 @@ class _Session:
             while True:
                 await work.send(await queue.get())
 
-    async def _send_loop(self, subscription: Subscription, work: trio.MemoryReceiveChannel[object]) -> None:
+    async def _send_loop(
+        self, subscription: Subscription, work: trio.MemoryReceiveChannel[object], recent: list[Message]
+    ) -> None:
         await subscription.wait()
         version, sent = self.service.current()
-        if not await self._send(encode({"type": "snapshot", "printers": sent})):
+        if not await self._send(encode({"type": "snapshot", "printers": sent, "events": recent})):
             return
         while True:
             item: object = None
