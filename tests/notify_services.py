@@ -41,6 +41,8 @@ class FakeServices:
         self.lock = threading.Lock()
         self.fail_next: dict[str, list[int]] = {}  # service -> statuses to answer before succeeding
         self.delay_s = 0.0
+        # Webhook receivers at /hooks/<name>, each with its own HMAC secret: a request signed otherwise gets 401.
+        self.hook_secrets: dict[str, str] = {}
         self.app = bottle.Bottle()
         app = self.app
         app.route("/", "POST", lambda: self._ntfy_json())
@@ -49,6 +51,7 @@ class FakeServices:
         app.route("/bot<token>/<method>", "POST", lambda token, method: self._telegram(token, method))
         app.route("/api/webhooks/<hook>/<key>", "POST", lambda hook, key: self._discord(hook, key))
         app.route("/hook", "POST", lambda: self._webhook())
+        app.route("/hooks/<name>", "POST", lambda name: self._named_webhook(name))
 
     def of(self, service: str) -> list[Recorded]:
         with self.lock:
@@ -117,3 +120,11 @@ class FakeServices:
             bottle.response.status = 401
             return {"error": "bad signature"}
         return self._answer("webhook", {"ok": True})
+
+    def _named_webhook(self, name: str) -> Any:
+        r = self._record(f"hooks/{name}")
+        secret = self.hook_secrets.get(name)
+        if secret is None or r.headers.get(SIGNATURE_HEADER) != sign(secret, r.body):
+            bottle.response.status = 401
+            return {"error": "bad signature"}
+        return self._answer(f"hooks/{name}", {"ok": True})
