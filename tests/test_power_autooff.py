@@ -14,14 +14,18 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bambupi.config import Config, PlugConfig, PowerConfig, PrinterConfig, StorageConfig, WebConfig
-from bambupi.power.autooff import AutoOff, Timer, decide
-from bambupi.power.meter import cross_check
+from bambupi.hub import EventQueue, StateHub
+from bambupi.power.autooff import IDLE, AutoOff, Timer, decide, step, what_off_interrupts
+from bambupi.power.meter import PowerService, cross_check
 from bambupi.power.plugs import PlugReading
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from tests.plug_servers import FakePlugServer, Request, ShellyGen1
 
 SERIAL = "01P00A000000042"
 CODE = "24681357"
@@ -94,12 +98,107 @@ def test_arming_follows_the_policy() -> None:
 
 def test_cross_checks() -> None:
     printing = printer("RUNNING")
-    assert "is this the printer's plug" in (cross_check(printing, PlugReading(True, 0.4, None), 50) or "")
+    wrong = cross_check(printing, PlugReading(True, 0.4, None), 50)
+    assert wrong is not None and wrong.code == "not_this_plug" and "is this the printer's plug" in wrong.message
     assert cross_check(printing, PlugReading(True, 180.0, None), 50) is None
     offline = printer("RUNNING", connection="offline")
-    assert "printer on but unreachable" in (cross_check(offline, PlugReading(True, 180.0, None), 50) or "")
+    unreachable = cross_check(offline, PlugReading(True, 180.0, None), 50)
+    assert unreachable is not None and unreachable.code == "unreachable"
+    assert "printer on but unreachable" in unreachable.message
+    # The code is what is logged once; the wattage in the message changes with every sample.
+    again = cross_check(offline, PlugReading(True, 174.0, None), 50)
+    assert again is not None and again.code == unreachable.code and again.message != unreachable.message
     assert cross_check(offline, PlugReading(True, 9.0, None), 50) is None  # off or idle: nothing odd
     assert cross_check(printing, None, 50) is None
+
+
+def test_a_plug_the_box_switched_off_is_not_the_wrong_plug() -> None:
+    printing, off = printer("RUNNING"), PlugReading(on=False, watts=0.0, total_kwh=None)
+    assert cross_check(printing, off, 50, switched_off_by_box=True) is None
+    wrong = cross_check(printing, off, 50)  # someone else switched it off, or it is another printer's plug
+    assert wrong is not None and wrong.code == "not_this_plug"
+    # On, reading nothing while the printer prints: wrong plug, whoever switched it last.
+    assert cross_check(printing, PlugReading(True, 0.0, None), 50, switched_off_by_box=True) is not None
+
+
+# --- once per job ------------------------------------------------------------------------------------------------
+
+QUICK = dataclasses.replace(POLICY, auto_off_after_min=0.0, auto_off_warning_s=2.0)
+OFF = PlugReading(on=False, watts=0.0, total_kwh=None)
+
+
+def test_auto_off_fires_once_and_then_leaves_the_plug_alone() -> None:
+    """Issue 12, defect 1: after the off the last decision ("off") was handed back on every evaluation."""
+    auto = AutoOff({"p": QUICK})
+    auto.on_event({"kind": "job_finished", "printer": "p"}, 0.0)
+    actions = [auto.evaluate("p", printer(), ON, float(t)).action for t in range(4)]
+    assert actions == ["warn", "wait", "off", "wait"]
+    # The plug reads off, then the owner switches it back on: nothing switches it off again, ever.
+    later = [auto.evaluate("p", printer(), reading, 10.0 + t).action for t, reading in enumerate([OFF, ON, ON, ON])]
+    assert later == ["wait"] * 4
+    status = auto.status("p")
+    assert status["armed"] is False and status["code"] == "off" and status["off_at"] is None
+    assert auto.cancel("p") is False  # truthfully: nothing is pending
+    # The next print's end arms it again, once.
+    auto.on_event({"kind": "job_started", "printer": "p"}, 100.0)
+    auto.on_event({"kind": "job_finished", "printer": "p"}, 200.0)
+    assert [auto.evaluate("p", printer(), ON, 200.0 + t).action for t in range(5)].count("off") == 1
+
+
+def test_step_without_a_timer_never_acts() -> None:
+    for reading in (ON, OFF, None):
+        for state in (printer(), printer("RUNNING"), printer(connection="offline")):
+            assert step(None, state, reading, QUICK, 1e6) == (None, IDLE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["FINISH", "IDLE", "RUNNING", "PAUSE"]),
+    st.sampled_from(["online", "stale", "offline"]),
+    st.one_of(st.none(), st.floats(min_value=20, max_value=250)),
+    st.sampled_from([ON, OFF, None]),
+    st.floats(min_value=0, max_value=30),
+), max_size=40), st.booleans())
+def test_at_most_one_off_per_print(samples: list[tuple[str, str, float | None, PlugReading | None, float]],
+                                   when_offline: bool) -> None:
+    auto = AutoOff({"p": dataclasses.replace(QUICK, auto_off_when_offline=when_offline)})
+    auto.on_event({"kind": "job_finished", "printer": "p"}, 0.0)
+    now, actions = 0.0, []
+    for gcode, connection, nozzle, reading, dt in samples:
+        now += dt
+        actions.append(auto.evaluate("p", printer(gcode, nozzle, connection), reading, now).action)
+    assert actions.count("off") <= 1
+    if "off" in actions:
+        assert set(actions[actions.index("off") + 1:]) <= {"wait"}
+
+
+def test_switching_by_hand_wins_over_a_pending_auto_off() -> None:
+    auto = AutoOff({"p": QUICK})
+    auto.on_event({"kind": "job_finished", "printer": "p"}, 0.0)
+    assert auto.evaluate("p", printer(), ON, 0.0).action == "warn"
+    auto.switched_by_hand("p", True)
+    assert auto.status("p")["armed"] is False and auto.status("p")["code"] == "manual"
+    assert [auto.evaluate("p", printer(), ON, t).action for t in (5.0, 50.0)] == ["wait", "wait"]
+
+
+@pytest.mark.parametrize(
+    ("printer_obj", "expected"),
+    [
+        (printer("RUNNING") | {"state": {"gcode_state": "RUNNING", "subtask_name": "bracket", "percent": 40}},
+         "This stops the print 'bracket' at 40 %."),
+        (printer() | {"state": {"gcode_state": "PAUSE", "subtask_name": "bracket", "percent": 41}},
+         "This stops the paused print 'bracket' at 41 %."),
+        (printer() | {"state": {"gcode_state": "PREPARE"}}, "This stops the print."),
+        (printer(connection="offline") | {"state": {"gcode_state": "RUNNING", "percent": 3}},
+         "This stops the print at 3 % (as last reported)."),
+        (printer(stage=22), "The printer is busy (stage 22): switching off interrupts it."),
+        (printer(), None),
+        (printer("IDLE", stage=-1), None),
+        ({"id": "p", "connection": "connecting", "state": {}}, None),
+    ],
+)
+def test_what_an_off_interrupts(printer_obj: dict[str, Any], expected: str | None) -> None:
+    assert what_off_interrupts(printer_obj) == expected
 
 
 # --- end to end -------------------------------------------------------------------------------------------------
@@ -315,4 +414,108 @@ async def test_printer_on_but_unreachable_and_jobs_without_a_plug(tmp_path: Path
             assert [j["result"] for j in jobs] == ["failed", "unknown"]
             power = (await client.get("/api/power")).json()["printers"]["p"]
             assert power["plug"] is None
+        nursery.cancel_scope.cancel()
+
+
+# --- issue 12: once per job, the owner's On, a confirmed Off, one log line per cross-check ---------------------
+
+
+def drain(queue: EventQueue, kind: str) -> list[dict[str, Any]]:
+    events = []
+    while (event := queue.get_nowait()) is not None:
+        events.append(event)
+    return [e for e in events if e.get("kind") == kind]
+
+
+async def samples_later(box: Box, count: int) -> None:
+    """Wait until the service has read the plug ``count`` more times (each reading ends with a Status 8)."""
+    start = box.plug.commands.count("Status 8")
+    await until(lambda: box.plug.commands.count("Status 8") >= start + count, 30)
+
+
+async def log_in(client: httpx.AsyncClient) -> dict[str, str]:
+    csrf = (await client.post("/api/setup", json={"password": "correct horse battery"})).json()["csrf"]
+    return {"X-CSRF-Token": csrf}
+
+
+async def test_auto_off_fires_once_and_the_owners_on_stays(box: Box, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 12, defect 1: the demo's plug was switched off again every second for 13 minutes."""
+    caplog.set_level(logging.INFO)
+    queue = box.running.hub.open_event_queue("test")
+    await finish_a_print(box)
+    await until(lambda: box.plug.commands.count("Power Off") == 1)
+    await samples_later(box, 10)  # plenty of chances to switch it off again
+    assert box.plug.commands.count("Power Off") == 1 and not box.plug.on
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        headers = await log_in(client)
+        r = await client.post("/api/printers/p/auto-off/cancel", headers=headers)
+        assert r.status_code == 200 and r.json()["cancelled"] is False  # truthfully: nothing pending any more
+        assert r.json()["auto_off"]["armed"] is False
+        r = await client.post("/api/printers/p/plug", json={"on": True}, headers=headers)
+        assert r.status_code == 200 and r.json()["reading"]["on"] is True
+        await samples_later(box, 15)
+        assert box.plug.on and box.plug.commands.count("Power Off") == 1
+        assert (await client.get("/api/power")).json()["printers"]["p"]["reading"]["on"] is True
+    assert len(drain(queue, "power_off")) == 1
+    assert sum("the plug is now off" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_off_while_printing_needs_a_confirmation_and_raises_no_cross_check(box: Box) -> None:
+    """Issue 12, defect 5: one tap on Off cut a running print, then the box asked "is this the printer's plug?"."""
+    queue = box.running.hub.open_event_queue("test")
+    await until(lambda: gcode_state(box) is not None)
+    box.sim.printer.start_print("bracket", layers=50, minutes=60)
+    await until(lambda: gcode_state(box) == "RUNNING")
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        headers = await log_in(client)
+        r = await client.post("/api/printers/p/plug", json={"on": False}, headers=headers)
+        assert r.status_code == 409, r.text
+        assert r.json()["confirm"].startswith("This stops the print 'bracket' at ") and " %" in r.json()["confirm"]
+        assert box.plug.on and "Power Off" not in box.plug.commands
+        assert (await client.post("/api/printers/p/plug", json={"on": False, "confirm": "yes"}, headers=headers)
+                ).status_code == 400
+        r = await client.post("/api/printers/p/plug", json={"on": False, "confirm": True}, headers=headers)
+        assert r.status_code == 200 and r.json()["reading"]["on"] is False
+    assert box.plug.commands.count("Power Off") == 1
+    # The printer's last report still says RUNNING until its link goes stale; the plug reads 0 W all along.
+    await until(lambda: box.running.hub.printer("p")["connection"] != "online")
+    await samples_later(box, 5)
+    assert drain(queue, "power_check") == []
+    assert box.running.power is not None and box.running.power.status("p")["warning"] is None
+
+
+async def test_printer_on_but_unreachable_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 12, defect 12: the wattage in the message made every sample a "new" warning (every 10 s in the log).
+    The power service alone, with the hub told the link is down as the link would, and a real Shelly server whose
+    reading changes with every request."""
+    caplog.set_level(logging.INFO)
+    shelly = ShellyGen1(watts=120.0)
+
+    def drifting(request: Request) -> tuple[int, dict[str, str], bytes]:
+        shelly.watts += 1.0
+        return shelly(request)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(FakePlugServer(drifting).run)
+        config = PrinterConfig(id="p", name="P", model="P1S", host="127.0.0.1", serial=SERIAL, access_code=_code(),
+                               plug=PlugConfig(kind="shelly1", address=server.url, timeout_s=5))
+        hub = StateHub([config])
+        hub.set_connection("p", "offline", "timeout")
+        queue = hub.open_event_queue("test")
+        power = await nursery.start(PowerService(hub, [config], None, PowerConfig(sample_interval_s=0.05)).run)
+
+        async def requests_later(count: int) -> None:
+            start = len(server.requests)
+            await until(lambda: len(server.requests) >= start + count, 30)
+
+        await until(lambda: "printer on but unreachable" in (power.status("p")["warning"] or ""))
+        first = power.status("p")["warning"]
+        await requests_later(30)  # 15 readings of /status, each with another wattage
+        assert power.status("p")["warning"] != first  # the page shows the newest figure...
+        assert sum("printer on but unreachable" in r.getMessage() for r in caplog.records) == 1  # ...the log once
+        assert len(drain(queue, "power_check")) == 1
+        shelly.on = False  # 0 W: nothing odd any more
+        await until(lambda: power.status("p")["warning"] is None)
+        await requests_later(10)
+        assert sum("plug and printer agree again" in r.getMessage() for r in caplog.records) == 1
         nursery.cancel_scope.cancel()

@@ -8,7 +8,9 @@ Policy (``[printer.plug]``): after a finish (and, with ``auto_off_after_failure`
 the nozzle is below ``auto_off_nozzle_below_c`` and at least ``auto_off_after_min`` minutes have passed, warn
 ``auto_off_warning_s`` before, then switch off. Never while the printer reports PREPARE/RUNNING/PAUSE, never while
 it is busy in a non-idle stage (filament loading, calibration...), never when its state is unknown (link down)
-unless ``auto_off_when_offline``. A new print or :meth:`AutoOff.cancel` (the panel's button, the page) disarms it.
+unless ``auto_off_when_offline``. A new print, :meth:`AutoOff.cancel` (the panel's button, the page) or the owner
+switching the plug by hand disarms it. Only an armed timer can act, and switching off ends it (:func:`step`): the
+plug is then left alone until another print ends.
 """
 
 from __future__ import annotations
@@ -95,6 +97,44 @@ def decide(
     return Decision("off", "off", f"print {timer.because}, {why}: switching the plug off", off_at)
 
 
+IDLE: Final = Decision("wait", "idle", "not armed")
+
+
+def step(
+    timer: Timer | None, printer: dict[str, Any], reading: PlugReading | None, policy: PlugConfig, now: float
+) -> tuple[Timer | None, Decision]:
+    """One evaluation: the timer after it and what to do now. Without a timer there is nothing to do: an auto-off
+    that fired (or was disarmed) never acts again, so a plug switched back on by hand stays on until the next print
+    ends and arms a new timer."""
+    if timer is None:
+        return None, IDLE
+    decision = decide(printer, reading, timer, policy, now)
+    if decision.action == "warn":
+        return replace(timer, warned_at=now), decision
+    if decision.action in ("disarm", "off"):
+        return None, decision
+    return timer, decision
+
+
+def what_off_interrupts(printer: dict[str, Any]) -> str | None:
+    """What switching the plug off now would cut, as the confirmation question names it; None when the printer is
+    idle (the last state it reported; a printer that fell silent mid-print may still be printing)."""
+    state = printer.get("state") or {}
+    gcode_state = state.get("gcode_state")
+    stage = state.get("stage")
+    last = "" if printer.get("connection") == "online" else " (as last reported)"
+    if gcode_state in IN_JOB:
+        name = state.get("subtask_name")
+        paused = "paused " if gcode_state == "PAUSE" else ""
+        what = f"the {paused}print" + (f" '{name}'" if isinstance(name, str) and name else "")
+        percent = state.get("percent")
+        at = f" at {percent} %" if isinstance(percent, int) and not isinstance(percent, bool) else ""
+        return f"This stops {what}{at}{last}."
+    if isinstance(stage, int) and not isinstance(stage, bool) and stage not in IDLE_STAGES:
+        return f"The printer is busy (stage {stage}){last}: switching off interrupts it."
+    return None
+
+
 def _hottest_nozzle(state: dict[str, Any]) -> float | None:
     temps = [state.get("nozzle_temp")]
     nozzles = state.get("nozzles")
@@ -136,23 +176,24 @@ class AutoOff:
 
     def cancel(self, printer_id: str) -> bool:
         """Disarm (the panel's button, the page's Cancel); True when something was armed."""
-        if printer_id not in self._timers:
-            return False
-        self._disarm(printer_id, Decision("disarm", "cancelled", "auto-off cancelled by the user"))
-        return True
+        return self._cancel(printer_id, Decision("disarm", "cancelled", "auto-off cancelled by the user"))
+
+    def switched_by_hand(self, printer_id: str, on: bool) -> None:
+        """The owner switched the plug: that wins over a pending auto-off (an On is never undone)."""
+        self._cancel(printer_id, Decision("disarm", "manual", f"the plug was switched {'on' if on else 'off'} by "
+                                                              "hand: auto-off cancelled"))
 
     def evaluate(self, printer_id: str, printer: dict[str, Any], reading: PlugReading | None, now: float) -> Decision:
-        """Decide for one printer and update its timer; ``off`` means: switch the plug off now."""
+        """Decide for one printer and update its timer; ``off`` means: switch the plug off now (once)."""
         timer = self._timers.get(printer_id)
         if timer is None:
-            return self._last.get(printer_id) or Decision("wait", "idle", "not armed")
-        decision = decide(printer, reading, timer, self.policies[printer_id], now)
-        if decision.action == "warn":
-            self._timers[printer_id] = replace(timer, warned_at=now)
-        if decision.action in ("disarm", "off"):
-            self._disarm(printer_id, decision)
+            return IDLE  # what was decided last stays in status() for the page, it is never acted on again
+        timer, decision = step(timer, printer, reading, self.policies[printer_id], now)
+        if timer is None:
+            self._timers.pop(printer_id, None)
         else:
-            self._record(printer_id, decision)
+            self._timers[printer_id] = timer
+        self._record(printer_id, decision)
         return decision
 
     def failed(self, printer_id: str, why: str) -> None:
@@ -169,6 +210,12 @@ class AutoOff:
             "reason": last.reason if last else "not armed",
             "off_at": last.off_at if last and timer is not None else None,
         }
+
+    def _cancel(self, printer_id: str, decision: Decision) -> bool:
+        if printer_id not in self._timers:
+            return False
+        self._disarm(printer_id, decision)
+        return True
 
     def _disarm(self, printer_id: str, decision: Decision) -> None:
         self._timers.pop(printer_id, None)

@@ -20,7 +20,7 @@ import trio
 
 from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
 from bambupi.hub import EventQueue, StateHub
-from bambupi.power.autooff import AutoOff
+from bambupi.power.autooff import AutoOff, what_off_interrupts
 from bambupi.power.plugs import Plug, PlugError, PlugReading, make_plug
 from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError, energy_kwh
 from bambupi.stoppable import Stoppable
@@ -34,20 +34,42 @@ AUTO_OFF_CHECK_S: Final = 1.0
 JOB_END_RESULTS: Final = {"job_finished": "finished", "job_failed": "failed", "job_cancelled": "cancelled"}
 
 
-def cross_check(printer: Mapping[str, Any], reading: PlugReading | None, printing_watts: float) -> str | None:
-    """A warning when the plug and the printer disagree, else None."""
+@dataclass(frozen=True)
+class CrossCheck:
+    """The plug and the printer disagree: ``code`` names the disagreement (logged and announced once when it starts),
+    ``message`` says it with the current figures (shown on the page, refreshed every sample)."""
+
+    code: str  # not_this_plug | unreachable
+    message: str
+
+
+def cross_check(
+    printer: Mapping[str, Any], reading: PlugReading | None, printing_watts: float, *, switched_off_by_box: bool = False
+) -> CrossCheck | None:
+    """A warning when the plug and the printer disagree, else None. A plug the box itself switched off is expected
+    to read 0 W while the printer's last report still says printing: that is no sign of the wrong plug."""
     if reading is None or reading.watts is None:
         return None
     connection = printer.get("connection")
     gcode_state = (printer.get("state") or {}).get("gcode_state")
     if connection == "online" and gcode_state in ("PREPARE", "RUNNING") and reading.watts < NEAR_ZERO_W:
-        return (
+        if switched_off_by_box and not reading.on:
+            return None
+        return CrossCheck(
+            "not_this_plug",
             f"the plug reads {reading.watts:.0f} W while the printer reports {gcode_state}: "
-            "is this the printer's plug?"
+            "is this the printer's plug?",
         )
     if connection in ("offline", "stale") and reading.watts >= printing_watts:
-        return f"printer on but unreachable: the plug draws {reading.watts:.0f} W while the link is {connection}"
+        return CrossCheck(
+            "unreachable",
+            f"printer on but unreachable: the plug draws {reading.watts:.0f} W while the link is {connection}",
+        )
     return None
+
+
+class SwitchRefused(Exception):
+    """Switching off would interrupt the printer and the request was not confirmed; the message names what."""
 
 
 @dataclass
@@ -68,7 +90,8 @@ class _PlugState:
     reading: PlugReading | None = None
     read_at: float | None = None
     error: str | None = None
-    warning: str | None = None
+    warning: CrossCheck | None = None
+    switched_off_by_box: bool = False  # the box (the owner or auto-off) switched it off last, not someone else
     recent: deque[Sample] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLES))
 
 
@@ -184,15 +207,25 @@ class PowerService:
         """The panel's button and the page's Cancel: disarm a pending auto-off. True when one was pending."""
         return self.auto_off.cancel(printer_id)
 
-    async def switch(self, printer_id: str, on: bool) -> PlugReading:
-        """Switch a plug by hand; raises PlugError (or KeyError for a printer without a plug)."""
+    async def switch(self, printer_id: str, on: bool, *, confirmed: bool = False) -> PlugReading:
+        """Switch a plug by hand; a pending auto-off is dropped (the owner's choice wins). Raises SwitchRefused when
+        an off would interrupt a print or a busy printer and is not ``confirmed``, PlugError when the plug fails,
+        KeyError for a printer without a plug."""
         state = self._plugs[printer_id]
+        if not on and not confirmed and self.hub.has(printer_id):
+            interrupts = what_off_interrupts(self.hub.printer(printer_id))
+            if interrupts is not None:
+                raise SwitchRefused(interrupts)
         log.info("%s: switching the plug %s (requested on the page)", printer_id, "on" if on else "off")
-        await state.plug.switch(on)
-        if not on:
-            self.auto_off.cancel(printer_id)
-        await self._sample(printer_id)
+        self.auto_off.switched_by_hand(printer_id, on)
+        await self._switch(printer_id, state, on)
         return state.reading or PlugReading(on=on, watts=None, total_kwh=None)
+
+    async def _switch(self, printer_id: str, state: _PlugState, on: bool) -> None:
+        """The box switches the plug (the owner or auto-off) and reads it back at once."""
+        await state.plug.switch(on)
+        state.switched_off_by_box = not on
+        await self._sample(printer_id)
 
     def status(self, printer_id: str) -> dict[str, Any]:
         """The live part of ``GET /api/power`` for one printer."""
@@ -214,7 +247,7 @@ class PowerService:
             "reading": state.reading.to_json() if state.reading else None,
             "read_at": state.read_at,
             "error": state.error,
-            "warning": state.warning,
+            "warning": state.warning.message if state.warning is not None else None,
             "price_per_kwh": state.config.price_per_kwh,
             "currency": state.config.currency,
             "auto_off": self.auto_off.status(printer_id),
@@ -264,14 +297,17 @@ class PowerService:
     def _check(self, printer_id: str, state: _PlugState) -> None:
         if not self.hub.has(printer_id):
             return
-        warning = cross_check(self.hub.printer(printer_id), state.reading, state.config.printing_watts)
-        if warning != state.warning:
-            if warning is not None:
-                log.warning("%s: %s", printer_id, warning)
-                self.hub.publish_event({"kind": "power_check", "printer": printer_id, "message": warning})
-            else:
-                log.info("%s: plug and printer agree again", printer_id)
-            state.warning = warning
+        warning = cross_check(
+            self.hub.printer(printer_id), state.reading, state.config.printing_watts,
+            switched_off_by_box=state.switched_off_by_box,
+        )
+        before = state.warning.code if state.warning is not None else None
+        state.warning = warning  # the newest figures for the page; logged and announced once per transition
+        if warning is not None and warning.code != before:
+            log.warning("%s: %s", printer_id, warning.message)
+            self.hub.publish_event({"kind": "power_check", "printer": printer_id, "message": warning.message})
+        elif warning is None and before is not None:
+            log.info("%s: plug and printer agree again", printer_id)
 
     # -- auto-off ----------------------------------------------------------------------------------------------
 
@@ -288,7 +324,7 @@ class PowerService:
             if decision.action != "off":
                 continue
             try:
-                await state.plug.switch(False)
+                await self._switch(printer_id, state, False)
             except PlugError as exc:
                 self.auto_off.failed(printer_id, str(exc))
                 continue
@@ -296,7 +332,6 @@ class PowerService:
             self.hub.publish_event(
                 {"kind": "power_off", "printer": printer_id, "message": "switched off after cooling down"}
             )
-            await self._sample(printer_id)
 
     # -- jobs --------------------------------------------------------------------------------------------------
 

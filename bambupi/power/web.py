@@ -8,6 +8,7 @@ Rendering (the page, the 24 h chart) is pure: data in, text out.
 
 from __future__ import annotations
 
+import functools
 import html
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import bottle
 import trio
 
 from bambupi.hub import StateHub
-from bambupi.power.meter import PowerService, today_energy
+from bambupi.power.meter import PowerService, SwitchRefused, today_energy
 from bambupi.power.plugs import PlugError
 from bambupi.power.store import PowerStore, Sample
 from bambupi.web.login import Guard
@@ -73,14 +74,21 @@ def add_power_routes(
         refused = guard.refusal()
         if refused is not None:
             return refused
-        body = read_json_body()
-        on = body.get("on") if body else None
+        body = read_json_body() or {}
+        on, confirmed = body.get("on"), body.get("confirm", False)
         if not isinstance(on, bool):
             return error_response(400, 'on: required, true or false (JSON body {"on": false})')
+        if not isinstance(confirmed, bool):
+            return error_response(400, "confirm: true or false")
         if not trio.from_thread.run_sync(power.has_plug, printer_id):
             return error_response(404, f"no plug configured for printer {printer_id!r}")
         try:
-            reading = trio.from_thread.run(power.switch, printer_id, on)
+            reading = trio.from_thread.run(functools.partial(power.switch, printer_id, on, confirmed=confirmed))
+        except SwitchRefused as exc:
+            # 409: the printer's state conflicts with the request; the page asks this question and sends it again
+            # with "confirm": true.
+            return json_response(409, {"error": f"{exc} Send \"confirm\": true to switch off anyway.", "status": 409,
+                                        "confirm": str(exc)})
         except PlugError as exc:
             return error_response(502, str(exc))
         return json_response(200, {"printer": printer_id, "reading": reading.to_json()})
@@ -89,8 +97,11 @@ def add_power_routes(
         refused = guard.refusal()
         if refused is not None:
             return refused
-        cancelled = trio.from_thread.run_sync(power.cancel_auto_off, printer_id)
-        return json_response(200, {"printer": printer_id, "cancelled": cancelled})
+        cancelled, status = trio.from_thread.run_sync(
+            lambda: (power.cancel_auto_off(printer_id), power.auto_off.status(printer_id))
+        )
+        # Nothing pending is no error, but the answer says so, with the current state of auto-off.
+        return json_response(200, {"printer": printer_id, "cancelled": cancelled, "auto_off": status})
 
     def page() -> str:
         ids = trio.from_thread.run_sync(hub.ids)
@@ -199,8 +210,15 @@ def _printer_section(p: dict[str, Any], now: float) -> str:
         f'<button onclick="act(\'{e(pid)}\', \'plug\', {{on: false}})">Off</button> '
         f'<button onclick="act(\'{e(pid)}\', \'auto-off/cancel\', {{}})">Cancel auto-off</button>'
     )
+    # Filled and shown by the script when the box answers that an Off would interrupt the printer.
+    confirm = (
+        f'<p class="confirm warn" id="confirm-{e(pid)}" hidden><span class="question"></span> '
+        f'<button class="yes" onclick="act(\'{e(pid)}\', \'plug\', {{on: false, confirm: true}})">Switch off</button> '
+        f'<button class="no" onclick="keepOn(\'{e(pid)}\')">Keep it on</button></p>'
+    )
     chart = render_chart(p.get("series") or [], end=now)
-    return f"{head}{alerts}<table>{body}</table>{chart}<p>{buttons} <span id=\"msg-{e(pid)}\"></span></p></section>"
+    return (f"{head}{alerts}<table>{body}</table>{chart}<p>{buttons} <span id=\"msg-{e(pid)}\"></span></p>"
+            f"{confirm}</section>")
 
 
 _JOB_COLUMNS: Final = ("Printer", "Print", "Start", "Duration", "Result", "Energy", "Cost", "Peak")
@@ -232,12 +250,28 @@ def render_page(printers: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any
 _SCRIPT: Final = """
 async function act(id, what, body) {
   const msg = document.getElementById("msg-" + id);
+  const confirmBox = document.getElementById("confirm-" + id);
+  confirmBox.hidden = true;
   const session = await (await fetch("/api/session")).json();
   if (!session.logged_in) { msg.textContent = "log in first (/login)"; return; }
   const r = await fetch(`/api/printers/${encodeURIComponent(id)}/${what}`, {method: "POST",
     headers: {"Content-Type": "application/json", "X-CSRF-Token": session.csrf}, body: JSON.stringify(body)});
-  msg.textContent = r.ok ? "done" : (await r.json()).error;
-  if (r.ok) setTimeout(() => location.reload(), 800);
+  const answer = await r.json();
+  if (r.status === 409 && answer.confirm) {
+    // The box refused an Off that would interrupt the printer: ask, naming what would happen.
+    confirmBox.querySelector(".question").textContent = answer.confirm + " Switch the plug off?";
+    confirmBox.hidden = false;
+    msg.textContent = "";
+    return;
+  }
+  if (!r.ok) { msg.textContent = answer.error; return; }
+  if (answer.cancelled === false) { msg.textContent = "nothing to cancel: " + answer.auto_off.reason; return; }
+  msg.textContent = "done";
+  setTimeout(() => location.reload(), 800);
+}
+function keepOn(id) {
+  document.getElementById("confirm-" + id).hidden = true;
+  document.getElementById("msg-" + id).textContent = "kept on";
 }
 """
 
