@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import secrets
 import signal
@@ -10,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import trio
 
@@ -27,6 +29,8 @@ from bambupi.config import (
 from bambupi.printer.models import model_info
 from bambupi.secret import Secret, redact
 from bambupi.service import Running, Service
+from bambupi.sim.printer import PROFILES, profile_for
+from bambupi.sim.scenarios import SCENARIOS
 
 log = logging.getLogger("bambupi")
 
@@ -66,6 +70,42 @@ enabled = false   # the demo's printer is local; keep UDP 2021 free for a real b
 
 
 Secrets = Sequence[Secret] | Callable[[], Sequence[Secret]]
+
+
+class StartupError(Exception):
+    """A part could not start for a reason the user can fix (a port in use, a host name that does not resolve).
+
+    Its message is the one line the user sees: a traceback would bury it.
+    """
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError ``exc`` is, or holds alone: trio hands a task's error up wrapped in one group per nursery."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def _why(exc: OSError) -> str:
+    why = exc.strerror or str(exc)
+    if exc.filename is not None:
+        why = f"{why}: {exc.filename}"
+    if exc.errno == errno.EADDRINUSE:
+        why += " (another program, or another bambupi, listens there)"
+    elif exc.errno == errno.EACCES and exc.filename is None:
+        why += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    return why
+
+
+async def _start(nursery: trio.Nursery, what: str, run: Callable[..., Awaitable[object]]) -> Any:
+    """``nursery.start(run)``; an OSError before ``run`` is ready (binding, resolving) becomes a StartupError."""
+    try:
+        return await nursery.start(run)
+    except BaseException as exc:
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        raise StartupError(f"cannot start {what}: {_why(cause)}") from None
 
 
 class RedactingFilter(logging.Filter):
@@ -112,15 +152,32 @@ def setup_logging(verbose: bool, secrets_: Secrets = ()) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-async def _until_signalled(start: Callable[[trio.Nursery], Awaitable[None]]) -> None:
-    """Run ``start(nursery)``'s services until SIGINT or SIGTERM, then cancel them cleanly."""
+async def _until_signalled(start: Callable[[trio.Nursery], Awaitable[None]]) -> str | None:
+    """Run ``start(nursery)``'s services until SIGINT or SIGTERM, then cancel them cleanly.
+
+    Returns why they could not start (a :class:`StartupError`), or None after a signal.
+    """
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            await start(nursery)
+            try:
+                await start(nursery)
+            except StartupError as exc:
+                nursery.cancel_scope.cancel()  # what did start stops, cleanly
+                return str(exc)
             async for signum in signals:
                 log.info("%s received: stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+    return None
+
+
+def _serve(start: Callable[[trio.Nursery], Awaitable[None]]) -> int:
+    """Run ``start``'s services until signalled: 0 then, or 1 with one line on stderr when they could not start."""
+    problem = trio.run(_until_signalled, start)
+    if problem is None:
+        return 0
+    print(f"bambupi: {problem}", file=sys.stderr)
+    return 1
 
 
 def _load(path: Path) -> Config:
@@ -144,10 +201,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def start(nursery: trio.Nursery) -> None:
         assert service is not None
-        await nursery.start(service.run)
+        await _start(nursery, f"the service (web.listen = {config.web.host}:{config.web.port})", service.run)
 
-    trio.run(_until_signalled, start)
-    return 0
+    return _serve(start)
 
 
 def _free_port(preferred: int) -> int:
@@ -179,8 +235,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             args.model, DEMO_SERIAL, access_code.reveal(), mqtt_port=0, scenario=args.scenario,
             time_scale=args.time_scale, camera_port=0 if has_camera else None,
         )
-        await nursery.start(sim.run)
-        plug: SimulatedPlug = await nursery.start(SimulatedPlug(sim.printer).run)
+        await _start(nursery, "the simulated printer", sim.run)
+        plug: SimulatedPlug = await _start(nursery, "the simulated plug", SimulatedPlug(sim.printer).run)
         camera_line = f"\ncamera_port = {sim.camera_port}" if has_camera else ""
         # A real config file, so the demo's settings page can edit it like a box's.
         config_path = folder / "bambupi.toml"
@@ -191,11 +247,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         )
         config, _ = load_config(config_path)
-        running: Running = await nursery.start(Service(config, storage_folder=folder).run)
+        running: Running = await _start(
+            nursery, f"the web page on {args.host}:{port}", Service(config, storage_folder=folder).run
+        )
         print(f"\n  bambupi demo is running: open {running.url}\n  (state in {folder}; Ctrl-C to stop)\n", flush=True)
 
-    trio.run(_until_signalled, start)
-    return 0
+    return _serve(start)
 
 
 async def _remove_on_exit(folder: Path) -> None:
@@ -217,12 +274,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
             args.model, args.serial, args.access_code, host=args.host, mqtt_port=args.mqtt_port,
             scenario=args.scenario, time_scale=args.time_scale, camera_port=args.camera_port,
         )
-        await nursery.start(sim.run)
+        ports = f"MQTT port {args.mqtt_port}" + (f", camera port {args.camera_port}" if args.camera_port else "")
+        await _start(nursery, f"the simulated printer on {args.host} ({ports})", sim.run)
         camera = f", camera (port-6000 protocol) on {args.host}:{sim.camera_port}" if sim.camera is not None else ""
         print(f"simulated {args.model} {args.serial}: MQTT/TLS on {args.host}:{sim.mqtt_port}{camera}", flush=True)
 
-    trio.run(_until_signalled, start)
-    return 0
+    return _serve(start)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -274,6 +331,11 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     from bambupi.config_file import ConfigWriteError, set_password_hash
     from bambupi.passwords import hash_password, password_problem
 
+    if not args.config.is_file():
+        # A mistyped path would otherwise become a new file the service never reads, and "password set".
+        print(f"bambupi: no config file {args.config}; nothing changed (pass the service's file with -c)",
+              file=sys.stderr)
+        return 1
     password = _read_new_password()
     problem = password_problem(password)
     if problem is not None:
@@ -291,8 +353,57 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is answered with one line that names it, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
+    return port
+
+
+def _time_scale(text: str) -> float:
+    try:
+        scale = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < scale < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return scale
+
+
+def _sim_model(text: str) -> str:
+    """A model the simulator has a profile for, as the simulator names it ("a1 mini" -> "A1MINI")."""
+    try:
+        return profile_for(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _simulator_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", type=_sim_model, default="P1S", metavar="MODEL",
+        help=f"the simulated printer: {', '.join(PROFILES)} (default P1S)",
+    )
+    p.add_argument(
+        "--scenario", choices=tuple(SCENARIOS), default="print", metavar="SCENARIO",
+        help=f"what it does: {', '.join(SCENARIOS)} (default print)",
+    )
+    p.add_argument(
+        "--time-scale", type=_time_scale, default=1.0, help="simulated seconds per real second (default 1)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bambupi", description="A glance box for Bambu Lab printers.")
+    parser = _Parser(prog="bambupi", description="A glance box for Bambu Lab printers.")
     parser.add_argument("--version", action="version", version=f"bambupi {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,24 +416,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run the service against a built-in simulated printer")
-    p.add_argument("--port", type=int, default=None, help=f"web port (default {DEMO_PORT}, or a free one)")
+    p.add_argument("--port", type=_port, default=None, help=f"web port (default {DEMO_PORT}, or a free one)")
     p.add_argument("--host", default="0.0.0.0", help="web address to listen on")
-    p.add_argument("--model", default="P1S")
-    p.add_argument("--scenario", default="print")
-    p.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds per real second")
+    _simulator_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sim", help="run a simulated printer")
-    p.add_argument("--model", default="P1S")
     p.add_argument("--serial", default=DEMO_SERIAL)
     p.add_argument("--access-code", default="12345678")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--mqtt-port", type=int, default=8883)
+    p.add_argument("--mqtt-port", type=_port, default=8883, help="0 = any free port (default 8883)")
     p.add_argument(
-        "--camera-port", type=int, default=None, help="serve the port-6000 camera (0 = any free port; default none)"
+        "--camera-port", type=_port, default=None, help="serve the port-6000 camera (0 = any free port; default none)"
     )
-    p.add_argument("--scenario", default="print")
-    p.add_argument("--time-scale", type=float, default=1.0)
+    _simulator_options(p)
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("check-config", help="validate a config file")
@@ -342,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("check-config", "set-password"):
+    if args.command not in ("check-config", "set-password"):
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
         return int(args.func(args))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    return int(args.func(args))
+    except KeyboardInterrupt:
+        # Ctrl-C before the services listen for it (loading, at a password prompt): a stop, not a crash.
+        print(file=sys.stderr)
+        return 130
