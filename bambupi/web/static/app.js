@@ -1,5 +1,7 @@
 // The dashboard: one card per printer, kept live over /ws (snapshot, then merge-patch deltas and events).
-// No framework and no build step: render functions turn a printer object into HTML text, everything escaped.
+// No framework and no build step. Each card is built once; afterwards only the parts whose text changed are
+// patched, and never a part that holds the keyboard focus or the person's text selection (a phone's speed picker
+// would close, a selection would vanish). Render functions turn values into HTML text, everything escaped.
 "use strict";
 
 const HEARTBEAT_S = 15;            // the box sends something at least this often
@@ -10,9 +12,8 @@ const MAX_EVENTS = 20;
 const PANEL_REFRESH_MS = 3000;
 
 const printers = {};               // id -> printer object, exactly what the box sent (null == missing)
-const openDetails = new Set();     // which <details> the user opened, kept across re-renders
+const stats = { messages: 0 };     // WebSocket messages taken, for anyone watching the page work
 let socket = null, lastMessageAt = 0, backoff = BACKOFF_MIN_S, retryAt = 0, everConnected = false;
-const eventItems = [];
 
 // RFC 7386: null removes, objects merge, anything else (lists too) replaces.
 function applyMergePatch(target, patch) {
@@ -30,8 +31,10 @@ const esc = (value) => String(value ?? "").replace(/[&<>"']/g,
 const num = (value, digits = 0) => (typeof value === "number" ? value.toFixed(digits) : "–");
 const safeColor = (c) => (/^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$/.test(c || "") ? c.slice(0, 7) : "transparent");
 
+// "Online" means reports are arriving; the other states say the values shown are the last ones seen.
 const CONNECTION = {
-  online: ["Online", "●"], connecting: ["Connecting", "◌"], stale: ["Stale", "◐"], offline: ["Offline", "✕"],
+  online: ["Online", "●"], connecting: ["Connecting", "◌"], stale: ["Reconnecting — no data", "◐"],
+  offline: ["Offline", "✕"],
 };
 const STATES = {
   RUNNING: ["Printing", "▶"], PAUSE: ["Paused", "⏸"], FINISH: ["Finished", "✓"], FAILED: ["Failed", "✕"],
@@ -40,7 +43,6 @@ const STATES = {
 };
 const SEVERITY_ORDER = ["fatal", "serious", "common", "unknown", "info"];
 const SPEEDS = { 1: "Silent", 2: "Standard", 3: "Sport", 4: "Ludicrous" };
-const CANCELLED = new Set(["0300_400C", "0500_400E"]);
 
 function duration(minutes) {
   if (typeof minutes !== "number" || minutes <= 0) return null;
@@ -64,25 +66,43 @@ function amsName(id) {
   return `AMS ${String.fromCharCode(65 + n)}`;
 }
 
-function detailsAttr(key) {
-  return `data-key="${esc(key)}"${openDetails.has(key) ? " open" : ""}`;
-}
+// -- the parts of a card, each a pure function of the printer object --------------------------------------------
 
 function renderConnection(p) {
   const [word, symbol] = CONNECTION[p.connection] || [p.connection, "?"];
-  const reason = p.connection_reason ? esc(p.connection_reason) : "No problem reported.";
-  return `<details class="conn" ${detailsAttr(`${p.id}:conn`)}>
-    <summary><span class="pill c-${esc(p.connection)}" data-field="connection"><span aria-hidden="true">${symbol}</span>${esc(word)}</span></summary>
-    <p class="reason muted">${reason}</p></details>`;
+  return `<span class="pill c-${esc(p.connection)}" data-field="connection"><span aria-hidden="true">${symbol}</span>${esc(word)}</span>`;
 }
 
-function renderProgress(s, now) {
+function renderStatus(p) {
+  const s = p.state || {};
+  const result = s.job_result;
+  let word;
+  if (result && result.outcome === "cancelled") {
+    word = `<span class="word cancelled" data-field="state"><span aria-hidden="true">■</span> ${esc(result.text)}</span>`;
+  } else if (result) {
+    word = `<span class="word failed" data-field="state"><span aria-hidden="true">✕</span> ${esc(result.text)}</span>`;
+  } else {
+    const [text, symbol] = STATES[s.gcode_state] || ["Waiting for the printer", "…"];
+    word = `<span class="word" data-field="state"><span aria-hidden="true">${symbol}</span> ${esc(text)}</span>`;
+  }
+  const job = s.subtask_name ? `<span class="job" data-field="job">${esc(s.subtask_name)}</span>` : "";
+  let seen = "";
+  if (p.connection !== "online") {
+    const when = p.last_report_at ? `last seen ${clock(new Date(p.last_report_at * 1000))}` : "no report yet";
+    seen = `<span class="last-seen" data-field="last-seen">${esc(when)}</span>`;
+  }
+  return `${word}${job}${seen}`;
+}
+
+function renderProgress(p, now) {
+  const s = p.state || {};
   const active = ["RUNNING", "PAUSE", "PREPARE"].includes(s.gcode_state);
   if (!active && s.gcode_state !== "FINISH") return "";
   const pct = typeof s.percent === "number" ? Math.max(0, Math.min(100, s.percent)) : 0;
   const parts = [`<span class="pct" data-field="percent">${pct} %</span>`];
   if (s.total_layers) parts.push(`<span data-field="layer">Layer ${s.layer ?? 0} of ${s.total_layers}</span>`);
-  const left = active ? duration(s.remaining_min) : null;
+  // Time left and the finish time only while reports arrive: from an old report they would be a guess.
+  const left = active && p.connection === "online" ? duration(s.remaining_min) : null;
   if (left) {
     parts.push(`<span>${left} left</span>`);
     parts.push(`<span>done at ${clock(new Date(now + s.remaining_min * 60000))}</span>`);
@@ -98,7 +118,8 @@ function temp(label, value, target, field) {
     <span class="value">${num(value)}${aim} °C</span></div>`;
 }
 
-function renderTemps(s) {
+function renderTemps(p) {
+  const s = p.state || {};
   const cells = [];
   const nozzles = Object.entries(s.nozzles || {});
   if (nozzles.length > 1) {
@@ -111,7 +132,7 @@ function renderTemps(s) {
   }
   cells.push(temp("Bed", s.bed_temp, s.bed_target, "bed"));
   if (s.chamber_temp != null) cells.push(temp("Chamber", s.chamber_temp, s.chamber_target, "chamber"));
-  return `<div class="temps">${cells.join("")}</div>`;
+  return cells.join("");
 }
 
 function tray(label, t, active) {
@@ -126,7 +147,8 @@ function tray(label, t, active) {
     <span class="num">${remain}</span>${active ? '<br><span class="muted">in use</span>' : ""}</div>`;
 }
 
-function renderAms(s) {
+function renderAms(p) {
+  const s = p.state || {};
   const units = Object.entries((s.ams && s.ams.units) || {});
   const at = s.active_tray || {};
   let html = "";
@@ -152,21 +174,22 @@ function worstSeverity(hms) {
   return "unknown";
 }
 
-function renderHms(p) {
-  const hms = p.state.hms || [];
-  if (!hms.length) {
-    return `<div class="hms"><span class="pill s-ok" data-field="hms"><span aria-hidden="true">✓</span>HMS OK</span></div>`;
-  }
+function renderHmsSummary(p) {
+  const hms = (p.state || {}).hms || [];
+  if (!hms.length) return `<span class="pill s-ok" data-field="hms"><span aria-hidden="true">✓</span>HMS OK</span>`;
   const worst = worstSeverity(hms);
-  const items = hms.map((h) => `<li class="s-${esc(h.severity)}">
+  const count = hms.length === 1 ? "1 error" : `${hms.length} errors`;
+  return `<span class="pill s-${worst}" data-field="hms"><span aria-hidden="true">⚠</span>HMS: ${count}, ${esc(worst)}</span>`;
+}
+
+function renderHmsList(p) {
+  const hms = (p.state || {}).hms || [];
+  if (!hms.length) return `<li class="muted">No errors reported.</li>`;
+  return hms.map((h) => `<li class="s-${esc(h.severity)}">
       <span class="desc">${esc(h.description || "Unknown error")}</span><br>
       <span class="meta"><span class="num">${esc(h.code)}</span> · ${esc(h.severity)} · ${esc(h.module || "")}
       ${h.standing ? " · standing (was already active when bambupi started)" : ""}</span>
-      ${h.url ? `<br><a href="${esc(h.url)}" target="_blank" rel="noopener">Support article</a>` : ""}</li>`);
-  const count = hms.length === 1 ? "1 error" : `${hms.length} errors`;
-  return `<details class="hms" ${detailsAttr(`${p.id}:hms`)}><summary><span class="pill s-${worst}" data-field="hms">
-    <span aria-hidden="true">⚠</span>HMS: ${count}, ${esc(worst)}</span></summary>
-    <ul class="hms-list">${items.join("")}</ul></details>`;
+      ${h.url ? `<br><a href="${esc(h.url)}" target="_blank" rel="noopener">Support article</a>` : ""}</li>`).join("");
 }
 
 function wifi(dbm) {
@@ -175,18 +198,17 @@ function wifi(dbm) {
   return `Wi-Fi ${dbm} dBm (${quality})`;
 }
 
-function renderFacts(p, now) {
-  const s = p.state;
+function renderFacts(p) {
+  const s = p.state || {};
   const facts = [];
-  if (s.print_error) {
-    const what = CANCELLED.has(s.print_error) ? "cancelled" : "print error";
-    facts.push(`<span class="error" data-field="print-error">✕ ${what} ${esc(s.print_error)}</span>`);
+  // A job that ended says how in its state word; an error during a job (filament ran out…) shows here, in words.
+  if (s.print_error && !s.job_result) {
+    facts.push(`<span class="notice" data-field="print-error" title="${esc(s.print_error)}">⚠ ${esc(s.print_error_text || s.print_error)}</span>`);
   }
   const w = wifi(s.wifi_dbm);
   if (w) facts.push(`<span class="num">${w}</span>`);
   if (s.speed_level) facts.push(`<span>Speed: ${esc(SPEEDS[s.speed_level] || s.speed_level)}</span>`);
-  facts.push(renderAgo(p, now));
-  return `<div class="facts">${facts.join("")}</div>`;
+  return facts.join("");
 }
 
 function renderAgo(p, now) {
@@ -196,14 +218,19 @@ function renderAgo(p, now) {
   return `<span class="ago${stale ? " stale" : ""}" data-field="ago">${stale ? "⚠ " : ""}updated ${ago(seconds)}</span>`;
 }
 
-// The camera relay is its own part of the box: the card links to its MJPEG stream when it is live.
-function renderCamera(p) {
+// The camera page plays the relay and reconnects by itself; the card only leads there (also while the camera
+// idles: the page wakes it up). A camera switched off in the config has nothing to show.
+function renderFoot(p) {
   const c = p.camera || {};
-  if (c.status === "live") {
-    return `<a class="camera" data-field="camera" href="/api/printers/${encodeURIComponent(p.id)}/camera">▶ Camera (live)</a>`;
+  const id = encodeURIComponent(p.id);
+  let camera;
+  if (!c.status || c.status === "disabled") {
+    camera = `<span class="camera" data-field="camera">Camera: ${esc(c.status || "unknown")}</span>`;
+  } else {
+    const why = c.reason ? ` title="${esc(c.reason)}"` : "";
+    camera = `<a class="camera" data-field="camera" href="/camera#camera-${id}"${why}>📷 Camera (${esc(c.status)})</a>`;
   }
-  const why = c.reason ? ` title="${esc(c.reason)}"` : "";
-  return `<span class="camera" data-field="camera"${why}>Camera: ${esc(c.status || "unknown")}</span>`;
+  return `${camera}<a href="/printers/${id}/mqtt">MQTT log</a>`;
 }
 
 // Controls need the owner's session; the box refuses them without it, the page only mirrors that.
@@ -213,34 +240,80 @@ const armedStop = {};              // printer id -> time until which "Stop" wait
 const CONTROLS_OFF = "Controls unavailable: this printer refuses commands from other apps. Turn on LAN Only mode " +
   "and Developer mode on the printer (Settings → Network); watching works either way.";
 
-function button(id, command, text, extra = "") {
-  return `<button type="button" data-printer="${esc(id)}" data-command="${command}" ${extra}>${text}</button>`;
-}
-
-function renderControls(p) {
+// The controls as data: they are kept as elements and updated in place, so a focused picker stays open.
+function controlsOf(p) {
   const s = p.state || {};
-  if (!session.logged_in) {
-    return `<div class="controls" data-field="controls"><a href="/login">Log in to control the printer</a></div>`;
-  }
-  const disabled = p.controls_available && p.connection === "online" ? "" : "disabled";
-  const buttons = [];
-  if (s.gcode_state === "RUNNING") buttons.push(button(p.id, "pause", "⏸ Pause", disabled));
-  if (s.gcode_state === "PAUSE") buttons.push(button(p.id, "resume", "▶ Resume", disabled));
+  const disabled = !(p.controls_available && p.connection === "online");
+  const controls = [];
+  const add = (command, text) => controls.push({ key: command, command, text, disabled });
+  if (s.gcode_state === "RUNNING") add("pause", "⏸ Pause");
+  if (s.gcode_state === "PAUSE") add("resume", "▶ Resume");
   if (["RUNNING", "PREPARE", "PAUSE"].includes(s.gcode_state)) {
-    const armed = (armedStop[p.id] || 0) > Date.now();
-    buttons.push(button(p.id, "stop", armed ? "⚠ Tap again to stop the print" : "⏹ Stop", disabled));
+    add("stop", (armedStop[p.id] || 0) > Date.now() ? "⚠ Tap again to stop the print" : "⏹ Stop");
   }
   const lightOn = (s.lights || {}).chamber_light === "on";
-  buttons.push(button(p.id, lightOn ? "light_off" : "light_on", lightOn ? "💡 Light off" : "💡 Light on", disabled));
-  if (s.gcode_state === "RUNNING") {
-    const options = [[1, "Silent"], [2, "Standard"], [3, "Sport"], [4, "Ludicrous"]].map(([level, name]) =>
-      `<option value="${level}"${s.speed_level === level ? " selected" : ""}>${name}</option>`).join("");
-    buttons.push(`<label class="speed">Speed <select data-printer="${esc(p.id)}" data-command="speed" ${disabled}>` +
-      `${options}</select></label>`);
+  controls.push({ key: "light", command: lightOn ? "light_off" : "light_on",
+    text: lightOn ? "💡 Light off" : "💡 Light on", disabled });
+  if (s.gcode_state === "RUNNING") controls.push({ key: "speed", command: "speed", level: s.speed_level, disabled });
+  return controls;
+}
+
+function makeControl(id, c) {
+  if (c.command === "speed") {
+    const label = document.createElement("label");
+    label.className = "speed";
+    label.dataset.key = c.key;
+    const options = Object.entries(SPEEDS).map(([level, name]) => `<option value="${level}">${name}</option>`);
+    label.innerHTML = `Speed <select data-printer="${esc(id)}" data-command="speed">${options.join("")}</select>`;
+    return label;
   }
-  const why = p.controls_available ? "" : `<p class="muted controls-off">${esc(CONTROLS_OFF)}</p>`;
-  const outcome = commandStatus[p.id] ? `<p class="command-status" role="status">${esc(commandStatus[p.id])}</p>` : "";
-  return `<div class="controls" data-field="controls">${buttons.join("")}${why}${outcome}</div>`;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.key = c.key;
+  button.dataset.printer = id;
+  return button;
+}
+
+function updateControl(el, c) {
+  if (c.command === "speed") {
+    const select = el.querySelector("select");
+    select.disabled = c.disabled;
+    const value = c.level ? String(c.level) : "";
+    // The printer's value, except while the person is choosing one.
+    if (document.activeElement !== select && select.value !== value) select.value = value;
+    return;
+  }
+  if (el.dataset.command !== c.command) el.dataset.command = c.command;
+  if (el.textContent !== c.text) el.textContent = c.text;
+  if (el.disabled !== c.disabled) el.disabled = c.disabled;
+}
+
+function patchControls(box, p) {
+  if (!session.logged_in) {
+    patch(box, `<a href="/login">Log in to control the printer</a>`);
+    return;
+  }
+  const wanted = controlsOf(p);
+  const keys = new Set(wanted.map((c) => c.key));
+  for (const el of [...box.children]) if (!keys.has(el.dataset.key)) el.remove();
+  shown.delete(box);
+  let previous = null;
+  for (const c of wanted) {
+    let el = [...box.children].find((child) => child.dataset.key === c.key);
+    if (!el) el = makeControl(p.id, c);
+    if ((previous ? previous.nextElementSibling : box.firstElementChild) !== el) {
+      if (previous) previous.after(el); else box.prepend(el);
+    }
+    updateControl(el, c);
+    previous = el;
+  }
+}
+
+function renderOutcome(p) {
+  const why = p.controls_available || !session.logged_in ? "" : `<p class="muted controls-off">${esc(CONTROLS_OFF)}</p>`;
+  const outcome = commandStatus[p.id] && session.logged_in
+    ? `<p class="command-status" role="status">${esc(commandStatus[p.id])}</p>` : "";
+  return why + outcome;
 }
 
 async function sendCommand(id, command, extra = {}) {
@@ -253,7 +326,7 @@ async function sendCommand(id, command, extra = {}) {
       body: JSON.stringify({ command, ...extra }),
     });
     const body = await r.json();
-    if (r.status === 401) session = { logged_in: false, csrf: null };
+    if (r.status === 401) setSession({ logged_in: false, csrf: null });
     const why = body.error || `${body.result}${body.reason ? ` (${body.reason})` : ""}`;
     commandStatus[id] = r.ok ? `${command}: ${body.result} (the printer confirmed)` : `${command}: ${why}`;
   } catch {
@@ -280,23 +353,56 @@ function onControl(event) {
   sendCommand(id, command);
 }
 
-async function loadSession() {
-  try {
-    const r = await fetch("/api/session", { cache: "no-store" });
-    if (r.ok) session = await r.json();
-  } catch { /* the box is restarting; controls stay hidden */ }
-  if (Object.keys(printers).length) render();
+// -- keeping the page in step without taking anything away from the person ---------------------------------------
+
+const shown = new WeakMap();       // element -> the HTML it shows
+
+function holdsPerson(el) {
+  // Focus on the element itself survives new content; focus inside it would be lost with the old children.
+  const active = document.activeElement;
+  if (active && active !== el && el.contains(active)) return true;
+  const selection = document.getSelection();
+  return Boolean(selection && !selection.isCollapsed && selection.rangeCount && selection.containsNode(el, true));
 }
 
-function renderCard(p, now) {
-  const s = p.state || {};
-  const [word, symbol] = STATES[s.gcode_state] || ["Waiting for the printer", "…"];
-  const job = s.subtask_name ? `<span class="job" data-field="job">${esc(s.subtask_name)}</span>` : "";
-  return `<div class="card-head"><div><h2>${esc(p.name)}</h2><span class="model muted">${esc(p.model)}</span></div>
-    ${renderConnection(p)}</div>
-    <div class="status"><span class="word" data-field="state"><span aria-hidden="true">${symbol}</span> ${esc(word)}</span>${job}</div>
-    ${renderProgress(s, now)}${renderControls(p)}${renderTemps(s)}${renderHms(p)}${renderAms(s)}${renderFacts(p, now)}
-    <div class="card-foot">${renderCamera(p)}<a href="/printers/${encodeURIComponent(p.id)}/mqtt">MQTT log</a></div>`;
+function patch(el, html) {
+  if (shown.get(el) === html || holdsPerson(el)) return;  // held: the next tick tries again
+  el.innerHTML = html;
+  shown.set(el, html);
+}
+
+const CARD = `<div class="card-head"><div><h2 data-slot="name"></h2><span class="model muted" data-slot="model"></span></div>
+  <details class="conn"><summary data-slot="connection"></summary><p class="reason muted" data-slot="reason"></p></details></div>
+  <div class="status" data-slot="status"></div><div data-slot="progress"></div>
+  <div class="controls" data-field="controls" data-slot="controls"></div><div data-slot="outcome"></div>
+  <div class="temps" data-slot="temps"></div>
+  <details class="hms"><summary data-slot="hms-summary"></summary><ul class="hms-list" data-slot="hms-list"></ul></details>
+  <div data-slot="ams"></div>
+  <div class="facts"><span class="slot" data-slot="facts"></span><span class="slot" data-slot="ago"></span></div>
+  <div class="card-foot" data-slot="foot"></div>`;
+
+const SLOTS = {
+  name: (p) => esc(p.name),
+  model: (p) => esc(p.model),
+  connection: renderConnection,
+  reason: (p) => esc(p.connection_reason || "No problem reported."),
+  status: renderStatus,
+  progress: renderProgress,
+  outcome: renderOutcome,
+  temps: renderTemps,
+  "hms-summary": renderHmsSummary,
+  "hms-list": renderHmsList,
+  ams: renderAms,
+  facts: renderFacts,
+  ago: renderAgo,
+  foot: renderFoot,
+};
+
+function updateCard(card, p, now) {
+  if (card.dataset.connection !== p.connection) card.dataset.connection = p.connection;
+  card.classList.toggle("offline", p.connection === "offline");
+  for (const [name, draw] of Object.entries(SLOTS)) patch(card.querySelector(`[data-slot="${name}"]`), draw(p, now));
+  patchControls(card.querySelector('[data-slot="controls"]'), p);
 }
 
 function render() {
@@ -304,35 +410,34 @@ function render() {
   const now = Date.now();
   const ids = Object.keys(printers);
   if (!ids.length) {
-    main.innerHTML = `<p class="muted">No printers configured. Add one in <a href="/settings">Settings</a>.</p>`;
+    patch(main, `<p class="muted">No printers configured. Add one in <a href="/settings">Settings</a>.</p>`);
     return;
   }
-  for (const el of main.querySelectorAll("details[data-key]")) {
-    if (el.open) openDetails.add(el.dataset.key); else openDetails.delete(el.dataset.key);
-  }
+  shown.delete(main);
   for (const child of [...main.children]) if (!(child.dataset.printer in printers)) child.remove();
   for (const id of ids) {
-    let card = main.querySelector(`article[data-printer="${CSS.escape(id)}"]`);
+    let card = [...main.children].find((child) => child.dataset.printer === id);
     if (!card) {
       card = document.createElement("article");
       card.className = "card";
       card.dataset.printer = id;
+      card.innerHTML = CARD;
       main.appendChild(card);
     }
-    const html = renderCard(printers[id], now);
-    if (card.dataset.html !== html) {
-      card.innerHTML = html;
-      card.dataset.html = html;
-    }
+    updateCard(card, printers[id], now);
   }
 }
+
+// -- recent events: new ones go on top, the old rows are left alone --------------------------------------------
 
 function renderEvent(e) {
   const at = typeof e.at === "number" ? clock(new Date(e.at * 1000)) : "";
   const who = printers[e.printer] ? printers[e.printer].name : e.printer;
+  const job = e.job ? ` ${e.job}` : "";
   const words = {
     job_started: `started ${e.job || "a print"}`, job_finished: `finished ${e.job || "the print"}`,
-    job_failed: `print failed${e.job ? `: ${e.job}` : ""}`, job_cancelled: "print cancelled",
+    job_failed: `${e.result || "Failed"}${job ? ` (${e.job})` : ""}`,
+    job_cancelled: `${e.result || "Cancelled"}${job ? ` (${e.job})` : ""}`,
     job_paused: "paused", job_resumed: "resumed",
     hms_raised: `HMS ${e.severity || ""}: ${(e.hms && e.hms.description) || e.code}`,
     hms_cleared: `HMS cleared: ${(e.hms && e.hms.description) || e.code}`,
@@ -344,26 +449,36 @@ function renderEvent(e) {
 }
 
 function addEvent(e) {
-  eventItems.unshift(renderEvent(e));
-  eventItems.length = Math.min(eventItems.length, MAX_EVENTS);
-  document.getElementById("events").innerHTML = eventItems.join("");
+  const list = document.getElementById("events");
+  for (const placeholder of list.querySelectorAll(".muted")) placeholder.remove();
+  list.insertAdjacentHTML("afterbegin", renderEvent(e));
+  while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+}
+
+// The box's recent events (oldest first), sent with a connection's first snapshot: they replace the list.
+function showEvents(events) {
+  const list = document.getElementById("events");
+  list.innerHTML = events.length ? "" : `<li class="muted">None yet.</li>`;
+  for (const e of events.slice(-MAX_EVENTS)) addEvent(e);
 }
 
 function showLink(text) {
   const el = document.getElementById("link");
   el.hidden = !text;
-  el.textContent = text || "";
+  if (el.textContent !== (text || "")) el.textContent = text || "";
   // While the box is unreachable the cards show its last word: greyed, so nobody mistakes them for live.
   document.getElementById("printers").classList.toggle("old", Boolean(text));
 }
 
 function onMessage(raw) {
   lastMessageAt = Date.now();
+  stats.messages += 1;
   let msg;
   try { msg = JSON.parse(raw); } catch { return; }
   if (msg.type === "snapshot") {
     for (const id of Object.keys(printers)) delete printers[id];
     Object.assign(printers, msg.printers);
+    if (Array.isArray(msg.events)) showEvents(msg.events);
     render();
   } else if (msg.type === "delta" && printers[msg.printer]) {
     printers[msg.printer] = applyMergePatch(printers[msg.printer], msg.changes);
@@ -409,6 +524,30 @@ function tick() {
   if (Object.keys(printers).length) render();
 }
 
+// -- the owner's session: the menu offers Log in or Log out ------------------------------------------------------
+
+function setSession(next) {
+  session = next;
+  document.getElementById("login-link").hidden = Boolean(session.logged_in);
+  document.getElementById("logout").hidden = !session.logged_in;
+  if (Object.keys(printers).length) render();
+}
+
+async function loadSession() {
+  try {
+    const r = await fetch("/api/session", { cache: "no-store" });
+    if (r.ok) setSession(await r.json());
+  } catch { /* the box is restarting; controls stay hidden */ }
+}
+
+async function logOut() {
+  try {
+    await fetch("/api/logout", { method: "POST", headers: { "X-CSRF-Token": session.csrf || "" } });
+  } catch { /* the box did not answer: ask it again below */ }
+  for (const id of Object.keys(commandStatus)) delete commandStatus[id];
+  await loadSession();
+}
+
 // The virtual panel (another part of the box) lives at /api/panel; shown only when the box serves it.
 function showPanel(panel) {
   const el = document.getElementById("panel");
@@ -420,7 +559,7 @@ function showPanel(panel) {
   const leds = Object.entries(panel.leds || {}).map(([name, led]) =>
     `<span>${esc(name)}: ${esc((led && led.mode) || "off")}</span>`);
   const buzzer = panel.buzzer && panel.buzzer.active ? ["<span>buzzer: sounding</span>"] : [];
-  el.querySelector(".leds").innerHTML = leds.concat(buzzer).join("");
+  patch(el.querySelector(".leds"), leds.concat(buzzer).join(""));
   // Swap the picture only once the new one has loaded, so it never blinks empty.
   const next = new Image();
   next.onload = () => { el.querySelector("img").src = next.src; };
@@ -439,9 +578,12 @@ async function probePanel() {
   }
 }
 
-window.bambupi = { printers, applyMergePatch };
+window.bambupi = { printers, applyMergePatch, stats };
 document.getElementById("printers").addEventListener("click", onControl);
 document.getElementById("printers").addEventListener("change", onControl);
+// A part held back for the person's focus or selection catches up as soon as they let go.
+document.addEventListener("focusout", () => setTimeout(() => { if (Object.keys(printers).length) render(); }, 0));
+document.getElementById("logout").addEventListener("click", logOut);
 loadSession();
 connect();
 setInterval(tick, 1000);
