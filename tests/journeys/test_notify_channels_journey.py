@@ -60,7 +60,8 @@ async def add_webhook(page: Page, name: str, url: str) -> None:
 def reloaded(count: int) -> str:
     """The page shows ``count`` channels as read back from the box: each keeps a secret it no longer shows."""
     return (f"{notify_boxes()}.length === {count} && {notify_boxes()}.every((box) =>"
-            " box.querySelector('input[data-key=secret]').placeholder === 'unchanged (type to replace)')")
+            " [...box.querySelectorAll('input[data-secret]')]"
+            ".some((input) => input.placeholder === 'unchanged (type to replace)'))")
 
 
 async def save(page: Page) -> str:
@@ -135,3 +136,50 @@ async def test_a_removed_channel_takes_its_secret_with_it_and_the_other_still_de
         assert request.headers[SIGNATURE_HEADER] == expected
     assert receiver.of("hooks/alpha") == []
     assert len(receiver.requests) == len(delivered)  # nothing anywhere else, unsigned or otherwise
+
+
+TWO_CHANNELS = """\
+[[notify]]
+name = "alpha"
+kind = "webhook"
+url = "http://127.0.0.1:9/alpha"
+secret = "alpha-own-hmac-secret"
+
+[[notify]]
+name = "beta"
+kind = "ntfy"
+url = "http://127.0.0.1:9"
+topic = "beta-topic"
+token = "tk_beta_own_token"
+"""
+
+
+async def test_a_channel_changed_in_the_file_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
+    async with journey(tmp_path, extra=TWO_CHANNELS) as j:
+        page = await j.phone()
+        await j.set_password(page)
+        await page.navigate(j.base + "/settings")
+        await page.wait_for(reloaded(2), WAIT)
+        # While the page is open, the owner edits the file over SSH.
+        edited = j.config_path.read_text().replace('"beta-topic"', '"beta-elsewhere"')
+        j.config_path.write_text(edited)
+
+        await tap(page, f"[...{notify_boxes()}[0].querySelectorAll('button')].find((b) => b.textContent === 'Remove')")
+        assert await save(page) == "the settings have problems; nothing was saved"
+        # Said in the box of the channel it is about (now the first box on the page, rendered as the second).
+        said = await page.evaluate(f"{notify_boxes()}[0].querySelector('.error').textContent")
+        assert said == "channel 'beta' changed in the file since the page loaded it (or was removed); reload the page"
+        assert j.config_path.read_text() == edited
+
+        # Reloaded, the page shows the file as it is now, and the same change goes through.
+        await page.navigate(j.base + "/settings")
+        await page.wait_for(reloaded(2), WAIT)
+        assert await page.evaluate(f"{notify_boxes()}[1].querySelector('input[data-key=topic]').value") == (
+            "beta-elsewhere"
+        )
+        await tap(page, f"[...{notify_boxes()}[0].querySelectorAll('button')].find((b) => b.textContent === 'Remove')")
+        assert (await save(page)).startswith("Saved.")
+        await page.wait_for(reloaded(1), WAIT)
+        assert await legends(page) == ["beta"]
+        text = j.config_path.read_text()
+        assert '"beta-elsewhere"' in text and "tk_beta_own_token" in text and "alpha-own-hmac-secret" not in text
