@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from bambupi.web.frontdoor import FrontDoor
 from bambupi.web.merge_patch import apply_merge_patch, without_nulls
 from bambupi.web.pages import add_page_routes
 from bambupi.web.ws import WebSocketService, WsLimits
+
+HANG_S = 30  # waits end on a state; this bounds only a hang, however busy the machine
 
 
 def printer_config(printer_id: str, model: str = "P1S") -> PrinterConfig:
@@ -69,7 +72,7 @@ async def box() -> AsyncIterator[Box]:
         nursery.cancel_scope.cancel()
 
 
-async def receive(ws: WebSocketConnection, timeout: float = 5) -> dict[str, Any]:
+async def receive(ws: WebSocketConnection, timeout: float = HANG_S) -> dict[str, Any]:
     with trio.fail_after(timeout):
         return dict(json.loads(await ws.get_message()))
 
@@ -130,50 +133,60 @@ async def test_a_slow_reader_skips_states_but_ends_exactly_right(box: Box) -> No
             if i % 50 == 0:
                 await trio.sleep(0.01)  # the reader is away: the box must not wait for it
         expected = await box.printer("p1")
-        with trio.move_on_after(0.5):
-            while True:
+        with trio.fail_after(HANG_S):  # skipped states are fine; the last one must arrive
+            while without_nulls(client.printers["p1"]) != without_nulls(expected):
                 client.take(await receive(ws))
-        assert without_nulls(client.printers["p1"]) == without_nulls(expected)
         assert client.deltas <= 300
 
 
-async def test_a_client_that_never_reads_does_not_delay_another(box: Box) -> None:
-    big = "x" * 300_000  # each change is a 300 kB delta for the stuck client: its socket buffers fill at once
+BIG = "x" * 300_000  # each change is a 300 kB delta for a stuck client: its socket buffers fill at once
+
+
+async def test_a_client_that_never_reads_does_not_delay_another() -> None:
+    async with trio.open_nursery() as nursery:
+        # The send timeout outlasts every wait below: a box that waited for the stuck client would fail them.
+        box = await start_box(nursery, WsLimits(heartbeat_s=HANG_S * 4, send_timeout_s=HANG_S * 4, max_clients=5))
+        async with open_websocket_url(box.url, message_queue_size=1, receive_buffer_size=1024) as stuck:
+            await receive(stuck)
+            async with open_websocket_url(box.url) as reader:
+                client = Client(await receive(reader))
+                for i in range(40):
+                    box.hub.apply_message("p1", report(subtask_name=f"{BIG}{i}", mc_percent=i))
+                    message = await receive(reader)
+                    while message["type"] != "delta":
+                        message = await receive(reader)
+                    client.take(message)
+                assert client.printers["p1"]["state"]["subtask_name"] == f"{BIG}39"
+                assert box.ws.clients == 2  # all of it while the stuck client still held on
+                await box.http.aclose()
+                nursery.cancel_scope.cancel()  # the box goes, so the stuck client's close does not wait for it
+
+
+async def test_a_client_that_never_reads_is_cut_off_after_the_send_timeout(box: Box) -> None:
     async with open_websocket_url(box.url, message_queue_size=1, receive_buffer_size=1024) as stuck:
         await receive(stuck)
-        async with open_websocket_url(box.url) as reader:
-            client = Client(await receive(reader))
-            worst = 0.0
-            for i in range(40):
-                started = trio.current_time()
-                box.hub.apply_message("p1", report(subtask_name=f"{big}{i}", mc_percent=i))
-                message = await receive(reader)
-                while message["type"] != "delta":
-                    message = await receive(reader)
-                client.take(message)
-                worst = max(worst, trio.current_time() - started)
-                await trio.sleep(0.03)
-            assert worst < 0.5, f"a delta took {worst:.3f} s while another client was stuck"
-            assert client.printers["p1"]["state"]["subtask_name"] == f"{big}39"
-            # The stuck client was cut off after the send timeout (1 s), and its slot freed.
-            with trio.fail_after(5):
-                while box.ws.clients > 1:
-                    await trio.sleep(0.05)
+        with trio.fail_after(HANG_S):
+            for i in itertools.count():  # until its buffers are full and a send waits out the timeout (1 s)
+                box.hub.apply_message("p1", report(subtask_name=f"{BIG}{i}", mc_percent=i % 100))
+                await trio.sleep(0.05)
+                if not box.ws.clients:
+                    break
 
 
 async def test_heartbeat_and_a_dead_client_is_noticed() -> None:
     async with trio.open_nursery() as nursery:
-        box = await start_box(nursery, WsLimits(heartbeat_s=0.3))
+        # Long enough that a loaded machine still answers each ping in time; only the stuck client misses them.
+        box = await start_box(nursery, WsLimits(heartbeat_s=1.0))
         async with open_websocket_url(box.url) as ws:
             await receive(ws)
             started = trio.current_time()
             assert await receive(ws) == {"type": "heartbeat"}
-            assert 0.25 <= trio.current_time() - started < 1.5
+            assert trio.current_time() - started >= 0.5  # sent when the line was quiet, not at once
             assert await receive(ws) == {"type": "heartbeat"}  # pings were answered: still connected
         # A client whose reader is stuck answers no pings: the box drops it within about two heartbeats.
         async with open_websocket_url(box.url, message_queue_size=1) as dead:
             await receive(dead)
-            with trio.fail_after(3):
+            with trio.fail_after(HANG_S):
                 while box.ws.clients:
                     await trio.sleep(0.05)
         await box.http.aclose()
@@ -214,7 +227,7 @@ async def test_connection_limit_answers_503(box: Box) -> None:
         assert rejected.value.status_code == 503
         assert json.loads(rejected.value.body)["status"] == 503
     box.ws.limits = limits
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_S):
         while box.ws.clients:
             await trio.sleep(0.02)
 
