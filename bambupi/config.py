@@ -53,7 +53,8 @@ class PrinterConfig:
     camera: str = "auto"  # auto | off
     camera_port: int | None = None  # None = the model's default (6000 or 322)
     tls_fingerprint: str | None = None  # "sha256:<64 hex>"
-    stale_after_s: float = 60.0  # no message for this long -> stale, reconnect, pushall
+    stale_after_s: float = 60.0  # no report for this long -> stale, reconnect, pushall
+    offline_after_s: float = 120.0  # no report for this long (since the last one) -> offline
     reconnect_max_s: float = 60.0  # backoff cap
     connect_timeout_s: float = 10.0
     plug: PlugConfig | None = None  # [printer.plug]: the smart plug this printer is powered from
@@ -740,6 +741,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "camera_port": Option(valid_port),
             "tls_fingerprint": Option(valid_fingerprint),
             "stale_after_s": Option(valid_float(1, 86400)),
+            "offline_after_s": Option(valid_float(1, 86400)),
             "reconnect_max_s": Option(valid_float(0.1, 86400)),
             "connect_timeout_s": Option(valid_float(0.1, 600)),
         },

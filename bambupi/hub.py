@@ -2,7 +2,8 @@
 
 Nobody else mutates a printer object. Links hand raw MQTT payloads and connection changes in; the web, the
 panel, power and notify read the latest objects or wait for the next change, and take transitions from their
-own :class:`EventQueue`.
+own :class:`EventQueue`. A printer is ``online`` exactly while reports arrive: an accepted report makes it so
+(:meth:`StateHub.apply_message`); its link says when it stops (``stale``, then ``offline``).
 """
 
 from __future__ import annotations
@@ -236,9 +237,15 @@ class StateHub:
             # The baseline (which errors are standing) is the first report that carries the HMS list;
             # a small P1 delta before the full report must not use it up.
             printer.baselined = True
-        if applied.state is not printer.state:
-            printer.state = applied.state
-            printer.last_report_at = self._clock()
+        printer.state = applied.state
+        # A report arriving is what "online" means (a login without reports is not): the connection, the time
+        # of the last report and the state change together, so the first report after start (no time before
+        # it) is the baseline, and the first one after an outage is the one "connection_restored".
+        printer.last_report_at = self._clock()
+        printer.connection = "online"
+        printer.connection_reason = None
+        if before["connection"] != "online":
+            log.info("%s: online", printer_id)
         self._changed_from(printer, before)
         return applied
 

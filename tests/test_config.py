@@ -225,6 +225,7 @@ BAD_VALUES = [
     ("printer", "camera_port", "6000", "whole number"),
     ("printer", "tls_fingerprint", "sha256:abc", "64 hex"),
     ("printer", "stale_after_s", 0.5, "between 1 and"),
+    ("printer", "offline_after_s", 0, "between 1 and"),
     ("printer", "reconnect_max_s", 0, "between 0.1 and"),
     ("printer", "connect_timeout_s", float("nan"), "between"),
     ("panel", "oled", "lcd", "auto, ssd1306, sh1106, virtual, none"),

@@ -131,3 +131,27 @@ def test_connection_changes_are_logged_once(caplog: pytest.LogCaptureFixture) ->
     for _ in range(3):
         hub.set_connection("p", "offline", "connection refused")
     assert caplog.text.count("offline") == 1
+
+
+def test_a_report_not_a_login_makes_a_printer_online_and_only_a_return_is_restored() -> None:
+    now = [1000.0]
+    config = PrinterConfig(
+        id="p", name="P", model="P1S", host="127.0.0.1", serial=SERIAL, access_code=Secret("12345678")
+    )
+    hub = StateHub([config], clock=lambda: now[0])
+    events = hub.open_event_queue("test")
+    assert (hub.printer("p")["connection"], hub.printer("p")["last_report_at"]) == ("connecting", None)
+    hub.apply_message("p", report(gcode_state="RUNNING", mc_percent=25))  # the reply to pushall
+    assert (hub.printer("p")["connection"], hub.printer("p")["last_report_at"]) == ("online", 1000.0)
+    assert events.get_nowait() is None  # the first report after start is the baseline, not a "restore"
+
+    hub.set_connection("p", "stale", "no report from the printer for 60 s; reconnecting")
+    assert hub.apply_message("p", b"{not json").rejected is not None
+    assert hub.printer("p")["connection"] == "stale"  # junk is not a report
+
+    now[0] = 1100.0
+    hub.apply_message("p", report(mc_percent=25))  # nothing changed in the state: still a report
+    printer = hub.printer("p")
+    assert (printer["connection"], printer["connection_reason"], printer["last_report_at"]) == ("online", None, 1100.0)
+    assert [e["kind"] for e in (events.get_nowait(), events.get_nowait())] == ["connection_lost", "connection_restored"]
+    assert events.get_nowait() is None

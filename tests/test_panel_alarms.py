@@ -55,9 +55,9 @@ def modes(*printers: dict[str, Any], state: AlarmState = NO_ALARMS, now: float =
                                                                           "red": "off"}),
         (printer(gcode="FAILED", print_error="0300_8003"), AlarmState(failed_acked=frozenset({"p1"})),
          {"green": "on", "amber": "off", "red": "off"}),
-        (printer(connection="offline"), AlarmState(offline_since={"p1": 1000.0 - 61}),
+        (printer(connection="offline"), AlarmState(down_since={"p1": 1000.0 - 61}),
          {"green": "off", "amber": "slow_blink", "red": "slow_blink"}),
-        (printer(connection="offline"), AlarmState(offline_since={"p1": 1000.0 - 59}),
+        (printer(connection="offline"), AlarmState(down_since={"p1": 1000.0 - 59}),
          {"green": "off", "amber": "slow_blink", "red": "off"}),
         # info changes no LED; the most urgent rule wins within an LED
         (printer(hms=("info",)), AlarmState(), {"green": "on", "amber": "off", "red": "off"}),
@@ -91,11 +91,24 @@ def test_the_most_urgent_printer_drives_each_led() -> None:
 
 def test_observe_tracks_offline_time_for_the_grace_period() -> None:
     state = observe(AlarmState(), {"p1": printer(connection="offline")}, 100.0)
-    assert state.offline_since == {"p1": 100.0}
+    assert state.down_since == {"p1": 100.0}
     state = observe(state, {"p1": printer(connection="offline")}, 170.0)
-    assert state.offline_since == {"p1": 100.0}
+    assert state.down_since == {"p1": 100.0}
     assert modes(printer(connection="offline"), state=state, now=170.0)["red"] == "slow_blink"
-    assert observe(state, {"p1": printer()}, 180.0).offline_since == {}
+    assert observe(state, {"p1": printer()}, 180.0).down_since == {}
+
+
+def test_a_silent_printer_turns_red_when_it_goes_offline_after_a_stale_spell() -> None:
+    # Reports stop; the link is stale from t=60 to t=120 (reconnecting, no report), then offline. The grace
+    # runs from the loss, so the red slow blink comes with offline; only a report (online) ends the spell.
+    state = AlarmState()
+    steps = [(0.0, "online", "off"), (60.0, "stale", "off"), (90.0, "stale", "off"), (120.0, "offline", "slow_blink"),
+             (150.0, "offline", "slow_blink"), (151.0, "online", "off"), (152.0, "stale", "off")]
+    for now, connection, red in steps:
+        p = printer(connection=connection, gcode="RUNNING")
+        state = observe(state, {"p1": p}, now)
+        assert modes(p, state=state, now=now)["red"] == red, (now, connection)
+    assert state.down_since == {"p1": 152.0}  # a new loss starts a new grace period
 
 
 def raised(severity: str, code: str = "0300_0100_0001_0007", standing: bool = False) -> dict[str, Any]:

@@ -8,7 +8,9 @@ README's "Panel" table:
 - amber = attention: blink for a serious HMS, steady for a common (or unknown-severity) HMS or a pause, slow blink
   while connecting, stale or offline;
 - red = fault: blink for a fatal HMS, steady for a failed print (until acknowledged or the next print), slow blink
-  when offline longer than the grace period.
+  when offline and not online for longer than the grace period. The grace runs from when the printer stopped
+  being online (its reports stopped), not from when it was called offline: ``offline`` already means no report
+  for ``offline_after_s``, so a silent printer turns red when it goes offline, not a grace period later.
 
 Within an LED the most urgent rule wins; with several printers the most urgent printer drives each LED. Info HMS
 changes no LED. Standing HMS codes light LEDs (they are real conditions) but never sound.
@@ -56,7 +58,7 @@ class AlarmState:
     finished_at: Mapping[str, float] = field(default_factory=dict)  # print finished, not yet acknowledged
     failed_acked: frozenset[str] = frozenset()  # failed print acknowledged (red off until the next print)
     fatal_due: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (printer, code) -> next repeat
-    offline_since: Mapping[str, float] = field(default_factory=dict)
+    down_since: Mapping[str, float] = field(default_factory=dict)  # not online since (no reports arriving)
 
 
 # --- LEDs -----------------------------------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def red(printer: Mapping[str, Any], alarms: AlarmState, now: float, grace_s: flo
         return Led("blink", 1.0, 3, "fatal HMS")
     if _failed(printer) and pid not in alarms.failed_acked:
         return Led("on", 1.0, 2, "print failed")
-    since = alarms.offline_since.get(pid)
+    since = alarms.down_since.get(pid)
     if printer.get("connection") == "offline" and since is not None and now - since >= grace_s:
         return Led("slow_blink", 1.0, 1, "offline")
     return OFF
@@ -134,13 +136,11 @@ def leds(
 
 
 def observe(alarms: AlarmState, printers: Mapping[str, Mapping[str, Any]], now: float) -> AlarmState:
-    """Track what the rules need over time from the latest printer objects: when each went offline."""
-    offline = {
-        pid: alarms.offline_since.get(pid, now) for pid, p in printers.items() if p.get("connection") == "offline"
-    }
+    """Track what the rules need over time from the latest printer objects: since when each is not online."""
+    down = {pid: alarms.down_since.get(pid, now) for pid, p in printers.items() if p.get("connection") != "online"}
     finished = {pid: t for pid, t in alarms.finished_at.items() if pid in printers and now - t < FINISHED_BLINK_S}
     fatal = {key: due for key, due in alarms.fatal_due.items() if _has_code(printers.get(key[0]), key[1])}
-    return dataclasses.replace(alarms, offline_since=offline, finished_at=finished, fatal_due=fatal)
+    return dataclasses.replace(alarms, down_since=down, finished_at=finished, fatal_due=fatal)
 
 
 def _has_code(printer: Mapping[str, Any] | None, code: str) -> bool:

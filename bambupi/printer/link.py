@@ -4,6 +4,12 @@ paho does the MQTT protocol; trio does the waiting. paho's external-loop callbac
 socket opens, closes and wants writing; we wait for readiness with trio and call ``loop_read`` /
 ``loop_write`` / ``loop_misc``. Only ``connect()`` (DNS, TCP, TLS handshake) blocks, so it runs in a
 worker thread, and the callbacks it fires cross into trio in one place, :meth:`_Session.to_trio`.
+
+What the connection is called follows the reports, not the socket: a printer whose MQTT server accepts the
+login but sends nothing (hung firmware, a half-powered board) is not online. The hub makes a printer
+``online`` when a report arrives; the link calls it ``stale`` when reports stop (and reconnects), keeps it so
+through reconnects that bring no report, and ``offline`` once none came for ``offline_after_s``
+(:class:`Liveness`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -40,12 +47,17 @@ REASON_AUTH = "auth refused: the printer rejected the access code (check it on t
 
 
 class LinkFailure(Exception):
-    """Why a connection attempt or session ended, in words a user can act on (never holds a secret)."""
+    """Why a connection attempt or session ended, in words a user can act on (never holds a secret).
 
-    def __init__(self, reason: str, connection: Connection = "offline") -> None:
+    ``definitive``: retrying will not mend it (the access code was refused, the certificate changed), so the
+    printer is offline at once. ``silent``: the session was up but the printer sent no report.
+    """
+
+    def __init__(self, reason: str, *, definitive: bool = False, silent: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.connection = connection
+        self.definitive = definitive
+        self.silent = silent
 
 
 class NotConnected(Exception):
@@ -69,6 +81,50 @@ def pushall_request() -> dict[str, Any]:
     return {"pushing": {"command": "pushall", "version": 1, "push_target": 1}}
 
 
+@dataclass
+class Liveness:
+    """When the printer last reported, and what its connection is called while no report arrives.
+
+    Times are trio's (monotonic) clock and passed in. Online is the hub's to set, when a report arrives; from
+    then the link's sessions end ``stale_after_s`` after the last report. A failed or silent session turns
+    ``online`` into ``stale`` and leaves ``stale`` as it is: a reconnect is not a report. ``offline`` comes once
+    no report came for ``offline_after_s`` (counted from the last report, or from the link's start), at once
+    for a failure retrying cannot mend, and at the first failure when nothing was reported since the start
+    (nothing says the printer is there: a wrong address or a printer that is off should say so at once).
+    """
+
+    offline_after_s: float
+    started_at: float
+    last_report: float | None = None
+    last_failure: LinkFailure | None = None
+
+    def offline_at(self) -> float:
+        since = self.started_at if self.last_report is None else self.last_report
+        return since + self.offline_after_s
+
+    def after_failure(self, current: Connection, failure: LinkFailure, now: float) -> tuple[Connection, str]:
+        """The connection and its reason once a session or connection attempt failed with ``failure``."""
+        self.last_failure = failure
+        if now >= self.offline_at():
+            return "offline", self._offline_reason()
+        if failure.definitive or current == "offline" or self.last_report is None:
+            return "offline", failure.reason
+        return "stale", failure.reason
+
+    def overdue(self, current: Connection, now: float) -> tuple[Connection, str] | None:
+        """``offline`` and why, when no report came for ``offline_after_s`` and the printer is not offline yet."""
+        if current == "offline" or now < self.offline_at():
+            return None
+        return "offline", self._offline_reason()
+
+    def _offline_reason(self) -> str:
+        failure = self.last_failure
+        if failure is None or failure.silent:
+            return f"no report from the printer for {self.offline_after_s:g} s"
+        # The last attempt says most about why (refused: is it on? certificate changed: run trust).
+        return failure.reason
+
+
 class PrinterLink:
     """Keeps one printer connected: TLS, pin check, login, subscribe, pushall, stale detection, reconnect."""
 
@@ -90,27 +146,38 @@ class PrinterLink:
         self._session: _Session | None = None
         self._wake = trio.Event()
         self._sequence = 0
+        self.attempts = 0  # connection attempts begun, for tests
         self.connects = 0  # successful logins, for health and tests
+        self.liveness = Liveness(config.offline_after_s, 0.0)  # started_at set when it runs (trio's clock)
+        self._reported = trio.Event()
 
     @property
-    def online(self) -> bool:
+    def connected(self) -> bool:
+        """Logged in to the printer's MQTT server (which is not yet "online": that needs a report)."""
         return self._session is not None and self._session.logged_in
 
     async def run(self, *, task_status: trio.TaskStatus[PrinterLink] = trio.TASK_STATUS_IGNORED) -> None:
-        # Ready at once: an unreachable printer must not hold up the rest of the box.
-        task_status.started(self)
+        self.liveness = Liveness(self.config.offline_after_s, trio.current_time())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_offline)
+            # Ready at once: an unreachable printer must not hold up the rest of the box.
+            task_status.started(self)
+            await self._keep_connected()
+
+    async def _keep_connected(self) -> None:
         attempt = 0
         while True:
             session = _Session(self)
             self._session = session
+            self.attempts += 1
             try:
                 await session.run()
             except LinkFailure as failure:
-                self.hub.set_connection(self.config.id, failure.connection, failure.reason)
+                self._failed(failure)
             except Exception as exc:
                 # A bug (ours or paho's) must cost one printer a reconnect, not the whole box.
                 log.exception("%s: unexpected error in the printer link", self.config.id)
-                self.hub.set_connection(self.config.id, "offline", f"internal error: {type(exc).__name__}")
+                self._failed(LinkFailure(f"internal error: {type(exc).__name__}"))
             finally:
                 self._session = None
             if session.logged_in:
@@ -120,6 +187,32 @@ class PrinterLink:
             with trio.move_on_after(delay):
                 await self._wake.wait()
             self._wake = trio.Event()
+
+    def _connection(self) -> Connection:
+        connection: Connection = self.hub.printer(self.config.id)["connection"]
+        return connection
+
+    def _failed(self, failure: LinkFailure) -> None:
+        connection, reason = self.liveness.after_failure(self._connection(), failure, trio.current_time())
+        self.hub.set_connection(self.config.id, connection, reason)
+
+    def reported(self) -> None:
+        """A report arrived (the hub has made the printer online)."""
+        self.liveness.last_report = trio.current_time()
+        self._reported.set()
+
+    async def _watch_offline(self) -> None:
+        """Call the printer offline once no report came for ``offline_after_s``, whatever the sessions do
+        meanwhile: a session may be up and silent, or every attempt may be refused or time out."""
+        while True:
+            await trio.sleep_until(self.liveness.offline_at())
+            verdict = self.liveness.overdue(self._connection(), trio.current_time())
+            if verdict is not None:
+                self.hub.set_connection(self.config.id, *verdict)
+            if trio.current_time() >= self.liveness.offline_at():
+                # Offline: the next deadline is counted from a report that has not come yet.
+                self._reported = trio.Event()
+                await self._reported.wait()
 
     def follow(self, host: str) -> bool:
         """Use ``host`` from the next attempt on, and make that attempt now if the link is down.
@@ -134,7 +227,7 @@ class PrinterLink:
                         "settings", self.config.id, host)
             return False
         self.host = host
-        if not self.online:
+        if not self.connected:
             self._wake.set()
         return True
 
@@ -168,7 +261,7 @@ class _Session:
         self._failure: LinkFailure | None = None
         self._cancel = trio.CancelScope()
         self._connack = trio.Event()
-        self._last_message = 0.0
+        self._last_report = 0.0  # or the login, for the stale limit of a session that has had no report yet
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
 
@@ -244,7 +337,8 @@ class _Session:
         except _CertificateChanged as changed:
             raise LinkFailure(
                 f"certificate changed: the printer now presents {changed.seen} but {changed.trusted} is trusted; "
-                f"if its firmware was just updated, run `bambupi trust {cfg.id}` (or reset the pin in settings)"
+                f"if its firmware was just updated, run `bambupi trust {cfg.id}` (or reset the pin in settings)",
+                definitive=True,
             ) from None
         except ConnectionRefusedError:
             raise LinkFailure(f"connection refused by {where} (is this the printer's address, and is it on?)") from None
@@ -309,10 +403,10 @@ class _Session:
     async def _stale_watch(self) -> None:
         limit = self.config.stale_after_s
         while True:
-            deadline = self._last_message + limit
+            deadline = self._last_report + limit
             await trio.sleep_until(deadline)
-            if self._last_message + limit <= trio.current_time():
-                self.fail(LinkFailure(f"stale: no message from the printer for {limit:g} s; reconnecting", "stale"))
+            if self._last_report + limit <= trio.current_time():
+                self.fail(LinkFailure(f"no report from the printer for {limit:g} s; reconnecting", silent=True))
                 return
 
     def publish(self, topic: str, payload: str) -> None:
@@ -355,31 +449,33 @@ class _Session:
         if reason.is_failure:
             code = reason.value
             if code in AUTH_REFUSED_CODES:
-                self.fail(LinkFailure(REASON_AUTH))
+                self.fail(LinkFailure(REASON_AUTH, definitive=True))
             else:
                 self.fail(LinkFailure(f"refused by the printer's MQTT server ({reason})"))
             return
         cfg = self.config
         self.logged_in = True
         self.link.connects += 1
-        self._last_message = trio.current_time()
+        self._last_report = trio.current_time()
         if self.peer_pin is not None and self.link.expected_pin() is None:
             self.link.pins.set(cfg.id, self.peer_pin)
             log.info("%s: pinned the printer's certificate %s", cfg.id, self.peer_pin)
         client.subscribe(self.link.report_topic, qos=1)
-        self.link.hub.set_connection(cfg.id, "online", None)
-        # A full report on every (re)connect: P1/A1 only send deltas after this.
+        # A full report on every (re)connect: P1/A1 only send deltas after this. Its arrival, not this login,
+        # makes the printer online again.
         self.link.send(pushall_request())
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.fail(LinkFailure("connection lost"))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._last_message = trio.current_time()
         payload = bytes(message.payload)
         self.link.hub.capture(self.config.id).record("in", message.topic, payload)
-        if message.topic == self.link.report_topic:
-            self.link.hub.apply_message(self.config.id, payload)
+        if message.topic != self.link.report_topic:
+            return
+        if self.link.hub.apply_message(self.config.id, payload).rejected is None:
+            self._last_report = trio.current_time()
+            self.link.reported()
 
 
 def _normal_pin(pin: str) -> str:
