@@ -9,7 +9,9 @@ headless Chromium tab, so a journey test walks a flow as a person does and asser
             await page.wait_for(j.card("[data-field=state]") + "?.textContent.includes('Printing')", 20)
 
 ``extra`` is TOML appended to the file (e.g. ``[[notify]]`` tables), ``printer_extra`` goes into the
-``[[printer]]`` table (e.g. ``stale_after_s = 1``), ``plug`` into its ``[printer.plug]`` table. The service can be
+``[[printer]]`` table (e.g. ``stale_after_s = 1``), ``plug`` into its ``[printer.plug]`` table. With
+``sim_plug=True`` a simulated Tasmota plug powers the simulated printer (``j.sim_plug``, as in ``bambupi demo``);
+``{plug_url}`` in ``plug`` is its address. The service can be
 stopped and started again on the same port (``await j.restart_service()``), as a box reboot or update would.
 Waits poll what the page shows (state), never a fixed sleep; their limits are generous so a busy CPU only slows them.
 """
@@ -26,6 +28,7 @@ import trio
 from bambupi.config import load_config
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
+from bambupi.sim.plug import SimulatedPlug
 from tests.browser import Browser, Page, chromium, require_chromium
 
 SERIAL = "01P00A000000777"
@@ -67,6 +70,7 @@ class Journey:
     running: Running | None = None
     port: int = 0
     _service_scope: trio.CancelScope | None = field(default=None, repr=False)
+    sim_plug: SimulatedPlug | None = None
 
     @property
     def base(self) -> str:
@@ -149,6 +153,7 @@ async def journey(
     printer_extra: str = "",
     plug: str = "",
     extra: str = "",
+    sim_plug: bool = False,
 ) -> AsyncIterator[Journey]:
     """The simulated printer, the service from a config file, and Chromium; all stopped at the end."""
     require_chromium()
@@ -157,6 +162,9 @@ async def journey(
             model, SERIAL, CODE, scenario=scenario, time_scale=time_scale, camera_port=0 if camera else None
         )
         await nursery.start(sim.run)
+        plug_server: SimulatedPlug | None = await nursery.start(SimulatedPlug(sim.printer).run) if sim_plug else None
+        if plug_server is not None:
+            plug = plug.replace("{plug_url}", plug_server.url)
         path = tmp_path / "bambupi.toml"
         path.write_text(
             CONFIG.format(
@@ -167,7 +175,20 @@ async def journey(
             )
         )
         async with chromium(tmp_path / "profile") as browser:
-            j = Journey(sim=sim, browser=browser, config_path=path, folder=tmp_path, nursery=nursery)
+            j = Journey(sim=sim, browser=browser, config_path=path, folder=tmp_path, nursery=nursery,
+                        sim_plug=plug_server)
             await j.start_service()
             yield j
         nursery.cancel_scope.cancel()
+
+
+async def tap(page: Page, element: str) -> None:
+    """A finger's tap on ``element`` (a JS expression): scrolled into view, then pressed and released there. A page
+    wider than the phone is shown zoomed out: the tap lands where the element is on the screen."""
+    box = await page.evaluate(
+        f"(() => {{ const e = {element}; e.scrollIntoView({{block: 'center'}});"
+        " const r = e.getBoundingClientRect(), v = visualViewport;"
+        " return [(r.x + r.width / 2 - v.offsetLeft) * v.scale, (r.y + r.height / 2 - v.offsetTop) * v.scale]; })()"
+    )
+    for kind in ("mousePressed", "mouseReleased"):
+        await page.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
