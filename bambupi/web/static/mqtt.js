@@ -1,6 +1,7 @@
 // The MQTT debug page: polls /api/printers/<id>/mqtt-log?since=<last seq> once a second and lists messages,
 // newest first. Pause stops polling (nothing is lost while the box still holds the messages); Clear empties
-// the view; Download saves what is shown as JSON.
+// the view; Download saves what is shown as JSON. New rows are added above the old ones, which are never redrawn
+// (a selection in them survives), and the row being read stays where it is on the screen.
 "use strict";
 
 const POLL_MS = 1000;
@@ -32,12 +33,29 @@ function item(m) {
     <span class="muted">· ${m.size} B${cut} · ${esc(m.topic)}</span></summary><pre>${esc(pretty(m.payload))}</pre></details></li>`;
 }
 
-function show() {
-  const list = document.getElementById("log");
-  const open = new Set([...list.querySelectorAll("details[open]")].map((d) => d.parentElement.dataset.seq));
-  list.innerHTML = messages.slice().reverse().map(item).join("");
-  for (const li of list.children) if (open.has(li.dataset.seq)) li.firstElementChild.open = true;
+function showCount() {
   document.getElementById("count").textContent = `${messages.length} messages${paused ? " · paused" : ""}`;
+}
+
+// The row the person is looking at: an opened message on the screen, else (scrolled down) the top visible row.
+function anchorRow(list) {
+  const onScreen = (li) => {
+    const box = li.getBoundingClientRect();
+    return box.bottom > 0 && box.top < window.innerHeight;
+  };
+  const open = [...list.querySelectorAll("details[open]")].map((d) => d.parentElement).find(onScreen);
+  if (open) return open;
+  return window.scrollY > 0 ? [...list.children].find(onScreen) || null : null;
+}
+
+function add(fresh) {
+  const list = document.getElementById("log");
+  const anchor = anchorRow(list);
+  const top = anchor ? anchor.getBoundingClientRect().top : 0;
+  list.insertAdjacentHTML("afterbegin", fresh.slice().reverse().map(item).join(""));
+  while (list.children.length > MAX_SHOWN) list.lastElementChild.remove();
+  if (anchor && anchor.isConnected) window.scrollBy(0, anchor.getBoundingClientRect().top - top);
+  showCount();
 }
 
 async function poll() {
@@ -50,7 +68,7 @@ async function poll() {
       } else if (body.messages.length) {
         messages = messages.concat(body.messages).slice(-MAX_SHOWN);
         since = body.messages[body.messages.length - 1].seq;
-        show();
+        add(body.messages);
       }
     } catch {
       document.getElementById("count").textContent = "the box is not answering; retrying";
@@ -64,9 +82,13 @@ document.getElementById("pause").addEventListener("click", (e) => {
   paused = !paused;
   e.target.textContent = paused ? "▶ Resume" : "⏸ Pause";
   e.target.setAttribute("aria-pressed", String(paused));
-  show();
+  showCount();
 });
-document.getElementById("clear").addEventListener("click", () => { messages = []; show(); });
+document.getElementById("clear").addEventListener("click", () => {
+  messages = [];
+  document.getElementById("log").replaceChildren();
+  showCount();
+});
 document.getElementById("download").addEventListener("click", () => {
   const blob = new Blob([JSON.stringify({ printer: printerId, messages }, null, 2)], { type: "application/json" });
   const a = document.createElement("a");

@@ -1,0 +1,212 @@
+"""The dashboard and its pages as a person uses them, on a phone, against the real service and the simulator.
+
+Each journey asserts what the person sees: the menu's Log in / Log out, a stop that reads "Cancelled", a failure
+that names its error, a speed picker and a selection that survive live updates, the recent events after a reload,
+a card that says its printer is not live, and a camera view that comes back by itself after the box restarts.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from tests.browser import Page
+from tests.journeys.harness import PRINTER, Journey, journey
+
+MENU_LOGGED_IN = "document.getElementById('login-link').hidden && !document.getElementById('logout').hidden"
+MENU_LOGGED_OUT = "!document.getElementById('login-link').hidden && document.getElementById('logout').hidden"
+
+
+def text(j: Journey, field: str) -> str:
+    """A JS expression: the text of one of the card's fields ('' while it is not shown)."""
+    return f"({j.card(f'[data-field={field!r}]')}?.textContent ?? '')"
+
+
+def command(j: Journey, name: str) -> str:
+    return j.card(f'button[data-command="{name}"]')
+
+
+async def tap(page: Page, j: Journey, name: str) -> None:
+    await page.wait_for(f"{command(j, name)} && !{command(j, name)}.disabled", 30)
+    await page.evaluate(f"{command(j, name)}.click()")
+
+
+async def printing(page: Page, j: Journey, name: str) -> None:
+    j.sim.printer.start_print(name, layers=40, minutes=120)
+    await page.wait_for(f"{text(j, 'state')}.includes('Printing') && {text(j, 'job')} === {name!r}", 60)
+
+
+async def test_first_visit_log_out_and_log_in_again(tmp_path: Path) -> None:
+    async with journey(tmp_path) as j:
+        page = await j.phone()
+        await j.set_password(page)
+        await page.wait_for(MENU_LOGGED_IN, 10)
+        await page.wait_for(j.card(".controls a[href='/login']") + " == null", 10)
+
+        await page.evaluate("document.getElementById('logout').click()")
+        await page.wait_for(MENU_LOGGED_OUT, 10)
+        await page.wait_for(j.card(".controls a[href='/login']") + " != null", 10)  # controls gone with the session
+        assert not (await page.evaluate("fetch('/api/session').then((r) => r.json())"))["logged_in"]
+
+        await page.navigate(j.base + "/login")
+        await page.wait_for("!document.getElementById('form').hidden", 10)
+        assert await page.evaluate("document.getElementById('submit').textContent") == "Log in"
+        assert "You are logged in" not in await page.evaluate("document.body.innerText")
+
+        await j.log_in(page)
+        await page.wait_for(MENU_LOGGED_IN, 10)
+        await page.wait_for(j.card() + " != null", 10)
+
+        # Logged in, /login is where to log out: no second login form, and a way back.
+        await page.navigate(j.base + "/login")
+        await page.wait_for("!document.getElementById('signed-in').hidden", 10)
+        shown = await page.evaluate("document.body.innerText")
+        assert "You are logged in" in shown and "Log out" in shown and "Back to the dashboard" in shown
+        assert await page.evaluate("document.getElementById('form').hidden")
+        await page.evaluate("document.getElementById('logout').click()")
+        await page.wait_for("!document.getElementById('form').hidden", 10)
+        assert page.exceptions == []
+
+
+async def test_pause_resume_stop_reads_cancelled_and_a_failure_names_its_error(tmp_path: Path) -> None:
+    async with journey(tmp_path) as j:
+        page = await j.phone()
+        await j.set_password(page)
+        await printing(page, j, "bracket")
+
+        await tap(page, j, "pause")
+        await page.wait_for(f"{text(j, 'state')}.includes('Paused')", 15)
+        await tap(page, j, "resume")
+        await page.wait_for(f"{text(j, 'state')}.includes('Printing')", 15)
+        await tap(page, j, "stop")
+        await page.wait_for(f"{command(j, 'stop')}.textContent.includes('again')", 5)
+        assert j.sim.printer.gcode_state == "RUNNING"  # one tap does nothing yet
+        await tap(page, j, "stop")
+
+        await page.wait_for(f"{text(j, 'state')}.includes('Cancelled')", 15)
+        card = await page.evaluate(f"{j.card()}.innerText")
+        assert "Fail" not in card and "0300_400C" not in card and "cancelled 0" not in card
+        assert await page.evaluate(f"{j.card('.failed, .error, .notice')} == null")  # no alarm styling
+        await page.wait_for("document.getElementById('events').innerText.includes('Cancelled (bracket)')", 10)
+
+        await printing(page, j, "hook")
+        j.sim.printer.fail(0x03004006)
+        await page.wait_for(f"{text(j, 'state')}.includes('Failed: Nozzle clogged')", 15)
+        assert "0300_4006" not in await page.evaluate(f"{j.card()}.innerText")
+        assert await page.evaluate(f"{j.card('[data-field=state]')}.classList.contains('failed')")
+        await page.wait_for("document.getElementById('events').innerText.includes('Failed: Nozzle clogged (hook)')", 10)
+        assert page.exceptions == []
+
+
+async def test_live_updates_leave_the_speed_picker_and_a_selection_alone(tmp_path: Path) -> None:
+    async with journey(tmp_path) as j:
+        page = await j.phone()
+        await j.set_password(page)
+        await printing(page, j, "vase")
+
+        picker = j.card("select[data-command=speed]")
+        await page.wait_for(f"{picker} && !{picker}.disabled", 30)
+        await page.evaluate(f"window.picker = {picker}; window.picker.focus()")
+        assert await page.evaluate("document.activeElement === window.picker")
+        # Several live updates, the percent among them, while the picker is open.
+        before = await page.evaluate("window.bambupi.stats.messages")
+        percent = await page.evaluate(text(j, "percent"))
+        await page.wait_for(f"{text(j, 'percent')} !== {percent!r}", 60)
+        percent = await page.evaluate(text(j, "percent"))
+        await page.wait_for(f"{text(j, 'percent')} !== {percent!r}", 60)
+        assert await page.evaluate("window.bambupi.stats.messages") >= before + 2
+        assert await page.evaluate("document.activeElement === window.picker && window.picker.isConnected")
+
+        # The MQTT page: new rows arrive above; a selection and the opened message stay put.
+        await page.navigate(j.base + f"/printers/{PRINTER}/mqtt")
+        # A log longer than the screen, as it is a minute after opening it.
+        await page.wait_for("document.documentElement.scrollHeight > innerHeight + 200", 120)
+        await page.evaluate(
+            "window.opened = document.querySelectorAll('#log li')[1];"
+            "window.opened.querySelector('summary').click();"
+            "window.openedTop = window.opened.getBoundingClientRect().top;"
+            "window.chosen = document.querySelectorAll('#log li')[2].querySelector('summary');"
+            "const range = document.createRange(); range.selectNodeContents(window.chosen);"
+            "getSelection().removeAllRanges(); getSelection().addRange(range);"
+            "window.selected = getSelection().toString();"
+        )
+        rows = await page.evaluate("document.querySelectorAll('#log li').length")
+        await page.wait_for(f"document.querySelectorAll('#log li').length >= {rows + 3}", 60)
+        assert await page.evaluate("getSelection().toString() === window.selected && window.selected.length > 0")
+        assert await page.evaluate("window.chosen.isConnected && window.opened.isConnected")
+        assert await page.evaluate("window.opened.querySelector('details').open")
+        moved = await page.evaluate("window.opened.getBoundingClientRect().top - window.openedTop")
+        assert abs(moved) < 2, f"the opened message moved {moved} px"
+        assert page.exceptions == []
+
+
+async def test_recent_events_are_there_right_after_a_reload(tmp_path: Path) -> None:
+    async with journey(tmp_path) as j:
+        page = await j.phone()
+        await j.set_password(page)
+        await printing(page, j, "gear")
+        await page.wait_for("document.getElementById('events').innerText.includes('started gear')", 15)
+        await page.navigate(j.base + "/")
+        await page.wait_for(j.card() + " != null", 15)
+        await page.wait_for("document.getElementById('events').innerText.includes('started gear')", 10)
+        assert "None yet" not in await page.evaluate("document.getElementById('events').innerText")
+
+
+async def test_a_card_that_is_not_live_says_so(tmp_path: Path) -> None:
+    async with journey(tmp_path, printer_extra="stale_after_s = 1") as j:
+        page = await j.phone()
+        await j.set_password(page)
+        await printing(page, j, "shelf")
+        await page.wait_for(f"{j.card()}.dataset.connection === 'online' && {text(j, 'last-seen')} === ''", 10)
+
+        # Reports stop: the card says it shows the last values seen, and nothing can be pressed.
+        j.sim.printer.go_silent()
+        await page.wait_for(
+            f"{j.card()}.dataset.connection !== 'online'"
+            f" && ['Reconnecting — no data', 'Offline', 'Connecting'].some((w) => {text(j, 'connection')}.endsWith(w))"
+            f" && {text(j, 'last-seen')}.startsWith('last seen ')"
+            f" && [...{j.card()}.querySelectorAll('button[data-command]')].every((b) => b.disabled)"
+            f" && !{j.card('.progress-line')}.textContent.includes('done at')",
+            30,
+        )
+        j.sim.printer.resume_talking()
+        await page.wait_for(f"{j.card()}.dataset.connection === 'online' && !{command(j, 'pause')}.disabled", 30)
+
+        # The printer cannot be reached at all: greyed, "Offline", controls disabled.
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        config = j.config_path.read_text()
+        j.config_path.write_text(config.replace(f"mqtt_port = {j.sim.mqtt_port}", f"mqtt_port = {port}"))
+        await j.restart_service()
+        await page.wait_for(
+            f"{j.card()}?.dataset.connection === 'offline' && {j.card()}.classList.contains('offline')"
+            f" && {text(j, 'connection')}.endsWith('Offline') && {text(j, 'last-seen')} !== ''"
+            f" && [...{j.card()}.querySelectorAll('button[data-command]')].every((b) => b.disabled)",
+            30,
+        )
+        assert (await page.evaluate(f"getComputedStyle({j.card()}).filter")).startswith("grayscale")
+
+
+async def test_the_camera_page_comes_back_by_itself_after_the_box_restarts(tmp_path: Path) -> None:
+    async with journey(tmp_path, camera=True) as j:
+        page = await j.phone()
+        await page.navigate(j.base + "/")
+        link = j.card("a[data-field=camera]")
+        await page.wait_for(f"{link} != null", 15)
+        assert await page.evaluate(f"{link}.getAttribute('href')") == f"/camera#camera-{PRINTER}"
+        await page.evaluate(f"{link}.click()")
+        await page.wait_for("location.pathname === '/camera'", 10)
+
+        view = f"document.getElementById('camera-{PRINTER}')"
+        live = f"{view}?.dataset.live === 'live' && {view}.querySelector('img.live').naturalWidth === 1280"
+        await page.wait_for(live, 20)
+        await page.evaluate(f"window.liveImage = {view}.querySelector('img.live')")
+        await j.restart_service()
+        await page.wait_for(f"{view}.dataset.live === 'reconnecting'", 30)
+        assert "reconnecting" in await page.evaluate(f"{view}.querySelector('.live-state').textContent")
+        await page.wait_for(f"{view}.dataset.live === 'live'", 60)
+        # New frames on the same page and the same <img>, no reload.
+        frames = int(await page.evaluate("window.liveImage.dataset.frames"))
+        await page.wait_for(f"Number(window.liveImage.dataset.frames) >= {frames + 2}", 30)
+        assert await page.evaluate("window.liveImage.isConnected && window.liveImage.naturalWidth === 1280")
