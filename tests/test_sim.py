@@ -37,7 +37,7 @@ from bambupi.sim.broker import (
     parse_unsubscribe,
 )
 from bambupi.sim.printer import CANCELLED_ERROR, DEFAULT_FAILURE, SIGNED_COMMANDS_BIT, VERIFY_FAILED_HMS, report_delta
-from bambupi.sim.scenarios import BETWEEN_PRINTS_S, JOBS
+from bambupi.sim.scenarios import BETWEEN_PRINTS_S, JOBS, SILENT_QUIET_S, SILENT_TALK_S
 
 SERIAL = "01P00A000000042"
 ACCESS = "31415926"
@@ -801,7 +801,7 @@ async def test_hms_scenario_raises_and_clears_each_severity(nursery: trio.Nurser
 
 async def test_silent_scenario_keeps_tcp_open_but_says_nothing(nursery: trio.Nursery, autojump_clock: Any) -> None:
     sim = await start_sim(nursery, scenario="silent")
-    client = await logged_in(sim, keepalive=20)  # 30 s grace: only answered pings keep it up through 90 s
+    client = await logged_in(sim, keepalive=20)  # 30 s grace: only answered pings keep it up through the silence
     await client.pushall()
     pongs: list[float] = []
     reports: list[float] = []
@@ -814,7 +814,7 @@ async def test_silent_scenario_keeps_tcp_open_but_says_nothing(nursery: trio.Nur
     with trio.fail_after(300):
         async with trio.open_nursery() as pinger:
             pinger.start_soon(ping)
-            while not reports or reports[-1] < 125:
+            while not reports or reports[-1] < SILENT_TALK_S + SILENT_QUIET_S + 5:
                 got = await client.read_packet()
                 assert got is not None, "the connection must survive the silence"
                 if got[0] == PINGRESP:
@@ -824,7 +824,7 @@ async def test_silent_scenario_keeps_tcp_open_but_says_nothing(nursery: trio.Nur
             pinger.cancel_scope.cancel()
     gaps = [(later - earlier, earlier) for earlier, later in itertools.pairwise(reports)]
     longest, began = max(gaps)
-    assert 89 <= longest <= 93  # 90 s, give or take a report tick at each end
+    assert SILENT_QUIET_S - 1 <= longest <= SILENT_QUIET_S + 3  # give or take a report tick at each end
     assert sum(began < t < began + longest for t in pongs) >= 8
 
 

@@ -10,7 +10,7 @@ timers. Everything sleeps on trio's clock, so tests can run a whole scenario und
 | hms      | while printing, raises and clears one HMS code of each severity: fatal, serious, common, info  |
 | pause    | each print pauses at 30 % for a minute, then resumes                                           |
 | fail     | each print fails at 40 % (print_error set), then the printer sits in FAILED a while            |
-| silent   | printing, but every 30 s the printer goes quiet for 90 s with the TCP session left open         |
+| silent   | printing, but every 30 s the printer goes quiet for 150 s with the TCP session left open        |
 | drop     | printing, and every 45 s all client connections are dropped                                     |
 | idle     | an idle printer: temperatures at room level, nothing happening                                 |
 """
@@ -42,7 +42,9 @@ PAUSE_AT_PERCENT: Final = 30
 PAUSE_FOR_S: Final = 60.0
 FAIL_AT_PERCENT: Final = 40
 SILENT_TALK_S: Final = 30.0  # real seconds
-SILENT_QUIET_S: Final = 90.0  # real seconds: longer than the 60 s after which clients call a link stale
+# Real seconds: longer than the 120 s after which bambupi calls a printer offline (stale after 60 s), so one
+# silence shows all three: "Reconnecting — no data", then "Offline", then back online.
+SILENT_QUIET_S: Final = 150.0
 DROP_EVERY_S: Final = 45.0  # real seconds
 
 
