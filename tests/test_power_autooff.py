@@ -457,7 +457,8 @@ async def test_auto_off_fires_once_and_the_owners_on_stays(box: Box, caplog: pyt
         assert box.plug.on and box.plug.commands.count("Power Off") == 1
         assert (await client.get("/api/power")).json()["printers"]["p"]["reading"]["on"] is True
     assert len(drain(queue, "power_off")) == 1
-    assert sum("the plug is now off" in r.getMessage() for r in caplog.records) == 1
+    assert sum("the plug was switched off after the print" in r.getMessage() for r in caplog.records) == 1
+    assert auto_status(box)["reason"] == "the plug was switched off after the print"
 
 
 async def test_off_while_printing_needs_a_confirmation_and_raises_no_cross_check(box: Box) -> None:

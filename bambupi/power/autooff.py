@@ -196,6 +196,10 @@ class AutoOff:
         self._record(printer_id, decision)
         return decision
 
+    def switched_off(self, printer_id: str) -> None:
+        """The plug is off: logged, and what the page says until the next print."""
+        self._record(printer_id, Decision("off", "switched_off", "the plug was switched off after the print"))
+
     def failed(self, printer_id: str, why: str) -> None:
         self._record(printer_id, Decision("disarm", "switch_failed", f"could not switch the plug off: {why}"))
 

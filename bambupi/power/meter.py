@@ -328,7 +328,7 @@ class PowerService:
             except PlugError as exc:
                 self.auto_off.failed(printer_id, str(exc))
                 continue
-            log.warning("%s: auto-off: the plug is now off", printer_id)
+            self.auto_off.switched_off(printer_id)
             self.hub.publish_event(
                 {"kind": "power_off", "printer": printer_id, "message": "switched off after cooling down"}
             )

@@ -95,6 +95,7 @@ async def test_auto_off_fires_once_and_the_owners_on_stays_on(tmp_path: Path) ->
         await j.log_in(page)
         await open_power_page(j, page)
         await page.wait_for(page_text("— off"), WAIT)
+        assert await page.evaluate(page_text("the plug was switched off after the print"))
         await tap(page, button("Cancel auto-off"))
         await page.wait_for(f"document.getElementById('msg-{PRINTER}').textContent.startsWith('nothing to cancel')",
                             WAIT)
