@@ -9,7 +9,8 @@ import trio
 from bambupi.stoppable import Stoppable
 
 
-async def test_stop_waits_for_cleanup_and_leaves_the_nursery_running() -> None:
+async def test_stop_waits_for_cleanup_and_leaves_the_nursery_running(autojump_clock: Any) -> None:
+    # The fake clock: the cleanup's 50 ms and the 100 ms of watching pass in order, whatever the machine's speed.
     log: list[str] = []
 
     async def worker(name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
