@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
 
 from bambupi.panel.pins import DEFAULT_PINS
 from bambupi.passwords import parse_password_hash
@@ -862,7 +862,25 @@ def key_lines(text: str) -> dict[str, int]:
     A light scan of the source rather than a second parser: tomlkit keeps no line numbers, and an approximate line
     beside an exact key path is all a message needs.
     """
+    return _scan_keys(text)[0]
+
+
+def _duplicate_problem(exc: TOMLKitError, text: str, source: str) -> Problem:
+    """A key or table written twice, by its path and the line of its second definition. tomlkit reports a
+    duplicate inside a table without any position (``KeyAlreadyPresent``), so the scan finds it."""
+    duplicates = _scan_keys(text)[1]
+    if duplicates:
+        path, line, first = duplicates[0]
+        return Problem("error", path, f"duplicate key: already set on line {first}", line, source)
+    # The scan missed it (an unusual way of writing keys): tomlkit's message names only the key.
+    name = re.search(r'Key "(.*)" already exists', str(exc))
+    return Problem("error", "", f"duplicate key {name.group(1) if name else ''}".rstrip(), None, source)
+
+
+def _scan_keys(text: str) -> tuple[dict[str, int], list[tuple[str, int, int]]]:
+    """The first line of every key path, and each path defined again: ``(path, line, first line)``."""
     lines: dict[str, int] = {}
+    duplicates: list[tuple[str, int, int]] = []
     arrays: dict[str, int] = {}  # path of each [[array]] -> index of its latest table
     table = ""
     in_multiline = False
@@ -888,12 +906,16 @@ def key_lines(text: str) -> dict[str, int]:
                 table = f"{name}[{arrays[name]}]"
             else:
                 table = resolve(parts)
+                if table in lines:
+                    duplicates.append((table, number, lines[table]))
             lines.setdefault(table, number)
         elif key := _KEY_LINE.match(line):
             path = ".".join(filter(None, [table, *_key_parts(key.group(1))]))
+            if path in lines:
+                duplicates.append((path, number, lines[path]))
             lines.setdefault(path, number)
         in_multiline = quotes % 2 == 1
-    return lines
+    return lines, duplicates
 
 
 def _line_of(lines: Mapping[str, int], key: str) -> int | None:
@@ -1019,10 +1041,18 @@ def _array_of_tables(value: Any) -> bool:
 
 def parse_config(text: str, *, source: str = "bambupi.toml") -> tuple[Config | None, list[Problem]]:
     """Check ``text`` against :data:`SCHEMA`: the Config (None when there is any error) and every problem found."""
+    text = text.removeprefix("\ufeff")  # Notepad's byte-order mark is no key
     try:
         document: dict[str, Any] = tomlkit.parse(text).unwrap()
+    except KeyAlreadyPresent as exc:
+        return None, [_duplicate_problem(exc, text, source)]
     except ParseError as exc:
+        if "already exists" in str(exc):
+            return None, [_duplicate_problem(exc, text, source)]
         return None, [_syntax_problem(exc, text, source)]
+    except TOMLKitError as exc:
+        # Anything else tomlkit refuses: named without its message, which may quote a value.
+        return None, [Problem("error", "", f"invalid TOML ({type(exc).__name__})", None, source)]
     out = _Collector(source, key_lines(text))
     found: dict[str, list[dict[str, Any]]] = {}  # section name -> validated values of each of its tables
     for name, value in document.items():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
@@ -89,9 +89,10 @@ def read_document(path: Path) -> TOMLDocument:
         text = path.read_text("utf-8") if path.exists() else ""
     except UnicodeDecodeError as exc:
         raise ConfigWriteError([Problem("error", "", f"not UTF-8 text (byte {exc.start})", None, path.name)]) from None
+    text = text.removeprefix("\ufeff")  # as check-config reads it: Notepad's byte-order mark is no key
     try:
         return tomlkit.parse(text)
-    except ParseError:
+    except TOMLKitError:  # KeyAlreadyPresent (a duplicate inside a table) is no ParseError
         _, problems = parse_config(text, source=path.name)
         raise ConfigWriteError(errors(problems)) from None
 
