@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean image image-test image-test-pi3
+.PHONY: run test test-loaded lint typecheck pytest bench clean image image-test image-test-pi3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The test suite with two CPU hogs beside it: no test may depend on spare CPU. The hogs are killed however it ends.
+test-loaded: $(STAMP)
+	@hogs=""; trap 'kill $$hogs 2>/dev/null' EXIT INT TERM; \
+	for i in 1 2; do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; \
+	$(BIN)/pytest -q -p no:randomly
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
