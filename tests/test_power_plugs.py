@@ -105,7 +105,7 @@ async def test_wrong_credentials_are_a_clear_error_without_the_secret(rig: Rig) 
 
 async def test_http_500_malformed_body_timeout_and_unplugged(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    plug = rig.make(timeout_s=0.3)
+    plug = rig.make(timeout_s=1.0)  # local answers stay well inside it on a loaded machine; the delay is well beyond
     await plug.read()  # a working session first
     messages = []
 
@@ -121,9 +121,9 @@ async def test_http_500_malformed_body_timeout_and_unplugged(rig: Rig, caplog: p
     messages.append(str(info.value))
     rig.server.malformed = False
 
-    rig.server.delay_s = 2.0
-    with trio.fail_after(2):
-        with pytest.raises(PlugError, match=r"no answer within 0.3 s") as info:
+    rig.server.delay_s = 3.0
+    with trio.fail_after(30):
+        with pytest.raises(PlugError, match=r"no answer within 1 s") as info:
             await plug.read()
     messages.append(str(info.value))
     rig.server.delay_s = 0.0
@@ -201,7 +201,7 @@ async def test_a_plug_that_cannot_be_asked_is_a_warning_on_the_page_not_a_dead_b
         )
         running: Running = await nursery.start(Service(box, storage_folder=tmp_path).run)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}") as client:
-            with trio.fail_after(10):
+            with trio.fail_after(30):
                 while True:
                     printers = (await client.get("/api/power")).json()["printers"]
                     if printers["garage"]["error"] and printers["loft"]["error"]:
@@ -238,7 +238,7 @@ async def test_an_endless_answer_is_cut_off_at_the_limit_not_read_into_memory() 
         listeners = await nursery.start(functools.partial(trio.serve_tcp, endless, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         plug = make_plug(config("shelly2", f"http://127.0.0.1:{port}", password=None))
-        with trio.fail_after(10), pytest.raises(PlugError, match="answer too large"):
+        with trio.fail_after(30), pytest.raises(PlugError, match="answer too large"):
             await plug.read()
         await plug.aclose()
         await trio.sleep(0.2)
