@@ -254,28 +254,42 @@ async def test_service_sends_ready_then_watchdog_while_healthy(
         config = Config(web=WebConfig(host="127.0.0.1", port=0))
         async with trio.open_nursery() as nursery:
             await nursery.start(Service(config, storage_folder=tmp_path).run)
-            messages = await receive(sock, 3, 10)
+            messages = await receive(sock, 3, 30)  # a hang bound: the watchdog ticks every 0.1 s
             nursery.cancel_scope.cancel()
     path.unlink()
     assert messages == ["READY=1", "WATCHDOG=1", "WATCHDOG=1"]
 
 
-async def test_watchdog_stays_silent_while_the_front_door_does_not_answer() -> None:
+async def test_watchdog_stays_silent_while_the_front_door_does_not_answer(caplog: pytest.LogCaptureFixture) -> None:
     sent: list[str] = []
+    held: list[trio.socket.SocketType] = []
     listener = trio.socket.socket()
     await listener.bind(("127.0.0.1", 0))
-    listener.listen(8)  # accepts connections but never answers, like a hung front door
+    listener.listen(8)
     port = listener.getsockname()[1]
+
+    async def hung_front_door() -> None:  # accepts connections but never answers
+        while True:
+            held.append((await listener.accept())[0])
+
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(hung_front_door)
         await nursery.start(Watchdog("127.0.0.1", port, 0.1, sent.append).run)
-        await trio.sleep(0.5)
+        with trio.fail_after(30):  # three probes came and went unanswered (a count, not a time)
+            while len(held) < 3:
+                await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+    for connection in held:
+        connection.close()
     listener.close()
+    assert sent == []
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     async with trio.open_nursery() as nursery:  # nothing listening at all
         await nursery.start(Watchdog("127.0.0.1", closed.getsockname()[1], 0.1, sent.append).run)
-        await trio.sleep(0.3)
+        with trio.fail_after(30):  # its first probe failed: it says so once
+            while caplog.text.count("did not answer /healthz") < 2:
+                await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     closed.close()
     assert sent == []
