@@ -251,6 +251,26 @@ def test_a_whole_outage_and_recovery() -> None:
     assert found == ["connection_lost", "connection_restored", "job_finished"]
 
 
+def test_a_silent_printer_reconnecting_again_and_again_is_lost_once_and_restored_once() -> None:
+    # What the link reports for a printer that stops talking: every reconnect changes only the reason.
+    steps = [
+        printer(connection="online", gcode_state="RUNNING", last_report_at=1000.0),
+        printer(connection="stale", gcode_state="RUNNING", last_report_at=1000.0,
+                reason="no report from the printer for 60 s; reconnecting"),
+        printer(connection="stale", gcode_state="RUNNING", last_report_at=1000.0, reason="connection lost"),
+        printer(connection="stale", gcode_state="RUNNING", last_report_at=1000.0,
+                reason="no report from the printer for 60 s; reconnecting"),
+        printer(connection="offline", gcode_state="RUNNING", last_report_at=1000.0,
+                reason="no report from the printer for 120 s"),
+        printer(connection="offline", gcode_state="RUNNING", last_report_at=1000.0, reason="connection refused"),
+        printer(connection="online", gcode_state="RUNNING", last_report_at=1300.0),
+    ]
+    found = [event for prev, new in itertools.pairwise(steps) for event in events(prev, new)]
+    assert [(e["kind"], e["connection"]) for e in found] == [
+        ("connection_lost", "stale"), ("connection_restored", "online")
+    ]
+
+
 # -- through the reducer ------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,9 @@ controls_available, camera, state}``). Rules, from ARCHITECTURE.md "Event rules"
 - HMS: a code active now and not before is raised unless it is standing; a code gone is cleared (the event's
   ``hms`` entry says whether it was standing).
 - Connection: lost when going from online to offline or stale; restored when going to online from anything
-  else once a report has been seen (so the first connect after start is not a "restore").
+  else once a report has been seen. Online comes with a report (the hub sets both in one change), so the first
+  report after start is not a "restore", and reconnects that bring no report change only the reason: a silent
+  printer is lost once and restored once, however often the link retries.
 """
 
 from __future__ import annotations
