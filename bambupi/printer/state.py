@@ -8,6 +8,8 @@ The printer's data is not always clean, so this module follows protocol.md's pol
 - A whole message is rejected (state unchanged) when it is larger than :data:`MAX_PAYLOAD_BYTES`, not JSON,
   holds NaN/Infinity anywhere, nests absurdly deep, has a non-object root or a non-object ``print``.
 - Only ``print`` objects with ``command == "push_status"`` change state; other commands are replies.
+- Every string kept from a report is made safe here, once, for every reader (:func:`safe_text`): no lone surrogate,
+  no control character, bounded length.
 
 ``state`` is plain JSON-ready data, keyed exactly as the ``state`` table in ARCHITECTURE.md. The input state is
 never mutated; sub-objects a message does not touch are shared between the old and the new state.
@@ -38,6 +40,8 @@ T = TypeVar("T")
 MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 # Real reports nest five or six levels; anything far deeper is junk that would only cost time.
 MAX_DEPTH: Final = 32
+# Longer than any job name a slicer writes; bounds what one report can put on the page, in a message or in storage.
+MAX_TEXT_CHARS: Final = 256
 SIGNATURE_REQUIRED_BIT: Final = 0x2000_0000
 
 GCODE_STATES: Final = frozenset({"IDLE", "PREPARE", "RUNNING", "PAUSE", "FINISH", "FAILED", "SLICING", "INIT"})
@@ -203,10 +207,10 @@ def _reply(root: Mapping[str, Any]) -> dict[str, Any] | None:
         result = body.get("result")
         reason = body.get("reason")
         return {
-            "sequence_id": str(body["sequence_id"]),
-            "command": command,
-            "result": result.lower() if isinstance(result, str) else "",
-            "reason": reason if isinstance(reason, str) else None,
+            "sequence_id": safe_text(str(body["sequence_id"]), max_chars=64),
+            "command": safe_text(command, max_chars=64),
+            "result": safe_text(result.lower(), max_chars=64) if isinstance(result, str) else "",
+            "reason": safe_text(reason) if isinstance(reason, str) else None,
         }
     return None
 
@@ -303,7 +307,25 @@ def _wifi_dbm(value: Any) -> int | _Keep:
 
 
 def _text(value: Any) -> str | _Keep:
-    return value if isinstance(value, str) else KEEP
+    return safe_text(value) if isinstance(value, str) else KEEP
+
+
+# Lone UTF-16 surrogates: JSON may escape them ("\ud800"), but no UTF-8 encoder (SQLite, a log, a socket) takes them.
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+# Characters that break a line or hide text: C0/C1 controls, DEL, line and paragraph separators.
+_BREAKS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Bidirectional overrides, embeddings and isolates: they reorder what a person reads on the page or in a message.
+_BIDI: Final = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_text(value: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """A string from a report made safe for everything downstream (storage, logs, page, notifications, OLED):
+    lone surrogates become U+FFFD, control characters a space, bidi controls nothing; at most ``max_chars``.
+
+    Every string field of a report goes through here, in the reducer, so no reader needs to defend itself.
+    """
+    text = _BIDI.sub("", _BREAKS.sub(" ", _SURROGATES.sub("\ufffd", value[: max_chars * 2])))
+    return text[:max_chars]
 
 
 def _set(target: dict[str, Any], key: str, value: T | _Keep) -> None:
@@ -434,7 +456,7 @@ def _remain(value: Any) -> int | _Keep | None:
 def _tray_type(value: Any) -> str | _Keep | None:
     if not isinstance(value, str):
         return KEEP
-    return value or None
+    return safe_text(value, max_chars=32) or None
 
 
 def _color(value: Any) -> str | _Keep:
@@ -529,7 +551,7 @@ def _apply_lights(new: State, report: Mapping[str, Any]) -> None:
     lights = dict(new["lights"])
     for light in lights_report:
         if isinstance(light, dict) and isinstance(light.get("node"), str) and isinstance(light.get("mode"), str):
-            lights[light["node"]] = light["mode"]
+            lights[safe_text(light["node"], max_chars=32)] = safe_text(light["mode"], max_chars=32)
     new["lights"] = lights
 
 
