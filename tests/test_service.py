@@ -43,7 +43,7 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
 
 
 async def wait_online(client: httpx.AsyncClient) -> dict[str, object]:
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         while True:
             body = (await client.get("/api/printers/x1")).json()
             if body["connection"] == "online" and body["state"]["gcode_state"] is not None:
@@ -73,7 +73,7 @@ async def test_every_route_and_error_status(box: Box, caplog: pytest.LogCaptureF
         assert r.status_code == 200 and [p["id"] for p in r.json()] == ["x1"]
 
         box.sim.printer.start_print("cube.3mf", layers=50, minutes=30)
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             while (await client.get("/api/printers/x1")).json()["state"]["gcode_state"] not in ("PREPARE", "RUNNING"):
                 await trio.sleep(0.05)
         r = await client.get("/api/printers/x1")

@@ -71,7 +71,7 @@ async def test_edit_keeps_comments_and_reconnects_the_printer(logged_in: tuple[B
         assert comment in text
     assert f'access_code = "{CODE}"' in text  # the masked secret was left as it was
     assert 'name = "Garage P1S"' in text and "stale_after_s = 45" in text
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         while box.running.links["garage"] is old_link or not box.running.links["garage"].connects or (
             (await client.get("/api/printers/garage")).json()["connection"] != "online"
         ):
@@ -110,7 +110,7 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
     assert r.json()["applied"] == ["printer loft added"]
     ids = [p["id"] for p in (await client.get("/api/printers")).json()]
     assert ids == ["garage", "loft"]
-    with trio.fail_after(10):  # its link runs at once: it tried the (closed) port and says why it failed
+    with trio.fail_after(30):  # its link runs at once: it tried the (closed) port and says why it failed
         while (await client.get("/api/printers/loft")).json()["connection_reason"] is None:
             await trio.sleep(0.05)
     assert "87654321" not in (await client.get("/api/settings")).text
@@ -273,7 +273,7 @@ async def test_a_printers_smart_plug_is_set_and_removed_live(logged_in: tuple[Bo
         r = await client.post("/api/settings", json={"settings": {"printer": printers}}, headers={CSRF: csrf})
         assert r.status_code == 200, r.text
         assert r.json()["applied"] == ["printer garage: smart plug set"]  # the MQTT link was left alone
-        with trio.fail_after(10):  # sampled at once, without a restart
+        with trio.fail_after(30):  # sampled at once, without a restart
             while (await client.get("/api/power")).json()["printers"]["garage"].get("reading") is None:
                 await trio.sleep(0.1)
         text = box.config_path.read_text()
