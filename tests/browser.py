@@ -84,8 +84,8 @@ class Page:
             raise CdpError(f"{expression!r}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def wait_for(self, expression: str, timeout: float = 5.0, interval: float = 0.02) -> Any:
-        """Poll ``expression`` until it is truthy; returns its value. Raises TooSlowError after ``timeout``."""
+    async def wait_for(self, expression: str, timeout: float = 30.0, interval: float = 0.02) -> Any:
+        """Poll ``expression`` until it is truthy; returns its value. Raises TooSlowError after ``timeout`` (a hang)."""
         with trio.fail_after(timeout):
             while True:
                 value = await self.evaluate(expression)
