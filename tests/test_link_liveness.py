@@ -42,6 +42,8 @@ def reported_at(t: float | None) -> Liveness:
         (None, "connecting", REFUSED, 0.1, ("offline", REFUSED.reason)),
         (None, "connecting", STALE, 60.0, ("offline", STALE.reason)),
         (None, "offline", REFUSED, 130.0, ("offline", REFUSED.reason)),
+        # a link the settings page restarted finds its printer online (the old link's reports): stale, not offline
+        (None, "online", LOST, 5.0, ("stale", "connection lost")),
         # retrying cannot mend a refused access code: offline at once
         (1000.0, "online", AUTH, 1000.5, ("offline", REASON_AUTH)),
         (None, "connecting", AUTH, 1.0, ("offline", REASON_AUTH)),
@@ -62,6 +64,8 @@ def test_offline_is_due_once_no_report_came_for_the_period() -> None:
     live.after_failure("stale", REFUSED, 1110.0)
     assert live.overdue("stale", 1120.0) == ("offline", REFUSED.reason)
     assert reported_at(None).offline_at() == 120.0  # counted from the start when nothing came
+    live.reported(1200.0)  # back: the next offline counts from here and does not quote the old refusal
+    assert live.overdue("online", 1320.0) == ("offline", NO_REPORT)
 
 
 def report(**fields: object) -> bytes:

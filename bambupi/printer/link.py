@@ -98,6 +98,10 @@ class Liveness:
     last_report: float | None = None
     last_failure: LinkFailure | None = None
 
+    def reported(self, now: float) -> None:
+        self.last_report = now
+        self.last_failure = None  # that episode is over: a later offline must not quote it
+
     def offline_at(self) -> float:
         since = self.started_at if self.last_report is None else self.last_report
         return since + self.offline_after_s
@@ -107,7 +111,9 @@ class Liveness:
         self.last_failure = failure
         if now >= self.offline_at():
             return "offline", self._offline_reason()
-        if failure.definitive or current == "offline" or self.last_report is None:
+        # "connecting": no report since the service started (a link restarted by the settings page finds its
+        # printer online and keeps counting from there).
+        if failure.definitive or current in ("offline", "connecting"):
             return "offline", failure.reason
         return "stale", failure.reason
 
@@ -198,7 +204,7 @@ class PrinterLink:
 
     def reported(self) -> None:
         """A report arrived (the hub has made the printer online)."""
-        self.liveness.last_report = trio.current_time()
+        self.liveness.reported(trio.current_time())
         self._reported.set()
 
     async def _watch_offline(self) -> None:
