@@ -85,15 +85,21 @@ def test_kill_9_while_logging_loses_at_most_the_unwritten_batch(tmp_path: Path) 
     db = tmp_path / "bambupi.sqlite3"
     child = start_child(db, 0.01, 0.1)  # 100 samples/s, a batch every 0.1 s: many commits to interrupt
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a hang bound: each wait below ends on what the database holds
         committed: list[tuple[float, float]] = []
         reader = sqlite3.connect(db)
+
+        def rows() -> list[tuple[float, float]]:
+            return reader.execute("SELECT at, watts FROM power_samples WHERE span = 0 ORDER BY at").fetchall()
+
         while len(committed) < 150 and time.monotonic() < deadline:
-            committed = reader.execute("SELECT at, watts FROM power_samples WHERE span = 0 ORDER BY at").fetchall()
+            committed = rows()
             time.sleep(0.05)
-        reader.close()
         assert len(committed) >= 150
-        time.sleep(0.37)  # kill it at an arbitrary point, likely mid-batch
+        while len(rows()) <= len(committed) and time.monotonic() < deadline:  # it goes on writing
+            time.sleep(0.01)
+        reader.close()
+        time.sleep(0.037)  # kill it at an arbitrary point, likely mid-batch
         child.send_signal(signal.SIGKILL)
         assert child.wait(10) == -signal.SIGKILL
     finally:
