@@ -134,8 +134,10 @@ async def test_a_printer_never_pinned_is_not_followed_to_an_announced_address(
     # and send it the access code.
     async with trio.open_nursery() as nursery:
         sim, hub, link, pins = await moved_printer(nursery, tmp_path, "01P00A000000078", pinned=False)
+        tried = link.attempts
         assert link.follow("127.0.0.1") is False
-        await trio.sleep(0.5)
+        # Its next attempt went to the old address again (a state, not a sleep).
+        await wait_for(lambda: link.attempts > tried and hub.printer("p")["connection"] == "offline")
         assert link.host == "127.0.0.2" and hub.printer("p")["connection"] == "offline"
         assert sim.connected_clients == 0 and pins.get("p") is None
         assert "not pinned yet" in caplog.text
