@@ -121,7 +121,7 @@ class PanelConfig:
     rotate_s: float = 8.0  # each screen shows this long before the next
     dim_after_s: float = 300.0  # nothing changed this long: dim the screen
     off_after_s: float = 1800.0  # ...and switch it off, unless printing or alarmed
-    offline_grace_s: float = 60.0  # red slow blink once a printer has been offline this long
+    offline_grace_s: float = 60.0  # red slow blink for an offline printer whose reports stopped this long ago
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ README's "Panel" table:
 - red = fault: blink for a fatal HMS, steady for a failed print (until acknowledged or the next print), slow blink
   when offline and not online for longer than the grace period. The grace runs from when the printer stopped
   being online (its reports stopped), not from when it was called offline: ``offline`` already means no report
-  for ``offline_after_s``, so a silent printer turns red when it goes offline, not a grace period later.
+  for ``offline_after_s``, so with the defaults a silent printer turns red as it goes offline, not a minute later.
 
 Within an LED the most urgent rule wins; with several printers the most urgent printer drives each LED. Info HMS
 changes no LED. Standing HMS codes light LEDs (they are real conditions) but never sound.
