@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tests.browser import Page
+from tests.browser import ARTIFACTS, Page
 from tests.journeys.harness import PRINTER, Journey, journey
 
 # Null-safe: the page may still be loading when a wait starts.
@@ -94,6 +94,7 @@ async def test_pause_resume_stop_reads_cancelled_and_a_failure_names_its_error(t
         assert "Fail" not in card and "0300_400C" not in card and "cancelled 0" not in card
         assert await page.evaluate(f"{j.card('.failed, .error, .notice')} == null")  # no alarm styling
         await page.wait_for("document.getElementById('events').innerText.includes('Cancelled (bracket)')", 10)
+        await page.screenshot(ARTIFACTS / "journey-cancelled-390.png")
 
         await printing(page, j, "hook")
         j.sim.printer.fail(0x03004006)
@@ -101,6 +102,7 @@ async def test_pause_resume_stop_reads_cancelled_and_a_failure_names_its_error(t
         assert "0300_4006" not in await page.evaluate(f"{j.card()}.innerText")
         assert await page.evaluate(f"{j.card('[data-field=state]')}.classList.contains('failed')")
         await page.wait_for("document.getElementById('events').innerText.includes('Failed: Nozzle clogged (hook)')", 10)
+        await page.screenshot(ARTIFACTS / "journey-failed-390.png")
         assert page.exceptions == []
 
 
@@ -175,6 +177,7 @@ async def test_a_card_that_is_not_live_says_so(tmp_path: Path) -> None:
             f" && !{j.card('.progress-line')}.textContent.includes('done at')",
             30,
         )
+        await page.screenshot(ARTIFACTS / "journey-not-live-390.png")
         j.sim.printer.resume_talking()
         await page.wait_for(f"{j.card()}.dataset.connection === 'online' && !{command(j, 'pause')}.disabled", 30)
 
@@ -192,6 +195,7 @@ async def test_a_card_that_is_not_live_says_so(tmp_path: Path) -> None:
             30,
         )
         assert (await page.evaluate(f"getComputedStyle({j.card()}).filter")).startswith("grayscale")
+        await page.screenshot(ARTIFACTS / "journey-offline-390.png")
 
 
 async def test_the_camera_page_comes_back_by_itself_after_the_box_restarts(tmp_path: Path) -> None:
@@ -210,6 +214,7 @@ async def test_the_camera_page_comes_back_by_itself_after_the_box_restarts(tmp_p
         await page.evaluate(f"window.liveImage = {view}.querySelector('img.live')")
         await j.restart_service()
         await page.wait_for(f"{view}.dataset.live === 'reconnecting'", 30)
+        await page.screenshot(ARTIFACTS / "journey-camera-reconnecting-390.png")
         assert "reconnecting" in await page.evaluate(f"{view}.querySelector('.live-state').textContent")
         await page.wait_for(f"{view}.dataset.live === 'live'", 60)
         # New frames on the same page and the same <img>, no reload.
