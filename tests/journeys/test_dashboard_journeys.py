@@ -221,3 +221,4 @@ async def test_the_camera_page_comes_back_by_itself_after_the_box_restarts(tmp_p
         frames = int(await page.evaluate("window.liveImage.dataset.frames"))
         await page.wait_for(f"Number(window.liveImage.dataset.frames) >= {frames + 2}", 30)
         assert await page.evaluate("window.liveImage.isConnected && window.liveImage.naturalWidth === 1280")
+        assert page.exceptions == []
