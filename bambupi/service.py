@@ -24,7 +24,7 @@ from bambupi.notify.web import add_notify_routes
 from bambupi.panel.service import Panel
 from bambupi.panel.web import add_panel_routes
 from bambupi.power.meter import PowerService
-from bambupi.power.store import PowerStore, StoreError
+from bambupi.power.store import PowerStore
 from bambupi.power.web import add_power_routes
 from bambupi.printer.commands import Controls
 from bambupi.printer.discovery import Discovery
@@ -91,7 +91,9 @@ class Service:
             self.hub, self.links = hub, links
             # Each feature adds its routes to this one Bottle app (pages, JSON) and, for streams the
             # front door serves natively in trio (WebSocket, MJPEG), a router to ``native``.
-            app = make_app(hub)
+            # The power log and job history; a full disk or a broken file is a warning, never a stop.
+            power_store = await trio.to_thread.run_sync(PowerStore, self.storage_folder / config.storage.path.name)
+            app = make_app(hub, health=power_store.health)
             native: list[NativeRouter] = []
             add_page_routes(app, hub)
             native.append(WebSocketService(hub).router)
@@ -129,7 +131,6 @@ class Service:
             add_discovery_routes(app, guard, discovery)
             notifier = self.notifier = await nursery.start(Notifier(hub, config.notify).run)
             add_notify_routes(app, guard, notifier)
-            power_store = await _open_power_store(self.storage_folder / config.storage.path.name)
             power = self.power = await nursery.start(PowerService(hub, config.printers, power_store, config.power).run)
             add_power_routes(app, guard, hub, power, power_store)
             add_settings_routes(
@@ -237,15 +238,6 @@ async def _snapshot(hub: StateHub, frames: FrameHub, printer_id: str) -> bytes |
         return None  # known not to answer: do not hold the message for it
     frame = await frames.fresh_frame(printer_id, max_age_s=10.0, timeout_s=5.0)
     return frame.data if frame is not None else None
-
-
-async def _open_power_store(path: Path) -> PowerStore | None:
-    """The power log and job history; without it (unreadable file, full disk) everything else still runs."""
-    try:
-        return await trio.to_thread.run_sync(PowerStore, path)
-    except StoreError as exc:
-        log.error("%s; power log and print history are off", exc)
-        return None
 
 
 def _same_but_password(old: WebConfig, new: WebConfig) -> bool:

@@ -8,13 +8,19 @@ hourly averages after that.
 
 Every method is blocking and takes a lock, so it can be called from trio through ``trio.to_thread.run_sync`` and
 from the web's worker threads alike.
+
+A full disk, a locked, read-only or corrupt file must never end the service: every failure (``COMMIT`` included)
+raises :class:`StoreError` and is kept in :attr:`PowerStore.problem` for ``/healthz``, ``GET /api/power`` and the
+page until a write succeeds again. Nothing is deleted to make room and a broken file is never replaced; a file that
+cannot be opened is tried again at the next use, so the log comes back by itself once the disk has room.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -69,30 +75,94 @@ class JobEnd:
 
 
 class StoreError(Exception):
-    """The database cannot be opened or written (disk full, unreadable file)."""
+    """The database cannot be opened, read or written (disk full, locked, read-only, corrupt)."""
+
+
+# After these the connection is still good (the disk fills and frees, a lock is released); after any other failure
+# (read-only, I/O error, corrupt, deleted) it is closed and opened afresh at the next use.
+_CONNECTION_SURVIVES: Final = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 class PowerStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+        """Opens the database now if it can; it never raises: a problem is in :attr:`problem` and the database is
+        opened again at the next use."""
         self.path = path
+        self.problem: str | None = None
+        self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        with contextlib.suppress(StoreError), self._lock, self._failures("cannot open the power log"):
+            self._connection()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we open transactions ourselves, one per batch.
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=self._busy_timeout_s)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we open transactions ourselves, one per batch.
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA_SQL)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {path}: {exc}") from None
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA_SQL)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return db
+
+    @contextlib.contextmanager
+    def _failures(self, doing: str) -> Iterator[None]:
+        """Any failure inside becomes StoreError (and :attr:`problem`); call with the lock held."""
+        try:
+            yield
+        except (sqlite3.Error, OSError, ValueError, OverflowError) as exc:
+            # ValueError/OverflowError: a value SQLite cannot take (a lone surrogate, a huge integer).
+            code = getattr(exc, "sqlite_errorcode", None)
+            if isinstance(exc, sqlite3.Error) and (code is None or code & 0xFF not in _CONNECTION_SURVIVES):
+                self._drop()
+            self.problem = f"{doing} ({self.path.name}): {exc}"
+            raise StoreError(self.problem) from None
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, BEGIN ... COMMIT under the lock; a failure anywhere, COMMIT included, rolls back (when
+        SQLite has not already) and raises StoreError. A successful write clears :attr:`problem`."""
+        with self._lock, self._failures("cannot write the power log"):
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+            self.problem = None
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._failures("cannot read the power log"):
+            yield self._connection()
+
+    def health(self) -> dict[str, Any]:
+        """The power log's part of ``/healthz``."""
+        return {"power_log": {"ok": self.problem is None, "error": self.problem}}
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._drop()
 
     def integrity(self) -> str:
-        with self._lock:
-            row = self._db.execute("PRAGMA integrity_check").fetchone()
+        with self._read() as db:
+            row = db.execute("PRAGMA integrity_check").fetchone()
         return str(row[0])
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -101,31 +171,31 @@ class PowerStore:
         if not samples:
             return
         rows = [(s.printer, s.at, s.watts, int(s.on), s.total_kwh) for s in samples]
-        with self._lock, self._transaction():
-            self._db.executemany(
+        with self._write() as db:
+            db.executemany(
                 "INSERT INTO power_samples (printer, at, watts, relay_on, total_kwh, span) VALUES (?, ?, ?, ?, ?, 0)",
                 rows,
             )
 
     def start_job(self, printer: str, name: str | None, model: str, started_at: float) -> int:
-        with self._lock, self._transaction():
-            cursor = self._db.execute(
+        with self._write() as db:
+            cursor = db.execute(
                 "INSERT INTO jobs (printer, name, model, started_at) VALUES (?, ?, ?, ?)",
                 (printer, name, model, started_at),
             )
         return int(cursor.lastrowid or 0)
 
     def end_job(self, job_id: int, end: JobEnd) -> None:
-        with self._lock, self._transaction():
-            self._db.execute(
+        with self._write() as db:
+            db.execute(
                 "UPDATE jobs SET ended_at = ?, duration_s = ? - started_at, result = ?, energy_kwh = ?, cost = ?,"
                 " peak_watts = ? WHERE id = ?",
                 (end.ended_at, end.ended_at, end.result, end.energy_kwh, end.cost, end.peak_watts, job_id),
             )
 
     def rename_job(self, job_id: int, name: str) -> None:
-        with self._lock, self._transaction():
-            self._db.execute("UPDATE jobs SET name = ? WHERE id = ? AND name IS NULL", (name, job_id))
+        with self._write() as db:
+            db.execute("UPDATE jobs SET name = ? WHERE id = ? AND name IS NULL", (name, job_id))
 
     def downsample(self, now: float) -> int:
         """Average raw samples older than 7 days into minutes, and minutes older than 90 days into hours.
@@ -133,16 +203,16 @@ class PowerStore:
         Cut-offs are aligned to whole hours so every bucket that is averaged is complete. Returns rows removed.
         """
         removed = 0
-        with self._lock, self._transaction():
+        with self._write() as db:
             for span_from, span_to, days in ((0, 60, RAW_DAYS), (60, 3600, MINUTE_DAYS)):
                 cutoff = (now - days * DAY_S) // 3600 * 3600
-                self._db.execute(
+                db.execute(
                     "INSERT INTO power_samples (printer, at, watts, relay_on, total_kwh, span)"
                     " SELECT printer, CAST(at / ? AS INTEGER) * ?, AVG(watts), MAX(relay_on), MAX(total_kwh), ?"
                     " FROM power_samples WHERE span = ? AND at < ? GROUP BY printer, CAST(at / ? AS INTEGER)",
                     (span_to, span_to, span_to, span_from, cutoff, span_to),
                 )
-                removed += self._db.execute(
+                removed += db.execute(
                     "DELETE FROM power_samples WHERE span = ? AND at < ?", (span_from, cutoff)
                 ).rowcount
         return removed
@@ -151,8 +221,8 @@ class PowerStore:
 
     def samples(self, printer: str, since: float, until: float | None = None) -> list[Sample]:
         """Raw samples in ``[since, until)``, oldest first (averages are not included)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT printer, at, watts, relay_on, total_kwh FROM power_samples"
                 " WHERE printer = ? AND span = 0 AND at >= ? AND at < ? ORDER BY at",
                 (printer, since, until if until is not None else float("inf")),
@@ -161,8 +231,8 @@ class PowerStore:
 
     def series(self, printer: str, since: float, bucket_s: float) -> list[tuple[float, float | None]]:
         """Average watts per ``bucket_s`` since ``since`` (all resolutions), for charts."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT CAST(at / ? AS INTEGER) * ? AS bucket, AVG(watts) FROM power_samples"
                 " WHERE printer = ? AND at >= ? GROUP BY bucket ORDER BY bucket",
                 (bucket_s, bucket_s, printer, since),
@@ -170,8 +240,8 @@ class PowerStore:
         return [(float(r[0]), r[1]) for r in rows]
 
     def count_samples(self) -> dict[int, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT span, COUNT(*) FROM power_samples GROUP BY span").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT span, COUNT(*) FROM power_samples GROUP BY span").fetchall()
         return {int(r[0]): int(r[1]) for r in rows}
 
     def jobs(self, printer: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -184,41 +254,19 @@ class PowerStore:
             args.append(printer)
         query += " ORDER BY started_at DESC, id DESC LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(query, args).fetchall()
+        with self._read() as db:
+            rows = db.execute(query, args).fetchall()
         keys = ("id", "printer", "name", "model", "started_at", "ended_at", "duration_s", "result", "energy_kwh",
                 "cost", "peak_watts")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def open_jobs(self) -> dict[str, int]:
         """The latest unfinished job of each printer (a job running when bambupi last stopped)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT printer, MAX(id) FROM jobs WHERE ended_at IS NULL GROUP BY printer"
             ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    """BEGIN ... COMMIT, or ROLLBACK on an error (which is re-raised as StoreError)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN")
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if kind is None:
-            self._db.execute("COMMIT")
-            return
-        self._db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"database write failed: {exc}") from None
-
 
 def energy_kwh(samples: Iterable[tuple[float, float | None]], *, max_gap_s: float) -> float | None:
     """Energy from (time, watts) samples: each sample's power held until the next one, at most ``max_gap_s``

@@ -8,6 +8,7 @@ Rendering (the page, the 24 h chart) is pure: data in, text out.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import time
@@ -20,7 +21,7 @@ import trio
 from bambupi.hub import StateHub
 from bambupi.power.meter import PowerService, SwitchRefused, today_energy
 from bambupi.power.plugs import PlugError
-from bambupi.power.store import PowerStore, Sample
+from bambupi.power.store import PowerStore, Sample, StoreError
 from bambupi.web.login import Guard
 from bambupi.web.responses import error_response, json_response, read_json_body
 
@@ -39,11 +40,13 @@ def add_power_routes(
         today_kwh = None
         series: list[tuple[float, float | None]] = []
         if store is not None:
-            today = store.samples(printer_id, midnight) + unwritten
-            today_kwh = today_energy(today, max_gap_s=3 * power.settings.sample_interval_s)
-            done = [j for j in store.jobs(printer_id, 5) if j["ended_at"] is not None]
-            last_job = done[0] if done else None
-            series = store.series(printer_id, now - hours * 3600, CHART_BUCKET_S)
+            # A database that cannot be read leaves the history out; its problem is the answer's ``warning``.
+            with contextlib.suppress(StoreError):
+                today = store.samples(printer_id, midnight) + unwritten
+                today_kwh = today_energy(today, max_gap_s=3 * power.settings.sample_interval_s)
+                done = [j for j in store.jobs(printer_id, 5) if j["ended_at"] is not None]
+                last_job = done[0] if done else None
+                series = store.series(printer_id, now - hours * 3600, CHART_BUCKET_S)
         series = merge_series(series, unwritten, CHART_BUCKET_S)
         return {**live, "today_kwh": today_kwh, "last_job": last_job, "series": [[t, w] for t, w in series]}
 
@@ -59,7 +62,8 @@ def add_power_routes(
     def api_power() -> str:
         hours = hours_param()
         ids = trio.from_thread.run_sync(hub.ids)
-        return json_response(200, {"printers": {pid: printer_data(pid, hours=hours) for pid in ids}})
+        printers = {pid: printer_data(pid, hours=hours) for pid in ids}
+        return json_response(200, {"printers": printers, "warning": store.problem if store is not None else None})
 
     def api_jobs() -> str:
         printer = bottle.request.query.get("printer") or None
@@ -67,7 +71,10 @@ def add_power_routes(
             limit = min(max(int(bottle.request.query.get("limit", "50")), 1), 1000)
         except ValueError:
             return error_response(400, "limit: must be a whole number")
-        jobs = store.jobs(printer, limit) if store is not None else []
+        try:
+            jobs = store.jobs(printer, limit) if store is not None else []
+        except StoreError as exc:
+            return error_response(503, str(exc))
         return json_response(200, {"jobs": jobs})
 
     def switch(printer_id: str) -> str:
@@ -107,10 +114,12 @@ def add_power_routes(
         ids = trio.from_thread.run_sync(hub.ids)
         names = trio.from_thread.run_sync(lambda: {pid: hub.printer(pid)["name"] for pid in ids})
         printers = [{**printer_data(pid, hours=CHART_HOURS), "name": names[pid]} for pid in ids]
-        jobs = store.jobs(None, 100) if store is not None else []
+        jobs: list[dict[str, Any]] = []
+        with contextlib.suppress(StoreError):  # shown as the page's warning
+            jobs = store.jobs(None, 100) if store is not None else []
         bottle.response.content_type = "text/html; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")
-        return render_page(printers, jobs, now=time.time())
+        return render_page(printers, jobs, now=time.time(), warning=store.problem if store is not None else None)
 
     app.route("/api/power", "GET", api_power)
     app.route("/api/jobs", "GET", api_jobs)
@@ -240,11 +249,19 @@ def _job_row(job: dict[str, Any]) -> str:
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
-def render_page(printers: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], *, now: float) -> str:
+def render_page(
+    printers: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], *, now: float, warning: str | None = None
+) -> str:
+    """``warning``: the power log's problem (full disk, unreadable file), shown above everything."""
     sections = "".join(_printer_section(p, now) for p in printers) or "<p>No printers configured.</p>"
     head = "".join(f"<th>{c}</th>" for c in _JOB_COLUMNS)
     rows = "".join(_job_row(j) for j in jobs) or f'<tr><td colspan="{len(_JOB_COLUMNS)}">No prints yet.</td></tr>'
-    return _PAGE.format(sections=sections, head=head, rows=rows, script=_SCRIPT)
+    banner = (
+        f'<p class="warn" id="power-log-warning">{html.escape(warning)}. Monitoring, alarms and notifications keep '
+        "running; new readings wait in memory (up to an hour) and are saved once the power log works again.</p>"
+        if warning else ""
+    )
+    return _PAGE.format(banner=banner, sections=sections, head=head, rows=rows, script=_SCRIPT)
 
 
 _SCRIPT: Final = """
@@ -285,6 +302,7 @@ table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: le
 .chart {{ width: 100%; max-width: 600px; height: auto; }} section {{ margin-bottom: 1.5rem; }}
 </style></head><body>
 <h1>Power and prints</h1>
+{banner}
 {sections}
 <h2>Print history</h2>
 <table class="jobs"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>

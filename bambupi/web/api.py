@@ -43,6 +43,7 @@ def make_app(hub: StateHub, *, health: Callable[[], dict[str, Any]] | None = Non
         if health is not None:
             components.update(_in_trio(health))
         ok = all(p["connection"] == "online" for p in printers.values())
+        ok = ok and all(part.get("ok") is not False for part in components.values())  # e.g. the power log
         body = {"status": "ok" if ok else "degraded", "version": __version__, "components": components}
         return json_response(200, body)
 
