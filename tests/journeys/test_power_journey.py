@@ -39,7 +39,8 @@ def button(text: str) -> str:
 
 
 def page_text(needle: str) -> str:
-    return f"document.body.innerText.includes({needle!r})"
+    """True once the page shows ``needle`` (no body yet while the page reloads)."""
+    return f"Boolean(document.body?.innerText.includes({needle!r}))"
 
 
 async def until(predicate: object, seconds: float = WAIT) -> None:
