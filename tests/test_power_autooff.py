@@ -179,6 +179,11 @@ def test_switching_by_hand_wins_over_a_pending_auto_off() -> None:
     auto.switched_by_hand("p", True)
     assert auto.status("p")["armed"] is False and auto.status("p")["code"] == "manual"
     assert [auto.evaluate("p", printer(), ON, t).action for t in (5.0, 50.0)] == ["wait", "wait"]
+    # Cancel during the warning: answered true once, and nothing is switched afterwards.
+    auto.on_event({"kind": "job_finished", "printer": "p"}, 100.0)
+    assert auto.evaluate("p", printer(), ON, 100.0).action == "warn" and auto.status("p")["warning"]
+    assert auto.cancel("p") is True and auto.cancel("p") is False
+    assert [auto.evaluate("p", printer(), ON, t).action for t in (103.0, 200.0)] == ["wait", "wait"]
 
 
 @pytest.mark.parametrize(
