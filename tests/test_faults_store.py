@@ -297,8 +297,14 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
             assert (await http.get("/api/power")).json()["warning"] is None
             assert 'id="power-log-warning"' not in (await http.get("/power")).text
             assert await stored_samples() > before  # the readings kept in memory meanwhile are written
-            # The next print is recorded as usual.
+            # The print that started on the full disk is recorded when it ends; the next one as usual.
             sim.printer.stop()
+
+            async def ended(name: str) -> bool:
+                jobs = (await http.get("/api/jobs")).json()["jobs"]
+                return any(j["name"] == name and j["ended_at"] is not None and j["result"] for j in jobs)
+
+            await until(lambda: ended("full_disk_part"))
             sim.printer.start_print("after_room", layers=20, minutes=30)
 
             async def recorded() -> bool:

@@ -76,8 +76,9 @@ class SwitchRefused(Exception):
 class _Job:
     """The print in progress on one printer, as the meter accumulates it."""
 
-    row: int
+    row: int | None  # None: its start could not be written (full disk); the whole job is written at its end
     started_at: float
+    name: str | None = None
     energy_ws: float = 0.0
     measured: bool = False
     peak_watts: float | None = None
@@ -382,6 +383,7 @@ class PowerService:
             )
         except StoreError as exc:
             self._store_failed(exc)
+            self._jobs[printer_id] = _Job(row=None, started_at=now, name=name)  # energy still counts
             return
         self._jobs[printer_id] = _Job(row=row, started_at=now)
         log.info("%s: job %r started", printer_id, name)
@@ -407,8 +409,14 @@ class PowerService:
         end = JobEnd(ended_at=now, result=result, energy_kwh=energy, cost=cost, peak_watts=job.peak_watts)
         if self.store is None:
             return
+        store, model = self.store, self._models.get(printer_id, "")
+
+        def write() -> None:
+            row = job.row if job.row is not None else store.start_job(printer_id, job.name, model, job.started_at)
+            store.end_job(row, end)
+
         try:
-            await trio.to_thread.run_sync(self.store.end_job, job.row, end)
+            await trio.to_thread.run_sync(write)
         except StoreError as exc:
             self._store_failed(exc)
             return
