@@ -286,6 +286,8 @@ async function act(id, what, body) {
   msg.textContent = "done";
   setTimeout(() => location.reload(), 800);
 }
+// Fresh figures every 30 s, except while a question is open: it must not vanish under the owner's finger.
+setInterval(() => { if (!document.querySelector(".confirm:not([hidden])")) location.reload(); }, 30000);
 function keepOn(id) {
   document.getElementById("confirm-" + id).hidden = true;
   document.getElementById("msg-" + id).textContent = "kept on";
@@ -294,7 +296,7 @@ function keepOn(id) {
 
 _PAGE: Final = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="refresh" content="30"><title>bambupi · power and prints</title>
+<title>bambupi · power and prints</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1rem; max-width: 56rem; }}
 table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: left; padding: .2rem .6rem; }}
