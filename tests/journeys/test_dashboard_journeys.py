@@ -14,6 +14,8 @@ from tests.browser import ARTIFACTS, Page
 from tests.journeys.harness import PRINTER, Journey, journey
 
 # Null-safe: the page may still be loading when a wait starts.
+WAIT = 60.0  # a limit for a hang only: every wait is for a state, however slow the machine
+
 MENU_LOGGED_IN = (
     "document.getElementById('login-link')?.hidden === true && document.getElementById('logout')?.hidden === false"
 )
@@ -32,45 +34,45 @@ def command(j: Journey, name: str) -> str:
 
 
 async def tap(page: Page, j: Journey, name: str) -> None:
-    await page.wait_for(f"{command(j, name)} && !{command(j, name)}.disabled", 30)
+    await page.wait_for(f"{command(j, name)} && !{command(j, name)}.disabled", WAIT)
     await page.evaluate(f"{command(j, name)}.click()")
 
 
 async def printing(page: Page, j: Journey, name: str) -> None:
     # Long enough (6 min at the harness's time scale) that no journey outlives its print, however busy the CPU.
     j.sim.printer.start_print(name, layers=40, minutes=600)
-    await page.wait_for(f"{text(j, 'state')}.includes('Printing') && {text(j, 'job')} === {name!r}", 60)
+    await page.wait_for(f"{text(j, 'state')}.includes('Printing') && {text(j, 'job')} === {name!r}", WAIT)
 
 
 async def test_first_visit_log_out_and_log_in_again(tmp_path: Path) -> None:
     async with journey(tmp_path) as j:
         page = await j.phone()
         await j.set_password(page)
-        await page.wait_for(MENU_LOGGED_IN, 10)
-        await page.wait_for(j.card(".controls a[href='/login']") + " == null", 10)
+        await page.wait_for(MENU_LOGGED_IN, WAIT)
+        await page.wait_for(j.card(".controls a[href='/login']") + " == null", WAIT)
 
         await page.evaluate("document.getElementById('logout').click()")
-        await page.wait_for(MENU_LOGGED_OUT, 10)
-        await page.wait_for(j.card(".controls a[href='/login']") + " != null", 10)  # controls gone with the session
+        await page.wait_for(MENU_LOGGED_OUT, WAIT)
+        await page.wait_for(j.card(".controls a[href='/login']") + " != null", WAIT)  # controls gone with the session
         assert not (await page.evaluate("fetch('/api/session').then((r) => r.json())"))["logged_in"]
 
         await page.navigate(j.base + "/login")
-        await page.wait_for("!document.getElementById('form').hidden", 10)
+        await page.wait_for("!document.getElementById('form').hidden", WAIT)
         assert await page.evaluate("document.getElementById('submit').textContent") == "Log in"
         assert "You are logged in" not in await page.evaluate("document.body.innerText")
 
         await j.log_in(page)
-        await page.wait_for(MENU_LOGGED_IN, 10)
-        await page.wait_for(j.card() + " != null", 10)
+        await page.wait_for(MENU_LOGGED_IN, WAIT)
+        await page.wait_for(j.card() + " != null", WAIT)
 
         # Logged in, /login is where to log out: no second login form, and a way back.
         await page.navigate(j.base + "/login")
-        await page.wait_for("!document.getElementById('signed-in').hidden", 10)
+        await page.wait_for("!document.getElementById('signed-in').hidden", WAIT)
         shown = await page.evaluate("document.body.innerText")
         assert "You are logged in" in shown and "Log out" in shown and "Back to the dashboard" in shown
         assert await page.evaluate("document.getElementById('form').hidden")
         await page.evaluate("document.getElementById('logout').click()")
-        await page.wait_for("!document.getElementById('form').hidden", 10)
+        await page.wait_for("!document.getElementById('form').hidden", WAIT)
         assert page.exceptions == []
 
 
@@ -81,27 +83,28 @@ async def test_pause_resume_stop_reads_cancelled_and_a_failure_names_its_error(t
         await printing(page, j, "bracket")
 
         await tap(page, j, "pause")
-        await page.wait_for(f"{text(j, 'state')}.includes('Paused')", 15)
+        await page.wait_for(f"{text(j, 'state')}.includes('Paused')", WAIT)
         await tap(page, j, "resume")
-        await page.wait_for(f"{text(j, 'state')}.includes('Printing')", 15)
+        await page.wait_for(f"{text(j, 'state')}.includes('Printing')", WAIT)
         await tap(page, j, "stop")
-        await page.wait_for(f"{command(j, 'stop')}.textContent.includes('again')", 5)
+        await page.wait_for(f"{command(j, 'stop')}.textContent.includes('again')", WAIT)
         assert j.sim.printer.gcode_state == "RUNNING"  # one tap does nothing yet
         await tap(page, j, "stop")
 
-        await page.wait_for(f"{text(j, 'state')}.includes('Cancelled')", 15)
+        await page.wait_for(f"{text(j, 'state')}.includes('Cancelled')", WAIT)
         card = await page.evaluate(f"{j.card()}.innerText")
         assert "Fail" not in card and "0300_400C" not in card and "cancelled 0" not in card
         assert await page.evaluate(f"{j.card('.failed, .error, .notice')} == null")  # no alarm styling
-        await page.wait_for("document.getElementById('events').innerText.includes('Cancelled (bracket)')", 10)
+        await page.wait_for("document.getElementById('events').innerText.includes('Cancelled (bracket)')", WAIT)
         await page.screenshot(ARTIFACTS / "journey-cancelled-390.png")
 
         await printing(page, j, "hook")
         j.sim.printer.fail(0x03004006)
-        await page.wait_for(f"{text(j, 'state')}.includes('Failed: Nozzle clogged')", 15)
+        await page.wait_for(f"{text(j, 'state')}.includes('Failed: Nozzle clogged')", WAIT)
         assert "0300_4006" not in await page.evaluate(f"{j.card()}.innerText")
         assert await page.evaluate(f"{j.card('[data-field=state]')}.classList.contains('failed')")
-        await page.wait_for("document.getElementById('events').innerText.includes('Failed: Nozzle clogged (hook)')", 10)
+        events = "document.getElementById('events').innerText"
+        await page.wait_for(f"{events}.includes('Failed: Nozzle clogged (hook)')", WAIT)
         await page.screenshot(ARTIFACTS / "journey-failed-390.png")
         assert page.exceptions == []
 
@@ -113,22 +116,22 @@ async def test_live_updates_leave_the_speed_picker_and_a_selection_alone(tmp_pat
         await printing(page, j, "vase")
 
         picker = j.card("select[data-command=speed]")
-        await page.wait_for(f"{picker} && !{picker}.disabled", 30)
+        await page.wait_for(f"{picker} && !{picker}.disabled", WAIT)
         await page.evaluate(f"window.picker = {picker}; window.picker.focus()")
         assert await page.evaluate("document.activeElement === window.picker")
         # Several live updates, the percent among them, while the picker is open.
         before = await page.evaluate("window.bambupi.stats.messages")
         percent = await page.evaluate(text(j, "percent"))
-        await page.wait_for(f"{text(j, 'percent')} !== {percent!r}", 60)
+        await page.wait_for(f"{text(j, 'percent')} !== {percent!r}", WAIT)
         percent = await page.evaluate(text(j, "percent"))
-        await page.wait_for(f"{text(j, 'percent')} !== {percent!r}", 60)
+        await page.wait_for(f"{text(j, 'percent')} !== {percent!r}", WAIT)
         assert await page.evaluate("window.bambupi.stats.messages") >= before + 2
         assert await page.evaluate("document.activeElement === window.picker && window.picker.isConnected")
 
         # The MQTT page: new rows arrive above; a selection and the opened message stay put.
         await page.navigate(j.base + f"/printers/{PRINTER}/mqtt")
         # A log longer than the screen, as it is a minute after opening it.
-        await page.wait_for("document.documentElement.scrollHeight > innerHeight + 200", 120)
+        await page.wait_for("document.documentElement.scrollHeight > innerHeight + 200", WAIT)
         await page.evaluate(
             "window.opened = document.querySelectorAll('#log li')[1];"
             "window.opened.querySelector('summary').click();"
@@ -139,7 +142,7 @@ async def test_live_updates_leave_the_speed_picker_and_a_selection_alone(tmp_pat
             "window.selected = getSelection().toString();"
         )
         rows = await page.evaluate("document.querySelectorAll('#log li').length")
-        await page.wait_for(f"document.querySelectorAll('#log li').length >= {rows + 3}", 60)
+        await page.wait_for(f"document.querySelectorAll('#log li').length >= {rows + 3}", WAIT)
         assert await page.evaluate("getSelection().toString() === window.selected && window.selected.length > 0")
         assert await page.evaluate("window.chosen.isConnected && window.opened.isConnected")
         assert await page.evaluate("window.opened.querySelector('details').open")
@@ -153,10 +156,10 @@ async def test_recent_events_are_there_right_after_a_reload(tmp_path: Path) -> N
         page = await j.phone()
         await j.set_password(page)
         await printing(page, j, "gear")
-        await page.wait_for("document.getElementById('events').innerText.includes('started gear')", 15)
+        await page.wait_for("document.getElementById('events').innerText.includes('started gear')", WAIT)
         await page.navigate(j.base + "/")
-        await page.wait_for(j.card() + " != null", 15)
-        await page.wait_for("document.getElementById('events').innerText.includes('started gear')", 10)
+        await page.wait_for(j.card() + " != null", WAIT)
+        await page.wait_for("document.getElementById('events').innerText.includes('started gear')", WAIT)
         assert "None yet" not in await page.evaluate("document.getElementById('events').innerText")
 
 
@@ -165,7 +168,7 @@ async def test_a_card_that_is_not_live_says_so(tmp_path: Path) -> None:
         page = await j.phone()
         await j.set_password(page)
         await printing(page, j, "shelf")
-        await page.wait_for(f"{j.card()}.dataset.connection === 'online' && {text(j, 'last-seen')} === ''", 10)
+        await page.wait_for(f"{j.card()}.dataset.connection === 'online' && {text(j, 'last-seen')} === ''", WAIT)
 
         # Reports stop: the card says it shows the last values seen, and nothing can be pressed.
         j.sim.printer.go_silent()
@@ -175,11 +178,11 @@ async def test_a_card_that_is_not_live_says_so(tmp_path: Path) -> None:
             f" && {text(j, 'last-seen')}.startsWith('last seen ')"
             f" && [...{j.card()}.querySelectorAll('button[data-command]')].every((b) => b.disabled)"
             f" && !{j.card('.progress-line')}.textContent.includes('done at')",
-            30,
+            WAIT,
         )
         await page.screenshot(ARTIFACTS / "journey-not-live-390.png")
         j.sim.printer.resume_talking()
-        await page.wait_for(f"{j.card()}.dataset.connection === 'online' && !{command(j, 'pause')}.disabled", 30)
+        await page.wait_for(f"{j.card()}.dataset.connection === 'online' && !{command(j, 'pause')}.disabled", WAIT)
 
         # The printer cannot be reached at all: greyed, "Offline", controls disabled.
         with socket.socket() as closed:
@@ -192,7 +195,7 @@ async def test_a_card_that_is_not_live_says_so(tmp_path: Path) -> None:
             f"{j.card()}?.dataset.connection === 'offline' && {j.card()}.classList.contains('offline')"
             f" && {text(j, 'connection')}.endsWith('Offline') && {text(j, 'last-seen')} !== ''"
             f" && [...{j.card()}.querySelectorAll('button[data-command]')].every((b) => b.disabled)",
-            30,
+            WAIT,
         )
         assert (await page.evaluate(f"getComputedStyle({j.card()}).filter")).startswith("grayscale")
         await page.screenshot(ARTIFACTS / "journey-offline-390.png")
@@ -203,22 +206,22 @@ async def test_the_camera_page_comes_back_by_itself_after_the_box_restarts(tmp_p
         page = await j.phone()
         await page.navigate(j.base + "/")
         link = j.card("a[data-field=camera]")
-        await page.wait_for(f"{link} != null", 15)
+        await page.wait_for(f"{link} != null", WAIT)
         assert await page.evaluate(f"{link}.getAttribute('href')") == f"/camera#camera-{PRINTER}"
         await page.evaluate(f"{link}.click()")
-        await page.wait_for("location.pathname === '/camera'", 10)
+        await page.wait_for("location.pathname === '/camera'", WAIT)
 
         view = f"document.getElementById('camera-{PRINTER}')"
         live = f"{view}?.dataset.live === 'live' && {view}.querySelector('img.live').naturalWidth === 1280"
-        await page.wait_for(live, 20)
+        await page.wait_for(live, WAIT)
         await page.evaluate(f"window.liveImage = {view}.querySelector('img.live')")
         await j.restart_service()
-        await page.wait_for(f"{view}.dataset.live === 'reconnecting'", 30)
+        await page.wait_for(f"{view}.dataset.live === 'reconnecting'", WAIT)
         await page.screenshot(ARTIFACTS / "journey-camera-reconnecting-390.png")
         assert "reconnecting" in await page.evaluate(f"{view}.querySelector('.live-state').textContent")
-        await page.wait_for(f"{view}.dataset.live === 'live'", 60)
+        await page.wait_for(f"{view}.dataset.live === 'live'", WAIT)
         # New frames on the same page and the same <img>, no reload.
         frames = int(await page.evaluate("window.liveImage.dataset.frames"))
-        await page.wait_for(f"Number(window.liveImage.dataset.frames) >= {frames + 2}", 30)
+        await page.wait_for(f"Number(window.liveImage.dataset.frames) >= {frames + 2}", WAIT)
         assert await page.evaluate("window.liveImage.isConnected && window.liveImage.naturalWidth === 1280")
         assert page.exceptions == []
