@@ -482,12 +482,17 @@ async def test_off_while_printing_needs_a_confirmation_and_raises_no_cross_check
                 ).status_code == 400
         r = await client.post("/api/printers/p/plug", json={"on": False, "confirm": True}, headers=headers)
         assert r.status_code == 200 and r.json()["reading"]["on"] is False
-    assert box.plug.commands.count("Power Off") == 1
-    # The printer's last report still says RUNNING until its link goes stale; the plug reads 0 W all along.
-    await until(lambda: box.running.hub.printer("p")["connection"] != "online")
-    await samples_later(box, 5)
-    assert drain(queue, "power_check") == []
-    assert box.running.power is not None and box.running.power.status("p")["warning"] is None
+        assert box.plug.commands.count("Power Off") == 1
+        # The printer's last report still says RUNNING until its link goes stale; the plug reads 0 W all along.
+        await until(lambda: box.running.hub.printer("p")["connection"] != "online")
+        await samples_later(box, 5)
+        assert drain(queue, "power_check") == []
+        assert box.running.power is not None and box.running.power.status("p")["warning"] is None
+        # Power back: the print did not survive the cut, and the box hears so once the printer talks again.
+        r = await client.post("/api/printers/p/plug", json={"on": True}, headers=headers)
+        assert r.status_code == 200 and r.json()["reading"]["on"] is True
+    await until(lambda: gcode_state(box) == "FAILED")
+    assert [e.get("job") for e in drain(queue, "job_cancelled")] == ["bracket"]
 
 
 async def test_printer_on_but_unreachable_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:

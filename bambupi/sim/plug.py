@@ -4,7 +4,7 @@
 ``Power``, ``Total``, ``Today``), optional ``user``/``password`` query parameters like a Tasmota with a web
 password. Its power follows the printer: electronics, the bed and nozzle heaters (full power while heating,
 a share of it while holding a temperature) and the motors while printing. Switching it off makes the printer go
-quiet on MQTT, as a printer without power would; switching it on brings it back.
+quiet on MQTT and ends a print in progress, as a power cut would; switching it on brings it back.
 
 The test hooks (``fail_with``, ``malformed``, ``delay_s``, :meth:`unplug`) play a broken or vanished plug.
 """
@@ -92,11 +92,13 @@ class SimulatedPlug:
     def switch(self, on: bool) -> None:
         self._account()
         self.on = on
-        # A printer without power says nothing; with power back it talks again.
+        # A printer without power says nothing; with power back it talks again. A print does not survive the cut:
+        # it ends (as a stop would, heaters off), and the box hears of it when the printer talks again.
         if on:
             self.printer.resume_talking()
         else:
             self.printer.go_silent()
+            self.printer.stop()
 
     def unplug(self) -> None:
         """The plug vanishes from the network: the listening socket closes, connections are refused."""
