@@ -139,7 +139,11 @@ async def test_a_slow_reader_skips_states_but_ends_exactly_right(box: Box) -> No
         assert client.deltas <= 300
 
 
-BIG = "x" * 300_000  # each change is a 300 kB delta for a stuck client: its socket buffers fill at once
+def big_change(i: int) -> bytes:
+    """A ~300 kB delta: a long HMS list, one entry different each time (strings are capped; lists are not), so a
+    stuck client's socket buffers fill at once."""
+    entries = [{"attr": 0x07000000 + (k << 8), "code": 0x00020001} for k in range(1, 1500)]
+    return report(hms=[{"attr": 0x07000000, "code": 0x00020002 + i}, *entries], mc_percent=i % 100)
 
 
 async def test_a_client_that_never_reads_does_not_delay_another() -> None:
@@ -151,12 +155,16 @@ async def test_a_client_that_never_reads_does_not_delay_another() -> None:
             async with open_websocket_url(box.url) as reader:
                 client = Client(await receive(reader))
                 for i in range(40):
-                    box.hub.apply_message("p1", report(subtask_name=f"{BIG}{i}", mc_percent=i))
+                    box.hub.apply_message("p1", big_change(i))
                     message = await receive(reader)
                     while message["type"] != "delta":
                         message = await receive(reader)
                     client.take(message)
-                assert client.printers["p1"]["state"]["subtask_name"] == f"{BIG}39"
+                expected = await box.printer("p1")
+                while without_nulls(client.printers["p1"]) != without_nulls(expected):  # the last of them
+                    client.take(await receive(reader))
+                codes = {entry["code"] for entry in client.printers["p1"]["state"]["hms"]}
+                assert "0700_0000_0002_0029" in codes and len(codes) == 1500  # the 40th change (0x20002 + 39)
                 assert box.ws.clients == 2  # all of it while the stuck client still held on
                 await box.http.aclose()
                 nursery.cancel_scope.cancel()  # the box goes, so the stuck client's close does not wait for it
@@ -167,7 +175,7 @@ async def test_a_client_that_never_reads_is_cut_off_after_the_send_timeout(box: 
         await receive(stuck)
         with trio.fail_after(HANG_S):
             for i in itertools.count():  # until its buffers are full and a send waits out the timeout (1 s)
-                box.hub.apply_message("p1", report(subtask_name=f"{BIG}{i}", mc_percent=i % 100))
+                box.hub.apply_message("p1", big_change(i))
                 await trio.sleep(0.05)
                 if not box.ws.clients:
                     break
