@@ -11,6 +11,7 @@ Mounting needs root (or password-less sudo); without it the mount tests are skip
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -252,7 +253,7 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
                 return dict((await http.get("/api/printers/garage")).json())
 
             async def stored_samples() -> int:
-                with sqlite3.connect(db) as reader:
+                with contextlib.closing(sqlite3.connect(db)) as reader:
                     return int(reader.execute("SELECT COUNT(*) FROM power_samples").fetchone()[0])
 
             async def online_and_logging() -> bool:
