@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -226,8 +227,9 @@ gpio = "virtual"
 
 
 async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and_catches_up(
-    tmp_path: Path, tiny_disk: Path
+    tmp_path: Path, tiny_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bambupi.power")
     receiver = FakeServices()
     async with trio.open_nursery() as nursery:
         sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=100)
@@ -314,3 +316,7 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
 
             await until(recorded)
         nursery.cancel_scope.cancel()
+    # Logged once when it failed and once when it came back, not at every flush in between.
+    said = [r.getMessage() for r in caplog.records if r.name == "bambupi.power"]
+    assert len([m for m in said if "disk is full" in m]) == 1, said
+    assert said.count("power log: writing again") == 1, said

@@ -450,6 +450,8 @@ class PowerService:
             # Keep at most an hour of samples waiting for the disk to come back; then drop the oldest.
             self._pending = (batch + self._pending)[-RECENT_SAMPLES * max(1, len(self._plugs)):]
             return
+        if self.store_error is not None:
+            log.info("power log: writing again")  # once, as its failure was logged once
         self.store_error = None
 
     def _store_failed(self, exc: StoreError) -> None:
