@@ -168,8 +168,14 @@ def test_a_corrupt_file_is_a_problem_and_is_never_replaced(tmp_path: Path) -> No
         store.jobs()
     with pytest.raises(StoreError):
         store.open_jobs()
-    store.close()
     assert path.read_bytes() == garbage
+    # The owner moves the broken file aside: the next read opens a fresh log and the warning goes, no restart.
+    path.rename(tmp_path / "broken.sqlite3")
+    assert store.jobs() == [] and store.problem is None
+    store.add_samples(samples(NOW, 2))
+    assert len(store.samples("a", 0)) == 2
+    store.close()
+    assert (tmp_path / "broken.sqlite3").read_bytes() == garbage
 
 
 def test_a_folder_that_cannot_be_made_is_a_problem_not_a_crash() -> None:

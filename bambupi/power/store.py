@@ -81,6 +81,7 @@ class StoreError(Exception):
 # After these the connection is still good (the disk fills and frees, a lock is released); after any other failure
 # (read-only, I/O error, corrupt, deleted) it is closed and opened afresh at the next use.
 _CONNECTION_SURVIVES: Final = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_WRITING: Final = "cannot write the power log"
 
 
 class PowerStore:
@@ -89,6 +90,7 @@ class PowerStore:
         opened again at the next use."""
         self.path = path
         self.problem: str | None = None
+        self._problem_writing = False  # a write problem is cleared only by a write; an open/read one by any use
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -122,6 +124,7 @@ class PowerStore:
             if isinstance(exc, sqlite3.Error) and (code is None or code & 0xFF not in _CONNECTION_SURVIVES):
                 self._drop()
             self.problem = f"{doing} ({self.path.name}): {exc}"
+            self._problem_writing = doing == _WRITING
             raise StoreError(self.problem) from None
 
     def _drop(self) -> None:
@@ -134,7 +137,7 @@ class PowerStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction, BEGIN ... COMMIT under the lock; a failure anywhere, COMMIT included, rolls back (when
         SQLite has not already) and raises StoreError. A successful write clears :attr:`problem`."""
-        with self._lock, self._failures("cannot write the power log"):
+        with self._lock, self._failures(_WRITING):
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -151,6 +154,8 @@ class PowerStore:
     def _read(self) -> Iterator[sqlite3.Connection]:
         with self._lock, self._failures("cannot read the power log"):
             yield self._connection()
+            if not self._problem_writing:
+                self.problem = None  # it opens and reads again; whether it writes, the next write tells
 
     def health(self) -> dict[str, Any]:
         """The power log's part of ``/healthz``."""
