@@ -6,6 +6,10 @@ never a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -136,3 +140,33 @@ def test_sim_takes_a_model_as_people_write_it_and_stops_cleanly() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_ctrl_c_at_the_password_prompt_is_a_stop_not_a_crash(tmp_path: Path) -> None:
+    config = tmp_path / "bambupi.toml"
+    config.write_text('[web]\nlisten = "127.0.0.1:8080"\n')
+    primary, secondary = pty.openpty()  # a terminal, so it asks (twice) instead of reading a line from stdin
+    # Its own session: no controlling terminal, so the prompt goes to the pty, never to a developer's terminal.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bambupi", "set-password", "-c", str(config)],
+        stdin=secondary, stdout=secondary, stderr=secondary, start_new_session=True,
+    )
+    os.close(secondary)
+    try:
+        seen = b""
+        while b"password" not in seen:  # the prompt: it waits for the person now
+            ready, _, _ = select.select([primary], [], [], HANG_S)
+            assert ready, seen
+            seen += os.read(primary, 1024)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(HANG_S) == 130
+        with contextlib.suppress(OSError):  # the pty reports EIO once the child has closed it
+            while select.select([primary], [], [], 0)[0] and (chunk := os.read(primary, 1024)):
+                seen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(primary)
+    assert b"Traceback" not in seen, seen.decode(errors="replace")
+    assert config.read_text() == '[web]\nlisten = "127.0.0.1:8080"\n'
