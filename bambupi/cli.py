@@ -305,8 +305,11 @@ def cmd_trust(args: argparse.Namespace) -> int:
         print(f"bambupi: cannot reach {printer.host}:{printer.mqtt_port}: {why}", file=sys.stderr)
         return 1
     old = pins.get(printer.id)
-    pins.set(printer.id, seen)
+    saved = pins.set(printer.id, seen)
     pins.forget(camera_pin_key(printer.id))  # the camera's is taken afresh at its next connection
+    if not saved:
+        print(f"bambupi: {pins.problem}; nothing changed", file=sys.stderr)
+        return 1
     print(f"{printer.id}: now trusting {seen}" + (f" (was {old})" if old and old != seen else ""))
     if printer.tls_fingerprint:
         print(

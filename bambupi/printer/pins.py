@@ -33,10 +33,15 @@ class PinStore:
 
     Re-reading keeps the running service and ``bambupi trust`` (a separate process) in agreement
     without any signalling: a trusted certificate is accepted on the link's next attempt.
+
+    A pin that cannot be written (a full or read-only disk) is kept in memory and written with the next change:
+    the link must not die on the disk, and a pin only in memory still protects the access code until a restart.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._unsaved: dict[str, str | None] = {}  # printer id -> pin (None: forgotten) not yet on disk
+        self.problem: str | None = None  # why the last write failed, until one succeeds
 
     def _read(self) -> dict[str, str]:
         try:
@@ -50,19 +55,44 @@ class PinStore:
             return {}
         return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
 
-    def get(self, printer_id: str) -> str | None:
-        return self._read().get(printer_id)
-
-    def set(self, printer_id: str, pin: str) -> None:
+    def _current(self) -> dict[str, str]:
         pins = self._read()
-        pins[printer_id] = pin
-        self._write(pins)
+        for printer_id, pin in self._unsaved.items():
+            if pin is None:
+                pins.pop(printer_id, None)
+            else:
+                pins[printer_id] = pin
+        return pins
+
+    def get(self, printer_id: str) -> str | None:
+        return self._current().get(printer_id)
+
+    def set(self, printer_id: str, pin: str) -> bool:
+        """Pin ``pin`` for ``printer_id``; False when it could only be kept in memory (see ``problem``)."""
+        self._unsaved[printer_id] = pin
+        return self._save()
 
     def forget(self, printer_id: str) -> bool:
-        pins = self._read()
-        if pins.pop(printer_id, None) is None:
+        if self.get(printer_id) is None:
             return False
-        self._write(pins)
+        self._unsaved[printer_id] = None
+        self._save()
+        return True
+
+    def _save(self) -> bool:
+        pins = self._current()
+        try:
+            self._write(pins)
+        except OSError as exc:
+            problem = f"cannot save certificate pins to {self.path} ({exc.strerror or exc}); kept in memory"
+            if problem != self.problem:
+                log.error("%s", problem)
+            self.problem = problem
+            return False
+        if self.problem is not None:
+            log.info("certificate pins saved to %s again", self.path)
+        self.problem = None
+        self._unsaved.clear()
         return True
 
     def _write(self, pins: dict[str, str]) -> None:

@@ -107,11 +107,14 @@ def add_settings_routes(
         except (OSError, trio.TooSlowError) as exc:
             return error_response(502, f"cannot reach {printer.host}:{printer.mqtt_port}: {exc or 'timeout'}")
         previous = pins.get(printer_id)
-        pins.set(printer_id, seen)
+        saved = pins.set(printer_id, seen)
         pins.forget(camera_pin_key(printer_id))  # the camera's is taken afresh at its next connection
         log.info("%s: now trusting certificate %s (was %s)", printer_id, seen, previous)
         trio.from_thread.run_sync(wake_link, printer_id)
         note = "tls_fingerprint in the config file takes precedence; clear it" if printer.tls_fingerprint else None
+        if not saved:
+            # Kept in memory: the running link trusts it now, but a restart would ask again.
+            note = f"{pins.problem}: trusted until the box restarts"
         return json_response(200, {"printer": printer_id, "fingerprint": seen, "previous": previous, "note": note})
 
     app.route("/api/settings", "GET", read)
