@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from PIL import Image
 
 from bambupi.camera.hub import FrameHub
@@ -280,7 +281,8 @@ async def test_the_cameras_certificate_is_pinned_and_another_one_never_gets_the_
         with pytest.raises(CameraError, match="different certificate") as info:
             await source.stream(lambda data: None)
         assert info.value.retry_s == 60.0 and "bambupi trust" in str(info.value) and CODE not in str(info.value)
-        await trio.sleep(0.2)
+        # Until nothing is left to run: an access code sent would have been read and counted by now.
+        await trio.testing.wait_all_tasks_blocked(0.02)
         assert sim.camera.logins == logins  # the access code was not sent
         nursery.cancel_scope.cancel()
 
