@@ -25,7 +25,7 @@ DOCUMENTED_KEYS = {
     "gcode_state", "percent", "remaining_min", "layer", "total_layers",
     "nozzle_temp", "nozzle_target", "bed_temp", "bed_target", "chamber_temp", "chamber_target",
     "nozzles", "active_nozzle", "stage", "print_error", "print_error_text", "job_result",
-    "hms", "ams", "active_tray", "external_spool",
+    "hms", "ams", "active_tray", "external_spool", "external_spools",
     "speed_level", "wifi_dbm", "subtask_name", "lights", "liveview",
 }  # fmt: skip
 
@@ -58,8 +58,8 @@ def test_initial_state_has_every_documented_key_and_knows_nothing() -> None:
     assert set(state) == DOCUMENTED_KEYS
     assert state["hms"] == []
     assert state["ams"] == {"units": {}}
-    assert state["nozzles"] == {} and state["lights"] == {}
-    others = DOCUMENTED_KEYS - {"hms", "ams", "nozzles", "lights"}
+    assert state["nozzles"] == {} and state["lights"] == {} and state["external_spools"] == {}
+    others = DOCUMENTED_KEYS - {"hms", "ams", "nozzles", "lights", "external_spools"}
     assert all(state[key] is None for key in others)
 
 
@@ -87,7 +87,8 @@ def test_full_p1s_report(p1s: State) -> None:
     assert p1s["print_error"] is None
     assert p1s["lights"] == {"chamber_light": "on"}
     assert p1s["active_tray"] == {"ams": 0, "tray": 0}
-    assert p1s["external_spool"] == {"type": "PLA", "color": "#00AE42", "remain": 0}
+    assert p1s["external_spool"] == {"type": "PLA", "color": "#00AE42", "remain": None}  # reported as 0: unknown
+    assert p1s["external_spools"] == {"254": p1s["external_spool"]}
     unit = p1s["ams"]["units"]["0"]
     assert (unit["humidity_index"], unit["humidity_pct"], unit["temp"]) == (4, None, 25.5)
     assert unit["trays"] == {
@@ -392,7 +393,9 @@ def test_ams_temp(p1s: State, unit_temp: Any, expected: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "remain,expected", [(-1, None), ("-1", None), (0, 0), (55, 55), ("100", 100), (101, "keep"), (-2, "keep")]
+    "remain,expected",
+    # 0 in a delta that shows no RFID tag and no remaining estimate (home_flag) is "not measured" (test_captures)
+    [(-1, None), ("-1", None), (0, None), (55, 55), ("100", 100), (101, "keep"), (-2, "keep")],
 )
 def test_tray_remain(p1s: State, remain: Any, expected: Any) -> None:
     new = apply(p1s, report(ams={"ams": [{"id": "0", "tray": [{"id": "0", "remain": remain}]}]})).state
@@ -476,7 +479,7 @@ def test_external_spool(p1s: State) -> None:
     new = apply(p1s, report(vt_tray={"id": "254", "tray_type": "PETG", "tray_color": "112233FF", "remain": -1}))
     assert new.state["external_spool"] == {"type": "PETG", "color": "#112233", "remain": None}
     unloaded = apply(new.state, report(vt_tray={"id": "254", "tray_type": ""})).state
-    assert unloaded["external_spool"]["type"] is None
+    assert unloaded["external_spool"] == {"empty": True}  # not a spool of unknown type
 
 
 # -- lights -------------------------------------------------------------------------------------------------

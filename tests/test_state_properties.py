@@ -25,7 +25,7 @@ REPORT_KEYS = [
     "gcode_state", "mc_percent", "mc_remaining_time", "layer_num", "total_layer_num", "nozzle_temper",
     "nozzle_target_temper", "bed_temper", "bed_target_temper", "chamber_temper", "chamber_target_temper",
     "stg_cur", "print_error", "spd_lvl", "wifi_signal", "subtask_name", "fun", "hms", "ams", "vt_tray",
-    "lights_report", "device", "sequence_id", "msg",
+    "vir_slot", "home_flag", "lights_report", "device", "sequence_id", "msg",
 ]  # fmt: skip
 
 numeric_text = st.one_of(
@@ -59,13 +59,16 @@ hms_entries = st.lists(
     ),
     max_size=5,
 )
-tray_keys = st.sampled_from(["id", "tray_type", "tray_color", "remain", "k"])
+tray_keys = st.sampled_from(["id", "tray_type", "tray_color", "remain", "k", "state", "tag_uid"])
 trays = st.lists(st.dictionaries(tray_keys, scalars), max_size=5)
 units = st.lists(
     st.dictionaries(st.sampled_from(["id", "humidity", "humidity_raw", "temp", "tray"]), st.one_of(scalars, trays)),
     max_size=3,
 )
-ams_values = st.one_of(json_values, st.fixed_dictionaries({"ams": units, "tray_now": scalars}))
+exist_bits = st.one_of(scalars, st.integers(0, 2**28).map(lambda bits: f"{bits:x}"))
+ams_values = st.one_of(
+    json_values, st.fixed_dictionaries({"ams": units, "tray_now": scalars, "tray_exist_bits": exist_bits})
+)
 packed_values = st.one_of(scalars, st.integers(0, 2**32 + 5))
 device_values = st.one_of(
     json_values,
@@ -85,7 +88,7 @@ device_values = st.one_of(
 
 
 def field_value(key: str) -> st.SearchStrategy[Any]:
-    special = {"hms": hms_entries, "ams": ams_values, "device": device_values}
+    special = {"hms": hms_entries, "ams": ams_values, "device": device_values, "vir_slot": trays}
     return special.get(key, json_values)
 
 
@@ -188,8 +191,13 @@ def check_state(state: State, model: str) -> None:
             check_tray(tray)
     active = state["active_tray"]
     assert active is None or active == {"external": True} or (set(active) == {"ams", "tray"})
-    if state["external_spool"] is not None:
-        check_tray(state["external_spool"])
+    for holder_id, holder in state["external_spools"].items():
+        assert holder_id in ("254", "255")
+        check_tray(holder)
+        assert holder.get("remain") is None  # nothing measures an external spool
+    assert state["external_spool"] == (
+        state["external_spools"].get("255", state["external_spools"].get("254")) if state["external_spools"] else None
+    )
 
 
 @SETTINGS

@@ -53,6 +53,8 @@ TRAY_NONE: Final = 255
 TRAY_EXTERNAL: Final = 254
 AMS_HT_FIRST: Final = 128
 AMS_HT_LAST: Final = 135
+AMS_LITE_A2L: Final = 16  # the A2L reports its AMS lite as unit 16
+HOME_FLAG_ESTIMATES_REMAIN: Final = 0x80
 
 
 class _Keep(enum.Enum):
@@ -88,6 +90,7 @@ def initial_state() -> State:
         "ams": {"units": {}},
         "active_tray": None,
         "external_spool": None,
+        "external_spools": {},
         "speed_level": None,
         "wifi_dbm": None,
         "subtask_name": None,
@@ -453,6 +456,21 @@ def _remain(value: Any) -> int | _Keep | None:
     return number if number is not None and 0 <= number <= 100 else KEEP
 
 
+def _has_rfid(tray: Mapping[str, Any]) -> bool:
+    """A Bambu spool's RFID tag gives the tray a non-zero ``tag_uid``/``tray_uuid``; other spools report zeros."""
+    return any(isinstance(tray.get(key), str) and tray[key].strip("0") != "" for key in ("tag_uid", "tray_uuid"))
+
+
+def _estimates_remain(report: Mapping[str, Any]) -> bool:
+    """Whether this report says the AMS estimates what is left on spools without RFID.
+
+    That is the printer's "update remaining capacity" setting, bit 0x80 of ``home_flag`` (a signed 32-bit number
+    on some firmware). A report without ``home_flag`` (a P1/A1 delta) does not say so: its 0 % then reads unknown.
+    """
+    flag = report.get("home_flag")
+    return isinstance(flag, int) and not isinstance(flag, bool) and bool(flag & HOME_FLAG_ESTIMATES_REMAIN)
+
+
 def _tray_type(value: Any) -> str | _Keep | None:
     if not isinstance(value, str):
         return KEEP
@@ -467,13 +485,29 @@ def _color(value: Any) -> str | _Keep:
 
 
 _EMPTY_TRAY: Final[dict[str, Any]] = {"empty": True}
+_UNKNOWN_SPOOL: Final[dict[str, Any]] = {"type": None, "color": None, "remain": None}
 
 
-def _merge_tray(previous: Mapping[str, Any] | None, tray: Mapping[str, Any]) -> dict[str, Any]:
-    """A slot reported as only ``{"id": ...}`` is empty; otherwise the fields it carries update the slot."""
-    if set(tray) <= {"id"}:
-        return dict(_EMPTY_TRAY)
-    merged = {"type": None, "color": None, "remain": None}
+def _state_holds_spool(value: Any) -> bool:
+    """An AMS slot's ``state``: 0-3 on older firmware (3 = a spool sits there); newer firmware sets bit 0 for a
+    spool (higher bits: settled, moving, RFID read). Real empty slots came as 0, 8 and 10."""
+    number = _int(value)
+    if number is None or number < 0:
+        return False
+    return number == 3 if number <= 3 else bool(number & 1)
+
+
+def _merge_tray(
+    previous: Mapping[str, Any] | None, tray: Mapping[str, Any], *, estimates_remain: bool
+) -> dict[str, Any]:
+    """One AMS slot. A slot with no filament fields is empty unless its ``state`` says a spool is there: older
+    firmware sends an empty slot as ``{"id"}``, current firmware as ``{"id", "state"}``. Otherwise the fields it
+    carries update the slot."""
+    if set(tray) <= {"id", "state"}:
+        if not _state_holds_spool(tray.get("state")):
+            return dict(_EMPTY_TRAY)
+        return dict(previous) if previous is not None and not previous.get("empty") else dict(_UNKNOWN_SPOOL)
+    merged = dict(_UNKNOWN_SPOOL)
     if previous is not None and not previous.get("empty"):
         merged.update(previous)
     if "tray_type" in tray:
@@ -481,11 +515,66 @@ def _merge_tray(previous: Mapping[str, Any] | None, tray: Mapping[str, Any]) -> 
     if "tray_color" in tray:
         _set(merged, "color", _color(tray["tray_color"]))
     if "remain" in tray:
-        _set(merged, "remain", _remain(tray["remain"]))
+        remain = _remain(tray["remain"])
+        # Without RFID and without the printer's estimate, 0 is what the tray reports for "not measured".
+        if remain == 0 and not estimates_remain and not _has_rfid(tray):
+            remain = None
+        _set(merged, "remain", remain)
     return merged
 
 
-def _merge_unit(previous: Mapping[str, Any] | None, unit: Mapping[str, Any]) -> dict[str, Any]:
+def _tray_exist_bit(unit_id: int, slot: int) -> int | None:
+    """The bit of ``ams.tray_exist_bits`` for one slot, as the captures show it: four bits per AMS (ids 0-3) from
+    bit 0, one per AMS HT (ids 128-135) from bit 16, four for the AMS lite an A2L reports as unit 16 from bit 24.
+    None for a slot the mask does not cover."""
+    if 0 <= unit_id <= 3 and 0 <= slot <= 3:
+        return unit_id * 4 + slot
+    if AMS_HT_FIRST <= unit_id <= AMS_HT_LAST and slot == 0:
+        return 16 + unit_id - AMS_HT_FIRST
+    if unit_id == AMS_LITE_A2L and 0 <= slot <= 3:
+        return 24 + slot
+    return None
+
+
+def _apply_tray_exist_bits(units: Mapping[str, Any], value: Any) -> dict[str, Any] | None:
+    """The units with every covered slot set from the mask (a clear bit empties a slot, a set bit fills an empty
+    one with an unknown spool), or None when ``value`` is not a hex mask."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f]{1,16}", value):
+        return None
+    mask = int(value, 16)
+    result: dict[str, Any] = {}
+    for unit_key, unit in units.items():
+        trays = dict(unit["trays"])
+        for tray_key, tray in unit["trays"].items():
+            bit = _tray_exist_bit(int(unit_key), int(tray_key))
+            if bit is None:
+                continue
+            if not mask >> bit & 1:
+                trays[tray_key] = dict(_EMPTY_TRAY)
+            elif tray.get("empty"):
+                trays[tray_key] = dict(_UNKNOWN_SPOOL)
+        result[unit_key] = {**unit, "trays": trays} if trays != unit["trays"] else unit
+    return result
+
+
+def _merge_holder(previous: Mapping[str, Any] | None, holder: Mapping[str, Any]) -> dict[str, Any]:
+    """An external spool holder (``vt_tray`` or a ``vir_slot`` entry): empty when its ``tray_type`` is ""; its
+    ``remain`` is always 0 (nothing measures an external spool), so remaining is unknown."""
+    if set(holder) <= {"id"} or holder.get("tray_type") == "":
+        return dict(_EMPTY_TRAY)
+    merged = dict(_UNKNOWN_SPOOL)
+    if previous is not None and not previous.get("empty"):
+        merged.update(previous)
+    if "tray_type" in holder:
+        _set(merged, "type", _tray_type(holder["tray_type"]))
+    if "tray_color" in holder:
+        _set(merged, "color", _color(holder["tray_color"]))
+    return merged
+
+
+def _merge_unit(
+    previous: Mapping[str, Any] | None, unit: Mapping[str, Any], *, estimates_remain: bool
+) -> dict[str, Any]:
     merged: dict[str, Any] = {"humidity_index": None, "humidity_pct": None, "temp": None, "trays": {}}
     if previous is not None:
         merged.update(previous)
@@ -504,7 +593,9 @@ def _merge_unit(previous: Mapping[str, Any] | None, unit: Mapping[str, Any]) -> 
             tray_id = _int_in(tray.get("id"), 0, 255)
             if tray_id is KEEP:
                 continue
-            merged_trays[str(tray_id)] = _merge_tray(merged_trays.get(str(tray_id)), tray)
+            merged_trays[str(tray_id)] = _merge_tray(
+                merged_trays.get(str(tray_id)), tray, estimates_remain=estimates_remain
+            )
         merged["trays"] = merged_trays
     return merged
 
@@ -535,13 +626,38 @@ def _apply_ams(new: State, report: Mapping[str, Any]) -> None:
                 unit_id = _int_in(unit.get("id"), 0, 255)
                 if unit_id is KEEP:
                     continue
-                units[str(unit_id)] = _merge_unit(units.get(str(unit_id)), unit)
+                units[str(unit_id)] = _merge_unit(
+                    units.get(str(unit_id)), unit, estimates_remain=_estimates_remain(report)
+                )
             new["ams"] = {**new["ams"], "units": units}
+        # Which slots hold a spool: the printer's own answer, where it gives one, wins over the slots' shape.
+        checked = _apply_tray_exist_bits(new["ams"]["units"], ams.get("tray_exist_bits"))
+        if checked is not None:
+            new["ams"] = {**new["ams"], "units": checked}
         if "tray_now" in ams:
             _set(new, "active_tray", _active_tray(ams["tray_now"]))
-    external = report.get("vt_tray")
-    if isinstance(external, dict):
-        new["external_spool"] = _merge_tray(new["external_spool"], external)
+    _apply_external_spools(new, report)
+
+
+def _apply_external_spools(new: State, report: Mapping[str, Any]) -> None:
+    """External holders, keyed by id: newer firmware lists every holder in ``vir_slot`` (254 and 255; both on
+    dual-nozzle printers, and H2D Pro sends nothing else) and repeats one as ``vt_tray``; older firmware sends only
+    ``vt_tray`` (id 254 on P1/A1, 255 on X1). ``external_spool`` stays the first holder: 255 where there are two
+    (the right, main extruder's), else the only one."""
+    slots = report.get("vir_slot")
+    holders = [slot for slot in slots if isinstance(slot, dict)] if isinstance(slots, list) else []
+    if not holders and isinstance(report.get("vt_tray"), dict):
+        holders = [report["vt_tray"]]
+    if not holders:
+        return
+    spools = dict(new["external_spools"])
+    for holder in holders:
+        holder_id = _int_in(holder.get("id", TRAY_EXTERNAL), TRAY_EXTERNAL, TRAY_NONE)
+        if holder_id is KEEP:
+            continue
+        spools[str(holder_id)] = _merge_holder(spools.get(str(holder_id)), holder)
+    new["external_spools"] = spools
+    new["external_spool"] = spools.get(str(TRAY_NONE), spools.get(str(TRAY_EXTERNAL)))
 
 
 def _apply_lights(new: State, report: Mapping[str, Any]) -> None:
