@@ -23,6 +23,8 @@ from PIL import Image
 
 from bambupi.camera.hub import FrameHub
 from bambupi.camera.jpeg import (
+    AUTH_SIZE,
+    HEADER_SIZE,
     FrameError,
     JpegSplitter,
     auth_packet,
@@ -33,13 +35,13 @@ from bambupi.camera.jpeg import (
 )
 from bambupi.camera.mjpeg import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
-from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source
+from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source, camera_ssl_context
 from bambupi.config import PrinterConfig, WebConfig
 from bambupi.hub import StateHub
 from bambupi.printer.pins import PinStore, camera_pin_key, fingerprint
 from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
-from bambupi.sim.broker import Simulator
+from bambupi.sim.broker import Simulator, server_ssl_context
 from bambupi.sim.camera import FrameInfo, render_frame
 from bambupi.web.api import make_app
 from bambupi.web.frontdoor import FrontDoor
@@ -284,6 +286,93 @@ async def test_the_cameras_certificate_is_pinned_and_another_one_never_gets_the_
         # Until nothing is left to run: an access code sent would have been read and counted by now.
         await trio.testing.wait_all_tasks_blocked(0.02)
         assert sim.camera.logins == logins  # the access code was not sent
+        nursery.cancel_scope.cancel()
+
+
+# --- the port-6000 framing as it crosses the wire ------------------------------------------------------------------
+# Real printers send each frame's 16-byte header in a TLS record of its own, then the JPEG. Peers depend on it:
+# ha-bambulab's and bambulabs_api's readers take whatever one read returns as the header when it is 16 bytes long.
+
+
+async def test_sim_camera_sends_each_header_in_a_tls_record_of_its_own() -> None:
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, camera_port=0, camera_fps=10.0)
+        await nursery.start(sim.run)
+        assert sim.camera is not None and sim.camera_port
+        tcp = await trio.open_tcp_stream("127.0.0.1", sim.camera_port)
+        stream = trio.SSLStream(tcp, camera_ssl_context(), server_hostname=None)
+        with trio.fail_after(HANG_S):
+            await stream.send_all(auth_packet(CODE))
+            for _ in range(3):
+                # One read returns at most one TLS record: a header sent with the JPEG would come back longer.
+                header = await stream.receive_some(4096)
+                assert len(header) == HEADER_SIZE
+                payload = b""
+                size = parse_header(header)
+                while len(payload) < size:
+                    chunk = await stream.receive_some(min(4096, size - len(payload)))
+                    assert chunk
+                    payload += chunk
+                assert is_jpeg(payload) and payload in sim.camera.sent
+        await trio.aclose_forcefully(stream)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_independent_client_library_gets_frames_from_the_simulator() -> None:
+    """bambulabs_api (from PyPI, its own TLS and framing code) as the peer: it saw no frame before the fix."""
+    from bambulabs_api.camera_client import PrinterCamera
+
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, camera_port=0, camera_fps=2.0)
+        await nursery.start(sim.run)
+        assert sim.camera is not None and sim.camera_port
+        peer = PrinterCamera("127.0.0.1", CODE, port=sim.camera_port)
+        peer.start()
+        try:
+            await wait_for(lambda: peer.last_frame is not None, timeout=HANG_S)
+            frame = bytes(peer.last_frame)
+            assert frame in sim.camera.sent  # the last 32 frames (16 s at 2 fps): the peer is not that far behind
+        finally:
+            await trio.to_thread.run_sync(peer.stop)
+        assert decodes(frame) == (1280, 720)
+        nursery.cancel_scope.cancel()
+
+
+async def test_relay_reads_frames_whatever_the_tls_records() -> None:
+    """The relay reads exactly 16 bytes, then exactly the payload, however the bytes are cut into TLS records:
+    the header alone (the printer), split in two, sharing a record with the JPEG, or the end of one frame with
+    the next header."""
+    frames = [jpeg(i) for i in range(4)]
+    wire = b"".join(frame_header(len(f)) + f for f in frames)
+    first = len(frames[0]) + HEADER_SIZE
+    cuts = sorted({
+        HEADER_SIZE,  # the printer's way
+        first, first + 7,  # the next header split in two records
+        first + HEADER_SIZE + 7 + 1000,  # header's tail and the JPEG's start together
+        2 * first + 100,  # a record holding a frame's end and the next header
+        *range(3 * first, len(wire), 1013),  # odd-sized records
+    })  # fmt: skip
+
+    async def serve(tcp: trio.SocketStream) -> None:
+        stream = trio.SSLStream(tcp, server_ssl_context(), server_side=True)
+        packet = bytearray()
+        while len(packet) < AUTH_SIZE:
+            packet += await stream.receive_some(AUTH_SIZE - len(packet))
+        start = 0
+        for end in [*cuts, len(wire)]:
+            await stream.send_all(wire[start:end])  # one TLS record per send
+            start = end
+        await stream.wait_send_all_might_not_block()
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, serve, 0)
+        port = listeners[0].socket.getsockname()[1]
+        received: list[bytes] = []
+        source = Tls6000Source("127.0.0.1", port, Secret(CODE), connect_timeout_s=HANG_S, read_timeout_s=HANG_S)
+        with trio.fail_after(HANG_S), trio.CancelScope() as scope:
+            await source.stream(lambda data: (received.append(data), len(received) == len(frames) and scope.cancel()))
+        assert received == frames
         nursery.cancel_scope.cancel()
 
 

@@ -2,8 +2,8 @@
 
 Like a real P1/A1: a client has 10 s to send the 80-byte auth packet; a wrong access code gets the connection
 closed at once (the client reads 0 bytes); at most ``max_clients`` (2) are served, and a further connection stalls
-at the TLS handshake until a slot frees up. Each frame is a 16-byte header and a JPEG drawn by :func:`render_frame`
-(a pure function of :class:`FrameInfo`) showing the print's progress.
+at the TLS handshake until a slot frees up. Each frame is a 16-byte header in a TLS record of its own, then a JPEG
+drawn by :func:`render_frame` (a pure function of :class:`FrameInfo`) showing the print's progress.
 
 Tests break the stream on purpose with :meth:`CameraServer.inject`: ``"garbage_header"``, ``"oversized"``,
 ``"not_jpeg"`` or ``"cut_mid_frame"`` replace the next frame sent to every client, then the server closes them.
@@ -165,11 +165,14 @@ class CameraServer:
                     await self._new_frame.park()
                 seen, data = self._latest
                 fault = self._fault
+                header, payload = (frame_header(len(data)), data) if fault is None else _faulty(fault, data)
                 with trio.fail_after(SEND_TIMEOUT_S):
-                    if fault is None:
-                        await stream.send_all(frame_header(len(data)) + data)
-                        continue
-                    await stream.send_all(_faulty(fault, data))
+                    # Two writes, two TLS records, like the printer: readers that take one record as the header
+                    # (ha-bambulab's, bambulabs_api's) get no frame from a header sent together with its JPEG.
+                    await stream.send_all(header)
+                    await stream.send_all(payload)
+                if fault is None:
+                    continue
                 # Give the client a moment to read the bad bytes before the close, as a real glitch would.
                 await trio.sleep(0.05)
                 self._fault = None
@@ -178,11 +181,12 @@ class CameraServer:
             self.clients -= 1
 
 
-def _faulty(fault: str, data: bytes) -> bytes:
+def _faulty(fault: str, data: bytes) -> tuple[bytes, bytes]:
+    """The 16 bytes sent as the header and what follows them, for ``fault``."""
     if fault == "garbage_header":
-        return b"HTTP/1.1 400 Bad" + data
+        return b"HTTP/1.1 400 Bad", data
     if fault == "oversized":
-        return frame_header(512 * 1024 * 1024) + data
+        return frame_header(512 * 1024 * 1024), data
     if fault == "not_jpeg":
-        return frame_header(len(data)) + b"\0" * len(data)
-    return frame_header(len(data)) + data[: len(data) // 2]  # cut_mid_frame
+        return frame_header(len(data)), b"\0" * len(data)
+    return frame_header(len(data)), data[: len(data) // 2]  # cut_mid_frame
