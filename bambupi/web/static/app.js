@@ -63,6 +63,7 @@ function ago(seconds) {
 function amsName(id) {
   const n = Number(id);
   if (n >= 128) return `AMS HT ${String.fromCharCode(65 + n - 128)}`;
+  if (n === 16) return "AMS lite"; // the A2L's
   return `AMS ${String.fromCharCode(65 + n)}`;
 }
 
@@ -79,6 +80,9 @@ function renderStatus(p) {
   let word;
   if (result && result.outcome === "cancelled") {
     word = `<span class="word cancelled" data-field="state"><span aria-hidden="true">■</span> ${esc(result.text)}</span>`;
+  } else if (result && result.outcome === "pending") {
+    // FAILED without an error yet: a stop's first report. Not a failure until the box knows (hms.job_result).
+    word = `<span class="word" data-field="state"><span aria-hidden="true">…</span> ${esc(result.text)}</span>`;
   } else if (result) {
     word = `<span class="word failed" data-field="state"><span aria-hidden="true">✕</span> ${esc(result.text)}</span>`;
   } else {
@@ -140,11 +144,25 @@ function tray(label, t, active) {
     return `<div class="tray${active ? " active" : ""}"><span class="swatch empty"></span>
       <span class="tag">${esc(label)}</span><br><span class="muted">empty</span></div>`;
   }
-  const remain = typeof t.remain === "number" && t.remain >= 0 ? `${t.remain} %` : "";
+  // null is "not measured" (no RFID tag and no estimate, or an external spool): unknown, never 0 %.
+  const remain = typeof t.remain === "number" && t.remain >= 0
+    ? `<span class="num">${t.remain} %</span>`
+    : '<span class="num muted" title="remaining filament unknown">? %</span>';
   return `<div class="tray${active ? " active" : ""}" title="${esc(t.color || "")}">
     <span class="swatch" style="background:${safeColor(t.color)}"></span>
     <span class="tag">${active ? "▶ " : ""}${esc(label)}</span> ${esc(t.type || "?")}<br>
-    <span class="num">${remain}</span>${active ? '<br><span class="muted">in use</span>' : ""}</div>`;
+    ${remain}${active ? '<br><span class="muted">in use</span>' : ""}</div>`;
+}
+
+// External holders by id: 255 feeds the right (main) extruder, 254 the left one on dual-nozzle printers.
+function externalSpools(s) {
+  const holders = Object.entries(s.external_spools || {}).sort(([a], [b]) => Number(a) - Number(b));
+  const at = s.active_tray || {};
+  return holders.map(([id, t]) => {
+    const label = holders.length > 1 ? (id === "254" ? "Left" : "Right") : "Ext";
+    const active = Boolean(at.external) && (at.id == null || holders.length === 1 || String(at.id) === id);
+    return tray(label, t, active);
+  });
 }
 
 function renderAms(p) {
@@ -162,9 +180,10 @@ function renderAms(p) {
     html += `<div class="ams-unit" data-field="ams-${esc(id)}"><div class="unit-head">${esc(amsName(id))}
       <span class="num">${esc(facts.join(" · "))}</span></div><div class="trays">${trays.join("")}</div></div>`;
   }
-  if (s.external_spool) {
-    html += `<div class="ams-unit"><div class="unit-head">External spool</div>
-      <div class="trays">${tray("Ext", s.external_spool, Boolean(at.external))}</div></div>`;
+  const external = externalSpools(s);
+  if (external.length) {
+    html += `<div class="ams-unit" data-field="external-spools"><div class="unit-head">External spool${
+      external.length > 1 ? "s" : ""}</div><div class="trays">${external.join("")}</div></div>`;
   }
   return html ? `<h3>Filament</h3>${html}` : "";
 }
@@ -239,6 +258,8 @@ const commandStatus = {};          // printer id -> text of the last command's o
 const armedStop = {};              // printer id -> time until which "Stop" waits for its confirmation
 const CONTROLS_OFF = "Controls unavailable: this printer refuses commands from other apps. Turn on LAN Only mode " +
   "and Developer mode on the printer (Settings → Network); watching works either way.";
+const COMMAND_REFUSED = "The printer refused a command: enable Developer mode (with LAN Only mode) on the printer, " +
+  "then try again.";
 
 // The controls as data: they are kept as elements and updated in place, so a focused picker stays open.
 function controlsOf(p) {
@@ -311,9 +332,12 @@ function patchControls(box, p) {
 
 function renderOutcome(p) {
   const why = p.controls_available || !session.logged_in ? "" : `<p class="muted controls-off">${esc(CONTROLS_OFF)}</p>`;
+  // A latch, not a block: the owner can try again (the printer accepts commands once Developer mode is on).
+  const refused = p.controls_available && p.commands_refused && session.logged_in
+    ? `<p class="muted controls-refused">${esc(COMMAND_REFUSED)}</p>` : "";
   const outcome = commandStatus[p.id] && session.logged_in
     ? `<p class="command-status" role="status">${esc(commandStatus[p.id])}</p>` : "";
-  return why + outcome;
+  return why + refused + outcome;
 }
 
 async function sendCommand(id, command, extra = {}) {
