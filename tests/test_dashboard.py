@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from bambupi.config import Config, PrinterConfig, WebConfig
+from bambupi.printer.hms import WIKI_HMS_HOME
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
@@ -127,6 +128,8 @@ async def test_dashboard_live_on_a_phone(box: Box, tmp_path: Path) -> None:
         await page.evaluate(f"{CARD}.querySelector('details.hms summary').click()")
         listed = await page.wait_for(f"{CARD}.querySelector('.hms-list')?.textContent")
         assert "0700_8000_0002_0001" in listed and "Support article" in listed and "AMS" in listed
+        # The published HMS index has no article for this code: the link is the index, not a /en/p1/ page (none exist).
+        assert await page.evaluate(f"{CARD}.querySelector('.hms-list a').href") == WIKI_HMS_HOME
         await page.wait_for("document.querySelector('#events').textContent.includes('HMS serious')")
         await page.screenshot(ARTIFACTS / "dashboard-390.png")
         if os.environ.get("BAMBUPI_DOCS_SCREENSHOT"):

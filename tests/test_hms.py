@@ -101,20 +101,32 @@ def test_command_verification_failed_has_a_description() -> None:
     assert "Developer mode" in decode_hms(0x0500_0500, 0x0001_0007, "P1S").description
 
 
+# Only articles the published HMS index lists (tests/test_captures_links.py checks every code against it): it has
+# one page for AMS A slot 1 running out, under /en/x1/, for every model; no /en/p1/ pages at all.
 @pytest.mark.parametrize(
-    "model,url",
+    "model,attr,code,url",
     [
-        ("X1C", "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
-        ("P1S", "https://wiki.bambulab.com/en/p1/troubleshooting/hmscode/0700_2000_0002_0001"),
-        ("a1 mini", "https://wiki.bambulab.com/en/a1-mini/troubleshooting/hmscode/0700_2000_0002_0001"),
-        ("A1", "https://wiki.bambulab.com/en/a1/troubleshooting/hmscode/0700_2000_0002_0001"),
-        ("H2D", "https://wiki.bambulab.com/en/h2d/troubleshooting/hmscode/0700_2000_0002_0001"),
-        ("Mystery 9000", WIKI_HMS_HOME),
+        ("X1C", 0x0700_2000, 0x0002_0001, "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("P1S", 0x0700_2000, 0x0002_0001, "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("a1 mini", 0x0700_2000, 0x0002_0001,
+         "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("H2D", 0x0700_2000, 0x0002_0001, "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        ("Mystery 9000", 0x0700_2000, 0x0002_0001,
+         "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        # A model's own article where the index names one: H2D's under /en/h2/, an A1 mini's under /en/a1-mini/.
+        ("H2D", 0x0300_0200, 0x0001_0001, "https://wiki.bambulab.com/en/h2/troubleshooting/hmscode/0300_0200_0001_0001"),
+        ("A1 mini", 0x0300_1A00, 0x0002_0001,
+         "https://wiki.bambulab.com/en/a1-mini/troubleshooting/hmscode/0300_1A00_0002_0001"),
+        # AMS B slot 2: the index lists it on AMS A slot 1's page.
+        ("P1S", 0x0701_2100, 0x0002_0001, "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0700_2000_0002_0001"),
+        # No article for the code: the HMS index.
+        ("X2D", 0x0500_0600, 0x0002_0070, WIKI_HMS_HOME),
+        ("P1S", 0x0300_9900, 0x0001_0001, WIKI_HMS_HOME),
     ],
-)
-def test_url(model: str, url: str) -> None:
-    assert hms_url("0700_2000_0002_0001", model) == url
-    assert decode_hms(0x0700_2000, 0x0002_0001, model).url == url
+)  # fmt: skip
+def test_url(model: str, attr: int, code: int, url: str) -> None:
+    assert hms_url(hms_code(attr, code), model) == url
+    assert decode_hms(attr, code, model).url == url
 
 
 def test_entry_to_json() -> None:
@@ -124,7 +136,7 @@ def test_entry_to_json() -> None:
         "severity": "common",
         "module": "Camera/AI",
         "description": "Possible spaghetti failure",
-        "url": "https://wiki.bambulab.com/en/p1/troubleshooting/hmscode/0C00_0300_0003_0008",
+        "url": "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0C00_0300_0003_0008",
         "standing": True,
     }
 

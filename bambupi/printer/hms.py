@@ -5,11 +5,13 @@ An HMS entry in a report is ``{"attr": int, "code": int}``. The printed code is 
 the module is ``attr >> 24`` and the AMS unit ``(attr >> 16) & 0xFF``.
 
 Bambu's official texts come from a query service with thousands of codes in many languages; we ship our own
-short English text for the codes people meet most and always give the link to the support article.
+short English text for the codes people meet most and link the support article where Bambu published one.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -25,6 +27,8 @@ COMMAND_VERIFICATION_FAILED: Final = "0500_0500_0001_0007"
 
 WIKI_BASE: Final = "https://wiki.bambulab.com/en"
 WIKI_HMS_HOME: Final = f"{WIKI_BASE}/hms/home"
+# Which support articles exist, derived from the published HMS index (the file names its source).
+ARTICLE_TABLE: Final = "hms_articles.txt"
 
 MODULES: Final[dict[int, str]] = {
     0x03: "Motion controller",
@@ -164,11 +168,44 @@ def module_of(attr: int) -> str:
 
 
 def hms_url(code: str, model: str) -> str:
-    """The support article for ``code`` on ``model``'s wiki series; the HMS index when the series is unknown."""
-    series = model_info(model).series
-    if not series:
+    """The support article for ``code`` on ``model``; Bambu's HMS index when no article lists the code.
+
+    Only articles the published index lists: the one it names for ``model``, else the one most models share (an
+    article about the same code, often a synonym's). Building ``/en/<series>/…/<code>`` from the model alone links
+    mostly to pages that do not exist: there are no ``/en/p1/`` articles, H2D's are under ``/en/h2/``, and most
+    codes have an article in one series only.
+    """
+    entry = _article_index().get(code.replace("_", "").upper())
+    if entry is None:
         return WIKI_HMS_HOME
-    return f"{WIKI_BASE}/{series}/troubleshooting/hmscode/{code}"
+    shared, by_model = entry
+    series, _, article = by_model.get(model_info(model).model, shared).partition("/")
+    return f"{WIKI_BASE}/{series}/troubleshooting/hmscode/{article or code.upper()}"
+
+
+# code (16 hex digits) -> (the article most models share, {model: its own article}); an article is "<series>" for
+# the code's own page in that series, or "<series>/<CODE>" for another code's page (a synonym).
+ArticleIndex = dict[str, tuple[str, dict[str, str]]]
+
+
+def parse_article_table(text: str) -> ArticleIndex:
+    """Read ``data/hms_articles.txt``: one line per code, ``<code> <shared article> [<article>=<MODEL>,… …]``."""
+    index: ArticleIndex = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, shared, *own = line.split()
+        by_model: dict[str, str] = {}
+        for item in own:
+            article, _, models = item.partition("=")
+            by_model.update(dict.fromkeys(models.split(","), article))
+        index[key] = (shared, by_model)
+    return index
+
+
+@functools.cache
+def _article_index() -> ArticleIndex:
+    return parse_article_table((importlib.resources.files("bambupi") / "data" / ARTICLE_TABLE).read_text("utf-8"))
 
 
 def decode_hms(attr: int, code: int, model: str) -> HmsEntry:
