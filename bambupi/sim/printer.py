@@ -336,35 +336,61 @@ def _fan(level: int) -> str:
     return str(max(0, min(15, level)))
 
 
+def _exist_bits(unit_id: int) -> tuple[int, int]:
+    """``(ams_exist bit, first tray_exist bit)`` of a unit, as real reports place them: AMS 0-3 at bit id / 4*id,
+    AMS HT 128+n at 4+n / 16+n, the A2L's AMS lite (unit 16) at 12 / 24."""
+    if unit_id >= 128:
+        return 4 + unit_id - 128, 16 + unit_id - 128
+    if unit_id == 16:
+        return 12, 24
+    return unit_id, unit_id * 4
+
+
+def _render_tray(index: int, tray: Tray, *, slot_state: int | None) -> JSON:
+    # A Bambu spool (its remaining filament measured) carries its RFID tag; others report zeros and remain -1.
+    rfid = tray.remain >= 0
+    rendered: JSON = {"id": str(index)}
+    if slot_state is not None:
+        rendered["state"] = slot_state
+    rendered.update({
+        "tray_type": tray.tray_type,
+        "tray_sub_brands": tray.sub_brand,
+        "tray_color": tray.color,
+        "cols": [tray.color],
+        "tray_info_idx": tray.info_idx,
+        "remain": -1 if tray.remain < 0 else math.ceil(tray.remain),
+        "tag_uid": f"{0x8A41A5A600000100 + index:016X}" if rfid else "0" * 16,
+        "tray_uuid": f"{0xC234B32CD1C14E0587B0CF6BF8753D00 + index:032X}" if rfid else "0" * 32,
+        "nozzle_temp_min": str(tray.nozzle_min),
+        "nozzle_temp_max": str(tray.nozzle_max),
+        "tray_weight": "1000",
+        "tray_diameter": "1.75",
+        "k": 0.02,
+        "n": 1,
+    })
+    return rendered
+
+
 def _render_ams(state: PrinterState) -> JSON:
+    # Current X1/H2-era firmware sends each slot's `state` (11: a spool, read, settled) and an empty slot as
+    # {"id", "state": 0}; P1/A1 send no `state` and an empty slot as {"id"}; the A2L sends {"id"} for an empty slot
+    # and the older state 3 for a loaded one. `tray_exist_bits` says which slots hold a spool either way.
+    profile = state.profile
+    with_state = profile.full_reports
+    loaded_state = 11 if profile.full_reports else 3 if profile.packed_temps else None
     units = []
-    exist_bits = 0
-    tray_bits = 0
+    exist_bits = tray_bits = rfid_bits = 0
     for unit in state.ams:
+        unit_bit, first_tray_bit = _exist_bits(unit.unit_id)
+        exist_bits |= 1 << unit_bit
         trays: list[JSON] = []
         for index, tray in enumerate(unit.trays):
             if tray is None:
-                trays.append({"id": str(index)})
+                trays.append({"id": str(index), "state": 0} if with_state else {"id": str(index)})
                 continue
-            slot = (unit.unit_id if unit.unit_id < 128 else 0) * 4 + index
-            tray_bits |= 1 << slot if unit.unit_id < 128 else 0
-            trays.append({
-                "id": str(index),
-                "tray_type": tray.tray_type,
-                "tray_sub_brands": tray.sub_brand,
-                "tray_color": tray.color,
-                "cols": [tray.color],
-                "tray_info_idx": tray.info_idx,
-                "remain": -1 if tray.remain < 0 else math.ceil(tray.remain),
-                "nozzle_temp_min": str(tray.nozzle_min),
-                "nozzle_temp_max": str(tray.nozzle_max),
-                "tray_weight": "1000",
-                "tray_diameter": "1.75",
-                "k": 0.02,
-                "n": 1,
-            })
-        if unit.unit_id < 128:
-            exist_bits |= 1 << unit.unit_id
+            tray_bits |= 1 << (first_tray_bit + index)
+            rfid_bits |= (1 << (first_tray_bit + index)) if tray.remain >= 0 else 0
+            trays.append(_render_tray(index, tray, slot_state=loaded_state))
         rendered: JSON = {
             "id": str(unit.unit_id),
             "humidity": str(unit.humidity_index),
@@ -378,7 +404,8 @@ def _render_ams(state: PrinterState) -> JSON:
         "ams": units,
         "ams_exist_bits": f"{exist_bits:x}",
         "tray_exist_bits": f"{tray_bits:x}",
-        "tray_is_bbl_bits": f"{tray_bits:x}",
+        "tray_is_bbl_bits": f"{rfid_bits:x}",
+        "tray_read_done_bits": f"{tray_bits:x}",
         "tray_now": str(state.tray_now),
         "tray_pre": str(state.tray_now),
         "tray_tar": str(state.tray_now),
@@ -386,6 +413,35 @@ def _render_ams(state: PrinterState) -> JSON:
         "power_on_flag": False,
         "version": 7,
     }
+
+
+# The spool on the external holder (of the right, main extruder on dual-nozzle printers).
+EXTERNAL_SPOOL: Final = Tray("PETG", "PETG Basic", "2850E0FF", "GFG00", 220, 260, remain=-1)
+
+
+def _render_holder(holder_id: int, tray: Tray | None) -> JSON:
+    """An external holder as real reports send it: ``remain`` always 0; an empty one with ``tray_type`` ""."""
+    if tray is None:
+        return {
+            "id": str(holder_id), "tray_type": "", "tray_sub_brands": "", "tray_color": "00000000",
+            "cols": ["00000000"], "tray_info_idx": "", "remain": 0, "tag_uid": "0" * 16, "tray_uuid": "0" * 32,
+            "nozzle_temp_min": "0", "nozzle_temp_max": "0", "tray_diameter": "1.75", "k": 0.02, "n": 1,
+        }  # fmt: skip
+    return {**_render_tray(0, tray, slot_state=None), "id": str(holder_id), "remain": 0}
+
+
+def _render_external(profile: ModelProfile) -> JSON:
+    """As the captures show: P1/A1 send ``vt_tray`` (id 254) only; X1 and H2D send ``vir_slot`` and repeat the
+    (right) holder 255 as ``vt_tray``; H2S, P2S and A2L send ``vir_slot`` only. Dual-nozzle printers have two
+    holders: 254 (left, empty here) and 255."""
+    if not profile.packed_temps and not profile.full_reports:
+        return {"vt_tray": _render_holder(254, EXTERNAL_SPOOL)}
+    holders = [_render_holder(255, EXTERNAL_SPOOL)]
+    if profile.extruders > 1:
+        holders.insert(0, _render_holder(254, None))
+    if profile.packed_temps and profile.extruders == 1:
+        return {"vir_slot": holders}
+    return {"vt_tray": holders[-1], "vir_slot": holders}
 
 
 def _render_device(state: PrinterState) -> JSON:
@@ -452,11 +508,7 @@ def render_report(state: PrinterState) -> JSON:
         "sdcard": True,
         "fun": f"{state.fun:X}",
         "ams": _render_ams(state),
-        "vt_tray": {
-            "id": "254", "tray_type": "PETG", "tray_sub_brands": "PETG Basic", "tray_color": "2850E0FF",
-            "tray_info_idx": "GFG00", "remain": -1, "nozzle_temp_min": "220", "nozzle_temp_max": "260",
-            "tray_diameter": "1.75", "k": 0.02, "n": 1,
-        },
+        **_render_external(profile),
         "ipcam": {
             "ipcam_dev": "1", "ipcam_record": "enable", "timelapse": "disable", "resolution": "1080p",
             "tutk_server": "disable", "mode_bits": 3,
