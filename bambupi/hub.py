@@ -4,11 +4,17 @@ Nobody else mutates a printer object. Links hand raw MQTT payloads and connectio
 panel, power and notify read the latest objects or wait for the next change, and take transitions from their
 own :class:`EventQueue`. A printer is ``online`` exactly while reports arrive: an accepted report makes it so
 (:meth:`StateHub.apply_message`); its link says when it stops (``stale``, then ``offline``).
+
+The hub also settles how a job ended when the printer has not said so yet (ARCHITECTURE.md: a real stop first
+reports FAILED with no error and only seconds later ``0300_400C``). Such an end is *pending* (hms.job_result) until
+the box knows: it is cancelled at once when the box itself sent the stop, by ``0300_400C`` or another error when one
+arrives, and cancelled when no error came within :data:`JOB_END_SETTLE_S` (:meth:`StateHub.run` keeps that time).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -20,6 +26,7 @@ import trio
 from bambupi.config import PrinterConfig
 from bambupi.printer.capture import MqttCapture
 from bambupi.printer.events import events as derive_events
+from bambupi.printer.hms import CANCELLED_RESULT
 from bambupi.printer.models import model_info
 from bambupi.printer.state import Applied, State, apply_message, initial_state, signature_required
 
@@ -35,6 +42,10 @@ DEFAULT_EVENT_QUEUE_SIZE = 1000
 RECENT_EVENTS = 20
 # A printer with a broken firmware can send junk many times a second; one log line per this many seconds.
 REJECT_LOG_INTERVAL_S = 60.0
+# How long a FAILED report without an error waits for its error (a P2S sends 0300_400C 4.6 s after its stop)
+# before the end counts as cancelled.
+JOB_END_SETTLE_S = 10.0
+_IN_JOB = frozenset({"PREPARE", "RUNNING", "PAUSE"})
 
 
 @dataclass
@@ -46,7 +57,12 @@ class _Printer:
     connection_reason: str | None = None
     last_report_at: float | None = None
     signature_required: bool = False
-    commands_rejected: bool = False
+    # The printer refused a command (HMS 0500_0500_0001_0007 appeared, or a reply said "verify failed"). Shown, never
+    # a block: the code is a latch that stays listed after one refusal, and a P2S accepted commands meanwhile.
+    commands_refused: bool = False
+    refusal_listed: bool = False
+    stop_sent: bool = False  # the box sent a stop for the current job: its end is a cancel
+    end_settles_at: float | None = None  # trio clock: when a pending job end counts as cancelled
     camera: dict[str, Any] = field(default_factory=dict)
     rejected_messages: int = 0
     last_reject_log: float = float("-inf")
@@ -60,7 +76,8 @@ class _Printer:
             "connection": self.connection,
             "connection_reason": self.connection_reason,
             "last_report_at": self.last_report_at,
-            "controls_available": not (self.signature_required or self.commands_rejected),
+            "controls_available": not self.signature_required,
+            "commands_refused": self.commands_refused,
             "camera": dict(self.camera),
             "state": self.state,
         }
@@ -132,8 +149,16 @@ class Subscription:
 
 
 class StateHub:
-    def __init__(self, printers: Iterable[PrinterConfig], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        printers: Iterable[PrinterConfig],
+        *,
+        clock: Callable[[], float] = time.time,
+        end_settle_s: float = JOB_END_SETTLE_S,
+    ) -> None:
         self._clock = clock
+        self._end_settle_s = end_settle_s
+        self._settles_changed = trio.lowlevel.ParkingLot()
         self._printers: dict[str, _Printer] = {}
         for config in printers:
             self._printers[config.id] = _new_printer(config)
@@ -190,6 +215,37 @@ class StateHub:
         for queue in self._queues:
             queue.put(event)
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Settle pending job ends whose error did not come in time (see the module's docstring)."""
+        task_status.started()
+        while True:
+            deadlines = [p.end_settles_at for p in self._printers.values() if p.end_settles_at is not None]
+            with trio.move_on_at(min(deadlines, default=math.inf)):
+                await self._settles_changed.park()
+            now = trio.current_time()
+            for printer in self._printers.values():
+                if printer.end_settles_at is not None and printer.end_settles_at <= now:
+                    log.info("%s: the job ended without an error: cancelled", printer.config.id)
+                    self._settle_as_cancelled(printer)
+
+    # -- commands (printer/commands.py tells the hub what it sent and how the printer answered) -----------------
+    def stop_sent(self, printer_id: str) -> None:
+        """The box is sending a stop: the job's end, when it comes, is the owner's cancel."""
+        printer = self._printers[printer_id]
+        printer.stop_sent = True
+        if _outcome(printer.state) == "pending":
+            self._settle_as_cancelled(printer)
+
+    def command_answered(self, printer_id: str, *, command: str, ok: bool, refused: bool) -> None:
+        """The printer answered (or never answered: ``ok`` False) one of the box's commands."""
+        printer = self._printers[printer_id]
+        if command == "stop" and not ok:
+            printer.stop_sent = False  # the job goes on; whatever ends it later is its own end
+        if ok or refused:
+            before = printer.to_json()
+            printer.commands_refused = refused
+            self._changed_from(printer, before)
+
     # -- the set of printers (the service, when settings change) ------------------------------------------------
     def add_printer(self, config: PrinterConfig) -> None:
         self._printers[config.id] = _new_printer(config)
@@ -231,13 +287,18 @@ class StateHub:
         before = printer.to_json()
         if applied.fun is not None:
             printer.signature_required = signature_required(applied.fun)
-        if applied.commands_rejected is not None:
-            printer.commands_rejected = applied.commands_rejected
-        if applied.commands_rejected is not None:
+        listed = applied.commands_rejected
+        if listed is not None:
+            if listed and not printer.refusal_listed:
+                printer.commands_refused = True
+            elif not listed:
+                printer.commands_refused = False  # the printer let go of its latch
+            printer.refusal_listed = listed
             # The baseline (which errors are standing) is the first report that carries the HMS list;
             # a small P1 delta before the full report must not use it up.
             printer.baselined = True
-        printer.state = applied.state
+        printer.state = _job_end_known_by_us(printer, before["state"], applied.state)
+        self._settle_timer(printer)
         # A report arriving is what "online" means (a login without reports is not): the connection, the time
         # of the last report and the state change together, so the first report after start (no time before
         # it) is the baseline, and the first one after an outage is the one "connection_restored".
@@ -269,6 +330,21 @@ class StateHub:
         self._changed_from(printer, before)
 
     # -- internals --------------------------------------------------------------------------------------------
+    def _settle_timer(self, printer: _Printer) -> None:
+        pending = _outcome(printer.state) == "pending"
+        if pending and printer.end_settles_at is None:
+            printer.end_settles_at = trio.current_time() + self._end_settle_s
+            self._settles_changed.unpark_all()
+        elif not pending:
+            printer.end_settles_at = None
+
+    def _settle_as_cancelled(self, printer: _Printer) -> None:
+        before = printer.to_json()
+        printer.state = {**printer.state, "job_result": dict(CANCELLED_RESULT)}
+        printer.end_settles_at = None
+        printer.stop_sent = False
+        self._changed_from(printer, before)
+
     def _changed_from(self, printer: _Printer, before: PrinterObject) -> None:
         after = printer.to_json()
         if after == before:
@@ -288,6 +364,24 @@ class StateHub:
     async def _wait_version_after(self, seen: int) -> None:
         while self.version <= seen:
             await self._changed.park()
+
+
+def _outcome(state: State) -> str | None:
+    result = state.get("job_result")
+    return result.get("outcome") if isinstance(result, dict) else None
+
+
+def _job_end_known_by_us(printer: _Printer, before: State, after: State) -> State:
+    """``after``, with the end of a job the box itself stopped counted as cancelled whatever the printer reports
+    first (no error yet, or the reason it had paused); the stop is forgotten once a job starts or ends."""
+    if after.get("gcode_state") in _IN_JOB and before.get("gcode_state") not in _IN_JOB:
+        printer.stop_sent = False  # a new job: an old stop is not about it
+    if not printer.stop_sent or after.get("gcode_state") != "FAILED":
+        return after
+    printer.stop_sent = False
+    if _outcome(before) in ("cancelled", "failed"):
+        return after  # an end already known before the stop went out
+    return {**after, "job_result": dict(CANCELLED_RESULT)}
 
 
 def _new_printer(config: PrinterConfig) -> _Printer:

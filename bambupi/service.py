@@ -85,6 +85,7 @@ class Service:
         hub = StateHub(config.printers)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(hub.run)  # settles job ends the printer leaves open (a stop's FAILED without error)
             links = PrinterLinks(hub, self.pins, nursery)
             for printer in config.printers:
                 await links.start(printer)

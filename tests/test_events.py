@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from bambupi.printer.events import EVENT_KINDS, events
-from bambupi.printer.hms import decode_hms
+from bambupi.printer.hms import decode_hms, job_result
 from bambupi.printer.state import State, apply_message, initial_state
+from tests.capture_corpus import capture
 
 
 def printer(
@@ -74,9 +75,10 @@ SPAGHETTI = (0x0C00_0300, 0x0003_0008)
         # ends
         ("RUNNING", "FINISH", ["job_finished"]),
         ("PAUSE", "FINISH", ["job_finished"]),
-        ("RUNNING", "FAILED", ["job_failed"]),
-        ("PREPARE", "FAILED", ["job_failed"]),
-        ("PAUSE", "FAILED", ["job_failed"]),
+        # FAILED without an error: the end is not known yet (a real stop's first report; see the pending tests)
+        ("RUNNING", "FAILED", []),
+        ("PREPARE", "FAILED", []),
+        ("PAUSE", "FAILED", []),
         # pause / resume
         ("RUNNING", "PAUSE", ["job_paused"]),
         ("PREPARE", "PAUSE", ["job_paused"]),
@@ -94,7 +96,8 @@ SPAGHETTI = (0x0C00_0300, 0x0003_0008)
 )
 def test_job_transitions(before: str | None, after: str, expected: list[str]) -> None:
     prev = printer(gcode_state=before, subtask_name="benchy")
-    new = printer(gcode_state=after, subtask_name="benchy")
+    result = job_result(after, None, job_just_ended=before in ("PREPARE", "RUNNING", "PAUSE"))
+    new = printer(gcode_state=after, subtask_name="benchy", job_result=result)
     assert kinds(events(prev, new)) == expected
 
 
@@ -105,12 +108,12 @@ def test_job_transitions(before: str | None, after: str, expected: list[str]) ->
         ("0500_400E", "job_cancelled", "Printing was cancelled", "Cancelled"),
         ("0300_8004", "job_failed", "Filament ran out", "Failed: Filament ran out"),
         ("0300_9999", "job_failed", None, "Failed: Motion controller error 0300_9999"),
-        (None, "job_failed", None, "Failed"),
     ],
 )
 def test_failed_or_cancelled(print_error: str | None, kind: str, description: str | None, result: str) -> None:
     prev = printer(gcode_state="RUNNING", subtask_name="benchy")
-    new = printer(gcode_state="FAILED", subtask_name="benchy", print_error=print_error)
+    new = printer(gcode_state="FAILED", subtask_name="benchy", print_error=print_error,
+                  job_result=job_result("FAILED", print_error, job_just_ended=True))
     assert events(prev, new) == [
         {
             "kind": kind,
@@ -150,6 +153,64 @@ def test_a_new_job_name_while_running_is_a_new_job(
     assert kinds(found) == expected
     if expected:
         assert found[0]["job"] == new_name
+
+
+# -- an end known only later: a real stop reports FAILED without an error first ----------------------------------
+
+PENDING = {"outcome": "pending", "text": "Stopping…"}
+CANCELLED = {"outcome": "cancelled", "text": "Cancelled"}
+
+
+def failed(print_error: str | None, result: dict[str, str], **fields: Any) -> dict[str, Any]:
+    return printer(gcode_state="FAILED", subtask_name="benchy", print_error=print_error, job_result=result, **fields)
+
+
+@pytest.mark.parametrize(
+    "new,expected",
+    [
+        # the printer's verdict arrives: 0300_400C (4.6 s later on a P2S), or a real error
+        (failed("0300_400C", CANCELLED), [("job_cancelled", "Cancelled")]),
+        (failed("0300_4006", {"outcome": "failed", "text": "Failed: Nozzle clogged"}),
+         [("job_failed", "Failed: Nozzle clogged")]),
+        # the hub settles it: the box sent the stop, or no error came in time
+        (failed(None, CANCELLED), [("job_cancelled", "Cancelled")]),
+        # still waiting
+        (failed(None, PENDING), []),
+        # the printer moved on without ever giving an error: the end was a cancel; a new job starts after it
+        (printer(gcode_state="IDLE", subtask_name="benchy"), [("job_cancelled", "Cancelled")]),
+        (printer(gcode_state="PREPARE", subtask_name="next"), [("job_cancelled", "Cancelled"), ("job_started", None)]),
+    ],
+)
+def test_a_pending_end_is_announced_once_it_is_known(new: dict[str, Any], expected: list[tuple[str, Any]]) -> None:
+    found = events(failed(None, PENDING), new)
+    assert [(e["kind"], e.get("result")) for e in found] == expected
+    for event in found:
+        if event["kind"] == "job_cancelled":
+            assert event["job"] == "benchy" and event["printer"] == "workshop"
+
+
+def test_a_known_end_is_announced_once() -> None:
+    assert events(failed("0300_400C", CANCELLED), failed("0300_400C", CANCELLED, wifi_dbm=-40)) == []
+    assert events(failed(None, CANCELLED), printer(gcode_state="IDLE")) == []
+
+
+def test_a_real_p2s_stop_is_one_cancel_and_never_a_failure() -> None:
+    """tests/captures/p2s-user-stop.json through the reducer and events(): no event while the end is unknown, then
+    one job_cancelled when 0300_400C arrives; the card says "Stopping…", then "Cancelled", never "Failed"."""
+    messages = capture("p2s-user-stop").messages
+    state = initial_state()
+    prev = _as_printer(state, None)
+    found: list[dict[str, Any]] = []
+    results = []
+    for index, message in enumerate(messages):
+        state = apply_message(state, message, model="P2S", baseline=index == 0).state
+        new = _as_printer(state, 1000.0)
+        found.extend(events(prev, new))
+        results.append(state["job_result"])
+        prev = new
+    assert [state for state in results] == [None, PENDING, CANCELLED]
+    assert kinds(found) == ["job_cancelled"]
+    assert found[0]["job"] == "Rear Dry Pod AMS 2 PRO " and found[0]["result"] == "Cancelled"
 
 
 # -- the baseline ---------------------------------------------------------------------------------------------
@@ -319,7 +380,8 @@ def test_events_from_real_reports_with_standing_codes() -> None:
 
 def test_every_emitted_kind_is_documented() -> None:
     prev = printer(gcode_state="RUNNING", hms=[hms_entry(*COVER)])
-    new = printer(connection="offline", gcode_state="FAILED", print_error="0300_400C", hms=[hms_entry(*SPAGHETTI)])
+    new = printer(connection="offline", gcode_state="FAILED", print_error="0300_400C", hms=[hms_entry(*SPAGHETTI)],
+                  job_result=job_result("FAILED", "0300_400C"))
     found = events(prev, new)
     assert kinds(found) == ["job_cancelled", "hms_raised", "hms_cleared", "connection_lost"]
     assert set(kinds(found)) <= set(EVENT_KINDS)

@@ -9,8 +9,9 @@ import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
+from bambupi.hub import JOB_END_SETTLE_S, EventQueue, StateHub
 from bambupi.secret import Secret
+from tests.capture_corpus import capture
 
 SERIAL = "01P00A000000001"
 
@@ -96,7 +97,7 @@ def test_malformed_reports_are_counted_and_change_nothing() -> None:
     assert hub.rejected_messages("p") == 4
 
 
-def test_controls_unavailable_when_signature_needed_or_command_rejected() -> None:
+def test_controls_unavailable_only_when_the_printer_wants_signed_commands() -> None:
     hub = hub_for()
     hub.apply_message("p", report(fun="1C41"))
     assert hub.printer("p")["controls_available"] is True
@@ -104,12 +105,133 @@ def test_controls_unavailable_when_signature_needed_or_command_rejected() -> Non
     assert hub.printer("p")["controls_available"] is False
     hub.apply_message("p", report(fun="0"))
     assert hub.printer("p")["controls_available"] is True
-    hub.apply_message("p", report(hms=[{"attr": 0x05000500, "code": 0x00010007}]))
-    printer = hub.printer("p")
-    assert printer["controls_available"] is False
-    assert printer["state"]["hms"] == []  # not an alarm
-    hub.apply_message("p", report(hms=[]))
+    # Some firmware sends ``fun`` at the top level, beside ``print`` (protocol.md).
+    hub.apply_message("p", json.dumps({"fun": "60029FD1A3FF9CB7", "print": {"command": "push_status"}}).encode())
+    assert hub.printer("p")["controls_available"] is False
+    hub.apply_message("p", json.dumps({"fun": "0"}).encode())
     assert hub.printer("p")["controls_available"] is True
+
+
+VERIFY_FAILED = {"attr": 0x05000500, "code": 0x00010007}  # 0500_0500_0001_0007, a latch
+
+
+def test_a_refused_command_is_shown_and_blocks_nothing() -> None:
+    """HMS 0500_0500_0001_0007 stays listed after one refused command and a P2S accepted commands meanwhile
+    (protocol.md): the printer object says a command was refused, controls stay available, and a command that
+    goes through clears the note while the latch is still listed."""
+    hub = hub_for()
+    hub.apply_message("p", report(hms=[]))
+    assert hub.printer("p")["commands_refused"] is False
+    hub.apply_message("p", report(hms=[VERIFY_FAILED]))
+    printer = hub.printer("p")
+    assert (printer["controls_available"], printer["commands_refused"]) == (True, True)
+    assert printer["state"]["hms"] == []  # not an alarm
+    hub.command_answered("p", command="pause", ok=True, refused=False)
+    hub.apply_message("p", report(hms=[VERIFY_FAILED]))  # still listed: it is a latch
+    assert hub.printer("p")["commands_refused"] is False
+    hub.command_answered("p", command="pause", ok=False, refused=True)  # "mqtt message verify failed"
+    assert hub.printer("p")["commands_refused"] is True
+    hub.apply_message("p", report(hms=[]))  # the printer let go of its latch
+    assert hub.printer("p")["commands_refused"] is False
+
+
+# -- how a job ended: known only when it is known -----------------------------------------------------------
+
+
+def replay(hub: StateHub, name: str) -> list[dict[str, object]]:
+    """Each message of a capture into the hub; the job_result after each."""
+    results = []
+    for message in capture(name).messages:
+        hub.apply_message("p", json.dumps(message).encode())
+        results.append(hub.printer("p")["state"]["job_result"])
+    return results
+
+
+def end_kinds(queue: EventQueue) -> list[str]:
+    found = []
+    while (event := queue.get_nowait()) is not None:
+        found.append(event["kind"])
+    return found
+
+
+async def test_a_real_p2s_stop_is_cancelled_when_its_code_arrives() -> None:
+    hub = hub_for("P2S")
+    queue = hub.open_event_queue("test")
+    assert replay(hub, "p2s-user-stop") == [None, {"outcome": "pending", "text": "Stopping…"},
+                                            {"outcome": "cancelled", "text": "Cancelled"}]
+    assert end_kinds(queue) == ["job_cancelled"]
+
+
+async def test_failed_without_an_error_is_cancelled_once_the_settle_passes(autojump_clock: object) -> None:
+    hub = hub_for("P2S")
+    queue = hub.open_event_queue("test")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        messages = capture("p2s-user-stop").messages[:2]  # the 0300_400C never comes
+        for message in messages:
+            hub.apply_message("p", json.dumps(message).encode())
+        ended_at = trio.current_time()
+        assert hub.printer("p")["state"]["job_result"]["outcome"] == "pending"
+        assert queue.get_nowait() is None  # not a failure, not yet anything
+        with trio.fail_after(JOB_END_SETTLE_S * 3):
+            event = await queue.get()
+        assert (event["kind"], event["result"]) == ("job_cancelled", "Cancelled")
+        assert event["job"] == "Rear Dry Pod AMS 2 PRO "
+        assert trio.current_time() - ended_at >= JOB_END_SETTLE_S  # the fake clock: the settle was waited for
+        assert hub.printer("p")["state"]["job_result"] == {"outcome": "cancelled", "text": "Cancelled"}
+        # a later report without an error keeps the verdict
+        hub.apply_message("p", json.dumps(messages[1]).encode())
+        assert hub.printer("p")["state"]["job_result"]["outcome"] == "cancelled"
+        assert queue.get_nowait() is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_error_within_the_settle_is_a_failure_and_nothing_follows(autojump_clock: object) -> None:
+    hub = hub_for()
+    queue = hub.open_event_queue("test")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        hub.apply_message("p", report(gcode_state="IDLE"))
+        hub.apply_message("p", report(gcode_state="RUNNING", subtask_name="hook"))
+        hub.apply_message("p", report(gcode_state="FAILED", print_error=0))
+        await trio.sleep(JOB_END_SETTLE_S / 2)
+        hub.apply_message("p", report(print_error=0x03004006))
+        await trio.sleep(JOB_END_SETTLE_S * 2)  # on the fake clock: well past the settle
+        assert end_kinds(queue) == ["job_started", "job_failed"]
+        assert hub.printer("p")["state"]["job_result"] == {"outcome": "failed", "text": "Failed: Nozzle clogged"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stop_the_box_sent_is_a_cancel_at_once_whatever_the_printer_says_first() -> None:
+    hub = hub_for()
+    queue = hub.open_event_queue("test")
+    hub.apply_message("p", report(gcode_state="IDLE"))
+    hub.apply_message("p", report(gcode_state="RUNNING", subtask_name="hook"))
+    hub.apply_message("p", report(gcode_state="PAUSE", print_error=0x03008004))  # paused: filament ran out
+    hub.stop_sent("p")
+    hub.apply_message("p", report(gcode_state="FAILED"))  # the pause's reason is still there
+    assert end_kinds(queue) == ["job_started", "job_paused", "job_cancelled"]
+    assert hub.printer("p")["state"]["job_result"]["outcome"] == "cancelled"
+    # the next job is not covered by that stop
+    hub.apply_message("p", report(gcode_state="RUNNING", subtask_name="lid", print_error=0))
+    hub.apply_message("p", report(gcode_state="FAILED", print_error=0x03004006))
+    assert end_kinds(queue) == ["job_started", "job_failed"]
+
+
+async def test_a_stop_sent_while_the_end_is_pending_settles_it_and_a_refused_stop_is_forgotten() -> None:
+    hub = hub_for()
+    queue = hub.open_event_queue("test")
+    hub.apply_message("p", report(gcode_state="IDLE"))
+    hub.apply_message("p", report(gcode_state="RUNNING", subtask_name="hook"))
+    hub.apply_message("p", report(gcode_state="FAILED"))
+    hub.stop_sent("p")  # the owner pressed Stop as the printer's own Stop was under way
+    assert end_kinds(queue) == ["job_started", "job_cancelled"]
+
+    hub.apply_message("p", report(gcode_state="RUNNING", subtask_name="lid"))
+    hub.stop_sent("p")
+    hub.command_answered("p", command="stop", ok=False, refused=True)  # the printer refused it: the job goes on
+    hub.apply_message("p", report(gcode_state="FAILED", print_error=0x03004006))
+    assert end_kinds(queue) == ["job_started", "job_failed"]
 
 
 def test_command_replies_reach_listeners_and_do_not_change_state() -> None:

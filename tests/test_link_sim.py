@@ -127,7 +127,8 @@ async def test_print_lifecycle_reaches_the_event_queue(rig: Rig) -> None:
     assert rig.sim.printer.pause()
     await wait_for(lambda: rig.state()["gcode_state"] == "PAUSE")
     assert rig.sim.printer.stop()
-    await wait_for(lambda: rig.state()["gcode_state"] == "FAILED")
+    # A stop reports FAILED without an error first; the end is known (cancelled) once 0300_400C follows.
+    await wait_for(lambda: (rig.state()["job_result"] or {}).get("outcome") == "cancelled")
     events = drain(rig.events)
     assert [e["kind"] for e in events] == ["job_started", "job_paused", "job_cancelled"]
     assert events[0]["job"] == rig.state()["subtask_name"]

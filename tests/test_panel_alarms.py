@@ -9,6 +9,7 @@ import pytest
 
 from bambupi.panel import alarms
 from bambupi.panel.alarms import AlarmState, acknowledge, due, in_quiet_hours, leds, observe, on_event, pending
+from bambupi.printer.hms import job_result
 
 GRACE = 60.0
 
@@ -17,7 +18,8 @@ def printer(pid: str = "p1", connection: str = "online", gcode: str | None = "ID
             print_error: str | None = None, standing: bool = False) -> dict[str, Any]:
     entries = [{"code": f"0300_0100_0001_000{i}", "severity": s, "standing": standing} for i, s in enumerate(hms)]
     return {"id": pid, "connection": connection,
-            "state": {"gcode_state": gcode, "hms": entries, "print_error": print_error}}
+            "state": {"gcode_state": gcode, "hms": entries, "print_error": print_error,
+                      "job_result": job_result(gcode, print_error, job_just_ended=True)}}
 
 
 NO_ALARMS = AlarmState()

@@ -36,7 +36,15 @@ from bambupi.sim.broker import (
     parse_subscribe,
     parse_unsubscribe,
 )
-from bambupi.sim.printer import CANCELLED_ERROR, DEFAULT_FAILURE, SIGNED_COMMANDS_BIT, VERIFY_FAILED_HMS, report_delta
+from bambupi.sim.printer import (
+    CANCELLED_ERROR,
+    DEFAULT_FAILURE,
+    SIGNED_COMMANDS_BIT,
+    STOP_CANCEL_DELAY_S,
+    VERIFY_FAILED_HMS,
+    VERIFY_FAILED_REASON,
+    report_delta,
+)
 from bambupi.sim.scenarios import BETWEEN_PRINTS_S, JOBS, SILENT_QUIET_S, SILENT_TALK_S
 
 SERIAL = "01P00A000000042"
@@ -468,15 +476,22 @@ async def test_pause_and_resume_commands(nursery: trio.Nursery, autojump_clock: 
     assert (await client.next_report(lambda r: "gcode_state" in r))["gcode_state"] == "RUNNING"
 
 
-async def test_stop_fails_the_print_as_cancelled(nursery: trio.Nursery, autojump_clock: Any) -> None:
-    sim = await start_sim(nursery)
+async def test_stop_reports_failed_without_an_error_then_cancelled(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    """As a real P2S stops: FAILED with print_error 0 first, 0300_400C 4.6 s (scaled) later."""
+    sim = await start_sim(nursery, time_scale=2.0)
     client = await logged_in(sim)
     await running(sim)
     await client.request({"print": {"sequence_id": "9", "command": "stop", "param": ""}})
     assert (await client.next_reply())["result"] == "success"
     report = await client.next_report(lambda r: "gcode_state" in r)
-    assert report["gcode_state"] == "FAILED"
-    assert report["print_error"] == CANCELLED_ERROR == 0x0300400C
+    assert (report["gcode_state"], report.get("print_error", 0)) == ("FAILED", 0)  # P1 deltas leave out a 0 kept
+    stopped_at = trio.current_time()
+    cancelled = await client.next_report(lambda r: r.get("print_error", 0) != 0)
+    assert cancelled["print_error"] == CANCELLED_ERROR == 0x0300400C
+    assert cancelled.get("gcode_state", "FAILED") == "FAILED"
+    # simulated seconds: STOP_CANCEL_DELAY_S at the simulator's time scale, reported with the next tick
+    waited = (trio.current_time() - stopped_at) * sim.printer.time_scale
+    assert STOP_CANCEL_DELAY_S <= waited <= STOP_CANCEL_DELAY_S + sim.printer.tick_s * sim.printer.time_scale
 
 
 async def test_garbage_requests_are_ignored_without_closing(nursery: trio.Nursery) -> None:
@@ -516,7 +531,8 @@ async def test_signed_command_firmware_refuses_controls(nursery: trio.Nursery, a
     assert int(full["fun"], 16) & SIGNED_COMMANDS_BIT
     await client.request({"print": {"sequence_id": "11", "command": "pause", "param": ""}})
     reply = await client.next_reply()
-    assert (reply["sequence_id"], reply["result"]) == ("11", "failed")
+    assert (reply["sequence_id"], reply["result"], reply["reason"]) == ("11", "failed", VERIFY_FAILED_REASON)
+    assert VERIFY_FAILED_REASON == "mqtt message verify failed"  # a real printer's words (protocol.md)
     report = await client.next_report(lambda r: "hms" in r)
     assert {"attr": 0x05000500, "code": 0x00010007} in report["hms"]
     assert VERIFY_FAILED_HMS == (0x05000500, 0x00010007)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from bambupi.printer.hms import job_result
+from bambupi.printer.hms import print_error_text
 
 Priority = Literal["low", "default", "high", "urgent"]
 
@@ -74,10 +74,13 @@ def message_for(event: dict[str, Any], name: str, *, started_at: float | None = 
         return Message(kind, printer, f"{name}: {job} finished", f"{took}{extra}".strip(), "default",
                        ("white_check_mark",), dedup_key=f"{key}:{job}")
     if kind in ("job_failed", "job_cancelled"):
-        # The page's and the OLED's words (hms.job_result): a stop is "Cancelled", an error shows its text.
-        result = job_result("FAILED", event.get("print_error")) or {}
+        # The page's and the OLED's words, carried by the event (hms.job_result as the hub settled it): a stop is
+        # "Cancelled" even when the printer gave no error, an error shows its text.
         failed = kind == "job_failed"
-        text = result.get("text") or ("Failed" if failed else "Cancelled")
+        error = event.get("print_error")
+        text = event.get("result") or (
+            ("Failed: " + print_error_text(error) if isinstance(error, str) else "Failed") if failed else "Cancelled"
+        )
         return Message(kind, printer, f"{name}: {job} — {text}", took, "high" if failed else "default",
                        ("x",) if failed else ("stop_button",), dedup_key=f"{key}:{job}")
     if kind == "job_paused":

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any, Final, Literal
 
-from bambupi.printer.hms import CANCELLED_PRINT_ERRORS
-
 LedMode = Literal["off", "on", "pulse", "blink", "slow_blink", "fast_blink"]
 LedName = Literal["green", "amber", "red"]
 PatternName = Literal["fatal", "serious", "finished", "failed"]
@@ -77,8 +75,10 @@ def _severities(printer: Mapping[str, Any]) -> set[str]:
 
 
 def _failed(printer: Mapping[str, Any]) -> bool:
-    state = _state(printer)
-    return state.get("gcode_state") == "FAILED" and state.get("print_error") not in CANCELLED_PRINT_ERRORS
+    # The known end (hms.job_result): a cancel, or a FAILED whose end is still pending (a stop's first report
+    # carries no error), is no failure.
+    result = _state(printer).get("job_result")
+    return isinstance(result, Mapping) and result.get("outcome") == "failed"
 
 
 def green(printer: Mapping[str, Any], alarms: AlarmState, now: float) -> Led:

@@ -194,8 +194,10 @@ def state_word(printer: Mapping[str, Any]) -> str:
     connection = printer.get("connection")
     if connection != "online":
         return {"connecting": "Connecting", "stale": "No reply", "offline": "Offline"}.get(str(connection), "Offline")
-    if _job_result(printer).get("outcome") == "cancelled":
-        return "Cancelled"  # the owner's stop, not a failure (hms.job_result)
+    result = _job_result(printer)
+    if result.get("outcome") in ("cancelled", "pending"):
+        # The owner's stop is not a failure, nor is an end not known yet ("Stopping…"; hms.job_result).
+        return str(result.get("text"))
     return _STATE_WORDS.get(str(_state(printer).get("gcode_state")), "Waiting")
 
 

@@ -1,4 +1,4 @@
-"""Printer commands: pure builders for the request payloads, and Controls, which sends one and awaits its reply."""
+"""Printer commands: pure builders for the request payloads, and Controls, which sends them and awaits the replies."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ CONTROLS_UNAVAILABLE: Final = (
     "this printer refuses commands from other apps: turn on LAN Only mode and Developer mode on the printer "
     "(Settings → Network), then commands from bambupi work; watching works either way"
 )
+# The words for a refused command (HMS 0500_0500_0001_0007, or a reply "mqtt message verify failed").
+COMMAND_REFUSED: Final = (
+    "the printer refused a command: enable Developer mode (with LAN Only mode) on the printer, then try again"
+)
+# H2 printers have two chamber light bars and report both; "on" means both.
+CHAMBER_LIGHTS: Final = ("chamber_light", "chamber_light2")
 
 
 class CommandError(Exception):
@@ -31,27 +37,54 @@ class CommandError(Exception):
         self.status = status
 
 
-def _light(mode: str) -> dict[str, Any]:
+def _light(node: str, mode: str) -> dict[str, Any]:
     return {
         "system": {
-            "command": "ledctrl", "led_node": "chamber_light", "led_mode": mode,
+            "command": "ledctrl", "led_node": node, "led_mode": mode,
             "led_on_time": 500, "led_off_time": 500, "loop_times": 0, "interval_time": 0,
         }
     }
 
 
-def build_command(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The request body for ``name`` (without ``sequence_id``: the link adds it); ValueError for bad input."""
+def light_nodes(lights: Mapping[str, Any]) -> tuple[str, ...]:
+    """The chamber lights to switch: every one the printer reports, and at least the first (reports may lag)."""
+    return tuple(node for node in CHAMBER_LIGHTS if node in lights) or CHAMBER_LIGHTS[:1]
+
+
+def build_commands(name: str, params: Mapping[str, Any], lights: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The request bodies for ``name`` (without ``sequence_id``: the link adds it), one per message to send;
+    ``lights`` is the state's ``lights`` (which light nodes the printer has). ValueError for bad input."""
     if name in ("pause", "resume", "stop"):
-        return {"print": {"command": name, "param": ""}}
+        return [{"print": {"command": name, "param": ""}}]
     if name in ("light_on", "light_off"):
-        return _light(name.removeprefix("light_"))
+        return [_light(node, name.removeprefix("light_")) for node in light_nodes(lights)]
     if name == "speed":
         level = params.get("level")
         if isinstance(level, bool) or not isinstance(level, int) or level not in SPEED_LEVELS:
             raise ValueError("level: must be 1 (silent), 2 (standard), 3 (sport) or 4 (ludicrous)")
-        return {"print": {"command": "print_speed", "param": str(level)}}
+        return [{"print": {"command": "print_speed", "param": str(level)}}]
     raise ValueError(f"command: unknown {name!r}; use pause, resume, stop, light_on, light_off or speed")
+
+
+def sent_command(body: Mapping[str, Any]) -> str:
+    """The ``command`` inside a request body, which the printer's reply echoes."""
+    return str(next(iter(body.values()))["command"])
+
+
+def refused(reply: Mapping[str, Any]) -> bool:
+    """A reply that says the printer would not verify the command (it wants Developer mode, or a signature)."""
+    return reply.get("result") == "failed" and "verify failed" in str(reply.get("reason") or "").lower()
+
+
+def reason_in_words(reply: Mapping[str, Any]) -> str | None:
+    """The reply's reason, with the printer's terse refusals said plainly."""
+    reason = reply.get("reason")
+    text = str(reason) if reason else None
+    if refused(reply):
+        return COMMAND_REFUSED
+    if text is not None and "did not find the valid led" in text.lower():
+        return f"the printer has no such light ({text})"
+    return text
 
 
 @dataclass(frozen=True)
@@ -65,17 +98,20 @@ class Outcome:
 
 
 class Controls:
-    """Sends commands over the printer's one link and matches replies by ``sequence_id``."""
+    """Sends commands over the printer's one link and matches each reply by ``sequence_id`` and command: replies to
+    other clients (a slicer's ``gcode_line``, a phone app's ``ledctrl``) arrive on the same topic, numbered their
+    own way."""
 
     def __init__(self, hub: StateHub, links: Mapping[str, PrinterLink], *, timeout_s: float = REPLY_TIMEOUT_S) -> None:
         self.hub = hub
         self.links = links
         self.timeout_s = timeout_s
-        self._waiting: dict[tuple[str, str], Callable[[dict[str, Any]], None]] = {}
+        self._waiting: dict[tuple[str, str, str], Callable[[dict[str, Any]], None]] = {}
         hub.on_reply(self._on_reply)
 
     def _on_reply(self, printer_id: str, reply: dict[str, Any]) -> None:
-        deliver = self._waiting.pop((printer_id, str(reply.get("sequence_id"))), None)
+        key = (printer_id, str(reply.get("sequence_id")), str(reply.get("command")))
+        deliver = self._waiting.pop(key, None)
         if deliver is not None:
             deliver(reply)
 
@@ -83,15 +119,31 @@ class Controls:
         link = self.links.get(printer_id)
         if link is None:
             raise CommandError(f"no printer with id {printer_id!r}", 404)
+        printer = self.hub.printer(printer_id)
         try:
-            body = build_command(name, params)
+            bodies = build_commands(name, params, printer["state"].get("lights") or {})
         except ValueError as exc:
             raise CommandError(str(exc), 400) from None
-        if not self.hub.printer(printer_id)["controls_available"]:
+        if not printer["controls_available"]:
             raise CommandError(CONTROLS_UNAVAILABLE, 409)
+        outcome: Outcome | None = None
+        for body in bodies:  # one after the other: the first failure is the answer
+            answer = await self._send_one(printer_id, link, name, body)
+            outcome = outcome or answer
+            if answer.result != "success":
+                return answer
+        assert outcome is not None  # build_commands never returns an empty list
+        return outcome
+
+    async def _send_one(self, printer_id: str, link: PrinterLink, name: str, body: dict[str, Any]) -> Outcome:
+        command = sent_command(body)
+        if command == "stop":
+            # Before it leaves: the printer's FAILED may overtake its reply. A stop from the box is a cancel.
+            self.hub.stop_sent(printer_id)
         try:
             sequence_id = link.send(body)
         except NotConnected:
+            self.hub.command_answered(printer_id, command=command, ok=False, refused=False)
             raise CommandError(f"{printer_id} is not connected; try again when it is online", 503) from None
         replied = trio.Event()
         answer: dict[str, Any] = {}
@@ -100,15 +152,17 @@ class Controls:
             answer.update(reply)
             replied.set()
 
-        key = (printer_id, sequence_id)
+        key = (printer_id, sequence_id, command)
         self._waiting[key] = deliver
         with trio.move_on_after(self.timeout_s):
             await replied.wait()
         self._waiting.pop(key, None)
         if not replied.is_set():
+            self.hub.command_answered(printer_id, command=command, ok=False, refused=False)
             log.warning("%s: no reply to %s (sequence %s) within %g s", printer_id, name, sequence_id, self.timeout_s)
             raise CommandError(f"the printer did not answer {name} within {self.timeout_s:g} s", 504)
         result = str(answer.get("result") or "unknown")
-        reason = answer.get("reason")
-        log.info("%s: %s -> %s%s", printer_id, name, result, f" ({reason})" if reason else "")
-        return Outcome(sequence_id, result, str(reason) if reason else None)
+        self.hub.command_answered(printer_id, command=command, ok=result == "success", refused=refused(answer))
+        reason = reason_in_words(answer)
+        log.info("%s: %s -> %s (%s)", printer_id, command, result, answer.get("reason") or "no reason given")
+        return Outcome(sequence_id, result, reason)

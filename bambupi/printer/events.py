@@ -6,8 +6,11 @@ controls_available, camera, state}``). Rules, from ARCHITECTURE.md "Event rules"
 - A job starts when ``gcode_state`` goes from a state outside a job (none, IDLE, FINISH, FAILED, and also SLICING
   and INIT, which precede a job) to PREPARE or RUNNING, or when the job name changes while RUNNING (a new job
   right after the last one). PREPARE -> RUNNING is the same job.
-- A job ends at FINISH (finished) or FAILED (failed; a cancel ``print_error`` such as ``0300_400C`` means
-  cancelled). RUNNING -> PAUSE is paused, PAUSE -> RUNNING resumed.
+- A job ends at FINISH (finished). At FAILED it ends when its end is known, which is ``state.job_result``
+  (hms.job_result, settled by the hub): a real stop first reports FAILED with no error (``job_result`` *pending*,
+  no event yet), then ``0300_400C``; so ``job_cancelled`` or ``job_failed`` comes when ``job_result`` turns from
+  nothing or pending to cancelled or failed, and a pending end that leaves FAILED without a verdict (no error
+  ever came) is cancelled. RUNNING -> PAUSE is paused, PAUSE -> RUNNING resumed.
 - While no report has arrived yet (``last_report_at`` is null before), the new state only sets the baseline:
   no job or HMS events. Codes active in the baseline are standing and never raise.
 - HMS: a code active now and not before is raised unless it is standing; a code gone is cleared (the event's
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from bambupi.printer.hms import CANCELLED_PRINT_ERRORS, job_result, print_error_description
+from bambupi.printer.hms import CANCELLED_RESULT, print_error_description
 
 Event = dict[str, Any]
 PrinterObject = dict[str, Any]
@@ -43,6 +46,7 @@ _OUTSIDE_JOB: Final = frozenset({None, "IDLE", "FINISH", "FAILED", "SLICING", "I
 _IN_JOB: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
 _STARTED: Final = frozenset({"PREPARE", "RUNNING"})
 _LOST: Final = frozenset({"offline", "stale"})
+_END_KINDS: Final = {"cancelled": "job_cancelled", "failed": "job_failed"}
 
 
 def events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
@@ -78,8 +82,6 @@ def _job_kind(prev: dict[str, Any], new: dict[str, Any]) -> str | None:
         return "job_started"
     if before in _IN_JOB and after == "FINISH":
         return "job_finished"
-    if before in _IN_JOB and after == "FAILED":
-        return "job_cancelled" if new.get("print_error") in CANCELLED_PRINT_ERRORS else "job_failed"
     if before in _STARTED and after == "PAUSE":
         return "job_paused"
     if before == "PAUSE" and after == "RUNNING":
@@ -93,17 +95,41 @@ def _renamed(prev: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(before) and bool(after) and before != after
 
 
+def _outcome(state: dict[str, Any]) -> str | None:
+    result = state.get("job_result")
+    outcome = result.get("outcome") if isinstance(result, dict) else None
+    return outcome if isinstance(outcome, str) else None
+
+
+def _job_end(prev: PrinterObject, new: PrinterObject) -> Event | None:
+    """The end of a job once it is known (see the module's rules), else None."""
+    before, after = _state(prev), _state(new)
+    was_pending = _outcome(before) == "pending"
+    if _outcome(before) in _END_KINDS:
+        return None  # already announced
+    if _outcome(after) in _END_KINDS and (was_pending or before.get("gcode_state") in _IN_JOB):
+        ended, result = new, after["job_result"]
+    elif was_pending and after.get("gcode_state") != "FAILED":
+        ended, result = prev, CANCELLED_RESULT  # it left FAILED and no error ever came
+    else:
+        return None
+    event = _job_event(_END_KINDS[result["outcome"]], ended)
+    print_error = _state(ended).get("print_error")
+    event["print_error"] = print_error
+    event["description"] = print_error_description(print_error) if isinstance(print_error, str) else None
+    event["result"] = result.get("text")  # the words every surface shows
+    return event
+
+
 def _job_events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
+    found: list[Event] = []
+    end = _job_end(prev, new)
+    if end is not None:
+        found.append(end)
     kind = _job_kind(_state(prev), _state(new))
-    if kind is None:
-        return []
-    event = _job_event(kind, new)
-    if kind in ("job_failed", "job_cancelled"):
-        print_error = _state(new).get("print_error")
-        event["print_error"] = print_error
-        event["description"] = print_error_description(print_error) if isinstance(print_error, str) else None
-        event["result"] = (job_result("FAILED", print_error) or {}).get("text")  # the words every surface shows
-    return [event]
+    if kind is not None:
+        found.append(_job_event(kind, new))
+    return found
 
 
 def _hms_by_code(printer: PrinterObject) -> dict[str, dict[str, Any]]:

@@ -117,7 +117,7 @@ _PRINT_ERRORS: Final[dict[str, str]] = {
     "0300_4008": "The AMS failed to change filament",
     PRINT_ERROR_CANCELLED: "The task was canceled",
     "0300_8000": "Paused for an unknown reason",
-    "0300_8001": "Paused by a pause command in the print file",
+    "0300_8001": "Paused by the user",
     "0300_8004": "Filament ran out",
     "0300_8005": "Toolhead front cover fell off",
     "0300_8008": "Nozzle temperature malfunction",
@@ -125,13 +125,14 @@ _PRINT_ERRORS: Final[dict[str, str]] = {
     "0300_800C": "Skipped steps detected; check for layer shifts",
     "0300_800D": "The extruder is not extruding normally",
     "0300_800F": "Door open: printing paused",
-    "0300_8013": "Paused by the user",
+    "0300_8013": "Paused by a pause command in the print file",
     "0300_8014": "Nozzle covered with filament, or build plate placed wrongly",
     "0300_8016": "Nozzle clogged",
     "0300_8017": "Foreign object on the heatbed",
     "0300_8018": "Chamber temperature malfunction",
     "0300_8019": "No build plate",
     "0500_400E": "Printing was cancelled",
+    "0500_803C": "The nozzle setting does not match the file: re-slice for the installed nozzle",
 }
 
 
@@ -254,17 +255,32 @@ def print_error_text(code: str) -> str:
     return f"{MODULES.get(module, 'Printer')} error {code.upper()}"
 
 
-def job_result(gcode_state: object, print_error: object) -> dict[str, str] | None:
+# How a job that did not finish ended (``state.job_result``). A real stop first reports FAILED with no error and
+# only later ``0300_400C`` (4.6 s on a P2S), so FAILED without an error is *pending* until the hub settles it.
+CANCELLED_RESULT: Final = {"outcome": "cancelled", "text": "Cancelled"}
+PENDING_RESULT: Final = {"outcome": "pending", "text": "Stopping…"}
+_KNOWN_OUTCOMES: Final = frozenset({"cancelled", "failed"})
+
+
+def job_result(
+    gcode_state: object, print_error: object, previous: object = None, *, job_just_ended: bool = False
+) -> dict[str, str] | None:
     """How a job that did not finish ended, in the words the page, the OLED and notifications all use.
 
     None unless ``gcode_state`` is FAILED. A stop (``0300_400C``, ``0500_400E``) reads "Cancelled", which is the
-    owner's choice and no alarm; anything else reads "Failed: <what went wrong>", or "Failed" when the printer
-    gave no error.
+    owner's choice and no alarm; another error reads "Failed: <what went wrong>". ``previous`` is the result the
+    state held: once an end is known (cancelled or failed) it stays known while the printer stays FAILED (the hub
+    may have settled it: the box sent the stop, or no error came). FAILED without an error is *pending* when the
+    job just ended (``job_just_ended``) or was already pending; an end the box did not see happen (the first
+    report after a start) is long settled: cancelled.
     """
     if gcode_state != "FAILED":
         return None
+    if isinstance(previous, dict) and previous.get("outcome") in _KNOWN_OUTCOMES:
+        return dict(previous)
     if isinstance(print_error, str) and print_error.upper() in CANCELLED_PRINT_ERRORS:
-        return {"outcome": "cancelled", "text": "Cancelled"}
+        return dict(CANCELLED_RESULT)
     if isinstance(print_error, str):
         return {"outcome": "failed", "text": f"Failed: {print_error_text(print_error)}"}
-    return {"outcome": "failed", "text": "Failed"}
+    pending = isinstance(previous, dict) and previous.get("outcome") == "pending"
+    return dict(PENDING_RESULT) if pending or job_just_ended else dict(CANCELLED_RESULT)

@@ -45,6 +45,7 @@ MAX_TEXT_CHARS: Final = 256
 SIGNATURE_REQUIRED_BIT: Final = 0x2000_0000
 
 GCODE_STATES: Final = frozenset({"IDLE", "PREPARE", "RUNNING", "PAUSE", "FINISH", "FAILED", "SLICING", "INIT"})
+_IN_JOB: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
 TEMP_MIN: Final = -40.0
 TEMP_MAX: Final = 600.0
 REMAINING_MAX_MIN: Final = 144_000
@@ -134,21 +135,26 @@ def apply_message(
         return Applied(state, rejected="'print' is not an object")
     reply = _reply(root)
     report = root.get("print")
+    # Most firmware sends ``fun`` inside the report; some sends it at the top level, beside ``print``.
+    top_fun = _fun(root.get("fun"))
     if not isinstance(report, dict) or report.get("command") != "push_status":
-        return Applied(state, reply=reply)
+        return Applied(state, reply=reply, fun=top_fun)
     info = model_info(model)
     new = dict(state)
     _apply_scalars(new, report, info)
     # Derived once here, so the page, the OLED and notifications share one wording (hms.job_result).
     error = new["print_error"]
     new["print_error_text"] = print_error_text(error) if error is not None else None
-    new["job_result"] = job_result(new["gcode_state"], error)
+    new["job_result"] = job_result(
+        new["gcode_state"], error, state.get("job_result"), job_just_ended=state.get("gcode_state") in _IN_JOB
+    )
     _apply_device(new, report, info)
     _apply_ams(new, report)
     _apply_lights(new, report)
     _apply_liveview(new, report)
     commands_rejected = _apply_hms(new, state, report, model, baseline=baseline)
-    return Applied(new, reply=reply, fun=_fun(report.get("fun")), commands_rejected=commands_rejected)
+    fun = _fun(report.get("fun"))
+    return Applied(new, reply=reply, fun=top_fun if fun is None else fun, commands_rejected=commands_rejected)
 
 
 # -- whole-message checks ------------------------------------------------------------------------------------

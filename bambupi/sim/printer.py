@@ -35,6 +35,10 @@ JSON = dict[str, Any]
 CANCELLED_ERROR: Final = 0x0300400C  # print_error 0300_400C: "task was canceled"
 DEFAULT_FAILURE: Final = 0x0C008009  # an arbitrary non-cancel print_error for simulated failures
 VERIFY_FAILED_HMS: Final = (0x05000500, 0x00010007)  # 0500_0500_0001_0007: command verification failed
+VERIFY_FAILED_REASON: Final = "mqtt message verify failed"  # a refused command's reply, as real printers word it
+NO_SUCH_LIGHT_REASON: Final = "did not find the valid led"  # a P2S's reply to a light it does not have
+# A real stop (P2S): FAILED with print_error 0 first, 0300_400C this many seconds later (simulated time).
+STOP_CANCEL_DELAY_S: Final = 4.6
 SIGNED_COMMANDS_BIT: Final = 0x20000000  # in `fun`: controls need a signature
 
 AMBIENT_C: Final = 25.0
@@ -70,6 +74,7 @@ class ModelProfile:
     nozzle_type: str
     firmware: str
     base_fun: int
+    chamber_lights: tuple[str, ...] = ("chamber_light",)  # H2D/H2S have two light bars and report both
 
 
 def _profile(name: str, family: str, **overrides: Any) -> ModelProfile:
@@ -98,8 +103,8 @@ PROFILES: Final[Mapping[str, ModelProfile]] = {
     "P1S": _profile("P1S", "P1", nozzle_type="hardened_steel"),
     "A1": _profile("A1", "A1"),
     "A1MINI": _profile("A1MINI", "A1"),
-    "H2D": _profile("H2D", "H2", extruders=2, ams_ht=True),
-    "H2S": _profile("H2S", "H2"),
+    "H2D": _profile("H2D", "H2", extruders=2, ams_ht=True, chamber_lights=("chamber_light", "chamber_light2")),
+    "H2S": _profile("H2S", "H2", chamber_lights=("chamber_light", "chamber_light2")),
     "P2S": _profile("P2S", "H2"),
 }
 
@@ -205,6 +210,8 @@ class PrinterState:
     hms: list[tuple[int, int]] = field(default_factory=list)
     speed_level: int = 2
     chamber_light: str = "on"
+    chamber_light2: str = "on"  # the second bar, on models that have one
+    cancel_in_s: float | None = None  # a stop's 0300_400C is this far (simulated seconds) behind its FAILED
     wifi_dbm: int = -52
     nozzles: list[Heater] = field(default_factory=list)
     active_nozzle: int = 0
@@ -263,6 +270,11 @@ def _step(state: PrinterState, dt: float, rng: random.Random) -> None:
         heater.step(dt, AMBIENT_C, rng.uniform(-0.25, 0.25) * min(dt, 1.0))
     state.bed.step(dt, AMBIENT_C, rng.uniform(-0.1, 0.1) * min(dt, 1.0))
     state.chamber.step(dt, _ambient_chamber(state), 0.0)
+    if state.cancel_in_s is not None:
+        state.cancel_in_s -= dt
+        if state.cancel_in_s <= 0:
+            state.cancel_in_s = None
+            state.print_error = CANCELLED_ERROR
     job = state.job
     if job is None:
         return
@@ -459,6 +471,10 @@ def _render_device(state: PrinterState) -> JSON:
     }
 
 
+def _light_mode(state: PrinterState, node: str) -> str:
+    return state.chamber_light2 if node == "chamber_light2" else state.chamber_light
+
+
 def render_report(state: PrinterState) -> JSON:
     """The complete ``print`` object of a push_status report for ``state`` (without command/msg/sequence_id)."""
     profile = state.profile
@@ -502,7 +518,7 @@ def render_report(state: PrinterState) -> JSON:
         "big_fan2_speed": _fan(6 if printing else 0),
         "heatbreak_fan_speed": _fan(15 if nozzle.current > 50 else 0),
         "wifi_signal": f"{state.wifi_dbm}dBm",
-        "lights_report": [{"node": "chamber_light", "mode": state.chamber_light}],
+        "lights_report": [{"node": node, "mode": _light_mode(state, node)} for node in profile.chamber_lights],
         "nozzle_diameter": "0.4",
         "nozzle_type": profile.nozzle_type,
         "sdcard": True,
@@ -669,6 +685,7 @@ class SimulatedPrinter:
         state.gcode_state = "PREPARE"
         state.stage = PREPARE_STEPS[0].stage
         state.print_error = 0
+        state.cancel_in_s = None
         state.bed.target = state.bed_temp
         state.tray_now = 1  # AMS 1, slot 2
         self._changed_now()
@@ -690,10 +707,12 @@ class SimulatedPrinter:
         return True
 
     def stop(self) -> bool:
-        """Cancel the job the way the printer's own Stop does: FAILED with print_error 0300_400C."""
-        if self.state.gcode_state not in ("PREPARE", "RUNNING", "PAUSE"):
+        """Cancel the job the way a real printer's Stop does (seen on a P2S): FAILED with print_error 0 at once,
+        0300_400C ("the task was canceled") :data:`STOP_CANCEL_DELAY_S` simulated seconds later."""
+        if not self.fail(0):
             return False
-        return self.fail(CANCELLED_ERROR)
+        self.state.cancel_in_s = STOP_CANCEL_DELAY_S
+        return True
 
     def fail(self, error: int = DEFAULT_FAILURE) -> bool:
         """End the job as FAILED with ``print_error`` = ``error``."""
@@ -800,7 +819,7 @@ class SimulatedPrinter:
             if VERIFY_FAILED_HMS not in self.state.hms:
                 self.state.hms.append(VERIFY_FAILED_HMS)
             self._notify()
-            self._reply(kind, body, ok=False, reason="verify failed: command not signed")
+            self._reply(kind, body, ok=False, reason=VERIFY_FAILED_REASON)
             return
         self._in_command = True
         try:
@@ -825,10 +844,15 @@ class SimulatedPrinter:
                     return False, "bad speed level"
                 return True, ""
         if kind == "system" and command == "ledctrl":
-            mode = body.get("led_mode")
-            if body.get("led_node") != "chamber_light" or mode not in ("on", "off", "flashing"):
-                return False, "unsupported light or mode"
-            self.state.chamber_light = mode
+            mode, node = body.get("led_mode"), body.get("led_node")
+            if node not in self.profile.chamber_lights:
+                return False, f"{NO_SUCH_LIGHT_REASON}: {node}"
+            if mode not in ("on", "off", "flashing"):
+                return False, "unsupported light mode"
+            if node == "chamber_light2":
+                self.state.chamber_light2 = mode
+            else:
+                self.state.chamber_light = mode
             return True, ""
         return False, "command not supported by the simulator"
 

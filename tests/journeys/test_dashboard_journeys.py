@@ -7,11 +7,20 @@ a card that says its printer is not live, and a camera view that comes back by i
 
 from __future__ import annotations
 
+import json
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
+import trio
+
+from bambupi.config import WebConfig
+from bambupi.web.frontdoor import FrontDoor
 from tests.browser import ARTIFACTS, Page
 from tests.journeys.harness import PRINTER, Journey, journey
+from tests.notify_services import WEBHOOK_SECRET, FakeServices
 
 # Null-safe: the page may still be loading when a wait starts.
 WAIT = 60.0  # a limit for a hang only: every wait is for a state, however slow the machine
@@ -107,6 +116,83 @@ async def test_pause_resume_stop_reads_cancelled_and_a_failure_names_its_error(t
         await page.wait_for(f"{events}.includes('Failed: Nozzle clogged (hook)')", WAIT)
         await page.screenshot(ARTIFACTS / "journey-failed-390.png")
         assert page.exceptions == []
+
+
+async def test_a_stop_is_a_cancel_with_no_alarm_and_only_a_failure_alarms(tmp_path: Path) -> None:
+    """Issue 13, item 6: a real stop reports FAILED without an error before 0300_400C (the simulator does the same).
+    A stop from the page and one on the printer's screen read "Cancelled" and light no red LED, sound no buzzer
+    and send no "failed" notification (the channel chose "cancelled", so it says that); a real failure does all
+    three. The box's panel is read at /api/panel, the notifications at a real webhook receiver."""
+    fake = FakeServices()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(FrontDoor(fake.app, WebConfig(host="127.0.0.1", port=0)).run)
+        extra = f"""
+[panel]
+oled = "virtual"
+gpio = "virtual"
+
+[[notify]]
+name = "phone"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+secret = "{WEBHOOK_SECRET}"
+"""
+
+        def told() -> list[str]:
+            return [json.loads(r.body)["event"] for r in fake.of("webhook") if "job_" in json.loads(r.body)["event"]]
+
+        async with journey(tmp_path, extra=extra) as j:
+            async def panel() -> dict[str, Any]:
+                async with httpx.AsyncClient(base_url=j.base) as client:
+                    answer: dict[str, Any] = (await client.get("/api/panel")).json()
+                    return answer
+
+            async def until(check: Callable[[], Awaitable[bool]]) -> None:
+                with trio.fail_after(WAIT):  # against a hang only
+                    while not await check():
+                        await trio.sleep(0.1)
+
+            page = await j.phone()
+            await j.set_password(page)
+            await printing(page, j, "bracket")
+            await tap(page, j, "stop")
+            await tap(page, j, "stop")
+            await page.wait_for(f"{text(j, 'state')}.includes('Cancelled')", WAIT)
+
+            # A stop on the printer's own screen: the box did not send it, so it waits for 0300_400C.
+            await printing(page, j, "hook")
+            assert j.sim.printer.stop()
+            await page.wait_for(f"{text(j, 'state')}.includes('Cancelled') && {text(j, 'job')} === 'hook'", WAIT)
+            assert "Fail" not in await page.evaluate(f"{j.card()}.innerText")
+
+            async def both_cancels_told() -> bool:
+                return told() == ["job_cancelled", "job_cancelled"]
+
+            await until(both_cancels_told)
+            shown = await panel()
+            assert shown["leds"]["red"]["mode"] == "off" and shown["buzzer"]["count"] == 0
+            assert shown["pending"] == []  # nothing for the button to acknowledge
+
+            # A real failure: the red LED, the failure tones and a "failed" notification.
+            await printing(page, j, "lid")
+            j.sim.printer.fail(0x03004006)
+            await page.wait_for(f"{text(j, 'state')}.includes('Failed: Nozzle clogged')", WAIT)
+
+            async def failure_sounded() -> bool:
+                return (await panel())["buzzer"]["last"] == "failed"
+
+            await until(failure_sounded)
+            shown = await panel()
+            assert shown["leds"]["red"]["mode"] == "on"
+            assert shown["buzzer"]["count"] == 1  # the two cancels before it never sounded
+
+            async def failure_told() -> bool:
+                return told() == ["job_cancelled", "job_cancelled", "job_failed"]
+
+            await until(failure_told)
+            await page.screenshot(ARTIFACTS / "journey-stop-then-failure-390.png")
+            assert page.exceptions == []
+        nursery.cancel_scope.cancel()
 
 
 async def test_live_updates_leave_the_speed_picker_and_a_selection_alone(tmp_path: Path) -> None:
