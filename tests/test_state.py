@@ -26,7 +26,7 @@ DOCUMENTED_KEYS = {
     "nozzle_temp", "nozzle_target", "bed_temp", "bed_target", "chamber_temp", "chamber_target",
     "nozzles", "active_nozzle", "stage", "print_error", "print_error_text", "job_result",
     "hms", "ams", "active_tray", "external_spool", "external_spools",
-    "speed_level", "wifi_dbm", "subtask_name", "lights", "liveview",
+    "speed_level", "wifi_dbm", "subtask_name", "lights", "liveview", "door_open",
 }  # fmt: skip
 
 
@@ -118,8 +118,12 @@ def test_full_h2d_report_unpacks_device_temperatures() -> None:
     state = apply(initial_state(), fixture("h2d"), "H2D", baseline=True).state
     assert (state["bed_temp"], state["bed_target"]) == (55.0, 60.0)
     assert state["chamber_temp"] == 35.0
-    assert state["nozzles"] == {"0": {"temp": 218.0, "target": 220.0}, "1": {"temp": 188.0, "target": 207.0}}
+    assert state["nozzles"] == {
+        "0": {"temp": 218.0, "target": 220.0, "tray": {"ams": 0, "tray": 1}},
+        "1": {"temp": 188.0, "target": 207.0, "tray": {"ams": 2, "tray": 0}},
+    }
     assert state["active_nozzle"] == 1
+    assert state["active_tray"] == {"ams": 2, "tray": 0}  # the active extruder's snow 0x0200, not tray_now
     # The top-level nozzle fields are stale on H2D; the active nozzle wins.
     assert (state["nozzle_temp"], state["nozzle_target"]) == (188.0, 207.0)
     assert state["ams"]["units"]["128"]["trays"] == {"0": {"type": "PETG", "color": "#000000", "remain": 90}}
@@ -162,8 +166,9 @@ def test_a_report_gives_a_new_state_object_and_a_non_report_the_same(p1s: State)
         ("nozzle_temper", 219.96875, "nozzle_temp", 220.0),
         ("bed_target_temper", "60", "bed_target", 60.0),
         ("spd_lvl", "4", "speed_level", 4),
-        ("stg_cur", "255", "stage", 255),
-        ("stg_cur", -1, "stage", -1),
+        ("stg_cur", "22", "stage", 22),
+        ("stg_cur", "255", "stage", None),  # P1's idle
+        ("stg_cur", -1, "stage", None),  # X1's idle
         ("print_error", "50348044", "print_error", "0300_400C"),
         ("print_error", 0x0300_400C, "print_error", "0300_400C"),
         ("print_error", 0xFFFF_FFFF, "print_error", "FFFF_FFFF"),
@@ -663,7 +668,9 @@ def test_a_nozzle_delta_updates_one_nozzle() -> None:
     state = apply(initial_state(), fixture("h2d"), "H2D", baseline=True).state
     delta = report(device={"extruder": {"info": [{"id": 1, "temp": packed(210, 205)}]}})
     new = apply(state, delta, "H2D").state
-    assert new["nozzles"] == {"0": {"temp": 218.0, "target": 220.0}, "1": {"temp": 205.0, "target": 210.0}}
+    temps = {k: (n["temp"], n["target"]) for k, n in new["nozzles"].items()}
+    assert temps == {"0": (218.0, 220.0), "1": (205.0, 210.0)}
+    assert new["nozzles"]["1"]["tray"] == state["nozzles"]["1"]["tray"]
     assert (new["nozzle_temp"], new["nozzle_target"]) == (205.0, 210.0)
 
 
@@ -750,3 +757,65 @@ def test_model_info(model: str, series: str, chamber: bool, camera: str, port: i
         port,
         full,
     )
+
+
+# -- stage, door and the extruders' trays (real captures: tests/test_captures_devices.py) ----------------------------
+
+
+def test_stage_0_is_printing_only_inside_a_job(p1s: State) -> None:
+    assert p1s["gcode_state"] == "RUNNING" and p1s["stage"] == 0
+    # The job ends in a delta that does not repeat stg_cur: the 0 left from printing is not "printing" any more.
+    assert apply(p1s, report(gcode_state="FINISH")).state["stage"] is None
+    # An A1 idle report says so in print_type.
+    assert apply(p1s, report(stg_cur=0, print_type="idle")).state["stage"] is None
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "expected"),
+    [
+        # X1C: bit 23 of home_flag, a signed 32-bit number on newer firmware.
+        ("X1C", {"home_flag": -1066934785 | 0x0080_0000}, True),
+        ("X1C", {"home_flag": -1066934785}, False),
+        ("X1C", {"stat": "46A58008"}, None),  # an X1C's door is not in stat
+        ("P2S", {"stat": "46A58008"}, True),
+        ("P2S", {"stat": 0x46A58008}, None),  # stat is a hex string; a number is not read
+        ("P2S", {"stat": "not hex"}, None),
+        ("P1S", {"stat": "46A58008", "home_flag": 0x0080_0000}, None),  # no door sensor
+        ("Z9 Future", {"stat": "46A58008"}, None),  # unknown model: no claim
+    ],
+)
+def test_door_open(model: str, fields: dict[str, Any], expected: bool | None) -> None:
+    assert apply(initial_state(), report(**fields), model).state["door_open"] is expected
+
+
+def test_an_unreadable_door_field_keeps_what_we_knew() -> None:
+    opened = apply(initial_state(), report(stat="46A58008"), "H2D").state
+    assert apply(opened, report(stat="junk"), "H2D").state["door_open"] is True
+
+
+@pytest.mark.parametrize(
+    ("snow", "tray"),
+    [
+        (0x0002, {"ams": 0, "tray": 2}),
+        (0x0103, {"ams": 1, "tray": 3}),
+        (0x1001, {"ams": 16, "tray": 1}),  # the A2L's AMS lite
+        (0x8000, {"ams": 128, "tray": 0}),  # an AMS HT
+        (0xFF00, {"external": True, "id": 255}),
+        (0xFE00, {"external": True, "id": 254}),
+        (0xFFFF, None),
+        (0xFEFF, None),
+    ],
+)
+def test_an_extruders_snow_names_its_loaded_tray(snow: int, tray: dict[str, Any] | None) -> None:
+    message = report(device={"extruder": {"state": 0x01, "info": [{"id": 0, "snow": snow}]}}, ams={"tray_now": "3"})
+    state = apply(initial_state(), message, "H2S").state
+    assert state["nozzles"]["0"]["tray"] == tray
+    assert state["active_tray"] == tray
+
+
+@pytest.mark.parametrize("snow", [0x0007, 0x10000, -1, "x", None, True])
+def test_an_unreadable_snow_keeps_the_loaded_tray(snow: Any) -> None:
+    loaded = report(device={"extruder": {"state": 0x01, "info": [{"id": 0, "snow": 0x0103}]}})
+    state = apply(initial_state(), loaded, "H2S").state
+    junk = report(device={"extruder": {"info": [{"id": 0, "snow": snow}]}})
+    assert apply(state, junk, "H2S").state["active_tray"] == {"ams": 1, "tray": 3}

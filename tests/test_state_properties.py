@@ -18,14 +18,14 @@ from bambupi.printer.state import GCODE_STATES, State, apply_message, initial_st
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_REPORTS = [json.loads((FIXTURES / f"report_{name}.json").read_text()) for name in ("p1s", "x1c", "h2d")]
-MODELS = ["P1S", "P1P", "A1", "A1MINI", "X1C", "X1E", "H2D", "H2S", "P2S", "X2D", "Unknown 7"]
+MODELS = ["P1S", "P1P", "A1", "A1MINI", "A2L", "X1C", "X1E", "H2D", "H2S", "P2S", "X2D", "Unknown 7"]
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 REPORT_KEYS = [
     "gcode_state", "mc_percent", "mc_remaining_time", "layer_num", "total_layer_num", "nozzle_temper",
     "nozzle_target_temper", "bed_temper", "bed_target_temper", "chamber_temper", "chamber_target_temper",
     "stg_cur", "print_error", "spd_lvl", "wifi_signal", "subtask_name", "fun", "hms", "ams", "vt_tray",
-    "vir_slot", "home_flag", "lights_report", "device", "sequence_id", "msg",
+    "vir_slot", "home_flag", "stat", "print_type", "lights_report", "device", "sequence_id", "msg",
 ]  # fmt: skip
 
 numeric_text = st.one_of(
@@ -79,7 +79,13 @@ device_values = st.one_of(
             "extruder": st.fixed_dictionaries(
                 {
                     "state": st.one_of(scalars, st.integers(0, 255)),
-                    "info": st.lists(st.fixed_dictionaries({"id": scalars, "temp": packed_values}), max_size=3),
+                    "info": st.lists(
+                        st.fixed_dictionaries(
+                            {"id": scalars, "temp": packed_values},
+                            optional={"snow": st.one_of(scalars, st.integers(0, 0xFFFF))},
+                        ),
+                        max_size=3,
+                    ),
                 }
             ),
         }
@@ -153,6 +159,13 @@ def check_tray(tray: Any) -> None:
     assert int_in(tray["remain"], 0, 100)
 
 
+def tray_ref_ok(ref: Any) -> bool:
+    """A loaded or active tray: an AMS slot, or an external holder by id."""
+    if set(ref) == {"external", "id"}:
+        return ref["external"] is True and ref["id"] in (254, 255)
+    return set(ref) == {"ams", "tray"} and int_in(ref["ams"], 0, 255) and int_in(ref["tray"], 0, 3)
+
+
 def check_state(state: State, model: str) -> None:
     assert set(state) == set(initial_state())
     json.dumps(state, allow_nan=False)
@@ -165,10 +178,14 @@ def check_state(state: State, model: str) -> None:
     if not model_info(model).has_chamber_sensor:
         assert state["chamber_temp"] is None and state["chamber_target"] is None
     for nozzle_id, nozzle in state["nozzles"].items():
-        assert nozzle_id.isdigit() and set(nozzle) == {"temp", "target"}
+        assert nozzle_id.isdigit() and set(nozzle) in ({"temp", "target"}, {"temp", "target", "tray"})
         assert temp_ok(nozzle["temp"]) and temp_ok(nozzle["target"])
+        assert nozzle.get("tray") is None or tray_ref_ok(nozzle["tray"])
     assert int_in(state["active_nozzle"], 0, 15)
-    assert int_in(state["stage"], -1, 255)
+    assert int_in(state["stage"], 0, 254)  # None when idle: never the idle codes -1 and 255
+    assert state["door_open"] in (None, True, False)
+    if model_info(model).door is None:
+        assert state["door_open"] is None
     assert state["print_error"] is None or re.fullmatch(r"[0-9A-F]{4}_[0-9A-F]{4}", state["print_error"])
     assert int_in(state["speed_level"], 1, 4)
     assert int_in(state["wifi_dbm"], -150, 0)
@@ -190,7 +207,7 @@ def check_state(state: State, model: str) -> None:
         for tray in unit["trays"].values():
             check_tray(tray)
     active = state["active_tray"]
-    assert active is None or active == {"external": True} or (set(active) == {"ams", "tray"})
+    assert active is None or active == {"external": True} or tray_ref_ok(active)
     for holder_id, holder in state["external_spools"].items():
         assert holder_id in ("254", "255")
         check_tray(holder)

@@ -26,9 +26,6 @@ log = logging.getLogger("bambupi.power.autooff")
 
 Action = Literal["wait", "warn", "off", "disarm"]
 IN_JOB: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
-# stg_cur values that mean "nothing happening": -1 (X1/H2), 255 (P1), 0 (A1's idle; 0 is also "printing",
-# but that comes with RUNNING, which is refused before the stage is looked at).
-IDLE_STAGES: Final = frozenset({-1, 0, 255})
 ARMING_EVENTS: Final = {"job_finished": "finished", "job_failed": "failed", "job_cancelled": "cancelled"}
 
 
@@ -74,8 +71,8 @@ def decide(
     if not online and not policy.auto_off_when_offline:
         return Decision("wait", "unknown_state", f"printer link is {connection}: its state is unknown, waiting")
     if online:
-        stage = state.get("stage")
-        if isinstance(stage, int) and stage not in IDLE_STAGES:
+        stage = _busy_stage(state)
+        if stage is not None:
             return Decision("wait", "busy", f"the printer is busy (stage {stage}), waiting")
         nozzle = _hottest_nozzle(state)
         if nozzle is None:
@@ -121,7 +118,7 @@ def what_off_interrupts(printer: dict[str, Any]) -> str | None:
     idle (the last state it reported; a printer that fell silent mid-print may still be printing)."""
     state = printer.get("state") or {}
     gcode_state = state.get("gcode_state")
-    stage = state.get("stage")
+    stage = _busy_stage(state)
     last = "" if printer.get("connection") == "online" else " (as last reported)"
     if gcode_state in IN_JOB:
         name = state.get("subtask_name")
@@ -130,9 +127,16 @@ def what_off_interrupts(printer: dict[str, Any]) -> str | None:
         percent = state.get("percent")
         at = f" at {percent} %" if isinstance(percent, int) and not isinstance(percent, bool) else ""
         return f"This stops {what}{at}{last}."
-    if isinstance(stage, int) and not isinstance(stage, bool) and stage not in IDLE_STAGES:
+    if stage is not None:
         return f"The printer is busy (stage {stage}){last}: switching off interrupts it."
     return None
+
+
+def _busy_stage(state: dict[str, Any]) -> int | None:
+    """The stage the printer is busy in (filament unloading, calibration...). The reducer's ``stage`` is None when
+    the printer is idle, whatever idle code its model uses (printer/state.py), so any number here means busy."""
+    stage = state.get("stage")
+    return stage if isinstance(stage, int) and not isinstance(stage, bool) else None
 
 
 def _hottest_nozzle(state: dict[str, Any]) -> float | None:

@@ -209,11 +209,22 @@ def _article_index() -> ArticleIndex:
     return parse_article_table((importlib.resources.files("bambupi") / "data" / ARTICLE_TABLE).read_text("utf-8"))
 
 
+# Codes real printers keep listed for good, with no text in Bambu's published table and nothing for the owner to do:
+# X2D (and P2S) firmware reports 0500_0600_0002_0070 permanently, its severity bits saying "serious". Read as info,
+# so it lights no LED, sounds nothing and sends no notification (ha-bambulab's MOCK-X2D.json, Bambuddy's P2S captures).
+_QUIET_CODES: Final[dict[str, str]] = {
+    "0500_0600_0002_0070": "Undocumented status code the printer always reports; nothing to do",
+}
+
+
 def decode_hms(attr: int, code: int, model: str) -> HmsEntry:
     """Decode one report entry; ``attr`` and ``code`` must be unsigned 32-bit values (the caller checks)."""
     text = hms_code(attr, code)
-    severity = severity_of(code)
     module = module_of(attr)
+    quiet = _QUIET_CODES.get(text)
+    if quiet is not None:
+        return HmsEntry(text, "info", module, quiet, hms_url(text, model))
+    severity = severity_of(code)
     description = _DESCRIPTIONS.get(text) or _ams_slot_text(attr, code) or f"{module}: {_GENERIC[severity]}"
     return HmsEntry(text, severity, module, description, hms_url(text, model))
 

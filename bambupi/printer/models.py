@@ -4,6 +4,9 @@ Facts from protocol.md: X1-class printers send full reports, P1/A1 send deltas; 
 over TLS on port 6000, the others over RTSPS on port 322; A1/P1 have no chamber sensor (they report a constant 5);
 newer models (H2D, H2S, P2S, X2D) pack temperatures into ``device.*``. Model strings come from the user's config,
 so an unknown one gets a sensible default instead of an error.
+
+Where the door sensor reports (real captures, ha-bambulab's fixtures): X1C/X1E in ``home_flag``, H2/P2S/X2D in ``stat``,
+both bit 0x00800000; P1, A1 and A2L have no door sensor.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 CameraKind = Literal["tls6000", "rtsps"]
+DoorField = Literal["home_flag", "stat"]
 
 
 @dataclass(frozen=True)
@@ -23,35 +27,42 @@ class ModelInfo:
     camera_port: int
     full_reports: bool  # True: every report carries every field; False: deltas after the first full one
     packed_temps: bool  # temperatures come packed as (target << 16) | current in device.*
+    door: DoorField | None  # the report field whose bit 0x00800000 says "door open"; None: no sensor
 
 
-def _info(model: str, series: str, *, chamber: bool, camera: CameraKind, full: bool, packed: bool) -> ModelInfo:
+def _info(
+    model: str, series: str, *, chamber: bool, camera: CameraKind, full: bool, packed: bool, door: DoorField | None
+) -> ModelInfo:
     port = 6000 if camera == "tls6000" else 322
-    return ModelInfo(model, series, chamber, camera, port, full, packed)
+    return ModelInfo(model, series, chamber, camera, port, full, packed, door)
 
 
 _MODELS: dict[str, ModelInfo] = {
     info.model: info
     for info in (
-        _info("X1C", "x1", chamber=True, camera="rtsps", full=True, packed=False),
-        _info("X1", "x1", chamber=True, camera="rtsps", full=True, packed=False),
+        _info("X1C", "x1", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
+        _info("X1", "x1", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
         # The wiki files X1E HMS articles under the X1 series.
-        _info("X1E", "x1", chamber=True, camera="rtsps", full=True, packed=False),
-        _info("P1P", "p1", chamber=False, camera="tls6000", full=False, packed=False),
-        _info("P1S", "p1", chamber=False, camera="tls6000", full=False, packed=False),
-        _info("A1", "a1", chamber=False, camera="tls6000", full=False, packed=False),
-        _info("A1MINI", "a1-mini", chamber=False, camera="tls6000", full=False, packed=False),
-        _info("H2D", "h2d", chamber=True, camera="rtsps", full=False, packed=True),
-        _info("H2DPRO", "h2d", chamber=True, camera="rtsps", full=False, packed=True),
-        _info("H2S", "h2s", chamber=True, camera="rtsps", full=False, packed=True),
-        _info("H2C", "h2c", chamber=True, camera="rtsps", full=False, packed=True),
-        _info("P2S", "p2s", chamber=True, camera="rtsps", full=False, packed=True),
-        _info("X2D", "x2d", chamber=True, camera="rtsps", full=False, packed=True),
+        _info("X1E", "x1", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
+        _info("P1P", "p1", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        _info("P1S", "p1", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        _info("A1", "a1", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        _info("A1MINI", "a1-mini", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        # A2L: deltas and packed temperatures like the H2 family, the port-6000 camera and no chamber sensor like the
+        # A1; its AMS lite reports as unit 16.
+        _info("A2L", "a2l", chamber=False, camera="tls6000", full=False, packed=True, door=None),
+        _info("H2D", "h2d", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("H2DPRO", "h2d", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("H2S", "h2s", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("H2C", "h2c", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("P2S", "p2s", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("X2D", "x2d", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
     )
 }
 
 # An unknown model is most likely a newer one: assume the newer traits (RTSPS camera, packed temperatures,
-# a chamber sensor). Packed temperatures are only read when present, so this costs an older model nothing.
+# a chamber sensor). Packed temperatures are only read when present, so this costs an older model nothing. Its door
+# is unknown: a bit in a field we cannot place must not claim "door open".
 _UNKNOWN_SERIES = ""
 _ALIASES = {"X1CARBON": "X1C", "A1M": "A1MINI", "X1ENTERPRISE": "X1E"}
 
@@ -69,4 +80,4 @@ def model_info(model: str) -> ModelInfo:
     key = _ALIASES.get(key, key)
     if key in _MODELS:
         return _MODELS[key]
-    return _info(key, _UNKNOWN_SERIES, chamber=True, camera="rtsps", full=False, packed=True)
+    return _info(key, _UNKNOWN_SERIES, chamber=True, camera="rtsps", full=False, packed=True, door=None)

@@ -97,6 +97,7 @@ def initial_state() -> State:
         "subtask_name": None,
         "lights": {},
         "liveview": None,
+        "door_open": None,
     }
 
 
@@ -142,6 +143,7 @@ def apply_message(
     info = model_info(model)
     new = dict(state)
     _apply_scalars(new, report, info)
+    _apply_stage(new, report)
     # Derived once here, so the page, the OLED and notifications share one wording (hms.job_result).
     error = new["print_error"]
     new["print_error_text"] = print_error_text(error) if error is not None else None
@@ -150,8 +152,10 @@ def apply_message(
     )
     _apply_device(new, report, info)
     _apply_ams(new, report)
+    _apply_loaded_tray(new)
     _apply_lights(new, report)
     _apply_liveview(new, report)
+    _apply_door(new, report, info)
     commands_rejected = _apply_hms(new, state, report, model, baseline=baseline)
     fun = _fun(report.get("fun"))
     return Applied(new, reply=reply, fun=top_fun if fun is None else fun, commands_rejected=commands_rejected)
@@ -289,7 +293,7 @@ def _layer(value: Any) -> int | _Keep:
 
 
 def _stage(value: Any) -> int | _Keep:
-    # Idle is -1 on X1, 255 on P1, 0 on A1: kept raw.
+    # The printer's own idle codes (-1, 255, 0 on some) are turned into "no stage" by _apply_stage.
     return _int_in(value, -1, 255)
 
 
@@ -422,15 +426,18 @@ def _apply_extruders(new: State, extruder: Mapping[str, Any]) -> None:
     if isinstance(entries, list):
         nozzles = dict(new["nozzles"])
         for entry in entries:
-            if not isinstance(entry, dict) or "temp" not in entry:
+            if not isinstance(entry, dict) or not ("temp" in entry or "snow" in entry):
                 continue
             nozzle_id = _int_in(entry.get("id"), 0, 15)
             if nozzle_id is KEEP:
                 continue
             nozzle = dict(nozzles.get(str(nozzle_id), {"temp": None, "target": None}))
-            current, target = _packed(entry["temp"])
-            _set(nozzle, "temp", current)
-            _set(nozzle, "target", target)
+            if "temp" in entry:
+                current, target = _packed(entry["temp"])
+                _set(nozzle, "temp", current)
+                _set(nozzle, "target", target)
+            if "snow" in entry:
+                _set(nozzle, "tray", _loaded_tray(entry["snow"]))
             nozzles[str(nozzle_id)] = nozzle
         new["nozzles"] = nozzles
     # On these models the top-level nozzle fields are stale or absent: show the active nozzle.
@@ -438,6 +445,32 @@ def _apply_extruders(new: State, extruder: Mapping[str, Any]) -> None:
     if active_nozzle is not None:
         new["nozzle_temp"] = active_nozzle["temp"]
         new["nozzle_target"] = active_nozzle["target"]
+
+
+def _loaded_tray(value: Any) -> dict[str, Any] | _Keep | None:
+    """The tray an extruder has loaded, from its ``snow``: the high byte is the AMS id (0-3, 16 for the A2L's AMS
+    lite, 128+ an AMS HT) or the external holder's id (254, 255), the low byte the slot; a slot of 0xFF is none
+    (0xFFFF: nothing loaded; 0xFEFF: the second extruder of a printer with one external holder)."""
+    number = _int_in(value, 0, 0xFFFF)
+    if number is KEEP:
+        return KEEP
+    unit, slot = number >> 8, number & 0xFF
+    if slot == 0xFF:
+        return None
+    if unit in (TRAY_EXTERNAL, TRAY_NONE):
+        return {"external": True, "id": unit}
+    if slot > 3:
+        return KEEP
+    return {"ams": unit, "tray": slot}
+
+
+def _apply_loaded_tray(new: State) -> None:
+    """Dual-nozzle printers (H2D, H2D Pro, H2C, X2D) say per extruder which tray it has loaded; ``tray_now`` there
+    names a slot without its AMS (an AMS HT reads as AMS A slot 1, AMS B slot 4 as AMS A slot 4, the external spool
+    as a slot). Where the active extruder's tray is known it is the active tray, whatever ``tray_now`` said."""
+    nozzle = new["nozzles"].get(str(new["active_nozzle"] if new["active_nozzle"] is not None else 0))
+    if nozzle is not None and "tray" in nozzle:
+        new["active_tray"] = nozzle["tray"]
 
 
 # -- AMS --------------------------------------------------------------------------------------------------
@@ -684,6 +717,45 @@ def _apply_liveview(new: State, report: Mapping[str, Any]) -> None:
     url = ipcam.get("rtsp_url") if isinstance(ipcam, dict) else None
     if isinstance(url, str) and url:
         new["liveview"] = url.lower() != "disable"
+
+
+# -- stage and door ---------------------------------------------------------------------------------------
+
+STAGE_PRINTING: Final = 0
+# stg_cur's "nothing happening": -1 on X1 and H2, 255 on P1.
+_IDLE_STAGE_CODES: Final = frozenset({-1, 255})
+_JOB_STATES: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
+DOOR_OPEN_BIT: Final = 0x0080_0000
+
+
+def _apply_stage(new: State, report: Mapping[str, Any]) -> None:
+    """``stage`` is what the printer is busy with (Bambu's stage table: 0 printing, 1 bed levelling...), None when
+    idle. 0 is "printing", yet A1, A2L and P1P report 0 with ``print_type: "idle"`` while idle: outside a job (or
+    when the report says idle) 0 means idle too, so no one reads an idle printer as busy printing."""
+    stage = new["stage"]
+    idle_printing = new["gcode_state"] not in _JOB_STATES or report.get("print_type") == "idle"
+    if stage in _IDLE_STAGE_CODES or (stage == STAGE_PRINTING and idle_printing):
+        new["stage"] = None
+
+
+def _door_flags(value: Any, field: str) -> int | None:
+    """``stat`` is a hex string (wider than 32 bits on the H2C); ``home_flag`` a 32-bit number, signed on newer
+    firmware (Python's ``&`` reads a negative number as two's complement, which is what the printer meant)."""
+    if field == "stat":
+        if isinstance(value, str) and re.fullmatch(r"[0-9A-Fa-f]{1,16}", value):
+            return int(value, 16)
+        return None
+    number = _int(value)
+    return number if number is not None and -(2**31) <= number <= U32_MAX else None
+
+
+def _apply_door(new: State, report: Mapping[str, Any], info: ModelInfo) -> None:
+    """``door_open``: bit 0x00800000 of the field the model reports its door in; None on models without a sensor."""
+    if info.door is None or info.door not in report:
+        return
+    flags = _door_flags(report[info.door], info.door)
+    if flags is not None:
+        new["door_open"] = bool(flags & DOOR_OPEN_BIT)
 
 
 # -- HMS --------------------------------------------------------------------------------------------------
