@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bambupi.panel.screens import Text, View, ams_items
 from bambupi.printer.state import State, _tray_exist_bit, apply_message, initial_state
 from bambupi.sim import printer as sim
 from tests.capture_corpus import Capture, all_captures, capture
@@ -272,3 +273,15 @@ def test_the_simulator_speaks_the_shapes_of_real_reports(model: str) -> None:
     # Through the reducer: the external spool's remaining filament is unknown, as on a real printer.
     state = apply_message(initial_state(), {"print": {"command": "push_status", **simulated}}, model=model).state
     assert state["external_spool"] == spool("PETG", "#2850E0", None)
+
+
+def test_the_oled_shows_empty_slots_and_unknown_remaining_from_real_reports() -> None:
+    """The box's AMS screen: "--" for an empty slot, "?" for remaining filament nobody measured, never "0%"."""
+    for name, expected in (
+        ("h2s-ams", [("ABS", "?"), ("--", None), ("--", None), ("--", None)]),
+        ("p2s-ams", [("PLA", "41%"), ("PLA", "39%"), ("PLA", "?"), ("PETG", "?")]),
+    ):
+        printer = {"id": "p", "name": "P", "connection": "online", "state": state_of(name)}
+        texts = {(t.x, t.y): t.text for t in ams_items(View("ams", printer)) if isinstance(t, Text) and t.y >= 12}
+        columns = sorted({x for x, _ in texts})
+        assert [(texts[(x, 12)], texts.get((x, 20))) for x in columns] == expected, name

@@ -224,10 +224,28 @@ def _title(printer: Mapping[str, Any], view: View, suffix: str = "") -> list[Ite
     return items
 
 
+DOOR_TAG: Final = "DOOR"
+
+
+def _door_tag(view: View) -> list[Item]:
+    """"DOOR" in inverse video at the title's right end (left of the page number) while the door is open; the
+    title leaves it room. Only while reports arrive: an old report's door may long be shut."""
+    printer = view.printer or {}
+    if printer.get("connection") != "online" or _state(printer).get("door_open") is not True:
+        return []
+    page = len(f" {view.page[0]}/{view.page[1]}") if view.page[1] > 1 else 0
+    w, h = CELL["body"]
+    x_end = _W - w * page
+    x0 = x_end - w * len(DOOR_TAG)
+    return [Rect(x0 - 1, 0, x_end - 1, h - 1, fill=1, outline=None), Text(x0, 0, DOOR_TAG, "body", 0)]
+
+
 def status_items(view: View) -> list[Item]:
     printer = view.printer or {}
     state = _state(printer)
-    items = _title(printer, view)
+    door = _door_tag(view)
+    # The title's suffix keeps the name clear of the tag; the tag itself is drawn over it.
+    items = _title(printer, view, " " * (len(DOOR_TAG) + 1) if door else "") + door
     word = state_word(printer)
     layer, total = _num(state.get("layer")), _num(state.get("total_layers"))
     layers = f"L{layer}/{total}" if layer is not None and total else ""
@@ -338,7 +356,8 @@ def _tray_text(tray: object) -> tuple[str, str]:
     if not isinstance(tray, Mapping) or tray.get("empty"):
         return "--", ""
     remain = _num(tray.get("remain"))
-    return str(tray.get("type") or "?"), "" if remain is None or remain < 0 else f"{min(remain, 100)}%"
+    # Unknown remaining (no RFID and no estimate) reads "?", as on the page: never 0 %, never blank.
+    return str(tray.get("type") or "?"), "?" if remain is None or remain < 0 else f"{min(remain, 100)}%"
 
 
 def ams_items(view: View) -> list[Item]:
