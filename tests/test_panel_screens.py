@@ -38,6 +38,11 @@ H2D = {
     "state": {"gcode_state": "IDLE", "nozzles": {"0": {"temp": 215, "target": 220}, "1": {"temp": 38, "target": 0}},
               "active_nozzle": 0, "bed_temp": 55, "bed_target": 55, "chamber_temp": 31, "hms": []},
 }
+DOOR_OPEN = {
+    "id": "h2d", "name": "H2D in the print room", "connection": "online",
+    "state": {"gcode_state": "RUNNING", "percent": 64, "remaining_min": 95, "layer": 210, "total_layers": 330,
+              "subtask_name": "enclosure hinge", "door_open": True, "hms": []},
+}
 NO_AMS_FATAL = {
     "id": "a1", "name": "A1 mini", "connection": "online",
     "state": {"gcode_state": "PAUSE", "percent": 100, "remaining_min": 0, "nozzle_temp": 25, "bed_temp": 24,
@@ -65,6 +70,7 @@ CASES: dict[str, View] = {
     "status-unsynced": View("status", LONG, NET, NOW, ZoneInfo("Europe/Berlin"), clock_synced=False, page=(2, 3)),
     "status-offline": View("status", OFFLINE, NET, NOW, ZoneInfo("UTC"), shift=(2, 1)),
     "status-paused": View("status", NO_AMS_FATAL, NET, NOW, ZoneInfo("UTC")),
+    "status-door-open": View("status", DOOR_OPEN, NET, NOW, ZoneInfo("UTC"), page=(1, 3)),
     "temps-long": View("temps", LONG, NET, NOW),
     "temps-h2d": View("temps", H2D, NET, NOW),
     "hms-fatal": View("hms", NO_AMS_FATAL, NET, NOW),
