@@ -204,6 +204,9 @@ async def test_offline_grace_dedup_and_quiet_hours(services: tuple[FakeServices,
     def sent() -> list[str]:
         return [json.loads(r.body)["event"] for r in fake.of("webhook")]
 
+    def told_offline() -> int:
+        return sum(d["kind"] == "printer_offline" for d in notifier.deliveries())
+
     async with trio.open_nursery() as nursery:
         notifier = await start_notifier(nursery, hub, (webhook,), quiet=lambda: quiet[0], quiet_poll_s=0.1)
         hub.set_connection("p", "online")
@@ -213,7 +216,8 @@ async def test_offline_grace_dedup_and_quiet_hours(services: tuple[FakeServices,
         hub.set_connection("p", "online")  # back within the grace period (1 s): nobody is bothered
         hub.set_connection("p", "offline", "connection refused")
         lost_at = time.time()
-        await wait_for(lambda: sent() == ["printer_offline"])
+        # The service has it, and the notifier has logged its answer (the log entry comes after the reply).
+        await wait_for(lambda: sent() == ["printer_offline"] and told_offline() == 1)
         (told,) = [d for d in notifier.deliveries() if d["kind"] == "printer_offline"]
         assert told["at"] >= lost_at + 0.95  # this loss's, after its grace; the blip's would be 0.1 s earlier
         hub.set_connection("p", "online")
