@@ -224,6 +224,9 @@ function renderFacts(p) {
   if (s.print_error && !s.job_result) {
     facts.push(`<span class="notice" data-field="print-error" title="${esc(s.print_error)}">⚠ ${esc(s.print_error_text || s.print_error)}</span>`);
   }
+  // Only models with a door sensor say anything (null: no sensor, or nothing reported yet).
+  if (s.door_open === true) facts.push(`<span class="notice" data-field="door"><span aria-hidden="true">⚠</span> Door open</span>`);
+  else if (s.door_open === false) facts.push(`<span data-field="door">Door closed</span>`);
   const w = wifi(s.wifi_dbm);
   if (w) facts.push(`<span class="num">${w}</span>`);
   if (s.speed_level) facts.push(`<span>Speed: ${esc(SPEEDS[s.speed_level] || s.speed_level)}</span>`);
