@@ -17,6 +17,7 @@ import httpx
 import trio
 
 from bambupi.config import WebConfig
+from bambupi.sim.printer import VERIFY_FAILED_HMS
 from bambupi.web.frontdoor import FrontDoor
 from tests.browser import ARTIFACTS, Page
 from tests.journeys.harness import PRINTER, Journey, journey
@@ -24,6 +25,22 @@ from tests.notify_services import WEBHOOK_SECRET, FakeServices
 
 # Null-safe: the page may still be loading when a wait starts.
 WAIT = 60.0  # a limit for a hang only: every wait is for a state, however slow the machine
+
+# Records every class and text the card's state field shows, so a journey can tell what flashed by between two waits.
+RECORD_STATES = """
+(() => {
+  window.__states = [];
+  const note = () => {
+    const el = document.querySelector('article[data-printer="PRINTER"] [data-field=state]');
+    const seen = el ? `${el.className}|${el.textContent}` : null;  // the class says "failed" in red
+    if (seen !== null && window.__states[window.__states.length - 1] !== seen) window.__states.push(seen);
+  };
+  new MutationObserver(note).observe(document.body,
+    {subtree: true, childList: true, attributes: true, characterData: true});
+  note();
+  return true;
+})()
+""".replace("PRINTER", PRINTER)
 
 MENU_LOGGED_IN = (
     "document.getElementById('login-link')?.hidden === true && document.getElementById('logout')?.hidden === false"
@@ -154,16 +171,25 @@ secret = "{WEBHOOK_SECRET}"
 
             page = await j.phone()
             await j.set_password(page)
+            assert await page.evaluate(RECORD_STATES) is True
             await printing(page, j, "bracket")
+            # The printer lists its "command refused" latch (0500_0500_0001_0007): said, and nothing is blocked.
+            j.sim.printer.set_hms([VERIFY_FAILED_HMS])
+            await page.wait_for(j.card(".controls-refused") + "?.textContent.includes('Developer mode') === true", WAIT)
             await tap(page, j, "stop")
             await tap(page, j, "stop")
             await page.wait_for(f"{text(j, 'state')}.includes('Cancelled')", WAIT)
+            j.sim.printer.set_hms([])
 
             # A stop on the printer's own screen: the box did not send it, so it waits for 0300_400C.
             await printing(page, j, "hook")
             assert j.sim.printer.stop()
             await page.wait_for(f"{text(j, 'state')}.includes('Cancelled') && {text(j, 'job')} === 'hook'", WAIT)
             assert "Fail" not in await page.evaluate(f"{j.card()}.innerText")
+            # Not even for a moment: every state the card showed for these two jobs (the printer's own stop passes
+            # through FAILED without an error first, which the card shows as "Stopping…" if at all).
+            shown_states = await page.evaluate("window.__states")
+            assert shown_states and not [t for t in shown_states if "fail" in t.lower()], shown_states
 
             async def both_cancels_told() -> bool:
                 return told() == ["job_cancelled", "job_cancelled"]
