@@ -16,6 +16,7 @@ from bambupi.power.autooff import what_off_interrupts
 from bambupi.printer.events import events
 from bambupi.printer.models import model_info
 from bambupi.printer.state import State, apply_message, initial_state
+from bambupi.sim.printer import SimulatedPrinter
 from tests.capture_corpus import Capture, capture
 
 
@@ -194,3 +195,34 @@ def test_the_h2d_door_opens_and_closes_in_stat_and_ignores_home_flag() -> None:
     old_opened = apply_message(closed, fragment(item, 3), model="H2D").state
     assert old_opened["door_open"] is False
     assert apply_message(old_opened, fragment(item, 4), model="H2D").state["door_open"] is False
+
+
+# -- the simulator reports these fields in the same shapes ----------------------------------------------------------
+
+
+def sim_state(printer: SimulatedPrinter, model: str, state: State | None = None) -> State:
+    return apply_message(state or initial_state(), printer.full_report(), model=model, baseline=True).state
+
+
+@pytest.mark.parametrize(("model", "field"), [("H2D", "stat"), ("P2S", "stat"), ("X1C", "home_flag"), ("P1S", None)])
+async def test_the_simulators_door_reads_as_the_printers(model: str, field: str | None) -> None:
+    printer = SimulatedPrinter(model, "01P00A000000042")
+    sent = {"stat", "home_flag"} & set(printer.full_report()["print"])
+    assert sent == ({field} if field else set())
+    assert sim_state(printer, model)["door_open"] is (False if field else None)
+    printer.set_door(True)
+    assert sim_state(printer, model)["door_open"] is (True if field else None)
+
+
+@pytest.mark.parametrize(
+    ("model", "loaded"),
+    [("H2D", {"ams": 0, "tray": 1}), ("P2S", {"ams": 0, "tray": 1}), ("A2L", {"ams": 16, "tray": 1})],
+)
+async def test_the_simulators_extruder_names_its_loaded_tray(model: str, loaded: dict[str, Any]) -> None:
+    printer = SimulatedPrinter(model, "01P00A000000042")
+    assert sim_state(printer, model)["active_tray"] is None
+    printer.start_print("bracket", layers=10, minutes=5)
+    state = sim_state(printer, model)
+    assert state["active_tray"] == loaded
+    assert state["nozzles"][str(state["active_nozzle"])]["tray"] == loaded
+    assert str(loaded["ams"]) in state["ams"]["units"]  # the A2L's AMS lite is unit 16, as a real A2L reports it

@@ -46,7 +46,7 @@ def test_announcement_is_parsed() -> None:
     assert (a.serial, a.host, a.model, a.name, a.signal_dbm, a.connection) == (
         "01P00A123456789", "192.168.1.77", "P1S", "Garage P1S", -44, "lan",
     )
-    for code, model in [("N2S", "A1"), ("Z9", "Z9")]:
+    for code, model in [("N2S", "A1"), ("N9", "A2L"), ("Z9", "Z9")]:
         other = parse_announcement(notify("01P00A123456789", "10.0.0.2", model=code), "x", now=0)
         assert other is not None and other.model == model
 

@@ -35,6 +35,7 @@ MODEL_CODES: Final = {
     "N1": "A1MINI",
     "N2S": "A1",
     "O1D": "H2D",
+    "N9": "A2L",  # Bambuddy's model-code table (backend/app/utils/printer_models.py)
 }
 
 

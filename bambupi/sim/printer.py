@@ -28,6 +28,8 @@ from typing import Any, Final, Protocol
 
 import trio
 
+from bambupi.printer.models import model_info
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -40,6 +42,7 @@ NO_SUCH_LIGHT_REASON: Final = "did not find the valid led"  # a P2S's reply to a
 # A real stop (P2S): FAILED with print_error 0 first, 0300_400C this many seconds later (simulated time).
 STOP_CANCEL_DELAY_S: Final = 4.6
 SIGNED_COMMANDS_BIT: Final = 0x20000000  # in `fun`: controls need a signature
+DOOR_OPEN_BIT: Final = 0x00800000  # in `stat` (H2/P2S/X2D) or `home_flag` (X1), as the model reports its door
 
 AMBIENT_C: Final = 25.0
 SUB_STEP_S: Final = 1.0  # physics resolution in simulated seconds, whatever the time scale
@@ -103,6 +106,7 @@ PROFILES: Final[Mapping[str, ModelProfile]] = {
     "P1S": _profile("P1S", "P1", nozzle_type="hardened_steel"),
     "A1": _profile("A1", "A1"),
     "A1MINI": _profile("A1MINI", "A1"),
+    "A2L": _profile("A2L", "A1", packed_temps=True),
     "H2D": _profile("H2D", "H2", extruders=2, ams_ht=True, chamber_lights=("chamber_light", "chamber_light2")),
     "H2S": _profile("H2S", "H2", chamber_lights=("chamber_light", "chamber_light2")),
     "P2S": _profile("P2S", "H2"),
@@ -219,6 +223,7 @@ class PrinterState:
     chamber: Heater = field(default_factory=lambda: Heater(heat_tau=300.0, cool_tau=600.0))
     ams: list[AmsUnit] = field(default_factory=list)
     tray_now: int = 255
+    door_open: bool = False
     signed_commands: bool = False
     print_temp: float = 220.0
     bed_temp: float = 55.0
@@ -239,8 +244,9 @@ def initial_state(profile: ModelProfile, serial: str, *, signed_commands: bool =
             Tray("PLA", "PLA Matte", "F4A7B9FF", "GFA01", *pla, remain=-1),
             Tray("PLA", "PLA Basic", "0A2989FF", "GFA00", *pla, remain=-1),
         ]
-        # The AMS lite measures neither humidity nor temperature nor what is left on a spool.
-        state.ams = [AmsUnit(0, 5, 0, None, trays)]
+        # The AMS lite measures neither humidity nor temperature nor what is left on a spool; an A2L reports it as
+        # unit 16.
+        state.ams = [AmsUnit(16 if profile.name == "A2L" else 0, 5, 0, None, trays)]
     else:
         trays = [
             Tray("PLA", "PLA Basic", "FFFFFFFF", "GFA00", *pla, remain=87),
@@ -307,16 +313,34 @@ def _use_filament(state: PrinterState, fraction: float, print_seconds: float) ->
 
 
 def _active_tray(state: PrinterState) -> Tray | None:
-    if state.tray_now >= 128:
-        unit_id, index = state.tray_now, 0
-    elif state.tray_now < 16:
-        unit_id, index = state.tray_now >> 2, state.tray_now & 3
-    else:
+    loaded = _loaded_slot(state)
+    if loaded is None:
         return None
+    unit_id, index = loaded
     for unit in state.ams:
         if unit.unit_id == unit_id and index < len(unit.trays):
             return unit.trays[index]
     return None
+
+
+def _loaded_slot(state: PrinterState) -> tuple[int, int] | None:
+    """``(unit id, slot)`` the extruder feeds from: ``tray_now`` 128+ is an AMS HT, 0-15 the n>>2-th AMS (the
+    A2L's AMS lite is unit 16 but its only AMS), 254 the external spool (unit 255, as ``snow`` says), 255 none."""
+    if state.tray_now == 254:
+        return 255, 0
+    if state.tray_now >= 128 and state.tray_now != 255:
+        return state.tray_now, 0
+    if state.tray_now < 16:
+        regular = [unit.unit_id for unit in state.ams if unit.unit_id < 128]
+        position = state.tray_now >> 2
+        return (regular[position], state.tray_now & 3) if position < len(regular) else None
+    return None
+
+
+def _snow(state: PrinterState, extruder: int) -> int:
+    """An extruder's loaded tray as newer printers report it: AMS id << 8 | slot, 0xFFFF for none."""
+    loaded = _loaded_slot(state) if extruder == state.active_nozzle else None
+    return 0xFFFF if loaded is None else loaded[0] << 8 | loaded[1]
 
 
 def _end_print(state: PrinterState, gcode_state: str, error: int = 0) -> None:
@@ -460,7 +484,10 @@ def _render_device(state: PrinterState) -> JSON:
     """The H2-era layout: packed (target << 16) | current temperatures, extruder count and active one in a state."""
     return {
         "extruder": {
-            "info": [{"id": index, "temp": _packed(heater)} for index, heater in enumerate(state.nozzles)],
+            "info": [
+                {"id": index, "temp": _packed(heater), "snow": _snow(state, index)}
+                for index, heater in enumerate(state.nozzles)
+            ],
             "state": len(state.nozzles) | (state.active_nozzle << 4),
         },
         "bed": {"info": {"temp": _packed(state.bed)}},
@@ -531,6 +558,11 @@ def render_report(state: PrinterState) -> JSON:
         },
         "upgrade_state": {"status": "IDLE", "progress": "", "message": ""},
     }
+    door = model_info(profile.name).door
+    if door is not None:
+        # Real reports carry many more flags in these fields; only the door's bit is simulated.
+        flags = DOOR_OPEN_BIT if state.door_open else 0
+        report[door] = f"{flags:X}" if door == "stat" else flags
     if profile.rtsp_camera:
         # "LAN Only Liveview" is off until the simulator grows an RTSPS server.
         report["ipcam"]["rtsp_url"] = "disable"
@@ -725,6 +757,11 @@ class SimulatedPrinter:
     def set_hms(self, codes: Sequence[tuple[int, int]]) -> None:
         """Replace the active HMS list with ``(attr, code)`` pairs."""
         self.state.hms = list(codes)
+        self._changed_now()
+
+    def set_door(self, open_: bool) -> None:
+        """Open or close the door (models with a door sensor report it in ``stat`` or ``home_flag``)."""
+        self.state.door_open = open_
         self._changed_now()
 
     def set_light(self, on: bool) -> None:
