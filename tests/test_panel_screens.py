@@ -178,3 +178,13 @@ def test_a_stop_reads_cancelled_and_a_failure_names_its_error() -> None:
     assert "Cancelled" in cancelled and not any("Fail" in t for t in cancelled)
     failed = [i.text for i in layout(CASES["status-failed"]) if isinstance(i, Text)]
     assert "Failed" in failed and "Nozzle clogged" in failed and "0300_4006" not in failed
+
+
+def test_an_end_not_known_yet_reads_stopping_never_failed() -> None:
+    """A real stop reports FAILED without an error first (issue 13, item 6): the OLED says "Stopping..." in its
+    Latin-1 font (no "?" for the ellipsis) until the box knows how the job ended."""
+    pending = {"id": "p1", "name": "Garage", "connection": "online",
+               "state": {"gcode_state": "FAILED", "print_error": None, "subtask_name": "bracket", "hms": [],
+                         "job_result": {"outcome": "pending", "text": "Stopping…"}}}
+    shown = [i.text for i in layout(View("status", pending, NET, NOW, ZoneInfo("UTC"))) if isinstance(i, Text)]
+    assert "Stopping..." in shown and not any("Fail" in t or "?" in t for t in shown)

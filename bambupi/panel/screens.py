@@ -103,6 +103,8 @@ def printable(text: object) -> str:
         code = ord(ch)
         if code < 32 or 127 <= code < 160:
             chars.append(" " if ch in "\t\n\r" else "?")
+        elif ch == "\u2026":
+            chars.append("...")  # an ellipsis in shared wording ("Stopping…") reads as one, not as "?"
         elif code > 255:
             chars.append("?")
         else:
