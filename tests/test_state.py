@@ -728,34 +728,36 @@ def test_single_nozzle_models_keep_the_top_level_nozzle() -> None:
 
 
 @pytest.mark.parametrize(
-    "model,series,chamber,camera,port,full",
+    "model,chamber,camera,port,full,door",
     [
-        ("X1C", "x1", True, "rtsps", 322, True),
-        ("x1c", "x1", True, "rtsps", 322, True),
-        ("X1 Carbon", "x1", True, "rtsps", 322, True),
-        ("X1E", "x1", True, "rtsps", 322, True),
-        ("P1P", "p1", False, "tls6000", 6000, False),
-        ("P1S", "p1", False, "tls6000", 6000, False),
-        ("A1", "a1", False, "tls6000", 6000, False),
-        ("A1MINI", "a1-mini", False, "tls6000", 6000, False),
-        ("A1 Mini", "a1-mini", False, "tls6000", 6000, False),
-        ("a1-mini", "a1-mini", False, "tls6000", 6000, False),
-        ("H2D", "h2d", True, "rtsps", 322, False),
-        ("H2S", "h2s", True, "rtsps", 322, False),
-        ("P2S", "p2s", True, "rtsps", 322, False),
-        ("X2D", "x2d", True, "rtsps", 322, False),
-        ("Z9 Future", "", True, "rtsps", 322, False),
-        ("", "", True, "rtsps", 322, False),
+        ("X1C", True, "rtsps", 322, True, "home_flag"),
+        ("x1c", True, "rtsps", 322, True, "home_flag"),
+        ("X1 Carbon", True, "rtsps", 322, True, "home_flag"),
+        ("X1E", True, "rtsps", 322, True, "home_flag"),
+        ("P1P", False, "tls6000", 6000, False, None),
+        ("P1S", False, "tls6000", 6000, False, None),
+        ("A1", False, "tls6000", 6000, False, None),
+        ("A1MINI", False, "tls6000", 6000, False, None),
+        ("A1 Mini", False, "tls6000", 6000, False, None),
+        ("a1-mini", False, "tls6000", 6000, False, None),
+        ("A2L", False, "tls6000", 6000, False, None),
+        ("H2D", True, "rtsps", 322, False, "stat"),
+        ("H2S", True, "rtsps", 322, False, "stat"),
+        ("H2C", True, "rtsps", 322, False, "stat"),
+        ("P2S", True, "rtsps", 322, False, "stat"),
+        ("X2D", True, "rtsps", 322, False, "stat"),
+        ("Z9 Future", True, "rtsps", 322, False, None),
+        ("", True, "rtsps", 322, False, None),
     ],
 )
-def test_model_info(model: str, series: str, chamber: bool, camera: str, port: int, full: bool) -> None:
+def test_model_info(model: str, chamber: bool, camera: str, port: int, full: bool, door: str | None) -> None:
     info = model_info(model)
-    assert (info.series, info.has_chamber_sensor, info.camera_kind, info.camera_port, info.full_reports) == (
-        series,
+    assert (info.has_chamber_sensor, info.camera_kind, info.camera_port, info.full_reports, info.door) == (
         chamber,
         camera,
         port,
         full,
+        door,
     )
 
 

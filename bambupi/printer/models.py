@@ -21,7 +21,6 @@ DoorField = Literal["home_flag", "stat"]
 @dataclass(frozen=True)
 class ModelInfo:
     model: str  # normalised: upper case, no spaces or dashes ("A1 mini" -> "A1MINI")
-    series: str  # the path segment of the support wiki, e.g. "x1", "p1", "a1-mini"
     has_chamber_sensor: bool
     camera_kind: CameraKind
     camera_port: int
@@ -31,39 +30,37 @@ class ModelInfo:
 
 
 def _info(
-    model: str, series: str, *, chamber: bool, camera: CameraKind, full: bool, packed: bool, door: DoorField | None
+    model: str, *, chamber: bool, camera: CameraKind, full: bool, packed: bool, door: DoorField | None
 ) -> ModelInfo:
     port = 6000 if camera == "tls6000" else 322
-    return ModelInfo(model, series, chamber, camera, port, full, packed, door)
+    return ModelInfo(model, chamber, camera, port, full, packed, door)
 
 
 _MODELS: dict[str, ModelInfo] = {
     info.model: info
     for info in (
-        _info("X1C", "x1", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
-        _info("X1", "x1", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
-        # The wiki files X1E HMS articles under the X1 series.
-        _info("X1E", "x1", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
-        _info("P1P", "p1", chamber=False, camera="tls6000", full=False, packed=False, door=None),
-        _info("P1S", "p1", chamber=False, camera="tls6000", full=False, packed=False, door=None),
-        _info("A1", "a1", chamber=False, camera="tls6000", full=False, packed=False, door=None),
-        _info("A1MINI", "a1-mini", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        _info("X1C", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
+        _info("X1", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
+        _info("X1E", chamber=True, camera="rtsps", full=True, packed=False, door="home_flag"),
+        _info("P1P", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        _info("P1S", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        _info("A1", chamber=False, camera="tls6000", full=False, packed=False, door=None),
+        _info("A1MINI", chamber=False, camera="tls6000", full=False, packed=False, door=None),
         # A2L: deltas and packed temperatures like the H2 family, the port-6000 camera and no chamber sensor like the
         # A1; its AMS lite reports as unit 16.
-        _info("A2L", "a2l", chamber=False, camera="tls6000", full=False, packed=True, door=None),
-        _info("H2D", "h2d", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
-        _info("H2DPRO", "h2d", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
-        _info("H2S", "h2s", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
-        _info("H2C", "h2c", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
-        _info("P2S", "p2s", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
-        _info("X2D", "x2d", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("A2L", chamber=False, camera="tls6000", full=False, packed=True, door=None),
+        _info("H2D", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("H2DPRO", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("H2S", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("H2C", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("P2S", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
+        _info("X2D", chamber=True, camera="rtsps", full=False, packed=True, door="stat"),
     )
 }
 
 # An unknown model is most likely a newer one: assume the newer traits (RTSPS camera, packed temperatures,
 # a chamber sensor). Packed temperatures are only read when present, so this costs an older model nothing. Its door
 # is unknown: a bit in a field we cannot place must not claim "door open".
-_UNKNOWN_SERIES = ""
 _ALIASES = {"X1CARBON": "X1C", "A1M": "A1MINI", "X1ENTERPRISE": "X1E"}
 
 
@@ -80,4 +77,4 @@ def model_info(model: str) -> ModelInfo:
     key = _ALIASES.get(key, key)
     if key in _MODELS:
         return _MODELS[key]
-    return _info(key, _UNKNOWN_SERIES, chamber=True, camera="rtsps", full=False, packed=True, door=None)
+    return _info(key, chamber=True, camera="rtsps", full=False, packed=True, door=None)
