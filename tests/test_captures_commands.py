@@ -22,13 +22,15 @@ import trio
 
 from bambupi.config import PrinterConfig
 from bambupi.hub import EventQueue, StateHub
-from bambupi.printer.commands import COMMAND_REFUSED, CommandError, Controls, Outcome
+from bambupi.printer.commands import COMMAND_REFUSED, CommandError, Controls, Outcome, build_commands
 from bambupi.printer.hms import print_error_description
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
+from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
 from bambupi.sim.printer import VERIFY_FAILED_HMS
+from tests.capture_corpus import capture
 from tests.test_link import wait_for
 
 SERIAL = "01P00A000000313"
@@ -157,6 +159,19 @@ async def test_a_refused_command_says_developer_mode_and_the_next_try_goes_throu
         assert VERIFY_FAILED_HMS in r.sim.printer.hms
 
 
+def test_fun_is_read_in_the_report_and_at_the_top_level_of_a_real_p2s_message() -> None:
+    """The P2S capture's ``fun`` ("60029FD1A3FF9CB7") has 0x20000000 set: that printer wanted signed commands
+    (Developer mode off). Some firmware sends ``fun`` beside ``print`` instead (protocol.md): the same answer."""
+    report = capture("p2s-ams").messages[0]
+    moved = {"fun": report["print"]["fun"], "print": {k: v for k, v in report["print"].items() if k != "fun"}}
+    without = {"print": moved["print"]}
+    for message, available in ((report, False), (moved, False), (without, True)):
+        hub = StateHub([PrinterConfig(id="p", name="P", model="P2S", host="127.0.0.1", serial=SERIAL,
+                                      access_code=Secret(CODE))])
+        hub.apply_message("p", json.dumps(message).encode())
+        assert hub.printer("p")["controls_available"] is available
+
+
 # -- item 9: both light bars where the printer has both; an unknown light is a clear answer ---------------------
 
 
@@ -186,6 +201,33 @@ async def test_a_p2s_switches_its_one_light_and_names_a_light_it_lacks(tmp_path:
         assert outcome.result == "failed"
         assert outcome.reason is not None and "no such light" in outcome.reason
         assert "did not find the valid led" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    "name,lights",
+    [
+        ("h2d-two-ams", ("chamber_light", "chamber_light2")),
+        ("h2d-ams-ht", ("chamber_light", "chamber_light2")),
+        ("h2dpro-ams-ht", ("chamber_light", "chamber_light2")),
+        ("h2s-ams", ("chamber_light", "chamber_light2")),
+        ("h2c-empty-ams", ("chamber_light", "chamber_light2")),
+        ("p2s-ams", ("chamber_light",)),
+        ("x1c-four-ams", ("chamber_light",)),
+        ("x2d-ams", ("chamber_light",)),
+        ("p1p-ams", ("chamber_light",)),
+        ("a1-ams-lite", ("chamber_light",)),
+    ],
+)
+def test_the_light_command_switches_the_bars_each_real_printer_reports(name: str, lights: tuple[str, ...]) -> None:
+    """Real reports through the reducer: the light command goes to every chamber light the printer lists, and
+    to no light it does not have (a P2S would answer "did not find the valid led")."""
+    recorded = capture(name)
+    state = initial_state()
+    for index, message in enumerate(recorded.messages):
+        state = apply_message(state, message, model=recorded.model, baseline=index == 0).state
+    commands = build_commands("light_off", {}, state["lights"])
+    assert tuple(c["system"]["led_node"] for c in commands) == lights
+    assert all(c["system"]["led_mode"] == "off" and c["system"]["command"] == "ledctrl" for c in commands)
 
 
 # -- item 6: a stop from the box is a cancel at once; one from the printer once it is known -------------------
