@@ -147,8 +147,9 @@ async def test_a_refused_command_says_developer_mode_and_the_next_try_goes_throu
         assert (done[0].result, done[0].reason) == ("failed", COMMAND_REFUSED)
         r.sim.printer.resume_talking()
         r.sim.printer.set_hms([VERIFY_FAILED_HMS])
-        await wait_for(lambda: r.printer()["commands_refused"] is True, WAIT)
+        await reports_processed(r, 13)  # the latch's report has reached the hub
         printer = r.printer()
+        assert printer["commands_refused"] is True
         assert printer["controls_available"] is True and printer["state"]["hms"] == []  # shown, no alarm, no block
 
         # The owner turned Developer mode on; the latch stays listed (as on a real P2S) and the command works.
@@ -238,12 +239,14 @@ async def test_a_stop_the_box_sends_is_cancelled_at_once_and_announced_once(tmp_
         await printing(r)
         drain(r.events)
         assert (await r.controls.send("p", "stop", {})).result == "success"
-        await wait_for(lambda: r.state()["gcode_state"] == "FAILED", WAIT)
-        assert r.state()["job_result"] == {"outcome": "cancelled", "text": "Cancelled"}
-        assert r.state()["print_error"] is None  # the printer has not said so yet: the box knows it sent the stop
-        await wait_for(lambda: r.state()["print_error"] == "0300_400C", WAIT)  # it says so later ...
+        with trio.fail_after(WAIT):
+            ended = await r.events.get()
+        # Announced with the printer's first FAILED, which has no error yet: the box knows it sent the stop.
+        assert (ended["kind"], ended["result"], ended["print_error"]) == ("job_cancelled", "Cancelled", None)
+        await wait_for(lambda: r.state()["print_error"] == "0300_400C", WAIT)  # the printer says so later ...
         await reports_processed(r, 12)
-        assert drain(r.events) == ["job_cancelled"]  # ... and that is no second end
+        assert r.state()["job_result"] == {"outcome": "cancelled", "text": "Cancelled"}
+        assert drain(r.events) == []  # ... and that is no second end
 
 
 async def test_a_stop_on_the_printer_reads_stopping_then_cancelled(tmp_path: Path) -> None:
