@@ -104,9 +104,11 @@ async def send_while_silent(r: Rig, nursery: trio.Nursery, command: str, **param
 
 
 async def reports_processed(r: Rig, mark: int) -> None:
-    """Wait until a report published after the replies has reached the hub: everything before it has too."""
-    r.sim.printer.publish_report({"print": {"command": "push_status", "msg": 1, "mc_percent": mark}})
-    await wait_for(lambda: r.state()["percent"] == mark, WAIT)
+    """Wait until a report published after the replies has reached the hub: everything before it has too. The mark
+    is a light node of its own, which no report of the simulator ever changes."""
+    lights = [{"node": "test_mark", "mode": str(mark)}]
+    r.sim.printer.publish_report({"print": {"command": "push_status", "msg": 1, "lights_report": lights}})
+    await wait_for(lambda: r.state()["lights"].get("test_mark") == str(mark), WAIT)
 
 
 # -- item 10: replies are matched on sequence_id AND command ----------------------------------------------------
