@@ -147,9 +147,11 @@ def test_ctrl_c_at_the_password_prompt_is_a_stop_not_a_crash(tmp_path: Path) -> 
     config.write_text('[web]\nlisten = "127.0.0.1:8080"\n')
     primary, secondary = pty.openpty()  # a terminal, so it asks (twice) instead of reading a line from stdin
     # Its own session: no controlling terminal, so the prompt goes to the pty, never to a developer's terminal.
+    # Ctrl-C as in a terminal: a suite run in the background of a script inherits SIGINT ignored.
     proc = subprocess.Popen(
         [sys.executable, "-m", "bambupi", "set-password", "-c", str(config)],
         stdin=secondary, stdout=secondary, stderr=secondary, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(secondary)
     try:
