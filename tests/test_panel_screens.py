@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageChops
 
-from bambupi.panel.screens import HEIGHT, SHIFTS, WIDTH, NetworkInfo, Text, View, layout, render
+from bambupi.panel.screens import HEIGHT, SHIFTS, WIDTH, NetworkInfo, Text, View, layout, render, state_word
 
 GOLDEN = Path(__file__).parent / "golden" / "panel"
 NOW = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC
@@ -188,3 +188,9 @@ def test_an_end_not_known_yet_reads_stopping_never_failed() -> None:
                          "job_result": {"outcome": "pending", "text": "Stopping…"}}}
     shown = [i.text for i in layout(View("status", pending, NET, NOW, ZoneInfo("UTC"))) if isinstance(i, Text)]
     assert "Stopping..." in shown and not any("Fail" in t or "?" in t for t in shown)
+
+
+def test_a_printer_whose_reports_stopped_reads_no_data_as_on_the_page() -> None:
+    # The page says "Reconnecting — no data"; the OLED has room for the part that matters, never "Online".
+    assert state_word({"connection": "stale", "state": {"gcode_state": "RUNNING"}}) == "No data"
+    assert state_word({"connection": "offline", "state": {"gcode_state": "RUNNING"}}) == "Offline"

@@ -195,7 +195,7 @@ def _state(printer: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def state_word(printer: Mapping[str, Any]) -> str:
     connection = printer.get("connection")
     if connection != "online":
-        return {"connecting": "Connecting", "stale": "No reply", "offline": "Offline"}.get(str(connection), "Offline")
+        return {"connecting": "Connecting", "stale": "No data", "offline": "Offline"}.get(str(connection), "Offline")
     result = _job_result(printer)
     if result.get("outcome") in ("cancelled", "pending"):
         # The owner's stop is not a failure, nor is an end not known yet ("Stopping…"; hms.job_result).
