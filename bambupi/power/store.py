@@ -7,7 +7,9 @@ the database is never left corrupt. Old samples are averaged down: raw for 7 day
 hourly averages after that.
 
 Every method is blocking and takes a lock, so it can be called from trio through ``trio.to_thread.run_sync`` and
-from the web's worker threads alike.
+from the web's worker threads alike. Reads have their own connection and lock: a write waiting for the database's
+write lock (another process holding it, up to ``busy_timeout_s``) never holds up a read, which WAL lets go on beside
+any writer; a read itself waits at most ``read_timeout_s`` for SQLite, so a page answers with what is in memory.
 
 A full disk, a locked, read-only or corrupt file must never end the service: every failure (``COMMIT`` included)
 raises :class:`StoreError` and is kept in :attr:`PowerStore.problem` for ``/healthz``, ``GET /api/power`` and the
@@ -82,47 +84,62 @@ class StoreError(Exception):
 # (read-only, I/O error, corrupt, deleted) it is closed and opened afresh at the next use.
 _CONNECTION_SURVIVES: Final = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _WRITING: Final = "cannot write the power log"
+_READING: Final = "cannot read the power log"
 
 
 class PowerStore:
-    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0, read_timeout_s: float = 1.0) -> None:
         """Opens the database now if it can; it never raises: a problem is in :attr:`problem` and the database is
         opened again at the next use."""
         self.path = path
         self.problem: str | None = None
         self._problem_writing = False  # a write problem is cleared only by a write; an open/read one by any use
         self._busy_timeout_s = busy_timeout_s
-        self._lock = threading.Lock()
+        self._read_timeout_s = read_timeout_s
+        self._lock = threading.Lock()  # the writing connection
         self._db: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()  # the reading connection
+        self._reader: sqlite3.Connection | None = None
         with contextlib.suppress(StoreError), self._lock, self._failures("cannot open the power log"):
             self._connection()
 
     def _connection(self) -> sqlite3.Connection:
-        if self._db is not None:
-            return self._db
+        if self._db is None:
+            self._db = self._open(self._busy_timeout_s)
+        return self._db
+
+    def _read_connection(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = self._open(self._read_timeout_s)
+        return self._reader
+
+    def _open(self, timeout_s: float) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we open transactions ourselves, one per batch.
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=self._busy_timeout_s)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA_SQL)
+            db.executescript(SCHEMA_SQL)  # IF NOT EXISTS: takes no write lock once the tables are there
         except BaseException:
             db.close()
             raise
-        self._db = db
         return db
 
     @contextlib.contextmanager
     def _failures(self, doing: str) -> Iterator[None]:
-        """Any failure inside becomes StoreError (and :attr:`problem`); call with the lock held."""
+        """Any failure inside becomes StoreError (and :attr:`problem`); call with the lock of the connection used
+        held (``doing`` says which one)."""
         try:
             yield
         except (sqlite3.Error, OSError, ValueError, OverflowError) as exc:
             # ValueError/OverflowError: a value SQLite cannot take (a lone surrogate, a huge integer).
             code = getattr(exc, "sqlite_errorcode", None)
             if isinstance(exc, sqlite3.Error) and (code is None or code & 0xFF not in _CONNECTION_SURVIVES):
-                self._drop()
+                if doing == _READING:
+                    self._drop_reader()
+                else:
+                    self._drop()
             self.problem = f"{doing} ({self.path.name}): {exc}"
             self._problem_writing = doing == _WRITING
             raise StoreError(self.problem) from None
@@ -132,6 +149,12 @@ class PowerStore:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._reader.close()
+            self._reader = None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -152,8 +175,8 @@ class PowerStore:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._failures("cannot read the power log"):
-            yield self._connection()
+        with self._read_lock, self._failures(_READING):
+            yield self._read_connection()
             if not self._problem_writing:
                 self.problem = None  # it opens and reads again; whether it writes, the next write tells
 
@@ -164,6 +187,8 @@ class PowerStore:
     def close(self) -> None:
         with self._lock:
             self._drop()
+        with self._read_lock:
+            self._drop_reader()
 
     def integrity(self) -> str:
         with self._read() as db:
@@ -272,6 +297,7 @@ class PowerStore:
                 "SELECT printer, MAX(id) FROM jobs WHERE ended_at IS NULL GROUP BY printer"
             ).fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
+
 
 def energy_kwh(samples: Iterable[tuple[float, float | None]], *, max_gap_s: float) -> float | None:
     """Energy from (time, watts) samples: each sample's power held until the next one, at most ``max_gap_s``

@@ -32,21 +32,23 @@ CHART_BUCKET_S: Final = 300.0
 def add_power_routes(
     app: bottle.Bottle, guard: Guard, hub: StateHub, power: PowerService, store: PowerStore | None
 ) -> None:
-    def printer_data(printer_id: str, *, hours: float) -> dict[str, Any]:
+    def printer_data(printer_id: str, *, hours: float, history: _History) -> dict[str, Any]:
         live, unwritten = trio.from_thread.run_sync(lambda: (power.status(printer_id), power.unwritten(printer_id)))
         now = time.time()
         midnight = _local_midnight(now)
         last_job = None
         today_kwh = None
         series: list[tuple[float, float | None]] = []
-        if store is not None:
+        if store is not None and history.readable:
             # A database that cannot be read leaves the history out; its problem is the answer's ``warning``.
-            with contextlib.suppress(StoreError):
+            try:
                 today = store.samples(printer_id, midnight) + unwritten
                 today_kwh = today_energy(today, max_gap_s=3 * power.settings.sample_interval_s)
                 done = [j for j in store.jobs(printer_id, 5) if j["ended_at"] is not None]
                 last_job = done[0] if done else None
                 series = store.series(printer_id, now - hours * 3600, CHART_BUCKET_S)
+            except StoreError:
+                history.readable = False
         series = merge_series(series, unwritten, CHART_BUCKET_S)
         return {**live, "today_kwh": today_kwh, "last_job": last_job, "series": [[t, w] for t, w in series]}
 
@@ -62,7 +64,8 @@ def add_power_routes(
     def api_power() -> str:
         hours = hours_param()
         ids = trio.from_thread.run_sync(hub.ids)
-        printers = {pid: printer_data(pid, hours=hours) for pid in ids}
+        history = _History()
+        printers = {pid: printer_data(pid, hours=hours, history=history) for pid in ids}
         return json_response(200, {"printers": printers, "warning": store.problem if store is not None else None})
 
     def api_jobs() -> str:
@@ -113,10 +116,11 @@ def add_power_routes(
     def page() -> str:
         ids = trio.from_thread.run_sync(hub.ids)
         names = trio.from_thread.run_sync(lambda: {pid: hub.printer(pid)["name"] for pid in ids})
-        printers = [{**printer_data(pid, hours=CHART_HOURS), "name": names[pid]} for pid in ids]
+        history = _History()
+        printers = [{**printer_data(pid, hours=CHART_HOURS, history=history), "name": names[pid]} for pid in ids]
         jobs: list[dict[str, Any]] = []
         with contextlib.suppress(StoreError):  # shown as the page's warning
-            jobs = store.jobs(None, 100) if store is not None else []
+            jobs = store.jobs(None, 100) if store is not None and history.readable else []
         bottle.response.content_type = "text/html; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")
         return render_page(printers, jobs, now=time.time(), warning=store.problem if store is not None else None)
@@ -126,6 +130,14 @@ def add_power_routes(
     app.route("/api/printers/<printer_id>/plug", "POST", switch)
     app.route("/api/printers/<printer_id>/auto-off/cancel", "POST", cancel_auto_off)
     app.route("/power", "GET", page)
+
+
+class _History:
+    """One request's reads of the power log: after the first that fails (each waits at most the store's read
+    timeout, ~1 s) the rest are skipped, so a locked or broken file costs a request one wait, not one per read."""
+
+    def __init__(self) -> None:
+        self.readable = True
 
 
 def _local_midnight(now: float) -> float:
