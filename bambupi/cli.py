@@ -352,7 +352,7 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"bambupi: cannot write {args.config}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"admin password set in {args.config} (restart bambupi for a running service to use it)")
+    print(f"admin password set in {args.config} (a running bambupi uses it at once and ends every login session)")
     return 0
 
 

@@ -1,18 +1,26 @@
-"""Writing the config file back: tomlkit keeps the user's comments and order; writes are atomic.
+"""Writing the config file back: tomlkit keeps the user's comments and order; writes are atomic and serialized.
 
 Atomic means: the new text goes to a temporary file in the same folder, is flushed to disk, and only then
 renamed over the old file, whose previous content is kept as ``<name>.bak``. A crash at any point leaves either
 the old or the new file complete, never a half-written one.
+
+Serialized means: every writer (the settings page, the first-visit password, `bambupi set-password` in another
+process) reads, checks and writes under one lock on the file's folder, so two saves cannot interleave and undo
+each other. A change made by hand is detected by the file's version (a digest of its bytes): a save made against
+an older version is refused instead of silently overwriting it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +29,21 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
-from bambupi.config import SCHEMA, Problem, Section, errors, parse_config, valid_password_hash
+from bambupi.config import SCHEMA, Option, Problem, Section, errors, parse_config, valid_password_hash
 from bambupi.secret import MASK
 
 # Changed through their own flows (set-password, first visit), never through the settings form.
 READ_ONLY_KEYS = frozenset({"web.admin_password_hash"})
+
+# Where each table's secrets are sent, by schema path, with the words a refusal uses. When one of these changes in a
+# save, a stored secret of the same table goes with it only if the owner types it again in that save: otherwise the
+# access code would be offered to whatever now listens at the new address (see _refuse_secrets_to_a_new_destination).
+DESTINATIONS: dict[str, dict[str, str]] = {
+    "printer": {"host": "address", "mqtt_port": "MQTT port", "camera_port": "camera port"},
+    "printer.plug": {"address": "address", "kind": "kind"},
+    "notify": {"url": "URL", "api_url": "API URL", "kind": "kind"},
+}
+_OWNER_WORDS = {"printer": "printer", "printer.plug": "plug", "notify": "channel"}
 
 # Each entry of a [[printer]] or [[notify]] list, as the settings read it, carries its identity under this key; a
 # save sends it back so that a hidden secret is kept from the same entry (see apply_settings).
@@ -38,7 +56,45 @@ class ConfigWriteError(Exception):
         self.problems = problems
 
 
-def write_atomically(path: Path, text: str) -> None:
+class ConfigChanged(Exception):
+    """The file is not the version the change was made against (edited by hand, or saved from another page)."""
+
+    def __init__(self) -> None:
+        super().__init__("the file changed since this page loaded it; reload")
+
+
+def file_version(raw: bytes) -> str:
+    """The version of a config file's content, as ``GET /api/settings`` gives it and a save sends it back."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+@contextlib.contextmanager
+def config_lock(path: Path) -> Iterator[None]:
+    """Hold the one lock for writing ``path``, across threads and processes.
+
+    The lock is on the folder, not the file: the file is replaced by a rename, so a lock on it would be on the
+    old file and the next writer would lock the new one. An flock ends with the descriptor, also when a writer
+    is killed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def write_atomically(path: Path, text: str, *, unchanged_since: bytes | None = None) -> None:
+    """Replace ``path`` with ``text``; with ``unchanged_since``, only if the file still holds those bytes
+    (ConfigChanged otherwise: an edit by hand that landed while this write ran is kept, not overwritten)."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
@@ -47,6 +103,8 @@ def write_atomically(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if unchanged_since is not None and _read_bytes(path) != unchanged_since:
+            raise ConfigChanged
         if path.exists():
             shutil.copy2(path, path.with_name(path.name + ".bak"))
             os.chmod(tmp, path.stat().st_mode & 0o777)
@@ -64,36 +122,53 @@ def write_atomically(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
-def edit_config(path: Path, edit: Callable[[TOMLDocument], None]) -> list[Problem]:
-    """Apply ``edit`` to the parsed document, validate the result with the one schema, and write it.
+def edit_config(
+    path: Path, edit: Callable[[TOMLDocument], None], *, version: str | None = None
+) -> tuple[list[Problem], str]:
+    """Apply ``edit`` to the parsed document, validate the result with the one schema, and write it; the only
+    way bambupi writes its config file (read, check and write under :func:`config_lock`).
 
-    Raises ConfigWriteError (and writes nothing) when the edited file would have errors; returns the warnings.
+    With ``version``, the file must still be that version (ConfigChanged otherwise, nothing written). Raises
+    ConfigWriteError (and writes nothing) when the edited file would have errors; returns the warnings and the
+    version written.
     """
-    document = read_document(path)
-    edit(document)
-    new_text = tomlkit.dumps(document)
-    _, problems = parse_config(new_text, source=path.name)
-    if errors(problems):
-        raise ConfigWriteError(errors(problems))
-    write_atomically(path, new_text)
-    return problems
+    with config_lock(path):
+        raw = _read_bytes(path)
+        if version is not None and file_version(raw) != version:
+            raise ConfigChanged
+        document = _parse_document(raw, path.name)
+        edit(document)
+        new_text = tomlkit.dumps(document)
+        _, problems = parse_config(new_text, source=path.name)
+        if errors(problems):
+            raise ConfigWriteError(errors(problems))
+        write_atomically(path, new_text, unchanged_since=raw)
+    return problems, file_version(new_text.encode("utf-8"))
 
 
 def read_document(path: Path) -> TOMLDocument:
-    """The file as tomlkit reads it (empty when there is none); ConfigWriteError when it cannot be read as TOML.
+    """The file as tomlkit reads it (empty when there is none); ConfigWriteError when it cannot be read as TOML."""
+    return read_versioned(path)[0]
 
-    The error is worded like ``bambupi check-config`` words it, never quoting a secret (tomlkit's own message
-    quotes the character it stopped at, which may be part of an access code).
-    """
+
+def read_versioned(path: Path) -> tuple[TOMLDocument, str]:
+    """The file as tomlkit reads it and its version (of the same bytes)."""
+    raw = _read_bytes(path)
+    return _parse_document(raw, path.name), file_version(raw)
+
+
+def _parse_document(raw: bytes, name: str) -> TOMLDocument:
+    """The error is worded like ``bambupi check-config`` words it, never quoting a secret (tomlkit's own message
+    quotes the character it stopped at, which may be part of an access code)."""
     try:
-        text = path.read_text("utf-8") if path.exists() else ""
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigWriteError([Problem("error", "", f"not UTF-8 text (byte {exc.start})", None, path.name)]) from None
+        raise ConfigWriteError([Problem("error", "", f"not UTF-8 text (byte {exc.start})", None, name)]) from None
     text = text.removeprefix("\ufeff")  # as check-config reads it: Notepad's byte-order mark is no key
     try:
         return tomlkit.parse(text)
     except TOMLKitError:  # KeyAlreadyPresent (a duplicate inside a table) is no ParseError
-        _, problems = parse_config(text, source=path.name)
+        _, problems = parse_config(text, source=name)
         raise ConfigWriteError(errors(problems)) from None
 
 
@@ -242,6 +317,7 @@ def _entry_label(name: str, values: dict[str, Any]) -> str:
 
 
 def _apply_table(section: Section, table: Table, values: dict[str, Any], path: str) -> Table:
+    _refuse_secrets_to_a_new_destination(section, table, values, path)
     for key, value in values.items():
         sub = section.tables.get(key)
         if sub is not None:  # a sub-table ([printer.plug]): null removes it, a table edits it in place
@@ -261,7 +337,7 @@ def _apply_table(section: Section, table: Table, values: dict[str, Any], path: s
             if value in (None, "", MASK):
                 continue
             raise ValueError(f"{path}.{key}: change it with `bambupi set-password`")
-        if option.secret and value in (None, "", MASK):
+        if _kept(option, value):
             if value == MASK and key not in table:  # a new entry, or one whose secret was removed by hand
                 raise ValueError(f"{path}.{key}: no stored value to keep here; type it")
             continue
@@ -272,6 +348,50 @@ def _apply_table(section: Section, table: Table, values: dict[str, Any], path: s
         else:
             raise ValueError(f"{path}.{key}: must be a string, number or true/false")
     return table
+
+
+def _refuse_secrets_to_a_new_destination(section: Section, table: Table, values: dict[str, Any], path: str) -> None:
+    """ValueError naming the first stored secret of ``table`` that would be kept while where it is sent changes.
+
+    A secret that is itself a destination (a Discord webhook URL) is no exception only in name: kept, it still
+    goes where it went. Values are compared as the schema reads them, so ``192.168.1.60`` and
+    ``http://192.168.1.60`` are one plug address.
+    """
+    schema_path = re.sub(r"\[[^\]]*\]", "", path)
+    destinations = DESTINATIONS.get(schema_path, {})
+    changed = [
+        words for key, words in destinations.items()
+        if key in values and not _kept(section.options[key], values[key])
+        and _differs(section, key, table.get(key), values[key])
+    ]
+    if not changed:
+        return
+    for key, option in section.options.items():
+        if key not in destinations and key in table and _kept(option, values.get(key)):
+            owner = _OWNER_WORDS.get(schema_path, schema_path)
+            raise ValueError(
+                f"{path}.{key}: type the {key.replace('_', ' ')} again: the {owner}'s {changed[0]} changed"
+            )
+
+
+def _kept(option: Option, value: Any) -> bool:
+    """Whether a save leaves this secret as the file holds it (empty or masked); never for a key that is no secret."""
+    return option.secret and value in (None, "", MASK)
+
+
+def _differs(section: Section, key: str, old: Any, new: Any) -> bool:
+    old = old.unwrap() if isinstance(old, Item) else old
+    if new is None:  # removed: back to a default, which may well be another place
+        return old is not None
+    validate = section.options[key].validator
+    try:
+        new = validate(new)
+    except (ValueError, TypeError):  # the schema refuses the save and names this key: no address to send to
+        return False
+    try:
+        return bool(validate(old) != new)
+    except (ValueError, TypeError):  # absent, or broken by hand: any valid new value is a new destination
+        return True
 
 
 def _is_scalar(value: Any) -> bool:

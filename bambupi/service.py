@@ -110,7 +110,9 @@ class Service:
             )
             snapshots = await nursery.start(SnapshotTaker(hub, frames, store).run)
             add_camera_page(app)
-            auth = Auth(config.web.admin_password_hash, session_hours=config.web.session_hours)
+            auth = Auth(
+                config.web.admin_password_hash, session_hours=config.web.session_hours, config_path=config.source
+            )
             guard = add_login_routes(app, auth, config_path=config.source)
             native.append(
                 CameraRoutes(

@@ -15,7 +15,7 @@ import tomlkit
 import trio
 
 from bambupi.config import parse_config
-from bambupi.config_file import write_atomically
+from bambupi.config_file import file_version, write_atomically
 from bambupi.printer.pins import PinStore
 from bambupi.secret import MASK
 from bambupi.sim.plug import SimulatedPlug
@@ -33,6 +33,23 @@ async def logged_in(tmp_path: Path) -> AsyncIterator[tuple[Box, httpx.AsyncClien
             await online(client)
             yield box, client, csrf
         nursery.cancel_scope.cancel()
+
+
+async def save(
+    client: httpx.AsyncClient, csrf: str, settings: dict[str, object], version: str | None = None
+) -> httpx.Response:
+    """POST the settings as the page does, against ``version`` (default: the file's version read just now)."""
+    if version is None:
+        version = await current_version(client)
+    return await client.post("/api/settings", json={"settings": settings, "version": version}, headers={CSRF: csrf})
+
+
+async def current_version(client: httpx.AsyncClient) -> str:
+    r = await client.get("/api/settings")
+    assert r.status_code == 200, r.text
+    version = r.json()["version"]
+    assert isinstance(version, str)
+    return version
 
 
 async def test_settings_need_the_owner(tmp_path: Path) -> None:
@@ -62,7 +79,7 @@ async def test_edit_keeps_comments_and_reconnects_the_printer(logged_in: tuple[B
     old_link = box.running.links["garage"]
     printer = (await client.get("/api/settings")).json()["settings"]["printer"][0]
     printer.update(name="Garage P1S", stale_after_s=45)
-    r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
+    r = await save(client, csrf, {"printer": [printer]})
     assert r.status_code == 200, r.text
 
     assert r.json()["applied"] == ["printer garage reconnected with its new settings"]
@@ -92,7 +109,7 @@ async def test_invalid_settings_name_the_field_and_write_nothing(
         ({"web": {"admin_password_hash": "scrypt$1$1$1$AAAA$AAAA"}}, "web.admin_password_hash"),
         ({"nonsense": {}}, "nonsense"),
     ]:
-        r = await client.post("/api/settings", json={"settings": change}, headers={CSRF: csrf})
+        r = await save(client, csrf, change)
         assert r.status_code == 400, change
         assert [f["key"] for f in r.json()["fields"]] == [key]
         assert b"123" not in r.content or key != "printer[0].access_code"
@@ -104,7 +121,7 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
     printer = (await client.get("/api/settings")).json()["settings"]["printer"][0]
     second = {"id": "loft", "model": "A1", "host": "127.0.0.1", "serial": "03919A000000001",
               "access_code": "87654321", "mqtt_port": 9}
-    r = await client.post("/api/settings", json={"settings": {"printer": [printer, second]}}, headers={CSRF: csrf})
+    r = await save(client, csrf, {"printer": [printer, second]})
     assert r.status_code == 200, r.text
 
     assert r.json()["applied"] == ["printer loft added"]
@@ -114,7 +131,7 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
         while (await client.get("/api/printers/loft")).json()["connection_reason"] is None:
             await trio.sleep(0.05)
     assert "87654321" not in (await client.get("/api/settings")).text
-    r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
+    r = await save(client, csrf, {"printer": [printer]})
     assert r.json()["applied"] == ["printer loft removed"]
     assert (await client.get("/api/printers/loft")).status_code == 404
 
@@ -123,7 +140,7 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     box, client, csrf = logged_in
     channel = {"name": "phone", "kind": "ntfy", "topic": "garage-alerts", "url": "http://127.0.0.1:9",
                "token": "tk_very_secret", "events": ["finished", "hms"], "progress": [50]}
-    r = await client.post("/api/settings", json={"settings": {"notify": [channel]}}, headers={CSRF: csrf})
+    r = await save(client, csrf, {"notify": [channel]})
     assert r.status_code == 200, r.text
 
     assert r.json()["applied"] == ["notification channels updated"]
@@ -134,10 +151,7 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     assert view.json()["settings"]["notify"][0]["progress"] == [50]
     assert "events = [" in box.config_path.read_text()
     read = view.json()["settings"]["notify"][0]
-    r = await client.post(
-        "/api/settings", json={"settings": {"notify": [{**read, "kind": "pushover", "token": ""}]}},
-        headers={CSRF: csrf},
-    )
+    r = await save(client, csrf, {"notify": [{**read, "kind": "pushover", "token": "tk_pushover_app"}]})
     assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key"}
 
 
@@ -178,6 +192,7 @@ async def test_a_config_file_broken_by_hand_is_explained_not_a_500(
     logged_in: tuple[Box, httpx.AsyncClient, str],
 ) -> None:
     box, client, csrf = logged_in
+    loaded = await current_version(client)
     text = box.config_path.read_text()
     # Edited over SSH while bambupi runs: the access code lost its quotes. tomlkit's own message would quote the
     # character it stopped at, a character of the code.
@@ -187,7 +202,10 @@ async def test_a_config_file_broken_by_hand_is_explained_not_a_500(
     assert "cannot be read" in r.json()["error"] and r.json()["fields"][0]["line"] == 13
     assert "'x'" not in r.text and "11x23344" not in r.text
     printer = {"id": "garage", "model": "P1S", "host": "127.0.0.1", "serial": "01P00A000000123"}
-    r = await client.post("/api/settings", json={"settings": {"printer": [printer]}}, headers={CSRF: csrf})
+    r = await save(client, csrf, {"printer": [printer]}, loaded)  # the page loaded before the edit
+    assert r.status_code == 409 and "reload" in r.json()["error"]
+    # Even a save made against the broken file itself is explained, not a 500.
+    r = await save(client, csrf, {"printer": [printer]}, file_version(box.config_path.read_bytes()))
     assert r.status_code == 400 and r.json()["fields"][0]["line"] == 13
     assert "'x'" not in r.text
     assert "11x23344" in box.config_path.read_text()  # nothing was written over the owner's file
@@ -206,21 +224,19 @@ async def test_tokens_with_characters_no_service_issues_are_refused(
         ({"notify": [{**channel, "kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": "a\nb_secret"}]},
          "notify[0].secret"),
     ]:
-        r = await client.post("/api/settings", json={"settings": change}, headers={CSRF: csrf})
+        r = await save(client, csrf, change)
         assert r.status_code == 400, (change, r.text)
         assert [f["key"] for f in r.json()["fields"]] == [key]
         assert "_secret" not in r.text
     assert box.config_path.read_bytes() == before
-    r = await client.post(
-        "/api/settings", json={"settings": {"notify": [{**channel, "token": "tk_fine-token_1"}]}}, headers={CSRF: csrf}
-    )
+    r = await save(client, csrf, {"notify": [{**channel, "token": "tk_fine-token_1"}]})
     assert r.status_code == 200, r.text
 
     # The same rule for a plug's token, through the settings page and in the file (check-config).
     printers = (await client.get("/api/settings")).json()["settings"]["printer"]
     printers[0]["plug"] = {"kind": "homeassistant", "address": "http://127.0.0.1:9", "entity": "switch.printer",
                            "token": "ey.h\u00e4_secret"}
-    r = await client.post("/api/settings", json={"settings": {"printer": printers}}, headers={CSRF: csrf})
+    r = await save(client, csrf, {"printer": printers})
     assert r.status_code == 400 and [f["key"] for f in r.json()["fields"]] == ["printer[0].plug.token"]
     assert "_secret" not in r.text
     plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
@@ -238,7 +254,7 @@ async def test_panel_and_quiet_hours_are_applied_live(logged_in: tuple[Box, http
     assert before is not None and (await client.get("/api/panel")).json()["hardware"]["gpio"] == "none"
     settings = {"panel": {"oled": "virtual", "gpio": "virtual", "buzzer": "passive", "rotate_s": 5},
                 "alerts": {"quiet_hours": "22:00-07:00", "time_zone": "Europe/Berlin"}}
-    r = await client.post("/api/settings", json={"settings": settings}, headers={CSRF: csrf})
+    r = await save(client, csrf, settings)
     assert r.status_code == 200, r.text
     assert r.json()["applied"] == ["panel restarted with its new settings (quiet hours and time zone included)"]
     assert r.json()["restart_required"] == []
@@ -270,7 +286,7 @@ async def test_a_printers_smart_plug_is_set_and_removed_live(logged_in: tuple[Bo
         assert (await client.get("/api/power")).json()["printers"]["garage"]["plug"] is None
         printers[0]["plug"] = {"kind": "tasmota", "address": plug.url, "password": "plug-pass-123",
                                "price_per_kwh": 0.3}
-        r = await client.post("/api/settings", json={"settings": {"printer": printers}}, headers={CSRF: csrf})
+        r = await save(client, csrf, {"printer": printers})
         assert r.status_code == 200, r.text
         assert r.json()["applied"] == ["printer garage: smart plug set"]  # the MQTT link was left alone
         with trio.fail_after(30):  # sampled at once, without a restart
@@ -284,7 +300,7 @@ async def test_a_printers_smart_plug_is_set_and_removed_live(logged_in: tuple[Bo
 
         printers = view.json()["settings"]["printer"]
         printers[0]["plug"] = None
-        r = await client.post("/api/settings", json={"settings": {"printer": printers}}, headers={CSRF: csrf})
+        r = await save(client, csrf, {"printer": printers})
         assert r.status_code == 200, r.text
         assert r.json()["applied"] == ["printer garage: smart plug removed"]
         assert (await client.get("/api/power")).json()["printers"]["garage"]["plug"] is None
@@ -309,10 +325,6 @@ def channels_in_file(path: Path) -> dict[str, dict[str, object]]:
 
 def own(channel: dict[str, str]) -> dict[str, object]:
     return {k: channel.get(k) for k in ("kind", "url", "topic", "token", "secret")}
-
-
-async def save(client: httpx.AsyncClient, csrf: str, settings: dict[str, object]) -> httpx.Response:
-    return await client.post("/api/settings", json={"settings": settings}, headers={CSRF: csrf})
 
 
 async def view(client: httpx.AsyncClient, section: str) -> list[dict[str, object]]:
@@ -375,9 +387,14 @@ async def test_a_save_that_would_lose_or_move_a_secret_is_refused(
     box, client, csrf = logged_in
     assert (await save(client, csrf, {"notify": [ALPHA, BETA]})).status_code == 200
     alpha, beta = await view(client, "notify")
+    loaded = await current_version(client)
     # Edited by hand (or in another tab) after this page loaded it.
     box.config_path.write_text(box.config_path.read_text().replace('"beta-topic"', '"beta-elsewhere"'))
     before = box.config_path.read_bytes()
+    r = await save(client, csrf, {"notify": [alpha, beta]}, loaded)
+    assert r.status_code == 409 and r.json()["error"] == "the file changed since this page loaded it; reload"
+    # Behind the file's version, each entry's identity: a save that has the file's new version but entries read
+    # before it (a client that mixes two reads) still cannot undo the change or move a secret.
     refusals = [
         ([alpha, beta], "notify[1]", "'beta' changed in the file since the page loaded it"),
         ([alpha, {**beta, "_ref": "made-up"}], "notify[1]", "'beta' changed in the file since the page loaded it"),

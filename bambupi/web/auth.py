@@ -8,17 +8,23 @@ All of this runs in the WSGI worker threads, so the shared tables are guarded by
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from bambupi.config_file import stored_password_hash
 from bambupi.passwords import verify_password
 from bambupi.secret import Secret
+
+log = logging.getLogger("bambupi.web")
 
 COOKIE: Final = "bambupi_session"
 CSRF_HEADER: Final = "X-CSRF-Token"
@@ -89,12 +95,16 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, *, lifetime_s: float, clock: Callable[[], float] = time.time, limit: int = 64) -> None:
+    def __init__(
+        self, *, lifetime_s: float, clock: Callable[[], float] = time.time, limit: int = 64,
+        before_lookup: Callable[[], None] | None = None,
+    ) -> None:
         self.lifetime_s = lifetime_s
         self._clock = clock
         self._limit = limit
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self._before_lookup = before_lookup
 
     def create(self) -> Session:
         now = self._clock()
@@ -110,6 +120,8 @@ class Sessions:
     def get(self, token: str | None) -> Session | None:
         if not token:
             return None
+        if self._before_lookup is not None:
+            self._before_lookup()
         with self._lock:
             session = self._sessions.get(token)
             if session is None:
@@ -167,20 +179,32 @@ class LoginLimiter:
 
 
 class Auth:
-    """The password (hash) and the sessions; the web routes and `bambupi set-password` use this."""
+    """The password (hash) and the sessions; the web routes and `bambupi set-password` use this.
 
-    def __init__(self, password_hash: Secret | None, *, session_hours: float = 24 * 7) -> None:
+    With ``config_path`` the hash follows the file: `bambupi set-password` writes it there while the service runs,
+    and the next login or session check uses the new one and ends every session (a password is often changed
+    because someone else knows it). A file with no usable hash (broken by hand) keeps the one in use: it must not
+    turn a claimed box into one any visitor can claim.
+    """
+
+    def __init__(
+        self, password_hash: Secret | None, *, session_hours: float = 24 * 7, config_path: Path | None = None
+    ) -> None:
         self._hash = password_hash
         self._lock = threading.Lock()
-        self.sessions = Sessions(lifetime_s=session_hours * 3600)
+        self._config_path = config_path
+        self._file_seen = _file_identity(config_path)
+        self.sessions = Sessions(lifetime_s=session_hours * 3600, before_lookup=self._follow_file)
         self.limiter = LoginLimiter()
 
     @property
     def password_set(self) -> bool:
+        self._follow_file()
         with self._lock:
             return self._hash is not None and bool(self._hash)
 
     def check(self, password: str) -> bool:
+        self._follow_file()
         with self._lock:
             stored = self._hash
         return stored is not None and verify_password(password, stored.reveal())
@@ -189,3 +213,30 @@ class Auth:
         with self._lock:
             self._hash = password_hash
         self.sessions.end_all()
+
+    def _follow_file(self) -> None:
+        """Take the hash from the config file when the file changed since it was last looked at (one stat)."""
+        if self._config_path is None:
+            return
+        seen = _file_identity(self._config_path)
+        with self._lock:
+            if seen == self._file_seen:
+                return
+            self._file_seen = seen
+        stored = stored_password_hash(self._config_path)
+        with self._lock:
+            if stored is None or (self._hash is not None and self._hash.reveal() == stored):
+                return
+        self.set_hash(Secret(stored))
+        log.info("the admin password changed in %s: using the new one; every session ended", self._config_path)
+
+
+def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
+    """What changes whenever the file is rewritten: the settings' atomic rename gives it a new inode."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size

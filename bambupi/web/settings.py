@@ -1,7 +1,9 @@
 """The settings: ``GET/POST /api/settings``, the settings page, and "trust the new certificate" per printer.
 
 Reading and writing both need the owner's session. The file is edited with tomlkit (comments and order survive)
-and written atomically; the running service then applies what it can in place.
+and written atomically; the running service then applies what it can in place. A read gives the file's version
+and a save must send it back: a file changed since (by hand, another page, `bambupi set-password`) is not
+overwritten.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import trio
 
 from bambupi.config import Config, load_config
 from bambupi.config_file import (
+    ConfigChanged,
     ConfigWriteError,
     apply_settings,
     edit_config,
-    read_document,
+    read_versioned,
     schema_view,
     settings_view,
 )
@@ -52,7 +55,7 @@ def add_settings_routes(
             return refused
         printers = trio.from_thread.run_sync(lambda: [p.id for p in current().printers])
         try:
-            document = read_document(config_path) if config_path is not None else tomlkit.document()
+            document, version = read_versioned(config_path) if config_path is not None else (tomlkit.document(), None)
         except ConfigWriteError as exc:
             # Edited by hand since bambupi started: say what is wrong instead of failing with a 500.
             return _file_problems(409, f"{config_path} cannot be read; fix it by hand (bambupi check-config)", exc)
@@ -64,6 +67,7 @@ def add_settings_routes(
             {
                 "editable": config_path is not None,
                 "config_path": str(config_path) if config_path else None,
+                "version": version,
                 "settings": settings_view(document),
                 "schema": schema_view(),
                 "pins": {pid: pins.get(pid) for pid in printers},
@@ -79,9 +83,16 @@ def add_settings_routes(
         body = read_json_body()
         changes = body.get("settings") if body else None
         if not isinstance(changes, dict):
-            return error_response(400, 'settings: required (JSON body {"settings": {...}})')
+            return error_response(400, 'settings: required (JSON body {"settings": {...}, "version": "..."})')
+        version = body.get("version") if body else None
+        if not isinstance(version, str):
+            return error_response(400, "version: required (the version GET /api/settings gave with the settings)")
         try:
-            warnings = edit_config(config_path, lambda document: apply_settings(document, changes))
+            warnings, version = edit_config(
+                config_path, lambda document: apply_settings(document, changes), version=version
+            )
+        except ConfigChanged as exc:
+            return error_response(409, str(exc))
         except ValueError as exc:
             key, _, message = str(exc).partition(": ")
             return _field_errors([{"key": key, "message": message}])
@@ -93,7 +104,7 @@ def add_settings_routes(
         config, _ = load_config(config_path)
         outcome = trio.from_thread.run(reconfigure, config)
         log.info("settings saved: %s", "; ".join(outcome["applied"]) or "no live changes")
-        return json_response(200, {**outcome, "warnings": [str(w) for w in warnings]})
+        return json_response(200, {**outcome, "warnings": [str(w) for w in warnings], "version": version})
 
     def trust(printer_id: str) -> str:
         refused = guard.refusal()
