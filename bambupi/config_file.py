@@ -211,19 +211,20 @@ def settings_view(document: TOMLDocument) -> dict[str, Any]:
 
 
 def schema_view() -> dict[str, Any]:
-    """What the settings page needs to build its form: each section's keys and which are secret or lists, and
-    the sub-tables inside its tables (a printer's ``plug``)."""
-    return {name: _section_schema(section) for name, section in SCHEMA.items()}
+    """What the settings page needs to build its form: each section's keys and which are secret, lists or
+    destinations of its secrets, and the sub-tables inside its tables (a printer's ``plug``)."""
+    return {name: _section_schema(section, name) for name, section in SCHEMA.items()}
 
 
-def _section_schema(section: Section) -> dict[str, Any]:
+def _section_schema(section: Section, path: str) -> dict[str, Any]:
     return {
         "many": section.many,
         "keys": list(section.options),
         "required": [k for k, o in section.options.items() if o.required],
         "secret": [k for k, o in section.options.items() if o.secret],
         "lists": [k for k, o in section.options.items() if o.is_list],
-        "tables": {name: _section_schema(sub) for name, sub in section.tables.items()},
+        "destinations": list(DESTINATIONS.get(path, {})),
+        "tables": {name: _section_schema(sub, f"{path}.{name}") for name, sub in section.tables.items()},
     }
 
 

@@ -42,7 +42,10 @@ async def test_a_moved_port_asks_for_the_code_and_a_hand_edit_is_not_undone(tmp_
         await page.wait_for("!document.getElementById('form').hidden", WAIT)
         before = j.config_path.read_bytes()
 
+        assert await page.evaluate(f"{CODE_INPUT}.placeholder") == "unchanged (type to replace)"
         await replace_text(page, PORT_INPUT, str(new_port))
+        # Said as soon as the port is edited, before any save.
+        assert await page.evaluate(f"{CODE_INPUT}.placeholder") == "type it again: where it is sent changed"
         assert await save(page) == "the settings have problems; nothing was saved"
         error = await page.wait_for(
             "document.querySelector('[data-error-for=\"printer[0].access_code\"]').textContent", WAIT
