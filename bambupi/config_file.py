@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -63,9 +65,14 @@ class ConfigChanged(Exception):
         super().__init__("the file changed since this page loaded it; reload")
 
 
+# The file holds access codes (8 digits: a plain digest of a file whose other lines are known could be searched
+# for them), so its version is keyed with a secret of this process. A page loaded before a restart then reloads.
+_VERSION_KEY = secrets.token_bytes(32)
+
+
 def file_version(raw: bytes) -> str:
     """The version of a config file's content, as ``GET /api/settings`` gives it and a save sends it back."""
-    return hashlib.sha256(raw).hexdigest()
+    return hmac.new(_VERSION_KEY, raw, hashlib.sha256).hexdigest()
 
 
 @contextlib.contextmanager
