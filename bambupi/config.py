@@ -95,6 +95,8 @@ class WebConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     max_connections: int = 200
+    # One address may hold only this many: a slowloris from one machine cannot take every slot from the others.
+    max_connections_per_client: int = 32
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 16 * 1024
     read_timeout_s: float = 15.0
@@ -570,6 +572,10 @@ def valid_plug_address(value: Any) -> str:
     text = _require_str(value).strip().rstrip("/")
     if "://" not in text:
         text = "http://" + text
+    if "@" in text.split("://", 1)[1].split("/", 1)[0]:
+        # "user:password@host": a password typed into the address. Never quoted back: the message goes to
+        # check-config's output, the settings page and the log.
+        raise ValueError("must not hold a user name or password (put them in username and password)")
     match = re.match(r"^(https?)://(\[[0-9a-fA-F:]+\]|[^\s/:@\[\]]+)(?::(\d{1,5}))?(/[^\s]*)?$", text)
     if not match or (match.group(3) and not 1 <= int(match.group(3)) <= 65535):
         raise ValueError(f"must be an address like 192.168.1.60 or http://192.168.1.60:8123; got {text!r}")
@@ -718,6 +724,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
         {
             "listen": Option(valid_host_port, into=("host", "port")),
             "max_connections": Option(valid_int(1, 100_000)),
+            "max_connections_per_client": Option(valid_int(1, 100_000)),
             "max_body_bytes": Option(valid_int(1024, 1 << 30)),
             "max_header_bytes": Option(valid_int(1024, 1 << 20)),
             "read_timeout_s": Option(valid_float(0.1, 3600)),

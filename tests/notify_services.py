@@ -41,6 +41,9 @@ class FakeServices:
         self.lock = threading.Lock()
         self.fail_next: dict[str, list[int]] = {}  # service -> statuses to answer before succeeding
         self.delay_s = 0.0
+        # Every service answers this status with a body repeating the request line and body, as some proxies' and
+        # services' error pages do: whatever key is in the URL or the form comes back in the answer.
+        self.echo_status: int | None = None
         # Webhook receivers at /hooks/<name>, each with its own HMAC secret: a request signed otherwise gets 401.
         self.hook_secrets: dict[str, str] = {}
         self.app = bottle.Bottle()
@@ -76,6 +79,11 @@ class FakeServices:
     def _answer(self, service: str, ok: Any) -> Any:
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self.echo_status is not None:
+            bottle.response.status = self.echo_status
+            request = bottle.request
+            return {"error": "refused", "request": f"{request.method} {request.fullpath}",
+                    "body": request.body.read().decode("utf-8", "replace")}
         with self.lock:
             pending = self.fail_next.get(service)
             status = pending.pop(0) if pending else None

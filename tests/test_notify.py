@@ -16,8 +16,8 @@ from PIL import Image
 from bambupi.config import Config, NotifyConfig, PrinterConfig, WebConfig
 from bambupi.hub import StateHub
 from bambupi.notify.channels import SIGNATURE_HEADER, sign
-from bambupi.notify.messages import Message
-from bambupi.notify.notifier import Notifier
+from bambupi.notify.messages import Message, sample_message
+from bambupi.notify.notifier import Delivery, Notifier
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
@@ -57,6 +57,11 @@ def channels(base: str, **common: object) -> tuple[NotifyConfig, ...]:
     )
 
 
+async def send_test(notifier: Notifier, name: str) -> Delivery:
+    """A test message on channel ``name``, delivered now (the page's button queues the same message)."""
+    return await notifier.channels[name].deliver(sample_message(), None)
+
+
 def printer_config() -> PrinterConfig:
     return PrinterConfig(id="p", name="Garage", model="P1S", host="127.0.0.1", serial="01P00A000000001",
                          access_code=Secret("12345678"))
@@ -90,7 +95,7 @@ async def test_each_service_gets_its_exact_request_shape(
     async with trio.open_nursery() as nursery:
         notifier = await start_notifier(nursery, hub, channels(base), snapshot=snapshot)
         for name in notifier.channels:
-            delivery = await notifier.send_test(name)
+            delivery = await send_test(notifier, name)
             assert delivery.status == "sent", (name, delivery)
         message = Message("hms_raised", "p", "Garage: Nozzle clog", "fatal error 0300_…", "urgent", ("warning",),
                           url="https://wiki.bambulab.com/en/x")
@@ -134,13 +139,13 @@ async def test_retries_5xx_not_4xx_and_gives_up_on_timeouts(services: tuple[Fake
         # A timeout a loaded machine's local answers stay well inside, and a delay well beyond it.
         notifier = await start_notifier(nursery, hub, channels(base), timeout_s=1.0)
         fake.fail_next["ntfy"] = [500, 503]
-        delivery = await notifier.send_test("ntfy")
+        delivery = await send_test(notifier, "ntfy")
         assert (delivery.status, delivery.attempts) == ("sent", 3)
         fake.fail_next["webhook"] = [400]
-        delivery = await notifier.send_test("webhook")
+        delivery = await send_test(notifier, "webhook")
         assert (delivery.status, delivery.attempts) == ("failed", 1) and "HTTP 400" in delivery.detail
         fake.delay_s = 2.5
-        delivery = await notifier.send_test("telegram")
+        delivery = await send_test(notifier, "telegram")
         assert (delivery.status, delivery.attempts, delivery.detail) == ("failed", 4, "timeout")
         fake.delay_s = 0
         nursery.cancel_scope.cancel()
@@ -154,7 +159,7 @@ async def test_unreachable_service_error_names_no_token(caplog: pytest.LogCaptur
                           chat_id="1")
     async with trio.open_nursery() as nursery:
         notifier = await start_notifier(nursery, hub, (broken,))
-        delivery = await notifier.send_test("tg")
+        delivery = await send_test(notifier, "tg")
         nursery.cancel_scope.cancel()
     assert delivery.status == "failed" and delivery.detail
     assert TELEGRAM_TOKEN not in delivery.detail and TELEGRAM_TOKEN not in caplog.text
@@ -183,8 +188,8 @@ async def test_a_channel_whose_token_cannot_be_sent_fails_alone_and_the_box_keep
         assert by_channel["odd"]["status"] == "failed" and "UnicodeEncodeError" in by_channel["odd"]["detail"]
         assert by_channel["broken"]["status"] == "failed"
         # Still delivering afterwards: the failure cost one message, not the notifier (nor the box).
-        assert (await notifier.send_test("webhook")).status == "sent"
-        assert (await notifier.send_test("odd")).status == "failed"
+        assert (await send_test(notifier, "webhook")).status == "sent"
+        assert (await send_test(notifier, "odd")).status == "failed"
         nursery.cancel_scope.cancel()
     everything = json.dumps(notifier.deliveries()) + caplog.text
     assert "_secret" not in everything and "tk_two" not in everything and "tk_pasted" not in everything

@@ -14,6 +14,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from bambupi.config import NotifyConfig
 from bambupi.notify.messages import Message
@@ -135,8 +136,15 @@ def build_request(channel: NotifyConfig, message: Message, image: bytes | None) 
 
 
 def secrets_of(channel: NotifyConfig) -> list[str]:
-    """Everything of the channel that must never show in a log line or error (Discord's URL holds its token)."""
+    """Everything of the channel that must never show in a log line or error (Discord's URL holds its token).
+
+    A secret URL is masked in every part a message may quote on its own: the whole URL, its path and query (a
+    request line), and the path's last segment (Discord's key) or its query (a webhook's ``?key=``)."""
     values = [s.reveal() for s in (channel.token, channel.user_key, channel.secret) if s]
     if channel.kind in ("discord", "webhook") and channel.url:
-        values.append(channel.url)
-    return values
+        url = urlsplit(channel.url)
+        key = url.path.rstrip("/").rsplit("/", 1)[-1]
+        values += [channel.url, url.path + (f"?{url.query}" if url.query else ""), url.query, url.password or ""]
+        if len(key) >= 8:  # a key, not a word like "hook" that the rest of the text may need
+            values.append(key)
+    return [v for v in values if v and v != "/"]

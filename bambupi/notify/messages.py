@@ -26,6 +26,7 @@ TOPICS: Final = {
     "power": ("power_warning", "power_off", "power_check"),
 }
 DEFAULT_TOPICS: Final = ("finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power")
+TEST_KIND: Final = "test"  # the owner's "send a test notification"
 SEVERITY_RANK: Final = {"fatal": 0, "serious": 1, "common": 2, "info": 3, "unknown": 2}
 
 
@@ -118,5 +119,5 @@ def wanted(message: Message, event: dict[str, Any], topics: tuple[str, ...], min
 
 
 def sample_message() -> Message:
-    return Message("test", None, "bambupi test notification", "If you can read this, this channel works.",
+    return Message(TEST_KIND, None, "bambupi test notification", "If you can read this, this channel works.",
                    "default", ("tada",))

@@ -11,16 +11,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any, Final
 
 import httpx
 import trio
 
+from bambupi import outgoing
 from bambupi.config import NotifyConfig
 from bambupi.hub import StateHub
 from bambupi.notify.channels import build_request, secrets_of
-from bambupi.notify.messages import Message, message_for, sample_message, wanted
+from bambupi.notify.messages import TEST_KIND, Message, message_for, sample_message, wanted
 from bambupi.secret import redact
 
 log = logging.getLogger("bambupi.notify")
@@ -29,7 +31,10 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 RETRY_DELAYS_S: Final = (2.0, 10.0, 30.0)
-TIMEOUT_S: Final = 10.0
+TIMEOUT_S: Final = 10.0  # the whole request, answer included
+# Only the status matters, and a service's answer can be as large as it likes (a 200 MB one took a Pi 3's RSS from
+# 80 to 424 MiB): a few KiB are read, the rest never.
+MAX_ANSWER_BYTES: Final = 4096
 LOG_SIZE: Final = 100
 QUEUE_SIZE: Final = 200
 QUIET_POLL_S: Final = 30.0
@@ -43,7 +48,7 @@ class Delivery:
     channel: str
     kind: str
     title: str
-    status: str  # sent | failed | dropped | merged | held
+    status: str  # sent | failed | dropped | merged | held; queued only in the answer to a test click
     detail: str
     attempts: int
 
@@ -58,6 +63,10 @@ class _Final(Exception):
     """A delivery that must not be retried (the service said no: 4xx)."""
 
 
+class _Again(Exception):
+    """The service could not take it now (5xx, 429): worth another try."""
+
+
 class Channel:
     """One channel's queue and sender."""
 
@@ -69,6 +78,7 @@ class Channel:
         self.held: deque[tuple[Message, str | None]] = deque(maxlen=QUEUE_SIZE)
         self.offline_told: set[str] = set()
         self.secrets = secrets_of(config)
+        self.test_pending = False  # a test message waits in the queue or is on its way: more clicks add none
 
     def offer(self, message: Message, event: dict[str, Any]) -> None:
         if not self.config.enabled or not wanted(message, event, self.config.events, self.config.min_severity):
@@ -103,6 +113,24 @@ class Channel:
                 # type only: the message of an unexpected error may quote a setting.
                 log.error("notify %s: delivery failed unexpectedly (%s)", self.config.name, type(exc).__name__)
                 self.notifier.record(self, message, "failed", f"internal error ({type(exc).__name__})", 1)
+            finally:
+                if message.kind == TEST_KIND:
+                    self.test_pending = False
+
+    def queue_test(self) -> Delivery:
+        """Queue a test message (quiet hours and filters do not apply); its outcome goes to the delivery log.
+
+        The web page's request does not wait for it: a service that hangs would hold a web thread per click."""
+        message = sample_message()
+        queued = Delivery(self.notifier.clock(), self.config.name, message.kind, message.title, "queued", "", 0)
+        if self.test_pending:
+            return replace(queued, detail="a test message is already on its way")
+        try:
+            self.send_channel.send_nowait((message, None))
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            return self.notifier.record(self, message, "dropped", "the queue is full (the service is unreachable?)", 0)
+        self.test_pending = True
+        return queued
 
     async def deliver(self, message: Message, printer: str | None) -> Delivery:
         image = None
@@ -121,7 +149,7 @@ class Channel:
             except _Final as exc:
                 detail = str(exc)
                 break
-            except (httpx.HTTPError, OSError) as exc:
+            except (httpx.HTTPError, OSError, _Again, trio.TooSlowError) as exc:
                 detail = self._describe(exc)
             except (httpx.InvalidURL, ValueError) as exc:
                 # The request cannot be built from these settings (a token httpx cannot put in a header, a URL it
@@ -136,22 +164,28 @@ class Channel:
         return self.notifier.record(self, message, "failed", detail, attempts)
 
     async def _send_once(self, request: Any) -> str:
-        response = await self.notifier.client.request(
-            request.method, request.url, headers=request.headers, json=request.json, data=request.data,
+        answer = await outgoing.send(
+            self.notifier.client, request.method, request.url, deadline_s=self.notifier.timeout_s,
+            max_bytes=MAX_ANSWER_BYTES, headers=request.headers, json=request.json, data=request.data,
             content=request.content, files=request.files, timeout=self.notifier.timeout_s,
         )
-        if 200 <= response.status_code < 300:
-            return f"HTTP {response.status_code}"
-        text = f"HTTP {response.status_code}: {response.text[:200]}"
-        if 400 <= response.status_code < 500 and response.status_code != 429:
-            raise _Final(redact(text, *self.secrets))
-        raise httpx.HTTPStatusError(text, request=response.request, response=response)
+        if 200 <= answer.status < 300:
+            return f"HTTP {answer.status}"
+        # The status and its standard phrase only, never the answer's body: an error page may repeat the request,
+        # and with it the key in the URL or the form (a Discord webhook key came back that way).
+        try:
+            text = f"HTTP {answer.status} {HTTPStatus(answer.status).phrase}"
+        except ValueError:
+            text = f"HTTP {answer.status}"
+        if 400 <= answer.status < 500 and answer.status != 429:
+            raise _Final(text)
+        raise _Again(text)
 
     def _describe(self, exc: Exception) -> str:
         # httpx messages can quote the URL, which holds a Telegram token or a Discord webhook key.
-        if isinstance(exc, httpx.HTTPStatusError):
-            text = f"HTTP {exc.response.status_code}"
-        elif isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, _Again):
+            text = str(exc)
+        elif isinstance(exc, trio.TooSlowError | httpx.TimeoutException):
             text = "timeout"
         else:
             text = f"{type(exc).__name__}: {exc}"
@@ -292,10 +326,10 @@ class Notifier:
         for channel in self.channels.values():
             self._nursery.start_soon(channel.run)
 
-    async def send_test(self, name: str) -> Delivery:
-        """Send a test message on channel ``name`` now (quiet hours and filters do not apply)."""
-        channel = self.channels[name]
-        return await channel.deliver(sample_message(), None)
+    def queue_test(self, name: str) -> Delivery | None:
+        """Queue a test message on channel ``name``: what was queued, or None when there is no such channel."""
+        channel = self.channels.get(name)
+        return channel.queue_test() if channel is not None else None
 
     def deliveries(self) -> list[dict[str, Any]]:
         return [d.to_json() for d in self.log]

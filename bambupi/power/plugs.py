@@ -1,7 +1,8 @@
 """Smart plug drivers: one small :class:`Plug` interface, one class per kind of plug.
 
 Modelled on Moonraker's ``power.py`` (one ``PowerDevice`` base, a subclass per device type). Every driver speaks
-HTTP through ``httpx.AsyncClient``, which runs on trio; every request has a timeout. Failures raise
+HTTP through ``httpx.AsyncClient``, which runs on trio; every request has a total deadline (``timeout_s``) and a
+bounded answer (:mod:`bambupi.outgoing`). Failures raise
 :class:`PlugError` whose message names the plug's address and what went wrong, never a password or token (the
 original httpx exception is dropped, since its text can carry a URL with Tasmota's credentials in the query).
 
@@ -25,7 +26,9 @@ from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import httpx
+import trio
 
+from bambupi import outgoing
 from bambupi.config import PlugConfig
 
 log = logging.getLogger("bambupi.power")
@@ -90,20 +93,13 @@ class Plug(ABC):
         """Send one request and return the decoded JSON body; PlugError for anything else."""
         url = self.address + path
         try:
-            async with self._client.stream(
-                method, url, params=params, json=body, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT
-            ) as response:
-                if response.status_code in (401, 403):
-                    raise PlugError(f"{self.describe()}: credentials refused (HTTP {response.status_code})")
-                if response.status_code != 200:
-                    raise PlugError(f"{self.describe()}: HTTP {response.status_code} for {path}")
-                # Read up to the limit, never more: anything on the LAN can answer at the plug's address.
-                content = bytearray()
-                async for chunk in response.aiter_bytes():
-                    content += chunk
-                    if len(content) > MAX_BODY_BYTES:
-                        raise PlugError(f"{self.describe()}: answer too large (over {MAX_BODY_BYTES} bytes)")
-        except httpx.TimeoutException:
+            # One deadline for the whole exchange, and the answer read up to the limit, never more: anything on
+            # the LAN can answer at the plug's address, as slowly and as much as it likes.
+            answer = await outgoing.send(
+                self._client, method, url, deadline_s=self.config.timeout_s, max_bytes=MAX_BODY_BYTES,
+                params=params, json=body, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT,
+            )
+        except (trio.TooSlowError, httpx.TimeoutException):
             raise PlugError(f"{self.describe()}: no answer within {self.config.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             # Name the failure's type only: httpx messages may quote the URL (and Tasmota's password in it).
@@ -115,8 +111,14 @@ class Plug(ABC):
                 f"{self.describe()}: cannot send a request with these settings ({type(exc).__name__}); "
                 "check the plug's token or password"
             ) from None
+        if answer.status in (401, 403):
+            raise PlugError(f"{self.describe()}: credentials refused (HTTP {answer.status})")
+        if answer.status != 200:
+            raise PlugError(f"{self.describe()}: HTTP {answer.status} for {path}")
+        if not answer.complete:
+            raise PlugError(f"{self.describe()}: answer too large (over {MAX_BODY_BYTES} bytes)")
         try:
-            return json.loads(content)
+            return json.loads(answer.body)
         except (ValueError, UnicodeDecodeError):
             raise PlugError(f"{self.describe()}: answered something that is not JSON") from None
         except RecursionError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -32,6 +33,9 @@ CHART_BUCKET_S: Final = 300.0
 def add_power_routes(
     app: bottle.Bottle, guard: Guard, hub: StateHub, power: PowerService, store: PowerStore | None
 ) -> None:
+    switching: set[str] = set()  # printers whose plug a request is switching now
+    switching_lock = threading.Lock()  # handlers run in several web threads at once
+
     def printer_data(printer_id: str, *, hours: float, history: _History) -> dict[str, Any]:
         live, unwritten = trio.from_thread.run_sync(lambda: (power.status(printer_id), power.unwritten(printer_id)))
         now = time.time()
@@ -92,6 +96,12 @@ def add_power_routes(
             return error_response(400, "confirm: true or false")
         if not trio.from_thread.run_sync(power.has_plug, printer_id):
             return error_response(404, f"no plug configured for printer {printer_id!r}")
+        # This thread waits for the plug (within its deadline, ``timeout_s`` a request): one switch per plug at a
+        # time, so clicks on a plug that hangs hold one web thread, not all of them.
+        with switching_lock:
+            if printer_id in switching:
+                return error_response(409, "the plug is being switched already; try again when that is done")
+            switching.add(printer_id)
         try:
             reading = trio.from_thread.run(functools.partial(power.switch, printer_id, on, confirmed=confirmed))
         except SwitchRefused as exc:
@@ -101,6 +111,9 @@ def add_power_routes(
                                         "confirm": str(exc)})
         except PlugError as exc:
             return error_response(502, str(exc))
+        finally:
+            with switching_lock:
+                switching.discard(printer_id)
         return json_response(200, {"printer": printer_id, "reading": reading.to_json()})
 
     def cancel_auto_off(printer_id: str) -> str:
