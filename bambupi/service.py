@@ -32,9 +32,9 @@ from bambupi.printer.link import PrinterLink
 from bambupi.printer.links import PrinterLinks
 from bambupi.printer.pins import PinStore
 from bambupi.stoppable import Stoppable
-from bambupi.watchdog import Watchdog, probe_host, watchdog_interval
+from bambupi.watchdog import Watchdog, watchdog_interval
 from bambupi.web.api import make_app
-from bambupi.web.auth import Auth
+from bambupi.web.auth import Auth, names_this_box
 from bambupi.web.control import add_command_routes, add_discovery_routes
 from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Request
 from bambupi.web.login import add_login_routes
@@ -146,7 +146,8 @@ class Service:
             notifier.snapshot = functools.partial(_snapshot, hub, frames)
             notifier.job_energy = power.job_energy
             add_panel_routes(app, lambda: self.panel)
-            front = FrontDoor(app, config.web, native=first_match(native))
+            box_names = functools.partial(names_this_box, listen_host=config.web.host)
+            front = FrontDoor(app, config.web, native=first_match(native), box_names=box_names)
             port: int = await nursery.start(front.run)
             running = Running(
                 hub=hub, port=port, urls=listen_urls(config.web.host, port), links=links, controls=controls,
@@ -160,7 +161,9 @@ class Service:
             _notify_systemd("READY=1")
             interval = watchdog_interval(os.environ, os.getpid())
             if interval is not None:
-                watchdog = Watchdog(probe_host(config.web.host), port, interval, _notify_systemd)
+                watchdog = Watchdog(
+                    lambda timeout_s: front.serves("/healthz", timeout_s=timeout_s), interval, _notify_systemd
+                )
                 await nursery.start(watchdog.run)
             task_status.started(running)
 

@@ -140,7 +140,7 @@ async def _bench() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "bambupi.toml"
             config.write_text(
-                f'[web]\nlisten = "127.0.0.1:{web_port}"\n\n'
+                f'[web]\nlisten = "127.0.0.1:{web_port}"\nmax_connections_per_client = 200\n\n'
                 f'[[printer]]\nid = "bench"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "{SERIAL}"\n'
                 f'access_code = "{CODE}"\nmqtt_port = {sim.mqtt_port}\ncamera_port = {camera_port}\n\n'
                 f'[storage]\npath = "{tmp}/bambupi.sqlite3"\n\n[discovery]\nenabled = false\n'

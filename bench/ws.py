@@ -89,7 +89,7 @@ async def _measure(folder: Path) -> list[str]:
         await nursery.start(sim.run)
         config = folder / "bambupi.toml"
         config.write_text(
-            f'[web]\nlisten = "127.0.0.1:{web_port}"\n\n'
+            f'[web]\nlisten = "127.0.0.1:{web_port}"\nmax_connections_per_client = 200\n\n'
             f'[[printer]]\nid = "bench"\nname = "Bench"\nmodel = "P1S"\nhost = "127.0.0.1"\n'
             f'serial = "{SERIAL}"\naccess_code = "{CODE}"\nmqtt_port = {sim.mqtt_port}\n\n'
             f'[panel]\noled = "none"\ngpio = "none"\n\n'

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import shutil
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -23,6 +26,7 @@ import trio
 from bambupi.config import Config, WebConfig
 from bambupi.service import Service
 from bambupi.watchdog import Watchdog, watchdog_interval
+from bambupi.web.frontdoor import FrontDoor
 
 IMAGE = Path(__file__).resolve().parent.parent / "image"
 PASSWORD = "correct horse battery"
@@ -260,39 +264,37 @@ async def test_service_sends_ready_then_watchdog_while_healthy(
     assert messages == ["READY=1", "WATCHDOG=1", "WATCHDOG=1"]
 
 
-async def test_watchdog_stays_silent_while_the_front_door_does_not_answer(caplog: pytest.LogCaptureFixture) -> None:
+async def test_watchdog_stays_silent_while_the_web_app_does_not_answer(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "bambupi.watchdog")
     sent: list[str] = []
-    held: list[trio.socket.SocketType] = []
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    port = listener.getsockname()[1]
+    checks: list[bool] = []
+    release = threading.Event()
 
-    async def hung_front_door() -> None:  # accepts connections but never answers
-        while True:
-            held.append((await listener.accept())[0])
+    def hung_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:  # the hub stopped answering
+        release.wait()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    door = FrontDoor(hung_app, WebConfig(host="127.0.0.1", port=0), wsgi_threads=1)
+
+    async def healthy(timeout_s: float) -> bool:
+        checks.append(await door.serves("/healthz", timeout_s=timeout_s))
+        return checks[-1]
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(hung_front_door)
-        await nursery.start(Watchdog("127.0.0.1", port, 0.1, sent.append).run)
-        with trio.fail_after(30):  # three probes came and went unanswered (a count, not a time)
-            while len(held) < 3:
+        await nursery.start(door.run)
+        await nursery.start(Watchdog(healthy, 0.1, sent.append).run)
+        with trio.fail_after(30):  # three checks came and went unanswered (a count, not a time)
+            while len(checks) < 3:
+                await trio.sleep(0.01)
+        assert sent == [] and checks[:3] == [False] * 3
+        assert caplog.text.count("did not answer /healthz") == 1  # said once, not per check
+        release.set()  # the app answers again: so do the keep-alives
+        with trio.fail_after(30):
+            while not sent:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
-    for connection in held:
-        connection.close()
-    listener.close()
-    assert sent == []
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    async with trio.open_nursery() as nursery:  # nothing listening at all
-        await nursery.start(Watchdog("127.0.0.1", closed.getsockname()[1], 0.1, sent.append).run)
-        with trio.fail_after(30):  # its first probe failed: it says so once
-            while caplog.text.count("did not answer /healthz") < 2:
-                await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
-    closed.close()
-    assert sent == []
+    assert set(sent) == {"WATCHDOG=1"} and "answers /healthz again" in caplog.text
 
 
 # --- updating a running box: install-venv.sh ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ simulator over TLS."""
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -218,14 +219,48 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert sum(sessions.get(s.token) is not None for s in made) == 3
 
 
+async def test_parallel_wrong_passwords_try_no_more_than_the_limit(box: Box) -> None:
+    # All at once, so that each is past the rate check before any has been told "wrong": the attempt must be
+    # counted before the (slow, scrypt) check, or 20 parallel requests try 11 passwords.
+    async with httpx.AsyncClient(base_url=box.base) as client:
+        await setup_and_login(client)
+    statuses: list[int] = []
+    async with httpx.AsyncClient(base_url=box.base, timeout=60) as client:
+
+        async def guess(i: int) -> None:
+            statuses.append((await client.post("/api/login", json={"password": f"wrong{i}"})).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(guess, i)
+    assert sorted(statuses) == [401] * 5 + [429] * 15
+
+
 def test_limiter_window_slides() -> None:
     now = [0.0]
     limiter = LoginLimiter(attempts=2, window_s=10, clock=lambda: now[0])
-    limiter.failed("a")
-    limiter.failed("a")
-    assert limiter.retry_after("a") == 10 and limiter.retry_after("b") == 0
+    assert limiter.reserve("a") == 0 and limiter.reserve("a") == 0
+    assert limiter.reserve("a") == 10 and limiter.retry_after("a") == 10 and limiter.retry_after("b") == 0
     now[0] = 10.5
-    assert limiter.retry_after("a") == 0
+    assert limiter.retry_after("a") == 0 and limiter.reserve("a") == 0
+    limiter.succeeded("a")  # the owner's right password takes back the address's count
+    assert limiter.reserve("a") == 0 and limiter.reserve("a") == 0
+
+
+def test_limiter_has_a_ceiling_for_all_addresses_together() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(attempts=5, window_s=60, ceiling=30, clock=lambda: now[0])
+    for i in range(30):  # a scan from many addresses, one guess each
+        now[0] = i
+        assert limiter.reserve(f"10.0.{i}.1") == 0
+    assert limiter.reserve("192.168.1.20") == 60 - 29  # until the oldest guess leaves the window
+    assert limiter.retry_after("192.168.1.20") == 31
+    now[0] = 60.0
+    assert limiter.reserve("192.168.1.20") == 0  # the first guess left the window: room for one
+    assert limiter.reserve("192.168.1.21") == 1
+    # The table holds only what is in the window (no clearing at a size, which let a scan reset everyone's count).
+    now[0] = 200.0
+    assert limiter.reserve("10.0.0.1") == 0 and limiter.tracked() == 1
 
 
 def test_set_password_command_writes_a_hash_and_keeps_comments(tmp_path: Path) -> None:
@@ -306,7 +341,7 @@ async def test_a_rebound_name_cannot_choose_the_first_password(box: Box) -> None
     rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
     async with httpx.AsyncClient(base_url=box.base) as client:
         r = await client.post("/api/setup", json={"password": PASSWORD}, headers=rebound)
-        assert r.status_code == 403 and "open the box by its address" in r.json()["error"]
+        assert r.status_code == 421 and "open the box by its address" in r.json()["error"]
         assert load_config(box.config_path)[0].web.admin_password_hash is None
         # By its mDNS name it works (the first visit of a box from the SD-card image is http://bambupi.local/).
         local = {"Host": f"bambupi.local:{port}", "Origin": f"http://bambupi.local:{port}"}
@@ -320,6 +355,8 @@ def test_names_this_box() -> None:
     assert names_this_box("localhost:8080", "box")
     assert not names_this_box("evil.example", "box") and not names_this_box("box.evil.example", "box")
     assert not names_this_box(None, "box") and not names_this_box("[", "box")
+    assert names_this_box("bambupi.lan:80", "box", listen_host="bambupi.lan")  # the name it was told to listen on
+    assert names_this_box(f"{socket.gethostname()}:8080")  # the system's host name, looked up per request
 
 
 async def test_two_first_visits_at_once_set_one_password(box: Box) -> None:

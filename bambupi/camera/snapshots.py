@@ -61,7 +61,10 @@ def parse_snapshot_name(name: str) -> tuple[float, str] | None:
     if match is None:
         return None
     stamp, reason = match.groups()
-    seconds = calendar.timegm(time.strptime(stamp[:15], "%Y%m%dT%H%M%S"))
+    try:
+        seconds = calendar.timegm(time.strptime(stamp[:15], "%Y%m%dT%H%M%S"))
+    except ValueError:  # digits that are no time (month 99): a name any client may send, never one we wrote
+        return None
     return seconds + int(stamp[16:19]) / 1000, reason
 
 

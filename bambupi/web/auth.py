@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -34,22 +35,28 @@ def cross_site(origin: str | None, host: str | None) -> bool:
     """True when a browser says the request comes from another site's page (its Origin is not this box).
 
     Browsers send Origin with every POST and every WebSocket handshake; tools like curl send none (and carry no
-    visitor's cookies or network position), so a missing Origin is not refused here.
+    visitor's cookies or network position), so a missing Origin is not refused here. The box serves plain HTTP
+    only, so its own pages' Origin is ``http://<Host>``: an https page of the same name is another site.
     """
     if not origin:
         return False
     try:
-        return urlsplit(origin).netloc != host
+        parts = urlsplit(origin)
     except ValueError:  # "http://[": not an origin any browser sends
         return True
+    return parts.scheme != "http" or parts.netloc != host
 
 
-def names_this_box(host: str | None, hostname: str) -> bool:
+def names_this_box(host: str | None, hostname: str | None = None, *, listen_host: str = "") -> bool:
     """Whether a Host header names the box in a way DNS rebinding cannot fake: an IP address, ``localhost``, an
-    mDNS ``.local`` name or the box's own host name. A page on attacker.example whose name was re-pointed at the
-    box sends ``Host: attacker.example``; its Origin then matches too, so only the Host tells it apart."""
+    mDNS ``.local`` name (avahi may have renamed the box ``bambupi-2.local``; mDNS names never come from a
+    public DNS server), the box's own host name (``hostname``, default the system's) or the name it was told to
+    listen on. A page on attacker.example whose name was re-pointed at the box sends ``Host: attacker.example``;
+    its Origin then matches too, so only the Host tells it apart."""
     if not host:
         return False
+    if hostname is None:
+        hostname = socket.gethostname()  # per request: the first boot may rename the box
     try:
         name = urlsplit(f"//{host}").hostname or ""
     except ValueError:
@@ -60,7 +67,8 @@ def names_this_box(host: str | None, hostname: str) -> bool:
     except ValueError:
         pass
     name = name.rstrip(".").lower()
-    return name in ("localhost", hostname.lower()) or name.endswith(".local")
+    own = {"localhost", hostname.lower(), listen_host.rstrip(".").lower()} - {""}
+    return name in own or name.endswith(".local")
 
 
 # Named, not ``ip.is_private``: that also counts ranges reachable from the internet as "private" (Teredo tunnels,
@@ -145,37 +153,69 @@ class Sessions:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per client address in any ``window_s``."""
+    """At most ``attempts`` logins that did not succeed per client address in any ``window_s``, and at most
+    ``ceiling`` from all addresses together (a scan from many addresses, which a per-address count cannot see).
 
-    def __init__(self, *, attempts: int = 5, window_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+    An attempt is counted before its password is checked (:meth:`reserve`): parallel requests cannot all pass the
+    check before the first of them is known to be wrong. A right password takes its address's count back
+    (:meth:`succeeded`). Only attempts inside the window are kept, so the table never holds more than ``ceiling``.
+    """
+
+    def __init__(
+        self, *, attempts: int = 5, window_s: float = 60.0, ceiling: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         self.attempts = attempts
         self.window_s = window_s
+        self.ceiling = ceiling
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._by_client: dict[str, deque[float]] = {}
+        self._all: deque[tuple[float, str]] = deque()  # every counted attempt, oldest first
         self._lock = threading.Lock()
 
     def retry_after(self, client: str) -> float:
-        """Seconds until ``client`` may try again (0 = now)."""
+        """Seconds until ``client`` may try again (0 = now); counts nothing."""
+        with self._lock:
+            return self._wait(client, self._clock())
+
+    def reserve(self, client: str) -> float:
+        """Count an attempt by ``client`` now and return 0, or, when it may not try, the seconds until it may
+        (and count nothing)."""
         now = self._clock()
         with self._lock:
-            failures = self._failures.get(client)
-            if not failures:
-                return 0.0
-            while failures and failures[0] <= now - self.window_s:
-                failures.popleft()
-            if len(failures) < self.attempts:
-                return 0.0
-            return failures[0] + self.window_s - now
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            if len(self._failures) > 10_000:  # a scan from many addresses must not grow memory without bound
-                self._failures.clear()
-            self._failures.setdefault(client, deque(maxlen=self.attempts)).append(self._clock())
+            wait = self._wait(client, now)
+            if wait == 0:
+                self._by_client.setdefault(client, deque()).append(now)
+                self._all.append((now, client))
+            return wait
 
     def succeeded(self, client: str) -> None:
         with self._lock:
-            self._failures.pop(client, None)
+            if self._by_client.pop(client, None) is not None:
+                self._all = deque(entry for entry in self._all if entry[1] != client)
+
+    def tracked(self) -> int:
+        """How many addresses have attempts in the window."""
+        with self._lock:
+            self._expire(self._clock())
+            return len(self._by_client)
+
+    def _wait(self, client: str, now: float) -> float:
+        self._expire(now)
+        mine = self._by_client.get(client)
+        if mine is not None and len(mine) >= self.attempts:
+            return mine[0] + self.window_s - now
+        if len(self._all) >= self.ceiling:
+            return self._all[0][0] + self.window_s - now
+        return 0.0
+
+    def _expire(self, now: float) -> None:
+        while self._all and self._all[0][0] <= now - self.window_s:
+            _, client = self._all.popleft()
+            mine = self._by_client[client]
+            mine.popleft()  # the same attempt: each address's attempts are in time order, as in _all
+            if not mine:
+                del self._by_client[client]
 
 
 class Auth:

@@ -7,9 +7,13 @@ streams in). A request the ``native`` router claims (``/ws`` upgrades, MJPEG str
 trio; everything else goes to the WSGI app (the Bottle API) in a worker thread under a ``CapacityLimiter``, with the
 whole response collected in that thread and sent with a Content-Length under a send timeout.
 
-Connection limit: at most ``max_connections`` connections are served at once (native streams count); a connection
-beyond that is still accepted, answered at once with 503 and closed, so a phone sees an error instead of hanging
-in the kernel's backlog.
+Connection limits: at most ``max_connections`` connections are served at once (native streams count), and at most
+``max_connections_per_client`` from one address, so a slowloris from one machine cannot take every slot. A
+connection beyond either is still accepted, answered at once with 503 and closed, so a phone sees an error instead
+of hanging in the kernel's backlog.
+
+Names: with ``box_names``, a request whose ``Host`` is not one of the box's own names is answered 421 and closed,
+on every route (DNS rebinding: a page whose name was re-pointed at the box sends its own name as Host).
 
 Example::
 
@@ -51,6 +55,7 @@ _APP_HEADERS_DROPPED = frozenset({b"connection", b"content-length", b"keep-alive
 _ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ERROR_MESSAGES = {
     400: "malformed request",
+    421: "open the box by its address or its own name",
     408: "request timeout",
     413: "request body too large",
     431: "request header fields too large",
@@ -259,9 +264,10 @@ def _error_response(status: int) -> tuple[h11.Response, bytes]:
 class _Refusal(Exception):
     """The request cannot be served; answer with this status and close the connection."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, message: str | None = None) -> None:
         super().__init__(status)
         self.status = status
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,12 @@ class _Peer:
 
 def _address(sockaddr: Any) -> tuple[str, int]:
     return str(sockaddr[0]), int(sockaddr[1])
+
+
+def client_key(address: str) -> str:
+    """The address a connection limit counts by: an IPv4 client reaching an IPv6 socket (``::ffff:a.b.c.d``) is
+    the same client as over IPv4."""
+    return address.removeprefix("::ffff:") if "." in address else address
 
 
 async def _next_event(stream: trio.abc.ReceiveStream, conn: h11.Connection, raw: bytearray | None) -> object:
@@ -306,13 +318,16 @@ class FrontDoor:
         config: WebConfig,
         *,
         native: NativeRouter | None = None,
+        box_names: Callable[[str], bool] | None = None,
         wsgi_threads: int = 8,
     ) -> None:
         self._app = wsgi_app
         self._config = config
         self._native = native
+        self._box_names = box_names
         self._limiter = trio.CapacityLimiter(wsgi_threads)
         self._active = 0
+        self._per_client: dict[str, int] = {}
         self._rejecting = 0
         self._saturated = False
         self.port = 0
@@ -345,26 +360,54 @@ class FrontDoor:
                     continue
                 self._dispatch(stream, nursery)
 
+    async def serves(self, path: str, *, timeout_s: float) -> bool:
+        """True when the app answers ``GET path`` with 200 within ``timeout_s``: the watchdog's probe. It takes a
+        worker thread like every request, but no connection slot, so clients holding every slot (a slowloris) do
+        not make systemd restart a box that works."""
+        request = Request("GET", path, path, "", ((b"host", b"localhost"),), "1.1")
+        environ = wsgi_environ(request, b"", server=("localhost", self.port), remote=("127.0.0.1", 0))
+        with trio.move_on_after(timeout_s):
+            try:
+                result = await trio.to_thread.run_sync(
+                    _run_wsgi, self._app, environ, limiter=self._limiter, abandon_on_cancel=True
+                )
+            except Exception:
+                log.exception("the health check failed")
+                return False
+            return result.status.startswith("200")
+        return False
+
     def _dispatch(self, stream: trio.SocketStream, nursery: trio.Nursery) -> None:
         limit = self._config.max_connections
-        if self._active < limit:
-            self._active += 1
-            self._saturated = False
-            nursery.start_soon(self._connection, stream)
+        try:
+            client = client_key(_address(stream.socket.getpeername())[0])
+        except OSError:  # reset before we looked
+            stream.socket.close()
             return
-        if not self._saturated:
+        held = self._per_client.get(client, 0)
+        if self._active < limit and held < self._config.max_connections_per_client:
+            self._active += 1
+            self._per_client[client] = held + 1
+            self._saturated = False
+            nursery.start_soon(self._connection, stream, client)
+            return
+        message = None
+        if self._active < limit:
+            message = "too many connections from your address"
+            log.debug("%s holds %d connections; refusing another with 503", client, held)
+        elif not self._saturated:
             log.warning("HTTP connection limit (%d) reached; refusing new connections with 503", limit)
             self._saturated = True
         if self._rejecting < limit:
             self._rejecting += 1
-            nursery.start_soon(self._reject, stream)
+            nursery.start_soon(self._reject, stream, message)
         else:  # a flood: not even a 503 for these
             stream.socket.close()
 
-    async def _reject(self, stream: trio.SocketStream) -> None:
+    async def _reject(self, stream: trio.SocketStream, message: str | None) -> None:
         try:
             with trio.move_on_after(_LINGER_S):
-                await stream.send_all(closing_error_response(503))
+                await stream.send_all(closing_error_response(503, message))
             await _linger_close(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -372,7 +415,7 @@ class FrontDoor:
             self._rejecting -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, stream: trio.SocketStream, client: str) -> None:
         try:
             peer = _Peer(_address(stream.socket.getsockname()), _address(stream.socket.getpeername()))
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_bytes)
@@ -384,6 +427,9 @@ class FrontDoor:
             log.exception("HTTP connection failed")
         finally:
             self._active -= 1
+            self._per_client[client] -= 1
+            if not self._per_client[client]:
+                del self._per_client[client]
             await trio.aclose_forcefully(stream)
 
     async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection, peer: _Peer) -> bool:
@@ -399,6 +445,7 @@ class FrontDoor:
                 if len(raw) - len(conn.trailing_data[0]) > self._config.max_header_bytes:
                     raise _Refusal(431)  # h11 only checks incomplete heads; a whole one can arrive in one read
                 request = Request.from_h11(event)
+                self._check_head(request)
                 if self._native is not None:
                     handler = self._native(request)
                 if handler is None:
@@ -411,7 +458,7 @@ class FrontDoor:
             await self._refuse(stream, exc.error_status_hint, peer)  # its message may quote header values: not logged
             return False
         except _Refusal as refusal:
-            await self._refuse(stream, refusal.status, peer)
+            await self._refuse(stream, refusal.status, peer, refusal.message)
             return False
 
         if handler is not None:
@@ -439,6 +486,18 @@ class FrontDoor:
         await _linger_close(stream)
         return False
 
+    def _check_head(self, request: Request) -> None:
+        """Refuse what no route may see: an ambiguous body length, and a name that is not the box's."""
+        if request.header("content-length") is not None and request.header("transfer-encoding") is not None:
+            # RFC 9112 6.3: a proxy in between may frame the body by the other header; where this request ends,
+            # and so what the next one is, is not known. Answer and close.
+            raise _Refusal(400, "both Content-Length and Transfer-Encoding: ambiguous body length")
+        host = request.header("host")
+        # A browser always sends Host (h11 requires it of HTTP/1.1); only an HTTP/1.0 tool may leave it out.
+        if self._box_names is not None and host is not None and not self._box_names(host):
+            raise _Refusal(421, "open the box by its address (http://<ip address>/) or its own name "
+                                "(http://<host name>.local/): it answers to no other name")
+
     async def _read_body(self, stream: trio.SocketStream, conn: h11.Connection, request: Request) -> bytes:
         limit = self._config.max_body_bytes
         declared = request.header("content-length")
@@ -456,11 +515,13 @@ class FrontDoor:
             if len(body) > limit:
                 raise _Refusal(413)
 
-    async def _refuse(self, stream: trio.SocketStream, status: int | None, peer: _Peer) -> None:
+    async def _refuse(
+        self, stream: trio.SocketStream, status: int | None, peer: _Peer, message: str | None = None
+    ) -> None:
         if status is not None:
             log.debug("%s refused with %d", peer.remote[0], status)
             with trio.move_on_after(self._config.read_timeout_s):
-                await stream.send_all(closing_error_response(status))
+                await stream.send_all(closing_error_response(status, message))
         await _linger_close(stream)
 
     @staticmethod

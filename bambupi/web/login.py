@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
@@ -16,7 +15,7 @@ import bottle
 from bambupi.config_file import ConfigWriteError, set_password_hash, stored_password_hash
 from bambupi.passwords import hash_password, password_problem
 from bambupi.secret import Secret
-from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address, names_this_box
+from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address
 from bambupi.web.frontdoor import Request
 from bambupi.web.responses import error_response, html_page, json_response, read_json_body
 
@@ -110,20 +109,26 @@ def add_login_routes(
             return error_response(403, "cross-site request refused")
         wait = auth.limiter.retry_after(client)
         if wait > 0:
-            bottle.response.set_header("Retry-After", str(int(wait) + 1))
-            return error_response(429, f"too many failed logins; try again in {int(wait) + 1} s")
+            return too_many(wait)
         if not auth.password_set:
             return error_response(409, "no admin password yet: set one (POST /api/setup or `bambupi set-password`)")
         body = read_json_body()
         password = body.get("password") if body else None
         if not isinstance(password, str):
             return error_response(400, "password: required (JSON body {\"password\": \"...\"})")
+        # Counted before the check, so that parallel requests cannot all try before the first one is known wrong.
+        wait = auth.limiter.reserve(client)
+        if wait > 0:
+            return too_many(wait)
         if not auth.check(password):
-            auth.limiter.failed(client)
             log.warning("failed login from %s", client)
             return error_response(401, "wrong password")
         auth.limiter.succeeded(client)
         return json_response(200, start_session())
+
+    def too_many(wait: float) -> str:
+        bottle.response.set_header("Retry-After", str(int(wait) + 1))
+        return error_response(429, f"too many failed logins; try again in {int(wait) + 1} s")
 
     def logout() -> str:
         refused = guard.refusal()
@@ -141,10 +146,8 @@ def add_login_routes(
             return error_response(403, "cross-site request refused")
         if not is_lan_address(_client()):
             return error_response(403, "the first password can only be set from the local network")
-        if not names_this_box(bottle.request.get_header("Host"), socket.gethostname()):
-            # DNS rebinding: another site's name pointed at the box passes the Origin and LAN checks.
-            return error_response(403, "open the box by its address (http://<ip address>/) or as "
-                                       f"http://{socket.gethostname()}.local/ to set the first password")
+        # DNS rebinding (another site's name pointed at the box passes the Origin and LAN checks) is refused by
+        # the front door, for every route: it answers only to the box's own names.
         body = read_json_body()
         password = body.get("password") if body else None
         if not isinstance(password, str):
