@@ -301,6 +301,8 @@ async def finish_a_print(box: Box) -> None:
     await until(lambda: gcode_state(box) is not None)
     box.sim.printer.start_print("cube", layers=5, minutes=1.0)
     await until(lambda: gcode_state(box) == "FINISH")
+    # The power service takes the print's end from its own event queue, a moment after the hub has the FINISH.
+    await until(lambda: auto_status(box)["code"] != "idle")
 
 
 async def test_finish_cooldown_warning_then_off(box: Box, caplog: pytest.LogCaptureFixture) -> None:

@@ -16,6 +16,7 @@ plug is then left alone until another print ends.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
@@ -151,8 +152,13 @@ def _hottest_nozzle(state: dict[str, Any]) -> float | None:
 class AutoOff:
     """The timers of every printer with auto-off, and what was last decided for each (for the page/panel)."""
 
-    def __init__(self, policies: dict[str, PlugConfig]) -> None:
+    def __init__(
+        self, policies: dict[str, PlugConfig], *, to_wall: Callable[[float], float] = lambda at: at
+    ) -> None:
+        """Times given to it (``now``) are on the monotonic clock, so a step of the wall clock never shortens a
+        warning; ``to_wall`` turns its ``off_at`` into wall-clock time for :meth:`status` (the page, the panel)."""
         self.policies = policies
+        self._to_wall = to_wall
         self._timers: dict[str, Timer] = {}
         self._last: dict[str, Decision] = {}
 
@@ -216,7 +222,7 @@ class AutoOff:
             "warning": timer is not None and timer.warned_at is not None,
             "code": last.code if last else "idle",
             "reason": last.reason if last else "not armed",
-            "off_at": last.off_at if last and timer is not None else None,
+            "off_at": self._to_wall(last.off_at) if last and last.off_at is not None and timer is not None else None,
         }
 
     def _cancel(self, printer_id: str, decision: Decision) -> bool:

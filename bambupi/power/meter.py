@@ -4,6 +4,11 @@ One task per plug samples it every ``power.sample_interval_s``; samples wait in 
 transaction about every ``power.flush_interval_s`` and at every print event (SQLite I/O runs in a worker thread).
 Jobs are recorded from the hub's events for every printer, with or without a plug (energy is then null).
 A plug that does not answer is a warning on the page, never a stop: the service keeps sampling.
+
+Two clocks: the wall clock only labels (a sample's time, a job's start and end as stored and shown); every length of
+time (energy between two readings, a job's duration, the auto-off countdown) is measured on the monotonic clock. A Pi
+has no battery clock and NTP steps the wall clock at boot: a step of an hour must not give a job negative energy or an
+hour it never ran, nor cut a two-minute warning short.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class _Job:
     """The print in progress on one printer, as the meter accumulates it."""
 
     row: int | None  # None: its start could not be written (full disk); the whole job is written at its end
-    started_at: float
+    started_at: float  # wall clock: the label stored and shown
+    started_mono: float | None  # monotonic: its duration; None for a job resumed after a restart
     name: str | None = None
     energy_ws: float = 0.0
     measured: bool = False
@@ -89,7 +95,8 @@ class _PlugState:
     plug: Plug
     config: PlugConfig
     reading: PlugReading | None = None
-    read_at: float | None = None
+    read_at: float | None = None  # wall clock, for the page
+    read_mono: float | None = None  # monotonic, for the energy until the next reading
     error: str | None = None
     warning: CrossCheck | None = None
     switched_off_by_box: bool = False  # the box (the owner or auto-off) switched it off last, not someone else
@@ -108,19 +115,23 @@ class PowerService:
         settings: PowerConfig,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = trio.current_time,
         plugs: Mapping[str, Plug] | None = None,
     ) -> None:
         self.hub = hub
         self.store = store
         self.settings = settings
-        self._clock = clock
+        self._clock = clock  # wall: labels only
+        self._monotonic = monotonic  # durations and deadlines
         self._models = {p.id: p.model for p in printers}
         self._plugs: dict[str, _PlugState] = {}
         for printer in printers:
             if printer.plug is not None:
                 plug = plugs[printer.id] if plugs and printer.id in plugs else make_plug(printer.plug)
                 self._plugs[printer.id] = _PlugState(plug, printer.plug)
-        self.auto_off = AutoOff({pid: s.config for pid, s in self._plugs.items() if s.config.auto_off})
+        self.auto_off = AutoOff(
+            {pid: s.config for pid, s in self._plugs.items() if s.config.auto_off}, to_wall=self._wall_at
+        )
         self._jobs: dict[str, _Job] = {}
         self._ended: dict[str, tuple[float | None, float | None, str]] = {}
         self._pending: list[Sample] = []
@@ -129,6 +140,11 @@ class PowerService:
         self.store_error: str | None = None
         self._nursery: trio.Nursery | None = None
         self._plug_tasks: dict[str, Stoppable] = {}
+
+    def _wall_at(self, mono: float) -> float:
+        """A monotonic instant as wall-clock time, for the page, the panel and events (recomputed at every use, so
+        a step of the wall clock moves the label, never the deadline)."""
+        return self._clock() + (mono - self._monotonic())
 
     # -- the service -------------------------------------------------------------------------------------------
 
@@ -276,22 +292,21 @@ class PowerService:
             return
         if state.error is not None:
             log.info("%s: %s answers again", printer_id, state.plug.describe())
-        now = self._clock()
-        self._accumulate(printer_id, now, reading.watts, state)
-        state.reading, state.read_at, state.error = reading, now, None
+        now, mono = self._clock(), self._monotonic()
+        self._accumulate(mono, reading.watts, state, self._jobs.get(printer_id))
+        state.reading, state.read_at, state.read_mono, state.error = reading, now, mono, None
         sample = Sample(printer_id, now, reading.watts, reading.on, reading.total_kwh)
         state.recent.append(sample)
         self._pending.append(sample)
         self._check(printer_id, state)
 
-    def _accumulate(self, printer_id: str, now: float, watts: float | None, state: _PlugState) -> None:
-        job = self._jobs.get(printer_id)
+    def _accumulate(self, mono: float, watts: float | None, state: _PlugState, job: _Job | None) -> None:
         if job is None or watts is None:
             return
-        previous = state.reading.watts if state.reading is not None else None
-        if previous is not None and state.read_at is not None and state.read_at >= job.started_at:
-            # The previous power held until now; a long gap (plug unreachable) is not filled with a guess.
-            job.energy_ws += previous * min(now - state.read_at, 3 * self.settings.sample_interval_s)
+        job.energy_ws += held_energy_ws(
+            state.reading.watts if state.reading is not None else None, state.read_mono, job.started_mono, mono,
+            max_gap_s=3 * self.settings.sample_interval_s,
+        )
         job.measured = True
         job.peak_watts = watts if job.peak_watts is None else max(job.peak_watts, watts)
 
@@ -318,10 +333,13 @@ class PowerService:
             await trio.sleep(min(AUTO_OFF_CHECK_S, self.settings.sample_interval_s))
             if not self.hub.has(printer_id):
                 continue
-            decision = self.auto_off.evaluate(printer_id, self.hub.printer(printer_id), state.reading, self._clock())
+            decision = self.auto_off.evaluate(
+                printer_id, self.hub.printer(printer_id), state.reading, self._monotonic()
+            )
             if decision.action == "warn":
+                off_at = self._wall_at(decision.off_at) if decision.off_at is not None else None
                 self.hub.publish_event({"kind": "power_warning", "printer": printer_id, "message": decision.reason,
-                                        "off_at": decision.off_at})
+                                        "off_at": off_at})
             if decision.action != "off":
                 continue
             try:
@@ -348,34 +366,35 @@ class PowerService:
             return
         now = self._clock()
         for printer_id, row in open_jobs.items():
-            self._jobs[printer_id] = _Job(row=row, started_at=now)
+            # Its start is in the file; how long it ran is not known across a restart (see PowerStore.end_job).
+            self._jobs[printer_id] = _Job(row=row, started_at=now, started_mono=None)
 
     async def _events(self, queue: EventQueue) -> None:
         while True:
             event = await queue.get()
             kind = event.get("kind")
             printer_id = event.get("printer")
-            now = self._clock()
-            self.auto_off.on_event(event, now)
+            self.auto_off.on_event(event, self._monotonic())
             if not isinstance(printer_id, str):
                 continue
             if kind == "job_started":
                 if printer_id in self._jobs:
-                    await self._end_job(printer_id, "unknown", now)
-                await self._start_job(printer_id, event.get("job"), now)
+                    await self._end_job(printer_id, "unknown")
+                await self._start_job(printer_id, event.get("job"))
             elif kind in JOB_END_RESULTS:
                 if printer_id not in self._jobs:
                     continue
                 if printer_id in self._plugs:
                     await self._sample(printer_id)  # the job's energy up to its very end
-                await self._end_job(printer_id, JOB_END_RESULTS[kind], now)
+                await self._end_job(printer_id, JOB_END_RESULTS[kind])
             else:
                 continue
             self._flush_now.set()
 
-    async def _start_job(self, printer_id: str, name: Any, now: float) -> None:
+    async def _start_job(self, printer_id: str, name: Any) -> None:
         if self.store is None:
             return
+        now, mono = self._clock(), self._monotonic()
         name = name if isinstance(name, str) else None
         try:
             row = await trio.to_thread.run_sync(
@@ -383,9 +402,9 @@ class PowerService:
             )
         except StoreError as exc:
             self._store_failed(exc)
-            self._jobs[printer_id] = _Job(row=None, started_at=now, name=name)  # energy still counts
+            self._jobs[printer_id] = _Job(row=None, started_at=now, started_mono=mono, name=name)  # energy counts
             return
-        self._jobs[printer_id] = _Job(row=row, started_at=now)
+        self._jobs[printer_id] = _Job(row=row, started_at=now, started_mono=mono)
         log.info("%s: job %r started", printer_id, name)
 
     def job_energy(self, printer_id: str) -> tuple[float | None, float | None, str]:
@@ -402,11 +421,14 @@ class PowerService:
         cost = None if energy is None or price is None else round(energy * price, 4)
         return energy, cost, state.config.currency if state is not None else ""
 
-    async def _end_job(self, printer_id: str, result: str, now: float) -> None:
+    async def _end_job(self, printer_id: str, result: str) -> None:
+        now, mono = self._clock(), self._monotonic()
         job = self._jobs.pop(printer_id)
         energy, cost, currency = self._energy_and_cost(printer_id, job)
         self._ended[printer_id] = (energy, cost, currency)
-        end = JobEnd(ended_at=now, result=result, energy_kwh=energy, cost=cost, peak_watts=job.peak_watts)
+        duration = mono - job.started_mono if job.started_mono is not None else None
+        end = JobEnd(ended_at=now, result=result, energy_kwh=energy, cost=cost, peak_watts=job.peak_watts,
+                     duration_s=duration)
         if self.store is None:
             return
         store, model = self.store, self._models.get(printer_id, "")
@@ -421,7 +443,8 @@ class PowerService:
             self._store_failed(exc)
             return
         shown = "no plug" if energy is None else f"{energy:.3f} kWh"
-        log.info("%s: job %s after %.0f min (%s)", printer_id, result, (now - job.started_at) / 60, shown)
+        after = "" if duration is None else f" after {duration / 60:.0f} min"
+        log.info("%s: job %s%s (%s)", printer_id, result, after, shown)
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -431,11 +454,11 @@ class PowerService:
                 await self._flush_now.wait()
             self._flush_now = trio.Event()
             await self._flush()
-            now = self._clock()
-            if self.store is not None and now - self._last_downsample >= DOWNSAMPLE_EVERY_S:
-                self._last_downsample = now
+            mono = self._monotonic()
+            if self.store is not None and mono - self._last_downsample >= DOWNSAMPLE_EVERY_S:
+                self._last_downsample = mono
                 try:
-                    await trio.to_thread.run_sync(self.store.downsample, now)
+                    await trio.to_thread.run_sync(self.store.downsample, self._clock())
                 except StoreError as exc:
                     self._store_failed(exc)
 
@@ -458,6 +481,21 @@ class PowerService:
         if self.store_error != str(exc):
             log.error("power log: %s", exc)
         self.store_error = str(exc)
+
+
+def held_energy_ws(
+    previous_watts: float | None, previous_mono: float | None, job_start_mono: float | None, now_mono: float,
+    *, max_gap_s: float,
+) -> float:
+    """The energy (W·s) of the previous reading's power held until now, all on the monotonic clock. Nothing from a
+    reading taken before the job started, never less than nothing, and a long gap (plug unreachable) is not filled
+    with a guess: at most ``max_gap_s``. ``job_start_mono`` is None for a job resumed after a restart: every reading
+    since the restart counts."""
+    if previous_watts is None or previous_mono is None:
+        return 0.0
+    if job_start_mono is not None and previous_mono < job_start_mono:
+        return 0.0
+    return previous_watts * min(max(now_mono - previous_mono, 0.0), max_gap_s)
 
 
 def today_energy(samples: Sequence[Sample], *, max_gap_s: float) -> float | None:

@@ -74,6 +74,9 @@ class JobEnd:
     energy_kwh: float | None
     cost: float | None
     peak_watts: float | None
+    # Measured on the monotonic clock by the meter; None only for a job whose start was before a restart, which
+    # falls back to the stored wall-clock times (never negative, should the clock have stepped back).
+    duration_s: float | None = None
 
 
 class StoreError(Exception):
@@ -218,9 +221,10 @@ class PowerStore:
     def end_job(self, job_id: int, end: JobEnd) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE jobs SET ended_at = ?, duration_s = ? - started_at, result = ?, energy_kwh = ?, cost = ?,"
-                " peak_watts = ? WHERE id = ?",
-                (end.ended_at, end.ended_at, end.result, end.energy_kwh, end.cost, end.peak_watts, job_id),
+                "UPDATE jobs SET ended_at = ?, duration_s = COALESCE(?, MAX(? - started_at, 0)), result = ?,"
+                " energy_kwh = ?, cost = ?, peak_watts = ? WHERE id = ?",
+                (end.ended_at, end.duration_s, end.ended_at, end.result, end.energy_kwh, end.cost, end.peak_watts,
+                 job_id),
             )
 
     def rename_job(self, job_id: int, name: str) -> None:
