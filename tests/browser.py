@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,7 @@ async def _hold_websocket(url: str, *, task_status: trio.TaskStatus[WebSocketCon
 
 
 @asynccontextmanager
-async def chromium(profile: Path) -> AsyncIterator[Browser]:
+async def chromium(profile: Path, extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
     binary = require_chromium()
     profile.mkdir(parents=True, exist_ok=True)
     process = await trio.lowlevel.open_process(
@@ -141,7 +141,7 @@ async def chromium(profile: Path) -> AsyncIterator[Browser]:
             binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-            f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank",
+            f"--user-data-dir={profile}", "--remote-debugging-port=0", *extra_args, "about:blank",
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

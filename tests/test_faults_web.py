@@ -25,6 +25,7 @@ from bambupi.config import load_config, parse_config
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
 from bambupi.web.auth import cross_site
+from tests.browser import chromium, require_chromium
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -252,6 +253,35 @@ async def test_a_rebound_name_reads_nothing_from_the_box(tmp_path: Path) -> None
             assert r.status_code == 200 and r.content.startswith(b"\xff\xd8")
             async with trio_websocket.open_websocket("127.0.0.1", port, "/ws", use_ssl=False) as ws:
                 assert json.loads(await ws.get_message())["type"] == "snapshot"
+
+
+async def test_a_browser_on_a_rebound_name_gets_nothing_from_the_box(tmp_path: Path) -> None:
+    # The attack as a browser makes it: attacker.example now resolves to the box (Chromium's resolver is told so),
+    # and the attacker's script runs in a page of that origin, reading the box with same-origin requests.
+    require_chromium()
+    rebound = ["--host-resolver-rules=MAP attacker.example 127.0.0.1"]
+    async with box(tmp_path) as b, chromium(tmp_path / "profile", rebound) as browser:
+        port = b.running.port
+        async with httpx.AsyncClient(base_url=b.base, timeout=HANG_S) as client:
+            await online(client)
+        page = await browser.new_page()
+        websocket = (
+            "new Promise(done => { const ws = new WebSocket(`ws://${location.host}/ws`);"
+            " ws.onmessage = m => { done(JSON.parse(m.data).type); ws.close(); };"
+            " ws.onerror = () => done('refused'); })"
+        )
+        statuses = (
+            "Promise.all(['/api/printers/garage', '/api/printers/garage/mqtt-log', '/api/printers/garage/snapshot.jpg',"
+            " '/healthz'].map(path => fetch(path).then(r => r.status)))"
+        )
+        await page.navigate(f"http://attacker.example:{port}/")
+        assert "open the box by its address" in await page.evaluate("document.body.innerText")
+        assert await page.evaluate(statuses) == [421] * 4
+        assert await page.evaluate(websocket) == "refused"
+        # The same browser by the box's address: everything is there (so the refusals above were the name's).
+        await page.navigate(f"http://127.0.0.1:{port}/")
+        assert await page.evaluate(statuses) == [200] * 4
+        assert await page.evaluate(websocket) == "snapshot"
 
 
 # --- item 17: a snapshot name that is no time ---------------------------------------------------------------------
