@@ -280,12 +280,6 @@ def _address(sockaddr: Any) -> tuple[str, int]:
     return str(sockaddr[0]), int(sockaddr[1])
 
 
-def client_key(address: str) -> str:
-    """The address a connection limit counts by: an IPv4 client reaching an IPv6 socket (``::ffff:a.b.c.d``) is
-    the same client as over IPv4."""
-    return address.removeprefix("::ffff:") if "." in address else address
-
-
 async def _next_event(stream: trio.abc.ReceiveStream, conn: h11.Connection, raw: bytearray | None) -> object:
     """The next h11 event (or PAUSED), reading as needed; every byte read is also appended to ``raw``."""
     while True:
@@ -380,7 +374,7 @@ class FrontDoor:
     def _dispatch(self, stream: trio.SocketStream, nursery: trio.Nursery) -> None:
         limit = self._config.max_connections
         try:
-            client = client_key(_address(stream.socket.getpeername())[0])
+            client = _address(stream.socket.getpeername())[0]
         except OSError:  # reset before we looked
             stream.socket.close()
             return
