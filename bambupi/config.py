@@ -95,14 +95,14 @@ class WebConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     max_connections: int = 200
-    # One address may hold only this many: a slowloris from one machine cannot take every slot from the others.
-    max_connections_per_client: int = 32
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = 16 * 1024
     read_timeout_s: float = 15.0
     admin_password_hash: Secret | None = None  # set with `bambupi set-password` or the first-visit page
     camera_requires_login: bool = False
     session_hours: float = 24 * 7
+    # One address may hold only this many: a slowloris from one machine cannot take every slot from the others.
+    max_connections_per_client: int = 32
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ def test_every_supported_key_is_applied() -> None:
 [web]
 listen = "[::]:0"
 max_connections = 10
+max_connections_per_client = 3
 max_body_bytes = 2048
 max_header_bytes = 4096
 read_timeout_s = 2
@@ -152,7 +153,7 @@ path = "/srv/box/db.sqlite3"
     config, problems = parse_config(text)
     assert problems == []
     assert config is not None
-    assert config.web == WebConfig("::", 0, 10, 2048, 4096, 2.0)
+    assert config.web == WebConfig("::", 0, 10, 2048, 4096, 2.0, max_connections_per_client=3)
     (p,) = config.printers
     assert (p.id, p.name, p.model, p.host, p.serial) == ("a1m", "Mini", "A1MINI", "fe80::1", "03W00X000000000")
     assert (p.mqtt_port, p.camera, p.camera_port) == (18883, "off", 16000)
@@ -170,6 +171,7 @@ BAD_VALUES = [
     ("web", "listen", "bad host:80", "hostname"),
     ("web", "max_connections", 0, "between 1 and"),
     ("web", "max_connections", "10", "whole number"),
+    ("web", "max_connections_per_client", 0, "between 1 and"),
     ("web", "max_body_bytes", 1.5, "whole number"),
     ("web", "max_header_bytes", True, "whole number"),
     ("web", "read_timeout_s", 0, "between 0.1 and"),
