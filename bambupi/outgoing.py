@@ -1,4 +1,5 @@
-"""Outgoing HTTP (smart plugs, notification services): one request with a total deadline and a bounded answer.
+"""Outgoing calls: one HTTP request with a total deadline and a bounded answer (smart plugs, notification
+services), and one call at a time per thing for the web routes that wait for one.
 
 httpx's timeouts bound each network operation, not the request: a server dripping one byte a second never trips a
 read timeout and holds the caller for as long as it likes (power sampling stalled for minutes, a test notification
@@ -9,8 +10,10 @@ connection is closed instead of drained).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -49,3 +52,29 @@ async def send(
                 if len(body) > max_bytes:
                     return Answer(response.status_code, bytes(body[:max_bytes]), complete=False)
             return Answer(response.status_code, bytes(body), complete=True)
+
+
+@dataclass
+class OneAtATime:
+    """Things (a printer's plug, its certificate) a web request is waiting on now.
+
+    A route that must answer with the outcome of an outgoing call holds its web thread while it waits (within the
+    call's deadline). The front door has only a few threads: a second request for the same thing is refused at once
+    instead of holding another one for the same wait, so clicks on a plug that hangs cannot take the page down.
+    """
+
+    _busy: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # the routes run in several threads at once
+
+    @contextlib.contextmanager
+    def claim(self, key: str) -> Iterator[bool]:
+        """True inside when this request has ``key`` to itself, False when another one is waiting on it."""
+        with self._lock:
+            mine = key not in self._busy
+            self._busy.add(key)
+        try:
+            yield mine
+        finally:
+            if mine:
+                with self._lock:
+                    self._busy.discard(key)

@@ -44,6 +44,7 @@ class Misbehaving:
     mode: str
     every_s: float = 0.1
     sent: int = 0  # body bytes the client took
+    connections: int = 0
     requests: int = 0
     holding: int = 0  # requests held unanswered right now
     release: trio.Event = field(default_factory=trio.Event)
@@ -60,6 +61,7 @@ class Misbehaving:
         await trio.serve_listeners(self._serve, listeners)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
         async with stream:
             data = b""
             while b"\r\n\r\n" not in data:
@@ -311,3 +313,34 @@ async def test_plug_switches_to_a_hanging_plug_leave_the_page_answering(
             plug.release.set()
         assert answers[-1].status_code == 200 and answers[-1].json()["reading"]["on"] is True
 
+
+
+async def test_trust_clicks_for_a_printer_that_never_finishes_tls_leave_the_page_answering(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # Accepts the connection and never answers the TLS hello (no HTTP head ever comes): the certificate probe waits.
+    silent = await nursery.start(Misbehaving("hang").run)
+    printer = PrinterConfig(id="p", name="p", model="P1S", host="127.0.0.1", serial="01P00A000000001",
+                            access_code=Secret("12345678"), mqtt_port=silent.port, reconnect_max_s=5,
+                            connect_timeout_s=HANG * 2)
+    config = Config(printers=(printer,), web=WebConfig(host="127.0.0.1", port=0))
+    running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=HANG * 3) as client:
+        csrf = (await client.post("/api/setup", json={"password": "correct horse battery"})).json()["csrf"]
+        await until(lambda: silent.connections >= 1, "the link's own connection")
+        links = silent.connections
+        answers: list[httpx.Response] = []
+
+        async def click() -> None:
+            answers.append(await client.post("/api/printers/p/trust", headers={"X-CSRF-Token": csrf}))
+
+        async with trio.open_nursery() as clicks:
+            for _ in range(12):
+                clicks.start_soon(click)
+            await until(lambda: len(answers) == 11 and silent.connections >= links + 1, "one probe, eleven refused")
+            assert {a.status_code for a in answers} == {409}
+            assert "already" in answers[0].json()["error"]
+            with trio.fail_after(HANG):
+                for path in ("/", "/healthz", "/api/printers"):
+                    assert (await client.get(path)).status_code == 200, path
+            clicks.cancel_scope.cancel()  # the probe would wait out its own limit (connect_timeout_s)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -20,6 +19,7 @@ import bottle
 import trio
 
 from bambupi.hub import StateHub
+from bambupi.outgoing import OneAtATime
 from bambupi.power.meter import PowerService, SwitchRefused, today_energy
 from bambupi.power.plugs import PlugError
 from bambupi.power.store import PowerStore, Sample, StoreError
@@ -33,8 +33,7 @@ CHART_BUCKET_S: Final = 300.0
 def add_power_routes(
     app: bottle.Bottle, guard: Guard, hub: StateHub, power: PowerService, store: PowerStore | None
 ) -> None:
-    switching: set[str] = set()  # printers whose plug a request is switching now
-    switching_lock = threading.Lock()  # handlers run in several web threads at once
+    switching = OneAtATime()  # printers whose plug a request is switching now
 
     def printer_data(printer_id: str, *, hours: float, history: _History) -> dict[str, Any]:
         live, unwritten = trio.from_thread.run_sync(lambda: (power.status(printer_id), power.unwritten(printer_id)))
@@ -98,22 +97,18 @@ def add_power_routes(
             return error_response(404, f"no plug configured for printer {printer_id!r}")
         # This thread waits for the plug (within its deadline, ``timeout_s`` a request): one switch per plug at a
         # time, so clicks on a plug that hangs hold one web thread, not all of them.
-        with switching_lock:
-            if printer_id in switching:
+        with switching.claim(printer_id) as mine:
+            if not mine:
                 return error_response(409, "the plug is being switched already; try again when that is done")
-            switching.add(printer_id)
-        try:
-            reading = trio.from_thread.run(functools.partial(power.switch, printer_id, on, confirmed=confirmed))
-        except SwitchRefused as exc:
-            # 409: the printer's state conflicts with the request; the page asks this question and sends it again
-            # with "confirm": true.
-            return json_response(409, {"error": f"{exc} Send \"confirm\": true to switch off anyway.", "status": 409,
-                                        "confirm": str(exc)})
-        except PlugError as exc:
-            return error_response(502, str(exc))
-        finally:
-            with switching_lock:
-                switching.discard(printer_id)
+            try:
+                reading = trio.from_thread.run(functools.partial(power.switch, printer_id, on, confirmed=confirmed))
+            except SwitchRefused as exc:
+                # 409: the printer's state conflicts with the request; the page asks this question and sends it
+                # again with "confirm": true.
+                return json_response(409, {"error": f"{exc} Send \"confirm\": true to switch off anyway.",
+                                            "status": 409, "confirm": str(exc)})
+            except PlugError as exc:
+                return error_response(502, str(exc))
         return json_response(200, {"printer": printer_id, "reading": reading.to_json()})
 
     def cancel_auto_off(printer_id: str) -> str:

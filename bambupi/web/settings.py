@@ -27,6 +27,7 @@ from bambupi.config_file import (
     schema_view,
     settings_view,
 )
+from bambupi.outgoing import OneAtATime
 from bambupi.printer.link import probe_fingerprint
 from bambupi.printer.pins import PinStore, camera_pin_key
 from bambupi.web.login import Guard
@@ -49,6 +50,8 @@ def add_settings_routes(
     pins: PinStore,
     wake_link: Callable[[str], object],
 ) -> None:
+    probing = OneAtATime()  # printers whose certificate a request is fetching now
+
     def read() -> str:
         refused = guard.refusal(changes=False)
         if refused is not None:
@@ -113,10 +116,15 @@ def add_settings_routes(
         printer = trio.from_thread.run_sync(lambda: next((p for p in current().printers if p.id == printer_id), None))
         if printer is None:
             return error_response(404, f"no printer with id {printer_id!r}")
-        try:
-            seen = trio.from_thread.run(probe_fingerprint, printer)
-        except (OSError, trio.TooSlowError) as exc:
-            return error_response(502, f"cannot reach {printer.host}:{printer.mqtt_port}: {exc or 'timeout'}")
+        # This thread waits for the printer (within connect_timeout_s): one probe per printer at a time, so clicks on
+        # a printer that never answers hold one web thread, not all of them.
+        with probing.claim(printer_id) as mine:
+            if not mine:
+                return error_response(409, "the printer's certificate is being fetched already; try again after that")
+            try:
+                seen = trio.from_thread.run(probe_fingerprint, printer)
+            except (OSError, trio.TooSlowError) as exc:
+                return error_response(502, f"cannot reach {printer.host}:{printer.mqtt_port}: {exc or 'timeout'}")
         previous = pins.get(printer_id)
         saved = pins.set(printer_id, seen)
         pins.forget(camera_pin_key(printer_id))  # the camera's is taken afresh at its next connection
