@@ -66,6 +66,7 @@ class _Printer:
     camera: dict[str, Any] = field(default_factory=dict)
     rejected_messages: int = 0
     last_reject_log: float = float("-inf")
+    last_drop_log: float = float("-inf")  # monotonic: a report beyond the reducer's bounds, said once a minute
     baselined: bool = False
 
     def to_json(self) -> PrinterObject:
@@ -281,6 +282,9 @@ class StateHub:
                     printer.rejected_messages,
                 )
             return applied
+        if applied.dropped is not None and time.monotonic() - printer.last_drop_log >= REJECT_LOG_INTERVAL_S:
+            printer.last_drop_log = time.monotonic()
+            log.warning("%s: a report listed more than is kept, left out: %s", printer_id, applied.dropped)
         if applied.reply is not None:
             for listener in self._reply_listeners:
                 listener(printer_id, applied.reply)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import calendar
 import logging
+import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +80,16 @@ class SnapshotStore:
         folder = self.folder / printer_id
         folder.mkdir(parents=True, exist_ok=True)
         name = snapshot_name(at, reason)
-        temporary = folder / f".{name}.tmp"
-        temporary.write_bytes(jpeg)
-        temporary.replace(folder / name)  # a reader never sees half a file
+        # A temporary name of its own (two saves of one frame once shared one and failed): a reader never sees
+        # half a file, and a failed write leaves nothing behind.
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(jpeg)
+            os.replace(temporary, folder / name)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
         self._prune(printer_id)
         return Snapshot(printer_id, name, at, reason, len(jpeg))
 
@@ -149,6 +158,7 @@ class SnapshotTaker:
         self.store = store
         self._timeout_s = timeout_s
         self.taken = 0
+        self._taking: set[tuple[str, str]] = set()  # (printer, reason) being taken now
 
     async def run(self, *, task_status: trio.TaskStatus[SnapshotTaker] = trio.TASK_STATUS_IGNORED) -> None:
         queue = self._hub.open_event_queue("camera-snapshots")
@@ -159,7 +169,12 @@ class SnapshotTaker:
                     event = await queue.get()
                     reason = snapshot_reason(event)
                     printer_id = event.get("printer")
-                    if reason is not None and isinstance(printer_id, str) and self._frames.has(printer_id):
+                    if reason is None or not isinstance(printer_id, str) or not self._frames.has(printer_id):
+                        continue
+                    # One at a time per printer and reason: the one being taken shows that moment (a burst of
+                    # HMS errors in one report is one snapshot, not one per error).
+                    if (printer_id, reason) not in self._taking:
+                        self._taking.add((printer_id, reason))
                         # Each in its own task: a camera that takes seconds to connect must not hold up the queue.
                         nursery.start_soon(self._take_logged, printer_id, reason)
         finally:
@@ -182,6 +197,8 @@ class SnapshotTaker:
         except OSError as exc:
             log.warning("%s: cannot save a camera snapshot: %s", printer_id, exc)
             return
+        finally:
+            self._taking.discard((printer_id, reason))
         if snap is None:
             log.info("%s: no camera frame for the %s snapshot", printer_id, reason)
         else:

@@ -10,6 +10,9 @@ The printer's data is not always clean, so this module follows protocol.md's pol
 - Only ``print`` objects with ``command == "push_status"`` change state; other commands are replies.
 - Every string kept from a report is made safe here, once, for every reader (:func:`safe_text`): no lone surrogate,
   no control character, bounded length.
+- Every list a report carries is bounded where it is kept (:data:`MAX_HMS_ENTRIES`, :data:`MAX_AMS_UNITS`,
+  :data:`MAX_TRAYS_PER_UNIT`, :data:`MAX_LIGHTS`): a report of 20,000 HMS entries once meant 20,000 events, log
+  lines and snapshots. What is left out is said in one line (:attr:`Applied.dropped`).
 
 ``state`` is plain JSON-ready data, keyed exactly as the ``state`` table in ARCHITECTURE.md. The input state is
 never mutated; sub-objects a message does not touch are shared between the old and the new state.
@@ -42,6 +45,11 @@ MAX_PAYLOAD_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 32
 # Longer than any job name a slicer writes; bounds what one report can put on the page, in a message or in storage.
 MAX_TEXT_CHARS: Final = 256
+# Far above what a real printer reports (a handful of HMS codes, at most 4 AMS + 8 AMS HT units, 4 trays each).
+MAX_HMS_ENTRIES: Final = 64
+MAX_AMS_UNITS: Final = 16
+MAX_TRAYS_PER_UNIT: Final = 16
+MAX_LIGHTS: Final = 16
 SIGNATURE_REQUIRED_BIT: Final = 0x2000_0000
 
 GCODE_STATES: Final = frozenset({"IDLE", "PREPARE", "RUNNING", "PAUSE", "FINISH", "FAILED", "SLICING", "INIT"})
@@ -114,6 +122,7 @@ class Applied:
     reply: dict[str, Any] | None = None
     fun: int | None = None
     commands_rejected: bool | None = None
+    dropped: str | None = None  # what the report listed beyond the bounds and was left out, in one line
 
 
 def signature_required(fun: int) -> bool:
@@ -142,6 +151,7 @@ def apply_message(
         return Applied(state, reply=reply, fun=top_fun)
     info = model_info(model)
     new = dict(state)
+    dropped: list[str] = []
     _apply_scalars(new, report, info)
     _apply_stage(new, report)
     # Derived once here, so the page, the OLED and notifications share one wording (hms.job_result).
@@ -151,14 +161,17 @@ def apply_message(
         new["gcode_state"], error, state.get("job_result"), job_just_ended=state.get("gcode_state") in _IN_JOB
     )
     _apply_device(new, report, info)
-    _apply_ams(new, report)
+    _apply_ams(new, report, dropped)
     _apply_loaded_tray(new)
-    _apply_lights(new, report)
+    _apply_lights(new, report, dropped)
     _apply_liveview(new, report)
     _apply_door(new, report, info)
-    commands_rejected = _apply_hms(new, state, report, model, baseline=baseline)
+    commands_rejected = _apply_hms(new, state, report, model, dropped, baseline=baseline)
     fun = _fun(report.get("fun"))
-    return Applied(new, reply=reply, fun=top_fun if fun is None else fun, commands_rejected=commands_rejected)
+    return Applied(
+        new, reply=reply, fun=top_fun if fun is None else fun, commands_rejected=commands_rejected,
+        dropped="; ".join(dropped) if dropped else None,
+    )
 
 
 # -- whole-message checks ------------------------------------------------------------------------------------
@@ -612,7 +625,7 @@ def _merge_holder(previous: Mapping[str, Any] | None, holder: Mapping[str, Any])
 
 
 def _merge_unit(
-    previous: Mapping[str, Any] | None, unit: Mapping[str, Any], *, estimates_remain: bool
+    previous: Mapping[str, Any] | None, unit: Mapping[str, Any], dropped: list[str], *, estimates_remain: bool
 ) -> dict[str, Any]:
     merged: dict[str, Any] = {"humidity_index": None, "humidity_pct": None, "temp": None, "trays": {}}
     if previous is not None:
@@ -632,6 +645,9 @@ def _merge_unit(
             tray_id = _int_in(tray.get("id"), 0, 255)
             if tray_id is KEEP:
                 continue
+            if str(tray_id) not in merged_trays and len(merged_trays) >= MAX_TRAYS_PER_UNIT:
+                dropped.append(f"trays beyond {MAX_TRAYS_PER_UNIT} in an AMS unit")
+                break
             merged_trays[str(tray_id)] = _merge_tray(
                 merged_trays.get(str(tray_id)), tray, estimates_remain=estimates_remain
             )
@@ -653,7 +669,7 @@ def _active_tray(value: Any) -> dict[str, Any] | _Keep | None:
     return KEEP
 
 
-def _apply_ams(new: State, report: Mapping[str, Any]) -> None:
+def _apply_ams(new: State, report: Mapping[str, Any], dropped: list[str]) -> None:
     ams = report.get("ams")
     if isinstance(ams, dict):
         units_list = ams.get("ams")
@@ -665,8 +681,11 @@ def _apply_ams(new: State, report: Mapping[str, Any]) -> None:
                 unit_id = _int_in(unit.get("id"), 0, 255)
                 if unit_id is KEEP:
                     continue
+                if str(unit_id) not in units and len(units) >= MAX_AMS_UNITS:
+                    dropped.append(f"AMS units beyond {MAX_AMS_UNITS}")
+                    break
                 units[str(unit_id)] = _merge_unit(
-                    units.get(str(unit_id)), unit, estimates_remain=_estimates_remain(report)
+                    units.get(str(unit_id)), unit, dropped, estimates_remain=_estimates_remain(report)
                 )
             new["ams"] = {**new["ams"], "units": units}
         # Which slots hold a spool: the printer's own answer, where it gives one, wins over the slots' shape.
@@ -699,14 +718,18 @@ def _apply_external_spools(new: State, report: Mapping[str, Any]) -> None:
     new["external_spool"] = spools.get(str(TRAY_NONE), spools.get(str(TRAY_EXTERNAL)))
 
 
-def _apply_lights(new: State, report: Mapping[str, Any]) -> None:
+def _apply_lights(new: State, report: Mapping[str, Any], dropped: list[str]) -> None:
     lights_report = report.get("lights_report")
     if not isinstance(lights_report, list):
         return
     lights = dict(new["lights"])
     for light in lights_report:
         if isinstance(light, dict) and isinstance(light.get("node"), str) and isinstance(light.get("mode"), str):
-            lights[safe_text(light["node"], max_chars=32)] = safe_text(light["mode"], max_chars=32)
+            node = safe_text(light["node"], max_chars=32)
+            if node not in lights and len(lights) >= MAX_LIGHTS:
+                dropped.append(f"lights beyond {MAX_LIGHTS}")
+                break
+            lights[node] = safe_text(light["mode"], max_chars=32)
     new["lights"] = lights
 
 
@@ -765,16 +788,23 @@ def _is_u32(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= U32_MAX
 
 
-def _apply_hms(new: State, old: State, report: Mapping[str, Any], model: str, *, baseline: bool) -> bool | None:
-    """Replace the active list when the report carries one; return whether it says commands are refused."""
+def _apply_hms(
+    new: State, old: State, report: Mapping[str, Any], model: str, dropped: list[str], *, baseline: bool
+) -> bool | None:
+    """Replace the active list when the report carries one; return whether it says commands are refused. The first
+    :data:`MAX_HMS_ENTRIES` codes are kept (in the printer's order); the rest are counted, not decoded."""
     entries = report.get("hms")
     if not isinstance(entries, list):
         return None
     standing_before = {entry["code"]: entry["standing"] for entry in old["hms"]}
     active: dict[str, dict[str, Any]] = {}
     commands_rejected = False
+    left_out = 0
     for entry in entries:
         if not isinstance(entry, dict) or not (_is_u32(entry.get("attr")) and _is_u32(entry.get("code"))):
+            continue
+        if len(active) >= MAX_HMS_ENTRIES:
+            left_out += 1
             continue
         decoded = decode_hms(entry["attr"], entry["code"], model)
         if decoded.code == COMMAND_VERIFICATION_FAILED:
@@ -785,4 +815,6 @@ def _apply_hms(new: State, old: State, report: Mapping[str, Any], model: str, *,
         standing = baseline or standing_before.get(decoded.code, False)
         active[decoded.code] = decoded.to_json(standing=standing)
     new["hms"] = list(active.values())
+    if left_out:
+        dropped.append(f"{left_out} HMS entries beyond the first {MAX_HMS_ENTRIES}")
     return commands_rejected
