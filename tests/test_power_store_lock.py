@@ -8,13 +8,22 @@ These tests use a real second SQLite connection, as another process would.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
+import trio
 
+from bambupi.config import load_config
 from bambupi.power.store import PowerStore, Sample, StoreError
+from bambupi.service import Service
+from bambupi.sim.broker import Simulator
+from bambupi.sim.plug import SimulatedPlug
+
+WAIT = 30  # generous: a busy CPU only slows the waits
 
 NOW = 1_800_000_000.0
 
@@ -80,3 +89,76 @@ def test_a_read_waits_at_most_its_own_timeout_and_says_why(tmp_path: Path) -> No
         other.close()
     assert len(store.samples("a", 0)) == 3 and store.problem is None
     store.close()
+
+
+CONFIG = """\
+[web]
+listen = "127.0.0.1:0"
+
+[[printer]]
+id = "garage"
+name = "Garage P1S"
+model = "P1S"
+host = "127.0.0.1"
+serial = "{serial}"
+access_code = "{code}"
+mqtt_port = {mqtt_port}
+camera = "off"
+reconnect_max_s = 0.5
+
+[printer.plug]
+kind = "tasmota"
+address = "{plug_url}"
+
+[power]
+sample_interval_s = 0.1
+flush_interval_s = 0.2
+"""
+
+
+async def test_the_power_page_answers_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """The real service, its simulated printer and plug; a real second connection takes the write lock."""
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", "01P00A000000271", "16180339", scenario="idle", time_scale=100)
+        await nursery.start(sim.run)
+        plug = await nursery.start(SimulatedPlug(sim.printer).run)
+        path = tmp_path / "bambupi.toml"
+        path.write_text(CONFIG.format(serial="01P00A000000271", code="16180339", mqtt_port=sim.mqtt_port,
+                                      plug_url=plug.url))
+        config, _ = load_config(path)
+        running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+        assert running.power is not None and running.power.store is not None
+        store = running.power.store
+        db = tmp_path / config.storage.path.name
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=WAIT) as http:
+
+            def stored() -> int:
+                with contextlib.closing(sqlite3.connect(db)) as reader:
+                    return int(reader.execute("SELECT COUNT(*) FROM power_samples").fetchone()[0])
+
+            with trio.fail_after(WAIT):
+                while await trio.to_thread.run_sync(stored) == 0:
+                    await trio.sleep(0.05)
+            other = sqlite3.connect(db, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # another process takes the write lock and keeps it
+            try:
+                with trio.fail_after(WAIT):  # the service's next batch waits for it (up to 10 s, then retries)
+                    while not store._lock.locked():  # the state this test is about (private on purpose)
+                        await trio.sleep(0.01)
+                for _ in range(5):
+                    answer = await http.get("/api/power")
+                    assert answer.status_code == 200
+                    garage = answer.json()["printers"]["garage"]
+                    assert garage["reading"] is not None  # live, from memory
+                    assert garage["today_kwh"] is not None and garage["series"]  # history, read beside the writer
+                assert (await http.get("/power")).status_code == 200
+                assert (await http.get("/api/jobs")).status_code == 200
+                assert (await http.get("/healthz")).status_code in (200, 503)
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            before = await trio.to_thread.run_sync(stored)
+            with trio.fail_after(WAIT):  # the readings kept meanwhile are written once the lock is free
+                while await trio.to_thread.run_sync(stored) <= before:
+                    await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
