@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 import trio
 
-from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
+from bambupi.config import NotifyConfig, PlugConfig, PowerConfig, PrinterConfig, WebConfig
 from bambupi.hub import StateHub
+from bambupi.notify.notifier import Notifier
 from bambupi.power.meter import PowerService, held_energy_ws
 from bambupi.power.plugs import Plug, PlugReading
 from bambupi.power.store import PowerStore
 from bambupi.secret import Secret
+from bambupi.web.frontdoor import FrontDoor
+from tests.notify_services import WEBHOOK_SECRET, FakeServices
 from tests.plug_servers import FakePlugServer, ShellyGen1
 
 WAIT = 30  # generous: a busy CPU only slows the waits
@@ -173,3 +176,28 @@ async def test_a_wall_clock_step_forward_does_not_cut_the_auto_off_warning_short
         nursery.cancel_scope.cancel()
     assert plug.switched_off_at is not None
     assert plug.switched_off_at - warned >= warning_s  # before: switched off at the next check, 1 s later
+
+
+async def test_a_wall_clock_step_does_not_change_how_long_a_notification_says_a_print_took() -> None:
+    """The hub labels events with the (stepped) wall clock; the notifier measures the print on the monotonic one."""
+    fake = FakeServices()
+    wall = SteppedWall()
+    hub = StateHub([printer_config(PlugConfig(kind="shelly1", address="http://127.0.0.1"))], clock=wall)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(FrontDoor(fake.app, WebConfig(host="127.0.0.1", port=0)).run)
+        webhook = NotifyConfig(name="webhook", kind="webhook", url=f"http://127.0.0.1:{port}/hook",
+                               secret=Secret(WEBHOOK_SECRET), events=("finished",))
+        await nursery.start(Notifier(hub, (webhook,), retry_delays=(0.05,), timeout_s=5.0).run)
+        hub.set_connection("p", "online")
+        hub.apply_message("p", report("IDLE"))
+        hub.apply_message("p", report("RUNNING"))
+        wall.offset = HOUR  # NTP steps the clock forward during a print of a few milliseconds
+        hub.apply_message("p", report("FINISH"))
+
+        async def told() -> bool:
+            return bool(fake.of("webhook"))
+
+        await until(told)
+        nursery.cancel_scope.cancel()
+    body = json.loads(fake.of("webhook")[0].body)
+    assert body["event"] == "job_finished" and body["body"].startswith("Took 0 min."), body  # before: 1 h 00 min

@@ -218,7 +218,7 @@ class Notifier:
         self.log: deque[Delivery] = deque(maxlen=LOG_SIZE)
         self.client: httpx.AsyncClient
         self._nursery: trio.Nursery
-        self._job_started: dict[str, float] = {}
+        self._job_started: dict[str, float] = {}  # trio clock, when each printer's job started
         self._progress: dict[str, tuple[str | None, int]] = {}  # printer -> (job, last milestone crossed)
         self._offline_since: dict[str, float] = {}
 
@@ -251,7 +251,7 @@ class Notifier:
             return
         kind = event.get("kind")
         if kind == "job_started":
-            self._job_started[printer] = float(event.get("at") or self.clock())
+            self._job_started[printer] = trio.current_time()  # monotonic: "Took" whatever NTP does meanwhile
         if kind == "connection_lost":
             self._offline_since[printer] = self.clock()
             for channel in self.channels.values():
@@ -266,7 +266,10 @@ class Notifier:
             return
         started = None
         if kind in ("job_finished", "job_failed", "job_cancelled"):
-            started = self._job_started.pop(printer, None)
+            began = self._job_started.pop(printer, None)
+            at = event.get("at")
+            if began is not None and isinstance(at, int | float):
+                started = at - (trio.current_time() - began)  # the wall-clock start its monotonic length gives
             energy, cost, currency = self.job_energy(printer)
             event = {**event, "energy_kwh": energy, "cost": cost, "currency": currency}
         for channel in self.channels.values():
