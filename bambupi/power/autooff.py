@@ -32,7 +32,8 @@ ARMING_EVENTS: Final = {"job_finished": "finished", "job_failed": "failed", "job
 
 @dataclass(frozen=True)
 class Timer:
-    """A printer's armed auto-off: when the print ended and, once sent, when the warning went out."""
+    """A printer's armed auto-off: when the print ended and, once sent, when the warning went out (monotonic clock,
+    as every ``now`` here: a step of the wall clock must not shorten the wait or the warning)."""
 
     armed_at: float
     because: str  # finished | failed | cancelled
@@ -44,7 +45,7 @@ class Decision:
     action: Action
     code: str  # stable short name, logged when it changes
     reason: str  # for people: logs, the page, the OLED
-    off_at: float | None = None  # when the plug will be switched off, once that is known
+    off_at: float | None = None  # when the plug will be switched off, once that is known (same clock as ``now``)
 
 
 def arms(event_kind: str, policy: PlugConfig) -> str | None:
