@@ -44,6 +44,8 @@ TRACE = os.environ.get("SOAK_TRACEMALLOC") == "1"
 PARALLEL_WS, PARALLEL_MJPEG, PARALLEL_HTTP = 4, 2, 2
 # Paced near the issue 14 pass (10 min: 2,980 WebSockets, 750 MJPEG viewers, 5,630 requests), a little above it.
 WS_PAUSE_S, HTTP_PAUSE_S = 0.5, 0.2
+# Longer than the service's own limits (15 s for a camera's first frame, then 503), so a failure is the service's.
+CLIENT_TIMEOUT_S = 30.0
 PATHS = ("/", "/healthz", "/api/printers", "/api/printers/bench", "/api/printers/bench/snapshot.jpg", "/api/power",
          "/api/jobs", "/power")
 
@@ -110,7 +112,7 @@ class Printer:
 async def _ws_churn(base: str, tally: Tally) -> None:
     while True:
         try:
-            with trio.fail_after(10):
+            with trio.fail_after(CLIENT_TIMEOUT_S):
                 async with open_websocket_url(base.replace("http", "ws") + "/ws") as ws:
                     await ws.get_message()  # the snapshot
             tally.done["websocket"] += 1
@@ -123,7 +125,7 @@ async def _ws_churn(base: str, tally: Tally) -> None:
 async def _mjpeg_viewer(http: httpx.AsyncClient, tally: Tally) -> None:
     while True:
         try:
-            with trio.fail_after(15):
+            with trio.fail_after(CLIENT_TIMEOUT_S):
                 async with http.stream("GET", "/api/printers/bench/camera") as answer:
                     if answer.status_code != 200:
                         tally.done[f"mjpeg {answer.status_code}"] += 1  # camera down while the printer is
@@ -202,7 +204,7 @@ async def _soak(folder: Path) -> None:
     base = f"http://127.0.0.1:{web_port}"
     tally = Tally()
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=base, timeout=CLIENT_TIMEOUT_S) as http:
             with trio.fail_after(60):
                 while not await _online(http):
                     await trio.sleep(0.2)
