@@ -8,6 +8,9 @@ long after the broker returned the printer was online, and how many MQTT session
 Meanwhile this process churns WebSocket connects (snapshot, then close), MJPEG viewers (two frames, then close) and
 page/API requests. It prints the service's open fds and RSS every ``SOAK_REPORT_EVERY_S`` and the totals at the end.
 
+Then the power log is killed with SIGKILL mid-write ``KILLS_WHILE_LOGGING`` times (the sampler child of
+``bench/power.py``, 100 samples/s, a batch every 0.1 s): every committed sample must be there, the file intact.
+
 ``make soak`` (``SOAK_SECONDS``, default 120). With ``SOAK_TRACEMALLOC=1`` the service runs under tracemalloc and
 the end prints the lines whose allocations grew most between the end of warm-up and the end (slower, bigger RSS).
 Not part of ``make test``: it measures, it does not pass or fail, except that any failed request is printed.
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,6 +36,7 @@ import httpx
 import trio
 from trio_websocket import HandshakeError, open_websocket_url
 
+from bench.power import start_child
 from bench.startup import _free_port, _rss_mib
 
 SERIAL = "01P00A000000001"
@@ -263,9 +269,42 @@ def _print_growth(dumps: Path) -> None:
         print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}")
 
 
+KILLS_WHILE_LOGGING = 5
+
+
+def _kill_9_while_logging(folder: Path) -> None:
+    """SIGKILL the power log's writer at arbitrary points; count committed samples kept and intact files."""
+    kept = intact = 0
+    for i in range(KILLS_WHILE_LOGGING):
+        db = folder / f"kill-{i}.sqlite3"
+        child = start_child(db, 0.01, 0.1)
+        try:
+            with contextlib.closing(sqlite3.connect(db)) as reader:
+                committed: list[tuple[float, float]] = []
+                while len(committed) < 100:
+                    time.sleep(0.05)
+                    committed = reader.execute(
+                        "SELECT at, watts FROM power_samples WHERE span = 0 ORDER BY at"
+                    ).fetchall()
+            time.sleep(random.uniform(0.0, 0.1))  # somewhere in the next batch
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        with contextlib.closing(sqlite3.connect(db)) as after:
+            intact += after.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            rows = after.execute("SELECT at, watts FROM power_samples WHERE span = 0 ORDER BY at").fetchall()
+            kept += rows[: len(committed)] == committed
+    print(f"kill -9 while logging, {KILLS_WHILE_LOGGING} times: integrity ok {intact}/{KILLS_WHILE_LOGGING}, "
+          f"every committed sample kept {kept}/{KILLS_WHILE_LOGGING} (at most the unwritten batch is lost)")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trio.run(_soak, Path(tmp))
+        _kill_9_while_logging(Path(tmp))
 
 
 if __name__ == "__main__":
