@@ -420,3 +420,11 @@ async def test_json_nested_too_deeply_is_a_400_not_a_500(box: Box, caplog: pytes
 )
 def test_only_lan_addresses_may_set_the_first_password(address: str, lan: bool) -> None:
     assert is_lan_address(address) is lan
+
+
+
+def test_a_login_lives_on_the_monotonic_clock() -> None:
+    # NTP's first step at boot moves the wall clock by years: a login's lifetime must not follow it.
+    import time as time_module
+
+    assert Sessions(lifetime_s=3600)._clock is time_module.monotonic

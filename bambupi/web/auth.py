@@ -103,8 +103,11 @@ class Session:
 
 
 class Sessions:
+    """Logins held in memory. Their lifetime runs on the monotonic clock: a Pi has no battery clock and NTP steps it
+    at boot, which must neither end a login at once nor stretch it."""
+
     def __init__(
-        self, *, lifetime_s: float, clock: Callable[[], float] = time.time, limit: int = 64,
+        self, *, lifetime_s: float, clock: Callable[[], float] = time.monotonic, limit: int = 64,
         before_lookup: Callable[[], None] | None = None,
     ) -> None:
         self.lifetime_s = lifetime_s
