@@ -88,6 +88,10 @@ async def test_a_job_name_with_a_lone_surrogate_is_recorded_readable_and_the_ser
             '[panel]\noled = "virtual"\ngpio = "virtual"\n'
         )
         async with journey(tmp_path, extra=channel) as j, httpx.AsyncClient(base_url=j.base, timeout=WAIT) as http:
+            # The first report only sets the baseline: the print must start after it, as a real one does.
+            with trio.fail_after(WAIT):
+                while (await http.get(f"/api/printers/{PRINTER}")).json()["connection"] != "online":
+                    await trio.sleep(0.05)
             j.sim.printer.publish_report(
                 b'{"print": {"command": "push_status", "msg": 1, "gcode_state": "RUNNING", "mc_percent": 3,'
                 b' "subtask_name": "' + BAD_NAME_JSON.encode() + b'"}}'
