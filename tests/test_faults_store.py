@@ -195,7 +195,7 @@ def test_a_lone_surrogate_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
     store.close()
 
 
-CONFIG = """\
+PLUGGED_PRINTER = """\
 [web]
 listen = "127.0.0.1:0"
 
@@ -217,7 +217,8 @@ address = "{plug_url}"
 [power]
 sample_interval_s = 0.1
 flush_interval_s = 0.2
-
+"""
+CONFIG = PLUGGED_PRINTER + """
 [[notify]]
 name = "phone"
 kind = "ntfy"

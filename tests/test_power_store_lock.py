@@ -22,6 +22,7 @@ from bambupi.power.store import PowerStore, Sample, StoreError
 from bambupi.service import Service
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from tests.test_faults_store import PLUGGED_PRINTER
 
 WAIT = 30  # generous: a busy CPU only slows the waits
 
@@ -91,29 +92,6 @@ def test_a_read_waits_at_most_its_own_timeout_and_says_why(tmp_path: Path) -> No
     store.close()
 
 
-CONFIG = """\
-[web]
-listen = "127.0.0.1:0"
-
-[[printer]]
-id = "garage"
-name = "Garage P1S"
-model = "P1S"
-host = "127.0.0.1"
-serial = "{serial}"
-access_code = "{code}"
-mqtt_port = {mqtt_port}
-camera = "off"
-reconnect_max_s = 0.5
-
-[printer.plug]
-kind = "tasmota"
-address = "{plug_url}"
-
-[power]
-sample_interval_s = 0.1
-flush_interval_s = 0.2
-"""
 
 
 async def test_the_power_page_answers_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
@@ -123,7 +101,7 @@ async def test_the_power_page_answers_while_another_process_holds_the_write_lock
         await nursery.start(sim.run)
         plug = await nursery.start(SimulatedPlug(sim.printer).run)
         path = tmp_path / "bambupi.toml"
-        path.write_text(CONFIG.format(serial="01P00A000000271", code="16180339", mqtt_port=sim.mqtt_port,
+        path.write_text(PLUGGED_PRINTER.format(serial="01P00A000000271", code="16180339", mqtt_port=sim.mqtt_port,
                                       plug_url=plug.url))
         config, _ = load_config(path)
         running = await nursery.start(Service(config, storage_folder=tmp_path).run)

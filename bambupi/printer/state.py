@@ -559,13 +559,7 @@ def _merge_tray(
         if not _state_holds_spool(tray.get("state")):
             return dict(_EMPTY_TRAY)
         return dict(previous) if previous is not None and not previous.get("empty") else dict(_UNKNOWN_SPOOL)
-    merged = dict(_UNKNOWN_SPOOL)
-    if previous is not None and not previous.get("empty"):
-        merged.update(previous)
-    if "tray_type" in tray:
-        _set(merged, "type", _tray_type(tray["tray_type"]))
-    if "tray_color" in tray:
-        _set(merged, "color", _color(tray["tray_color"]))
+    merged = _spool(previous, tray)
     if "remain" in tray:
         remain = _remain(tray["remain"])
         # Without RFID and without the printer's estimate, 0 is what the tray reports for "not measured".
@@ -614,13 +608,18 @@ def _merge_holder(previous: Mapping[str, Any] | None, holder: Mapping[str, Any])
     ``remain`` is always 0 (nothing measures an external spool), so remaining is unknown."""
     if set(holder) <= {"id"} or holder.get("tray_type") == "":
         return dict(_EMPTY_TRAY)
+    return _spool(previous, holder)
+
+
+def _spool(previous: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A loaded slot or holder: what was known of its spool, updated by the type and colour ``fields`` carry."""
     merged = dict(_UNKNOWN_SPOOL)
     if previous is not None and not previous.get("empty"):
         merged.update(previous)
-    if "tray_type" in holder:
-        _set(merged, "type", _tray_type(holder["tray_type"]))
-    if "tray_color" in holder:
-        _set(merged, "color", _color(holder["tray_color"]))
+    if "tray_type" in fields:
+        _set(merged, "type", _tray_type(fields["tray_type"]))
+    if "tray_color" in fields:
+        _set(merged, "color", _color(fields["tray_color"]))
     return merged
 
 
