@@ -126,12 +126,22 @@ class PanelConfig:
     offline_grace_s: float = 60.0  # red slow blink for an offline printer whose reports stopped this long ago
 
 
+# The languages Bambu's HMS service publishes texts in (its ``lang`` parameter).
+HMS_LANGUAGES: Final = (
+    "en", "de", "fr", "es", "it", "nl", "pl", "pt", "pt-br", "sv", "da", "cs", "sk", "hu", "ru", "uk", "tr", "el",
+    "ca", "ja", "ko", "th", "zh-cn",
+)
+
+
 @dataclass(frozen=True)
 class AlertsConfig:
     """Shared by the panel and notifications."""
 
     time_zone: str | None = None  # IANA name (Europe/Berlin); None = the system's time zone
     quiet_hours: tuple[tuple[int, int], tuple[int, int]] | None = None  # ((22, 0), (7, 0)): mute all but fatal
+    language: str = "en"  # HMS and print-error texts: one of HMS_LANGUAGES
+    # Where Bambu's own apps fetch the HMS texts (query.php); tests point it at a local stand-in.
+    hms_service: str = "https://e.bambulab.com"
 
 
 @dataclass(frozen=True)
@@ -782,7 +792,12 @@ SCHEMA: Final[Mapping[str, Section]] = {
     "alerts": Section(
         AlertsConfig,
         "alerts",
-        {"time_zone": Option(valid_time_zone), "quiet_hours": Option(valid_quiet_hours)},
+        {
+            "time_zone": Option(valid_time_zone),
+            "quiet_hours": Option(valid_quiet_hours),
+            "language": Option(valid_choice(*HMS_LANGUAGES)),
+            "hms_service": Option(valid_http_url),
+        },
     ),
     "storage": Section(StorageConfig, "storage", {"path": Option(valid_abs_path)}),
     "camera": Section(

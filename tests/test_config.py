@@ -250,6 +250,8 @@ BAD_VALUES = [
     ("alerts", "time_zone", "Mars/Olympus", "unknown time zone"),
     ("alerts", "quiet_hours", "22-7", "HH:MM-HH:MM"),
     ("alerts", "quiet_hours", "22:00-22:00", "must differ"),
+    ("alerts", "language", "klingon", "must be one of"),
+    ("alerts", "hms_service", "ftp://e.bambulab.com", "http"),
     ("storage", "path", "relative/db.sqlite3", "absolute"),
     ("storage", "path", 5, "string"),
     ("camera", "linger_s", -1, "between"),
