@@ -331,7 +331,7 @@ def _read_new_password() -> str:
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
-    from bambupi.config_file import ConfigWriteError, set_password_hash
+    from bambupi.config.file import ConfigWriteError, set_password_hash
     from bambupi.passwords import hash_password, password_problem
 
     if not args.config.is_file():

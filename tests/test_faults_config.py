@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bambupi.config import parse_config
-from bambupi.config_file import ConfigWriteError, read_document
+from bambupi.config.file import ConfigWriteError, read_document
 
 IMAGE = Path(__file__).resolve().parent.parent / "image"
 HANG_S = 60

@@ -24,7 +24,7 @@ import pytest
 import tomlkit
 import trio
 
-from bambupi.config_file import apply_settings, edit_config, file_version, read_document, settings_view
+from bambupi.config.file import apply_settings, edit_config, file_version, read_document, settings_view
 from bambupi.secret import MASK
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
@@ -309,7 +309,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from bambupi.config_file import edit_config
+    from bambupi.config.file import edit_config
 
     path, who, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     for i in range(count):

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from bambupi.config import load_config
-from bambupi.config_file import set_password_hash
+from bambupi.config.file import set_password_hash
 from bambupi.passwords import hash_password, verify_password
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator

@@ -15,7 +15,7 @@ import tomlkit
 import trio
 
 from bambupi.config import parse_config
-from bambupi.config_file import file_version, write_atomically
+from bambupi.config.file import file_version, write_atomically
 from bambupi.printer.pins import PinStore
 from bambupi.secret import MASK
 from bambupi.sim.plug import SimulatedPlug
@@ -173,7 +173,7 @@ def test_a_crash_between_write_and_rename_leaves_the_old_file(tmp_path: Path) ->
         f"""
         import os, signal
         from pathlib import Path
-        import bambupi.config_file as cf
+        import bambupi.config.file as cf
         os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)
         cf.write_atomically(Path({str(path)!r}), "# new\\n")
         """

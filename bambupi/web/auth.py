@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from bambupi.config_file import stored_password_hash
+from bambupi.config.file import stored_password_hash
 from bambupi.passwords import verify_password
 from bambupi.secret import Secret
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import bottle
 
-from bambupi.config_file import ConfigWriteError, set_password_hash, stored_password_hash
+from bambupi.config.file import ConfigWriteError, set_password_hash, stored_password_hash
 from bambupi.passwords import hash_password, password_problem
 from bambupi.secret import Secret
 from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address

@@ -18,7 +18,7 @@ import tomlkit
 import trio
 
 from bambupi.config import Config, load_config
-from bambupi.config_file import (
+from bambupi.config.file import (
     ConfigChanged,
     ConfigWriteError,
     apply_settings,

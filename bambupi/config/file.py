@@ -31,7 +31,10 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
-from bambupi.config import SCHEMA, Option, Problem, Section, errors, parse_config, valid_password_hash
+from bambupi.config.parse import parse_config
+from bambupi.config.problems import Problem, errors
+from bambupi.config.schema import SCHEMA, Option, Section
+from bambupi.config.validators import valid_password_hash
 from bambupi.secret import MASK
 
 # Changed through their own flows (set-password, first visit), never through the settings form.

@@ -1,0 +1,209 @@
+"""The configuration as the rest of bambupi sees it: one frozen dataclass per section, defaults in their fields.
+
+A key that is absent from the file is simply not passed, so these fields are the only place a default lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from bambupi.panel.pins import DEFAULT_PINS
+from bambupi.secret import Secret
+
+DEFAULT_STORAGE_PATH = Path("/var/lib/bambupi/bambupi.sqlite3")
+
+
+@dataclass(frozen=True)
+class PrinterConfig:
+    id: str
+    name: str
+    model: str
+    host: str
+    serial: str
+    access_code: Secret
+    mqtt_port: int = 8883
+    camera: str = "auto"  # auto | off
+    camera_port: int | None = None  # None = the model's default (6000 or 322)
+    tls_fingerprint: str | None = None  # "sha256:<64 hex>"
+    stale_after_s: float = 60.0  # no report for this long -> stale, reconnect, pushall
+    offline_after_s: float = 120.0  # no report for this long (since the last one) -> offline
+    reconnect_max_s: float = 60.0  # backoff cap
+    connect_timeout_s: float = 10.0
+    plug: PlugConfig | None = None  # [printer.plug]: the smart plug this printer is powered from
+
+
+@dataclass(frozen=True)
+class PlugConfig:
+    """A printer's smart plug (``[printer.plug]``): how to reach it, what energy costs, the auto-off policy."""
+
+    kind: str  # tasmota | shelly1 | shelly2 | homeassistant
+    address: str  # base URL, e.g. "http://192.168.1.60" (a bare host gets http://)
+    username: str | None = None  # Tasmota/Shelly Gen1 web user; Shelly Gen2 always uses "admin"
+    password: Secret | None = None
+    token: Secret | None = None  # Home Assistant long-lived access token
+    entity: str | None = None  # Home Assistant switch entity, e.g. "switch.printer_plug"
+    power_entity: str | None = None  # Home Assistant power sensor (W), optional
+    channel: int = 0  # Shelly relay/switch id
+    timeout_s: float = 5.0
+    price_per_kwh: float | None = None
+    currency: str = ""
+    printing_watts: float = 50.0  # at or above this the printer is working (cross-checks)
+    auto_off: bool = False
+    auto_off_after_failure: bool = False
+    auto_off_nozzle_below_c: float = 50.0
+    auto_off_after_min: float = 5.0
+    auto_off_warning_s: float = 60.0
+    auto_off_when_offline: bool = False  # switch off even when the printer's state is unknown (link down)
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    sample_interval_s: float = 10.0  # plug readings
+    flush_interval_s: float = 60.0  # buffered samples are written this often (and at every print event)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_connections: int = 200
+    max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    read_timeout_s: float = 15.0
+    admin_password_hash: Secret | None = None  # set with `bambupi set-password` or the first-visit page
+    camera_requires_login: bool = False
+    session_hours: float = 24 * 7
+    # One address may hold only this many: a slowloris from one machine cannot take every slot from the others.
+    max_connections_per_client: int = 32
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    oled: str = "auto"  # auto | ssd1306 | sh1106 | virtual | none
+    gpio: str = "auto"  # auto | virtual | none
+    i2c_port: int = DEFAULT_PINS.i2c_port
+    i2c_address: int = DEFAULT_PINS.i2c_address
+    rotation: int = 0  # degrees: 0 | 90 | 180 | 270 (a 128x64 picture, so 0 or 180 in practice)
+    contrast: int = 255
+    dim_contrast: int = 8
+    led_green: str = DEFAULT_PINS.led_green  # gpiozero pin names (GPIO17, BOARD11, ...)
+    led_amber: str = DEFAULT_PINS.led_amber
+    led_red: str = DEFAULT_PINS.led_red
+    buzzer_pin: str = DEFAULT_PINS.buzzer
+    button: str = DEFAULT_PINS.button
+    buzzer: str = "active"  # active (on/off) | passive (tones through PWM) | none
+    rotate_s: float = 8.0  # each screen shows this long before the next
+    dim_after_s: float = 300.0  # nothing changed this long: dim the screen
+    off_after_s: float = 1800.0  # ...and switch it off, unless printing or alarmed
+    offline_grace_s: float = 60.0  # red slow blink for an offline printer whose reports stopped this long ago
+
+
+# The languages Bambu's HMS service publishes texts in (its ``lang`` parameter).
+HMS_LANGUAGES: Final = (
+    "en", "de", "fr", "es", "it", "nl", "pl", "pt", "pt-br", "sv", "da", "cs", "sk", "hu", "ru", "uk", "tr", "el",
+    "ca", "ja", "ko", "th", "zh-cn",
+)
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Shared by the panel and notifications."""
+
+    time_zone: str | None = None  # IANA name (Europe/Berlin); None = the system's time zone
+    quiet_hours: tuple[tuple[int, int], tuple[int, int]] | None = None  # ((22, 0), (7, 0)): mute all but fatal
+    language: str = "en"  # HMS and print-error texts: one of HMS_LANGUAGES
+    # Where Bambu's own apps fetch the HMS texts (query.php); tests point it at a local stand-in.
+    hms_service: str = "https://e.bambulab.com"
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = True  # listen for printers' SSDP announcements (UDP 2021)
+    port: int = 2021
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One notification channel (``[[notify]]``)."""
+
+    name: str
+    kind: str  # ntfy | pushover | telegram | discord | webhook
+    enabled: bool = True
+    url: str | None = None  # ntfy server (default https://ntfy.sh), Discord webhook URL, webhook URL
+    topic: str | None = None  # ntfy
+    token: Secret | None = None  # ntfy access token, Pushover app token, Telegram bot token
+    user_key: Secret | None = None  # Pushover
+    chat_id: str | None = None  # Telegram
+    secret: Secret | None = None  # webhook: HMAC-SHA256 key for the X-Bambupi-Signature header
+    api_url: str | None = None  # Pushover/Telegram API base, for self-hosted or test servers
+    sound: str | None = None  # Pushover
+    events: tuple[str, ...] = ("finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power")
+    min_severity: str = "serious"  # HMS errors at or above this
+    offline_grace_s: float = 120.0
+    dedup_window_s: float = 300.0
+    progress: tuple[int, ...] = ()  # percent milestones, e.g. [25, 50, 75] (add "progress" to events)
+    attach_snapshot: bool = True
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    linger_s: float = 10.0  # the upstream stays open this long after the last viewer leaves
+    keep_open_while_printing: bool = False  # hold the upstream open during every print
+    write_timeout_s: float = 10.0  # a viewer that cannot take a frame for this long is closed
+    history_count: int = 50  # snapshots kept per printer
+    history_mb: float = 200.0  # snapshots kept in all
+
+    @property
+    def history_bytes(self) -> int:
+        return int(self.history_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The appliance's own settings (``[system]``), applied by the SD-card image's first boot, not by the service."""
+
+    hostname: str = "bambupi"  # the box answers as <hostname>.local
+    wifi_country: str | None = None  # ISO 3166 code: which Wi-Fi channels and power are legal
+    wifi_ssid: str | None = None
+    wifi_password: Secret | None = None  # none = an open network
+    ssh_authorized_key: str | None = None  # SSH stays off unless this is set
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: Path = DEFAULT_STORAGE_PATH
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+@dataclass(frozen=True)
+class Config:
+    printers: tuple[PrinterConfig, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    notify: tuple[NotifyConfig, ...] = ()
+    power: PowerConfig = field(default_factory=PowerConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
+    source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
+
+
+def config_secrets(config: Config) -> list[Secret]:
+    """Every secret in ``config``: what the log masks wherever it turns up (a Discord or webhook URL holds its key)."""
+    plugs = [p.plug for p in config.printers if p.plug is not None]
+    found: list[Secret | None] = [
+        *(p.access_code for p in config.printers),
+        *(s for plug in plugs for s in (plug.password, plug.token)),
+        *(s for channel in config.notify for s in (channel.token, channel.user_key, channel.secret)),
+        *(Secret(channel.url) for channel in config.notify if channel.url and channel.kind in ("discord", "webhook")),
+        config.system.wifi_password,
+        config.web.admin_password_hash,
+    ]
+    return [s for s in found if s]

@@ -1,0 +1,252 @@
+"""Which TOML table fills which dataclass, and how each of its keys is checked: :data:`SCHEMA`.
+
+Adding a section is declaring it: a frozen dataclass in :mod:`bambupi.config.model`, a field on ``Config``, and an
+entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from bambupi.config.model import (
+    HMS_LANGUAGES,
+    AlertsConfig,
+    CameraConfig,
+    DiscoveryConfig,
+    NotifyConfig,
+    PanelConfig,
+    PlugConfig,
+    PowerConfig,
+    PrinterConfig,
+    StorageConfig,
+    SystemConfig,
+    WebConfig,
+)
+from bambupi.config.validators import (
+    Validator,
+    notify_problems,
+    plug_problems,
+    system_problems,
+    valid_abs_path,
+    valid_access_code,
+    valid_api_token,
+    valid_bool,
+    valid_choice,
+    valid_entity_id,
+    valid_fingerprint,
+    valid_float,
+    valid_host,
+    valid_host_port,
+    valid_hostname,
+    valid_http_url,
+    valid_int,
+    valid_model,
+    valid_notify_events,
+    valid_password_hash,
+    valid_percent_list,
+    valid_pin,
+    valid_plug_address,
+    valid_port,
+    valid_printer_id,
+    valid_quiet_hours,
+    valid_rotation,
+    valid_serial,
+    valid_ssh_key,
+    valid_string,
+    valid_time_zone,
+    valid_token,
+    valid_wifi_country,
+    valid_wifi_password,
+    valid_wifi_ssid,
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    validator: Validator
+    required: bool = False
+    default_from: str | None = None  # when absent, take this sibling key's value (printer.name <- printer.id)
+    into: tuple[str, ...] = ()  # dataclass fields filled from the validated tuple; default: the key's name
+    secret: bool = False
+    is_list: bool = False  # the value is a TOML array (the settings page edits it as a comma-separated list)
+
+
+@dataclass(frozen=True)
+class Section:
+    cls: Callable[..., Any]  # the frozen dataclass built from the section's keys
+    attr: str  # the Config field it fills
+    options: Mapping[str, Option]
+    many: bool = False  # [[name]]: an array of tables, Config field is a tuple
+    unique: tuple[str, ...] = ()  # keys whose values must differ between the tables of a [[name]] array
+    # Rules across the keys of one table: (key, message) for each problem, given the validated values.
+    check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
+    # Sub-tables inside each table, e.g. [printer.plug] under every [[printer]]; built into the field of that name.
+    tables: Mapping[str, Section] = field(default_factory=dict)
+
+
+PLUG_SECTION: Final = Section(
+    PlugConfig,
+    "plug",
+    {
+        "kind": Option(valid_choice("tasmota", "shelly1", "shelly2", "homeassistant"), required=True),
+        "address": Option(valid_plug_address, required=True),
+        "username": Option(valid_string),
+        "password": Option(valid_token, secret=True),
+        "token": Option(valid_api_token, secret=True),
+        "entity": Option(valid_entity_id),
+        "power_entity": Option(valid_entity_id),
+        "channel": Option(valid_int(0, 15)),
+        "timeout_s": Option(valid_float(0.1, 60)),
+        "price_per_kwh": Option(valid_float(0, 100)),
+        "currency": Option(lambda v: valid_string(v, max_length=8)),
+        "printing_watts": Option(valid_float(1, 5000)),
+        "auto_off": Option(valid_bool),
+        "auto_off_after_failure": Option(valid_bool),
+        "auto_off_nozzle_below_c": Option(valid_float(20, 300)),
+        "auto_off_after_min": Option(valid_float(0, 24 * 60)),
+        "auto_off_warning_s": Option(valid_float(0, 3600)),
+        "auto_off_when_offline": Option(valid_bool),
+    },
+    check=plug_problems,
+)
+
+SCHEMA: Final[Mapping[str, Section]] = {
+    "web": Section(
+        WebConfig,
+        "web",
+        {
+            "listen": Option(valid_host_port, into=("host", "port")),
+            "max_connections": Option(valid_int(1, 100_000)),
+            "max_connections_per_client": Option(valid_int(1, 100_000)),
+            "max_body_bytes": Option(valid_int(1024, 1 << 30)),
+            "max_header_bytes": Option(valid_int(1024, 1 << 20)),
+            "read_timeout_s": Option(valid_float(0.1, 3600)),
+            "admin_password_hash": Option(valid_password_hash, secret=True),
+            "camera_requires_login": Option(valid_bool),
+            "session_hours": Option(valid_float(0.1, 24 * 365)),
+        },
+    ),
+    "printer": Section(
+        PrinterConfig,
+        "printers",
+        {
+            "id": Option(valid_printer_id, required=True),
+            "name": Option(valid_string, default_from="id"),
+            "model": Option(valid_model, required=True),
+            "host": Option(valid_host, required=True),
+            "serial": Option(valid_serial, required=True),
+            "access_code": Option(valid_access_code, required=True, secret=True),
+            "mqtt_port": Option(valid_port),
+            "camera": Option(valid_choice("auto", "off")),
+            "camera_port": Option(valid_port),
+            "tls_fingerprint": Option(valid_fingerprint),
+            "stale_after_s": Option(valid_float(1, 86400)),
+            "offline_after_s": Option(valid_float(1, 86400)),
+            "reconnect_max_s": Option(valid_float(0.1, 86400)),
+            "connect_timeout_s": Option(valid_float(0.1, 600)),
+        },
+        many=True,
+        unique=("id", "serial"),
+        tables={"plug": PLUG_SECTION},
+    ),
+    "panel": Section(
+        PanelConfig,
+        "panel",
+        {
+            "oled": Option(valid_choice("auto", "ssd1306", "sh1106", "virtual", "none")),
+            "gpio": Option(valid_choice("auto", "virtual", "none")),
+            "i2c_port": Option(valid_int(0, 31)),
+            "i2c_address": Option(valid_int(0x03, 0x77)),
+            "rotation": Option(valid_rotation),
+            "contrast": Option(valid_int(0, 255)),
+            "dim_contrast": Option(valid_int(0, 255)),
+            "led_green": Option(valid_pin),
+            "led_amber": Option(valid_pin),
+            "led_red": Option(valid_pin),
+            "buzzer_pin": Option(valid_pin),
+            "button": Option(valid_pin),
+            "buzzer": Option(valid_choice("active", "passive", "none")),
+            "rotate_s": Option(valid_float(1, 3600)),
+            "dim_after_s": Option(valid_float(1, 86400 * 7)),
+            "off_after_s": Option(valid_float(1, 86400 * 7)),
+            "offline_grace_s": Option(valid_float(0, 86400)),
+        },
+    ),
+    "alerts": Section(
+        AlertsConfig,
+        "alerts",
+        {
+            "time_zone": Option(valid_time_zone),
+            "quiet_hours": Option(valid_quiet_hours),
+            "language": Option(valid_choice(*HMS_LANGUAGES)),
+            "hms_service": Option(valid_http_url),
+        },
+    ),
+    "storage": Section(StorageConfig, "storage", {"path": Option(valid_abs_path)}),
+    "camera": Section(
+        CameraConfig,
+        "camera",
+        {
+            "linger_s": Option(valid_float(0, 3600)),
+            "keep_open_while_printing": Option(valid_bool),
+            "write_timeout_s": Option(valid_float(0.5, 600)),
+            "history_count": Option(valid_int(0, 10_000)),
+            "history_mb": Option(valid_float(1, 100_000)),
+        },
+    ),
+    "notify": Section(
+        NotifyConfig,
+        "notify",
+        {
+            "name": Option(valid_printer_id, required=True),
+            "kind": Option(valid_choice("ntfy", "pushover", "telegram", "discord", "webhook"), required=True),
+            "enabled": Option(valid_bool),
+            "url": Option(valid_http_url, secret=True),  # a Discord webhook URL carries its token
+            "topic": Option(valid_string),
+            "token": Option(valid_api_token, secret=True),
+            "user_key": Option(valid_api_token, secret=True),
+            "chat_id": Option(valid_string),
+            "secret": Option(valid_token, secret=True),
+            "api_url": Option(valid_http_url),
+            "sound": Option(valid_string),
+            "events": Option(valid_notify_events, is_list=True),
+            "min_severity": Option(valid_choice("fatal", "serious", "common", "info")),
+            "offline_grace_s": Option(valid_float(0, 86400)),
+            "dedup_window_s": Option(valid_float(0, 86400)),
+            "progress": Option(valid_percent_list, is_list=True),
+            "attach_snapshot": Option(valid_bool),
+        },
+        many=True,
+        unique=("name",),
+        check=lambda values: notify_problems(values),
+    ),
+    "discovery": Section(
+        DiscoveryConfig, "discovery", {"enabled": Option(valid_bool), "port": Option(valid_int(0, 65535))}
+    ),
+    "system": Section(
+        SystemConfig,
+        "system",
+        {
+            "hostname": Option(valid_hostname),
+            "wifi_country": Option(valid_wifi_country),
+            "wifi_ssid": Option(valid_wifi_ssid),
+            "wifi_password": Option(valid_wifi_password, secret=True),
+            "ssh_authorized_key": Option(valid_ssh_key),
+        },
+        check=system_problems,
+    ),
+    "power": Section(
+        PowerConfig,
+        "power",
+        {"sample_interval_s": Option(valid_float(0.05, 3600)), "flush_interval_s": Option(valid_float(0.05, 3600))},
+    ),
+}
+
+SECRET_KEYS: Final = frozenset(
+    key
+    for s in [*SCHEMA.values(), *(t for s in SCHEMA.values() for t in s.tables.values())]
+    for key, o in s.options.items()
+    if o.secret
+)
