@@ -15,7 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageChops
 
-from bambupi.panel.screens import HEIGHT, SHIFTS, WIDTH, NetworkInfo, Text, View, layout, render, state_word
+from bambupi.panel.screens import (
+    HEIGHT,
+    HMS_PAGE_S,
+    SHIFTS,
+    WIDTH,
+    NetworkInfo,
+    Text,
+    View,
+    hms_sorted,
+    layout,
+    render,
+    state_word,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "panel"
 NOW = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC
@@ -62,6 +74,30 @@ FAILED = {"id": "p1", "name": "Garage", "connection": "online",
           "state": {"gcode_state": "FAILED", "print_error": "0300_4006", "subtask_name": "bracket", "hms": [],
                     "print_error_text": "Nozzle clogged",
                     "job_result": {"outcome": "failed", "text": "Failed: Nozzle clogged"}}}
+# Official texts (Bambu's HMS table, English) with their recommended action; a placeholder code with none.
+FATAL_WITH_ACTION = {
+    "id": "a1", "name": "A1 mini", "connection": "online",
+    "state": {"gcode_state": "PAUSE", "hms": [
+        {"code": "0300_0100_0001_0007", "severity": "fatal", "standing": False, "silent": False,
+         "description": "The heatbed temperature is abnormal; the sensor may have an open circuit.",
+         "action": "Check whether the heatbed sensor cable is connected, then restart the printer."},
+    ]},
+}
+SILENT = {
+    "id": "x2d", "name": "X2D", "connection": "online",
+    "state": {"gcode_state": "IDLE", "hms": [
+        {"code": "0500_0600_0002_0070", "severity": "fatal", "standing": True, "silent": True, "description": "",
+         "action": None},
+    ]},
+}
+SILENT_AND_COMMON = {
+    "id": "x2d", "name": "X2D", "connection": "online",
+    "state": {"gcode_state": "IDLE", "hms": [
+        {**SILENT["state"]["hms"][0]},
+        {"code": "0700_2000_0002_0002", "severity": "common", "standing": False, "silent": False,
+         "description": "AMS A Slot 1 is empty; please insert a new filament.", "action": None},
+    ]},
+}
 
 CASES: dict[str, View] = {
     "status-cancelled": View("status", CANCELLED, NET, NOW, ZoneInfo("UTC")),
@@ -75,6 +111,9 @@ CASES: dict[str, View] = {
     "temps-h2d": View("temps", H2D, NET, NOW),
     "hms-fatal": View("hms", NO_AMS_FATAL, NET, NOW),
     "hms-standing": View("hms", OFFLINE, NET, NOW),
+    "hms-description": View("hms", FATAL_WITH_ACTION, NET, NOW, shown_s=0.0),
+    "hms-action": View("hms", FATAL_WITH_ACTION, NET, NOW, shown_s=HMS_PAGE_S),
+    "hms-silent": View("hms", SILENT, NET, NOW),
     "ams-two-units": View("ams", LONG, NET, NOW),
     "ams-none": View("ams", H2D, NET, NOW),
     "network": View("network", OFFLINE, NET, NOW, ZoneInfo("UTC")),
@@ -120,6 +159,37 @@ def test_fatal_is_inverse_video() -> None:
     assert image.convert("L").histogram()[255] > WIDTH * HEIGHT // 2
 
 
+def _texts(view: View) -> list[str]:
+    return [i.text for i in layout(view) if isinstance(i, Text)]
+
+
+def test_hms_screen_says_what_happened_then_what_to_do() -> None:
+    """The official description first (with the code), the recommended action on the next page; both pages turn
+    while the screen shows, so an alarm holding the screen shows both too."""
+    first = " ".join(_texts(CASES["hms-description"]))
+    assert "0300_0100_0001_0007" in first and "heatbed temperature is abnormal" in first and "What to do" not in first
+    second = " ".join(_texts(CASES["hms-action"]))
+    assert second.startswith("FATAL") and "What to do: Check whether the heatbed sensor cable is connected," in second
+    assert "restart the printer." in second  # the whole action fits: nothing cut
+    later = View("hms", FATAL_WITH_ACTION, NET, NOW, shown_s=2 * HMS_PAGE_S + 1)
+    assert _texts(later) == _texts(CASES["hms-description"])
+    # Without an action there is only the first page.
+    no_action = {**FATAL_WITH_ACTION, "state": {"hms": [{**FATAL_WITH_ACTION["state"]["hms"][0], "action": None}]}}
+    assert _texts(View("hms", no_action, NET, NOW, shown_s=HMS_PAGE_S)) == _texts(CASES["hms-description"])
+
+
+def test_a_silent_code_is_listed_but_never_drawn_as_an_alarm() -> None:
+    """A placeholder code whose severity bits say fatal: no inverse video, and it says there is nothing to do."""
+    image = render(CASES["hms-silent"])
+    assert image.convert("L").histogram()[255] < WIDTH * HEIGHT // 8  # mostly dark: not the fatal look
+    texts = _texts(CASES["hms-silent"])
+    assert texts[0] == "NO ACTION NEEDED" and "FATAL" not in " ".join(texts)
+    assert "0500_0600_0002_0070" in texts and "No description published" in texts
+    # Beside a real error, the real error leads the screen and the silent code is counted last.
+    assert [e["code"] for e in hms_sorted(SILENT_AND_COMMON)] == ["0700_2000_0002_0002", "0500_0600_0002_0070"]
+    assert _texts(View("hms", SILENT_AND_COMMON, NET, NOW))[:2] == ["COMMON", "1/2"]
+
+
 anything = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                      st.text(max_size=80))
 names = st.text(max_size=120)
@@ -142,7 +212,8 @@ def printers(draw: Any) -> dict[str, Any]:
                 {"temp": anything, "target": anything}), max_size=3)),
             "hms": draw(st.lists(st.fixed_dictionaries({
                 "code": names, "severity": st.sampled_from(["fatal", "serious", "common", "info", "unknown"]),
-                "description": names, "standing": st.booleans()}), max_size=4)),
+                "description": names, "standing": st.booleans(), "silent": st.booleans(),
+                "action": st.one_of(st.none(), names)}), max_size=4)),
             "ams": {"units": draw(st.dictionaries(st.text(max_size=2), st.fixed_dictionaries({"trays": trays}),
                                                   max_size=5))},
         },
@@ -159,12 +230,14 @@ def printers(draw: Any) -> dict[str, Any]:
     synced=st.booleans(),
     page=st.tuples(st.integers(1, 12), st.integers(1, 12)),
     now=st.floats(0, 4e9),
+    shown_s=st.floats(0, 1e6),
 )
 def test_text_never_leaves_the_frame(
     screen: Any, printer: Any, network: NetworkInfo, shift: tuple[int, int], synced: bool,
-    page: tuple[int, int], now: float,
+    page: tuple[int, int], now: float, shown_s: float,
 ) -> None:
-    view = View(screen, printer, network, now, ZoneInfo("UTC"), clock_synced=synced, shift=shift, page=page)
+    view = View(screen, printer, network, now, ZoneInfo("UTC"), clock_synced=synced, shift=shift, page=page,
+                shown_s=shown_s)
     for item in layout(view):
         x0, y0, x1, y1 = item.box
         assert x0 >= 0 and y0 >= 0 and x1 <= WIDTH and y1 <= HEIGHT, (item, view.screen)

@@ -60,6 +60,7 @@ class View:
     shift: tuple[int, int] = (0, 0)
     page: tuple[int, int] = (1, 1)  # this printer of how many (several printers)
     off_at: float | None = None  # auto-off screen: when the plug switches off (wall clock)
+    shown_s: float = 0.0  # how long this screen has been showing (monotonic): the HMS screen turns its pages on it
 
 
 @dataclass(frozen=True)
@@ -315,12 +316,25 @@ def temps_items(view: View) -> list[Item]:
     return items
 
 
+def hms_silent(entry: Mapping[str, Any]) -> bool:
+    """A code with nothing to do (a placeholder with no official text, or one a model reports all the time): listed
+    on the HMS screen, never shown as an alarm."""
+    return entry.get("silent") is True
+
+
 def hms_sorted(printer: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The printer's HMS entries, most urgent first and silent ones last."""
     entries = _state(printer).get("hms")
     if not isinstance(entries, list):
         return []
     valid = [e for e in entries if isinstance(e, Mapping)]
-    return sorted(valid, key=lambda e: _SEVERITY_ORDER.get(str(e.get("severity")), 9))
+    return sorted(valid, key=lambda e: (hms_silent(e), _SEVERITY_ORDER.get(str(e.get("severity")), 9)))
+
+
+# The HMS screen says what happened, then what to do: two pages of this long each while it shows (an 8 s rotation
+# slot shows both; an alarm holding the screen keeps turning them).
+HMS_PAGE_S: Final = 4.0
+_SILENT_HEAD: Final = "NO ACTION NEEDED"
 
 
 def hms_items(view: View) -> list[Item]:
@@ -329,19 +343,27 @@ def hms_items(view: View) -> list[Item]:
     if not entries:
         return [*_title(printer, view), Text(0, 27, "No errors", "big")]
     entry = entries[0]
+    silent = hms_silent(entry)
     severity = str(entry.get("severity") or "unknown")
-    fatal = severity == "fatal"
+    fatal = severity == "fatal" and not silent
     fg = 0 if fatal else 1
     items: list[Item] = [Rect(0, 0, _W - 1, HEIGHT - MAX_SHIFT[1] - 1, fill=1, outline=None)] if fatal else []
     count = f"1/{len(entries)}" if len(entries) > 1 else ""
-    head = fit(severity.upper() + (" (standing)" if entry.get("standing") else ""), "body", _W - 6 * len(count) - 6)
+    word = _SILENT_HEAD if silent else severity.upper() + (" (standing)" if entry.get("standing") else "")
+    head = fit(word, "body", _W - 6 * len(count) - 6)
     items.append(Text(1, 0, head, "body", fg))
     if count:
         items.append(Text(_W - 1 - 6 * len(count), 0, count, "body", fg))
+    action = entry.get("action")
+    if isinstance(action, str) and action.strip() and int(max(view.shown_s, 0.0) // HMS_PAGE_S) % 2 == 1:
+        for row, line in enumerate(wrap(f"What to do: {action}", "small", _W - 2, 6)):
+            items.append(Text(1, 11 + row * 8, line, "small", fg))
+        return items
     name = fit(printer.get("name") or printer.get("id") or "", "small", _W - 2)
     items.append(Text(1, 11, name, "small", fg))
     items.append(Text(1, 20, fit(entry.get("code") or "", "small", _W - 2), "small", fg))
-    for row, line in enumerate(wrap(entry.get("description") or "", "small", _W - 2, 4)):
+    description = entry.get("description") or ("No description published" if silent else "")
+    for row, line in enumerate(wrap(description, "small", _W - 2, 4)):
         items.append(Text(1, 30 + row * 8, line, "small", fg))
     return items
 
