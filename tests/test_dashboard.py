@@ -181,6 +181,18 @@ async def test_mqtt_debug_page(box: Box, tmp_path: Path) -> None:
         assert "⬆ out" in text and "⬇ in" in text and "pushall" in text
         assert CODE not in await page.evaluate("document.documentElement.outerHTML")
 
+        # A report's HMS code reads as on the card: the box's description, in the severity's colour.
+        box.sim.printer.set_hms([(0x07008000, 0x00020001)])
+        note = "document.querySelector('#log .hms-notes li')"
+        await page.wait_for(f"{note}?.textContent.includes('0700_8000_0002_0001') === true", timeout=HANG_S)
+        async with httpx.AsyncClient(base_url=box.base) as http:
+            card_entry = (await http.get("/api/printers/p1s")).json()["state"]["hms"][0]
+        assert card_entry["description"] and card_entry["description"] in await page.evaluate(f"{note}.textContent")
+        assert await page.evaluate(f"getComputedStyle({note}).color") == await page.evaluate(
+            "(() => { const e = document.createElement('span'); e.className = 's-serious'; document.body.append(e);"
+            " const c = getComputedStyle(e).color; e.remove(); return c; })()")
+        box.sim.printer.set_hms([])
+
         box.sim.printer.publish_report(report(subtask_name="fresh_marker"))
         await page.wait_for("document.querySelector('#log li').textContent.includes('fresh_marker')", timeout=HANG_S)
         await page.evaluate("document.querySelector('#log li summary').click()")

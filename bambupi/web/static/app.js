@@ -41,7 +41,6 @@ const STATES = {
   IDLE: ["Idle", "○"], PREPARE: ["Preparing", "…"], SLICING: ["Slicing", "…"], INIT: ["Starting", "…"],
   UNKNOWN: ["Unknown", "?"],
 };
-const SEVERITY_ORDER = ["fatal", "serious", "common", "unknown", "info"];
 const SPEEDS = { 1: "Silent", 2: "Standard", 3: "Sport", 4: "Ludicrous" };
 
 function duration(minutes) {
@@ -188,27 +187,36 @@ function renderAms(p) {
   return html ? `<h3>Filament</h3>${html}` : "";
 }
 
-function worstSeverity(hms) {
-  for (const level of SEVERITY_ORDER) if (hms.some((h) => h.severity === level)) return level;
-  return "unknown";
-}
-
+// The headline counts what needs the person; silent codes (hms.js) are only listed in the details.
 function renderHmsSummary(p) {
-  const hms = (p.state || {}).hms || [];
-  if (!hms.length) return `<span class="pill s-ok" data-field="hms"><span aria-hidden="true">✓</span>HMS OK</span>`;
-  const worst = worstSeverity(hms);
-  const count = hms.length === 1 ? "1 error" : `${hms.length} errors`;
+  const all = HMS.sorted((p.state || {}).hms || []);
+  const alarming = all.filter(HMS.alarming);
+  if (!alarming.length) {
+    const quiet = all.length ? ` · ${all.length} code${all.length > 1 ? "s" : ""}, no action needed` : "";
+    return `<span class="pill s-ok" data-field="hms"><span aria-hidden="true">✓</span>HMS OK${quiet}</span>`;
+  }
+  const worst = HMS.tone(alarming[0]);
+  const count = alarming.length === 1 ? "1 error" : `${alarming.length} errors`;
   return `<span class="pill s-${worst}" data-field="hms"><span aria-hidden="true">⚠</span>HMS: ${count}, ${esc(worst)}</span>`;
 }
 
 function renderHmsList(p) {
   const hms = (p.state || {}).hms || [];
   if (!hms.length) return `<li class="muted">No errors reported.</li>`;
-  return hms.map((h) => `<li class="s-${esc(h.severity)}">
-      <span class="desc">${esc(h.description || "Unknown error")}</span><br>
-      <span class="meta"><span class="num">${esc(h.code)}</span> · ${esc(h.severity)} · ${esc(h.module || "")}
-      ${h.standing ? " · standing (was already active when bambupi started)" : ""}</span>
-      ${h.url ? `<br><a href="${esc(h.url)}" target="_blank" rel="noopener">Support article</a>` : ""}</li>`).join("");
+  return HMS.sorted(hms).map(HMS.item).join("");
+}
+
+// What went wrong with the job, in the box's words (the official text), what to do about it, and the code, smaller.
+// A job that failed says "Failed: <text>" in its state word already; an error during a job (filament ran out…) says
+// its text here. A cancel is the owner's choice: nothing to explain.
+function renderPrintError(p) {
+  const s = p.state || {};
+  const result = s.job_result;
+  if (!s.print_error || (result && result.outcome !== "failed")) return "";
+  const text = result ? "" : `<span class="text"><span aria-hidden="true">⚠</span> ${esc(s.print_error_text || s.print_error)}</span>`;
+  const action = s.print_error_action ? `<span class="action" data-field="print-error-action">${esc(s.print_error_action)}</span>` : "";
+  return `<div class="print-error${result ? " failed" : ""}" data-field="print-error">${text}${action}<span
+    class="code num">Error code ${esc(s.print_error)}</span></div>`;
 }
 
 function wifi(dbm) {
@@ -220,10 +228,6 @@ function wifi(dbm) {
 function renderFacts(p) {
   const s = p.state || {};
   const facts = [];
-  // A job that ended says how in its state word; an error during a job (filament ran out…) shows here, in words.
-  if (s.print_error && !s.job_result) {
-    facts.push(`<span class="notice" data-field="print-error" title="${esc(s.print_error)}">⚠ ${esc(s.print_error_text || s.print_error)}</span>`);
-  }
   // Only models with a door sensor say anything (null: no sensor, or nothing reported yet).
   if (s.door_open === true) facts.push(`<span class="notice" data-field="door"><span aria-hidden="true">⚠</span> Door open</span>`);
   else if (s.door_open === false) facts.push(`<span data-field="door">Door closed</span>`);
@@ -400,7 +404,7 @@ function patch(el, html) {
 
 const CARD = `<div class="card-head"><div><h2 data-slot="name"></h2><span class="model muted" data-slot="model"></span></div>
   <details class="conn"><summary data-slot="connection"></summary><p class="reason muted" data-slot="reason"></p></details></div>
-  <div class="status" data-slot="status"></div><div data-slot="progress"></div>
+  <div class="status" data-slot="status"></div><div data-slot="print-error"></div><div data-slot="progress"></div>
   <div class="controls" data-field="controls" data-slot="controls"></div><div data-slot="outcome"></div>
   <div class="temps" data-slot="temps"></div>
   <details class="hms"><summary data-slot="hms-summary"></summary><ul class="hms-list" data-slot="hms-list"></ul></details>
@@ -414,6 +418,7 @@ const SLOTS = {
   connection: renderConnection,
   reason: (p) => esc(p.connection_reason || "No problem reported."),
   status: renderStatus,
+  "print-error": renderPrintError,
   progress: renderProgress,
   outcome: renderOutcome,
   temps: renderTemps,
@@ -466,7 +471,8 @@ function renderEvent(e) {
     job_failed: `${e.result || "Failed"}${job ? ` (${e.job})` : ""}`,
     job_cancelled: `${e.result || "Cancelled"}${job ? ` (${e.job})` : ""}`,
     job_paused: "paused", job_resumed: "resumed",
-    hms_raised: `HMS ${e.severity || ""}: ${(e.hms && e.hms.description) || e.code}`,
+    hms_raised: e.hms && e.hms.silent ? `HMS (no action needed): ${HMS.description(e.hms)}`
+      : `HMS ${e.severity || ""}: ${(e.hms && e.hms.description) || e.code}`,
     hms_cleared: `HMS cleared: ${(e.hms && e.hms.description) || e.code}`,
     connection_lost: `connection lost${e.reason ? ` (${e.reason})` : ""}`, connection_restored: "back online",
     events_lost: `${e.count} events missed`,
