@@ -41,7 +41,7 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
-# The SD-card image (root, ~20 min on 2 cores; host packages: see README "The SD-card image"). Not part of `make test`.
+# The SD-card image (root, ~20 min on 2 cores; host packages: see docs/image.md). Not part of `make test`.
 image: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" image/build.sh
 

@@ -5,7 +5,7 @@ panel, power and notify read the latest objects or wait for the next change, and
 own :class:`EventQueue`. A printer is ``online`` exactly while reports arrive: an accepted report makes it so
 (:meth:`StateHub.apply_message`); its link says when it stops (``stale``, then ``offline``).
 
-The hub also settles how a job ended when the printer has not said so yet (ARCHITECTURE.md: a real stop first
+The hub also settles how a job ended when the printer has not said so yet (a real stop first
 reports FAILED with no error and only seconds later ``0300_400C``). Such an end is *pending* (hms.job_result) until
 the box knows: it is cancelled at once when the box itself sent the stop, by ``0300_400C`` or another error when one
 arrives, and cancelled when no error came within :data:`JOB_END_SETTLE_S` (:meth:`StateHub.run` keeps that time).

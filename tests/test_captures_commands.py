@@ -1,7 +1,7 @@
 """Commands and their replies as real printers answer them (issue 13, items 6 and 8-11), against the simulator
 over MQTT/TLS through the real link, hub and Controls.
 
-What real printers showed (shared/protocol.md, "What real captures showed"): a refused command is answered
+What real printers showed (captures of current firmware): a refused command is answered
 ``result: failed, reason: "mqtt message verify failed"`` and leaves HMS 0500_0500_0001_0007 listed as a latch while
 commands work again; H2 printers report ``chamber_light2`` beside ``chamber_light`` and a P2S answers a light it does
 not have with "did not find the valid led"; replies to other clients (a slicer's ``gcode_line``, ``ledctrl``) arrive
@@ -141,7 +141,7 @@ async def test_a_refused_command_says_developer_mode_and_the_next_try_goes_throu
         await printing(r)
         done = await send_while_silent(r, nursery, "speed", level=3)
         (request,) = [m for m in r.sent() if "print" in m]
-        # What a printer outside Developer mode answers, then the latch it lists (protocol.md).
+        # What a printer outside Developer mode answers, then the latch it lists.
         r.sim.printer.publish_report({"print": {"command": "print_speed", "param": "3",
                                                 "sequence_id": request["print"]["sequence_id"],
                                                 "result": "failed", "reason": "mqtt message verify failed"}})
@@ -164,7 +164,7 @@ async def test_a_refused_command_says_developer_mode_and_the_next_try_goes_throu
 
 def test_fun_is_read_in_the_report_and_at_the_top_level_of_a_real_p2s_message() -> None:
     """The P2S capture's ``fun`` ("60029FD1A3FF9CB7") has 0x20000000 set: that printer wanted signed commands
-    (Developer mode off). Some firmware sends ``fun`` beside ``print`` instead (protocol.md): the same answer."""
+    (Developer mode off). Some firmware sends ``fun`` beside ``print`` instead: the same answer."""
     report = capture("p2s-ams").messages[0]
     moved = {"fun": report["print"]["fun"], "print": {k: v for k, v in report["print"].items() if k != "fun"}}
     without = {"print": moved["print"]}

@@ -1,4 +1,4 @@
-"""events(prev, new) over printer objects: every rule of ARCHITECTURE.md's "Event rules"."""
+"""events(prev, new) over printer objects: every rule of the event rules in bambupi/printer/events.py."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def test_controls_unavailable_only_when_the_printer_wants_signed_commands() -> N
     assert hub.printer("p")["controls_available"] is False
     hub.apply_message("p", report(fun="0"))
     assert hub.printer("p")["controls_available"] is True
-    # Some firmware sends ``fun`` at the top level, beside ``print`` (protocol.md).
+    # Some firmware sends ``fun`` at the top level, beside ``print``, as real captures show.
     hub.apply_message("p", json.dumps({"fun": "60029FD1A3FF9CB7", "print": {"command": "push_status"}}).encode())
     assert hub.printer("p")["controls_available"] is False
     hub.apply_message("p", json.dumps({"fun": "0"}).encode())
@@ -117,7 +117,7 @@ VERIFY_FAILED = {"attr": 0x05000500, "code": 0x00010007}  # 0500_0500_0001_0007,
 
 def test_a_refused_command_is_shown_and_blocks_nothing() -> None:
     """HMS 0500_0500_0001_0007 stays listed after one refused command and a P2S accepted commands meanwhile
-    (protocol.md): the printer object says a command was refused, controls stay available, and a command that
+    (real captures): the printer object says a command was refused, controls stay available, and a command that
     goes through clears the note while the latch is still listed."""
     hub = hub_for()
     hub.apply_message("p", report(hms=[]))

@@ -1,4 +1,5 @@
-"""The alarm rules row by row (README "Panel" table); standing codes, quiet hours, acknowledge, several printers."""
+"""The alarm rules row by row (README, "The lights, buzzer and screen"); standing codes, quiet hours, acknowledge,
+several printers."""
 
 from __future__ import annotations
 

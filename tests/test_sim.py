@@ -532,7 +532,7 @@ async def test_signed_command_firmware_refuses_controls(nursery: trio.Nursery, a
     await client.request({"print": {"sequence_id": "11", "command": "pause", "param": ""}})
     reply = await client.next_reply()
     assert (reply["sequence_id"], reply["result"], reply["reason"]) == ("11", "failed", VERIFY_FAILED_REASON)
-    assert VERIFY_FAILED_REASON == "mqtt message verify failed"  # a real printer's words (protocol.md)
+    assert VERIFY_FAILED_REASON == "mqtt message verify failed"  # a real printer's words
     report = await client.next_report(lambda r: "hms" in r)
     assert {"attr": 0x05000500, "code": 0x00010007} in report["hms"]
     assert VERIFY_FAILED_HMS == (0x05000500, 0x00010007)

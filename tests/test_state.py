@@ -1,4 +1,4 @@
-"""The pure reducer: every rule of protocol.md's "odd or wrong reports" policy and every model difference."""
+"""The pure reducer: every rule of the "odd or wrong reports" policy (docs/api.md) and every model difference."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Pure framing for camera streams: the P1/A1 port-6000 protocol and a JPEG splitter for ffmpeg's MJPEG output.
 
-Port 6000 (protocol.md, Camera): the client sends an 80-byte auth packet, then the printer sends frames, each a
+Port 6000 (docs/camera.md): the client sends an 80-byte auth packet, then the printer sends frames, each a
 16-byte little-endian header (u32 payload size, u32 0, u32 1, u32 0) and a JPEG (FF D8 ... FF D9). Everything here
 is bytes in, values out; nothing allocates more than :data:`MAX_FRAME_BYTES` for one frame, whatever a header says.
 """

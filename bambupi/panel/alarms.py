@@ -1,7 +1,7 @@
 """The alarm rules: printer objects, events, acknowledgements and the time in; LED modes and buzzer patterns out.
 
 Pure: no clock, no I/O. The panel service feeds it and drives the hardware with what comes back. The rules are the
-README's "Panel" table:
+README's table "The lights, buzzer and screen":
 
 - green = activity: fast blink when a print finished (until acknowledged or 30 min pass), pulse while printing,
   steady (dimmed) when online and idle, off when no printer is online;

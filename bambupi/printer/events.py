@@ -1,7 +1,7 @@
 """The pure function that turns two printer objects (before, after) into events.
 
 Printer objects are the public JSON (``{id, name, model, connection, connection_reason, last_report_at,
-controls_available, camera, state}``). Rules, from ARCHITECTURE.md "Event rules":
+controls_available, camera, state}``). The rules (docs/api.md lists the events a client receives):
 
 - A job starts when ``gcode_state`` goes from a state outside a job (none, IDLE, FINISH, FAILED, and also SLICING
   and INIT, which precede a job) to PREPARE or RUNNING, or when the job name changes while RUNNING (a new job

@@ -1,6 +1,6 @@
 """What differs between Bambu Lab printer models, as far as bambupi cares.
 
-Facts from protocol.md: X1-class printers send full reports, P1/A1 send deltas; P1/A1 stream their camera
+What the LAN protocol shows: X1-class printers send full reports, P1/A1 send deltas; P1/A1 stream their camera
 over TLS on port 6000, the others over RTSPS on port 322; A1/P1 have no chamber sensor (they report a constant 5);
 newer models (H2D, H2S, P2S, X2D) pack temperatures into ``device.*``. Model strings come from the user's config,
 so an unknown one gets a sensible default instead of an error.

@@ -1,6 +1,7 @@
 """The pure reducer: (state, one MQTT report) -> new state.
 
-The printer's data is not always clean, so this module follows protocol.md's policy to the letter:
+The printer's data is not always clean, so this module follows one policy to the letter (docs/api.md,
+"How odd printer data is treated"):
 
 - Merge field by field; a message updates only the fields it carries (P1/A1 send deltas, X1 full reports).
 - A numeric string is a number, a boolean never is; a field that cannot be read, or is out of range, keeps its
@@ -14,7 +15,7 @@ The printer's data is not always clean, so this module follows protocol.md's pol
   :data:`MAX_TRAYS_PER_UNIT`, :data:`MAX_LIGHTS`): a report of 20,000 HMS entries once meant 20,000 events, log
   lines and snapshots. What is left out is said in one line (:attr:`Applied.dropped`).
 
-``state`` is plain JSON-ready data, keyed exactly as the ``state`` table in ARCHITECTURE.md. The input state is
+``state`` is plain JSON-ready data, keyed exactly as the ``state`` table in docs/api.md. The input state is
 never mutated; sub-objects a message does not touch are shared between the old and the new state.
 """
 

@@ -1,7 +1,7 @@
 """A simulated Bambu printer: the state machine behind ``device/<serial>/report`` and ``device/<serial>/request``.
 
-It heats, levels, prints layer by layer, pauses, fails and raises HMS codes the way the real printers report them
-(see ``protocol.md``): X1 and H2 models send full reports, P1/A1 send deltas carrying only what changed (``msg: 1``)
+It heats, levels, prints layer by layer, pauses, fails and raises HMS codes the way the real printers report them:
+X1 and H2 models send full reports, P1/A1 send deltas carrying only what changed (``msg: 1``)
 and a full one (``msg: 0``) when asked with ``pushall``; H2 models pack temperatures into ``device.*``. The report
 layout is built by pure functions (:func:`render_report`, :func:`report_delta`); :class:`SimulatedPrinter` owns the
 state, the trio clock and the publishing.

@@ -1,6 +1,6 @@
 """``GET /ws``: the live feed of the page (and of anything else that wants it), on the front door's port.
 
-Messages (JSON text, each with a ``type``; see ARCHITECTURE.md):
+Messages (JSON text, each with a ``type``; docs/api.md, "WebSocket /ws", describes them for clients):
 
 - ``{"type": "snapshot", "printers": {<id>: <printer object>}, "events": [...]}`` first, and again (without
   ``events``) whenever the set of printers changes (it replaces every printer the client holds); ``events`` are the
