@@ -6,6 +6,7 @@ from typing import Any
 
 import trio
 
+from bambupi.alerts import QuietHours
 from bambupi.config import AlertsConfig, PanelConfig
 from bambupi.hub import StateHub
 from bambupi.panel.screens import NetworkInfo, View, render
@@ -25,16 +26,19 @@ def test_countdown_screen_shows_the_seconds_left_in_inverse_title() -> None:
 async def test_button_cancels_the_pending_auto_off(autojump_clock: Any) -> None:
     hub = StateHub([panel_printer()])
     config = PanelConfig(oled="virtual", gpio="virtual", dim_after_s=60, off_after_s=120)
-    panel = Panel(hub, config, AlertsConfig(), clock_synced=lambda: True, wall=lambda: WALL,
-                  network=lambda url: NetworkInfo("box", "10.0.0.2", url), boot_network_s=1)
     pending = {"p1": WALL + 50}
     cancelled: list[str] = []
 
-    def cancel(printer_id: str) -> bool:
-        cancelled.append(printer_id)
-        return pending.pop(printer_id, None) is not None
+    class Plugs:
+        def auto_off_warnings(self) -> dict[str, float]:
+            return dict(pending)
 
-    panel.auto_off_warnings, panel.cancel_auto_off = lambda: dict(pending), cancel
+        def cancel_auto_off(self, printer_id: str) -> bool:
+            cancelled.append(printer_id)
+            return pending.pop(printer_id, None) is not None
+
+    panel = Panel(hub, config, QuietHours(AlertsConfig()), auto_off=Plugs(), clock_synced=lambda: True,
+                  wall=lambda: WALL, network=lambda url: NetworkInfo("box", "10.0.0.2", url), boot_network_s=1)
     async with trio.open_nursery() as nursery:
         await nursery.start(panel.run)
         hub.set_connection("p1", "online")

@@ -13,6 +13,7 @@ import trio.testing
 from gpiozero import PWMLED, Button, PWMOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from bambupi.alerts import QuietHours
 from bambupi.config import AlertsConfig, PanelConfig, PrinterConfig
 from bambupi.hub import StateHub
 from bambupi.panel.alarms import Led
@@ -133,7 +134,7 @@ def report(hms: list[dict[str, int]]) -> bytes:
 async def test_panel_fatal_repeats_every_30_s_and_the_button_silences_it(autojump_clock: Any) -> None:
     hub = StateHub([panel_printer()])
     panel = Panel(
-        hub, PanelConfig(oled="virtual", gpio="virtual"), AlertsConfig(), clock_synced=lambda: True,
+        hub, PanelConfig(oled="virtual", gpio="virtual"), QuietHours(AlertsConfig()), clock_synced=lambda: True,
         network=lambda url: NetworkInfo("box", "10.0.0.2", url), boot_network_s=5,
     )
     async with trio.open_nursery() as nursery:
@@ -174,7 +175,9 @@ async def test_panel_fatal_repeats_every_30_s_and_the_button_silences_it(autojum
 async def test_screen_dims_then_switches_off_when_idle_and_wakes_on_change(autojump_clock: Any) -> None:
     hub = StateHub([panel_printer()])
     config = PanelConfig(oled="virtual", gpio="none", dim_after_s=60, off_after_s=120)
-    panel = Panel(hub, config, AlertsConfig(), clock_synced=lambda: False, network=lambda url: NetworkInfo())
+    panel = Panel(
+        hub, config, QuietHours(AlertsConfig()), clock_synced=lambda: False, network=lambda url: NetworkInfo()
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(panel.run)
         hub.set_connection("p1", "online")
@@ -214,7 +217,7 @@ def test_wifi_from_proc() -> None:
 async def test_panel_shows_why_the_first_boot_rejected_the_setup_file(autojump_clock: Any, tmp_path: Path) -> None:
     note = tmp_path / "setup-errors.txt"
     note.write_text("bambupi.toml:4: system.wifi_country: required with wifi_ssid\n")
-    panel = Panel(StateHub([]), PanelConfig(oled="virtual", gpio="virtual"), AlertsConfig(),
+    panel = Panel(StateHub([]), PanelConfig(oled="virtual", gpio="virtual"), QuietHours(AlertsConfig()),
                   network=lambda url: NetworkInfo("box", "10.0.0.2", url), setup_errors=note)
     async with trio.open_nursery() as nursery:
         await nursery.start(panel.run)

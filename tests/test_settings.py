@@ -256,22 +256,26 @@ async def test_panel_and_quiet_hours_are_applied_live(logged_in: tuple[Box, http
                 "alerts": {"quiet_hours": "22:00-07:00", "time_zone": "Europe/Berlin"}}
     r = await save(client, csrf, settings)
     assert r.status_code == 200, r.text
-    assert r.json()["applied"] == ["panel restarted with its new settings (quiet hours and time zone included)"]
+    assert r.json()["applied"] == [
+        "quiet hours and time zone updated (panel and notifications)", "panel restarted with its new settings"
+    ]
     assert r.json()["restart_required"] == []
     panel = box.running.panel
     assert panel is not None and panel is not before
     assert panel.config.buzzer == "passive" and panel.config.rotate_s == 5
-    assert panel.alerts.quiet_hours is not None and panel.tz is not None and str(panel.tz) == "Europe/Berlin"
+    quiet_hours = box.running.quiet_hours
+    assert panel.quiet_hours is quiet_hours  # one rule for the panel and the notifier
+    assert quiet_hours.alerts.quiet_hours is not None and str(quiet_hours.tz) == "Europe/Berlin"
     status = (await client.get("/api/panel")).json()
     assert status["hardware"] == {"oled": "virtual", "gpio": "virtual"} and status["buzzer"]["kind"] == "passive"
     png = await client.get("/api/panel.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
-    # The notifier's quiet hours follow the running panel, not the one it started with.
+    # The notifier asks the same quiet hours, changed live.
     assert box.running.notifier is not None
-    panel.clock_synced = lambda: True
-    panel.wall = lambda: 1_700_000_000.0  # 2023-11-14 22:13 UTC = 23:13 in Berlin
-    assert box.running.notifier.quiet() is True
-    panel.wall = lambda: 1_700_000_000.0 + 3600 * 12  # 11:13 in Berlin
+    quiet_hours.clock_synced = lambda: True
+    quiet_hours.wall = lambda: 1_700_000_000.0  # 2023-11-14 22:13 UTC = 23:13 in Berlin
+    assert box.running.notifier.quiet() is True and panel.quiet() is True
+    quiet_hours.wall = lambda: 1_700_000_000.0 + 3600 * 12  # 11:13 in Berlin
     assert box.running.notifier.quiet() is False
     # The old panel's event queue is closed: it no longer holds the hub's events.
     assert [q.name for q in box.running.hub._queues].count("panel") == 1

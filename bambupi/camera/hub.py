@@ -128,23 +128,42 @@ class FrameHub:
         self._backoff = (backoff_min_s, backoff_max_s)
         self._source_for = source_for
         self._clock = clock
+        self._configs = {p.id: p for p in printers}  # what a (re)start connects
         self._cameras: dict[str, _Camera] = {}
-        self._pending = list(printers)
         self._nursery: trio.Nursery | None = None
 
     # -- the service -----------------------------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[FrameHub] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for config in self._pending:
-                self.add_printer(config)
-            self._pending = []
-            nursery.start_soon(self._watch_printers)
-            nursery.start_soon(self._report_rates)
-            task_status.started(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for config in self._configs.values():
+                    self._start_camera(config)
+                nursery.start_soon(self._watch_printers)
+                nursery.start_soon(self._report_rates)
+                task_status.started(self)
+        finally:
+            # Stopped (or failed): viewers waiting for frames are told at once; a restart connects afresh.
+            self._nursery = None
+            for printer_id in list(self._cameras):
+                self._drop(printer_id)
 
     def add_printer(self, config: PrinterConfig) -> None:
-        assert self._nursery is not None, "FrameHub.run has not started"
+        self._configs[config.id] = config
+        if self._nursery is not None:
+            self._start_camera(config)
+
+    def remove_printer(self, printer_id: str) -> None:
+        self._configs.pop(printer_id, None)
+        self._drop(printer_id)
+
+    def update_printer(self, config: PrinterConfig) -> None:
+        """New settings (host, access code, camera on/off): the upstream reconnects with them."""
+        self.remove_printer(config.id)
+        self.add_printer(config)
+
+    def _start_camera(self, config: PrinterConfig) -> None:
+        assert self._nursery is not None
         camera = _Camera(
             config=config,
             source=self._source_for(config),
@@ -156,17 +175,12 @@ class FrameHub:
         self._report(camera)
         self._nursery.start_soon(self._supervise, camera)
 
-    def remove_printer(self, printer_id: str) -> None:
+    def _drop(self, printer_id: str) -> None:
         camera = self._cameras.pop(printer_id, None)
         if camera is not None:
             camera.removed = True
             camera.scope.cancel()
             camera.frames_lot.unpark_all()
-
-    def update_printer(self, config: PrinterConfig) -> None:
-        """New settings (host, access code, camera on/off): the upstream reconnects with them."""
-        self.remove_printer(config.id)
-        self.add_printer(config)
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def has(self, printer_id: str) -> bool:

@@ -39,7 +39,12 @@ LOG_SIZE: Final = 100
 QUEUE_SIZE: Final = 200
 QUIET_POLL_S: Final = 30.0
 
-Snapshot = Callable[[str], Awaitable[bytes | None]]
+Snapshot = Callable[[str], Awaitable[bytes | None]]  # a recent camera frame of a printer, None without one
+JobEnergy = Callable[[str], tuple[float | None, float | None, str]]  # (kWh, cost, currency) of a printer's last job
+
+
+def no_energy(printer_id: str) -> tuple[float | None, float | None, str]:
+    return None, None, ""
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,7 @@ class Notifier:
         *,
         quiet: Callable[[], bool] = lambda: False,
         snapshot: Snapshot | None = None,
+        job_energy: JobEnergy = no_energy,
         retry_delays: tuple[float, ...] = RETRY_DELAYS_S,
         timeout_s: float = TIMEOUT_S,
         quiet_poll_s: float = QUIET_POLL_S,
@@ -208,8 +214,7 @@ class Notifier:
         self.hub = hub
         self.quiet = quiet
         self.snapshot = snapshot
-        # Set by the service when there is a power service: (kWh, cost, currency) of a print that just ended.
-        self.job_energy: Callable[[str], tuple[float | None, float | None, str]] = lambda printer: (None, None, "")
+        self.job_energy = job_energy
         self.retry_delays = retry_delays
         self.timeout_s = timeout_s
         self.quiet_poll_s = quiet_poll_s
@@ -217,7 +222,7 @@ class Notifier:
         self.channels = {c.name: Channel(c, self) for c in channels}
         self.log: deque[Delivery] = deque(maxlen=LOG_SIZE)
         self.client: httpx.AsyncClient
-        self._nursery: trio.Nursery
+        self._nursery: trio.Nursery | None = None
         self._job_started: dict[str, float] = {}  # trio clock, when each printer's job started
         self._progress: dict[str, tuple[str | None, int]] = {}  # printer -> (job, last milestone crossed)
         self._offline_since: dict[str, float] = {}
@@ -243,6 +248,7 @@ class Notifier:
                     event = await queue.get()
                     self.handle(event, nursery)
         finally:
+            self._nursery = None
             self.hub.close_event_queue(queue)
 
     def handle(self, event: dict[str, Any], nursery: trio.Nursery) -> None:
@@ -326,6 +332,8 @@ class Notifier:
         for channel in self.channels.values():
             channel.send_channel.close()
         self.channels = {c.name: Channel(c, self) for c in configs}
+        if self._nursery is None:
+            return  # not running now: :meth:`run` starts them
         for channel in self.channels.values():
             self._nursery.start_soon(channel.run)
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 import socket
 import time
-import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 from PIL import Image
 
-from bambupi.config import AlertsConfig, PanelConfig
+from bambupi.alerts import system_clock_synced
+from bambupi.config import PanelConfig
 from bambupi.hub import StateHub
 from bambupi.panel import alarms
 from bambupi.panel.oled import DEV, Hardware, Screen, choose_hardware, open_oled
@@ -40,22 +40,10 @@ from bambupi.panel.screens import (
 
 log = logging.getLogger("bambupi.panel")
 
-TIMESYNC_DIR: Final = Path("/run/systemd/timesync")
 BOOT_NETWORK_S: Final = 10.0  # the network screen shows this long at start, so a user can find the web page
 LONG_PRESS_NETWORK_S: Final = 30.0
 SHIFT_EVERY_S: Final = 60.0
 TAKEOVER: Final = frozenset({"fatal", "serious", "common", "unknown"})  # HMS severities that take the screen
-
-
-def system_clock_synced(timesync: Path = TIMESYNC_DIR, wall: Callable[[], float] = time.time) -> bool:
-    """True once the system clock can be trusted for clock times.
-
-    With systemd-timesyncd the flag file ``synchronized`` appears on the first NTP sync (a Pi starts from the last
-    saved time, which looks plausible but is wrong); without it, a year before 2024 means the clock was never set.
-    """
-    if timesync.is_dir():
-        return (timesync / "synchronized").exists()
-    return datetime.fromtimestamp(wall()).year >= 2024
 
 
 def wifi_from_proc(text: str) -> tuple[str, int] | None:
@@ -101,13 +89,41 @@ def read_setup_error(path: Path | None) -> str | None:
     return problems[0] if problems else "see bambupi-errors.txt"
 
 
+class Quiet(Protocol):
+    """The box's quiet hours (``alerts.QuietHours``): the buzzer keeps still inside them; clock times use ``tz``."""
+
+    tz: tzinfo | None
+
+    def quiet(self) -> bool: ...
+
+
+class AutoOffCountdowns(Protocol):
+    """The smart plugs' pending auto-off (the power service): shown on the screen, cancelled with the button."""
+
+    def auto_off_warnings(self) -> dict[str, float]: ...
+
+    def cancel_auto_off(self, printer_id: str) -> bool: ...
+
+
+class NoAutoOff:
+    """A box without a power service: no countdown is ever pending."""
+
+    def auto_off_warnings(self) -> dict[str, float]:
+        return {}
+
+    def cancel_auto_off(self, printer_id: str) -> bool:
+        return False
+
+
 class Panel:
     def __init__(
         self,
         hub: StateHub,
         config: PanelConfig,
-        alerts: AlertsConfig,
+        quiet_hours: Quiet,
         *,
+        auto_off: AutoOffCountdowns | None = None,
+        url: Callable[[], str | None] = lambda: None,
         clock_synced: Callable[[], bool] = system_clock_synced,
         wall: Callable[[], float] = time.time,
         network: Callable[[str | None], NetworkInfo] = probe_network,
@@ -117,18 +133,15 @@ class Panel:
     ) -> None:
         self.hub = hub
         self.config = config
-        self.alerts = alerts
+        self.quiet_hours = quiet_hours
+        self.auto_off = auto_off if auto_off is not None else NoAutoOff()
+        self.url = url  # the web page's address, once the front door listens
         self.clock_synced = clock_synced
         self.wall = wall
         self.network_probe = network
         self.dev = dev
         self.boot_network_s = boot_network_s
         self.setup_errors = setup_errors
-        self.tz: tzinfo | None = zoneinfo.ZoneInfo(alerts.time_zone) if alerts.time_zone else None
-        self.url: str | None = None  # set by the service once the web port is known
-        # Set by the service when there is a power service: pending auto-off countdowns, and cancelling them.
-        self.auto_off_warnings: Callable[[], dict[str, float]] = dict
-        self.cancel_auto_off: Callable[[str], bool] = lambda printer_id: False
         self.hardware = Hardware("none", "none")
         self.factory: Any = None  # gpiozero MockFactory when gpio = virtual (tests drive its pins)
         self.recorder = Recorder()
@@ -276,11 +289,7 @@ class Panel:
 
     # -- rules ---------------------------------------------------------------------------------------------------
     def quiet(self) -> bool:
-        """Inside the quiet hours of ``[alerts]`` (never while the clock is unsynchronised). Notify uses it too."""
-        if self.alerts.quiet_hours is None or not self.clock_synced():
-            return False
-        local = datetime.fromtimestamp(self.wall(), self.tz)
-        return alarms.in_quiet_hours(local, self.alerts.quiet_hours)
+        return self.quiet_hours.quiet()
 
     def on_event(self, event: Mapping[str, Any]) -> None:
         now = trio.current_time()
@@ -296,11 +305,11 @@ class Panel:
         """Acknowledge the current alarm; with nothing to acknowledge, show the next screen."""
         now = trio.current_time()
         self._activity = now
-        warned = list(self.auto_off_warnings())
+        warned = list(self.auto_off.auto_off_warnings())
         if warned:
             # The countdown is the most urgent thing a press can mean: the printer is about to lose power.
             for printer_id in warned:
-                self.cancel_auto_off(printer_id)
+                self.auto_off.cancel_auto_off(printer_id)
             log.info("panel: auto-off cancelled with the button (%s)", ", ".join(warned))
         elif alarms.pending(self.alarm_state, self.printers, now) or self._takeover is not None:
             self.alarm_state = alarms.acknowledge(self.alarm_state, self.printers)
@@ -342,7 +351,7 @@ class Panel:
         fatal = sorted(pid for pid, _ in self.alarm_state.fatal_due)
         if fatal:
             return "hms", fatal[0]
-        warned = sorted(self.auto_off_warnings())
+        warned = sorted(self.auto_off.auto_off_warnings())
         if warned:
             return "auto_off", warned[0]
         reachable = [p for p in self.printers.values() if p.get("connection") in ("online", "stale")]
@@ -379,17 +388,18 @@ class Panel:
             self.display = "dim"
         else:
             self.display = "on"
-        if now - self._network_at >= 30 or self._network.url != self.url:
-            self._network = replace(self.network_probe(self.url), setup_error=read_setup_error(self.setup_errors))
+        url = self.url()
+        if now - self._network_at >= 30 or self._network.url != url:
+            self._network = replace(self.network_probe(url), setup_error=read_setup_error(self.setup_errors))
             self._network_at = now
         screen, pid = chosen
         printer = self.printers.get(pid) if pid is not None else _first(self.printers)
         ids = list(self.printers)
         page = (ids.index(pid) + 1, len(ids)) if pid in ids else (1, 1)
         view = View(
-            screen=screen, printer=printer, network=self._network, now=self.wall(), tz=self.tz,
+            screen=screen, printer=printer, network=self._network, now=self.wall(), tz=self.quiet_hours.tz,
             clock_synced=self.clock_synced(), shift=SHIFTS[int((now - self._started) // SHIFT_EVERY_S) % len(SHIFTS)],
-            page=page, off_at=self.auto_off_warnings().get(pid) if screen == "auto_off" and pid else None,
+            page=page, off_at=self.auto_off.auto_off_warnings().get(pid) if screen == "auto_off" and pid else None,
             shown_s=now - self._current_since,
         )
         self.image = render(view) if self.display != "off" else Image.new("1", (WIDTH, HEIGHT), 0)

@@ -100,6 +100,7 @@ class _PlugState:
     error: str | None = None
     warning: CrossCheck | None = None
     switched_off_by_box: bool = False  # the box (the owner or auto-off) switched it off last, not someone else
+    closed: bool = False  # its client was closed when the service stopped; a restart makes it afresh
     recent: deque[Sample] = field(default_factory=lambda: deque(maxlen=RECENT_SAMPLES))
 
 
@@ -149,6 +150,9 @@ class PowerService:
     # -- the service -------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[PowerService] = trio.TASK_STATUS_IGNORED) -> None:
+        for state in self._plugs.values():
+            if state.closed:  # started again after a failure
+                state.plug, state.closed = make_plug(state.config), False
         queue = self.hub.open_event_queue("power")
         try:
             await self._resume_open_jobs()
@@ -160,11 +164,14 @@ class PowerService:
                     self._plug_tasks[printer_id], _ = await Stoppable.start(nursery, self._plug_loops, printer_id)
                 task_status.started(self)
         finally:
+            self._nursery = None
+            self._plug_tasks.clear()  # they ended with the nursery
             self.hub.close_event_queue(queue)
             with trio.CancelScope(shield=True):
                 await self._flush()
                 for state in self._plugs.values():
                     await state.plug.aclose()
+                    state.closed = True
                 if self.store is not None:
                     await trio.to_thread.run_sync(self.store.close)
 
@@ -188,9 +195,10 @@ class PowerService:
             return False
         await self._stop_plug(printer.id)
         self.auto_off.set_policy(printer.id, printer.plug)
-        if printer.plug is not None and self._nursery is not None:
+        if printer.plug is not None:
             self._plugs[printer.id] = _PlugState(make_plug(printer.plug), printer.plug)
-            self._plug_tasks[printer.id], _ = await Stoppable.start(self._nursery, self._plug_loops, printer.id)
+            if self._nursery is not None:  # else it starts with the service
+                self._plug_tasks[printer.id], _ = await Stoppable.start(self._nursery, self._plug_loops, printer.id)
         return True
 
     async def remove_printer(self, printer_id: str) -> None:

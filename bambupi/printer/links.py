@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import trio
 
@@ -15,12 +15,26 @@ from bambupi.printer.pins import PinStore
 class PrinterLinks(Mapping[str, PrinterLink]):
     """A read-only mapping ``id -> PrinterLink`` for everyone else; only :meth:`start`/:meth:`stop` change it."""
 
-    def __init__(self, hub: StateHub, pins: PinStore, nursery: trio.Nursery) -> None:
+    def __init__(self, hub: StateHub, pins: PinStore, printers: Iterable[PrinterConfig]) -> None:
         self._hub = hub
         self._pins = pins
-        self._nursery = nursery
+        self._configs = {p.id: p for p in printers}  # what a (re)start connects
+        self._nursery: trio.Nursery | None = None
         self._links: dict[str, PrinterLink] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[PrinterLinks] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for config in list(self._configs.values()):
+                    await self._start(config)
+                task_status.started(self)
+                await trio.sleep_forever()  # open for printers the settings add, with none configured yet
+        finally:
+            self._nursery = None
+            self._links.clear()
+            self._scopes.clear()
 
     def __getitem__(self, printer_id: str) -> PrinterLink:
         return self._links[printer_id]
@@ -31,7 +45,14 @@ class PrinterLinks(Mapping[str, PrinterLink]):
     def __len__(self) -> int:
         return len(self._links)
 
-    async def start(self, config: PrinterConfig) -> PrinterLink:
+    async def start(self, config: PrinterConfig) -> None:
+        """Connect a printer (added, or with new settings); while not running, at the next start."""
+        self._configs[config.id] = config
+        if self._nursery is not None:
+            await self._start(config)
+
+    async def _start(self, config: PrinterConfig) -> None:
+        assert self._nursery is not None
         scope = trio.CancelScope()
         link = PrinterLink(config, self._hub, self._pins)
 
@@ -42,15 +63,17 @@ class PrinterLinks(Mapping[str, PrinterLink]):
         await self._nursery.start(run)
         self._links[config.id] = link
         self._scopes[config.id] = scope
-        return link
 
     def stop(self, printer_id: str) -> None:
-        self._scopes.pop(printer_id).cancel()
-        del self._links[printer_id]
+        self._configs.pop(printer_id, None)
+        scope = self._scopes.pop(printer_id, None)
+        if scope is not None:
+            scope.cancel()
+        self._links.pop(printer_id, None)
 
-    async def restart(self, config: PrinterConfig) -> PrinterLink:
+    async def restart(self, config: PrinterConfig) -> None:
         self.stop(config.id)
-        return await self.start(config)
+        await self.start(config)
 
     def by_serial(self, serial: str) -> PrinterLink | None:
         return next((link for link in self._links.values() if link.config.serial == serial), None)

@@ -1,0 +1,80 @@
+"""Quiet hours: one rule for the whole box, from ``[alerts]``. The panel's buzzer and the notifications both ask the
+same :class:`QuietHours`, so a change on the settings page holds both at once, without restarting either."""
+
+from __future__ import annotations
+
+import time
+import zoneinfo
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from bambupi.component import Applied, Web
+from bambupi.config import AlertsConfig, Config
+from bambupi.panel.alarms import in_quiet_hours
+
+TIMESYNC_DIR: Final = Path("/run/systemd/timesync")
+
+
+def system_clock_synced(timesync: Path = TIMESYNC_DIR, wall: Callable[[], float] = time.time) -> bool:
+    """True once the system clock can be trusted for clock times.
+
+    With systemd-timesyncd the flag file ``synchronized`` appears on the first NTP sync (a Pi starts from the last
+    saved time, which looks plausible but is wrong); without it, a year before 2024 means the clock was never set.
+    """
+    if timesync.is_dir():
+        return (timesync / "synchronized").exists()
+    return datetime.fromtimestamp(wall()).year >= 2024
+
+
+class QuietHours:
+    """The component of ``[alerts]``' quiet hours and time zone (its other keys wait for a restart until the part
+    that uses them applies them)."""
+
+    name = "alerts"
+    sections = ("alerts",)
+
+    def __init__(
+        self,
+        alerts: AlertsConfig,
+        *,
+        clock_synced: Callable[[], bool] = system_clock_synced,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock_synced = clock_synced
+        self.wall = wall
+        self.alerts = alerts
+        self.tz = _zone(alerts)
+
+    def quiet(self) -> bool:
+        """Inside the quiet hours (never while the clock is unsynchronised: its time of day is a guess)."""
+        if self.alerts.quiet_hours is None or not self.clock_synced():
+            return False
+        return in_quiet_hours(datetime.fromtimestamp(self.wall(), self.tz), self.alerts.quiet_hours)
+
+    def add_routes(self, web: Web) -> None:
+        pass
+
+    async def run(self, *, task_status: trio.TaskStatus[QuietHours] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self)  # nothing runs: the panel and the notifier ask when they need to
+
+    async def apply(self, old: Config, new: Config) -> Applied:
+        mine = (new.alerts.quiet_hours, new.alerts.time_zone)
+        if (old.alerts.quiet_hours, old.alerts.time_zone) == mine:
+            return "restart"  # another key of [alerts] changed, which nothing running applies
+        self.alerts, self.tz = new.alerts, _zone(new.alerts)
+        if _others(old.alerts) != _others(new.alerts):
+            return "restart"
+        return ["quiet hours and time zone updated (panel and notifications)"]
+
+
+def _zone(alerts: AlertsConfig) -> tzinfo | None:
+    return zoneinfo.ZoneInfo(alerts.time_zone) if alerts.time_zone else None
+
+
+def _others(alerts: AlertsConfig) -> tuple[object, ...]:
+    # The HMS texts' keys: nothing running reads them yet.
+    return (alerts.language, alerts.hms_service)
