@@ -27,8 +27,16 @@ from bambupi.config import PrinterConfig
 from bambupi.printer.capture import MqttCapture
 from bambupi.printer.events import events as derive_events
 from bambupi.printer.hms import CANCELLED_RESULT
+from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.models import model_info
-from bambupi.printer.state import Applied, State, apply_message, initial_state, signature_required
+from bambupi.printer.state import (
+    Applied,
+    State,
+    apply_message,
+    initial_state,
+    redescribe,
+    signature_required,
+)
 
 log = logging.getLogger("bambupi.hub")
 
@@ -168,6 +176,7 @@ class StateHub:
         self._queues: list[EventQueue] = []
         self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._reply_listeners: list[Callable[[str, Reply], None]] = []
+        self._hms_catalogs: dict[str, Catalog] = {}  # official texts by serial prefix (printer/hms_refresh.py)
 
     # -- reading -------------------------------------------------------------------------------------------
     def ids(self) -> list[str]:
@@ -264,11 +273,25 @@ class StateHub:
         printer.capture.secrets = (config.access_code,)
         self._changed_from(printer, before)
 
+    def set_hms_catalogs(self, catalogs: dict[str, Catalog]) -> None:
+        """New official texts (keyed by the first 3 characters of a serial): the HMS entries and print errors shown
+        now are described again at once, so every reader switches to them without waiting for the next report."""
+        self._hms_catalogs = dict(catalogs)
+        for printer in self._printers.values():
+            before = printer.to_json()
+            printer.state = redescribe(printer.state, printer.config.model, self._catalogs_for(printer))
+            self._changed_from(printer, before)
+
+    def _catalogs_for(self, printer: _Printer) -> tuple[Catalog, ...]:
+        catalog = self._hms_catalogs.get(printer.config.serial[:3])
+        return () if catalog is None else (catalog,)
+
     # -- writing (printer links only) -------------------------------------------------------------------------
     def apply_message(self, printer_id: str, payload: bytes) -> Applied:
         printer = self._printers[printer_id]
         applied = apply_message(
-            printer.state, payload, model=printer.config.model, baseline=not printer.baselined
+            printer.state, payload, model=printer.config.model, baseline=not printer.baselined,
+            catalogs=self._catalogs_for(printer),
         )
         if applied.rejected is not None:
             printer.rejected_messages += 1

@@ -280,7 +280,7 @@ async def test_a_stop_on_the_printer_reads_stopping_then_cancelled(tmp_path: Pat
         # 03008013 "Printing paused due to the pause command added to the printing file."
         ("0300_8013", "pause command in the print file"),
         # 0500803C "The current nozzle setting does not match the slicing file. ..."
-        ("0500_803C", "nozzle setting does not match the file"),
+        ("0500_803C", "nozzle setting does not match the slicing file"),
     ],
 )
 def test_print_error_texts_match_the_published_table(code: str, words: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bambupi.printer.events import EVENT_KINDS, events
-from bambupi.printer.hms import decode_hms, job_result
+from bambupi.printer.hms import decode_hms, describe_print_error, job_result
 from bambupi.printer.state import State, apply_message, initial_state
 from tests.capture_corpus import capture
 
@@ -102,18 +102,24 @@ def test_job_transitions(before: str | None, after: str, expected: list[str]) ->
 
 
 @pytest.mark.parametrize(
-    "print_error,kind,description,result",
+    "print_error,kind,description,action,result",
     [
-        ("0300_400C", "job_cancelled", "The task was canceled", "Cancelled"),
-        ("0500_400E", "job_cancelled", "Printing was cancelled", "Cancelled"),
-        ("0300_8004", "job_failed", "Filament ran out", "Failed: Filament ran out"),
-        ("0300_9999", "job_failed", None, "Failed: Motion controller error 0300_9999"),
+        ("0300_400C", "job_cancelled", "The task was canceled.", None, "Cancelled"),
+        ("0500_400E", "job_cancelled", "Printing was cancelled.", None, "Cancelled"),
+        ("0300_8004", "job_failed", "Filament ran out.", "Please load new filament.", "Failed: Filament ran out."),
+        ("0300_9999", "job_failed", "Motion controller error 0300_9999", None,
+         "Failed: Motion controller error 0300_9999"),
     ],
 )
-def test_failed_or_cancelled(print_error: str | None, kind: str, description: str | None, result: str) -> None:
+def test_failed_or_cancelled(
+    print_error: str, kind: str, description: str | None, action: str | None, result: str
+) -> None:
+    # The event carries the state's words for the error (the official text and what to do).
+    error = describe_print_error(print_error, "P1S")
     prev = printer(gcode_state="RUNNING", subtask_name="benchy")
-    new = printer(gcode_state="FAILED", subtask_name="benchy", print_error=print_error,
-                  job_result=job_result("FAILED", print_error, job_just_ended=True))
+    new = printer(gcode_state="FAILED", subtask_name="benchy", print_error=print_error, print_error_text=error.text,
+                  print_error_action=error.action,
+                  job_result=job_result("FAILED", print_error, job_just_ended=True, error_text=error.text))
     assert events(prev, new) == [
         {
             "kind": kind,
@@ -122,6 +128,7 @@ def test_failed_or_cancelled(print_error: str | None, kind: str, description: st
             "gcode_state": "FAILED",
             "print_error": print_error,
             "description": description,
+            "action": action,
             "result": result,
         }
     ]

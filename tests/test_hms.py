@@ -8,7 +8,9 @@ from bambupi.printer.hms import (
     COMMAND_VERIFICATION_FAILED,
     SEVERITIES,
     WIKI_HMS_HOME,
+    PrintError,
     decode_hms,
+    describe_print_error,
     format_print_error,
     hms_code,
     hms_url,
@@ -69,36 +71,45 @@ def test_module(attr: int, module: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "attr,code,description",
+    "attr,code,model,description,action",
     [
-        (0x0300_1200, 0x0002_0001, "Toolhead front cover fell off"),
-        (0x0300_0200, 0x0001_0001, "Nozzle temperature abnormal: the heater may be short-circuited"),
-        (0x0300_0100, 0x0001_0007, "Heatbed temperature abnormal: the sensor may be open-circuit"),
-        (0x0C00_0300, 0x0003_0008, "Possible spaghetti failure"),
-        (0x0C00_0300, 0x0003_0007, "Possible first-layer defects"),
-        (0x07FF_2000, 0x0002_0001, "External spool: filament has run out"),
-        # AMS codes repeat per unit and slot
-        (0x0700_2000, 0x0002_0001, "AMS A slot 1: filament has run out"),
-        (0x0701_2300, 0x0002_0001, "AMS B slot 4: filament has run out"),
-        (0x0702_2100, 0x0002_0002, "AMS C slot 2: slot is empty"),
-        (0x0700_6200, 0x0002_0001, "AMS A slot 3: slot overloaded: filament tangled or spool stuck"),
-        (0x1200_2000, 0x0002_0004, "AMS lite A slot 1: filament may be broken in the toolhead"),
-        (0x1200_8000, 0x0002_0001, "AMS lite A slot 1: filament may be tangled or stuck"),
-        # unknown: a generic text from module and severity
-        (0x0800_0100, 0x0002_0099, "Toolhead: serious error"),
-        (0x0300_9900, 0x0001_0001, "Motion controller: fatal error"),
-        (0x0500_9900, 0x0003_0001, "Mainboard: error"),
-        (0x0C00_9900, 0x0004_0001, "Camera/AI: notice"),
-        (0x0700_2000, 0x0009_0001, "AMS: problem"),
-        (0x07FF_6000, 0x0002_0001, "AMS: serious error"),  # no slots on the external spool
+        # Bambu's official English texts (the shipped table), split into what happened and what to do
+        (0x0300_1200, 0x0002_0001, "X1C", "The front cover of the toolhead fell off.", None),
+        (0x0300_0200, 0x0001_0006, "X1C", "The nozzle temperature is abnormal; the sensor may have a short circuit.",
+         "Please check whether the connector is properly plugged in."),
+        # the model's own variant: the H2D has two nozzles
+        (0x0300_0200, 0x0001_0006, "H2D",
+         "The right nozzle temperature is abnormal; the sensor may have a short circuit.",
+         "Please check whether the connector is properly plugged in."),
+        (0x0500_0100, 0x0003_0004, "X1C",
+         "Not enough space on MicroSD Card. Video recording and timelapse recording cannot be performed.",
+         "Please clear some space."),
+        (0x0500_0100, 0x0003_0004, "P2S",
+         "Not enough space on the USB flash drive. Video recording and timelapse recording cannot be performed.",
+         "Please clear some space."),
+        (0x0700_2000, 0x0002_0003, "X1C", "AMS A Slot 1's filament may be broken in AMS.", None),
+        (0x0701_2300, 0x0002_0001, "P1S", "AMS B Slot 4 filament has run out.", "Please insert a new filament."),
+        (0x1200_8000, 0x0002_0001, "A1", "AMS Lite A slot 1 filament may be tangled or stuck.", None),
+        # not in the official table: a generic text from module and severity
+        (0x0800_0100, 0x0002_0099, "X1C", "Toolhead: serious error", None),
+        (0x0300_F900, 0x0001_0001, "X1C", "Motion controller: fatal error", None),
+        (0x0500_9900, 0x0003_0001, "X1C", "Mainboard: error", None),
+        (0x0C00_9900, 0x0004_0001, "X1C", "Camera/AI: notice", None),
+        (0x0700_2000, 0x0009_0001, "X1C", "AMS: problem", None),
     ],
-)
-def test_description(attr: int, code: int, description: str) -> None:
-    assert decode_hms(attr, code, "X1C").description == description
+)  # fmt: skip
+def test_description(attr: int, code: int, model: str, description: str, action: str | None) -> None:
+    entry = decode_hms(attr, code, model)
+    assert (entry.description, entry.action, entry.silent) == (description, action, False)
 
 
-def test_command_verification_failed_has_a_description() -> None:
-    assert "Developer mode" in decode_hms(0x0500_0500, 0x0001_0007, "P1S").description
+def test_a_placeholder_code_is_silent() -> None:
+    # 0500_0100_0001_000A is listed in Bambu's table without a text: shown, never an alarm.
+    placeholder = decode_hms(0x0500_0100, 0x0001_000A, "X1C")
+    assert placeholder.silent is True
+    assert placeholder.action is None
+    assert placeholder.description == "Mainboard: code without an official text"
+    assert placeholder.severity == "fatal"  # its severity stays; only the alarm is off
 
 
 # Only articles the published HMS index lists (tests/test_captures_links.py checks every code against it): it has
@@ -135,9 +146,12 @@ def test_entry_to_json() -> None:
         "code": "0C00_0300_0003_0008",
         "severity": "common",
         "module": "Camera/AI",
-        "description": "Possible spaghetti failure",
+        "description": "A possible spaghetti failure has been detected.",
+        "action": "Please check the print quality and decide whether to stop the job. Cleaning the build plate or "
+                  "drying the filament can effectively reduce the risk of spaghetti failure.",
         "url": "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0C00_0300_0003_0008",
         "standing": True,
+        "silent": False,
     }
 
 
@@ -161,3 +175,17 @@ def test_format_print_error(value: int, text: str | None) -> None:
 )
 def test_print_error_description(code: str, description: str | None) -> None:
     assert print_error_description(code) == description
+
+
+@pytest.mark.parametrize(
+    "code,model,text,action",
+    [
+        ("0300_8009", "X1C", "Heatbed temperature malfunction", None),
+        ("0300_8004", "P1S", "Filament ran out.", "Please load new filament."),
+        ("0300_8004", "", "Filament ran out.", "Please load new filament."),
+        ("0300_4FFF", "X1C", "Motion controller error 0300_4FFF", None),
+        ("zz", "X1C", "Error zz", None),
+    ],
+)
+def test_print_errors_get_the_official_text_and_action(code: str, model: str, text: str, action: str | None) -> None:
+    assert describe_print_error(code, model) == PrintError(text, action)

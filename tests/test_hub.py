@@ -198,7 +198,8 @@ async def test_an_error_within_the_settle_is_a_failure_and_nothing_follows(autoj
         hub.apply_message("p", report(print_error=0x03004006))
         await trio.sleep(JOB_END_SETTLE_S * 2)  # on the fake clock: well past the settle
         assert end_kinds(queue) == ["job_started", "job_failed"]
-        assert hub.printer("p")["state"]["job_result"] == {"outcome": "failed", "text": "Failed: Nozzle clogged"}
+        failed = {"outcome": "failed", "text": "Failed: The nozzle is clogged."}
+        assert hub.printer("p")["state"]["job_result"] == failed
         nursery.cancel_scope.cancel()
 
 

@@ -299,8 +299,9 @@ def test_finished_message_names_printer_job_duration_energy_and_cost() -> None:
     [
         ("FAILED", "0300_400C", {"outcome": "cancelled", "text": "Cancelled"}),
         ("FAILED", "0500_400E", {"outcome": "cancelled", "text": "Cancelled"}),
-        ("FAILED", "0300_4006", {"outcome": "failed", "text": "Failed: Nozzle clogged"}),
-        ("FAILED", "0C00_8009", {"outcome": "failed", "text": "Failed: Camera/AI error 0C00_8009"}),
+        ("FAILED", "0300_4006", {"outcome": "failed", "text": "Failed: The nozzle is clogged."}),
+        ("FAILED", "0C00_8009",
+         {"outcome": "failed", "text": "Failed: Build plate localization marker was not found."}),
         ("FAILED", "7700_0001", {"outcome": "failed", "text": "Failed: Printer error 7700_0001"}),
         # No error and the end not seen happen: long settled, a cancel (a just-ended job waits: test_events.py)
         ("FAILED", None, {"outcome": "cancelled", "text": "Cancelled"}),
@@ -325,4 +326,4 @@ def test_a_stop_is_announced_as_cancelled_and_an_error_with_its_text() -> None:
     failed = message_for({"kind": "job_failed", "printer": "p", "job": "benchy", "print_error": "0C00_8009"},
                          "Garage")
     assert failed is not None and failed.priority == "high"
-    assert failed.title == "Garage: benchy — Failed: Camera/AI error 0C00_8009"
+    assert failed.title == "Garage: benchy — Failed: Build plate localization marker was not found."

@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 DOCUMENTED_KEYS = {
     "gcode_state", "percent", "remaining_min", "layer", "total_layers",
     "nozzle_temp", "nozzle_target", "bed_temp", "bed_target", "chamber_temp", "chamber_target",
-    "nozzles", "active_nozzle", "stage", "print_error", "print_error_text", "job_result",
+    "nozzles", "active_nozzle", "stage", "print_error", "print_error_text", "print_error_action", "job_result",
     "hms", "ams", "active_tray", "external_spool", "external_spools",
     "speed_level", "wifi_dbm", "subtask_name", "lights", "liveview", "door_open",
 }  # fmt: skip
@@ -558,9 +558,11 @@ def test_hms_entries_carry_the_documented_fields() -> None:
         "code": "0300_1200_0002_0001",
         "severity": "serious",
         "module": "Motion controller",
-        "description": "Toolhead front cover fell off",
+        "description": "The front cover of the toolhead fell off.",
+        "action": None,
         "url": "https://wiki.bambulab.com/en/x1/troubleshooting/hmscode/0300_1200_0002_0001",
         "standing": False,
+        "silent": False,
     }
 
 

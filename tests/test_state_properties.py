@@ -194,7 +194,7 @@ def check_state(state: State, model: str) -> None:
     codes = [entry["code"] for entry in state["hms"]]
     assert len(codes) == len(set(codes))
     for entry in state["hms"]:
-        assert set(entry) == {"code", "severity", "module", "description", "url", "standing"}
+        assert set(entry) == {"code", "severity", "module", "description", "action", "url", "standing", "silent"}
         assert HMS_CODE.fullmatch(entry["code"]) and entry["code"] != "0500_0500_0001_0007"
         assert entry["severity"] in SEVERITIES
         assert isinstance(entry["standing"], bool)

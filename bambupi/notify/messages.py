@@ -82,16 +82,21 @@ def message_for(event: dict[str, Any], name: str, *, started_at: float | None = 
         text = event.get("result") or (
             ("Failed: " + print_error_text(error) if isinstance(error, str) else "Failed") if failed else "Cancelled"
         )
-        return Message(kind, printer, f"{name}: {job} — {text}", took, "high" if failed else "default",
+        # What to do, on its own line, where the official text says (hms.describe_print_error).
+        body = "\n".join(line for line in (took, event.get("action") if failed else None) if line)
+        return Message(kind, printer, f"{name}: {job} — {text}", body, "high" if failed else "default",
                        ("x",) if failed else ("stop_button",), dedup_key=f"{key}:{job}")
     if kind == "job_paused":
         return Message(kind, printer, f"{name}: {job} paused", "", "default", ("pause_button",), dedup_key=key)
     if kind == "hms_raised":
         hms = event.get("hms") or {}
+        if hms.get("silent"):
+            return None  # no official text, or reported all the time: shown on the page, never sent
         severity = str(event.get("severity") or "unknown")
         priority: Priority = {"fatal": "urgent", "serious": "high"}.get(severity, "default")  # type: ignore[assignment]
         description = hms.get("description") or "printer error"
-        return Message(kind, printer, f"{name}: {description}", f"{severity} error {event.get('code')}", priority,
+        body = f"{severity} error {event.get('code')}" + (f"\n{hms['action']}" if hms.get("action") else "")
+        return Message(kind, printer, f"{name}: {description}", body, priority,
                        ("warning",), url=hms.get("url"), dedup_key=f"{key}:{event.get('code')}")
     if kind == "printer_offline":
         reason = event.get("reason") or "no connection"

@@ -13,7 +13,8 @@ README's table "The lights, buzzer and screen":
   for ``offline_after_s``, so with the defaults a silent printer turns red as it goes offline, not a minute later.
 
 Within an LED the most urgent rule wins; with several printers the most urgent printer drives each LED. Info HMS
-changes no LED. Standing HMS codes light LEDs (they are real conditions) but never sound.
+changes no LED. Standing HMS codes light LEDs (they are real conditions) but never sound. Silent HMS codes (no
+official text, or reported all the time by a model: hms.decode_hms) light nothing and sound nothing.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def _severities(printer: Mapping[str, Any]) -> set[str]:
     entries = _state(printer).get("hms")
     if not isinstance(entries, list):
         return set()
-    return {str(e.get("severity")) for e in entries if isinstance(e, Mapping)}
+    # A silent code (no official text, or one a model reports all the time) is shown, never an alarm.
+    return {str(e.get("severity")) for e in entries if isinstance(e, Mapping) and not e.get("silent")}
 
 
 def _failed(printer: Mapping[str, Any]) -> bool:
@@ -182,7 +184,7 @@ def on_event(
     elif kind == "job_failed":
         alarms = dataclasses.replace(alarms, failed_acked=alarms.failed_acked - {pid})
         sound = "failed"
-    elif kind == "hms_raised" and not _standing(event):
+    elif kind == "hms_raised" and not _standing(event) and not _silent(event):
         severity = event.get("severity")
         if severity == "fatal":
             key = (pid, str(event.get("code")))
@@ -199,6 +201,11 @@ def on_event(
 def _standing(event: Mapping[str, Any]) -> bool:
     hms = event.get("hms")
     return isinstance(hms, Mapping) and bool(hms.get("standing"))
+
+
+def _silent(event: Mapping[str, Any]) -> bool:
+    hms = event.get("hms")
+    return isinstance(hms, Mapping) and bool(hms.get("silent"))
 
 
 def due(alarms: AlarmState, now: float) -> tuple[AlarmState, PatternName | None]:

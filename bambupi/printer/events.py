@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from bambupi.printer.hms import CANCELLED_RESULT, print_error_description
+from bambupi.printer.hms import CANCELLED_RESULT
 
 Event = dict[str, Any]
 PrinterObject = dict[str, Any]
@@ -116,7 +116,9 @@ def _job_end(prev: PrinterObject, new: PrinterObject) -> Event | None:
     event = _job_event(_END_KINDS[result["outcome"]], ended)
     print_error = _state(ended).get("print_error")
     event["print_error"] = print_error
-    event["description"] = print_error_description(print_error) if isinstance(print_error, str) else None
+    # The state's words for the error (the official text in the owner's language, hms.describe_print_error).
+    event["description"] = _state(ended).get("print_error_text") if isinstance(print_error, str) else None
+    event["action"] = _state(ended).get("print_error_action") if isinstance(print_error, str) else None
     event["result"] = result.get("text")  # the words every surface shows
     return event
 

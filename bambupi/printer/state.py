@@ -32,10 +32,11 @@ from typing import Any, Final, TypeVar
 from bambupi.printer.hms import (
     COMMAND_VERIFICATION_FAILED,
     decode_hms,
+    describe_print_error,
     format_print_error,
     job_result,
-    print_error_text,
 )
+from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.models import ModelInfo, model_info
 
 State = dict[str, Any]
@@ -95,6 +96,7 @@ def initial_state() -> State:
         "stage": None,
         "print_error": None,
         "print_error_text": None,
+        "print_error_action": None,
         "job_result": None,
         "hms": [],
         "ams": {"units": {}},
@@ -132,12 +134,18 @@ def signature_required(fun: int) -> bool:
 
 
 def apply_message(
-    state: State, payload: bytes | bytearray | str | Mapping[str, Any], *, model: str, baseline: bool = False
+    state: State,
+    payload: bytes | bytearray | str | Mapping[str, Any],
+    *,
+    model: str,
+    baseline: bool = False,
+    catalogs: tuple[Catalog, ...] = (),
 ) -> Applied:
     """Apply one message from the printer's report topic.
 
     ``baseline`` is True for the first report after the service starts: HMS codes active in it are *standing*
     (shown, never sounded). Later, a code keeps the standing flag while it stays active; a new one is not standing.
+    ``catalogs`` are the official texts to describe codes with before the shipped English table (hms.decode_hms).
     """
     root = _decode(payload)
     if isinstance(root, str):
@@ -157,9 +165,10 @@ def apply_message(
     _apply_stage(new, report)
     # Derived once here, so the page, the OLED and notifications share one wording (hms.job_result).
     error = new["print_error"]
-    new["print_error_text"] = print_error_text(error) if error is not None else None
+    _describe_print_error(new, model, catalogs)
     new["job_result"] = job_result(
-        new["gcode_state"], error, state.get("job_result"), job_just_ended=state.get("gcode_state") in _IN_JOB
+        new["gcode_state"], error, state.get("job_result"), job_just_ended=state.get("gcode_state") in _IN_JOB,
+        error_text=new["print_error_text"],
     )
     _apply_device(new, report, info)
     _apply_ams(new, report, dropped)
@@ -167,7 +176,7 @@ def apply_message(
     _apply_lights(new, report, dropped)
     _apply_liveview(new, report)
     _apply_door(new, report, info)
-    commands_rejected = _apply_hms(new, state, report, model, dropped, baseline=baseline)
+    commands_rejected = _apply_hms(new, state, report, model, dropped, baseline=baseline, catalogs=catalogs)
     fun = _fun(report.get("fun"))
     return Applied(
         new, reply=reply, fun=top_fun if fun is None else fun, commands_rejected=commands_rejected,
@@ -789,7 +798,14 @@ def _is_u32(value: Any) -> bool:
 
 
 def _apply_hms(
-    new: State, old: State, report: Mapping[str, Any], model: str, dropped: list[str], *, baseline: bool
+    new: State,
+    old: State,
+    report: Mapping[str, Any],
+    model: str,
+    dropped: list[str],
+    *,
+    baseline: bool,
+    catalogs: tuple[Catalog, ...],
 ) -> bool | None:
     """Replace the active list when the report carries one; return whether it says commands are refused. The first
     :data:`MAX_HMS_ENTRIES` codes are kept (in the printer's order); the rest are counted, not decoded."""
@@ -806,7 +822,7 @@ def _apply_hms(
         if len(active) >= MAX_HMS_ENTRIES:
             left_out += 1
             continue
-        decoded = decode_hms(entry["attr"], entry["code"], model)
+        decoded = decode_hms(entry["attr"], entry["code"], model, catalogs)
         if decoded.code == COMMAND_VERIFICATION_FAILED:
             commands_rejected = True
             continue
@@ -818,3 +834,37 @@ def _apply_hms(
     if left_out:
         dropped.append(f"{left_out} HMS entries beyond the first {MAX_HMS_ENTRIES}")
     return commands_rejected
+
+
+def _describe_print_error(new: State, model: str, catalogs: tuple[Catalog, ...]) -> None:
+    error = new["print_error"]
+    described = describe_print_error(error, model, catalogs) if error is not None else None
+    new["print_error_text"] = described.text if described is not None else None
+    new["print_error_action"] = described.action if described is not None else None
+
+
+def redescribe(state: State, model: str, catalogs: tuple[Catalog, ...]) -> State:
+    """``state`` with its HMS entries and print error in the words of ``catalogs`` (new official texts arrived).
+
+    Only the words change: which codes are active, their severity and whether they are standing stay.
+    """
+    new = dict(state)
+    new["hms"] = [
+        {**entry, **_words(decode_hms(*_attr_code(entry["code"]), model, catalogs).to_json(standing=False))}
+        for entry in state["hms"]
+    ]
+    if new["print_error"] is not None:
+        _describe_print_error(new, model, catalogs)
+        result = new.get("job_result")
+        if isinstance(result, dict) and result.get("outcome") == "failed":
+            new["job_result"] = {**result, "text": f"Failed: {new['print_error_text']}"}
+    return new
+
+
+def _attr_code(code: str) -> tuple[int, int]:
+    parts = [int(part, 16) for part in code.split("_")]
+    return parts[0] << 16 | parts[1], parts[2] << 16 | parts[3]
+
+
+def _words(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: entry[key] for key in ("description", "action", "silent")}
