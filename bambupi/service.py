@@ -17,7 +17,7 @@ from bambupi.alerts import QuietHours
 from bambupi.camera.component import CameraComponent
 from bambupi.camera.hub import FrameHub
 from bambupi.component import Component, RestartOnly, Supervisor
-from bambupi.config import PINS_FILE_NAME, SETUP_ERRORS_FILE_NAME, Config, config_secrets
+from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
 from bambupi.hub import StateHub
 from bambupi.notify.component import NotifyComponent
 from bambupi.notify.notifier import Notifier
@@ -89,7 +89,7 @@ class Service:
     def __init__(self, config: Config, *, storage_folder: Path) -> None:
         self.config = config
         self.storage_folder = storage_folder
-        self.pins = PinStore(storage_folder / PINS_FILE_NAME)
+        self.pins = PinStore(pins_file(storage_folder))
         self.hub: StateHub
         self.parts: Parts
         self.supervisor: Supervisor

@@ -7,8 +7,10 @@ import io
 import logging
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import tomlkit
@@ -19,6 +21,7 @@ from bambupi.config import (
     SCHEMA,
     Config,
     ConfigError,
+    NotifyConfig,
     PanelConfig,
     Problem,
     StorageConfig,
@@ -28,9 +31,25 @@ from bambupi.config import (
     key_lines,
     load_config,
     parse_config,
+    pins_file,
     pins_path,
     resolve_storage_path,
 )
+from bambupi.config.file import schema_view
+from bambupi.config.model import (
+    BuzzerKind,
+    CameraMode,
+    GpioDriver,
+    HmsLanguage,
+    HmsSeverity,
+    NotifyKind,
+    NotifyTopic,
+    OledDriver,
+    PlugKind,
+)
+from bambupi.config.schema import NOTIFY_KINDS, PLUG_KINDS
+from bambupi.notify.messages import TOPICS
+from bambupi.power import plugs
 from bambupi.secret import Secret
 
 MINIMAL = """\
@@ -66,16 +85,16 @@ PRINTER: dict[str, Any] = {
 }
 
 
-# A channel with every key a channel of any kind may need, so one bad value is the only problem.
-CHANNEL: dict[str, Any] = {
-    "name": "phone",
-    "kind": "ntfy",
-    "topic": "bambupi-test",
-    "token": "tk_secret",
-    "user_key": "uk_secret",
-    "chat_id": "42",
-    "url": "https://ntfy.example",
+# One valid channel of each kind a bad value needs: each kind takes only its own keys, so a bad value goes into a
+# channel of a kind that takes its key, and is the only problem.
+CHANNELS: dict[str, dict[str, Any]] = {
+    "ntfy": {"name": "phone", "kind": "ntfy", "topic": "bambupi-test", "token": "tk_secret"},
+    "pushover": {"name": "phone", "kind": "pushover", "token": "tk_secret", "user_key": "uk_secret"},
+    "telegram": {"name": "phone", "kind": "telegram", "token": "tk_secret", "chat_id": "42"},
+    "webhook": {"name": "phone", "kind": "webhook", "url": "https://hook.example/x"},
 }
+KIND_OF_KEY = {"user_key": "pushover", "api_url": "pushover", "sound": "pushover", "chat_id": "telegram",
+               "secret": "webhook"}
 
 
 def only_errors(problems: list[Problem]) -> list[Problem]:
@@ -84,7 +103,8 @@ def only_errors(problems: list[Problem]) -> list[Problem]:
 
 def with_value(section: str, key: str, value: Any) -> str:
     """A valid one-printer config, with ``section.key`` set to ``value``."""
-    document: dict[str, Any] = {"printer": [copy.deepcopy(PRINTER)], "notify": [copy.deepcopy(CHANNEL)]}
+    channel = CHANNELS[KIND_OF_KEY.get(key, "ntfy")]
+    document: dict[str, Any] = {"printer": [copy.deepcopy(PRINTER)], "notify": [copy.deepcopy(channel)]}
     table = document[section][0] if section in ("printer", "notify") else document.setdefault(section, {})
     table[key] = value
     return tomlkit.dumps(document)
@@ -555,3 +575,137 @@ def test_pins_live_beside_the_database(tmp_path: Path, data_home: Path) -> None:
     blocker.write_text("")
     moved = Config(storage=StorageConfig(blocker / "bambupi.sqlite3"))
     assert pins_path(moved) == data_home / "bambupi" / "tls-pins.json"
+
+
+def test_the_service_and_the_trust_command_share_one_pins_file(tmp_path: Path, data_home: Path) -> None:
+    kept = Config(storage=StorageConfig(tmp_path / "db" / "bambupi.sqlite3"))
+    assert pins_path(kept) == pins_file(tmp_path / "db")  # Service(storage_folder=...) uses pins_file
+
+
+# --- each kind of plug and channel takes its own options -------------------------------------------------------------
+
+PLUG = {"kind": "tasmota", "address": "192.168.1.60"}
+HOME_ASSISTANT = {"kind": "homeassistant", "address": "http://ha.local:8123", "token": "ey_secret_1",
+                  "entity": "switch.printer"}
+
+
+def with_plug(plug: dict[str, Any]) -> str:
+    return tomlkit.dumps({"printer": [{**PRINTER, "plug": plug}]})
+
+
+@pytest.mark.parametrize(
+    ("plug", "key", "message"),
+    [
+        ({**PLUG, "token": "ey_secret_1"}, "token",
+         "not used by a tasmota plug (a tasmota plug takes: password, username)"),
+        ({**PLUG, "entity": "switch.printer"}, "entity", "not used by a tasmota plug"),
+        ({**PLUG, "channel": 1}, "channel", "not used by a tasmota plug"),
+        ({**PLUG, "kind": "shelly2", "username": "me"}, "username", "a Shelly Gen2 plug always uses admin"),
+        ({**HOME_ASSISTANT, "password": "pw_secret_1"}, "password", "Home Assistant uses a token, not a password"),
+        ({**HOME_ASSISTANT, "channel": 0}, "channel", "not used by a homeassistant plug"),
+    ],
+)
+def test_an_option_of_another_kind_of_plug_is_an_error_naming_it(plug: dict[str, Any], key: str, message: str) -> None:
+    config, problems = parse_config(with_plug(plug), source="box.toml")
+    assert config is None
+    (error,) = only_errors(problems)
+    assert error.key == f"printer[0].plug.{key}"
+    assert message in error.message
+    assert "_secret_" not in str(error)
+    assert error.line == 9 + list(plug).index(key)  # the key's own line ([printer.plug] is on line 8)
+
+
+@pytest.mark.parametrize(
+    ("channel", "key", "kind"),
+    [
+        ({**CHANNELS["ntfy"], "user_key": "uk_secret"}, "user_key", "ntfy"),
+        ({**CHANNELS["telegram"], "secret": "hmac_secret"}, "secret", "telegram"),
+        ({**CHANNELS["telegram"], "sound": "siren"}, "sound", "telegram"),
+        ({**CHANNELS["webhook"], "chat_id": "42"}, "chat_id", "webhook"),
+        ({"name": "d", "kind": "discord", "url": "https://discord.example/api/webhooks/1/x", "topic": "t"}, "topic",
+         "discord"),
+    ],
+)
+def test_an_option_of_another_kind_of_channel_is_an_error_naming_it(
+    channel: dict[str, Any], key: str, kind: str
+) -> None:
+    config, problems = parse_config(tomlkit.dumps({"printer": [PRINTER], "notify": [channel]}))
+    assert config is None
+    (error,) = only_errors(problems)
+    assert (error.key, error.message.split(" (")[0]) == (f"notify[0].{key}", f"not used by a {kind} channel")
+    assert "secret" not in error.message.split(" (")[0]
+
+
+def test_each_kind_is_told_what_it_requires_and_a_wrong_kind_is_named_once() -> None:
+    _, problems = parse_config(with_plug({**PLUG, "kind": "homeassistant", "channel": 1}))
+    assert {(p.key, p.message) for p in only_errors(problems)} == {
+        ("printer[0].plug.channel", "not used by a homeassistant plug (a homeassistant plug takes: entity, "
+         "power_entity, token)"),
+        ("printer[0].plug.token", "required for a homeassistant plug"),
+        ("printer[0].plug.entity", "required for a homeassistant plug"),
+    }
+    # A kind that does not exist is the one error: nothing is said about the keys of kinds it is not.
+    _, problems = parse_config(with_plug({**PLUG, "kind": "kasa", "entity": "switch.x"}))
+    assert [(p.key, p.message.split(";")[0]) for p in only_errors(problems)] == [
+        ("printer[0].plug.kind", "must be one of tasmota, shelly1, shelly2, homeassistant")
+    ]
+
+
+# --- choices come from the Literal types ------------------------------------------------------------------------------
+
+CHOICES = [
+    ("printer", "camera", CameraMode),
+    ("panel", "oled", OledDriver),
+    ("panel", "gpio", GpioDriver),
+    ("panel", "buzzer", BuzzerKind),
+    ("alerts", "language", HmsLanguage),
+    ("notify", "kind", NotifyKind),
+    ("notify", "min_severity", HmsSeverity),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "literal"), CHOICES)
+def test_every_choice_of_a_key_is_its_literal_type(section: str, key: str, literal: Any) -> None:
+    values = get_args(literal)
+    assert SCHEMA[section].options[key].choices == values
+    assert schema_view()[section]["choices"][key] == list(values)
+    for value in values:  # each one is read as itself ...
+        document = tomlkit.parse(with_value(section, key, value))
+        if section == "notify" and key == "kind":  # a channel of that kind, with what that kind requires
+            document["notify"] = [{"name": "c", "kind": value, **{k: "https://x.example/k" if k == "url" else "x1"
+                                                               for k in NOTIFY_KINDS[value].requires}}]
+        config, problems = parse_config(tomlkit.dumps(document))
+        assert config is not None, only_errors(problems)
+        table = {"printer": config.printers[0], "notify": config.notify[-1]}[section] if section in (
+            "printer", "notify") else getattr(config, section)
+        assert getattr(table, key) == value
+    # ... and anything else is refused with the list, in the type's order.
+    _, problems = parse_config(with_value(section, key, "nonesuch"))
+    (error,) = only_errors(problems)
+    assert f"must be one of {', '.join(values)};" in error.message
+
+
+def test_plug_kinds_channel_kinds_and_topics_each_exist_in_one_place() -> None:
+    assert SCHEMA["printer"].tables["plug"].options["kind"].choices == get_args(PlugKind) == tuple(PLUG_KINDS)
+    assert tuple(NOTIFY_KINDS) == get_args(NotifyKind)
+    assert tuple(plugs._DRIVERS) == get_args(PlugKind)  # a driver for every kind the config accepts
+    assert tuple(TOPICS) == get_args(NotifyTopic)  # every topic a channel may name means some events
+    assert set(NotifyConfig("c", "ntfy").events) < set(get_args(NotifyTopic))
+    _, problems = parse_config(with_value("notify", "events", ["finishd"]))
+    assert only_errors(problems)[0].message.endswith("use: " + ", ".join(get_args(NotifyTopic)))
+
+
+def test_importing_the_config_reads_no_file() -> None:
+    # A fresh interpreter: pins.toml is read when the first PanelConfig is made, not when bambupi.config is imported.
+    code = """
+import sys
+opened = []
+sys.addaudithook(lambda event, args: event == "open" and "pins.toml" in str(args[0]) and opened.append(1))
+import bambupi.config
+assert opened == [], "imported"
+bambupi.config.PanelConfig()
+bambupi.config.PanelConfig()
+assert opened == [1], opened
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bambupi.config import PanelConfig
-from bambupi.panel.pins import DEFAULT_PINS, PINS_TOML, load_default_pins
+from bambupi.config.wiring import PINS_TOML, default_pins, load_default_pins
 
 REPO = Path(__file__).resolve().parent.parent
 HARDWARE = REPO / "hardware"
@@ -21,11 +21,13 @@ SCAD = HARDWARE / "enclosure" / "bambupi-case.scad"
 
 def test_pins_toml_in_the_repo_is_the_packaged_one() -> None:
     assert (HARDWARE / "pins.toml").read_bytes() == PINS_TOML.read_bytes()
-    assert load_default_pins(HARDWARE / "pins.toml") == DEFAULT_PINS
+    pins = default_pins()
+    assert load_default_pins(HARDWARE / "pins.toml") == pins
     config = PanelConfig()
     assert (config.led_green, config.led_amber, config.led_red, config.buzzer_pin, config.button) == (
-        DEFAULT_PINS.led_green, DEFAULT_PINS.led_amber, DEFAULT_PINS.led_red, DEFAULT_PINS.buzzer, DEFAULT_PINS.button,
+        pins.led_green, pins.led_amber, pins.led_red, pins.buzzer, pins.button,
     )
+    assert (config.i2c_port, config.i2c_address) == (pins.i2c_port, pins.i2c_address)
 
 
 def test_pins_toml_is_package_data() -> None:
@@ -39,12 +41,13 @@ def test_wiring_table_matches_pins_toml() -> None:
         match = re.match(r"^\| [^|]+ \| `(\w+)` \| (GPIO\d+) \| (\d+) \|", line)
         if match:
             rows[match.group(1)] = match.group(2)
+    pins = default_pins()
     expected = {
-        "led_green": DEFAULT_PINS.led_green, "led_amber": DEFAULT_PINS.led_amber, "led_red": DEFAULT_PINS.led_red,
-        "buzzer": DEFAULT_PINS.buzzer, "button": DEFAULT_PINS.button,
+        "led_green": pins.led_green, "led_amber": pins.led_amber, "led_red": pins.led_red,
+        "buzzer": pins.buzzer, "button": pins.button,
     }
     assert rows == expected
-    assert f"`0x{DEFAULT_PINS.i2c_address:X}`" in (HARDWARE / "README.md").read_text()
+    assert f"`0x{pins.i2c_address:X}`" in (HARDWARE / "README.md").read_text()
 
 
 def test_bom_lists_both_builds() -> None:

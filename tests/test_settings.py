@@ -152,7 +152,15 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     assert "events = [" in box.config_path.read_text()
     read = view.json()["settings"]["notify"][0]
     r = await save(client, csrf, {"notify": [{**read, "kind": "pushover", "token": "tk_pushover_app"}]})
-    assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key"}
+    # A pushover channel needs a user key, and takes no ntfy topic: each is named, neither ignored. (ntfy's server
+    # URL, a secret the form cannot empty, leaves with the kind it belonged to.)
+    assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key", "notify[0].topic"}
+    pushover = {**read, "kind": "pushover", "token": "tk_pushover_app", "topic": None, "url": None}
+    r = await save(client, csrf, {"notify": [pushover]})
+    assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key"}, r.text
+    r = await save(client, csrf, {"notify": [{**pushover, "user_key": "uk_pushover_user"}]})
+    assert r.status_code == 200, r.text
+    assert "127.0.0.1:9" not in box.config_path.read_text() and "uk_pushover_user" in box.config_path.read_text()
 
 
 async def test_trust_pins_the_certificate_the_printer_presents(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
@@ -221,7 +229,7 @@ async def test_tokens_with_characters_no_service_issues_are_refused(
         # Pasted from a web page with a zero-width space; httpx cannot put it in an Authorization header.
         ({"notify": [{**channel, "token": "tk_pasted\u200b_secret"}]}, "notify[0].token"),
         ({"notify": [{**channel, "token": "tk_two\nlines_secret"}]}, "notify[0].token"),
-        ({"notify": [{**channel, "kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": "a\nb_secret"}]},
+        ({"notify": [{"name": "phone", "kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": "a\nb_secret"}]},
          "notify[0].secret"),
     ]:
         r = await save(client, csrf, change)

@@ -221,8 +221,9 @@ def settings_view(document: TOMLDocument) -> dict[str, Any]:
 
 
 def schema_view() -> dict[str, Any]:
-    """What the settings page needs to build its form: each section's keys and which are secret, lists or
-    destinations of its secrets, and the sub-tables inside its tables (a printer's ``plug``)."""
+    """What the settings page needs to build its form: each section's keys and which are secret, lists, choices or
+    destinations of its secrets, the keys each kind of its tables takes, and the sub-tables inside its tables (a
+    printer's ``plug``)."""
     return {name: _section_schema(section, name) for name, section in SCHEMA.items()}
 
 
@@ -234,6 +235,11 @@ def _section_schema(section: Section, path: str) -> dict[str, Any]:
         "secret": [k for k, o in section.options.items() if o.secret],
         "lists": [k for k, o in section.options.items() if o.is_list],
         "destinations": list(DESTINATIONS.get(path, {})),
+        "choices": {k: list(o.choices) for k, o in section.options.items() if o.choices},
+        "kinds": {
+            name: {"takes": list(kind.takes), "requires": list(kind.requires)}
+            for name, kind in (section.kinds.of.items() if section.kinds else ())
+        },
         "tables": {name: _section_schema(sub, f"{path}.{name}") for name, sub in section.tables.items()},
     }
 
@@ -358,7 +364,26 @@ def _apply_table(section: Section, table: Table, values: dict[str, Any], path: s
             table[key] = value
         else:
             raise ValueError(f"{path}.{key}: must be a string, number or true/false")
+    _drop_kept_secrets_of_another_kind(section, table, values)
     return table
+
+
+def _drop_kept_secrets_of_another_kind(section: Section, table: Table, values: dict[str, Any]) -> None:
+    """Remove the stored secrets the table's kind does not take that the save left as they were.
+
+    The form cannot empty a secret (an empty field keeps it), so after a change of kind (ntfy to pushover) the old
+    kind's stored secrets (ntfy's server URL, token) could never leave, and the save would be refused for keys the
+    owner cannot remove. A secret of another kind typed in this save stays, and is refused by name.
+    """
+    if section.kinds is None:
+        return
+    kind = section.kinds.of.get(str(table.get("kind")))
+    if kind is None:  # an unknown kind: its own error, and nothing to judge the keys by
+        return
+    own = {*kind.takes, *kind.requires}
+    for key in section.kinds.specific - own:
+        if key in table and _kept(section.options[key], values.get(key)):
+            table.pop(key)
 
 
 def _refuse_secrets_to_a_new_destination(section: Section, table: Table, values: dict[str, Any], path: str) -> None:

@@ -7,12 +7,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, get_args
 
-from bambupi.panel.pins import DEFAULT_PINS
+from bambupi.config.wiring import default_pins
 from bambupi.secret import Secret
 
 DEFAULT_STORAGE_PATH = Path("/var/lib/bambupi/bambupi.sqlite3")
+
+# Every choice a key offers is one of these types: the validators, the settings page's schema and the code that
+# acts on a value all take the list from here (typing.get_args), so a new choice is added in one place.
+CameraMode = Literal["auto", "off"]
+PlugKind = Literal["tasmota", "shelly1", "shelly2", "homeassistant"]
+OledDriver = Literal["auto", "ssd1306", "sh1106", "virtual", "none"]
+GpioDriver = Literal["auto", "virtual", "none"]
+BuzzerKind = Literal["active", "passive", "none"]  # on/off, tones through PWM, none fitted
+# The languages Bambu's HMS service publishes texts in (its ``lang`` parameter).
+HmsLanguage = Literal[
+    "en", "de", "fr", "es", "it", "nl", "pl", "pt", "pt-br", "sv", "da", "cs", "sk", "hu", "ru", "uk", "tr", "el",
+    "ca", "ja", "ko", "th", "zh-cn",
+]
+NotifyKind = Literal["ntfy", "pushover", "telegram", "discord", "webhook"]
+# The names a channel's ``events`` list takes (bambupi.notify.messages maps each to the events behind it).
+NotifyTopic = Literal[
+    "started", "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "progress", "power"
+]
+HmsSeverity = Literal["fatal", "serious", "common", "info"]  # most severe first
+
+HMS_LANGUAGES: Final[tuple[HmsLanguage, ...]] = get_args(HmsLanguage)
+DEFAULT_TOPICS: Final[tuple[NotifyTopic, ...]] = (
+    "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power"
+)
 
 
 @dataclass(frozen=True)
@@ -24,7 +48,7 @@ class PrinterConfig:
     serial: str
     access_code: Secret
     mqtt_port: int = 8883
-    camera: str = "auto"  # auto | off
+    camera: CameraMode = "auto"
     camera_port: int | None = None  # None = the model's default (6000 or 322)
     tls_fingerprint: str | None = None  # "sha256:<64 hex>"
     stale_after_s: float = 60.0  # no report for this long -> stale, reconnect, pushall
@@ -38,7 +62,7 @@ class PrinterConfig:
 class PlugConfig:
     """A printer's smart plug (``[printer.plug]``): how to reach it, what energy costs, the auto-off policy."""
 
-    kind: str  # tasmota | shelly1 | shelly2 | homeassistant
+    kind: PlugKind  # which options each kind takes: bambupi.config.schema.PLUG_KINDS
     address: str  # base URL, e.g. "http://192.168.1.60" (a bare host gets http://)
     username: str | None = None  # Tasmota/Shelly Gen1 web user; Shelly Gen2 always uses "admin"
     password: Secret | None = None
@@ -81,30 +105,24 @@ class WebConfig:
 
 @dataclass(frozen=True)
 class PanelConfig:
-    oled: str = "auto"  # auto | ssd1306 | sh1106 | virtual | none
-    gpio: str = "auto"  # auto | virtual | none
-    i2c_port: int = DEFAULT_PINS.i2c_port
-    i2c_address: int = DEFAULT_PINS.i2c_address
+    oled: OledDriver = "auto"
+    gpio: GpioDriver = "auto"
+    # The wiring's defaults come from pins.toml, read when the first PanelConfig is made (not at import).
+    i2c_port: int = field(default_factory=lambda: default_pins().i2c_port)
+    i2c_address: int = field(default_factory=lambda: default_pins().i2c_address)
     rotation: int = 0  # degrees: 0 | 90 | 180 | 270 (a 128x64 picture, so 0 or 180 in practice)
     contrast: int = 255
     dim_contrast: int = 8
-    led_green: str = DEFAULT_PINS.led_green  # gpiozero pin names (GPIO17, BOARD11, ...)
-    led_amber: str = DEFAULT_PINS.led_amber
-    led_red: str = DEFAULT_PINS.led_red
-    buzzer_pin: str = DEFAULT_PINS.buzzer
-    button: str = DEFAULT_PINS.button
-    buzzer: str = "active"  # active (on/off) | passive (tones through PWM) | none
+    led_green: str = field(default_factory=lambda: default_pins().led_green)  # gpiozero names (GPIO17, BOARD11...)
+    led_amber: str = field(default_factory=lambda: default_pins().led_amber)
+    led_red: str = field(default_factory=lambda: default_pins().led_red)
+    buzzer_pin: str = field(default_factory=lambda: default_pins().buzzer)
+    button: str = field(default_factory=lambda: default_pins().button)
+    buzzer: BuzzerKind = "active"
     rotate_s: float = 8.0  # each screen shows this long before the next
     dim_after_s: float = 300.0  # nothing changed this long: dim the screen
     off_after_s: float = 1800.0  # ...and switch it off, unless printing or alarmed
     offline_grace_s: float = 60.0  # red slow blink for an offline printer whose reports stopped this long ago
-
-
-# The languages Bambu's HMS service publishes texts in (its ``lang`` parameter).
-HMS_LANGUAGES: Final = (
-    "en", "de", "fr", "es", "it", "nl", "pl", "pt", "pt-br", "sv", "da", "cs", "sk", "hu", "ru", "uk", "tr", "el",
-    "ca", "ja", "ko", "th", "zh-cn",
-)
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,7 @@ class AlertsConfig:
 
     time_zone: str | None = None  # IANA name (Europe/Berlin); None = the system's time zone
     quiet_hours: tuple[tuple[int, int], tuple[int, int]] | None = None  # ((22, 0), (7, 0)): mute all but fatal
-    language: str = "en"  # HMS and print-error texts: one of HMS_LANGUAGES
+    language: HmsLanguage = "en"  # HMS and print-error texts
     # Where Bambu's own apps fetch the HMS texts (query.php); tests point it at a local stand-in.
     hms_service: str = "https://e.bambulab.com"
 
@@ -129,7 +147,7 @@ class NotifyConfig:
     """One notification channel (``[[notify]]``)."""
 
     name: str
-    kind: str  # ntfy | pushover | telegram | discord | webhook
+    kind: NotifyKind  # which options each kind takes: bambupi.config.schema.NOTIFY_KINDS
     enabled: bool = True
     url: str | None = None  # ntfy server (default https://ntfy.sh), Discord webhook URL, webhook URL
     topic: str | None = None  # ntfy
@@ -139,8 +157,8 @@ class NotifyConfig:
     secret: Secret | None = None  # webhook: HMAC-SHA256 key for the X-Bambupi-Signature header
     api_url: str | None = None  # Pushover/Telegram API base, for self-hosted or test servers
     sound: str | None = None  # Pushover
-    events: tuple[str, ...] = ("finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power")
-    min_severity: str = "serious"  # HMS errors at or above this
+    events: tuple[NotifyTopic, ...] = DEFAULT_TOPICS
+    min_severity: HmsSeverity = "serious"  # HMS errors at or above this
     offline_grace_s: float = 120.0
     dedup_window_s: float = 300.0
     progress: tuple[int, ...] = ()  # percent milestones, e.g. [25, 50, 75] (add "progress" to events)

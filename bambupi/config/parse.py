@@ -174,6 +174,9 @@ def _validate_table(section: Section, table: Mapping[str, Any], path: str, out: 
             values[key] = values[option.default_from]
         elif option.required:
             out.add("error", f"{path}.{key}", "required")
+    if section.kinds is not None:
+        for key, message in section.kinds.problems(table, values):
+            out.add("error", f"{path}.{key}", message)
     if section.check is not None and out.error_count() == errors_before:
         for key, message in section.check(values):
             out.add("error", f"{path}.{key}", message)

@@ -70,7 +70,12 @@ def resolve_storage_path(configured: Path, *, explicit: bool) -> Path:
     return fallback
 
 
+def pins_file(storage_folder: Path) -> Path:
+    """The certificate pins (printers' and cameras'), kept in the folder of the database."""
+    return storage_folder / PINS_FILE_NAME
+
+
 def pins_path(config: Config) -> Path:
-    """The printer link's certificate pins, kept beside the database."""
+    """The certificate pins of the box that runs ``config`` (its database's folder, after any fallback)."""
     explicit = config.storage.path != DEFAULT_STORAGE_PATH
-    return resolve_storage_path(config.storage.path, explicit=explicit).parent / PINS_FILE_NAME
+    return pins_file(resolve_storage_path(config.storage.path, explicit=explicit).parent)

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar, get_args
 
 from bambupi.config.model import (
-    HMS_LANGUAGES,
     AlertsConfig,
+    BuzzerKind,
     CameraConfig,
+    CameraMode,
     DiscoveryConfig,
+    GpioDriver,
+    HmsLanguage,
+    HmsSeverity,
     NotifyConfig,
+    NotifyKind,
+    OledDriver,
     PanelConfig,
     PlugConfig,
+    PlugKind,
     PowerConfig,
     PrinterConfig,
     StorageConfig,
@@ -26,8 +33,6 @@ from bambupi.config.model import (
 )
 from bambupi.config.validators import (
     Validator,
-    notify_problems,
-    plug_problems,
     system_problems,
     valid_abs_path,
     valid_access_code,
@@ -71,6 +76,61 @@ class Option:
     into: tuple[str, ...] = ()  # dataclass fields filled from the validated tuple; default: the key's name
     secret: bool = False
     is_list: bool = False  # the value is a TOML array (the settings page edits it as a comma-separated list)
+    choices: tuple[str, ...] = ()  # the values it takes, when it is a choice (see one_of)
+
+
+def one_of(choices: Any, *, required: bool = False) -> Option:
+    """The option whose values are the Literal type ``choices`` (e.g. ``PlugKind``): its check and the list the
+    settings page offers both come from the type."""
+    values: tuple[str, ...] = get_args(choices)
+    return Option(valid_choice(*values), required=required, choices=values)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one kind of a table (a plug's, a channel's ``kind``) takes beyond the keys every kind takes.
+
+    A key that some other kind takes is an error on this one, naming the key: a Home Assistant token on a Tasmota
+    plug would otherwise be ignored without a word (as Moonraker's power devices declare their options per type).
+    """
+
+    takes: tuple[str, ...] = ()  # optional keys of this kind
+    requires: tuple[str, ...] = ()  # keys it cannot work without
+    # Keys another kind takes, refused here with this reason instead of the plain "not used by" (likely mix-ups).
+    refuses: Mapping[str, str] = field(default_factory=dict)
+
+
+KindName = TypeVar("KindName", bound=str)
+
+
+@dataclass(frozen=True)
+class Kinds(Generic[KindName]):
+    """The kinds of one section's tables, by the value of their ``kind`` key."""
+
+    noun: str  # what one table is called in a message: "plug", "channel"
+    of: Mapping[KindName, Kind]
+
+    @property
+    def specific(self) -> frozenset[str]:
+        """The keys only some kinds take: every other key of the section belongs to every kind."""
+        return frozenset(key for kind in self.of.values() for key in (*kind.takes, *kind.requires))
+
+    def problems(self, table: Mapping[str, Any], values: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(key, message) for each key of ``table`` its kind does not take, and each one it requires that is
+        missing from the valid ``values`` (a key that failed its own check has its own error)."""
+        name = values.get("kind")
+        kind = next((k for n, k in self.of.items() if n == name), None)
+        if kind is None:  # no kind, or a wrong one: that is the error to fix first
+            return []
+        own = {*kind.takes, *kind.requires}
+        problems = []
+        for key in table:
+            if key in self.specific and key not in own:
+                also = f" (a {name} {self.noun} takes: {', '.join(sorted(own))})" if own else ""
+                problems.append((key, kind.refuses.get(key) or f"not used by a {name} {self.noun}{also}"))
+        return problems + [
+            (key, f"required for a {name} {self.noun}") for key in kind.requires if key not in table
+        ]
 
 
 @dataclass(frozen=True)
@@ -84,13 +144,35 @@ class Section:
     check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
     # Sub-tables inside each table, e.g. [printer.plug] under every [[printer]]; built into the field of that name.
     tables: Mapping[str, Section] = field(default_factory=dict)
+    kinds: Kinds[Any] | None = None  # the section's tables come in kinds (their "kind" key) that take different keys
 
+
+# What each kind of plug takes (the drivers in bambupi.power.plugs use exactly these).
+PLUG_KINDS: Final[Mapping[PlugKind, Kind]] = {
+    "tasmota": Kind(takes=("username", "password")),
+    "shelly1": Kind(takes=("username", "password", "channel")),
+    "shelly2": Kind(takes=("password", "channel"), refuses={"username": "a Shelly Gen2 plug always uses admin"}),
+    "homeassistant": Kind(
+        takes=("power_entity",),
+        requires=("token", "entity"),
+        refuses={"password": "Home Assistant uses a token, not a password"},
+    ),
+}
+
+# What each kind of notification channel takes (bambupi.notify.channels builds each one's requests from these).
+NOTIFY_KINDS: Final[Mapping[NotifyKind, Kind]] = {
+    "ntfy": Kind(takes=("url", "token"), requires=("topic",)),
+    "pushover": Kind(takes=("api_url", "sound"), requires=("token", "user_key")),
+    "telegram": Kind(takes=("api_url",), requires=("token", "chat_id")),
+    "discord": Kind(requires=("url",)),
+    "webhook": Kind(takes=("secret",), requires=("url",)),
+}
 
 PLUG_SECTION: Final = Section(
     PlugConfig,
     "plug",
     {
-        "kind": Option(valid_choice("tasmota", "shelly1", "shelly2", "homeassistant"), required=True),
+        "kind": one_of(PlugKind, required=True),
         "address": Option(valid_plug_address, required=True),
         "username": Option(valid_string),
         "password": Option(valid_token, secret=True),
@@ -109,7 +191,7 @@ PLUG_SECTION: Final = Section(
         "auto_off_warning_s": Option(valid_float(0, 3600)),
         "auto_off_when_offline": Option(valid_bool),
     },
-    check=plug_problems,
+    kinds=Kinds("plug", PLUG_KINDS),
 )
 
 SCHEMA: Final[Mapping[str, Section]] = {
@@ -139,7 +221,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "serial": Option(valid_serial, required=True),
             "access_code": Option(valid_access_code, required=True, secret=True),
             "mqtt_port": Option(valid_port),
-            "camera": Option(valid_choice("auto", "off")),
+            "camera": one_of(CameraMode),
             "camera_port": Option(valid_port),
             "tls_fingerprint": Option(valid_fingerprint),
             "stale_after_s": Option(valid_float(1, 86400)),
@@ -155,8 +237,8 @@ SCHEMA: Final[Mapping[str, Section]] = {
         PanelConfig,
         "panel",
         {
-            "oled": Option(valid_choice("auto", "ssd1306", "sh1106", "virtual", "none")),
-            "gpio": Option(valid_choice("auto", "virtual", "none")),
+            "oled": one_of(OledDriver),
+            "gpio": one_of(GpioDriver),
             "i2c_port": Option(valid_int(0, 31)),
             "i2c_address": Option(valid_int(0x03, 0x77)),
             "rotation": Option(valid_rotation),
@@ -167,7 +249,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "led_red": Option(valid_pin),
             "buzzer_pin": Option(valid_pin),
             "button": Option(valid_pin),
-            "buzzer": Option(valid_choice("active", "passive", "none")),
+            "buzzer": one_of(BuzzerKind),
             "rotate_s": Option(valid_float(1, 3600)),
             "dim_after_s": Option(valid_float(1, 86400 * 7)),
             "off_after_s": Option(valid_float(1, 86400 * 7)),
@@ -180,7 +262,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
         {
             "time_zone": Option(valid_time_zone),
             "quiet_hours": Option(valid_quiet_hours),
-            "language": Option(valid_choice(*HMS_LANGUAGES)),
+            "language": one_of(HmsLanguage),
             "hms_service": Option(valid_http_url),
         },
     ),
@@ -201,7 +283,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
         "notify",
         {
             "name": Option(valid_printer_id, required=True),
-            "kind": Option(valid_choice("ntfy", "pushover", "telegram", "discord", "webhook"), required=True),
+            "kind": one_of(NotifyKind, required=True),
             "enabled": Option(valid_bool),
             "url": Option(valid_http_url, secret=True),  # a Discord webhook URL carries its token
             "topic": Option(valid_string),
@@ -212,7 +294,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "api_url": Option(valid_http_url),
             "sound": Option(valid_string),
             "events": Option(valid_notify_events, is_list=True),
-            "min_severity": Option(valid_choice("fatal", "serious", "common", "info")),
+            "min_severity": one_of(HmsSeverity),
             "offline_grace_s": Option(valid_float(0, 86400)),
             "dedup_window_s": Option(valid_float(0, 86400)),
             "progress": Option(valid_percent_list, is_list=True),
@@ -220,7 +302,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
         },
         many=True,
         unique=("name",),
-        check=lambda values: notify_problems(values),
+        kinds=Kinds("channel", NOTIFY_KINDS),
     ),
     "discovery": Section(
         DiscoveryConfig, "discovery", {"enabled": Option(valid_bool), "port": Option(valid_int(0, 65535))}

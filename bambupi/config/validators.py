@@ -9,8 +9,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from bambupi.config.model import NotifyTopic
 from bambupi.passwords import parse_password_hash
 from bambupi.printer.models import KNOWN_MODELS, normalise_model
 from bambupi.secret import Secret
@@ -134,7 +135,7 @@ def valid_api_token(value: Any) -> Secret:
 
 
 def valid_notify_events(value: Any) -> tuple[str, ...]:
-    known = ("started", "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "progress", "power")
+    known = get_args(NotifyTopic)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"must be a list of event names from: {', '.join(known)}")
     unknown = [v for v in value if v not in known]
@@ -149,18 +150,6 @@ def valid_percent_list(value: Any) -> tuple[int, ...]:
     if any(not 1 <= v <= 99 for v in value):
         raise ValueError("percentages must be between 1 and 99")
     return tuple(sorted(set(value)))
-
-
-def notify_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Keys each kind of channel needs."""
-    needs = {
-        "ntfy": ("topic",),
-        "pushover": ("token", "user_key"),
-        "telegram": ("token", "chat_id"),
-        "discord": ("url",),
-        "webhook": ("url",),
-    }.get(values.get("kind", ""), ())
-    return [(key, f"required for a {values['kind']} channel") for key in needs if key not in values]
 
 
 def valid_rotation(value: Any) -> int:
@@ -339,15 +328,6 @@ def valid_entity_id(value: Any) -> str:
     if not re.match(r"^[a-z_]+\.[a-z0-9_]+$", text):
         raise ValueError(f"must be a Home Assistant entity id like switch.printer_plug; got {text!r}")
     return text
-
-
-def plug_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Keys each kind of plug needs."""
-    needs = {"homeassistant": ("token", "entity")}.get(values.get("kind", ""), ())
-    problems = [(key, f"required for a {values['kind']} plug") for key in needs if key not in values]
-    if "password" in values and values.get("kind") == "homeassistant":
-        problems.append(("password", "Home Assistant uses a token, not a password"))
-    return problems
 
 
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -5,15 +5,17 @@ Messages are written for a phone's lock screen: the printer's name first, then w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from bambupi.config.model import NotifyTopic
 from bambupi.printer.hms import print_error_text
 
 Priority = Literal["low", "default", "high", "urgent"]
 
-# The names users put in a channel's ``events`` list, and the event kinds behind them.
-TOPICS: Final = {
+# The event kinds behind each name users put in a channel's ``events`` list.
+TOPICS: Final[Mapping[NotifyTopic, tuple[str, ...]]] = {
     "started": ("job_started",),
     "finished": ("job_finished",),
     "failed": ("job_failed",),
@@ -25,7 +27,6 @@ TOPICS: Final = {
     "progress": ("progress",),
     "power": ("power_warning", "power_off", "power_check"),
 }
-DEFAULT_TOPICS: Final = ("finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power")
 TEST_KIND: Final = "test"  # the owner's "send a test notification"
 SEVERITY_RANK: Final = {"fatal": 0, "serious": 1, "common": 2, "info": 3, "unknown": 2}
 
@@ -112,7 +113,7 @@ def message_for(event: dict[str, Any], name: str, *, started_at: float | None = 
     return None
 
 
-def wanted(message: Message, event: dict[str, Any], topics: tuple[str, ...], min_severity: str) -> bool:
+def wanted(message: Message, event: dict[str, Any], topics: tuple[NotifyTopic, ...], min_severity: str) -> bool:
     """Whether a channel with these ``events`` topics and HMS threshold wants ``message``."""
     kinds = {kind for topic in topics for kind in TOPICS.get(topic, ())}
     if message.kind not in kinds:

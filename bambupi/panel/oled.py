@@ -29,7 +29,8 @@ class Hardware:
 
 
 def choose_hardware(config: PanelConfig, dev: Path = DEV) -> Hardware:
-    oled, gpio = config.oled, config.gpio
+    oled: str = config.oled  # "auto" resolves to what is there
+    gpio: str = config.gpio
     if oled == "auto":
         found = (dev / f"i2c-{config.i2c_port}").exists()
         oled = "ssd1306" if found else "none"

@@ -30,12 +30,12 @@ import trio
 
 from bambupi import outgoing
 from bambupi.config import PlugConfig
+from bambupi.config.model import PlugKind
 
 log = logging.getLogger("bambupi.power")
 # httpx logs every request URL at INFO; a Tasmota URL carries the plug's password in its query string.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-KINDS: Final = ("tasmota", "shelly1", "shelly2", "homeassistant")
 MAX_BODY_BYTES: Final = 256 * 1024
 
 
@@ -56,9 +56,10 @@ class PlugError(Exception):
 
 
 class Plug(ABC):
-    """One smart plug. Subclasses implement :meth:`read` and :meth:`switch` over :meth:`_request`."""
+    """One smart plug. Subclasses implement :meth:`read` and :meth:`switch` over :meth:`_request`, using only the
+    options their kind takes (``bambupi.config.schema.PLUG_KINDS``: any other is refused when the config is read)."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[PlugKind]
 
     def __init__(self, config: PlugConfig, *, client: httpx.AsyncClient | None = None) -> None:
         self.config = config
@@ -284,7 +285,7 @@ class HomeAssistantPlug(Plug):
         )
 
 
-_DRIVERS: Final[Mapping[str, type[Plug]]] = {
+_DRIVERS: Final[Mapping[PlugKind, type[Plug]]] = {
     cls.kind: cls for cls in (TasmotaPlug, ShellyGen1Plug, ShellyGen2Plug, HomeAssistantPlug)
 }
 

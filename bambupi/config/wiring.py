@@ -1,7 +1,12 @@
-"""The default wiring, read from the ``pins.toml`` shipped inside the package (``hardware/pins.toml`` links to it)."""
+"""The default wiring of the panel, read from the ``pins.toml`` shipped inside the package (``hardware/pins.toml``
+links to it): the defaults of ``[panel]``'s pin and I2C keys.
+
+Read on first use, not at import: importing the config touches no file.
+"""
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,4 +35,7 @@ def load_default_pins(path: Path = PINS_TOML) -> DefaultPins:
     )
 
 
-DEFAULT_PINS: Final = load_default_pins()
+@functools.cache
+def default_pins() -> DefaultPins:
+    """The packaged wiring, read once."""
+    return load_default_pins()
