@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bottle
 import trio
 
 from bambupi.alerts import QuietHours
@@ -50,6 +51,7 @@ class Running:
         self.notifier: Notifier = parts.notify.notifier
         self.power: PowerService = parts.power.service
         self.frames: FrameHub = parts.camera.frames
+        self.web_app: bottle.Bottle = parts.web.web.app  # every HTTP route served through Bottle
         self.quiet_hours: QuietHours = parts.alerts
         self.supervisor = service.supervisor
         self._panel = parts.panel

@@ -7,9 +7,11 @@ from pathlib import Path
 import bottle
 
 from bambupi.web.responses import html_page
+from bambupi.web.routes import Access, expose
 
 PAGE = Path(__file__).with_name("camera.html")
 
 
 def add_camera_page(app: bottle.Bottle) -> None:
-    app.route("/camera", "GET", html_page(PAGE))
+    # A shell for everyone: the stream, snapshots and history it loads follow web.camera_requires_login.
+    expose(app, "GET", "/camera", html_page(PAGE), Access.ANYONE)

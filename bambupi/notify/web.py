@@ -4,21 +4,18 @@ Nothing here waits for a notification service: handlers run in the front door's 
 
 from __future__ import annotations
 
+from typing import Any
+
 import bottle
 import trio
 
 from bambupi.notify.notifier import Notifier
-from bambupi.web.login import Guard
-from bambupi.web.responses import error_response, json_response
+from bambupi.web.routes import Access, NotFound, Reply, expose
 
 
-def add_notify_routes(app: bottle.Bottle, guard: Guard, notifier: Notifier) -> None:
-    def overview() -> str:
-        refused = guard.refusal(changes=False)
-        if refused is not None:
-            return refused
-
-        def read() -> dict[str, object]:
+def add_notify_routes(app: bottle.Bottle, notifier: Notifier) -> None:
+    def overview() -> dict[str, Any]:
+        def read() -> dict[str, Any]:
             channels = [
                 {"name": c.config.name, "kind": c.config.kind, "enabled": c.config.enabled,
                  "events": list(c.config.events), "held": len(c.held)}
@@ -26,18 +23,16 @@ def add_notify_routes(app: bottle.Bottle, guard: Guard, notifier: Notifier) -> N
             ]
             return {"channels": channels, "log": notifier.deliveries()}
 
-        return json_response(200, trio.from_thread.run_sync(read))
+        return trio.from_thread.run_sync(read)
 
-    def test(name: str) -> str:
-        refused = guard.refusal()
-        if refused is not None:
-            return refused
+    def test(name: str) -> Reply:
         # Queued, not awaited: the request answers at once, whatever the service does (a hanging one held every web
         # thread, one per click). The outcome is in the delivery log (``GET /api/notify``), where the page shows it.
         delivery = trio.from_thread.run_sync(notifier.queue_test, name)
         if delivery is None:
-            return error_response(404, f"no notification channel {name!r}")
-        return json_response(202 if delivery.status == "queued" else 503, delivery.to_json())
+            raise NotFound(f"no notification channel {name!r}")
+        return Reply(202 if delivery.status == "queued" else 503, delivery.to_json())
 
-    app.route("/api/notify", "GET", overview)
-    app.route("/api/notify/<name>/test", "POST", test)
+    # Owner only: the log names the channels and what was sent where.
+    expose(app, "GET", "/api/notify", overview, Access.OWNER)
+    expose(app, "POST", "/api/notify/<name>/test", test, Access.OWNER)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import bottle
 import trio
 from PIL import Image
 
 from bambupi.panel.service import Panel
-from bambupi.web.responses import error_response
+from bambupi.web.routes import Access, Unavailable, expose
 
 PNG_SCALE: Final = 4
 
@@ -28,23 +27,21 @@ def panel_png(image: Image.Image, scale: int = PNG_SCALE) -> bytes:
 def add_panel_routes(app: bottle.Bottle, current: Callable[[], Panel | None]) -> None:
     """``current`` gives the running panel (the settings page may have restarted it with new settings)."""
 
-    def status() -> str:
+    def running() -> Panel:
         panel = trio.from_thread.run_sync(current)
         if panel is None:
-            return error_response(503, "the panel is restarting")
-        body = trio.from_thread.run_sync(panel.status)
-        bottle.response.content_type = "application/json"
-        bottle.response.set_header("Cache-Control", "no-store")
-        return json.dumps(body, separators=(",", ":"))
+            raise Unavailable("the panel is restarting")
+        return panel
 
-    def png() -> bytes | str:
-        panel = trio.from_thread.run_sync(current)
-        if panel is None:
-            return error_response(503, "the panel is restarting")
+    def status() -> dict[str, Any]:
+        return trio.from_thread.run_sync(running().status)
+
+    def png() -> bytes:
+        panel = running()
         image = trio.from_thread.run_sync(panel.image.copy)
         bottle.response.content_type = "image/png"
         bottle.response.set_header("Cache-Control", "no-store")
         return panel_png(image)
 
-    app.route("/api/panel", "GET", status)
-    app.route("/api/panel.png", "GET", png)
+    expose(app, "GET", "/api/panel", status, Access.ANYONE)
+    expose(app, "GET", "/api/panel.png", png, Access.ANYONE)

@@ -1,4 +1,4 @@
-"""Login routes (session, login, logout, first-visit setup) and the guard every changing route passes."""
+"""Login routes (session, login, logout, first-visit setup) and the guard that decides who passes each route."""
 
 from __future__ import annotations
 
@@ -17,7 +17,19 @@ from bambupi.passwords import hash_password, password_problem
 from bambupi.secret import Secret
 from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address
 from bambupi.web.frontdoor import Request
-from bambupi.web.responses import error_response, html_page, json_response, read_json_body
+from bambupi.web.responses import html_page, read_json_body
+from bambupi.web.routes import (
+    Access,
+    BadRequest,
+    Conflict,
+    HttpError,
+    LoginRequired,
+    Refused,
+    ServerError,
+    TooManyRequests,
+    contract_of,
+    expose,
+)
 
 log = logging.getLogger("bambupi.web")
 
@@ -36,51 +48,66 @@ def _from_another_site() -> bool:
 
 
 class Guard:
-    """Checks the session (and for changes, the CSRF token and Origin) of the current request."""
+    """Decides who passes: the session (and for changes, the CSRF token and Origin) of the current request, for
+    Bottle's routes (``check``, through the route contract) and the front door's native ones (``native_refusal``)."""
 
-    def __init__(self, auth: Auth) -> None:
+    def __init__(self, auth: Auth, *, viewers_need_login: bool = False) -> None:
         self.auth = auth
-
-    def native_refusal(self, request: Request, changes: bool, *, watching_needs_login: bool) -> tuple[int, str] | None:
-        """The same checks for routes the front door serves natively (no Bottle request there)."""
-        if not changes and not watching_needs_login:
-            return None
-        cookies = SimpleCookie()
-        with contextlib.suppress(CookieError):
-            cookies.load(request.header("Cookie") or "")
-        morsel = cookies.get(COOKIE)
-        session = self.auth.sessions.get(morsel.value if morsel else None)
-        if session is None:
-            return 401, "log in first (POST /api/login)"
-        if not changes:
-            return None
-        if cross_site(request.header("Origin"), request.header("Host")):
-            return 403, "cross-site request refused"
-        if request.header(CSRF_HEADER) != session.csrf:
-            return 403, f"missing or wrong {CSRF_HEADER} header"
-        return None
+        self.viewers_need_login = viewers_need_login  # web.camera_requires_login
 
     def session(self) -> Session | None:
         return self.auth.sessions.get(bottle.request.get_cookie(COOKIE))
 
-    def refusal(self, *, changes: bool = True) -> str | None:
-        """None when the request may go on, else the JSON error body (status already set)."""
-        session = self.session()
+    def check(self, access: Access, *, changes: bool) -> None:
+        refused = self._refusal(
+            access, changes, token=bottle.request.get_cookie(COOKIE), origin=bottle.request.get_header("Origin"),
+            host=bottle.request.get_header("Host"), csrf=bottle.request.get_header(CSRF_HEADER),
+        )
+        if refused is not None:
+            raise refused
+
+    def native_refusal(self, request: Request, access: Access) -> tuple[int, str] | None:
+        """The same checks for routes the front door serves natively (no Bottle request there): None when the
+        request may go on, else the status and message to answer."""
+        cookies = SimpleCookie()
+        with contextlib.suppress(CookieError):
+            cookies.load(request.header("Cookie") or "")
+        morsel = cookies.get(COOKIE)
+        refused = self._refusal(
+            access, request.method not in ("GET", "HEAD"), token=morsel.value if morsel else None,
+            origin=request.header("Origin"), host=request.header("Host"), csrf=request.header(CSRF_HEADER),
+        )
+        return None if refused is None else (refused.status, refused.message)
+
+    def _refusal(
+        self, access: Access, changes: bool, *, token: str | None, origin: str | None, host: str | None,
+        csrf: str | None,
+    ) -> HttpError | None:
+        if access is Access.ANYONE or (access is Access.VIEWER and not changes and not self.viewers_need_login):
+            return None
+        session = self.auth.sessions.get(token)
         if session is None:
-            return error_response(401, "log in first (POST /api/login)")
+            return LoginRequired("log in first (POST /api/login)")
         if not changes:
             return None
-        if _from_another_site():
-            return error_response(403, "cross-site request refused")
-        if bottle.request.get_header(CSRF_HEADER) != session.csrf:
-            return error_response(403, f"missing or wrong {CSRF_HEADER} header")
+        if cross_site(origin, host):
+            return Refused("cross-site request refused")
+        if csrf != session.csrf:
+            return Refused(f"missing or wrong {CSRF_HEADER} header")
         return None
 
 
 def add_login_routes(
-    app: bottle.Bottle, auth: Auth, *, config_path: Path | None, on_password_set: Callable[[str], None] | None = None
+    app: bottle.Bottle,
+    auth: Auth,
+    *,
+    config_path: Path | None,
+    on_password_set: Callable[[str], None] | None = None,
+    viewers_need_login: bool = False,
 ) -> Guard:
-    guard = Guard(auth)
+    """Adds the login routes and makes their guard the doorman of every route of ``app``."""
+    guard = Guard(auth, viewers_need_login=viewers_need_login)
+    contract_of(app).doorman = guard
     setup_lock = threading.Lock()
 
     def start_session() -> dict[str, Any]:
@@ -90,102 +117,98 @@ def add_login_routes(
         )
         return {"logged_in": True, "csrf": session.csrf}
 
-    def session_info() -> str:
+    def session_info() -> dict[str, Any]:
         session = guard.session()
-        return json_response(
-            200,
-            {
-                "logged_in": session is not None,
-                "csrf": session.csrf if session else None,
-                "password_set": auth.password_set,
-                "setup_allowed": not auth.password_set and is_lan_address(_client()),
-            },
-        )
+        return {
+            "logged_in": session is not None,
+            "csrf": session.csrf if session else None,
+            "password_set": auth.password_set,
+            "setup_allowed": not auth.password_set and is_lan_address(_client()),
+        }
 
-    def login() -> str:
+    def login() -> dict[str, Any]:
         client = _client()
         if _from_another_site():
             # Another site's page must not try passwords with the owner's browser (and lock the owner out).
-            return error_response(403, "cross-site request refused")
+            raise Refused("cross-site request refused")
         wait = auth.limiter.retry_after(client)
         if wait > 0:
-            return too_many(wait)
+            raise too_many(wait)
         if not auth.password_set:
-            return error_response(409, "no admin password yet: set one (POST /api/setup or `bambupi set-password`)")
+            raise Conflict("no admin password yet: set one (POST /api/setup or `bambupi set-password`)")
         body = read_json_body()
         password = body.get("password") if body else None
         if not isinstance(password, str):
-            return error_response(400, "password: required (JSON body {\"password\": \"...\"})")
+            raise BadRequest("password: required (JSON body {\"password\": \"...\"})")
         # Counted before the check, so that parallel requests cannot all try before the first one is known wrong.
         wait = auth.limiter.reserve(client)
         if wait > 0:
-            return too_many(wait)
+            raise too_many(wait)
         if not auth.check(password):
             log.warning("failed login from %s", client)
-            return error_response(401, "wrong password")
+            raise LoginRequired("wrong password")
         auth.limiter.succeeded(client)
-        return json_response(200, start_session())
+        return start_session()
 
-    def too_many(wait: float) -> str:
-        bottle.response.set_header("Retry-After", str(int(wait) + 1))
-        return error_response(429, f"too many failed logins; try again in {int(wait) + 1} s")
+    def too_many(wait: float) -> HttpError:
+        seconds = int(wait) + 1
+        message = f"too many failed logins; try again in {seconds} s"
+        return TooManyRequests(message, headers={"Retry-After": str(seconds)})
 
-    def logout() -> str:
-        refused = guard.refusal()
-        if refused is not None:
-            return refused
+    def logout() -> dict[str, Any]:
         auth.sessions.end(bottle.request.get_cookie(COOKIE))
         bottle.response.delete_cookie(COOKIE, path="/")
-        return json_response(200, {"logged_in": False})
+        return {"logged_in": False}
 
-    def setup() -> str:
+    def setup() -> dict[str, Any]:
         if auth.password_set:
-            return error_response(409, PASSWORD_IS_SET)
+            raise Conflict(PASSWORD_IS_SET)
         if _from_another_site():
             # Any web page a visitor on the LAN opens could otherwise choose the box's first password.
-            return error_response(403, "cross-site request refused")
+            raise Refused("cross-site request refused")
         if not is_lan_address(_client()):
-            return error_response(403, "the first password can only be set from the local network")
+            raise Refused("the first password can only be set from the local network")
         # DNS rebinding (another site's name pointed at the box passes the Origin and LAN checks) is refused by
         # the front door, for every route: it answers only to the box's own names.
         body = read_json_body()
         password = body.get("password") if body else None
         if not isinstance(password, str):
-            return error_response(400, "password: required (JSON body {\"password\": \"...\"})")
+            raise BadRequest("password: required (JSON body {\"password\": \"...\"})")
         problem = password_problem(password)
         if problem is not None:
-            return error_response(400, f"password: {problem}")
+            raise BadRequest(f"password: {problem}")
         # One first password: of two setups at once (two tabs, or someone racing the owner) the second is refused
         # instead of silently replacing the first one after it was confirmed.
         with setup_lock:
             return first_password(password)
 
-    def first_password(password: str) -> str:
+    def first_password(password: str) -> dict[str, Any]:
         if auth.password_set:
-            return error_response(409, PASSWORD_IS_SET)
+            raise Conflict(PASSWORD_IS_SET)
         stored = stored_password_hash(config_path) if config_path is not None else None
         if stored is not None:
             # `bambupi set-password` wrote one while the service ran: that is the owner's choice, not the next
             # visitor's. Use it from now on (no restart needed).
             auth.set_hash(Secret(stored))
             log.info("admin password taken from %s (set there since bambupi started)", config_path)
-            return error_response(409, PASSWORD_IS_SET)
+            raise Conflict(PASSWORD_IS_SET)
         hashed = hash_password(password)
         if config_path is not None:
             try:
                 set_password_hash(config_path, hashed)
             except (OSError, ConfigWriteError) as exc:
                 log.error("could not save the admin password to %s: %s", config_path, exc)
-                return error_response(500, f"could not save the password to {config_path}")
+                raise ServerError(f"could not save the password to {config_path}") from None
         auth.set_hash(Secret(hashed))
         if on_password_set is not None:
             on_password_set(hashed)
         log.info("admin password set from %s", _client())
-        return json_response(200, start_session())
+        return start_session()
 
-    app.route("/api/session", "GET", session_info)
-    app.route("/api/login", "POST", login)
-    app.route("/api/logout", "POST", logout)
-    app.route("/api/setup", "POST", setup)
-    app.route("/login", "GET", html_page(LOGIN_PAGE))
+    expose(app, "GET", "/api/session", session_info, Access.ANYONE)
+    # Logging in and the first password check their callers themselves (rate limit, Origin, LAN address).
+    expose(app, "POST", "/api/login", login, Access.ANYONE)
+    expose(app, "POST", "/api/logout", logout, Access.OWNER)
+    expose(app, "POST", "/api/setup", setup, Access.ANYONE)
+    expose(app, "GET", "/login", html_page(LOGIN_PAGE), Access.ANYONE)
     return guard

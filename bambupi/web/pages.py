@@ -6,7 +6,6 @@ The pages are shells; ``static/app.js`` fills the dashboard from ``/ws`` and ``s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Final
 
@@ -14,6 +13,7 @@ import bottle
 import trio
 
 from bambupi.hub import StateHub
+from bambupi.web.routes import Access, NotFound, UpgradeRequired, expose
 
 WEB = Path(__file__).parent
 TEMPLATES: Final = WEB / "templates"
@@ -30,19 +30,13 @@ def _file(root: Path, name: str, *, cache: str) -> Any:
     return response
 
 
-def _not_found(message: str) -> str:
-    bottle.response.status = 404
-    bottle.response.content_type = "application/json"
-    return json.dumps({"error": message, "status": 404})
-
-
 def add_page_routes(app: bottle.Bottle, hub: StateHub) -> None:
     def dashboard() -> Any:
         return _file(TEMPLATES, "dashboard.html", cache="no-cache")
 
     def mqtt_page(printer_id: str) -> Any:
         if not trio.from_thread.run_sync(hub.has, printer_id):
-            return _not_found(f"no printer with id {printer_id!r}")
+            raise NotFound(f"no printer with id {printer_id!r}")
         return _file(TEMPLATES, "mqtt.html", cache="no-cache")
 
     def static(name: str) -> Any:
@@ -54,14 +48,13 @@ def add_page_routes(app: bottle.Bottle, hub: StateHub) -> None:
     def manifest() -> Any:
         return _file(STATIC, "manifest.webmanifest", cache="no-cache")
 
-    def ws_without_upgrade() -> str:
-        bottle.response.status = 426
-        bottle.response.content_type = "application/json"
-        return json.dumps({"error": "this is a WebSocket endpoint: connect with a WebSocket client", "status": 426})
+    def ws_without_upgrade() -> None:
+        raise UpgradeRequired("this is a WebSocket endpoint: connect with a WebSocket client")
 
-    app.route("/", "GET", dashboard)
-    app.route("/printers/<printer_id>/mqtt", "GET", mqtt_page)
-    app.route("/static/<name:path>", "GET", static)
-    app.route("/favicon.ico", "GET", favicon)
-    app.route("/manifest.webmanifest", "GET", manifest)
-    app.route("/ws", "GET", ws_without_upgrade)
+    # Pages are shells for everyone; what they load declares its own access.
+    expose(app, "GET", "/", dashboard, Access.ANYONE)
+    expose(app, "GET", "/printers/<printer_id>/mqtt", mqtt_page, Access.ANYONE)
+    expose(app, "GET", "/static/<name:path>", static, Access.ANYONE)
+    expose(app, "GET", "/favicon.ico", favicon, Access.ANYONE)
+    expose(app, "GET", "/manifest.webmanifest", manifest, Access.ANYONE)
+    expose(app, "GET", "/ws", ws_without_upgrade, Access.ANYONE)

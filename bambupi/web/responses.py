@@ -1,4 +1,4 @@
-"""Answers every Bottle route gives the same way: JSON bodies and errors, request JSON, static HTML pages."""
+"""Answers every Bottle route gives the same way: JSON bodies, request JSON, static HTML pages (errors: ``routes``)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,6 @@ def json_response(status: int, body: Any) -> str:
     bottle.response.content_type = "application/json"
     bottle.response.set_header("Cache-Control", "no-store")
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
-
-
-def error_response(status: int, message: str) -> str:
-    return json_response(status, {"error": message, "status": status})
 
 
 def read_json_body() -> dict[str, Any] | None:
