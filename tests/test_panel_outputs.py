@@ -172,6 +172,33 @@ async def test_panel_fatal_repeats_every_30_s_and_the_button_silences_it(autojum
         nursery.cancel_scope.cancel()
 
 
+async def test_a_silent_code_never_takes_the_screen_but_a_real_one_does(autojump_clock: Any) -> None:
+    """A code with nothing to do (here one the official table lists without a text, severity bits "fatal") is listed
+    on the HMS page of the rotation but takes no screen, lights no LED and sounds nothing; a real serious one does."""
+    hub = StateHub([panel_printer()])
+    panel = Panel(
+        hub, PanelConfig(oled="virtual", gpio="virtual"), QuietHours(AlertsConfig()), clock_synced=lambda: True,
+        network=lambda url: NetworkInfo("box", "10.0.0.2", url), boot_network_s=0,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(panel.run)
+        hub.set_connection("p1", "online")
+        hub.apply_message("p1", report([]))
+        await trio.sleep(1)
+        shown = panel.current
+        assert shown == ("status", "p1")
+        hub.apply_message("p1", report([{"attr": 0x05000100, "code": 0x0001000A}]))
+        await trio.sleep(1)
+        assert panel.current == shown  # the rotation goes on; the code waits on its page
+        assert panel.status()["leds"]["red"]["mode"] == "off" and panel.buzzer is not None
+        assert panel.buzzer.played == []
+        hub.apply_message("p1", report([{"attr": 0x05000100, "code": 0x0001000A}, {"attr": 0x07008000,
+                                                                                    "code": 0x00020001}]))
+        await trio.sleep(1)
+        assert panel.current == ("hms", "p1")
+        nursery.cancel_scope.cancel()
+
+
 async def test_screen_dims_then_switches_off_when_idle_and_wakes_on_change(autojump_clock: Any) -> None:
     hub = StateHub([panel_printer()])
     config = PanelConfig(oled="virtual", gpio="none", dim_after_s=60, off_after_s=120)
