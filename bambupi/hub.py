@@ -5,6 +5,16 @@ panel, power and notify read the latest objects or wait for the next change, and
 own :class:`EventQueue`. A printer is ``online`` exactly while reports arrive: an accepted report makes it so
 (:meth:`StateHub.apply_message`); its link says when it stops (``stale``, then ``offline``).
 
+Two latest-value streams leave the hub: the printers' objects (:attr:`StateHub.version`, :meth:`StateHub.subscribe`)
+and the cameras' status (:attr:`StateHub.camera_version`, written by the camera's FrameHub). A camera's frame rate
+and last-frame time change every few seconds while someone watches; they are part of the public printer object
+(``camera``) but not of its version, so they wake no printer subscriber (the panel, notify, power) and keep no
+screen awake. The WebSocket follows both (:meth:`StateHub.wait_for_news`).
+
+Derived facts are computed here, once per change: ``phase`` (bambupi.printer.phase: where the printer is in its
+job) is part of every printer object, and each printer's object is built once per change and shared by every
+reader (never modify one).
+
 The hub also settles how a job ended when the printer has not said so yet (a real stop first
 reports FAILED with no error and only seconds later ``0300_400C``). Such an end is *pending* (hms.job_result) until
 the box knows: it is cancelled at once when the box itself sent the stop, by ``0300_400C`` or another error when one
@@ -17,18 +27,22 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import NotRequired, TypedDict
 
 import trio
 
 from bambupi.config import PrinterConfig
 from bambupi.printer.capture import MqttCapture
+from bambupi.printer.events import Event as Event  # the consumers' event type, re-exported
 from bambupi.printer.events import events as derive_events
 from bambupi.printer.hms import CANCELLED_RESULT
 from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.models import model_info
+from bambupi.printer.phase import IN_JOB, Phase, job_phase, phase
+from bambupi.printer.sink import Connection, Reply
 from bambupi.printer.state import (
     Applied,
     State,
@@ -40,10 +54,34 @@ from bambupi.printer.state import (
 
 log = logging.getLogger("bambupi.hub")
 
-Connection = Literal["connecting", "online", "stale", "offline"]
-PrinterObject = dict[str, Any]
-Event = dict[str, Any]
-Reply = dict[str, Any]
+
+class CameraStatus(TypedDict):
+    """A printer's camera as the page shows it (``printer.camera``); FrameHub adds the live figures."""
+
+    kind: str  # tls6000 | rtsps | none
+    status: str  # idle | connecting | live | error | off | disabled | unavailable
+    reason: str | None
+    viewers: NotRequired[int]
+    fps: NotRequired[float]
+    last_frame_at: NotRequired[float | None]  # UTC epoch seconds
+
+
+class PrinterObject(TypedDict):
+    """``GET /api/printers/<id>`` and each printer of the WebSocket's snapshot (docs/api.md, "The printer object")."""
+
+    id: str
+    name: str
+    model: str
+    connection: Connection
+    connection_reason: str | None
+    last_report_at: float | None  # UTC epoch seconds
+    controls_available: bool
+    commands_refused: bool
+    phase: Phase
+    camera: CameraStatus
+    state: State
+
+
 
 DEFAULT_EVENT_QUEUE_SIZE = 1000
 # What a page shows under "Recent events" right after it loads (served with the WebSocket snapshot).
@@ -53,7 +91,6 @@ REJECT_LOG_INTERVAL_S = 60.0
 # How long a FAILED report without an error waits for its error (a P2S sends 0300_400C 4.6 s after its stop)
 # before the end counts as cancelled.
 JOB_END_SETTLE_S = 10.0
-_IN_JOB = frozenset({"PREPARE", "RUNNING", "PAUSE"})
 
 
 @dataclass
@@ -71,11 +108,15 @@ class _Printer:
     refusal_listed: bool = False
     stop_sent: bool = False  # the box sent a stop for the current job: its end is a cancel
     end_settles_at: float | None = None  # trio clock: when a pending job end counts as cancelled
-    camera: dict[str, Any] = field(default_factory=dict)
+    camera: CameraStatus = field(default_factory=lambda: CameraStatus(kind="none", status="idle", reason=None))
     rejected_messages: int = 0
     last_reject_log: float = float("-inf")
     last_drop_log: float = float("-inf")  # monotonic: a report beyond the reducer's bounds, said once a minute
     baselined: bool = False
+    # The public object as of the last change (built once per change, shared by every reader), and the hub's
+    # version when the printer itself last changed.
+    json: PrinterObject | None = None
+    version: int = 0
 
     def to_json(self) -> PrinterObject:
         return {
@@ -87,9 +128,15 @@ class _Printer:
             "last_report_at": self.last_report_at,
             "controls_available": not self.signature_required,
             "commands_refused": self.commands_refused,
-            "camera": dict(self.camera),
+            "phase": phase(self.connection, self.state),
+            "camera": self.camera,
             "state": self.state,
         }
+
+    def public(self) -> PrinterObject:
+        if self.json is None:
+            self.json = self.to_json()
+        return self.json
 
 
 class EventQueue:
@@ -106,7 +153,6 @@ class EventQueue:
         self._items: deque[Event] = deque()
         self._lost = 0
         self._lot = trio.lowlevel.ParkingLot()
-        self.closed = False
 
     def put(self, event: Event) -> None:
         if len(self._items) >= self._maxlen:
@@ -121,7 +167,7 @@ class EventQueue:
         if self._lost:
             lost, self._lost = self._lost, 0
             log.error("event consumer %r lost %d events", self.name, lost)
-            return {"kind": "events_lost", "count": lost, "at": time.time()}
+            return Event(kind="events_lost", count=lost, at=time.time())
         return self._items.popleft() if self._items else None
 
     async def get(self) -> Event:
@@ -136,7 +182,8 @@ class EventQueue:
 
 
 class Subscription:
-    """A latest-value view of the hub: :meth:`next` returns once something changed since the last call.
+    """A latest-value view of the printers (``async with hub.subscribe() as updates``): :meth:`next` returns once
+    a printer changed since the last call (the first call at once). Camera status does not count as a change.
 
     It holds no buffer, only the version it last saw, so a consumer that is slow simply skips the
     states in between and costs nothing while it is away.
@@ -146,13 +193,13 @@ class Subscription:
         self._hub = hub
         self.seen = -1
 
-    async def next(self) -> dict[str, PrinterObject]:
+    async def next(self) -> Mapping[str, PrinterObject]:
+        """The snapshot of the newest version (shared with every other reader: never modify it)."""
         await self.wait()
         return self._hub.snapshot()
 
     async def wait(self) -> None:
-        """:meth:`next` without the snapshot, for a consumer that reads state its own way (the WebSocket
-        sessions share one snapshot per hub version: building one per client per change was most of their cost)."""
+        """:meth:`next` without the snapshot, for a consumer that reads state its own way."""
         await self._hub._wait_version_after(self.seen)
         self.seen = self._hub.version
 
@@ -172,7 +219,11 @@ class StateHub:
         for config in printers:
             self._printers[config.id] = _new_printer(config)
         self.version = 0
+        self.camera_version = 0
         self._changed = trio.lowlevel.ParkingLot()
+        self._camera_changed = trio.lowlevel.ParkingLot()
+        self._news = trio.lowlevel.ParkingLot()  # either of the two
+        self._snapshot: dict[str, PrinterObject] | None = None
         self._queues: list[EventQueue] = []
         self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._reply_listeners: list[Callable[[str, Reply], None]] = []
@@ -186,11 +237,22 @@ class StateHub:
         return printer_id in self._printers
 
     def printer(self, printer_id: str) -> PrinterObject:
-        """The public printer object (``GET /api/printers/<id>``); raises KeyError for an unknown id."""
-        return self._printers[printer_id].to_json()
+        """The public printer object (``GET /api/printers/<id>``, shared: never modify it); KeyError for an
+        unknown id."""
+        return self._printers[printer_id].public()
 
-    def snapshot(self) -> dict[str, PrinterObject]:
-        return {pid: p.to_json() for pid, p in self._printers.items()}
+    def snapshot(self) -> Mapping[str, PrinterObject]:
+        """Every printer's public object, built once per version (shared: never modify it)."""
+        if self._snapshot is None:
+            self._snapshot = {pid: p.public() for pid, p in self._printers.items()}
+        return self._snapshot
+
+    def printer_version(self, printer_id: str) -> int:
+        """The :attr:`version` at which this printer last changed (its camera aside)."""
+        return self._printers[printer_id].version
+
+    def camera_status(self, printer_id: str) -> CameraStatus:
+        return self._printers[printer_id].camera
 
     def capture(self, printer_id: str) -> MqttCapture:
         return self._printers[printer_id].capture
@@ -202,17 +264,30 @@ class StateHub:
         """The last :data:`RECENT_EVENTS` events, oldest first."""
         return list(self._recent)
 
-    def subscribe(self) -> Subscription:
-        return Subscription(self)
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        """``async with hub.subscribe() as updates:`` then ``await updates.next()`` for each newer snapshot."""
+        yield Subscription(self)
+
+    @asynccontextmanager
+    async def events(self, name: str, *, maxlen: int = DEFAULT_EVENT_QUEUE_SIZE) -> AsyncIterator[EventQueue]:
+        """``async with hub.events("panel") as queue:`` every event from now on, in order, until the block ends."""
+        queue = self.open_event_queue(name, maxlen=maxlen)
+        try:
+            yield queue
+        finally:
+            self._queues.remove(queue)
 
     def open_event_queue(self, name: str, *, maxlen: int = DEFAULT_EVENT_QUEUE_SIZE) -> EventQueue:
+        """A queue open for the hub's lifetime (tests, and :meth:`events`, which also closes it)."""
         queue = EventQueue(name, maxlen)
         self._queues.append(queue)
         return queue
 
-    def close_event_queue(self, queue: EventQueue) -> None:
-        queue.closed = True
-        self._queues.remove(queue)
+    async def wait_for_news(self, version: int, camera_version: int) -> None:
+        """Return once a printer or a camera status changed since ``version`` and ``camera_version``."""
+        while self.version <= version and self.camera_version <= camera_version:
+            await self._news.park()
 
     def on_reply(self, listener: Callable[[str, Reply], None]) -> None:
         """Call ``listener(printer_id, reply)`` for every command reply (matched by ``sequence_id``)."""
@@ -220,7 +295,8 @@ class StateHub:
 
     def publish_event(self, event: Event) -> None:
         """An event that is not a state transition (the power service's warnings), to every event queue."""
-        event = {**event, "at": event.get("at", self._clock())}
+        event = Event(**event)  # a copy: the caller's dict is not stamped
+        event.setdefault("at", self._clock())
         self._recent.append(event)
         for queue in self._queues:
             queue.put(event)
@@ -252,23 +328,23 @@ class StateHub:
         if command == "stop" and not ok:
             printer.stop_sent = False  # the job goes on; whatever ends it later is its own end
         if ok or refused:
-            before = printer.to_json()
+            before = printer.public()
             printer.commands_refused = refused
             self._changed_from(printer, before)
 
     # -- the set of printers (the service, when settings change) ------------------------------------------------
     def add_printer(self, config: PrinterConfig) -> None:
         self._printers[config.id] = _new_printer(config)
-        self._bump()
+        self._bump(self._printers[config.id])
 
     def remove_printer(self, printer_id: str) -> None:
         del self._printers[printer_id]
-        self._bump()
+        self._bump(None)
 
     def update_printer_config(self, config: PrinterConfig) -> None:
         """New settings for a known printer; its state stays (the link reconnects with the new settings)."""
         printer = self._printers[config.id]
-        before = printer.to_json()
+        before = printer.public()
         printer.config = config
         printer.capture.secrets = (config.access_code,)
         self._changed_from(printer, before)
@@ -311,7 +387,7 @@ class StateHub:
         if applied.reply is not None:
             for listener in self._reply_listeners:
                 listener(printer_id, applied.reply)
-        before = printer.to_json()
+        before = printer.public()
         if applied.fun is not None:
             printer.signature_required = signature_required(applied.fun)
         listed = applied.commands_rejected
@@ -341,20 +417,25 @@ class StateHub:
         printer = self._printers[printer_id]
         if (printer.connection, printer.connection_reason) == (connection, reason):
             return
-        before = printer.to_json()
+        before = printer.public()
         if connection != printer.connection:
             log.info("%s: %s%s", printer_id, connection, f" ({reason})" if reason else "")
         printer.connection = connection
         printer.connection_reason = reason
         self._changed_from(printer, before)
 
-    def set_camera(self, printer_id: str, camera: dict[str, Any]) -> None:
+    def set_camera(self, printer_id: str, camera: CameraStatus) -> None:
+        """The camera's status (FrameHub): its own stream, :attr:`camera_version`; the printer's version stays."""
         printer = self._printers[printer_id]
         if camera == printer.camera:
             return
-        before = printer.to_json()
-        printer.camera = dict(camera)
-        self._changed_from(printer, before)
+        printer.camera = CameraStatus(**camera)
+        if printer.json is not None:
+            printer.json = {**printer.json, "camera": printer.camera}
+        self._snapshot = None
+        self.camera_version += 1
+        self._camera_changed.unpark_all()
+        self._news.unpark_all()
 
     # -- internals --------------------------------------------------------------------------------------------
     def _settle_timer(self, printer: _Printer) -> None:
@@ -366,7 +447,7 @@ class StateHub:
             printer.end_settles_at = None
 
     def _settle_as_cancelled(self, printer: _Printer) -> None:
-        before = printer.to_json()
+        before = printer.public()
         printer.state = {**printer.state, "job_result": dict(CANCELLED_RESULT)}
         printer.end_settles_at = None
         printer.stop_sent = False
@@ -376,17 +457,22 @@ class StateHub:
         after = printer.to_json()
         if after == before:
             return
+        printer.json = after
         now = self._clock()
         for event in derive_events(before, after):
             event.setdefault("at", now)
             self._recent.append(event)
             for queue in self._queues:
                 queue.put(event)
-        self._bump()
+        self._bump(printer)
 
-    def _bump(self) -> None:
+    def _bump(self, printer: _Printer | None) -> None:
         self.version += 1
+        if printer is not None:
+            printer.version = self.version
+        self._snapshot = None
         self._changed.unpark_all()
+        self._news.unpark_all()
 
     async def _wait_version_after(self, seen: int) -> None:
         while self.version <= seen:
@@ -401,7 +487,7 @@ def _outcome(state: State) -> str | None:
 def _job_end_known_by_us(printer: _Printer, before: State, after: State) -> State:
     """``after``, with the end of a job the box itself stopped counted as cancelled whatever the printer reports
     first (no error yet, or the reason it had paused); the stop is forgotten once a job starts or ends."""
-    if after.get("gcode_state") in _IN_JOB and before.get("gcode_state") not in _IN_JOB:
+    if job_phase(after) in IN_JOB and job_phase(before) not in IN_JOB:
         printer.stop_sent = False  # a new job: an old stop is not about it
     if not printer.stop_sent or after.get("gcode_state") != "FAILED":
         return after
@@ -415,8 +501,10 @@ def _new_printer(config: PrinterConfig) -> _Printer:
     return _Printer(config=config, capture=MqttCapture((config.access_code,)), camera=_initial_camera(config))
 
 
-def _initial_camera(config: PrinterConfig) -> dict[str, Any]:
+def _initial_camera(config: PrinterConfig) -> CameraStatus:
     info = model_info(config.model)
     if config.camera == "off":
-        return {"kind": info.camera_kind, "status": "off", "reason": "camera = \"off\" in the config"}
-    return {"kind": info.camera_kind, "status": "unavailable", "reason": "the camera relay is not part of this version"}
+        return CameraStatus(kind=info.camera_kind, status="off", reason='camera = "off" in the config')
+    return CameraStatus(
+        kind=info.camera_kind, status="unavailable", reason="the camera relay is not part of this version"
+    )

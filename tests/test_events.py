@@ -65,10 +65,11 @@ SPAGHETTI = (0x0C00_0300, 0x0003_0008)
         ("FAILED", "RUNNING", ["job_started"]),
         (None, "RUNNING", ["job_started"]),
         (None, "PREPARE", ["job_started"]),
-        ("SLICING", "PREPARE", ["job_started"]),
+        ("IDLE", "SLICING", ["job_started"]),  # an X1 slicing a job it was sent: the job exists (printer/phase.py)
         ("INIT", "RUNNING", ["job_started"]),
         # the same job going on
         ("PREPARE", "RUNNING", []),
+        ("SLICING", "PREPARE", []),
         ("RUNNING", "RUNNING", []),
         ("PREPARE", "PREPARE", []),
         ("IDLE", "IDLE", []),

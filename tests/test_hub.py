@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import AsyncExitStack
 
 import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import JOB_END_SETTLE_S, EventQueue, StateHub
+from bambupi.hub import JOB_END_SETTLE_S, CameraStatus, EventQueue, StateHub
+from bambupi.printer.phase import job_phase, phase
 from bambupi.secret import Secret
 from tests.capture_corpus import capture
 
@@ -29,16 +31,16 @@ def report(**fields: object) -> bytes:
 
 async def test_subscriber_gets_only_the_latest_state_and_costs_nothing_while_away() -> None:
     hub = hub_for()
-    sub = hub.subscribe()
-    first = await sub.next()  # the initial snapshot
-    assert first["p"]["state"]["percent"] is None
-    for percent in range(1, 101):
-        hub.apply_message("p", report(gcode_state="RUNNING", mc_percent=percent))
-    latest = await sub.next()
-    assert latest["p"]["state"]["percent"] == 100
-    with trio.move_on_after(0.05) as waited:
-        await sub.next()
-    assert waited.cancelled_caught  # nothing new since the last call
+    async with hub.subscribe() as sub:
+        first = await sub.next()  # the initial snapshot
+        assert first["p"]["state"]["percent"] is None
+        for percent in range(1, 101):
+            hub.apply_message("p", report(gcode_state="RUNNING", mc_percent=percent))
+        latest = await sub.next()
+        assert latest["p"]["state"]["percent"] == 100
+        with trio.move_on_after(0.05) as waited:
+            await sub.next()
+        assert waited.cancelled_caught  # nothing new since the last call
 
 
 async def test_wait_wakes_once_per_change_without_building_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,16 +48,17 @@ async def test_wait_wakes_once_per_change_without_building_snapshots(monkeypatch
     built: list[int] = []
     real = hub.snapshot
     monkeypatch.setattr(hub, "snapshot", lambda: built.append(hub.version) or real())
-    subs = [hub.subscribe() for _ in range(50)]
-    for sub in subs:
-        await sub.wait()
-    hub.apply_message("p", report(gcode_state="RUNNING", mc_percent=5))
-    for sub in subs:
-        await sub.wait()
-        assert sub.seen == hub.version
-    with trio.move_on_after(0.05) as waited:
-        await subs[0].wait()
-    assert waited.cancelled_caught  # nothing new since the last call
+    async with AsyncExitStack() as stack:
+        subs = [await stack.enter_async_context(hub.subscribe()) for _ in range(50)]
+        for sub in subs:
+            await sub.wait()
+        hub.apply_message("p", report(gcode_state="RUNNING", mc_percent=5))
+        for sub in subs:
+            await sub.wait()
+            assert sub.seen == hub.version
+        with trio.move_on_after(0.05) as waited:
+            await subs[0].wait()
+        assert waited.cancelled_caught  # nothing new since the last call
     assert built == []  # 50 subscribers woke twice and no snapshot was built for them
 
 
@@ -278,3 +281,83 @@ def test_a_report_not_a_login_makes_a_printer_online_and_only_a_return_is_restor
     assert (printer["connection"], printer["connection_reason"], printer["last_report_at"]) == ("online", None, 1100.0)
     assert [e["kind"] for e in (events.get_nowait(), events.get_nowait())] == ["connection_lost", "connection_restored"]
     assert events.get_nowait() is None
+
+
+@pytest.mark.parametrize(
+    ("gcode_state", "job_result", "expected"),
+    [
+        (None, None, "idle"),
+        ("IDLE", None, "idle"),
+        ("INIT", None, "idle"),
+        ("UNKNOWN", None, "idle"),
+        ("SLICING", None, "preparing"),  # an X1 slicing a job it was sent: the job exists (printer/phase.py)
+        ("PREPARE", None, "preparing"),
+        ("RUNNING", None, "printing"),
+        ("PAUSE", None, "paused"),  # a paused job is still a job
+        ("FINISH", None, "finished"),
+        ("FAILED", {"outcome": "pending", "text": "Stopping…"}, "cancelled"),
+        ("FAILED", {"outcome": "cancelled", "text": "Cancelled"}, "cancelled"),
+        ("FAILED", {"outcome": "failed", "text": "Nozzle clog"}, "failed"),
+    ],
+)
+def test_phase_of_every_reported_state(gcode_state: str | None, job_result: object, expected: str) -> None:
+    state = {"gcode_state": gcode_state, "job_result": job_result}
+    assert job_phase(state) == expected
+    assert phase("online", state) == phase("stale", state) == expected  # stale: reports paused, the job goes on
+    assert phase("offline", state) == phase("connecting", state) == "offline"
+
+
+def test_the_hub_puts_the_phase_in_every_printer_object() -> None:
+    hub = hub_for()
+    assert hub.printer("p")["phase"] == "offline"  # nothing heard yet
+    hub.apply_message("p", report(gcode_state="PAUSE"))
+    assert hub.printer("p")["phase"] == "paused"
+    hub.set_connection("p", "stale", "timeout")
+    assert hub.printer("p")["phase"] == "paused"
+    hub.set_connection("p", "offline", "timeout")
+    assert hub.printer("p")["phase"] == "offline"
+    assert hub.printer("p")["state"]["gcode_state"] == "PAUSE"  # the last report is kept beside it
+
+
+def test_one_snapshot_per_version_and_unchanged_printers_keep_their_object() -> None:
+    configs = [
+        PrinterConfig(id=pid, name=pid, model="P1S", host="127.0.0.1", serial=SERIAL, access_code=Secret("12345678"))
+        for pid in ("a", "b")
+    ]
+    hub = StateHub(configs, clock=lambda: 1000.0)
+    first = hub.snapshot()
+    assert hub.snapshot() is first  # built once per version, whoever asks
+    hub.apply_message("a", report(gcode_state="RUNNING"))
+    second = hub.snapshot()
+    assert second is not first
+    assert second["b"] is first["b"]  # b did not change: nobody rebuilds (or diffs) it
+    assert second["a"]["phase"] == "printing"
+    assert hub.printer_version("a") == hub.version > hub.printer_version("b")
+
+
+async def test_camera_status_is_its_own_stream_and_wakes_no_printer_subscriber() -> None:
+    hub = hub_for()
+    hub.apply_message("p", report(gcode_state="RUNNING"))
+    version = hub.version
+    async with hub.subscribe() as updates:
+        await updates.wait()
+        for n in range(1, 31):  # a minute of a live camera's 2-second figures
+            hub.set_camera("p", CameraStatus(kind="tls6000", status="live", reason=None, fps=float(n % 7)))
+        assert hub.version == version
+        assert hub.camera_version >= 30
+        assert hub.printer("p")["camera"]["fps"] == 30 % 7  # the public object still shows it
+        assert hub.snapshot()["p"]["camera"]["fps"] == 30 % 7
+        with trio.move_on_after(0.05) as waited:
+            await updates.wait()
+        assert waited.cancelled_caught  # the printer subscriber slept through all of it
+        with trio.fail_after(1):
+            await hub.wait_for_news(version, hub.camera_version - 1)  # the WebSocket's watcher does wake
+
+
+async def test_an_event_queue_lives_as_long_as_its_block() -> None:
+    hub = hub_for()
+    async with hub.events("test") as queue:
+        hub.publish_event({"kind": "power_check", "printer": "p", "message": "m"})
+        assert (await queue.get())["kind"] == "power_check"
+    hub.publish_event({"kind": "power_check", "printer": "p", "message": "again"})
+    assert len(queue) == 0  # closed with the block: nothing piles up for a consumer that left

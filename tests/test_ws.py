@@ -57,6 +57,7 @@ async def start_box(nursery: trio.Nursery, limits: WsLimits) -> Box:
     app = make_app(hub)
     add_page_routes(app, hub)
     service = WebSocketService(hub, limits)
+    await nursery.start(service.run)
     door = FrontDoor(app, WebConfig(host="127.0.0.1", port=0), native=service.router)
     port = await nursery.start(door.run)
     base = f"http://127.0.0.1:{port}"

@@ -25,19 +25,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
 from bambupi.camera.source import CameraError, CameraSource, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
+from bambupi.hub import CameraStatus, PrinterObject, StateHub
 from bambupi.printer.models import model_info
+from bambupi.printer.phase import IN_JOB
 from bambupi.printer.pins import PinStore, camera_pin_key
 
 log = logging.getLogger("bambupi.camera")
 
-PRINTING_STATES = frozenset({"PREPARE", "RUNNING", "PAUSE", "SLICING"})
 _FPS_WINDOW_S = 5.0
 _REPORT_INTERVAL_S = 2.0
 BOUNDARY = "bambupi-frame"
@@ -189,7 +188,7 @@ class FrameHub:
     def latest(self, printer_id: str) -> Frame | None:
         return self._camera(printer_id).frame
 
-    def status(self, printer_id: str) -> dict[str, Any]:
+    def status(self, printer_id: str) -> CameraStatus:
         return _status_json(self._camera(printer_id))
 
     def upstream_connections(self, printer_id: str) -> int:
@@ -320,24 +319,25 @@ class FrameHub:
         if not camera.removed and self._hub.has(printer_id):
             self._hub.set_camera(printer_id, _status_json(camera))
 
-    def _update_flags(self, camera: _Camera, printer: dict[str, Any] | None) -> None:
-        state = printer.get("state", {}) if printer else {}
-        camera.printing = state.get("gcode_state") in PRINTING_STATES
+    def _update_flags(self, camera: _Camera, printer: PrinterObject | None) -> None:
+        state = printer["state"] if printer else {}
+        camera.printing = printer is not None and printer["phase"] in IN_JOB
         camera.liveview_off = camera.kind == "rtsps" and state.get("liveview") is False
         camera.demand_lot.unpark_all()
 
     async def _watch_printers(self) -> None:
-        subscription = self._hub.subscribe()
-        while True:
-            snapshot = await subscription.next()
-            for printer_id, camera in list(self._cameras.items()):
-                was_off = camera.liveview_off
-                self._update_flags(camera, snapshot.get(printer_id))
-                if camera.liveview_off != was_off:
-                    self._report(camera)
+        async with self._hub.subscribe() as updates:
+            while True:
+                snapshot = await updates.next()
+                for printer_id, camera in list(self._cameras.items()):
+                    was_off = camera.liveview_off
+                    self._update_flags(camera, snapshot.get(printer_id))
+                    if camera.liveview_off != was_off:
+                        self._report(camera)
 
     async def _report_rates(self) -> None:
-        # The frame rate changes a little with every frame; reporting it every few seconds keeps state deltas calm.
+        # The frame rate changes a little with every frame; reporting it every few seconds keeps the page's deltas
+        # calm. It goes to the hub's camera stream, which wakes no printer subscriber (see bambupi.hub).
         while True:
             await trio.sleep(_REPORT_INTERVAL_S)
             for camera in list(self._cameras.values()):
@@ -354,7 +354,7 @@ def _fps(recent: deque[float]) -> float:
     return round((len(window) - 1) / (window[-1] - window[0]), 1)
 
 
-def _status_json(camera: _Camera) -> dict[str, Any]:
+def _status_json(camera: _Camera) -> CameraStatus:
     reason: str | None
     if camera.disabled:
         status, reason = "disabled", 'camera = "off" in the config'

@@ -161,24 +161,20 @@ class SnapshotTaker:
         self._taking: set[tuple[str, str]] = set()  # (printer, reason) being taken now
 
     async def run(self, *, task_status: trio.TaskStatus[SnapshotTaker] = trio.TASK_STATUS_IGNORED) -> None:
-        queue = self._hub.open_event_queue("camera-snapshots")
-        try:
-            async with trio.open_nursery() as nursery:
-                task_status.started(self)
-                while True:
-                    event = await queue.get()
-                    reason = snapshot_reason(event)
-                    printer_id = event.get("printer")
-                    if reason is None or not isinstance(printer_id, str) or not self._frames.has(printer_id):
-                        continue
-                    # One at a time per printer and reason: the one being taken shows that moment (a burst of
-                    # HMS errors in one report is one snapshot, not one per error).
-                    if (printer_id, reason) not in self._taking:
-                        self._taking.add((printer_id, reason))
-                        # Each in its own task: a camera that takes seconds to connect must not hold up the queue.
-                        nursery.start_soon(self._take_logged, printer_id, reason)
-        finally:
-            self._hub.close_event_queue(queue)
+        async with self._hub.events("camera-snapshots") as queue, trio.open_nursery() as nursery:
+            task_status.started(self)
+            while True:
+                event = await queue.get()
+                reason = snapshot_reason(event)
+                printer_id = event.get("printer")
+                if reason is None or not isinstance(printer_id, str) or not self._frames.has(printer_id):
+                    continue
+                # One at a time per printer and reason: the one being taken shows that moment (a burst of
+                # HMS errors in one report is one snapshot, not one per error).
+                if (printer_id, reason) not in self._taking:
+                    self._taking.add((printer_id, reason))
+                    # Each in its own task: a camera that takes seconds to connect must not hold up the queue.
+                    nursery.start_soon(self._take_logged, printer_id, reason)
 
     async def take(self, printer_id: str, reason: str) -> Snapshot | None:
         """Save the current frame (connecting briefly if needed); None when the camera gave none in time."""

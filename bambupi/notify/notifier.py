@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any, Final
@@ -20,7 +20,7 @@ import trio
 
 from bambupi import outgoing
 from bambupi.config import NotifyConfig
-from bambupi.hub import StateHub
+from bambupi.hub import PrinterObject, StateHub
 from bambupi.notify.channels import build_request, secrets_of
 from bambupi.notify.messages import TEST_KIND, Message, message_for, sample_message, wanted
 from bambupi.secret import redact
@@ -233,9 +233,9 @@ class Notifier:
         return delivery
 
     async def run(self, *, task_status: trio.TaskStatus[Notifier] = trio.TASK_STATUS_IGNORED) -> None:
-        queue = self.hub.open_event_queue("notify")
         try:
-            async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+            async with self.hub.events("notify") as queue, httpx.AsyncClient() as client, \
+                    trio.open_nursery() as nursery:
                 self.client = client
                 self._nursery = nursery
                 for channel in self.channels.values():
@@ -249,9 +249,8 @@ class Notifier:
                     self.handle(event, nursery)
         finally:
             self._nursery = None
-            self.hub.close_event_queue(queue)
 
-    def handle(self, event: dict[str, Any], nursery: trio.Nursery) -> None:
+    def handle(self, event: Mapping[str, Any], nursery: trio.Nursery) -> None:
         printer = event.get("printer")
         if not isinstance(printer, str) or not self.hub.has(printer):
             return
@@ -279,7 +278,7 @@ class Notifier:
             energy, cost, currency = self.job_energy(printer)
             event = {**event, "energy_kwh": energy, "cost": cost, "currency": currency}
         for channel in self.channels.values():
-            self._offer(channel, event, started_at=started)
+            self._offer(channel, dict(event), started_at=started)
 
     def _offer(self, channel: Channel, event: dict[str, Any], *, started_at: float | None = None) -> None:
         name = self.hub.printer(event["printer"])["name"] if self.hub.has(event["printer"]) else event["printer"]
@@ -308,15 +307,15 @@ class Notifier:
                     channel.enqueue(*channel.held.popleft())
 
     async def _watch_progress(self) -> None:
-        subscription = self.hub.subscribe()
-        while True:
-            for printer_id, printer in (await subscription.next()).items():
-                self._check_progress(printer_id, printer)
+        async with self.hub.subscribe() as updates:
+            while True:
+                for printer_id, printer in (await updates.next()).items():
+                    self._check_progress(printer_id, printer)
 
-    def _check_progress(self, printer_id: str, printer: dict[str, Any]) -> None:
+    def _check_progress(self, printer_id: str, printer: PrinterObject) -> None:
         state = printer["state"]
         percent, job = state.get("percent"), state.get("subtask_name")
-        if state.get("gcode_state") != "RUNNING" or not isinstance(percent, int):
+        if printer["phase"] != "printing" or not isinstance(percent, int):
             return
         last_job, last = self._progress.get(printer_id, (None, 0))
         if job != last_job:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any, Final, Literal
 
+from bambupi.printer.phase import WORKING, job_phase
+
 LedMode = Literal["off", "on", "pulse", "blink", "slow_blink", "fast_blink"]
 LedName = Literal["green", "amber", "red"]
 PatternName = Literal["fatal", "serious", "finished", "failed"]
@@ -33,7 +35,6 @@ LED_NAMES: Final[tuple[LedName, ...]] = ("green", "amber", "red")
 FINISHED_BLINK_S: Final = 30 * 60.0
 FATAL_REPEAT_S: Final = 30.0
 IDLE_GREEN_LEVEL: Final = 0.2  # "steady (dimmed)": an idle box should not light up the room
-PRINTING: Final = frozenset({"PREPARE", "RUNNING"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def green(printer: Mapping[str, Any], alarms: AlarmState, now: float) -> Led:
         return Led("fast_blink", 1.0, 3, "print finished")
     if printer.get("connection") != "online":
         return OFF
-    if _state(printer).get("gcode_state") in PRINTING:
+    if job_phase(_state(printer)) in WORKING:
         return Led("pulse", 1.0, 2, "printing")
     return Led("on", IDLE_GREEN_LEVEL, 1, "online")
 
@@ -101,7 +102,7 @@ def amber(printer: Mapping[str, Any]) -> Led:
         return Led("blink", 1.0, 3, "serious HMS")
     if severities & {"common", "unknown"}:
         return Led("on", 1.0, 2, "HMS")
-    if _state(printer).get("gcode_state") == "PAUSE":
+    if job_phase(_state(printer)) == "paused":
         return Led("on", 1.0, 2, "paused")
     if printer.get("connection") in ("connecting", "stale", "offline"):
         return Led("slow_blink", 1.0, 1, str(printer.get("connection")))

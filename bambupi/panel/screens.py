@@ -17,6 +17,8 @@ from typing import Any, Final, Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bambupi.printer.phase import IN_JOB, job_phase
+
 WIDTH: Final = 128
 HEIGHT: Final = 64
 # Burn-in care moves the picture by up to this much; layouts fit in the frame minus this margin.
@@ -259,8 +261,8 @@ def status_items(view: View) -> list[Item]:
     if layers:
         items.append(right(11, fit(layers, "body", 11 * 6), "body"))
     percent = _num(state.get("percent"))
-    printing = state.get("gcode_state") in ("PREPARE", "RUNNING", "PAUSE") and printer.get("connection") == "online"
-    if percent is not None and (printing or state.get("gcode_state") == "FINISH"):
+    printing = job_phase(state) in IN_JOB and printer.get("connection") == "online"
+    if percent is not None and (printing or job_phase(state) == "finished"):
         percent = min(max(percent, 0), 100)
         items.append(Text(0, 23, f"{percent}%", "big"))
         remaining = _num(state.get("remaining_min"))

@@ -21,7 +21,7 @@ from PIL import Image
 
 from bambupi.alerts import system_clock_synced
 from bambupi.config import PanelConfig
-from bambupi.hub import StateHub
+from bambupi.hub import EventQueue, PrinterObject, StateHub, Subscription
 from bambupi.panel import alarms
 from bambupi.panel.oled import DEV, Hardware, Screen, choose_hardware, open_oled
 from bambupi.panel.outputs import ButtonWatcher, BuzzerDriver, LedDriver, Recorder
@@ -37,12 +37,16 @@ from bambupi.panel.screens import (
     hms_sorted,
     render,
 )
+from bambupi.printer.phase import WORKING
 
 log = logging.getLogger("bambupi.panel")
 
 BOOT_NETWORK_S: Final = 10.0  # the network screen shows this long at start, so a user can find the web page
 LONG_PRESS_NETWORK_S: Final = 30.0
 SHIFT_EVERY_S: Final = 60.0
+# At most this many redraws a second: a printer reporting 25 times a second (or a farm of them) must not have the
+# OLED re-rendered for each report; what changed meanwhile is in the next picture.
+MAX_REDRAWS_PER_S: Final = 4.0
 TAKEOVER: Final = frozenset({"fatal", "serious", "common", "unknown"})  # HMS severities that take the screen
 
 
@@ -149,7 +153,7 @@ class Panel:
         self.buzzer: BuzzerDriver | None = None
         self.button: ButtonWatcher | None = None
         self.screen = Screen(None, threaded=False)
-        self.printers: dict[str, dict[str, Any]] = {}
+        self.printers: Mapping[str, PrinterObject] = {}
         self.alarm_state = alarms.AlarmState()
         self.current: tuple[ScreenName, str | None] = ("network", None)
         self.image: Image.Image = Image.new("1", (WIDTH, HEIGHT), 0)
@@ -189,13 +193,12 @@ class Panel:
     # -- running -----------------------------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[Panel] = trio.TASK_STATUS_IGNORED) -> None:
         self.hardware = choose_hardware(self.config, self.dev)
-        queue = self.hub.open_event_queue("panel")
-        subscription = self.hub.subscribe()
         now = trio.current_time()
         self._started = self._activity = self._page_since = self._current_since = now
         self._network_until = now + self.boot_network_s
         try:
-            async with trio.open_nursery() as nursery:
+            async with self.hub.events("panel") as queue, self.hub.subscribe() as updates, \
+                    trio.open_nursery() as nursery:
                 self._open_gpio(trio.lowlevel.current_trio_token())
                 self._open_oled()
                 for driver in self.leds.values():
@@ -207,12 +210,11 @@ class Panel:
                 self.printers = self.hub.snapshot()
                 self._refresh()
                 await self._draw()
-                nursery.start_soon(self._follow_state, subscription)
+                nursery.start_soon(self._follow_state, updates)
                 nursery.start_soon(self._follow_events, queue)
                 nursery.start_soon(self._tick)
                 task_status.started(self)
         finally:
-            self.hub.close_event_queue(queue)
             for device in self._devices:
                 device.close()
 
@@ -263,25 +265,28 @@ class Panel:
             self.hardware = Hardware("none", self.hardware.gpio)
         self.screen = Screen(device, threaded=self.hardware.oled in ("ssd1306", "sh1106"))
 
-    async def _follow_state(self, subscription: Any) -> None:
+    async def _follow_state(self, updates: Subscription) -> None:
         while True:
-            snapshot = await subscription.next()
-            if _visible(snapshot) != _visible(self.printers):
+            snapshot = await updates.next()
+            if _noticeable(self.printers, snapshot):
                 self._activity = trio.current_time()
             self.printers = snapshot
             self._poke()
 
-    async def _follow_events(self, queue: Any) -> None:
+    async def _follow_events(self, queue: EventQueue) -> None:
         while True:
             event = await queue.get()
             self.on_event(event)
 
     async def _tick(self) -> None:
         while True:
+            drawn_at = trio.current_time()
             self._refresh()
             await self._draw()
             with trio.move_on_after(1.0):
                 await self._wake.wait()
+            # Whatever pokes come meanwhile are all in the next refresh.
+            await trio.sleep_until(drawn_at + 1 / MAX_REDRAWS_PER_S)
             self._wake = trio.Event()
 
     def _poke(self) -> None:
@@ -376,7 +381,7 @@ class Panel:
         if chosen != self.current:
             self.current = chosen
             self._current_since = now
-        busy = any(p.get("state", {}).get("gcode_state") in alarms.PRINTING for p in self.printers.values())
+        busy = any(p["phase"] in WORKING for p in self.printers.values())
         alarmed = (
             modes["red"].mode != "off" or modes["amber"].rank >= 2 or modes["green"].mode == "fast_blink"
             or chosen[0] == "auto_off"
@@ -402,6 +407,8 @@ class Panel:
             page=page, off_at=self.auto_off.auto_off_warnings().get(pid) if screen == "auto_off" and pid else None,
             shown_s=now - self._current_since,
         )
+        if self.hardware.oled == "none":
+            return  # nobody can see a picture: drawing one cost a sixth of the service's CPU
         self.image = render(view) if self.display != "off" else Image.new("1", (WIDTH, HEIGHT), 0)
 
     async def _draw(self) -> None:
@@ -418,10 +425,19 @@ def _silent(event: Mapping[str, Any]) -> bool:
     return isinstance(entry, Mapping) and hms_silent(entry)
 
 
-def _first(printers: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
+def _first(printers: Mapping[str, PrinterObject]) -> PrinterObject | None:
     return next(iter(printers.values()), None)
 
 
-def _visible(snapshot: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    # What a person could notice; last_report_at ticks without anything visible changing.
-    return {pid: {k: v for k, v in p.items() if k != "last_report_at"} for pid, p in snapshot.items()}
+def _noticeable(before: Mapping[str, PrinterObject], after: Mapping[str, PrinterObject]) -> bool:
+    """Whether a person could notice the change on the box. A printer whose object is the same object did not
+    change (the hub shares them between versions), so a farm's unchanged printers cost nothing here."""
+    if before.keys() != after.keys():
+        return True
+    return any(p is not before[pid] and _visible(p) != _visible(before[pid]) for pid, p in after.items())
+
+
+def _visible(printer: PrinterObject) -> dict[str, Any]:
+    # last_report_at ticks without anything visible changing, and the camera's figures change every few seconds
+    # while someone watches (the screen does not show them).
+    return {k: v for k, v in printer.items() if k not in ("last_report_at", "camera")}

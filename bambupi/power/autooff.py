@@ -6,7 +6,7 @@ timer, arms it on print events, and reports what it decided; the power service a
 
 Policy (``[printer.plug]``): after a finish (and, with ``auto_off_after_failure``, a failure or cancel) wait until
 the nozzle is below ``auto_off_nozzle_below_c`` and at least ``auto_off_after_min`` minutes have passed, warn
-``auto_off_warning_s`` before, then switch off. Never while the printer reports PREPARE/RUNNING/PAUSE, never while
+``auto_off_warning_s`` before, then switch off. Never while the printer is in a job (printer/phase.py), never while
 it is busy in a non-idle stage (filament loading, calibration...), never when its state is unknown (link down)
 unless ``auto_off_when_offline``. A new print, :meth:`AutoOff.cancel` (the panel's button, the page) or the owner
 switching the plug by hand disarms it. Only an armed timer can act, and switching off ends it (:func:`step`): the
@@ -16,17 +16,17 @@ plug is then left alone until another print ends.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from bambupi.config import PlugConfig
 from bambupi.power.plugs import PlugReading
+from bambupi.printer.phase import IN_JOB, job_phase
 
 log = logging.getLogger("bambupi.power.autooff")
 
 Action = Literal["wait", "warn", "off", "disarm"]
-IN_JOB: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
 ARMING_EVENTS: Final = {"job_finished": "finished", "job_failed": "failed", "job_cancelled": "cancelled"}
 
 
@@ -59,12 +59,12 @@ def arms(event_kind: str, policy: PlugConfig) -> str | None:
 
 
 def decide(
-    printer: dict[str, Any], reading: PlugReading | None, timer: Timer, policy: PlugConfig, now: float
+    printer: Mapping[str, Any], reading: PlugReading | None, timer: Timer, policy: PlugConfig, now: float
 ) -> Decision:
     """What to do now for an armed printer. Checks run from "must stop" to "may proceed"."""
     state = printer.get("state") or {}
     gcode_state = state.get("gcode_state")
-    if gcode_state in IN_JOB:
+    if job_phase(state) in IN_JOB:  # as last reported: a printer that fell silent mid-print may still print
         return Decision("disarm", "printing", f"the printer is {gcode_state} again: auto-off cancelled")
     if reading is not None and not reading.on:
         return Decision("disarm", "plug_off", "the plug is already off")
@@ -100,7 +100,7 @@ IDLE: Final = Decision("wait", "idle", "not armed")
 
 
 def step(
-    timer: Timer | None, printer: dict[str, Any], reading: PlugReading | None, policy: PlugConfig, now: float
+    timer: Timer | None, printer: Mapping[str, Any], reading: PlugReading | None, policy: PlugConfig, now: float
 ) -> tuple[Timer | None, Decision]:
     """One evaluation: the timer after it and what to do now. Without a timer there is nothing to do: an auto-off
     that fired (or was disarmed) never acts again, so a plug switched back on by hand stays on until the next print
@@ -115,16 +115,15 @@ def step(
     return timer, decision
 
 
-def what_off_interrupts(printer: dict[str, Any]) -> str | None:
+def what_off_interrupts(printer: Mapping[str, Any]) -> str | None:
     """What switching the plug off now would cut, as the confirmation question names it; None when the printer is
     idle (the last state it reported; a printer that fell silent mid-print may still be printing)."""
     state = printer.get("state") or {}
-    gcode_state = state.get("gcode_state")
     stage = _busy_stage(state)
     last = "" if printer.get("connection") == "online" else " (as last reported)"
-    if gcode_state in IN_JOB:
+    if job_phase(state) in IN_JOB:
         name = state.get("subtask_name")
-        paused = "paused " if gcode_state == "PAUSE" else ""
+        paused = "paused " if job_phase(state) == "paused" else ""
         what = f"the {paused}print" + (f" '{name}'" if isinstance(name, str) and name else "")
         percent = state.get("percent")
         at = f" at {percent} %" if isinstance(percent, int) and not isinstance(percent, bool) else ""
@@ -134,14 +133,14 @@ def what_off_interrupts(printer: dict[str, Any]) -> str | None:
     return None
 
 
-def _busy_stage(state: dict[str, Any]) -> int | None:
+def _busy_stage(state: Mapping[str, Any]) -> int | None:
     """The stage the printer is busy in (filament unloading, calibration...). The reducer's ``stage`` is None when
     the printer is idle, whatever idle code its model uses (printer/state.py), so any number here means busy."""
     stage = state.get("stage")
     return stage if isinstance(stage, int) and not isinstance(stage, bool) else None
 
 
-def _hottest_nozzle(state: dict[str, Any]) -> float | None:
+def _hottest_nozzle(state: Mapping[str, Any]) -> float | None:
     temps = [state.get("nozzle_temp")]
     nozzles = state.get("nozzles")
     if isinstance(nozzles, dict):
@@ -172,7 +171,7 @@ class AutoOff:
         else:
             self.policies.pop(printer_id, None)
 
-    def on_event(self, event: dict[str, Any], now: float) -> None:
+    def on_event(self, event: Mapping[str, Any], now: float) -> None:
         printer_id = event.get("printer")
         policy = self.policies.get(printer_id) if isinstance(printer_id, str) else None
         if policy is None or not isinstance(printer_id, str):
@@ -194,7 +193,9 @@ class AutoOff:
         self._cancel(printer_id, Decision("disarm", "manual", f"the plug was switched {'on' if on else 'off'} by "
                                                               "hand: auto-off cancelled"))
 
-    def evaluate(self, printer_id: str, printer: dict[str, Any], reading: PlugReading | None, now: float) -> Decision:
+    def evaluate(
+        self, printer_id: str, printer: Mapping[str, Any], reading: PlugReading | None, now: float
+    ) -> Decision:
         """Decide for one printer and update its timer; ``off`` means: switch the plug off now (once)."""
         timer = self._timers.get(printer_id)
         if timer is None:
@@ -214,7 +215,7 @@ class AutoOff:
     def failed(self, printer_id: str, why: str) -> None:
         self._record(printer_id, Decision("disarm", "switch_failed", f"could not switch the plug off: {why}"))
 
-    def status(self, printer_id: str) -> dict[str, Any]:
+    def status(self, printer_id: str) -> Mapping[str, Any]:
         timer = self._timers.get(printer_id)
         last = self._last.get(printer_id)
         return {

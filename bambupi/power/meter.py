@@ -28,6 +28,7 @@ from bambupi.hub import EventQueue, StateHub
 from bambupi.power.autooff import AutoOff, what_off_interrupts
 from bambupi.power.plugs import Plug, PlugError, PlugReading, make_plug
 from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError, energy_kwh
+from bambupi.printer.phase import WORKING, job_phase
 from bambupi.stoppable import Stoppable
 
 log = logging.getLogger("bambupi.power")
@@ -57,7 +58,7 @@ def cross_check(
         return None
     connection = printer.get("connection")
     gcode_state = (printer.get("state") or {}).get("gcode_state")
-    if connection == "online" and gcode_state in ("PREPARE", "RUNNING") and reading.watts < NEAR_ZERO_W:
+    if connection == "online" and job_phase(printer.get("state") or {}) in WORKING and reading.watts < NEAR_ZERO_W:
         if switched_off_by_box and not reading.on:
             return None
         return CrossCheck(
@@ -153,20 +154,19 @@ class PowerService:
         for state in self._plugs.values():
             if state.closed:  # started again after a failure
                 state.plug, state.closed = make_plug(state.config), False
-        queue = self.hub.open_event_queue("power")
         try:
-            await self._resume_open_jobs()
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._events, queue)
-                nursery.start_soon(self._flusher)
-                for printer_id in self._plugs:
-                    self._plug_tasks[printer_id], _ = await Stoppable.start(nursery, self._plug_loops, printer_id)
-                task_status.started(self)
+            async with self.hub.events("power") as queue:
+                await self._resume_open_jobs()
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._events, queue)
+                    nursery.start_soon(self._flusher)
+                    for printer_id in self._plugs:
+                        self._plug_tasks[printer_id], _ = await Stoppable.start(nursery, self._plug_loops, printer_id)
+                    task_status.started(self)
         finally:
             self._nursery = None
             self._plug_tasks.clear()  # they ended with the nursery
-            self.hub.close_event_queue(queue)
             with trio.CancelScope(shield=True):
                 await self._flush()
                 for state in self._plugs.values():

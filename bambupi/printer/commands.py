@@ -9,8 +9,8 @@ from typing import Any, Final
 
 import trio
 
-from bambupi.hub import StateHub
 from bambupi.printer.link import NotConnected, PrinterLink
+from bambupi.printer.sink import PrinterSink
 
 log = logging.getLogger("bambupi.commands")
 
@@ -102,7 +102,9 @@ class Controls:
     other clients (a slicer's ``gcode_line``, a phone app's ``ledctrl``) arrive on the same topic, numbered their
     own way."""
 
-    def __init__(self, hub: StateHub, links: Mapping[str, PrinterLink], *, timeout_s: float = REPLY_TIMEOUT_S) -> None:
+    def __init__(
+        self, hub: PrinterSink, links: Mapping[str, PrinterLink], *, timeout_s: float = REPLY_TIMEOUT_S
+    ) -> None:
         self.hub = hub
         self.links = links
         self.timeout_s = timeout_s

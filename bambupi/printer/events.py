@@ -3,9 +3,10 @@
 Printer objects are the public JSON (``{id, name, model, connection, connection_reason, last_report_at,
 controls_available, camera, state}``). The rules (docs/api.md lists the events a client receives):
 
-- A job starts when ``gcode_state`` goes from a state outside a job (none, IDLE, FINISH, FAILED, and also SLICING
-  and INIT, which precede a job) to PREPARE or RUNNING, or when the job name changes while RUNNING (a new job
-  right after the last one). PREPARE -> RUNNING is the same job.
+- Jobs follow the printer's reported phase (:func:`bambupi.printer.phase.job_phase`, the box's one definition of
+  "in a job"). A job starts when the phase goes from outside a job (idle, finished, failed, cancelled) to preparing
+  (PREPARE, or SLICING on an X1) or printing, or when the job name changes while printing (a new job right after
+  the last one). SLICING -> PREPARE -> RUNNING is one job.
 - A job ends at FINISH (finished). At FAILED it ends when its end is known, which is ``state.job_result``
   (hms.job_result, settled by the hub): a real stop first reports FAILED with no error (``job_result`` *pending*,
   no event yet), then ``0300_400C``; so ``job_cancelled`` or ``job_failed`` comes when ``job_result`` turns from
@@ -23,12 +24,38 @@ controls_available, camera, state}``). The rules (docs/api.md lists the events a
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, TypedDict
 
 from bambupi.printer.hms import CANCELLED_RESULT
+from bambupi.printer.phase import IN_JOB, WORKING, job_phase
 
-Event = dict[str, Any]
-PrinterObject = dict[str, Any]
+PrinterObject = Mapping[str, Any]  # bambupi.hub.PrinterObject; read as plain JSON here
+
+
+class Event(TypedDict, total=False):
+    """One transition (from :func:`events`) or notice (the power service's ``power_*``, the hub's ``events_lost``),
+    as every consumer and the WebSocket's ``event`` messages receive it. ``kind``, ``printer`` and (once the hub
+    stamped it) ``at`` are always there; the rest depends on the kind."""
+
+    kind: str  # EVENT_KINDS, power_check | power_warning | power_off, events_lost
+    printer: str
+    at: float  # UTC epoch seconds
+    job: str | None  # job_*: the job's name
+    gcode_state: str | None
+    print_error: str | None  # job_failed, job_cancelled
+    description: str | None
+    action: str | None  # job_failed: what to do, where the official text says
+    result: str | None  # the words every surface shows for how the job ended
+    code: str  # hms_*
+    severity: str | None
+    hms: dict[str, Any]
+    connection: str  # connection_*
+    reason: str | None
+    message: str  # power_*
+    off_at: float | None  # power_warning: when the plug goes off (UTC epoch seconds)
+    count: int  # events_lost
+
 
 EVENT_KINDS: Final = (
     "job_started",
@@ -42,9 +69,6 @@ EVENT_KINDS: Final = (
     "connection_lost",
     "connection_restored",
 )
-_OUTSIDE_JOB: Final = frozenset({None, "IDLE", "FINISH", "FAILED", "SLICING", "INIT"})
-_IN_JOB: Final = frozenset({"PREPARE", "RUNNING", "PAUSE"})
-_STARTED: Final = frozenset({"PREPARE", "RUNNING"})
 _LOST: Final = frozenset({"offline", "stale"})
 _END_KINDS: Final = {"cancelled": "job_cancelled", "failed": "job_failed"}
 
@@ -59,43 +83,43 @@ def events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
     return found
 
 
-def _state(printer: PrinterObject) -> dict[str, Any]:
+def _state(printer: PrinterObject) -> Mapping[str, Any]:
     state = printer.get("state")
-    return state if isinstance(state, dict) else {}
+    return state if isinstance(state, Mapping) else {}
 
 
 def _job_event(kind: str, printer: PrinterObject) -> Event:
     state = _state(printer)
     return {
         "kind": kind,
-        "printer": printer.get("id"),
+        "printer": printer["id"],
         "job": state.get("subtask_name"),
         "gcode_state": state.get("gcode_state"),
     }
 
 
-def _job_kind(prev: dict[str, Any], new: dict[str, Any]) -> str | None:
-    before, after = prev.get("gcode_state"), new.get("gcode_state")
-    if after in _STARTED and before in _OUTSIDE_JOB:
+def _job_kind(prev: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    before, after = job_phase(prev), job_phase(new)
+    if after in WORKING and before not in IN_JOB:
         return "job_started"
-    if before == "RUNNING" and after in _STARTED and _renamed(prev, new):
+    if before == "printing" and after in WORKING and _renamed(prev, new):
         return "job_started"
-    if before in _IN_JOB and after == "FINISH":
+    if before in IN_JOB and after == "finished":
         return "job_finished"
-    if before in _STARTED and after == "PAUSE":
+    if before in WORKING and after == "paused":
         return "job_paused"
-    if before == "PAUSE" and after == "RUNNING":
+    if before == "paused" and after == "printing":
         return "job_resumed"
     return None
 
 
-def _renamed(prev: dict[str, Any], new: dict[str, Any]) -> bool:
+def _renamed(prev: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     # A name that only now arrives is late news about the same job, not a new one.
     before, after = prev.get("subtask_name"), new.get("subtask_name")
     return bool(before) and bool(after) and before != after
 
 
-def _outcome(state: dict[str, Any]) -> str | None:
+def _outcome(state: Mapping[str, Any]) -> str | None:
     result = state.get("job_result")
     outcome = result.get("outcome") if isinstance(result, dict) else None
     return outcome if isinstance(outcome, str) else None
@@ -107,7 +131,7 @@ def _job_end(prev: PrinterObject, new: PrinterObject) -> Event | None:
     was_pending = _outcome(before) == "pending"
     if _outcome(before) in _END_KINDS:
         return None  # already announced
-    if _outcome(after) in _END_KINDS and (was_pending or before.get("gcode_state") in _IN_JOB):
+    if _outcome(after) in _END_KINDS and (was_pending or job_phase(before) in IN_JOB):
         ended, result = new, after["job_result"]
     elif was_pending and after.get("gcode_state") != "FAILED":
         ended, result = prev, CANCELLED_RESULT  # it left FAILED and no error ever came
@@ -144,7 +168,7 @@ def _hms_by_code(printer: PrinterObject) -> dict[str, dict[str, Any]]:
 def _hms_event(kind: str, printer: PrinterObject, entry: dict[str, Any]) -> Event:
     return {
         "kind": kind,
-        "printer": printer.get("id"),
+        "printer": printer["id"],
         "code": entry["code"],
         "severity": entry.get("severity"),
         "hms": entry,
@@ -172,4 +196,4 @@ def _connection_events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
         kind = "connection_restored"
     else:
         return []
-    return [{"kind": kind, "printer": new.get("id"), "connection": after, "reason": new.get("connection_reason")}]
+    return [{"kind": kind, "printer": new["id"], "connection": after, "reason": new.get("connection_reason")}]

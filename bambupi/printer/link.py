@@ -32,8 +32,8 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import Connection, StateHub
 from bambupi.printer.pins import PinStore, fingerprint
+from bambupi.printer.sink import Connection, PrinterSink
 
 log = logging.getLogger("bambupi.link")
 
@@ -137,7 +137,7 @@ class PrinterLink:
     def __init__(
         self,
         config: PrinterConfig,
-        hub: StateHub,
+        hub: PrinterSink,
         pins: PinStore,
         *,
         keepalive_s: int = KEEPALIVE_S,

@@ -7,15 +7,15 @@ from collections.abc import Iterable, Iterator, Mapping
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
+from bambupi.printer.sink import PrinterSink
 
 
 class PrinterLinks(Mapping[str, PrinterLink]):
     """A read-only mapping ``id -> PrinterLink`` for everyone else; only :meth:`start`/:meth:`stop` change it."""
 
-    def __init__(self, hub: StateHub, pins: PinStore, printers: Iterable[PrinterConfig]) -> None:
+    def __init__(self, hub: PrinterSink, pins: PinStore, printers: Iterable[PrinterConfig]) -> None:
         self._hub = hub
         self._pins = pins
         self._configs = {p.id: p for p in printers}  # what a (re)start connects

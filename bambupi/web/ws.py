@@ -11,9 +11,16 @@ Messages (JSON text, each with a ``type``; docs/api.md, "WebSocket /ws", describ
 - ``{"type": "event", "kind": ..., ...}`` from the connection's own hub event queue, in order;
 - ``{"type": "heartbeat"}`` after ``heartbeat_s`` without any other message, so the page notices a dead link.
 
-Each connection has one sender task. State is latest-value: the hub watcher hands the sender at most one "state
-changed" token, and the sender diffs the *current* snapshot against what it sent last, so a slow client skips
-states and holds no backlog. Every send is bounded by ``send_timeout_s`` and a WebSocket ping must be answered
+The fan-out is one watcher (:meth:`WebSocketService.run`) for every client. It follows the hub's printers and
+cameras and its events, and frames each change **once**: the messages that bring a client from one step to the
+next, as text, the same for every client in step. Each connection has one sender task that sleeps until the
+watcher wakes it and sends those texts; a client that fell behind (a slow phone) is brought from what it holds to
+the newest view by one diff, computed once for every client as far behind, so it skips states and holds no
+backlog. Events go to a log shared by every client (never dropped: a client whose send could not keep up with
+``EVENT_LOG_SIZE`` events gets ``events_lost`` with the count, as a hub event queue would say). Only printers whose
+object changed are diffed, so the cost of a report does not grow with the number of printers.
+
+Every send is bounded by ``send_timeout_s`` and a WebSocket ping must be answered
 within ``heartbeat_s``; a client that fails either is disconnected, so it never slows the others or grows memory.
 Clients may send small JSON objects (none are defined yet; they are ignored); binary or non-JSON frames are
 refused with close code 1003 and frames over ``max_incoming_bytes`` with 1009.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -31,7 +39,7 @@ from typing import Any, Final
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
-from bambupi.hub import EventQueue, PrinterObject, StateHub, Subscription
+from bambupi.hub import DEFAULT_EVENT_QUEUE_SIZE, RECENT_EVENTS, Event, EventQueue, PrinterObject, StateHub
 from bambupi.web.auth import cross_site
 from bambupi.web.frontdoor import NativeHandler, ReplayStream, Request, closing_error_response
 from bambupi.web.merge_patch import diff
@@ -41,7 +49,8 @@ log = logging.getLogger("bambupi.web.ws")
 WS_PATH: Final = "/ws"
 CLOSE_UNSUPPORTED_DATA: Final = 1003
 _CLOSE_WAIT_S: Final = 2.0
-_ENCODED_CACHE_SIZE: Final = 16
+_CATCH_UP_CACHE_SIZE: Final = 16
+EVENT_LOG_SIZE: Final = DEFAULT_EVENT_QUEUE_SIZE  # as far behind as a client's events may fall before some are lost
 
 
 @dataclass(frozen=True)
@@ -54,20 +63,24 @@ class WsLimits:
 
 
 Message = dict[str, Any]
-_STATE_CHANGED: Final = object()
+View = Mapping[str, PrinterObject]  # every printer as the clients hold it; replaced, never modified
 
 
-def encode(message: Message) -> str:
+def encode(message: Mapping[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), allow_nan=False)
 
 
-def state_messages(sent: Mapping[str, PrinterObject], current: Mapping[str, PrinterObject]) -> list[Message]:
-    """What brings a client holding ``sent`` up to ``current``: a snapshot if printers came or went, else deltas."""
+def state_messages(sent: View, current: View) -> list[Message]:
+    """What brings a client holding ``sent`` up to ``current``: a snapshot if printers came or went, else deltas.
+    A printer whose object is the same object in both is unchanged and costs no diff."""
     if sent.keys() != current.keys():
         return [{"type": "snapshot", "printers": dict(current)}]
     messages: list[Message] = []
     for printer_id, printer in current.items():
-        changes = diff(sent[printer_id], printer)
+        before = sent[printer_id]
+        if before is printer:
+            continue
+        changes = diff(before, printer)
         if changes:
             messages.append({"type": "delta", "printer": printer_id, "changes": changes})
     return messages
@@ -78,38 +91,95 @@ def is_websocket_upgrade(request: Request) -> bool:
     return request.method == "GET" and "websocket" in upgrade
 
 
+@dataclass(frozen=True)
+class _Step:
+    """The view at one step of the watcher, and the encoded messages that lead to it from the step before."""
+
+    number: int
+    view: View
+    messages: list[str]
+
+
 class WebSocketService:
-    """The ``/ws`` endpoint. Add :meth:`router` to the service's ``native`` routers."""
+    """The ``/ws`` endpoint: start :meth:`run` (the one watcher), and add :meth:`router` to the front door's routers."""
 
     def __init__(self, hub: StateHub, limits: WsLimits | None = None) -> None:
         self.hub = hub
         self.limits = limits or WsLimits()
         self.clients = 0
         self._ids = itertools.count(1)
-        # Clients that are in step receive the same bytes: the snapshot of a hub version and the encoded messages
-        # from one version to another are computed once, not once per client.
-        self._snapshot: tuple[int, dict[str, PrinterObject]] = (-1, {})
-        self._encoded: dict[tuple[int, int], list[str]] = {}
+        self._step = _Step(0, {}, [])
+        self._seen: dict[str, tuple[int, object]] = {}  # per printer: its hub version and camera status object
+        self._catch_up: dict[tuple[int, int], list[str]] = {}
+        self._events: deque[tuple[int, Event, str]] = deque(maxlen=EVENT_LOG_SIZE)
+        self._event_count = 0  # events logged so far: the number of the newest
+        self._news = trio.lowlevel.ParkingLot()
+        self._running = False
 
-    def current(self) -> tuple[int, dict[str, PrinterObject]]:
-        """The hub's version and its snapshot (shared: never modify it)."""
-        if self._snapshot[0] != self.hub.version:
-            self._snapshot = (self.hub.version, self.hub.snapshot())
-        return self._snapshot
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow the hub for every client; the endpoint refuses clients (503) until this runs."""
+        async with self.hub.events("websocket") as queue, trio.open_nursery() as nursery:
+            for event in self.hub.recent_events():
+                self._log_event(event)  # what a page that loads now shows under "Recent events"
+            self._advance()
+            nursery.start_soon(self._follow_events, queue)
+            self._running = True
+            try:
+                task_status.started()
+                await self._follow_state()
+            finally:
+                self._running = False
 
-    def catch_up(
-        self, version: int, sent: Mapping[str, PrinterObject]
-    ) -> tuple[int, dict[str, PrinterObject], list[str]]:
-        """For a client holding ``sent`` (hub ``version``): the current version, its snapshot, the encoded messages."""
-        now, current = self.current()
-        key = (version, now)
-        encoded = self._encoded.get(key)
-        if encoded is None:
-            encoded = [encode(message) for message in state_messages(sent, current)]
-            if len(self._encoded) >= _ENCODED_CACHE_SIZE:
-                self._encoded.pop(next(iter(self._encoded)))
-            self._encoded[key] = encoded
-        return now, current, encoded
+    async def _follow_state(self) -> None:
+        version, camera_version = self.hub.version, self.hub.camera_version
+        while True:
+            await self.hub.wait_for_news(version, camera_version)
+            version, camera_version = self.hub.version, self.hub.camera_version
+            self._advance()
+
+    async def _follow_events(self, queue: EventQueue) -> None:
+        while True:
+            event = await queue.get()
+            self._log_event(event)
+            self._news.unpark_all()
+
+    def _log_event(self, event: Event) -> None:
+        self._event_count += 1
+        self._events.append((self._event_count, event, encode({**event, "type": "event"})))
+
+    def _advance(self) -> None:
+        """One step: the printers that changed since the last one, diffed and framed once for every client."""
+        hub, before = self.hub, self._step.view
+        view: dict[str, PrinterObject] = {}
+        seen: dict[str, tuple[int, object]] = {}
+        for printer_id in hub.ids():
+            mark = (hub.printer_version(printer_id), hub.camera_status(printer_id))
+            held = before.get(printer_id)
+            if held is not None and self._seen.get(printer_id) == mark:
+                view[printer_id] = held  # unchanged: the same object, no diff
+            else:
+                view[printer_id] = hub.printer(printer_id)
+            seen[printer_id] = mark
+        self._seen = seen
+        messages = [encode(message) for message in state_messages(before, view)]
+        if not messages and self._step.number > 0:
+            return
+        self._step = _Step(self._step.number + 1, view, messages)
+        self._news.unpark_all()
+
+    def _messages_since(self, step: _Step) -> list[str]:
+        """For a client at ``step``: the encoded messages to the current step (shared: the same list for all)."""
+        now = self._step
+        if step.number + 1 == now.number:
+            return now.messages
+        key = (step.number, now.number)
+        found = self._catch_up.get(key)
+        if found is None:
+            found = [encode(message) for message in state_messages(step.view, now.view)]
+            if len(self._catch_up) >= _CATCH_UP_CACHE_SIZE:
+                self._catch_up.pop(next(iter(self._catch_up)))
+            self._catch_up[key] = found
+        return found
 
     def router(self, request: Request) -> NativeHandler | None:
         if request.path == WS_PATH and is_websocket_upgrade(request):
@@ -123,7 +193,7 @@ class WebSocketService:
     async def serve(self, stream: trio.abc.Stream, request: Request, replay: bytes) -> None:
         limits = self.limits
         # Reserve the slot before the first await, so a burst of handshakes cannot overshoot the limit.
-        full = self.clients >= limits.max_clients
+        full = self.clients >= limits.max_clients or not self._running
         if not full:
             self.clients += 1
         try:
@@ -135,9 +205,9 @@ class WebSocketService:
                         max_message_size=limits.max_incoming_bytes,
                     )
                     if full:
-                        log.warning("WebSocket client limit (%d) reached; refusing a client", limits.max_clients)
-                        body = encode({"error": "too many live connections", "status": 503})
-                        await handshake.reject(503, body=body.encode())
+                        why = "too many live connections" if self._running else "the live feed is not running"
+                        log.warning("WebSocket: refusing a client (%s)", why)
+                        await handshake.reject(503, body=encode({"error": why, "status": 503}).encode())
                     else:
                         ws = await handshake.accept()
                 if ws is not None:
@@ -158,64 +228,51 @@ class _Session:
         self, service: WebSocketService, ws: WebSocketConnection, stream: trio.abc.Stream, number: int
     ) -> None:
         self.service = service
-        self.hub = service.hub
         self.ws = ws
         self.stream = stream
         self.limits = service.limits
         self.name = f"websocket {number}"
 
     async def run(self) -> None:
-        # The queue opens before the snapshot is taken, so no event between the two is lost; the recent events
-        # are read in the same step, so none is both replayed and queued.
-        queue = self.hub.open_event_queue(self.name)
-        recent = self.hub.recent_events()
-        subscription = self.hub.subscribe()
-        try:
-            async with trio.open_nursery() as nursery:
-                work_in, work_out = trio.open_memory_channel[object](0)
-                nursery.start_soon(self._watch_state, subscription, work_in.clone())
-                nursery.start_soon(self._watch_events, queue, work_in)
-                nursery.start_soon(self._receive, nursery.cancel_scope)
-                nursery.start_soon(self._keepalive, nursery.cancel_scope)
-                await self._send_loop(subscription, work_out, recent)
-                nursery.cancel_scope.cancel()
-        finally:
-            self.hub.close_event_queue(queue)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive, nursery.cancel_scope)
+            nursery.start_soon(self._keepalive, nursery.cancel_scope)
+            await self._send_loop()
+            nursery.cancel_scope.cancel()
 
-    async def _watch_state(self, subscription: Subscription, work: trio.MemorySendChannel[object]) -> None:
-        # With a 0-size channel this holds at most one token while the sender is busy: latest-value.
-        async with work:
-            while True:
-                await subscription.wait()
-                await work.send(_STATE_CHANGED)
-
-    async def _watch_events(self, queue: EventQueue, work: trio.MemorySendChannel[object]) -> None:
-        async with work:
-            while True:
-                await work.send(await queue.get())
-
-    async def _send_loop(
-        self, subscription: Subscription, work: trio.MemoryReceiveChannel[object], recent: list[Message]
-    ) -> None:
-        await subscription.wait()
-        version, sent = self.service.current()
-        if not await self._send(encode({"type": "snapshot", "printers": sent, "events": recent})):
+    async def _send_loop(self) -> None:
+        service = self.service
+        # The view and the events logged so far are read in one step: no event is both in the snapshot's recent
+        # events and sent after it, and none between the two is missed.
+        step, events_sent = service._step, service._event_count
+        recent = [event for _, event, _ in list(service._events)[-RECENT_EVENTS:]]
+        snapshot = {"type": "snapshot", "printers": dict(step.view), "events": recent}
+        if not await self._send(encode(snapshot)):
             return
         while True:
-            item: object = None
-            with trio.move_on_after(self.limits.heartbeat_s):
-                item = await work.receive()
-            if item is None:
-                messages = [encode({"type": "heartbeat"})]
-            elif item is _STATE_CHANGED:
-                version, sent, messages = self.service.catch_up(version, sent)
-            else:
-                assert isinstance(item, dict)
-                messages = [encode({**item, "type": "event"})]
-            for message in messages:
-                if not await self._send(message):
+            if step is service._step and events_sent == service._event_count:
+                with trio.move_on_after(self.limits.heartbeat_s) as idle:
+                    await service._news.park()
+                if idle.cancelled_caught and not await self._send(_HEARTBEAT):
                     return
-
+                continue
+            # Events first: they happened before the state that follows them was read.
+            while events_sent < service._event_count:
+                oldest = service._events[0][0] if service._events else service._event_count + 1
+                if events_sent + 1 < oldest:
+                    lost, events_sent = oldest - 1 - events_sent, oldest - 1
+                    log.error("%s: %d events lost (the client is too slow)", self.name, lost)
+                    text = encode({"type": "event", "kind": "events_lost", "count": lost})
+                else:
+                    number, _, text = service._events[events_sent - oldest + 1]
+                    events_sent = number
+                if not await self._send(text):
+                    return
+            now = service._step
+            for text in service._messages_since(step):
+                if not await self._send(text):
+                    return
+            step = now
     async def _send(self, message: str) -> bool:
         """Send one encoded message; False when the connection is gone or was cut off for being too slow."""
         try:
@@ -268,3 +325,6 @@ def _incoming_problem(message: str | bytes) -> str | None:
     except (ValueError, RecursionError):
         return "expected a JSON object"
     return None if isinstance(parsed, dict) else "expected a JSON object"
+
+
+_HEARTBEAT: Final = encode({"type": "heartbeat"})
