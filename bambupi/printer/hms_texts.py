@@ -246,7 +246,7 @@ _EN_VERBS: Final = (
 _SPLITS: Final[dict[str, re.Pattern[str]]] = {
     "en": re.compile(_BREAK + rf"(?=(?:{_EN_VERBS})\b)", re.IGNORECASE),
     "de": re.compile(
-        _BREAK + r"(?=(?:bitte\b|\w+(?:-\w+)? Sie\b(?! (?:ist|sind|war|wird|wurde|hat|haben|kann|können|könnte)\b)))"
+        _BREAK + r"(?=(?:[Bb]itte\b|\w+(?:-\w+)? Sie\b(?! (?:ist|sind|war|wird|wurde|hat|haben|kann|können|könnte)\b)))"
     ),
     "fr": re.compile(_BREAK + r"(?=(?:veuillez|merci de|\w+ez\b|\w+ez-vous\b|n'\w+ez\b|ne \w+ez\b))", re.IGNORECASE),
     "ja": re.compile(r"(?<=[。．!！?？])(?=[^。．]*?(?:ください|下さい))"),
