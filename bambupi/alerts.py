@@ -31,8 +31,8 @@ def system_clock_synced(timesync: Path = TIMESYNC_DIR, wall: Callable[[], float]
 
 
 class QuietHours:
-    """The component of ``[alerts]``' quiet hours and time zone (its other keys wait for a restart until the part
-    that uses them applies them)."""
+    """The component of ``[alerts]``' quiet hours and time zone (its HMS-text keys belong to the HMS texts'
+    refresher, which owns ``[alerts]`` too)."""
 
     name = "alerts"
     sections = ("alerts",)
@@ -62,19 +62,12 @@ class QuietHours:
         task_status.started(self)  # nothing runs: the panel and the notifier ask when they need to
 
     async def apply(self, old: Config, new: Config) -> Applied:
-        mine = (new.alerts.quiet_hours, new.alerts.time_zone)
-        if (old.alerts.quiet_hours, old.alerts.time_zone) == mine:
-            return "restart"  # another key of [alerts] changed, which nothing running applies
         self.alerts, self.tz = new.alerts, _zone(new.alerts)
-        if _others(old.alerts) != _others(new.alerts):
-            return "restart"
+        if (old.alerts.quiet_hours, old.alerts.time_zone) == (new.alerts.quiet_hours, new.alerts.time_zone):
+            return []  # another key of [alerts] changed: the HMS texts' refresher applies it
         return ["quiet hours and time zone updated (panel and notifications)"]
 
 
 def _zone(alerts: AlertsConfig) -> tzinfo | None:
     return zoneinfo.ZoneInfo(alerts.time_zone) if alerts.time_zone else None
 
-
-def _others(alerts: AlertsConfig) -> tuple[object, ...]:
-    # The HMS texts' keys: nothing running reads them yet.
-    return (alerts.language, alerts.hms_service)

@@ -30,6 +30,7 @@ from bambupi.power.store import PowerStore
 from bambupi.printer.commands import Controls
 from bambupi.printer.component import DiscoveryComponent, LinksComponent
 from bambupi.printer.discovery import Discovery
+from bambupi.printer.hms_refresh import HmsRefresher
 from bambupi.printer.links import PrinterLinks
 from bambupi.printer.pins import PinStore
 from bambupi.web.component import WebComponent, listen_urls, notify_systemd
@@ -77,14 +78,15 @@ class Parts:
     notify: NotifyComponent
     panel: PanelComponent
     discovery: DiscoveryComponent
+    hms_texts: HmsRefresher
     system: RestartOnly
     web: WebComponent
 
     def ordered(self) -> list[Component]:
         # The front door last: it opens once every route exists. The links first: a printer added in the settings
         # joins the hub there before the camera and the plugs look for it.
-        return [self.alerts, self.links, self.camera, self.power, self.notify, self.panel, self.discovery,
-                self.system, self.web]
+        return [self.alerts, self.links, self.hms_texts, self.camera, self.power, self.notify, self.panel,
+                self.discovery, self.system, self.web]
 
 
 class Service:
@@ -121,7 +123,7 @@ class Service:
         config = self.config
 
         def health() -> dict[str, Any]:
-            return {**power_store.health(), **self.supervisor.health()}
+            return {**power_store.health(), **self.supervisor.health(), **hms_texts.health()}
 
         web = WebComponent(
             hub, config, health=health, current=lambda: self.config, reconfigure=self.reconfigure, pins=self.pins
@@ -140,8 +142,10 @@ class Service:
             setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME,
         )
         discovery = DiscoveryComponent(config.discovery, links)
+        # Bambu's official HMS texts in the owner's language, fetched in the background into the data folder.
+        hms_texts = HmsRefresher(hub, self.storage_folder / "hms", config.alerts, config.printers)
         system = RestartOnly("system", ("system",))
-        return Parts(alerts, links, camera, power, notify, panel, discovery, system, web)
+        return Parts(alerts, links, camera, power, notify, panel, discovery, hms_texts, system, web)
 
     async def reconfigure(self, new: Config) -> dict[str, list[str]]:
         """Apply a changed config: each component applies its sections live or says they wait for a restart.
