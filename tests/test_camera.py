@@ -164,7 +164,8 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         hub = StateHub([config])
         backoff = options.get("backoff", (0.1, 0.5))
         frames = FrameHub(
-            hub, [config], linger_s=options.get("linger", 0.5), backoff_min_s=backoff[0], backoff_max_s=backoff[1]
+            hub, [config], linger_s=options.get("linger", 0.5), backoff_min_s=backoff[0], backoff_max_s=backoff[1],
+            status_interval_s=options.get("status_interval", 2.0),
         )
         await nursery.start(frames.run)
         taker = await nursery.start(
@@ -259,6 +260,23 @@ async def test_frames_are_relayed_byte_identical_and_decodable(rig: Rig) -> None
     status, headers, body = await http_get(rig.port, "/api/printers/p1/snapshot.jpg")
     assert status == 200 and headers["content-type"] == "image/jpeg" and body in rig.sim.camera.sent
     assert float(headers["x-frame-age"]) < 5.0  # a live frame (at 10 fps), however slow the machine
+    await viewer.stream.aclose()
+
+
+@pytest.mark.parametrize("rig", [{"status_interval": 0.05}], indirect=True)
+async def test_a_watched_camera_reports_on_its_own_stream_and_never_bumps_the_printers_version(rig: Rig) -> None:
+    version = rig.hub.version
+    viewer = await Viewer.open(rig.port)
+    with trio.fail_after(HANG_S):
+        await viewer.next_frame()
+        reported = rig.hub.camera_version
+        while rig.hub.camera_version < reported + 10:  # ten of the camera's regular status reports
+            await trio.sleep(0.05)
+    assert rig.hub.version == version  # no printer subscriber (panel, notify, power) woke for any of it
+    status, _, body = await http_get(rig.port, "/api/printers/p1")
+    camera = json.loads(body)["camera"]  # the page still sees the camera's figures in the printer object
+    assert status == 200 and camera["status"] == "live" and camera["viewers"] == 1
+    assert camera["fps"] > 0 and camera["last_frame_at"] is not None
     await viewer.stream.aclose()
 
 

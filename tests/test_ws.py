@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,9 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from bambupi.config import PrinterConfig, WebConfig
-from bambupi.hub import StateHub
+from bambupi.hub import CameraStatus, StateHub
 from bambupi.secret import Secret
+from bambupi.web import ws as ws_module
 from bambupi.web.api import make_app
 from bambupi.web.frontdoor import FrontDoor
 from bambupi.web.merge_patch import apply_merge_patch, without_nulls
@@ -300,3 +302,37 @@ async def test_a_new_client_gets_the_recent_events_with_the_snapshot_and_none_tw
     async with open_websocket_url(box.url) as ws:
         events = (await receive(ws))["events"]
         assert len(events) == 20 and events[-1]["message"] == "warning 29"
+
+
+async def test_camera_status_reaches_the_page_without_a_printer_version(box: Box) -> None:
+    async with open_websocket_url(box.url) as ws:
+        client = Client(await receive(ws))
+        version = box.hub.version
+        camera = CameraStatus(kind="tls6000", status="live", reason=None, viewers=1, fps=9.5, last_frame_at=1000.0)
+        box.hub.set_camera("p1", camera)
+        message = await receive(ws)
+        client.take(message)
+        assert message == {"type": "delta", "printer": "p1", "changes": {"camera": {
+            "status": "live", "reason": None, "viewers": 1, "fps": 9.5, "last_frame_at": 1000.0}}}
+        shown = without_nulls(client.printers["p1"]["camera"])
+        assert shown == without_nulls(camera) == without_nulls((await box.printer("p1"))["camera"])
+        assert box.hub.version == version  # the printers' subscribers slept through it
+
+
+async def test_each_change_is_diffed_and_framed_once_for_every_client_and_only_for_its_printer(
+    box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    diffed: list[str] = []
+    real_diff = ws_module.diff
+    monkeypatch.setattr(ws_module, "diff", lambda old, new: diffed.append(new["id"]) or real_diff(old, new))
+    async with AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(open_websocket_url(box.url)) for _ in range(5)]
+        for ws in sockets:
+            await receive(ws)  # the snapshot
+        box.hub.apply_message("p1", report(gcode_state="RUNNING", mc_percent=7))
+        texts = []
+        for ws in sockets:
+            with trio.fail_after(HANG_S):
+                texts.append(await ws.get_message())
+        assert len(set(texts)) == 1 and json.loads(texts[0])["printer"] == "p1"  # the same text to everyone
+        assert diffed == ["p1"]  # once for five clients, and x1, which did not change, was not diffed at all

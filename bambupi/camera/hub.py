@@ -38,7 +38,7 @@ from bambupi.printer.pins import PinStore, camera_pin_key
 log = logging.getLogger("bambupi.camera")
 
 _FPS_WINDOW_S = 5.0
-_REPORT_INTERVAL_S = 2.0
+STATUS_INTERVAL_S = 2.0  # how often the frame rate and last-frame time go to the hub's camera stream
 BOUNDARY = "bambupi-frame"
 
 
@@ -120,6 +120,7 @@ class FrameHub:
         backoff_max_s: float = 60.0,
         source_for: SourceFactory = default_source,
         clock: Callable[[], float] = time.time,
+        status_interval_s: float = STATUS_INTERVAL_S,
     ) -> None:
         self._hub = hub
         self._linger_s = linger_s
@@ -127,6 +128,7 @@ class FrameHub:
         self._backoff = (backoff_min_s, backoff_max_s)
         self._source_for = source_for
         self._clock = clock
+        self._status_interval_s = status_interval_s
         self._configs = {p.id: p for p in printers}  # what a (re)start connects
         self._cameras: dict[str, _Camera] = {}
         self._nursery: trio.Nursery | None = None
@@ -339,7 +341,7 @@ class FrameHub:
         # The frame rate changes a little with every frame; reporting it every few seconds keeps the page's deltas
         # calm. It goes to the hub's camera stream, which wakes no printer subscriber (see bambupi.hub).
         while True:
-            await trio.sleep(_REPORT_INTERVAL_S)
+            await trio.sleep(self._status_interval_s)
             for camera in list(self._cameras.values()):
                 self._report(camera)
 

@@ -42,6 +42,7 @@ const STATES = {
   UNKNOWN: ["Unknown", "?"],
 };
 const SPEEDS = { 1: "Silent", 2: "Standard", 3: "Sport", 4: "Ludicrous" };
+const IN_JOB = ["preparing", "printing", "paused"];  // phases of an unfinished job (bambupi/printer/phase.py)
 
 function duration(minutes) {
   if (typeof minutes !== "number" || minutes <= 0) return null;
@@ -99,8 +100,9 @@ function renderStatus(p) {
 
 function renderProgress(p, now) {
   const s = p.state || {};
-  const active = ["RUNNING", "PAUSE", "PREPARE"].includes(s.gcode_state);
-  if (!active && s.gcode_state !== "FINISH") return "";
+  // The phase is the box's one word for where a printer is in its job (bambupi/printer/phase.py).
+  const active = IN_JOB.includes(p.phase);
+  if (!active && p.phase !== "finished") return "";
   const pct = typeof s.percent === "number" ? Math.max(0, Math.min(100, s.percent)) : 0;
   const parts = [`<span class="pct" data-field="percent">${pct} %</span>`];
   if (s.total_layers) parts.push(`<span data-field="layer">Layer ${s.layer ?? 0} of ${s.total_layers}</span>`);
@@ -274,15 +276,15 @@ function controlsOf(p) {
   const disabled = !(p.controls_available && p.connection === "online");
   const controls = [];
   const add = (command, text) => controls.push({ key: command, command, text, disabled });
-  if (s.gcode_state === "RUNNING") add("pause", "⏸ Pause");
-  if (s.gcode_state === "PAUSE") add("resume", "▶ Resume");
-  if (["RUNNING", "PREPARE", "PAUSE"].includes(s.gcode_state)) {
+  if (p.phase === "printing") add("pause", "⏸ Pause");
+  if (p.phase === "paused") add("resume", "▶ Resume");
+  if (IN_JOB.includes(p.phase)) {
     add("stop", (armedStop[p.id] || 0) > Date.now() ? "⚠ Tap again to stop the print" : "⏹ Stop");
   }
   const lightOn = (s.lights || {}).chamber_light === "on";
   controls.push({ key: "light", command: lightOn ? "light_off" : "light_on",
     text: lightOn ? "💡 Light off" : "💡 Light on", disabled });
-  if (s.gcode_state === "RUNNING") controls.push({ key: "speed", command: "speed", level: s.speed_level, disabled });
+  if (p.phase === "printing") controls.push({ key: "speed", command: "speed", level: s.speed_level, disabled });
   return controls;
 }
 
