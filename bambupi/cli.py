@@ -287,8 +287,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from bambupi.printer.link import probe_fingerprint
-    from bambupi.printer.pins import PinStore, camera_pin_key
+    from bambupi.printer.pins import PinStore
+    from bambupi.printer.trust import Unreachable, trust_current_certificate
 
     config = _load(args.config)
     setup_logging(args.verbose, config_secrets(config))
@@ -297,21 +297,17 @@ def cmd_trust(args: argparse.Namespace) -> int:
         known = ", ".join(p.id for p in config.printers) or "none"
         print(f"bambupi: no printer {args.printer_id!r} in {args.config} (configured: {known})", file=sys.stderr)
         return 1
-    pins = PinStore(pins_path(config))
     try:
-        seen = trio.run(probe_fingerprint, printer)
-    except (OSError, trio.TooSlowError) as exc:
-        why = str(exc) or "timeout"
-        print(f"bambupi: cannot reach {printer.host}:{printer.mqtt_port}: {why}", file=sys.stderr)
+        trusted = trio.run(trust_current_certificate, printer, PinStore(pins_path(config)))
+    except Unreachable as exc:
+        print(f"bambupi: {exc}", file=sys.stderr)
         return 1
-    old = pins.get(printer.id)
-    saved = pins.set(printer.id, seen)
-    pins.forget(camera_pin_key(printer.id))  # the camera's is taken afresh at its next connection
-    if not saved:
-        print(f"bambupi: {pins.problem}; nothing changed", file=sys.stderr)
+    if trusted.problem is not None:
+        print(f"bambupi: {trusted.problem}; nothing changed", file=sys.stderr)
         return 1
-    print(f"{printer.id}: now trusting {seen}" + (f" (was {old})" if old and old != seen else ""))
-    if printer.tls_fingerprint:
+    seen, was = trusted.fingerprint, trusted.previous
+    print(f"{printer.id}: now trusting {seen}" + (f" (was {was})" if was and was != seen else ""))
+    if trusted.overridden:
         print(
             f"note: {args.config} pins printer.tls_fingerprint for {printer.id}; it takes precedence, "
             f"so set it to \"{seen}\" or remove it",

@@ -16,11 +16,11 @@ import os
 import pwd
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import tomlkit
 
+from bambupi.atomic_file import write_atomically
 from bambupi.config import DEFAULT_STORAGE_PATH, SECRET_KEYS, SETUP_ERRORS_FILE_NAME, Config, errors, parse_config
 from bambupi.secret import Secret
 
@@ -54,20 +54,7 @@ def with_image_listen(text: str) -> str:
 
 def write_private(path: Path, text: str, *, owner: str | None = None, mode: int = 0o600) -> None:
     """Atomically replace ``path`` with ``text``, created with ``mode`` (never readable by others, even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None:
-            ids = _user_ids(owner)
-            if ids is not None:
-                os.fchown(fd, *ids)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("utf-8"), mode=mode, owner=None if owner is None else _user_ids(owner))
 
 
 def _user_ids(name: str) -> tuple[int, int] | None:

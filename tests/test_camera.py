@@ -35,17 +35,17 @@ from bambupi.camera.jpeg import (
 )
 from bambupi.camera.mjpeg import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
-from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source, camera_ssl_context
+from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig, WebConfig
 from bambupi.hub import StateHub
-from bambupi.printer.pins import PinStore, camera_pin_key, fingerprint
+from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint, printer_tls_context
 from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator, server_ssl_context
 from bambupi.sim.camera import FrameInfo, render_frame
 from bambupi.web.api import make_app
 from bambupi.web.frontdoor import FrontDoor
-from tests.test_link import wait_for
+from tests.support import wait_for
 
 HANG_S = 30  # waits end on a state; this bounds only a hang, however busy the machine
 
@@ -286,8 +286,8 @@ async def test_the_cameras_certificate_is_pinned_and_another_one_never_gets_the_
         await nursery.start(sim.run)
         assert sim.camera is not None and sim.camera_port
         pins = PinStore(tmp_path / "tls-pins.json")
-        source = Tls6000Source("127.0.0.1", sim.camera_port, Secret(CODE), connect_timeout_s=5, pins=pins,
-                               pin_key=camera_pin_key("p1"))
+        source = Tls6000Source("127.0.0.1", sim.camera_port, Secret(CODE), connect_timeout_s=5,
+                               trust=TrustOnFirstUse(pins, camera_pin_key("p1"), printer_id="p1"))
         frames: list[bytes] = []
         with trio.fail_after(HANG_S), trio.CancelScope() as scope:
             await source.stream(lambda data: (frames.append(data), scope.cancel()))
@@ -318,7 +318,7 @@ async def test_sim_camera_sends_each_header_in_a_tls_record_of_its_own() -> None
         await nursery.start(sim.run)
         assert sim.camera is not None and sim.camera_port
         tcp = await trio.open_tcp_stream("127.0.0.1", sim.camera_port)
-        stream = trio.SSLStream(tcp, camera_ssl_context(), server_hostname=None)
+        stream = trio.SSLStream(tcp, printer_tls_context(), server_hostname=None)
         with trio.fail_after(HANG_S):
             await stream.send_all(auth_packet(CODE))
             for _ in range(3):

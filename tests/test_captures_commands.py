@@ -31,7 +31,7 @@ from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
 from bambupi.sim.printer import VERIFY_FAILED_HMS
 from tests.capture_corpus import capture
-from tests.test_link import wait_for
+from tests.support import wait_for
 
 SERIAL = "01P00A000000313"
 CODE = "27182818"

@@ -16,7 +16,7 @@ from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
-from tests.test_link import wait_for
+from tests.support import wait_for
 
 # The simulator's shipped certificate, pinned as a printer that connected before would have it.
 SIM_PIN = fingerprint(ssl.PEM_cert_to_DER_cert(

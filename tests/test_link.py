@@ -21,6 +21,7 @@ from bambupi.printer.link import REASON_AUTH, PrinterLink
 from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.secret import Secret
 from tests.mosquitto import Mosquitto
+from tests.support import wait_for
 
 SERIAL = "01P00A000000001"
 CODE = "31415926"
@@ -106,15 +107,6 @@ def make_config(port: int, code: str = CODE, **kw: float) -> PrinterConfig:
         id="p1", name="P1", model="P1S", host="127.0.0.1", serial=SERIAL,
         access_code=Secret(code), mqtt_port=port, **settings,  # type: ignore[arg-type]
     )
-
-
-async def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> float:
-    """Poll until ``check()`` holds; returns the seconds it took. The limit is generous: a busy machine is slower."""
-    start = trio.current_time()
-    with trio.fail_after(timeout):
-        while not check():
-            await trio.sleep(0.02)
-    return trio.current_time() - start
 
 
 @pytest.fixture

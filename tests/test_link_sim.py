@@ -16,7 +16,7 @@ from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
-from tests.test_link import wait_for
+from tests.support import wait_for
 
 SERIAL = "01P00A000000009"
 CODE = "24681357"

@@ -31,7 +31,7 @@ from tests.notify_services import (
     WEBHOOK_SECRET,
     FakeServices,
 )
-from tests.test_link import wait_for
+from tests.support import wait_for
 
 SECRETS = (NTFY_TOKEN, PUSHOVER_TOKEN, PUSHOVER_USER, TELEGRAM_TOKEN, WEBHOOK_SECRET, "discord-webhook-secret")
 

@@ -33,7 +33,7 @@ from bambupi.config import PrinterConfig
 from bambupi.hub import CameraStatus, PrinterObject, StateHub
 from bambupi.printer.models import model_info
 from bambupi.printer.phase import IN_JOB
-from bambupi.printer.pins import PinStore, camera_pin_key
+from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key
 
 log = logging.getLogger("bambupi.camera")
 
@@ -76,7 +76,7 @@ def default_source(config: PrinterConfig, pins: PinStore | None = None) -> Camer
     if info.camera_kind == "tls6000":
         return Tls6000Source(
             config.host, port, config.access_code, connect_timeout_s=config.connect_timeout_s,
-            pins=pins, pin_key=camera_pin_key(config.id),
+            trust=None if pins is None else TrustOnFirstUse(pins, camera_pin_key(config.id), printer_id=config.id),
         )
     return RtspsSource(config.host, port, config.access_code)
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import calendar
 import logging
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any, Final
 
 import trio
 
+from bambupi.atomic_file import write_atomically
 from bambupi.camera.hub import CameraGone, FrameHub
 from bambupi.hub import Event, StateHub
 
@@ -80,16 +79,7 @@ class SnapshotStore:
         folder = self.folder / printer_id
         folder.mkdir(parents=True, exist_ok=True)
         name = snapshot_name(at, reason)
-        # A temporary name of its own (two saves of one frame once shared one and failed): a reader never sees
-        # half a file, and a failed write leaves nothing behind.
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(jpeg)
-            os.replace(temporary, folder / name)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(folder / name, jpeg)  # a reader never sees half a file; a failed write leaves nothing
         self._prune(printer_id)
         return Snapshot(printer_id, name, at, reason, len(jpeg))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import ssl
 import subprocess
 from collections import deque
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from bambupi.camera.jpeg import (
     is_jpeg,
     parse_header,
 )
-from bambupi.printer.pins import PinStore, fingerprint
+from bambupi.printer.pins import CertificateRefused, TrustOnFirstUse, printer_tls_context
 from bambupi.secret import Secret, redact
 
 log = logging.getLogger("bambupi.camera")
@@ -58,15 +57,6 @@ class CameraSource(Protocol):
         ...
 
 
-def camera_ssl_context() -> ssl.SSLContext:
-    # The camera's certificate is self-signed and does not name the printer's address; the relay protects what
-    # the viewers see, not the access code from an attacker on the LAN (the MQTT link pins the printer's certificate).
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int, into: bytearray) -> bool:
     """Append exactly ``size`` bytes to ``into``; False when the peer closed first (``into`` then holds fewer).
 
@@ -85,7 +75,9 @@ async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int, into: byte
 
 class Tls6000Source:
     """The P1/A1 camera: TLS to ``host:port`` (6000), auth, then frames. ``read_timeout_s`` bounds the wait for
-    each frame (these cameras send 0.5-5 fps), ``connect_timeout_s`` the TCP + TLS handshake."""
+    each frame (these cameras send 0.5-5 fps), ``connect_timeout_s`` the TCP + TLS handshake. With ``trust``, its
+    certificate is checked before the access code goes out and pinned once the camera accepted the code, as the
+    MQTT link does with the printer's."""
 
     kind = "tls6000"
 
@@ -98,12 +90,11 @@ class Tls6000Source:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 15.0,
         max_frame_bytes: int = MAX_FRAME_BYTES,
-        pins: PinStore | None = None,
-        pin_key: str = "",
+        trust: TrustOnFirstUse | None = None,
     ) -> None:
         self.host, self.port = host, port
         self._access_code = access_code
-        self._pins, self._pin_key = pins, pin_key
+        self._trust = trust
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._max = max_frame_bytes
@@ -113,41 +104,31 @@ class Tls6000Source:
         try:
             with trio.fail_after(self._connect_timeout_s):
                 tcp = await trio.open_tcp_stream(self.host, self.port)
-                stream = trio.SSLStream(tcp, camera_ssl_context(), server_hostname=None)
+                stream = trio.SSLStream(tcp, printer_tls_context(), server_hostname=None)
                 await stream.do_handshake()
         except trio.TooSlowError:
             raise CameraError(f"timeout connecting to the camera at {where}") from None
         except (OSError, trio.BrokenResourceError) as exc:
             raise CameraError(f"cannot connect to the camera at {where}: {_why(exc)}") from None
         try:
-            self._check_pin(stream, where)  # before the access code goes out
-            await self._converse(stream, on_frame, where)
+            seen = self._check_certificate(stream)  # before the access code goes out
+            await self._converse(stream, on_frame, where, seen)
         except (OSError, trio.BrokenResourceError) as exc:
             raise CameraError(f"camera connection to {where} lost: {_why(exc)}") from None
         finally:
             await trio.aclose_forcefully(stream)
 
-    def _check_pin(self, stream: trio.SSLStream[trio.SocketStream], where: str) -> None:
-        """Trust on first use, like the MQTT link: the first certificate seen is pinned, a different one refused."""
-        if self._pins is None:
-            return
-        der = stream.getpeercert(binary_form=True)
-        if not der:
-            raise CameraError(f"the camera at {where} presented no certificate")
-        seen = fingerprint(der)
-        expected = self._pins.get(self._pin_key)
-        if expected is None:
-            self._pins.set(self._pin_key, seen)
-            log.info("camera at %s: pinned its certificate %s", where, seen)
-        elif seen != expected:
-            raise CameraError(
-                f"the camera at {where} presents a different certificate ({seen[:19]}..., pinned "
-                f"{expected[:19]}...): not sending the access code. If the printer's firmware was updated, use "
-                "\"Trust the printer's new certificate\" on the settings page or `bambupi trust`",
-                retry_s=60.0,
-            )
+    def _check_certificate(self, stream: trio.SSLStream[trio.SocketStream]) -> str | None:
+        if self._trust is None:
+            return None
+        try:
+            return self._trust.check(stream.getpeercert(binary_form=True), f"the camera at {self.host}:{self.port}")
+        except CertificateRefused as refused:
+            raise CameraError(str(refused), retry_s=60.0) from None
 
-    async def _converse(self, stream: trio.SSLStream[trio.SocketStream], on_frame: OnFrame, where: str) -> None:
+    async def _converse(
+        self, stream: trio.SSLStream[trio.SocketStream], on_frame: OnFrame, where: str, seen: str | None
+    ) -> None:
         await stream.send_all(auth_packet(self._access_code.reveal()))
         frames = 0
         while True:
@@ -164,6 +145,8 @@ class Tls6000Source:
                 size = parse_header(bytes(buf), max_size=self._max)
             except FrameError as exc:
                 raise CameraError(f"bad data from the camera at {where}: {exc}") from None
+            if frames == 0 and seen is not None and self._trust is not None:
+                self._trust.accept(seen)  # the camera took the access code: pin what it presented
             payload = bytearray()
             with trio.move_on_after(self._read_timeout_s) as timeout:
                 whole = await _receive_exactly(stream, size, payload)

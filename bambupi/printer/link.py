@@ -32,7 +32,7 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bambupi.config import PrinterConfig
-from bambupi.printer.pins import PinStore, fingerprint
+from bambupi.printer.pins import CertificateRefused, PinStore, TrustOnFirstUse, printer_tls_context
 from bambupi.printer.sink import Connection, PrinterSink
 
 log = logging.getLogger("bambupi.link")
@@ -62,13 +62,6 @@ class LinkFailure(Exception):
 
 class NotConnected(Exception):
     pass
-
-
-class _CertificateChanged(Exception):
-    def __init__(self, seen: str, trusted: str) -> None:
-        super().__init__(seen)
-        self.seen = seen
-        self.trusted = trusted
 
 
 def backoff_delay(attempt: int, *, cap: float, base: float = 1.0, rng: Callable[[], float] = random.random) -> float:
@@ -144,11 +137,11 @@ class PrinterLink:
     ) -> None:
         self.config = config
         self.hub = hub
-        self.pins = pins
         self.keepalive_s = keepalive_s
         self.report_topic = f"device/{config.serial}/report"
         self.request_topic = f"device/{config.serial}/request"
         self.host = config.host  # where it is now: discovery may follow it to a new DHCP address
+        self.trust = TrustOnFirstUse(pins, config.id, printer_id=config.id, configured=config.tls_fingerprint)
         self._session: _Session | None = None
         self._wake = trio.Event()
         self._sequence = 0
@@ -227,7 +220,7 @@ class PrinterLink:
         never seen before would pin the announcer's certificate and be sent the access code. Returns whether
         the link follows.
         """
-        if host != self.host and self.expected_pin() is None:
+        if host != self.host and self.trust.trusted() is None:
             log.warning("%s: not following an announcement to %s: the printer's certificate is not pinned yet "
                         "(it has never connected), so the announcement cannot be trusted; set its address in the "
                         "settings", self.config.id, host)
@@ -248,9 +241,6 @@ class PrinterLink:
         session.publish(self.request_topic, json.dumps(message, separators=(",", ":")))
         return sequence_id
 
-    def expected_pin(self) -> str | None:
-        return self.config.tls_fingerprint or self.pins.get(self.config.id)
-
 
 class _Session:
     """One connection attempt and, if it succeeds, the life of that connection."""
@@ -258,6 +248,7 @@ class _Session:
     def __init__(self, link: PrinterLink) -> None:
         self.link = link
         self.config = link.config
+        self.host = link.host  # fixed for this attempt: discovery may move the link meanwhile
         self.client = self._make_client()
         self.sock: Any = None
         self.logged_in = False
@@ -281,13 +272,7 @@ class _Session:
             clean_session=True,
         )
         client.username_pw_set(MQTT_USER, self.config.access_code.reveal())
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        # The printer's certificate names its serial, not its address, and chains to Bambu's private CA:
-        # identity comes from the pinned fingerprint instead (checked in _on_socket_open).
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        client.tls_set_context(context)
+        client.tls_set_context(printer_tls_context())  # identity comes from the pin, checked in _on_socket_open
         client.tls_insecure_set(True)
         client.connect_timeout = self.config.connect_timeout_s
         client.on_socket_open = self._on_socket_open
@@ -325,7 +310,7 @@ class _Session:
                     with trio.move_on_after(cfg.connect_timeout_s) as connack_wait:
                         await self._connack.wait()
                     if connack_wait.cancelled_caught:
-                        self.fail(LinkFailure(f"timeout: no MQTT answer from {self.link.host}:{cfg.mqtt_port}"))
+                        self.fail(LinkFailure(f"timeout: no MQTT answer from {self.host}:{cfg.mqtt_port}"))
                     else:
                         nursery.start_soon(self._stale_watch)
         finally:
@@ -336,16 +321,12 @@ class _Session:
 
     def _connect_blocking(self) -> None:
         cfg = self.config
-        host = self.link.host
+        host = self.host
         where = f"{host}:{cfg.mqtt_port}"
         try:
             self.client.connect(host, cfg.mqtt_port, keepalive=self.link.keepalive_s)
-        except _CertificateChanged as changed:
-            raise LinkFailure(
-                f"certificate changed: the printer now presents {changed.seen} but {changed.trusted} is trusted; "
-                f"if its firmware was just updated, run `bambupi trust {cfg.id}` (or reset the pin in settings)",
-                definitive=True,
-            ) from None
+        except CertificateRefused as refused:
+            raise LinkFailure(str(refused), definitive=True) from None
         except ConnectionRefusedError:
             raise LinkFailure(f"connection refused by {where} (is this the printer's address, and is it on?)") from None
         except TimeoutError:
@@ -423,12 +404,9 @@ class _Session:
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # Runs in the connect thread after the TLS handshake and before CONNECT (with the access code) is
         # sent: raising here keeps the code from ever reaching a device with the wrong certificate.
-        der = sock.getpeercert(binary_form=True)
-        seen = fingerprint(der) if der else None
-        trusted = self.link.expected_pin()
-        if trusted is not None and seen is not None and _normal_pin(trusted) != seen:
-            raise _CertificateChanged(seen, _normal_pin(trusted))
-        self.peer_pin = seen
+        self.peer_pin = self.link.trust.check(
+            sock.getpeercert(binary_form=True), f"the printer at {self.host}:{self.config.mqtt_port}"
+        )
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
 
@@ -459,13 +437,11 @@ class _Session:
             else:
                 self.fail(LinkFailure(f"refused by the printer's MQTT server ({reason})"))
             return
-        cfg = self.config
         self.logged_in = True
         self.link.connects += 1
         self._last_report = trio.current_time()
-        if self.peer_pin is not None and self.link.expected_pin() is None:
-            self.link.pins.set(cfg.id, self.peer_pin)
-            log.info("%s: pinned the printer's certificate %s", cfg.id, self.peer_pin)
+        if self.peer_pin is not None:
+            self.link.trust.accept(self.peer_pin)  # the printer took the access code: pin what it presented
         client.subscribe(self.link.report_topic, qos=1)
         # A full report on every (re)connect: P1/A1 only send deltas after this. Its arrival, not this login,
         # makes the printer online again.
@@ -482,26 +458,3 @@ class _Session:
         if self.link.hub.apply_message(self.config.id, payload).rejected is None:
             self._last_report = trio.current_time()
             self.link.reported()
-
-
-def _normal_pin(pin: str) -> str:
-    value = pin.lower().removeprefix("sha256:").replace(":", "")
-    return "sha256:" + value
-
-
-async def probe_fingerprint(config: PrinterConfig) -> str:
-    """Connect with TLS only (no login) and return the certificate fingerprint the printer presents now."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with trio.fail_after(config.connect_timeout_s):
-        stream = await trio.open_ssl_over_tcp_stream(config.host, config.mqtt_port, ssl_context=context)
-        try:
-            await stream.do_handshake()
-            der = stream.getpeercert(binary_form=True)
-        finally:
-            await trio.aclose_forcefully(stream)
-    if not der:
-        raise OSError("the printer presented no certificate")
-    return fingerprint(der)

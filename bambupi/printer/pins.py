@@ -2,7 +2,8 @@
 
 Printers present a self-signed chain whose name does not match their IP, so the usual checks cannot
 apply; pinning what we saw first means a different device on the printer's address is noticed before
-the access code is sent to it.
+the access code is sent to it. Everything that sends a printer its access code over TLS (the MQTT link, the
+port-6000 camera) and the probe behind "trust the new certificate" use the one context and the one check here.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
+import ssl
 from pathlib import Path
+
+from bambupi.atomic_file import write_atomically
 
 log = logging.getLogger("bambupi.pins")
 
@@ -26,6 +28,51 @@ def camera_pin_key(printer_id: str) -> str:
 def fingerprint(der: bytes) -> str:
     """``sha256:<hex>`` of a DER certificate."""
     return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def normal_pin(pin: str) -> str:
+    """A pin as :func:`fingerprint` writes it, from any spelling a user may paste (upper case, colons, no prefix)."""
+    return "sha256:" + pin.lower().removeprefix("sha256:").replace(":", "")
+
+
+def printer_tls_context() -> ssl.SSLContext:
+    """The client context for a printer's TLS servers (MQTT on 8883, the camera on 6000).
+
+    The printer's certificate names its serial, not its address, and chains to Bambu's private CA: neither the
+    chain nor the name can be checked, so identity comes from the pinned fingerprint (:class:`TrustOnFirstUse`).
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class CertificateRefused(Exception):
+    """The device at a printer's address presents no certificate or another than the pinned one: nothing is sent.
+
+    ``str()`` says so in words a user can act on, the same for the link and the camera; never holds a secret.
+    """
+
+    def __init__(self, where: str, seen: str | None, trusted: str | None, printer_id: str) -> None:
+        if seen is None:
+            reason = f"{where} presented no certificate; the access code was not sent"
+        else:
+            reason = (
+                f"certificate changed: {where} presents a different certificate ({seen}) than the trusted one "
+                f"({trusted}); the access code was not sent. If the printer's firmware was just updated, run "
+                f"`bambupi trust {printer_id}` or use \"Trust the printer's new certificate\" in the settings"
+            )
+        super().__init__(reason)
+        self.seen = seen
+        self.trusted = trusted
+
+
+def peer_fingerprint(der: bytes | None, where: str, printer_id: str) -> str:
+    """The fingerprint of the certificate a TLS peer presented (``getpeercert(binary_form=True)``)."""
+    if not der:
+        raise CertificateRefused(where, None, None, printer_id)
+    return fingerprint(der)
 
 
 class PinStore:
@@ -96,14 +143,37 @@ class PinStore:
         return True
 
     def _write(self, pins: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pins-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(pins, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, json.dumps(pins, indent=2, sort_keys=True).encode("utf-8"))
+
+
+class TrustOnFirstUse:
+    """The pin check for one TLS server of one printer, run after the handshake and before the access code goes out.
+
+    ``check`` refuses a certificate other than the trusted one: ``configured`` (the config file's
+    ``tls_fingerprint``, which takes precedence) or the one pinned under ``key``. ``accept`` pins what was seen
+    when nothing is trusted yet; callers call it once the device accepted the access code, so a wrong address
+    (a device that is no printer) is never pinned.
+    """
+
+    def __init__(self, pins: PinStore, key: str, *, printer_id: str, configured: str | None = None) -> None:
+        self.pins = pins
+        self.key = key
+        self.printer_id = printer_id
+        self.configured = configured
+
+    def trusted(self) -> str | None:
+        pin = self.configured or self.pins.get(self.key)
+        return None if pin is None else normal_pin(pin)
+
+    def check(self, der: bytes | None, where: str) -> str:
+        """The fingerprint seen; :class:`CertificateRefused` when it is not the trusted one (or there is none)."""
+        seen = peer_fingerprint(der, where, self.printer_id)
+        trusted = self.trusted()
+        if trusted is not None and seen != trusted:
+            raise CertificateRefused(where, seen, trusted, self.printer_id)
+        return seen
+
+    def accept(self, seen: str) -> None:
+        if self.trusted() is None:
+            self.pins.set(self.key, seen)
+            log.info("%s: pinned the certificate of %s: %s", self.printer_id, self.key, seen)
