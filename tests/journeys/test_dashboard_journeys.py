@@ -126,11 +126,11 @@ async def test_pause_resume_stop_reads_cancelled_and_a_failure_names_its_error(t
 
         await printing(page, j, "hook")
         j.sim.printer.fail(0x03004006)
-        await page.wait_for(f"{text(j, 'state')}.includes('Failed: Nozzle clogged')", WAIT)
-        assert "0300_4006" not in await page.evaluate(f"{j.card()}.innerText")
+        await page.wait_for(f"{text(j, 'state')}.includes('Failed: The nozzle is clogged.')", WAIT)
+        assert "0300_4006" not in await page.evaluate(text(j, "state"))  # the code is shown, small, beside the text
         assert await page.evaluate(f"{j.card('[data-field=state]')}.classList.contains('failed')")
         events = "document.getElementById('events').innerText"
-        await page.wait_for(f"{events}.includes('Failed: Nozzle clogged (hook)')", WAIT)
+        await page.wait_for(f"{events}.includes('Failed: The nozzle is clogged. (hook)')", WAIT)
         await page.screenshot(ARTIFACTS / "journey-failed-390.png")
         assert page.exceptions == []
 
@@ -202,14 +202,17 @@ secret = "{WEBHOOK_SECRET}"
             # A real failure: the red LED, the failure tones and a "failed" notification.
             await printing(page, j, "lid")
             j.sim.printer.fail(0x03004006)
-            await page.wait_for(f"{text(j, 'state')}.includes('Failed: Nozzle clogged')", WAIT)
+            await page.wait_for(f"{text(j, 'state')}.includes('Failed: The nozzle is clogged.')", WAIT)
 
             async def failure_sounded() -> bool:
                 return (await panel())["buzzer"]["last"] == "failed"
 
+            async def red_on() -> bool:  # the LEDs and the buzzer may change in two refreshes
+                return (await panel())["leds"]["red"]["mode"] == "on"
+
             await until(failure_sounded)
+            await until(red_on)
             shown = await panel()
-            assert shown["leds"]["red"]["mode"] == "on"
             assert shown["buzzer"]["count"] == 1  # the two cancels before it never sounded
 
             async def failure_told() -> bool:
