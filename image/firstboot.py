@@ -69,11 +69,12 @@ def apply_system(config: Config, etc: Path, root_home: Path) -> list[str]:
     """Write the ``[system]`` settings into the system's files; returns what was done, for the log."""
     system = config.system
     done = [f"hostname {system.hostname}"]
-    (etc / "hostname").write_text(system.hostname + "\n")
+    # A power cut during first boot must not leave an empty hostname or hosts file behind.
+    write_private(etc / "hostname", system.hostname + "\n", mode=0o644)
     hosts = etc / "hosts"
     lines = hosts.read_text().splitlines() if hosts.exists() else ["127.0.0.1\tlocalhost"]
     lines = [line for line in lines if not line.startswith("127.0.1.1")]
-    hosts.write_text("\n".join([*lines, f"127.0.1.1\t{system.hostname}"]) + "\n")
+    write_private(hosts, "\n".join([*lines, f"127.0.1.1\t{system.hostname}"]) + "\n", mode=0o644)
 
     country_file = etc / "modprobe.d" / "bambupi-wifi-country.conf"
     wifi_file = etc / "NetworkManager" / "system-connections" / "bambupi-wifi.nmconnection"

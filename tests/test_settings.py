@@ -15,7 +15,7 @@ import tomlkit
 import trio
 
 from bambupi.config import parse_config
-from bambupi.config.file import file_version, write_atomically
+from bambupi.config.file import file_version, write_config_text
 from bambupi.printer.pins import PinStore
 from bambupi.secret import MASK
 from bambupi.sim.plug import SimulatedPlug
@@ -183,13 +183,13 @@ def test_a_crash_between_write_and_rename_leaves_the_old_file(tmp_path: Path) ->
         from pathlib import Path
         import bambupi.config.file as cf
         os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)
-        cf.write_atomically(Path({str(path)!r}), "# new\\n")
+        cf.write_config_text(Path({str(path)!r}), "# new\\n")
         """
     )
     done = subprocess.run([sys.executable, "-c", crash])
     assert done.returncode == -9
     assert path.read_text() == "# old\n[web]\n"
-    write_atomically(path, "# new\n")
+    write_config_text(path, "# new\n")
     assert path.read_text() == "# new\n"
     assert (tmp_path / "bambupi.toml.bak").read_text() == "# old\n[web]\n"
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".bambupi.toml.")]

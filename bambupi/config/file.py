@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
+from bambupi.atomic_file import replacing
 from bambupi.config.parse import parse_config
 from bambupi.config.problems import Problem, errors
 from bambupi.config.schema import SCHEMA, Option, Section
@@ -102,34 +102,18 @@ def _read_bytes(path: Path) -> bytes:
         return b""
 
 
-def write_atomically(path: Path, text: str, *, unchanged_since: bytes | None = None) -> None:
-    """Replace ``path`` with ``text``; with ``unchanged_since``, only if the file still holds those bytes
-    (ConfigChanged otherwise: an edit by hand that landed while this write ran is kept, not overwritten)."""
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+def write_config_text(path: Path, text: str, *, unchanged_since: bytes | None = None) -> None:
+    """Replace ``path`` with ``text`` atomically, keeping the old file as ``<name>.bak``; with ``unchanged_since``,
+    only if the file still holds those bytes (ConfigChanged otherwise: an edit by hand that landed while this write
+    ran is kept, not overwritten)."""
+    # A new file holds the printer's access code: readable by its owner only. An existing one keeps its mode.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    with replacing(path, mode=mode) as file:
+        file.write(text.encode("utf-8"))
         if unchanged_since is not None and _read_bytes(path) != unchanged_since:
             raise ConfigChanged
         if path.exists():
             shutil.copy2(path, path.with_name(path.name + ".bak"))
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            # The file holds the printer's access code: readable by its owner only.
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(folder, os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def edit_config(
@@ -152,7 +136,7 @@ def edit_config(
         _, problems = parse_config(new_text, source=path.name)
         if errors(problems):
             raise ConfigWriteError(errors(problems))
-        write_atomically(path, new_text, unchanged_since=raw)
+        write_config_text(path, new_text, unchanged_since=raw)
     return problems, file_version(new_text.encode("utf-8"))
 
 
