@@ -22,6 +22,7 @@ from PIL import Image
 from bambupi.alerts import system_clock_synced
 from bambupi.config import PanelConfig
 from bambupi.hub import EventQueue, PrinterObject, StateHub, Subscription
+from bambupi.lan import lan_address
 from bambupi.panel import alarms
 from bambupi.panel.oled import DEV, Hardware, Screen, choose_hardware, open_oled
 from bambupi.panel.outputs import ButtonWatcher, BuzzerDriver, LedDriver, Recorder
@@ -64,13 +65,7 @@ def wifi_from_proc(text: str) -> tuple[str, int] | None:
 
 
 def probe_network(url: str | None, proc_wireless: Path = Path("/proc/net/wireless")) -> NetworkInfo:
-    ip: str | None = None
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("192.0.2.1", 9))  # a UDP "connect" sends nothing; it picks the LAN address
-            ip = str(probe.getsockname()[0])
-    except OSError:
-        pass
+    ip = lan_address()
     try:
         wifi = wifi_from_proc(proc_wireless.read_text())
     except OSError:

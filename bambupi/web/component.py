@@ -16,6 +16,7 @@ import trio
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import Config, WebConfig
 from bambupi.hub import StateHub
+from bambupi.lan import lan_address
 from bambupi.printer.pins import PinStore
 from bambupi.watchdog import Watchdog, watchdog_interval
 from bambupi.web.api import make_app
@@ -115,21 +116,11 @@ def listen_urls(host: str, port: int) -> list[str]:
     """URLs a person can open: the LAN address first when listening on all interfaces."""
     suffix = "" if port == 80 else f":{port}"
     if host in ("0.0.0.0", "::", ""):
-        urls = [f"http://{ip}{suffix}/" for ip in _lan_addresses()]
+        address = lan_address()
+        urls = [] if address is None else [f"http://{address}{suffix}/"]
         return [*urls, f"http://127.0.0.1{suffix}/"]
     shown = f"[{host}]" if ":" in host else host
     return [f"http://{shown}{suffix}/"]
-
-
-def _lan_addresses() -> list[str]:
-    # The address the kernel would use to reach the LAN; a UDP "connect" sends nothing.
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("192.0.2.1", 9))
-            address = str(probe.getsockname()[0])
-    except OSError:
-        return []
-    return [] if address.startswith("127.") else [address]
 
 
 def notify_systemd(message: str) -> None:
