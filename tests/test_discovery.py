@@ -13,6 +13,7 @@ from bambupi.config import PrinterConfig
 from bambupi.hub import StateHub
 from bambupi.printer.discovery import Discovery, parse_announcement
 from bambupi.printer.link import PrinterLink
+from bambupi.printer.models import KNOWN_MODELS, model_info
 from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
@@ -49,6 +50,25 @@ def test_announcement_is_parsed() -> None:
     for code, model in [("N2S", "A1"), ("N9", "A2L"), ("Z9", "Z9")]:
         other = parse_announcement(notify("01P00A123456789", "10.0.0.2", model=code), "x", now=0)
         assert other is not None and other.model == model
+
+
+# Every model's SSDP codes as the peers list them (Bambuddy's SSDP map; BambuStudio's early X1 names).
+ANNOUNCED_AS = {
+    "BL-P001": "X1C", "3DPrinter-X1-Carbon": "X1C", "BL-P002": "X1", "3DPrinter-X1": "X1", "C13": "X1E",
+    "C11": "P1P", "C12": "P1S", "N2S": "A1", "N1": "A1MINI", "N9": "A2L", "O1D": "H2D", "O1E": "H2DPRO",
+    "O2D": "H2DPRO", "O1S": "H2S", "O1C": "H2C", "O1C2": "H2C", "N7": "P2S", "N6": "X2D",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("code", "model"), ANNOUNCED_AS.items())
+def test_every_model_is_named_from_its_announcement_as_models_py_knows_it(code: str, model: str) -> None:
+    announced = parse_announcement(notify("01P00A123456789", "10.0.0.2", model=code), "x", now=0)
+    assert announced is not None and announced.model == model
+    assert model_info(announced.model).model == model  # one name in discovery, config and state: models.py's
+
+
+def test_every_known_model_has_an_ssdp_code() -> None:
+    assert sorted(set(ANNOUNCED_AS.values())) == sorted(KNOWN_MODELS)
 
 
 @pytest.mark.parametrize(

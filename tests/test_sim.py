@@ -443,7 +443,9 @@ async def test_h2d_packs_temperatures_into_device(nursery: trio.Nursery, autojum
     assert [info["temp"] for info in extruder["info"]] == [25, 25]  # target 0 << 16 | 25 °C
     assert [unit["id"] for unit in idle["ams"]["ams"]] == ["0", "128"]
     sim.printer.start_print("two colours", layers=20, minutes=3)
-    heating = await client.next_report(lambda r: r["gcode_state"] == "RUNNING")
+    heating = dict(idle)  # an H2D sends deltas after the full report: merge them as a reader does
+    await client.next_report(lambda r: heating.update(r) or heating["gcode_state"] == "RUNNING")
+    assert heating["msg"] == 1
     nozzle = heating["device"]["extruder"]["info"][0]["temp"]
     bed = heating["device"]["bed"]["info"]["temp"]
     assert nozzle >> 16 == 220 and abs((nozzle & 0xFFFF) - 220) <= 3

@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import trio
 
+from bambupi.printer.models import MODEL_BY_SSDP_CODE
+
 log = logging.getLogger("bambupi.discovery")
 
 SSDP_PORT: Final = 2021
@@ -23,20 +25,6 @@ SEARCH_TARGET: Final = "urn:bambulab-com:device:3dprinter:1"
 MAX_DATAGRAM: Final = 4096
 MAX_CANDIDATES: Final = 64
 FORGET_AFTER_S: Final = 30 * 60.0  # printers announce every few seconds; silence this long means gone
-# DevModel.bambu.com codes as printers send them (BambuStudio's device list); unknown codes are passed through.
-MODEL_CODES: Final = {
-    "3DPRINTER-X1-CARBON": "X1C",
-    "BL-P001": "X1C",
-    "3DPRINTER-X1": "X1",
-    "BL-P002": "X1",
-    "C13": "X1E",
-    "C11": "P1P",
-    "C12": "P1S",
-    "N1": "A1MINI",
-    "N2S": "A1",
-    "O1D": "H2D",
-    "N9": "A2L",  # Bambuddy's model-code table (backend/app/utils/printer_models.py)
-}
 
 
 @dataclass(frozen=True)
@@ -94,7 +82,7 @@ def parse_announcement(data: bytes, sender: str, *, now: float) -> Announcement 
     return Announcement(
         serial=serial,
         host=host,
-        model=MODEL_CODES.get(code.upper(), code[:32] or "unknown"),
+        model=MODEL_BY_SSDP_CODE.get(code.upper(), code[:32] or "unknown"),  # unknown codes pass through
         name=headers.get("devname.bambu.com", "")[:64] or None,
         signal_dbm=signal_dbm,
         connection=headers.get("devconnect.bambu.com") or None,

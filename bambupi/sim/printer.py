@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from bambupi.printer.models import model_info
+from bambupi.printer.models import ModelInfo, model_info
 
 log = logging.getLogger(__name__)
 
@@ -65,39 +65,68 @@ STAGE_USER_PAUSE: Final = 16
 
 @dataclass(frozen=True)
 class ModelProfile:
+    """How the simulator plays one model: the model's facts come from :mod:`bambupi.printer.models` (``info``),
+    the rest is what only a simulator needs (its firmware's report shapes, what ships in the box)."""
+
     name: str
-    full_reports: bool  # X1/H2: every report complete; P1/A1: deltas
-    chamber_sensor: bool  # without one the printer reports a constant 5
-    idle_stage: int  # stg_cur when idle: -1 X1, 255 P1, 0 A1
-    packed_temps: bool  # H2D/H2S/P2S: temperatures packed into device.*
-    extruders: int
+    idle_stage: int  # stg_cur when idle: -1 X1 and H2, 255 P1, 0 A1
     ams_lite: bool  # A1 family: AMS lite, no temperature or humidity sensor
     ams_ht: bool  # H2D ships with an AMS HT (unit id 128) beside the AMS 2 Pro
-    rtsp_camera: bool  # X1/H2: RTSPS on 322; P1/A1: the port-6000 JPEG stream
+    slot_states: bool  # X1/H2-era firmware: every AMS slot carries a `state`, an empty one {"id", "state": 0}
+    vt_tray_too: bool  # beside vir_slot, the (right) holder repeated as vt_tray: X1 and H2D only
     nozzle_type: str
     firmware: str
     base_fun: int
-    chamber_lights: tuple[str, ...] = ("chamber_light",)  # H2D/H2S have two light bars and report both
+
+    @property
+    def info(self) -> ModelInfo:
+        return model_info(self.name)
+
+    @property
+    def full_reports(self) -> bool:
+        return self.info.full_reports
+
+    @property
+    def chamber_sensor(self) -> bool:  # without one the printer reports a constant 5
+        return self.info.has_chamber_sensor
+
+    @property
+    def packed_temps(self) -> bool:
+        return self.info.packed_temps
+
+    @property
+    def extruders(self) -> int:
+        return self.info.extruders
+
+    @property
+    def rtsp_camera(self) -> bool:
+        return self.info.camera_kind == "rtsps"
+
+    @property
+    def chamber_lights(self) -> tuple[str, ...]:
+        """The lights a ``ledctrl`` command switches (the toolhead's work light is not one of them here)."""
+        return tuple(node for node in self.info.lights if node != "work_light")
 
 
 def _profile(name: str, family: str, **overrides: Any) -> ModelProfile:
     families: dict[str, JSON] = {
-        "X1": dict(full_reports=True, chamber_sensor=True, idle_stage=-1, packed_temps=False, extruders=1,
-                   ams_lite=False, ams_ht=False, rtsp_camera=True, nozzle_type="hardened_steel",
+        "X1": dict(idle_stage=-1, ams_lite=False, ams_ht=False, slot_states=True, vt_tray_too=True,
+                   nozzle_type="hardened_steel",
                    firmware="01.09.01.00", base_fun=0x3EC18FFF9CFF),
-        "P1": dict(full_reports=False, chamber_sensor=False, idle_stage=255, packed_temps=False, extruders=1,
-                   ams_lite=False, ams_ht=False, rtsp_camera=False, nozzle_type="stainless_steel",
+        "P1": dict(idle_stage=255, ams_lite=False, ams_ht=False, slot_states=False, vt_tray_too=False,
+                   nozzle_type="stainless_steel",
                    firmware="01.08.02.00", base_fun=0x3EC18FFF9CFF),
-        "A1": dict(full_reports=False, chamber_sensor=False, idle_stage=0, packed_temps=False, extruders=1,
-                   ams_lite=True, ams_ht=False, rtsp_camera=False, nozzle_type="stainless_steel",
+        "A1": dict(idle_stage=0, ams_lite=True, ams_ht=False, slot_states=False, vt_tray_too=False,
+                   nozzle_type="stainless_steel",
                    firmware="01.05.00.00", base_fun=0x3EC18FFF9CFF),
-        "H2": dict(full_reports=True, chamber_sensor=True, idle_stage=-1, packed_temps=True, extruders=1,
-                   ams_lite=False, ams_ht=False, rtsp_camera=True, nozzle_type="hardened_steel",
+        "H2": dict(idle_stage=-1, ams_lite=False, ams_ht=False, slot_states=True, vt_tray_too=False,
+                   nozzle_type="hardened_steel",
                    firmware="01.02.00.00", base_fun=0x3EC18FFF9CFF),
-    }
+    }  # fmt: skip
     return ModelProfile(name=name, **{**families[family], **overrides})
 
 
+# One profile for every model models.py knows (test_sim checks it).
 PROFILES: Final[Mapping[str, ModelProfile]] = {
     "X1": _profile("X1", "X1"),
     "X1C": _profile("X1C", "X1"),
@@ -106,18 +135,20 @@ PROFILES: Final[Mapping[str, ModelProfile]] = {
     "P1S": _profile("P1S", "P1", nozzle_type="hardened_steel"),
     "A1": _profile("A1", "A1"),
     "A1MINI": _profile("A1MINI", "A1"),
-    "A2L": _profile("A2L", "A1", packed_temps=True),
-    "H2D": _profile("H2D", "H2", extruders=2, ams_ht=True, chamber_lights=("chamber_light", "chamber_light2")),
-    "H2S": _profile("H2S", "H2", chamber_lights=("chamber_light", "chamber_light2")),
+    "A2L": _profile("A2L", "A1"),
+    "H2D": _profile("H2D", "H2", ams_ht=True, vt_tray_too=True),
+    "H2DPRO": _profile("H2DPRO", "H2", ams_ht=True),
+    "H2S": _profile("H2S", "H2"),
+    "H2C": _profile("H2C", "H2"),
     "P2S": _profile("P2S", "H2"),
+    "X2D": _profile("X2D", "H2"),
 }
 
 
 def profile_for(model: str) -> ModelProfile:
-    """The profile for a model name as users write it ("P1S", "a1 mini", "X1-Carbon" is not accepted)."""
-    key = model.upper().replace(" ", "").replace("-", "").replace("_", "")
+    """The profile for a model name as users write it ("P1S", "a1 mini", "X1-Carbon"), as models.py reads it."""
     try:
-        return PROFILES[key]
+        return PROFILES[model_info(model).model]
     except KeyError:
         raise ValueError(f"unknown printer model {model!r}; choose one of: {', '.join(PROFILES)}") from None
 
@@ -412,8 +443,8 @@ def _render_ams(state: PrinterState) -> JSON:
     # {"id", "state": 0}; P1/A1 send no `state` and an empty slot as {"id"}; the A2L sends {"id"} for an empty slot
     # and the older state 3 for a loaded one. `tray_exist_bits` says which slots hold a spool either way.
     profile = state.profile
-    with_state = profile.full_reports
-    loaded_state = 11 if profile.full_reports else 3 if profile.packed_temps else None
+    with_state = profile.slot_states
+    loaded_state = 11 if profile.slot_states else 3 if profile.packed_temps else None
     units = []
     exist_bits = tray_bits = rfid_bits = 0
     for unit in state.ams:
@@ -468,16 +499,16 @@ def _render_holder(holder_id: int, tray: Tray | None) -> JSON:
 
 def _render_external(profile: ModelProfile) -> JSON:
     """As the captures show: P1/A1 send ``vt_tray`` (id 254) only; X1 and H2D send ``vir_slot`` and repeat the
-    (right) holder 255 as ``vt_tray``; H2S, P2S and A2L send ``vir_slot`` only. Dual-nozzle printers have two
+    (right) holder 255 as ``vt_tray``; the other newer models send ``vir_slot`` only. Dual-nozzle printers have two
     holders: 254 (left, empty here) and 255."""
     if not profile.packed_temps and not profile.full_reports:
         return {"vt_tray": _render_holder(254, EXTERNAL_SPOOL)}
     holders = [_render_holder(255, EXTERNAL_SPOOL)]
     if profile.extruders > 1:
         holders.insert(0, _render_holder(254, None))
-    if profile.packed_temps and profile.extruders == 1:
-        return {"vir_slot": holders}
-    return {"vt_tray": holders[-1], "vir_slot": holders}
+    if profile.vt_tray_too:
+        return {"vt_tray": holders[-1], "vir_slot": holders}
+    return {"vir_slot": holders}
 
 
 def _render_device(state: PrinterState) -> JSON:
@@ -499,6 +530,8 @@ def _render_device(state: PrinterState) -> JSON:
 
 
 def _light_mode(state: PrinterState, node: str) -> str:
+    if node == "work_light":
+        return "off"  # the toolhead camera's light is not simulated
     return state.chamber_light2 if node == "chamber_light2" else state.chamber_light
 
 
@@ -545,7 +578,7 @@ def render_report(state: PrinterState) -> JSON:
         "big_fan2_speed": _fan(6 if printing else 0),
         "heatbreak_fan_speed": _fan(15 if nozzle.current > 50 else 0),
         "wifi_signal": f"{state.wifi_dbm}dBm",
-        "lights_report": [{"node": node, "mode": _light_mode(state, node)} for node in profile.chamber_lights],
+        "lights_report": [{"node": node, "mode": _light_mode(state, node)} for node in profile.info.lights],
         "nozzle_diameter": "0.4",
         "nozzle_type": profile.nozzle_type,
         "sdcard": True,
@@ -558,7 +591,7 @@ def render_report(state: PrinterState) -> JSON:
         },
         "upgrade_state": {"status": "IDLE", "progress": "", "message": ""},
     }
-    door = model_info(profile.name).door
+    door = profile.info.door
     if door is not None:
         # Real reports carry many more flags in these fields; only the door's bit is simulated.
         flags = DOOR_OPEN_BIT if state.door_open else 0
@@ -566,7 +599,6 @@ def render_report(state: PrinterState) -> JSON:
     if profile.rtsp_camera:
         # "LAN Only Liveview" is off until the simulator grows an RTSPS server.
         report["ipcam"]["rtsp_url"] = "disable"
-        report["lights_report"].append({"node": "work_light", "mode": "off"})
     if profile.packed_temps:
         report["device"] = _render_device(state)
     else:
