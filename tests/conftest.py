@@ -12,4 +12,3 @@ REPO = Path(__file__).resolve().parent.parent
 # closed local port instead and fails at once; the HMS tests use their own stand-in service on 127.0.0.1.
 os.environ["HTTPS_PROXY"] = os.environ["https_proxy"] = "http://127.0.0.1:9"
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
-os.environ.setdefault("BAMBUPI_TESTING", "1")

@@ -28,7 +28,6 @@ from bambupi.hub import Event, StateHub
 log = logging.getLogger("bambupi.camera")
 
 _NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-([a-z_]{1,32})\.jpg$")
-REASONS: Final = frozenset({"finished", "failed", "hms", "manual"})
 # A frame older than this is not "the moment it happened"; connect and wait for a new one instead.
 MAX_FRAME_AGE_S: Final = 5.0
 

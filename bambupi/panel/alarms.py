@@ -30,7 +30,6 @@ from bambupi.printer.phase import WORKING, job_phase
 LedMode = Literal["off", "on", "pulse", "blink", "slow_blink", "fast_blink"]
 LedName = Literal["green", "amber", "red"]
 PatternName = Literal["fatal", "serious", "finished", "failed"]
-LED_NAMES: Final[tuple[LedName, ...]] = ("green", "amber", "red")
 
 FINISHED_BLINK_S: Final = 30 * 60.0
 FATAL_REPEAT_S: Final = 30.0

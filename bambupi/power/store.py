@@ -227,10 +227,6 @@ class PowerStore:
                  job_id),
             )
 
-    def rename_job(self, job_id: int, name: str) -> None:
-        with self._write() as db:
-            db.execute("UPDATE jobs SET name = ? WHERE id = ? AND name IS NULL", (name, job_id))
-
     def downsample(self, now: float) -> int:
         """Average raw samples older than 7 days into minutes, and minutes older than 90 days into hours.
 
