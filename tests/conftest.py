@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from tests.support import mount, umount
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -12,3 +17,16 @@ REPO = Path(__file__).resolve().parent.parent
 # closed local port instead and fails at once; the HMS tests use their own stand-in service on 127.0.0.1.
 os.environ["HTTPS_PROXY"] = os.environ["https_proxy"] = "http://127.0.0.1:9"
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 512 KiB filesystem: :func:`tests.support.fill` takes its last free block, deleting the filler gives it
+    back."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mount("-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        umount(folder)

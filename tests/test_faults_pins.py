@@ -16,14 +16,14 @@ from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
 from bambupi.service import Service
 from bambupi.sim.broker import Simulator
-from tests.test_faults_store import fill, tiny_disk  # noqa: F401  (the fixture)
+from tests.support import fill
 
 WAIT = 30
 SERIAL = "01P00A000000271"
 CODE = "16180339"
 
 
-def test_a_pin_that_cannot_be_written_is_kept_in_memory_and_written_later(tiny_disk: Path) -> None:  # noqa: F811
+def test_a_pin_that_cannot_be_written_is_kept_in_memory_and_written_later(tiny_disk: Path) -> None:
     pins = PinStore(tiny_disk / "tls-pins.json")
     filler = fill(tiny_disk)
     assert pins.set("a", "sha256:aa") is False
@@ -36,7 +36,7 @@ def test_a_pin_that_cannot_be_written_is_kept_in_memory_and_written_later(tiny_d
 
 
 async def test_first_connection_on_a_full_disk_goes_online_with_the_pin_in_memory(
-    tiny_disk: Path, caplog: pytest.LogCaptureFixture  # noqa: F811
+    tiny_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     async with trio.open_nursery() as nursery:

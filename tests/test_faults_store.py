@@ -12,13 +12,9 @@ Mounting needs root (or password-less sudo); without it the mount tests are skip
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import os
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,50 +28,12 @@ from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
 from bambupi.web.frontdoor import FrontDoor
 from tests.notify_services import NTFY_TOKEN, FakeServices
+from tests.support import PLUGGED_PRINTER, fill, mount, umount
 
 WAIT = 30  # generous: a busy CPU only slows the waits
 NOW = 1_800_000_000.0
 SERIAL = "01P00A000000314"
 CODE = "27182818"
-
-
-def _mount(*args: str) -> None:
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    done = subprocess.run([*sudo, "mount", *args], capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        reason = f"cannot mount ({' '.join(args)}): {done.stderr.strip() or done.returncode}; needs root"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-def _umount(folder: Path) -> None:
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    subprocess.run([*sudo, "umount", "-l", str(folder)], capture_output=True, timeout=30)
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 512 KiB filesystem: :func:`fill` takes its last free block, deleting the filler gives it back."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(folder))
-    try:
-        yield folder
-    finally:
-        _umount(folder)
-
-
-def fill(folder: Path) -> Path:
-    """Write a file until the filesystem says ENOSPC: the disk is full."""
-    filler = folder / "filler"
-    with filler.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def samples(start: float, count: int, printer: str = "a") -> list[Sample]:
@@ -138,22 +96,22 @@ def test_a_read_only_filesystem_is_a_problem_not_a_crash_and_writing_resumes_whe
     first = PowerStore(source / "p.sqlite3")
     first.add_samples(samples(NOW, 4))
     first.close()
-    _mount("--bind", str(source), str(view))
+    mount("--bind", str(source), str(view))
     try:
-        _mount("-o", "remount,bind,ro", str(view))
+        mount("-o", "remount,bind,ro", str(view))
         store = PowerStore(view / "p.sqlite3")  # never raises: the problem is kept and shown
         assert store.problem is not None and "power log" in store.problem
         with pytest.raises(StoreError):
             store.add_samples(samples(NOW + 4, 2))
         with pytest.raises(StoreError):
             store.start_job("a", "Benchy", "P1S", NOW)
-        _mount("-o", "remount,bind,rw", str(view))
+        mount("-o", "remount,bind,rw", str(view))
         store.add_samples(samples(NOW + 4, 2))  # opened afresh: the read-only connection is not kept
         assert store.problem is None
         assert [s.at for s in store.samples("a", 0)] == [NOW + i for i in range(6)]
         store.close()
     finally:
-        _umount(view)
+        umount(view)
 
 
 def test_a_corrupt_file_is_a_problem_and_is_never_replaced(tmp_path: Path) -> None:
@@ -195,29 +153,6 @@ def test_a_lone_surrogate_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
     store.close()
 
 
-PLUGGED_PRINTER = """\
-[web]
-listen = "127.0.0.1:0"
-
-[[printer]]
-id = "garage"
-name = "Garage P1S"
-model = "P1S"
-host = "127.0.0.1"
-serial = "{serial}"
-access_code = "{code}"
-mqtt_port = {mqtt_port}
-camera = "off"
-reconnect_max_s = 0.5
-
-[printer.plug]
-kind = "tasmota"
-address = "{plug_url}"
-
-[power]
-sample_interval_s = 0.1
-flush_interval_s = 0.2
-"""
 CONFIG = PLUGGED_PRINTER + """
 [[notify]]
 name = "phone"

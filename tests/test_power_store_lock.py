@@ -22,7 +22,7 @@ from bambupi.power.store import PowerStore, Sample, StoreError
 from bambupi.service import Service
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
-from tests.test_faults_store import PLUGGED_PRINTER
+from tests.support import PLUGGED_PRINTER
 
 WAIT = 30  # generous: a busy CPU only slows the waits
 
