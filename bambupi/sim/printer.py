@@ -1,8 +1,9 @@
 """A simulated Bambu printer: the state machine behind ``device/<serial>/report`` and ``device/<serial>/request``.
 
 It heats, levels, prints layer by layer, pauses, fails and raises HMS codes the way the real printers report them:
-X1 and H2 models send full reports, P1/A1 send deltas carrying only what changed (``msg: 1``)
-and a full one (``msg: 0``) when asked with ``pushall``; H2 models pack temperatures into ``device.*``. The report
+X1 models send full reports, the others deltas carrying only what changed (``msg: 1``) and a full one (``msg: 0``)
+when asked with ``pushall``; the H2 family, P2S, X2D and A2L pack temperatures into ``device.*`` (each model's facts
+come from :mod:`bambupi.printer.models`). The report
 layout is built by pure functions (:func:`render_report`, :func:`report_delta`); :class:`SimulatedPrinter` owns the
 state, the trio clock and the publishing.
 
