@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support import mount, umount
+from tests.support import Box, logged_in_box, mount, umount
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,3 +31,10 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield folder
     finally:
         umount(folder)
+
+
+@pytest.fixture
+async def logged_in(tmp_path: Path) -> AsyncIterator[tuple[Box, httpx.AsyncClient, str]]:
+    """A box with its printer online, and the owner's client logged in with its CSRF token."""
+    async with logged_in_box(tmp_path) as logged:
+        yield logged

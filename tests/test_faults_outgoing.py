@@ -5,11 +5,9 @@ the web threads or leak a key. Real servers on loopback, the real service, real 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -24,94 +22,11 @@ from bambupi.power.plugs import PlugError, make_plug
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
 from bambupi.web.frontdoor import FrontDoor
+from tests.misbehaving_server import Misbehaving
 from tests.notify_services import DISCORD_PATH, FakeServices
-from tests.test_notify import printer_config
+from tests.support import printer_config, wait_for
 
 HANG = 60  # a hang bound only: every wait below ends on a state long before it on a loaded machine
-# A Shelly Gen2's answer to both Switch.GetStatus and Switch.Set (each reads only its own fields).
-GOOD = b'{"id": 0, "output": true, "apower": 42.5, "aenergy": {"total": 1000.0}, "was_on": true}'
-
-
-@dataclass
-class Misbehaving:
-    """A raw HTTP server on loopback that answers the way it is told to, counting what it sent.
-
-    ``drip_head``: the status line and then one header byte every ``every_s``, forever; ``drip_body``: a complete
-    head and then one body byte every ``every_s``, forever; ``huge``: a 64 MiB answer as fast as the client takes it;
-    ``hang``: nothing until ``release`` is set; ``ok``: ``GOOD`` at once.
-    """
-
-    mode: str
-    every_s: float = 0.1
-    sent: int = 0  # body bytes the client took
-    connections: int = 0
-    requests: int = 0
-    done: int = 0  # connections whose answer ended (sent whole, or the client hung up)
-    holding: int = 0  # requests held unanswered right now
-    release: trio.Event = field(default_factory=trio.Event)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def run(self, *, task_status: trio.TaskStatus[Misbehaving] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started(self)
-        await trio.serve_listeners(self._serve, listeners)
-
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        self.connections += 1
-        async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                data += chunk
-            self.requests += 1
-            # The client hanging up is what the box should do.
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._answer(stream)
-            self.done += 1
-
-    async def _answer(self, stream: trio.SocketStream) -> None:
-        mode = self.mode
-        if mode == "drip_head":
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            while True:
-                await trio.sleep(self.every_s)
-                await stream.send_all(b"a")
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-        if mode == "drip_body":
-            await stream.send_all(head + b"Content-Length: 1000000\r\n\r\n")
-            while True:
-                await trio.sleep(self.every_s)
-                await stream.send_all(b" ")
-                self.sent += 1
-        if mode == "huge":
-            size = 64 * 1024 * 1024
-            await stream.send_all(head + f"Content-Length: {size}\r\n\r\n".encode())
-            chunk = b" " * 65536
-            for _ in range(size // len(chunk)):
-                await stream.send_all(chunk)
-                self.sent += len(chunk)
-            return
-        if mode == "hang":
-            self.holding += 1
-            try:
-                await self.release.wait()
-            finally:
-                self.holding -= 1
-        await stream.send_all(head + f"Content-Length: {len(GOOD)}\r\nConnection: close\r\n\r\n".encode() + GOOD)
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    """Wait for ``what`` (named for the reader; the hang bound only ends a broken run)."""
-    with trio.fail_after(HANG):
-        while not condition():
-            await trio.sleep(0.02)
 
 
 @pytest.fixture
@@ -182,7 +97,7 @@ async def test_a_huge_notification_answer_is_not_read(nursery: trio.Nursery) -> 
     with trio.fail_after(HANG):
         delivery = await notifier.channels["hook"].deliver(sample_message(), None)
     assert delivery.status == "sent" and delivery.detail == "HTTP 200"
-    await until(lambda: server.done == 1, "the server noticed the box hang up")
+    await wait_for(lambda: server.done == 1, HANG, what="the server noticed the box hang up")
     # The box read a few KiB and hung up; what the server got out is what the socket buffers took, not 64 MiB.
     assert server.sent < 16 * 1024 * 1024
 
@@ -259,7 +174,7 @@ async def test_test_notifications_to_a_hanging_service_leave_the_page_answering(
                     clicks.start_soon(click)
         assert [a.status_code for a in answers] == [202] * 12
         assert all(a.json()["status"] == "queued" and a.json()["channel"] == "hook" for a in answers)
-        await until(lambda: hanging.holding == 1, "the test message is on its way, and held there")
+        await wait_for(lambda: hanging.holding == 1, HANG, what="the test message is on its way, and held there")
         # While the service holds it: the pages and the health check answer.
         with trio.fail_after(HANG):
             for path in ("/", "/login", "/healthz", "/api/printers"):
@@ -272,12 +187,12 @@ async def test_test_notifications_to_a_hanging_service_leave_the_page_answering(
         def outcome() -> list[dict[str, object]]:
             return [d for d in running.notifier.deliveries() if d["kind"] == "test"]
 
-        await until(lambda: outcome(), "delivered")
+        await wait_for(outcome, HANG, what="delivered")
         assert [(d["status"], d["channel"]) for d in outcome()] == [("sent", "hook")]
         # A click after the first one is done sends a new test.
         again = await client.post("/api/notify/hook/test", headers={"X-CSRF-Token": csrf})
         assert again.status_code == 202
-        await until(lambda: len(outcome()) == 2, "the second test delivered")
+        await wait_for(lambda: len(outcome()) == 2, HANG, what="the second test delivered")
         assert (await client.post("/api/notify/nope/test", headers={"X-CSRF-Token": csrf})).status_code == 404
 
 
@@ -293,7 +208,7 @@ async def test_plug_switches_to_a_hanging_plug_leave_the_page_answering(
     running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=HANG * 3) as client:
         csrf = (await client.post("/api/setup", json={"password": "correct horse battery"})).json()["csrf"]
-        await until(lambda: plug.requests >= 1, "the first sample")
+        await wait_for(lambda: plug.requests >= 1, HANG, what="the first sample")
         plug.mode = "hang"
         answers: list[httpx.Response] = []
 
@@ -305,7 +220,9 @@ async def test_plug_switches_to_a_hanging_plug_leave_the_page_answering(
             for _ in range(12):
                 clicks.start_soon(click)
             # One switch goes to the plug (and waits there); the other clicks are told at once that one is under way.
-            await until(lambda: len(answers) == 11 and plug.holding == 1, "eleven refused, one at the plug")
+            await wait_for(
+                lambda: len(answers) == 11 and plug.holding == 1, HANG, what="eleven refused, one at the plug"
+            )
             assert {a.status_code for a in answers} == {409}
             assert "already" in answers[0].json()["error"]
             with trio.fail_after(HANG):
@@ -328,7 +245,7 @@ async def test_trust_clicks_for_a_printer_that_never_finishes_tls_leave_the_page
     running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=HANG * 3) as client:
         csrf = (await client.post("/api/setup", json={"password": "correct horse battery"})).json()["csrf"]
-        await until(lambda: silent.connections >= 1, "the link's own connection")
+        await wait_for(lambda: silent.connections >= 1, HANG, what="the link's own connection")
         links = silent.connections
         answers: list[httpx.Response] = []
 
@@ -338,7 +255,9 @@ async def test_trust_clicks_for_a_printer_that_never_finishes_tls_leave_the_page
         async with trio.open_nursery() as clicks:
             for _ in range(12):
                 clicks.start_soon(click)
-            await until(lambda: len(answers) == 11 and silent.connections >= links + 1, "one probe, eleven refused")
+            await wait_for(
+                lambda: len(answers) == 11 and silent.connections >= links + 1, HANG, what="one probe, eleven refused"
+            )
             assert {a.status_code for a in answers} == {409}
             assert "already" in answers[0].json()["error"]
             with trio.fail_after(HANG):

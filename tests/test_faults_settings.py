@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +27,9 @@ from bambupi.config.file import apply_settings, edit_config, file_version, read_
 from bambupi.secret import MASK
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
-from tests.test_login import CODE, PASSWORD, SERIAL, Box, online, setup_and_login, start_box
-from tests.test_settings import current_version, save
+from tests.support import CODE, PASSWORD, SERIAL, Box, current_version, save_settings
 
 CHANGED = "the file changed since this page loaded it; reload"
-
-
-@pytest.fixture
-async def logged_in(tmp_path: Path) -> AsyncIterator[tuple[Box, httpx.AsyncClient, str]]:
-    async with trio.open_nursery() as nursery:
-        box = await start_box(nursery, tmp_path)
-        async with httpx.AsyncClient(base_url=box.base, timeout=60) as client:
-            csrf = await setup_and_login(client)
-            await online(client)
-            yield box, client, csrf
-        nursery.cancel_scope.cancel()
 
 
 def fields(r: httpx.Response) -> list[tuple[str, str]]:
@@ -163,7 +150,7 @@ async def test_a_moved_printer_gets_its_access_code_only_when_typed_again(
         rogue_port = listeners[0].socket.getsockname()[1]
         [garage] = (await client.get("/api/settings")).json()["settings"]["printer"]
         before = box.config_path.read_bytes()
-        r = await save(client, csrf, {"printer": [{**garage, "mqtt_port": rogue_port}]})
+        r = await save_settings(client, csrf, {"printer": [{**garage, "mqtt_port": rogue_port}]})
         assert r.status_code == 400, r.text
         assert fields(r) == [("printer[0].access_code", "type the access code again: the printer's MQTT port changed")]
         assert CODE not in r.text
@@ -178,7 +165,8 @@ async def test_a_moved_printer_gets_its_access_code_only_when_typed_again(
         moved = Simulator("P1S", SERIAL, "99887766", scenario="idle", time_scale=100)
         await nursery.start(moved.run)
         [garage] = (await client.get("/api/settings")).json()["settings"]["printer"]
-        r = await save(client, csrf, {"printer": [{**garage, "mqtt_port": moved.mqtt_port, "access_code": "99887766"}]})
+        moved_garage = {**garage, "mqtt_port": moved.mqtt_port, "access_code": "99887766"}
+        r = await save_settings(client, csrf, {"printer": [moved_garage]})
         assert r.status_code == 200, r.text
         with trio.fail_after(30):
             while moved.connected_clients == 0 or (
@@ -196,19 +184,21 @@ async def test_a_plugs_token_does_not_follow_a_new_address(logged_in: tuple[Box,
         other = await nursery.start(SimulatedPlug(box.sim.printer, password="other-pass-456").run)
         [garage] = (await client.get("/api/settings")).json()["settings"]["printer"]
         garage["plug"] = {"kind": "tasmota", "address": plug.url, "password": "plug-pass-123"}
-        assert (await save(client, csrf, {"printer": [garage]})).status_code == 200
+        assert (await save_settings(client, csrf, {"printer": [garage]})).status_code == 200
         [garage] = (await client.get("/api/settings")).json()["settings"]["printer"]
         assert garage["plug"]["password"] == MASK
         before = box.config_path.read_bytes()
 
-        r = await save(client, csrf, {"printer": [{**garage, "plug": {**garage["plug"], "address": other.url}}]})
+        r = await save_settings(
+            client, csrf, {"printer": [{**garage, "plug": {**garage["plug"], "address": other.url}}]}
+        )
         assert r.status_code == 400, r.text
         assert fields(r) == [("printer[0].plug.password", "type the password again: the plug's address changed")]
         assert box.config_path.read_bytes() == before and "plug-pass-123" not in r.text
 
         # Typed again: the new plug is read with its own password.
         plug_view = {**garage["plug"], "address": other.url, "password": "other-pass-456"}
-        r = await save(client, csrf, {"printer": [{**garage, "plug": plug_view}]})
+        r = await save_settings(client, csrf, {"printer": [{**garage, "plug": plug_view}]})
         assert r.status_code == 200, r.text
         with trio.fail_after(30):  # the plug only counts commands that came with its own password
             while not other.commands:
@@ -220,19 +210,19 @@ async def test_a_plugs_token_does_not_follow_a_new_address(logged_in: tuple[Box,
 async def test_a_channels_token_does_not_follow_a_new_server(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
     box, client, csrf = logged_in
     channel = {"name": "phone", "kind": "ntfy", "topic": "garage", "url": "http://127.0.0.1:9", "token": "tk_stored_1"}
-    assert (await save(client, csrf, {"notify": [channel]})).status_code == 200
+    assert (await save_settings(client, csrf, {"notify": [channel]})).status_code == 200
     [phone] = (await client.get("/api/settings")).json()["settings"]["notify"]
     before = box.config_path.read_bytes()
-    r = await save(client, csrf, {"notify": [{**phone, "url": "http://127.0.0.2:9"}]})
+    r = await save_settings(client, csrf, {"notify": [{**phone, "url": "http://127.0.0.2:9"}]})
     assert r.status_code == 400 and fields(r) == [
         ("notify[0].token", "type the token again: the channel's URL changed")
     ], r.text
     assert box.config_path.read_bytes() == before and "tk_stored_1" not in r.text
     # A Discord channel's URL is its secret: a new one typed is just a new secret, nothing else to type.
     discord = {"name": "chat", "kind": "discord", "url": "http://127.0.0.1:9/api/webhooks/1/key"}
-    assert (await save(client, csrf, {"notify": [phone, discord]})).status_code == 200
+    assert (await save_settings(client, csrf, {"notify": [phone, discord]})).status_code == 200
     phone, chat = (await client.get("/api/settings")).json()["settings"]["notify"]
-    r = await save(client, csrf, {"notify": [phone, {**chat, "url": "http://127.0.0.1:9/api/webhooks/2/key2"}]})
+    r = await save_settings(client, csrf, {"notify": [phone, {**chat, "url": "http://127.0.0.1:9/api/webhooks/2/key2"}]})
     assert r.status_code == 200, r.text
 
 
@@ -257,7 +247,7 @@ async def test_a_printer_added_by_hand_after_the_page_loaded_is_not_removed(
     box.config_path.write_text(box.config_path.read_text() + HAND_ADDED)
     edited_by_hand = box.config_path.read_bytes()
     [garage] = loaded["settings"]["printer"]
-    r = await save(client, csrf, {"printer": [{**garage, "name": "Garage"}]}, loaded["version"])
+    r = await save_settings(client, csrf, {"printer": [{**garage, "name": "Garage"}]}, loaded["version"])
     assert r.status_code == 409 and r.json()["error"] == CHANGED, r.text
     assert box.config_path.read_bytes() == edited_by_hand
     # Without a version there is no knowing what the page saw: refused too.
@@ -268,7 +258,7 @@ async def test_a_printer_added_by_hand_after_the_page_loaded_is_not_removed(
     reloaded = (await client.get("/api/settings")).json()
     assert [p["id"] for p in reloaded["settings"]["printer"]] == ["garage", "loft"]
     garage, loft = reloaded["settings"]["printer"]
-    r = await save(client, csrf, {"printer": [{**garage, "name": "Garage"}, loft]}, reloaded["version"])
+    r = await save_settings(client, csrf, {"printer": [{**garage, "name": "Garage"}, loft]}, reloaded["version"])
     assert r.status_code == 200, r.text
     assert r.json()["version"] == file_version(box.config_path.read_bytes()) == await current_version(client)
     text = box.config_path.read_text()
@@ -289,7 +279,9 @@ async def test_25_concurrent_saves_each_land_fully_or_are_refused(
         with trio.fail_after(300):
             while True:
                 loaded = (await client.get("/api/settings")).json()
-                r = await save(client, csrf, {"notify": [*loaded["settings"]["notify"], mine]}, loaded["version"])
+                r = await save_settings(
+                    client, csrf, {"notify": [*loaded["settings"]["notify"], mine]}, loaded["version"]
+                )
                 answers.append(r.status_code)
                 if r.status_code == 200:
                     landed.append(mine["name"])
@@ -378,7 +370,7 @@ async def test_set_password_takes_effect_at_once_and_ends_sessions(
         r = await owner.post("/api/login", json={"password": "a brand new password"})
         assert r.status_code == 200, r.text
         # A page loaded before the command cannot write over it.
-        r = await save(owner, r.json()["csrf"], {"web": {"session_hours": 2}}, loaded)
+        r = await save_settings(owner, r.json()["csrf"], {"web": {"session_hours": 2}}, loaded)
         assert r.status_code == 409 and r.json()["error"] == CHANGED
 
 

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,56 +17,8 @@ import trio
 from bambupi.config import load_config
 from bambupi.config.file import set_password_hash
 from bambupi.passwords import hash_password, verify_password
-from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
 from bambupi.web.auth import CSRF_HEADER, LoginLimiter, Sessions, is_lan_address, names_this_box
-
-SERIAL = "01P00A000000123"
-CODE = "11223344"
-PASSWORD = "correct horse battery"
-CONFIG = """\
-# my box — keep this comment
-[web]
-listen = "127.0.0.1:0"   # loopback only
-camera_requires_login = {camera_login}
-
-[[printer]]
-# the one in the garage
-id = "garage"
-model = "P1S"
-host = "127.0.0.1"
-serial = "{serial}"
-access_code = "{code}"
-mqtt_port = {port}
-reconnect_max_s = 0.5
-
-[storage]
-path = "{folder}/bambupi.sqlite3"
-"""
-
-
-@dataclass
-class Box:
-    sim: Simulator
-    running: Running
-    base: str
-    config_path: Path
-
-
-async def start_box(
-    nursery: trio.Nursery, tmp_path: Path, *, signed: bool = False, camera_login: bool = False
-) -> Box:
-    sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=100, signed_commands=signed)
-    await nursery.start(sim.run)
-    path = tmp_path / "bambupi.toml"
-    path.write_text(
-        CONFIG.format(
-            serial=SERIAL, code=CODE, port=sim.mqtt_port, folder=tmp_path, camera_login=str(camera_login).lower()
-        )
-    )
-    config, _ = load_config(path)
-    running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
-    return Box(sim, running, f"http://127.0.0.1:{running.port}", path)
+from tests.support import CODE, PASSWORD, Box, online, setup_and_login, start_box
 
 
 @pytest.fixture
@@ -75,18 +26,6 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
     async with trio.open_nursery() as nursery:
         yield await start_box(nursery, tmp_path)
         nursery.cancel_scope.cancel()
-
-
-async def online(client: httpx.AsyncClient) -> None:
-    with trio.fail_after(30):
-        while (await client.get("/api/printers/garage")).json()["state"]["gcode_state"] is None:
-            await trio.sleep(0.05)
-
-
-async def setup_and_login(client: httpx.AsyncClient) -> str:
-    r = await client.post("/api/setup", json={"password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return str(r.json()["csrf"])
 
 
 async def test_everything_that_changes_needs_a_session_and_csrf(box: Box, caplog: pytest.LogCaptureFixture) -> None:

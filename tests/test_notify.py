@@ -31,7 +31,7 @@ from tests.notify_services import (
     WEBHOOK_SECRET,
     FakeServices,
 )
-from tests.support import wait_for
+from tests.support import printer_config, report, wait_for
 
 SECRETS = (NTFY_TOKEN, PUSHOVER_TOKEN, PUSHOVER_USER, TELEGRAM_TOKEN, WEBHOOK_SECRET, "discord-webhook-secret")
 
@@ -60,11 +60,6 @@ def channels(base: str, **common: object) -> tuple[NotifyConfig, ...]:
 async def send_test(notifier: Notifier, name: str) -> Delivery:
     """A test message on channel ``name``, delivered now (the page's button queues the same message)."""
     return await notifier.channels[name].deliver(sample_message(), None)
-
-
-def printer_config() -> PrinterConfig:
-    return PrinterConfig(id="p", name="Garage", model="P1S", host="127.0.0.1", serial="01P00A000000001",
-                         access_code=Secret("12345678"))
 
 
 def jpeg() -> bytes:
@@ -194,10 +189,6 @@ async def test_a_channel_whose_token_cannot_be_sent_fails_alone_and_the_box_keep
     everything = json.dumps(notifier.deliveries()) + caplog.text
     assert "_secret" not in everything and "tk_two" not in everything and "tk_pasted" not in everything
     assert not fake.of("ntfy")
-
-
-def report(**fields: object) -> bytes:
-    return json.dumps({"print": {"command": "push_status", **fields}}).encode()
 
 
 async def test_offline_grace_dedup_and_quiet_hours(services: tuple[FakeServices, str]) -> None:

@@ -8,7 +8,7 @@ import trio
 
 from bambupi.web.auth import COOKIE
 from tests.browser import ARTIFACTS, Page, chromium, require_chromium
-from tests.test_login import PASSWORD, start_box
+from tests.support import PASSWORD, start_box
 
 CARD = "document.querySelector('article[data-printer=\"garage\"]')"
 

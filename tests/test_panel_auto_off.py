@@ -11,7 +11,7 @@ from bambupi.config import AlertsConfig, PanelConfig
 from bambupi.hub import StateHub
 from bambupi.panel.screens import NetworkInfo, View, render
 from bambupi.panel.service import Panel
-from tests.test_panel_outputs import panel_printer, report
+from tests.support import printer_config, report
 
 WALL = 1_800_000_000.0
 
@@ -24,7 +24,7 @@ def test_countdown_screen_shows_the_seconds_left_in_inverse_title() -> None:
 
 
 async def test_button_cancels_the_pending_auto_off(autojump_clock: Any) -> None:
-    hub = StateHub([panel_printer()])
+    hub = StateHub([printer_config("p1")])
     config = PanelConfig(oled="virtual", gpio="virtual", dim_after_s=60, off_after_s=120)
     pending = {"p1": WALL + 50}
     cancelled: list[str] = []
@@ -42,7 +42,7 @@ async def test_button_cancels_the_pending_auto_off(autojump_clock: Any) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(panel.run)
         hub.set_connection("p1", "online")
-        hub.apply_message("p1", report([]))
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=[]))
         await trio.sleep(200)  # long idle: the screen would be off, but a countdown keeps it on
         assert panel.current == ("auto_off", "p1") and panel.display != "off"
         assert panel.status()["screen"] == "auto_off"

@@ -14,13 +14,13 @@ from gpiozero import PWMLED, Button, PWMOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from bambupi.alerts import QuietHours
-from bambupi.config import AlertsConfig, PanelConfig, PrinterConfig
+from bambupi.config import AlertsConfig, PanelConfig
 from bambupi.hub import StateHub
 from bambupi.panel.alarms import Led
 from bambupi.panel.outputs import PATTERNS, ButtonWatcher, BuzzerDriver, LedDriver, Recorder
 from bambupi.panel.screens import NetworkInfo
 from bambupi.panel.service import Panel, system_clock_synced, wifi_from_proc
-from bambupi.secret import Secret
+from tests.support import printer_config, report
 
 
 @pytest.fixture
@@ -120,19 +120,8 @@ async def test_button_short_and_long_presses(factory: MockFactory, autojump_cloc
         nursery.cancel_scope.cancel()
 
 
-def panel_printer() -> PrinterConfig:
-    return PrinterConfig(id="p1", name="P1S", model="P1S", host="127.0.0.1", serial="01P00A000000009",
-                         access_code=Secret("12345678"))
-
-
-def report(hms: list[dict[str, int]]) -> bytes:
-    import json
-
-    return json.dumps({"print": {"command": "push_status", "gcode_state": "IDLE", "hms": hms}}).encode()
-
-
 async def test_panel_fatal_repeats_every_30_s_and_the_button_silences_it(autojump_clock: Any) -> None:
-    hub = StateHub([panel_printer()])
+    hub = StateHub([printer_config("p1")])
     panel = Panel(
         hub, PanelConfig(oled="virtual", gpio="virtual"), QuietHours(AlertsConfig()), clock_synced=lambda: True,
         network=lambda url: NetworkInfo("box", "10.0.0.2", url), boot_network_s=5,
@@ -141,11 +130,11 @@ async def test_panel_fatal_repeats_every_30_s_and_the_button_silences_it(autojum
         await nursery.start(panel.run)
         assert panel.current == ("network", None)
         hub.set_connection("p1", "online")
-        hub.apply_message("p1", report([]))
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=[]))
         await trio.sleep(6)
         assert panel.current == ("status", "p1")
         assert panel.status()["leds"]["green"]["mode"] == "on"
-        hub.apply_message("p1", report([{"attr": 0x03000100, "code": 0x00010007}]))
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=[{"attr": 0x03000100, "code": 0x00010007}]))
         await trio.sleep(95)
         starts = [t for t, p in panel.buzzer.played if p == "fatal"] if panel.buzzer else []
         assert len(starts) == 4 and [round(b - a) for a, b in itertools.pairwise(starts)] == [30, 30, 30]
@@ -175,7 +164,7 @@ async def test_panel_fatal_repeats_every_30_s_and_the_button_silences_it(autojum
 async def test_a_silent_code_never_takes_the_screen_but_a_real_one_does(autojump_clock: Any) -> None:
     """A code with nothing to do (here one the official table lists without a text, severity bits "fatal") is listed
     on the HMS page of the rotation but takes no screen, lights no LED and sounds nothing; a real serious one does."""
-    hub = StateHub([panel_printer()])
+    hub = StateHub([printer_config("p1")])
     panel = Panel(
         hub, PanelConfig(oled="virtual", gpio="virtual"), QuietHours(AlertsConfig()), clock_synced=lambda: True,
         network=lambda url: NetworkInfo("box", "10.0.0.2", url), boot_network_s=0,
@@ -183,24 +172,24 @@ async def test_a_silent_code_never_takes_the_screen_but_a_real_one_does(autojump
     async with trio.open_nursery() as nursery:
         await nursery.start(panel.run)
         hub.set_connection("p1", "online")
-        hub.apply_message("p1", report([]))
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=[]))
         await trio.sleep(1)
         shown = panel.current
         assert shown == ("status", "p1")
-        hub.apply_message("p1", report([{"attr": 0x05000100, "code": 0x0001000A}]))
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=[{"attr": 0x05000100, "code": 0x0001000A}]))
         await trio.sleep(1)
         assert panel.current == shown  # the rotation goes on; the code waits on its page
         assert panel.status()["leds"]["red"]["mode"] == "off" and panel.buzzer is not None
         assert panel.buzzer.played == []
-        hub.apply_message("p1", report([{"attr": 0x05000100, "code": 0x0001000A}, {"attr": 0x07008000,
-                                                                                    "code": 0x00020001}]))
+        hms = [{"attr": 0x05000100, "code": 0x0001000A}, {"attr": 0x07008000, "code": 0x00020001}]
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=hms))
         await trio.sleep(1)
         assert panel.current == ("hms", "p1")
         nursery.cancel_scope.cancel()
 
 
 async def test_screen_dims_then_switches_off_when_idle_and_wakes_on_change(autojump_clock: Any) -> None:
-    hub = StateHub([panel_printer()])
+    hub = StateHub([printer_config("p1")])
     config = PanelConfig(oled="virtual", gpio="none", dim_after_s=60, off_after_s=120)
     panel = Panel(
         hub, config, QuietHours(AlertsConfig()), clock_synced=lambda: False, network=lambda url: NetworkInfo()
@@ -208,14 +197,14 @@ async def test_screen_dims_then_switches_off_when_idle_and_wakes_on_change(autoj
     async with trio.open_nursery() as nursery:
         await nursery.start(panel.run)
         hub.set_connection("p1", "online")
-        hub.apply_message("p1", report([]))
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=[]))
         await trio.sleep(30)
         assert panel.display == "on" and panel.screen.contrast == 255
         await trio.sleep(40)
         assert panel.display == "dim" and panel.screen.contrast == config.dim_contrast
         await trio.sleep(60)
         assert panel.display == "off" and panel.screen.on is False
-        hub.apply_message("p1", report([{"attr": 0x03000100, "code": 0x00030001}]))
+        hub.apply_message("p1", report(gcode_state="IDLE", hms=[{"attr": 0x03000100, "code": 0x00030001}]))
         await trio.sleep(0.01)
         assert panel.display == "on" and panel.screen.on is True
         nursery.cancel_scope.cancel()

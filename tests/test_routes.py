@@ -20,7 +20,7 @@ from bambupi.hub import StateHub
 from bambupi.web.api import make_app
 from bambupi.web.auth import CSRF_HEADER
 from bambupi.web.routes import Access, Conflict, access_of, expose
-from tests.test_login import Box, setup_and_login, start_box
+from tests.support import Box, setup_and_login, start_box
 
 pytestmark = pytest.mark.timeout(120)
 

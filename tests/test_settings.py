@@ -6,11 +6,9 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 import tomlkit
 import trio
 
@@ -19,37 +17,7 @@ from bambupi.config.file import file_version, write_config_text
 from bambupi.printer.pins import PinStore
 from bambupi.secret import MASK
 from bambupi.sim.plug import SimulatedPlug
-from tests.test_login import CODE, Box, online, setup_and_login, start_box
-
-CSRF = "X-CSRF-Token"
-
-
-@pytest.fixture
-async def logged_in(tmp_path: Path) -> AsyncIterator[tuple[Box, httpx.AsyncClient, str]]:
-    async with trio.open_nursery() as nursery:
-        box = await start_box(nursery, tmp_path)
-        async with httpx.AsyncClient(base_url=box.base, timeout=20) as client:
-            csrf = await setup_and_login(client)
-            await online(client)
-            yield box, client, csrf
-        nursery.cancel_scope.cancel()
-
-
-async def save(
-    client: httpx.AsyncClient, csrf: str, settings: dict[str, object], version: str | None = None
-) -> httpx.Response:
-    """POST the settings as the page does, against ``version`` (default: the file's version read just now)."""
-    if version is None:
-        version = await current_version(client)
-    return await client.post("/api/settings", json={"settings": settings, "version": version}, headers={CSRF: csrf})
-
-
-async def current_version(client: httpx.AsyncClient) -> str:
-    r = await client.get("/api/settings")
-    assert r.status_code == 200, r.text
-    version = r.json()["version"]
-    assert isinstance(version, str)
-    return version
+from tests.support import CODE, CSRF, Box, current_version, save_settings, start_box
 
 
 async def test_settings_need_the_owner(tmp_path: Path) -> None:
@@ -79,7 +47,7 @@ async def test_edit_keeps_comments_and_reconnects_the_printer(logged_in: tuple[B
     old_link = box.running.links["garage"]
     printer = (await client.get("/api/settings")).json()["settings"]["printer"][0]
     printer.update(name="Garage P1S", stale_after_s=45)
-    r = await save(client, csrf, {"printer": [printer]})
+    r = await save_settings(client, csrf, {"printer": [printer]})
     assert r.status_code == 200, r.text
 
     assert r.json()["applied"] == ["printer garage reconnected with its new settings"]
@@ -109,7 +77,7 @@ async def test_invalid_settings_name_the_field_and_write_nothing(
         ({"web": {"admin_password_hash": "scrypt$1$1$1$AAAA$AAAA"}}, "web.admin_password_hash"),
         ({"nonsense": {}}, "nonsense"),
     ]:
-        r = await save(client, csrf, change)
+        r = await save_settings(client, csrf, change)
         assert r.status_code == 400, change
         assert [f["key"] for f in r.json()["fields"]] == [key]
         assert b"123" not in r.content or key != "printer[0].access_code"
@@ -121,7 +89,7 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
     printer = (await client.get("/api/settings")).json()["settings"]["printer"][0]
     second = {"id": "loft", "model": "A1", "host": "127.0.0.1", "serial": "03919A000000001",
               "access_code": "87654321", "mqtt_port": 9}
-    r = await save(client, csrf, {"printer": [printer, second]})
+    r = await save_settings(client, csrf, {"printer": [printer, second]})
     assert r.status_code == 200, r.text
 
     assert r.json()["applied"] == ["printer loft added"]
@@ -131,7 +99,7 @@ async def test_printers_can_be_added_and_removed_live(logged_in: tuple[Box, http
         while (await client.get("/api/printers/loft")).json()["connection_reason"] is None:
             await trio.sleep(0.05)
     assert "87654321" not in (await client.get("/api/settings")).text
-    r = await save(client, csrf, {"printer": [printer]})
+    r = await save_settings(client, csrf, {"printer": [printer]})
     assert r.json()["applied"] == ["printer loft removed"]
     assert (await client.get("/api/printers/loft")).status_code == 404
 
@@ -140,7 +108,7 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     box, client, csrf = logged_in
     channel = {"name": "phone", "kind": "ntfy", "topic": "garage-alerts", "url": "http://127.0.0.1:9",
                "token": "tk_very_secret", "events": ["finished", "hms"], "progress": [50]}
-    r = await save(client, csrf, {"notify": [channel]})
+    r = await save_settings(client, csrf, {"notify": [channel]})
     assert r.status_code == 200, r.text
 
     assert r.json()["applied"] == ["notification channels updated"]
@@ -151,14 +119,14 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     assert view.json()["settings"]["notify"][0]["progress"] == [50]
     assert "events = [" in box.config_path.read_text()
     read = view.json()["settings"]["notify"][0]
-    r = await save(client, csrf, {"notify": [{**read, "kind": "pushover", "token": "tk_pushover_app"}]})
+    r = await save_settings(client, csrf, {"notify": [{**read, "kind": "pushover", "token": "tk_pushover_app"}]})
     # A pushover channel needs a user key, and takes no ntfy topic: each is named, neither ignored. (ntfy's server
     # URL, a secret the form cannot empty, leaves with the kind it belonged to.)
     assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key", "notify[0].topic"}
     pushover = {**read, "kind": "pushover", "token": "tk_pushover_app", "topic": None, "url": None}
-    r = await save(client, csrf, {"notify": [pushover]})
+    r = await save_settings(client, csrf, {"notify": [pushover]})
     assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key"}, r.text
-    r = await save(client, csrf, {"notify": [{**pushover, "user_key": "uk_pushover_user"}]})
+    r = await save_settings(client, csrf, {"notify": [{**pushover, "user_key": "uk_pushover_user"}]})
     assert r.status_code == 200, r.text
     assert "127.0.0.1:9" not in box.config_path.read_text() and "uk_pushover_user" in box.config_path.read_text()
 
@@ -210,10 +178,10 @@ async def test_a_config_file_broken_by_hand_is_explained_not_a_500(
     assert "cannot be read" in r.json()["error"] and r.json()["fields"][0]["line"] == 13
     assert "'x'" not in r.text and "11x23344" not in r.text
     printer = {"id": "garage", "model": "P1S", "host": "127.0.0.1", "serial": "01P00A000000123"}
-    r = await save(client, csrf, {"printer": [printer]}, loaded)  # the page loaded before the edit
+    r = await save_settings(client, csrf, {"printer": [printer]}, loaded)  # the page loaded before the edit
     assert r.status_code == 409 and "reload" in r.json()["error"]
     # Even a save made against the broken file itself is explained, not a 500.
-    r = await save(client, csrf, {"printer": [printer]}, file_version(box.config_path.read_bytes()))
+    r = await save_settings(client, csrf, {"printer": [printer]}, file_version(box.config_path.read_bytes()))
     assert r.status_code == 400 and r.json()["fields"][0]["line"] == 13
     assert "'x'" not in r.text
     assert "11x23344" in box.config_path.read_text()  # nothing was written over the owner's file
@@ -232,19 +200,19 @@ async def test_tokens_with_characters_no_service_issues_are_refused(
         ({"notify": [{"name": "phone", "kind": "webhook", "url": "http://127.0.0.1:9/h", "secret": "a\nb_secret"}]},
          "notify[0].secret"),
     ]:
-        r = await save(client, csrf, change)
+        r = await save_settings(client, csrf, change)
         assert r.status_code == 400, (change, r.text)
         assert [f["key"] for f in r.json()["fields"]] == [key]
         assert "_secret" not in r.text
     assert box.config_path.read_bytes() == before
-    r = await save(client, csrf, {"notify": [{**channel, "token": "tk_fine-token_1"}]})
+    r = await save_settings(client, csrf, {"notify": [{**channel, "token": "tk_fine-token_1"}]})
     assert r.status_code == 200, r.text
 
     # The same rule for a plug's token, through the settings page and in the file (check-config).
     printers = (await client.get("/api/settings")).json()["settings"]["printer"]
     printers[0]["plug"] = {"kind": "homeassistant", "address": "http://127.0.0.1:9", "entity": "switch.printer",
                            "token": "ey.h\u00e4_secret"}
-    r = await save(client, csrf, {"printer": printers})
+    r = await save_settings(client, csrf, {"printer": printers})
     assert r.status_code == 400 and [f["key"] for f in r.json()["fields"]] == ["printer[0].plug.token"]
     assert "_secret" not in r.text
     plug = '[[printer]]\nid = "p"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "01P00A000000123"\n' \
@@ -262,7 +230,7 @@ async def test_panel_and_quiet_hours_are_applied_live(logged_in: tuple[Box, http
     assert before is not None and (await client.get("/api/panel")).json()["hardware"]["gpio"] == "none"
     settings = {"panel": {"oled": "virtual", "gpio": "virtual", "buzzer": "passive", "rotate_s": 5},
                 "alerts": {"quiet_hours": "22:00-07:00", "time_zone": "Europe/Berlin"}}
-    r = await save(client, csrf, settings)
+    r = await save_settings(client, csrf, settings)
     assert r.status_code == 200, r.text
     assert r.json()["applied"] == [
         "quiet hours and time zone updated (panel and notifications)", "panel restarted with its new settings"
@@ -298,7 +266,7 @@ async def test_a_printers_smart_plug_is_set_and_removed_live(logged_in: tuple[Bo
         assert (await client.get("/api/power")).json()["printers"]["garage"]["plug"] is None
         printers[0]["plug"] = {"kind": "tasmota", "address": plug.url, "password": "plug-pass-123",
                                "price_per_kwh": 0.3}
-        r = await save(client, csrf, {"printer": printers})
+        r = await save_settings(client, csrf, {"printer": printers})
         assert r.status_code == 200, r.text
         assert r.json()["applied"] == ["printer garage: smart plug set"]  # the MQTT link was left alone
         with trio.fail_after(30):  # sampled at once, without a restart
@@ -312,7 +280,7 @@ async def test_a_printers_smart_plug_is_set_and_removed_live(logged_in: tuple[Bo
 
         printers = view.json()["settings"]["printer"]
         printers[0]["plug"] = None
-        r = await save(client, csrf, {"printer": printers})
+        r = await save_settings(client, csrf, {"printer": printers})
         assert r.status_code == 200, r.text
         assert r.json()["applied"] == ["printer garage: smart plug removed"]
         assert (await client.get("/api/power")).json()["printers"]["garage"]["plug"] is None
@@ -349,39 +317,39 @@ async def view(client: httpx.AsyncClient, section: str) -> list[dict[str, object
 
 async def test_each_channel_keeps_its_own_url_token_and_secret(logged_in: tuple[Box, httpx.AsyncClient, str]) -> None:
     box, client, csrf = logged_in
-    r = await save(client, csrf, {"notify": [ALPHA, BETA]})
+    r = await save_settings(client, csrf, {"notify": [ALPHA, BETA]})
     assert r.status_code == 200, r.text
     assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "beta": own(BETA)}
 
     # Saved again as the page sends it: every secret masked or left out, each entry with the identity it was read with.
     alpha, beta = await view(client, "notify")
     assert alpha["url"] == MASK and beta["token"] == MASK and alpha["_ref"] != beta["_ref"]
-    r = await save(client, csrf, {"notify": [alpha, {**beta, "url": "", "token": ""}]})
+    r = await save_settings(client, csrf, {"notify": [alpha, {**beta, "url": "", "token": ""}]})
     assert r.status_code == 200, r.text
     assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "beta": own(BETA)}
 
     # Renamed: the channel keeps its own secrets under its new name.
     alpha, beta = await view(client, "notify")
-    r = await save(client, csrf, {"notify": [alpha, {**beta, "name": "gamma"}]})
+    r = await save_settings(client, csrf, {"notify": [alpha, {**beta, "name": "gamma"}]})
     assert r.status_code == 200, r.text
     assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "gamma": own(BETA)}
 
     # A third one added after them.
     alpha, gamma = await view(client, "notify")
-    r = await save(client, csrf, {"notify": [alpha, gamma, DELTA]})
+    r = await save_settings(client, csrf, {"notify": [alpha, gamma, DELTA]})
     assert r.status_code == 200, r.text
     assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "gamma": own(BETA), "delta": own(DELTA)}
 
     # The first removed: its secrets leave the file with it; the others keep theirs.
     _, gamma, delta = await view(client, "notify")
-    r = await save(client, csrf, {"notify": [gamma, delta]})
+    r = await save_settings(client, csrf, {"notify": [gamma, delta]})
     assert r.status_code == 200, r.text
     assert channels_in_file(box.config_path) == {"gamma": own(BETA), "delta": own(DELTA)}
     assert "alpha-hmac-secret" not in box.config_path.read_text()
 
     # The second (last) removed.
     gamma, _ = await view(client, "notify")
-    r = await save(client, csrf, {"notify": [gamma]})
+    r = await save_settings(client, csrf, {"notify": [gamma]})
     assert r.status_code == 200, r.text
     assert channels_in_file(box.config_path) == {"gamma": own(BETA)}
     assert "delta-hmac-secret" not in box.config_path.read_text()
@@ -397,13 +365,13 @@ async def test_a_save_that_would_lose_or_move_a_secret_is_refused(
     logged_in: tuple[Box, httpx.AsyncClient, str],
 ) -> None:
     box, client, csrf = logged_in
-    assert (await save(client, csrf, {"notify": [ALPHA, BETA]})).status_code == 200
+    assert (await save_settings(client, csrf, {"notify": [ALPHA, BETA]})).status_code == 200
     alpha, beta = await view(client, "notify")
     loaded = await current_version(client)
     # Edited by hand (or in another tab) after this page loaded it.
     box.config_path.write_text(box.config_path.read_text().replace('"beta-topic"', '"beta-elsewhere"'))
     before = box.config_path.read_bytes()
-    r = await save(client, csrf, {"notify": [alpha, beta]}, loaded)
+    r = await save_settings(client, csrf, {"notify": [alpha, beta]}, loaded)
     assert r.status_code == 409 and r.json()["error"] == "the file changed since this page loaded it; reload"
     # Behind the file's version, each entry's identity: a save that has the file's new version but entries read
     # before it (a client that mixes two reads) still cannot undo the change or move a secret.
@@ -414,7 +382,7 @@ async def test_a_save_that_would_lose_or_move_a_secret_is_refused(
         ([alpha, {**DELTA, "secret": MASK}], "notify[1].secret", "no stored value to keep"),
     ]
     for channels, key, message in refusals:
-        r = await save(client, csrf, {"notify": channels})
+        r = await save_settings(client, csrf, {"notify": channels})
         assert r.status_code == 400, (channels, r.text)
         assert [(f["key"], message in f["message"]) for f in r.json()["fields"]] == [(key, True)], r.text
         assert "nothing was saved" in r.json()["error"]
@@ -425,7 +393,7 @@ async def test_a_save_that_would_lose_or_move_a_secret_is_refused(
     # Read again, the same change goes through.
     alpha, beta = await view(client, "notify")
     assert beta["topic"] == "beta-elsewhere"
-    assert (await save(client, csrf, {"notify": [alpha, beta]})).status_code == 200
+    assert (await save_settings(client, csrf, {"notify": [alpha, beta]})).status_code == 200
     assert channels_in_file(box.config_path)["beta"]["token"] == BETA["token"]
 
 
@@ -434,7 +402,7 @@ async def test_each_printer_keeps_its_own_access_code(logged_in: tuple[Box, http
     loft = {"id": "loft", "model": "A1", "host": "127.0.0.1", "serial": "03919A000000001",
             "access_code": "87654321", "mqtt_port": 9}
     [garage] = await view(client, "printer")
-    assert (await save(client, csrf, {"printer": [garage, loft]})).status_code == 200
+    assert (await save_settings(client, csrf, {"printer": [garage, loft]})).status_code == 200
 
     def codes() -> dict[str, str]:
         tables = tomlkit.parse(box.config_path.read_text()).unwrap()["printer"]
@@ -442,14 +410,14 @@ async def test_each_printer_keeps_its_own_access_code(logged_in: tuple[Box, http
 
     assert codes() == {"garage": CODE, "loft": "87654321"}
     garage, loft_view = await view(client, "printer")
-    r = await save(client, csrf, {"printer": [{**loft_view, "id": "attic"}, garage]})  # reordered, one renamed
+    r = await save_settings(client, csrf, {"printer": [{**loft_view, "id": "attic"}, garage]})  # reordered, one renamed
     assert r.status_code == 200, r.text
     assert codes() == {"attic": "87654321", "garage": CODE}
     _, garage = await view(client, "printer")
-    r = await save(client, csrf, {"printer": [garage]})
+    r = await save_settings(client, csrf, {"printer": [garage]})
     assert r.status_code == 200, r.text
     assert codes() == {"garage": CODE} and "87654321" not in box.config_path.read_text()
     # A printer sent without the identity it was read with is new: it cannot keep a hidden code.
-    r = await save(client, csrf, {"printer": [{k: v for k, v in garage.items() if k != "_ref"}]})
+    r = await save_settings(client, csrf, {"printer": [{k: v for k, v in garage.items() if k != "_ref"}]})
     assert r.status_code == 400 and [f["key"] for f in r.json()["fields"]] == ["printer[0].access_code"]
     assert codes() == {"garage": CODE}

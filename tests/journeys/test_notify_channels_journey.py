@@ -12,14 +12,13 @@ import hmac
 import json
 from pathlib import Path
 
-import trio
-
 from bambupi.config import WebConfig
 from bambupi.notify.channels import SIGNATURE_HEADER
 from bambupi.web.frontdoor import FrontDoor
 from tests.browser import Page
-from tests.journeys.harness import journey
+from tests.journeys.harness import journey, tap
 from tests.notify_services import FakeServices
+from tests.support import wait_for
 
 SECRETS = {"alpha": "alpha-own-hmac-secret", "beta": "beta-own-hmac-secret"}
 WAIT = 20  # generous: a busy CPU only slows the waits, it never fails them
@@ -31,16 +30,6 @@ def notify_boxes() -> str:
 
 async def legends(page: Page) -> list[str]:
     return list(await page.evaluate(f"{notify_boxes()}.map((box) => box.querySelector('legend').textContent)"))
-
-
-async def tap(page: Page, element: str) -> None:
-    """A finger's tap on ``element`` (a JS expression): scrolled into view, then pressed and released there."""
-    box = await page.evaluate(
-        f"(() => {{ const e = {element}; e.scrollIntoView({{block: 'center'}});"
-        " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
-    )
-    for kind in ("mousePressed", "mouseReleased"):
-        await page.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
 
 async def type_into(page: Page, element: str, text: str) -> None:
@@ -125,9 +114,8 @@ async def test_a_removed_channel_takes_its_secret_with_it_and_the_other_still_de
 
         # And a real event: a print finishes; the survivor tells of it.
         j.sim.printer.start_print("bracket", layers=3, minutes=1)
-        with trio.fail_after(WAIT):
-            while not any(json.loads(r.body)["event"] == "job_finished" for r in receiver.of("hooks/beta")):
-                await trio.sleep(0.05)
+        await wait_for(lambda: any(json.loads(r.body)["event"] == "job_finished" for r in receiver.of("hooks/beta")),
+                       WAIT, what="the finished print told to beta")
 
     delivered = receiver.of("hooks/beta")
     assert [r.path for r in delivered] == ["/hooks/beta"] * len(delivered) and len(delivered) >= 2
