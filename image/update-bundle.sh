@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dist/bambupi-<version>-update.tar: what a running box needs to update bambupi without reflashing (see README,
+# dist/bambupi-<version>-update.tar: what a running box needs to update bambupi without reflashing (see docs/image.md,
 # "Updating without reflashing"). Runs on any Linux machine with Python 3 and pip; no root needed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
