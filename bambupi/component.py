@@ -20,6 +20,8 @@ The :class:`Supervisor` starts the components in list order and keeps them runni
 is logged once per failure streak (with the exception), shown in ``/healthz`` and restarted after a backoff on the
 monotonic clock (doubling up to a cap; a streak ends after ``healthy_after_s`` of running), while the rest keeps
 running. Cancellation and KeyboardInterrupt are not failures. A config error ends the service before any part starts.
+It keeps each part's health on a :class:`HealthBoard`: ``/healthz`` reads it, and the page's live feed waits on it
+to show a banner for each part that is not running.
 """
 
 from __future__ import annotations
@@ -109,6 +111,59 @@ class _Health:
         return body
 
 
+class HealthBoard:
+    """Each component's health as the :class:`Supervisor` keeps it, and a wait for a change of what is failing.
+
+    Made before the parts (the web's live feed reads it) and handed to the Supervisor, which writes it."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, _Health] = {}
+        self._shown: list[tuple[str, str, str | None, int]] = []  # what failing() says, less its countdown
+        self._lot = trio.lowlevel.ParkingLot()
+        self.version = 0  # bumped when failing() changes (a part fails, restarts, runs again), not on its countdown
+
+    def add(self, name: str) -> _Health:
+        health = self._parts[name] = _Health()
+        return health
+
+    def changed(self) -> None:
+        """Called by the Supervisor after it changed a part's health."""
+        shown = [(name, h.state, h.error_type, h.failures) for name, h in self._parts.items() if _failing(h)]
+        if shown != self._shown:
+            self._shown = shown
+            self.version += 1
+            self._lot.unpark_all()
+
+    async def wait_for_change(self, version: int) -> None:
+        """Return once :attr:`version` is not ``version``."""
+        while self.version == version:
+            await self._lot.park()
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        """``/healthz``'s entry of each component (in trio's thread)."""
+        return {name: health.to_json() for name, health in self._parts.items()}
+
+    def failing(self) -> list[dict[str, Any]]:
+        """The parts that failed and wait for (or are in) their restart, in start order, as the page shows them:
+        ``{name, state: failed|restarting, error: <exception type>, failures, retry_in_s}`` (``retry_in_s`` only
+        while failed). The error's message stays in ``/healthz``: the banner needs only what broke."""
+        lines: list[dict[str, Any]] = []
+        for name, health in self._parts.items():
+            if not _failing(health):
+                continue
+            line: dict[str, Any] = {
+                "name": name, "state": health.state, "error": health.error_type, "failures": health.failures,
+            }
+            if health.state == "failed" and health.retry_at is not None:
+                line["retry_in_s"] = round(max(0.0, health.retry_at - trio.current_time()), 1)
+            lines.append(line)
+        return lines
+
+
+def _failing(health: _Health) -> bool:
+    return health.state in ("failed", "restarting")
+
+
 class Supervisor:
     """Starts components in order, restarts one that fails, and applies config changes through them."""
 
@@ -121,6 +176,7 @@ class Supervisor:
         backoff_min_s: float = 1.0,
         backoff_max_s: float = 300.0,
         healthy_after_s: float = 120.0,
+        board: HealthBoard | None = None,
     ) -> None:
         names = [c.name for c in components]
         if len(set(names)) != len(names):
@@ -132,7 +188,8 @@ class Supervisor:
         self._must_start = frozenset(must_start)
         self._backoff = (backoff_min_s, backoff_max_s)
         self._healthy_after_s = healthy_after_s
-        self._health = {c.name: _Health() for c in components}
+        self.board = board or HealthBoard()
+        self._health = {c.name: self.board.add(c.name) for c in components}
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Start every component in list order; each has started (or failed and waits for its restart) on return."""
@@ -141,7 +198,7 @@ class Supervisor:
 
     def health(self) -> dict[str, dict[str, Any]]:
         """``/healthz``'s entry of each component (in trio's thread)."""
-        return {name: health.to_json() for name, health in self._health.items()}
+        return self.board.to_json()
 
     async def reconfigure(self, old: Config, new: Config) -> dict[str, list[str]]:
         """Each component whose sections changed applies them: ``{"applied": [...], "restart_required": [...]}``
@@ -184,11 +241,13 @@ class Supervisor:
                     await nursery.start(self._run, component, settled)
                     began = trio.current_time()
                     health.state, health.retry_at = "running", None
+                    self.board.changed()
                     nursery.start_soon(self._settle, component, health, settled)
                     if first:
                         first = False
                         task_status.started()
                 health.state = "stopped"  # its run returned: it has nothing more to do (discovery switched off)
+                self.board.changed()
                 if first:
                     task_status.started()
                 return
@@ -203,6 +262,7 @@ class Supervisor:
                 health.error_type = type(cause).__name__
                 health.error = redact(str(cause), *self._secrets())[:ERROR_MESSAGE_CHARS]
                 health.state, health.retry_at = "failed", now + delay
+                self.board.changed()
                 if health.failures == 1:
                     log.error("%s failed; restarting it in %g s (the rest keeps running)", component.name, delay,
                               exc_info=exc)
@@ -214,6 +274,7 @@ class Supervisor:
             await trio.sleep(delay)
             delay = min(delay * 2, high)
             health.state = "restarting"
+            self.board.changed()
 
     @staticmethod
     async def _run(

@@ -17,7 +17,7 @@ import trio
 from bambupi.alerts import QuietHours
 from bambupi.camera.component import CameraComponent
 from bambupi.camera.hub import FrameHub
-from bambupi.component import Component, RestartOnly, Supervisor
+from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
 from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
 from bambupi.hub import StateHub
 from bambupi.notify.component import NotifyComponent
@@ -105,9 +105,10 @@ class Service:
             await nursery.start(hub.run)  # settles job ends the printer leaves open (a stop's FAILED without error)
             # The power log and job history; a full disk or a broken file is a warning, never a stop.
             power_store = await trio.to_thread.run_sync(PowerStore, self.storage_folder / config.storage.path.name)
-            self.parts = parts = self._build(hub, power_store)
+            board = HealthBoard()  # the Supervisor writes it; the page's live feed shows what is failing
+            self.parts = parts = self._build(hub, power_store, board)
             self.supervisor = Supervisor(
-                parts.ordered(), secrets=lambda: config_secrets(self.config), must_start=[parts.web.name]
+                parts.ordered(), secrets=lambda: config_secrets(self.config), must_start=[parts.web.name], board=board
             )
             for component in parts.ordered():
                 component.add_routes(parts.web.web)
@@ -118,7 +119,7 @@ class Service:
             notify_systemd("READY=1")
             task_status.started(running)
 
-    def _build(self, hub: StateHub, power_store: PowerStore) -> Parts:
+    def _build(self, hub: StateHub, power_store: PowerStore, board: HealthBoard) -> Parts:
         """Every component, each made after the ones it needs (handed in through its constructor)."""
         config = self.config
 
@@ -126,7 +127,8 @@ class Service:
             return {**power_store.health(), **self.supervisor.health(), **hms_texts.health()}
 
         web = WebComponent(
-            hub, config, health=health, current=lambda: self.config, reconfigure=self.reconfigure, pins=self.pins
+            hub, config, health=health, current=lambda: self.config, reconfigure=self.reconfigure, pins=self.pins,
+            board=board,
         )
         alerts = QuietHours(config.alerts)
         links = LinksComponent(hub, config.printers, self.pins)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from bambupi.component import RESTART, Applied, Supervisor, Web
+from bambupi.component import RESTART, Applied, HealthBoard, Supervisor, Web
 from bambupi.config import (
     SCHEMA,
     AlertsConfig,
@@ -271,3 +271,26 @@ async def test_a_component_that_must_start_ends_the_service_when_it_cannot(tmp_p
         )
         await listener.aclose()
         taken.cancel_scope.cancel()
+
+
+async def test_the_health_board_lists_what_is_failing_and_changes_only_with_it(autojump_clock: Any) -> None:
+    steady, flaky = Flaky(0), Flaky(1)
+    steady.name = "steady"
+    board = HealthBoard()
+    supervisor = Supervisor([steady, flaky], secrets=lambda: [Secret(TOKEN)], backoff_min_s=2, board=board)
+    async with trio.open_nursery() as nursery:
+        await supervisor.start(nursery)
+        failed = {"name": "flaky", "state": "failed", "error": "RuntimeError", "failures": 1, "retry_in_s": 2.0}
+        assert board.failing() == [failed]  # the running part is not listed; the message (and its token) is not
+        assert supervisor.health() == board.to_json()
+        version = board.version
+        await trio.sleep(1.5)
+        assert board.failing() == [{**failed, "retry_in_s": 0.5}] and board.version == version  # a countdown only
+        await board.wait_for_change(version)
+        assert board.failing() == [{"name": "flaky", "state": "restarting", "error": "RuntimeError", "failures": 1}]
+        await board.wait_for_change(board.version)
+        assert board.failing() == [] and supervisor.health()["flaky"]["state"] == "running"
+        version = board.version
+        await trio.sleep(200)  # the streak ends ("recovered"): nothing the page shows changed
+        assert board.version == version
+        nursery.cancel_scope.cancel()

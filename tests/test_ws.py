@@ -14,7 +14,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
-from bambupi.config import PrinterConfig, WebConfig
+from bambupi.component import RESTART, Applied, HealthBoard, Supervisor, Web
+from bambupi.config import Config, PrinterConfig, WebConfig
 from bambupi.hub import CameraStatus, StateHub
 from bambupi.secret import Secret
 from bambupi.web import ws as ws_module
@@ -336,3 +337,58 @@ async def test_each_change_is_diffed_and_framed_once_for_every_client_and_only_f
                 texts.append(await ws.get_message())
         assert len(set(texts)) == 1 and json.loads(texts[0])["printer"] == "p1"  # the same text to everyone
         assert diffed == ["p1"]  # once for five clients, and x1, which did not change, was not diffed at all
+
+
+SECRET = "tk_secret-in-an-error"
+
+
+class Breaks:
+    """A part of the box that fails at every start while ``broken`` is set, then runs."""
+
+    name = "panel"
+    sections: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.broken = True
+
+    def add_routes(self, web: Web) -> None:
+        pass
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.broken:
+            raise ValueError(f"bad pixel near {SECRET}")
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def apply(self, old: Config, new: Config) -> Applied:
+        return RESTART
+
+
+async def test_a_failing_part_is_pushed_to_the_page_and_cleared_when_it_runs_again(mock_clock: Any) -> None:
+    # The clock stands still unless the test moves it: the countdown is exact and the restart waits for the test.
+    hub = StateHub([printer_config("p1")])
+    board = HealthBoard()
+    service = WebSocketService(hub, WsLimits(heartbeat_s=30), health=board)
+    part = Breaks()
+    supervisor = Supervisor([part], secrets=lambda: [Secret(SECRET)], backoff_min_s=5, board=board)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        door = FrontDoor(make_app(hub), WebConfig(host="127.0.0.1", port=0), native=service.router)
+        url = f"ws://127.0.0.1:{await nursery.start(door.run)}/ws"
+        async with open_websocket_url(url) as ws:
+            assert (await receive(ws))["type"] == "snapshot"  # nothing failed: no health message
+            await supervisor.start(nursery)
+            failed = {"name": "panel", "state": "failed", "error": "ValueError", "failures": 1, "retry_in_s": 5.0}
+            assert await receive(ws) == {"type": "health", "failing": [failed]}  # no message text: no secret
+            async with open_websocket_url(url) as late:  # a page opened now learns it right after the snapshot
+                assert (await receive(late))["type"] == "snapshot"
+                assert await receive(late) == {"type": "health", "failing": [failed]}
+            part.broken = False
+            mock_clock.jump(5)
+            message = await receive(ws)
+            if message["failing"]:  # the restart under way, if the page was told before it ran
+                restarting = {key: value for key, value in failed.items() if key != "retry_in_s"}
+                assert message["failing"] == [{**restarting, "state": "restarting"}]
+                message = await receive(ws)
+            assert message == {"type": "health", "failing": []}
+        nursery.cancel_scope.cancel()

@@ -25,7 +25,7 @@ from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Reques
 from bambupi.web.login import add_login_routes
 from bambupi.web.pages import add_page_routes
 from bambupi.web.settings import Reconfigure, add_settings_routes
-from bambupi.web.ws import WebSocketService
+from bambupi.web.ws import HealthFeed, WebSocketService
 
 log = logging.getLogger("bambupi")
 
@@ -45,6 +45,7 @@ class WebComponent:
         current: Callable[[], Config],
         reconfigure: Reconfigure,
         pins: PinStore,
+        board: HealthFeed | None = None,
     ) -> None:
         self._hub = hub
         self._config = config.web
@@ -58,7 +59,7 @@ class WebComponent:
             app, auth, config_path=config.source, viewers_need_login=config.web.camera_requires_login
         )
         self.web = Web(app, guard)
-        self.live = WebSocketService(hub)  # /ws: its one watcher runs beside the front door
+        self.live = WebSocketService(hub, health=board)  # /ws: its one watcher runs beside the front door
         self.port: int | None = None
         self.urls: list[str] = []
 

@@ -9,7 +9,10 @@ Messages (JSON text, each with a ``type``; docs/api.md, "WebSocket /ws", describ
   last received, so a client that skipped states is still exactly right (null and missing mean the same, see
   :mod:`bambupi.web.merge_patch`);
 - ``{"type": "event", "kind": ..., ...}`` from the connection's own hub event queue, in order;
-- ``{"type": "heartbeat"}`` after ``heartbeat_s`` without any other message, so the page notices a dead link.
+- ``{"type": "heartbeat"}`` after ``heartbeat_s`` without any other message, so the page notices a dead link;
+- ``{"type": "health", "failing": [...]}``: the parts of the box that failed and wait for their restart (the
+  Supervisor's :meth:`~bambupi.component.HealthBoard.failing`), whenever that changes, and after the first snapshot
+  while any part is failing; ``[]`` when all run again. The page shows a banner per entry.
 
 The fan-out is one watcher (:meth:`WebSocketService.run`) for every client. It follows the hub's printers and
 cameras and its events, and frames each change **once**: the messages that bring a client from one step to the
@@ -34,7 +37,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
@@ -64,6 +67,17 @@ class WsLimits:
 
 Message = dict[str, Any]
 View = Mapping[str, PrinterObject]  # every printer as the clients hold it; replaced, never modified
+
+
+class HealthFeed(Protocol):
+    """The box's parts' health as the page shows it (:class:`bambupi.component.HealthBoard`)."""
+
+    @property
+    def version(self) -> int: ...
+
+    async def wait_for_change(self, version: int) -> None: ...
+
+    def failing(self) -> list[dict[str, Any]]: ...
 
 
 def encode(message: Mapping[str, Any]) -> str:
@@ -103,9 +117,10 @@ class _Step:
 class WebSocketService:
     """The ``/ws`` endpoint: start :meth:`run` (the one watcher), and add :meth:`router` to the front door's routers."""
 
-    def __init__(self, hub: StateHub, limits: WsLimits | None = None) -> None:
+    def __init__(self, hub: StateHub, limits: WsLimits | None = None, *, health: HealthFeed | None = None) -> None:
         self.hub = hub
         self.limits = limits or WsLimits()
+        self.health = health
         self.clients = 0
         self._ids = itertools.count(1)
         self._step = _Step(0, {}, [])
@@ -123,6 +138,8 @@ class WebSocketService:
                 self._log_event(event)  # what a page that loads now shows under "Recent events"
             self._advance()
             nursery.start_soon(self._follow_events, queue)
+            if self.health is not None:
+                nursery.start_soon(self._follow_health, self.health)
             self._running = True
             try:
                 task_status.started()
@@ -142,6 +159,17 @@ class WebSocketService:
             event = await queue.get()
             self._log_event(event)
             self._news.unpark_all()
+
+    async def _follow_health(self, health: HealthFeed) -> None:
+        while True:
+            await health.wait_for_change(health.version)
+            self._news.unpark_all()
+
+    def _health_version(self) -> int:
+        return 0 if self.health is None else self.health.version
+
+    def _failing(self) -> list[dict[str, Any]]:
+        return [] if self.health is None else self.health.failing()
 
     def _log_event(self, event: Event) -> None:
         self._event_count += 1
@@ -249,7 +277,15 @@ class _Session:
         snapshot = {"type": "snapshot", "printers": dict(step.view), "events": recent}
         if not await self._send(encode(snapshot)):
             return
+        health_sent = service._health_version()
+        failing = service._failing()  # made per send, for a countdown as of now: rare (a part fails or runs again)
+        if failing and not await self._send(encode({"type": "health", "failing": failing})):
+            return
         while True:
+            while health_sent != service._health_version():  # again if it changed while it was sent
+                health_sent = service._health_version()
+                if not await self._send(encode({"type": "health", "failing": service._failing()})):
+                    return
             if step is service._step and events_sent == service._event_count:
                 with trio.move_on_after(self.limits.heartbeat_s) as idle:
                     await service._news.park()

@@ -505,6 +505,35 @@ function showLink(text) {
   document.getElementById("printers").classList.toggle("old", Boolean(text));
 }
 
+// Parts of the box that stopped working (a {"type": "health"} message lists them until they run again): a line each.
+const PART_NAMES = {
+  links: "Printer connection", camera: "Camera relay", power: "Smart plug", notify: "Notifications", panel: "Panel",
+  discovery: "Printer discovery", alerts: "Quiet hours", hms_texts: "HMS texts download", system: "System",
+  web: "Web page",
+};
+let failing = [];                  // what the last health message listed, with retry_at on this page's clock
+
+function showHealth(parts) {
+  const now = Date.now();
+  failing = parts.map((part) => ({
+    ...part, retry_at: typeof part.retry_in_s === "number" ? now + part.retry_in_s * 1000 : null,
+  }));
+  renderHealth(now);
+}
+
+function renderHealth(now) {
+  const el = document.getElementById("health");
+  el.hidden = !failing.length;
+  patch(el, failing.map((part) => {
+    const what = PART_NAMES[part.name] || part.name;
+    const again = part.failures > 1 ? `, ${part.failures} times in a row` : "";
+    const when = part.retry_at === null ? "restarting now…"
+      : `restarting in ${Math.max(0, Math.ceil((part.retry_at - now) / 1000))} s`;
+    return `<p data-part="${esc(part.name)}"><span aria-hidden="true">⚠</span> ${esc(what)} stopped working (${
+      esc(part.error || "error")}${again}) — ${esc(when)}</p>`;
+  }).join(""));
+}
+
 function onMessage(raw) {
   lastMessageAt = Date.now();
   stats.messages += 1;
@@ -513,13 +542,18 @@ function onMessage(raw) {
   if (msg.type === "snapshot") {
     for (const id of Object.keys(printers)) delete printers[id];
     Object.assign(printers, msg.printers);
-    if (Array.isArray(msg.events)) showEvents(msg.events);
+    if (Array.isArray(msg.events)) {  // a connection's first: the box sends what is failing now right after it
+      showEvents(msg.events);
+      showHealth([]);
+    }
     render();
   } else if (msg.type === "delta" && printers[msg.printer]) {
     printers[msg.printer] = applyMergePatch(printers[msg.printer], msg.changes);
     render();
   } else if (msg.type === "event") {
     addEvent(msg);
+  } else if (msg.type === "health") {
+    showHealth(Array.isArray(msg.failing) ? msg.failing : []);
   } else if (msg.type === "panel") {
     showPanel(msg);
   }
@@ -557,6 +591,7 @@ function tick() {
     }
   }
   if (Object.keys(printers).length) render();
+  if (failing.length) renderHealth(Date.now());
 }
 
 // -- the owner's session: the menu offers Log in or Log out ------------------------------------------------------
