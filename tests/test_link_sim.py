@@ -39,19 +39,23 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
-    hms = getattr(request, "param", [])
+    """``request.param`` (optional): the printer's HMS list, and the link's ``stale_after_s`` and ``keepalive_s``."""
+    options = getattr(request, "param", {})
+    stale_after_s = options.get("stale_after_s", 2.5)
     async with trio.open_nursery() as nursery:
         sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=100)
         await nursery.start(sim.run)
-        sim.printer.set_hms(hms)
+        sim.printer.set_hms(options.get("hms", []))
         config = PrinterConfig(
             id="p", name="P", model="P1S", host="127.0.0.1", serial=SERIAL, access_code=Secret(CODE),
-            mqtt_port=sim.mqtt_port, stale_after_s=2.5, offline_after_s=OFFLINE_AFTER_S, reconnect_max_s=0.3,
-            connect_timeout_s=3.0,
+            mqtt_port=sim.mqtt_port, stale_after_s=stale_after_s, offline_after_s=max(OFFLINE_AFTER_S, stale_after_s),
+            reconnect_max_s=0.3, connect_timeout_s=3.0,
         )
         hub = StateHub([config])
         events = hub.open_event_queue("test")
-        link = await nursery.start(PrinterLink(config, hub, PinStore(tmp_path / "tls-pins.json")).run)
+        keepalive_s = options.get("keepalive_s", 30)
+        link = PrinterLink(config, hub, PinStore(tmp_path / "tls-pins.json"), keepalive_s=keepalive_s)
+        await nursery.start(link.run)
         rig = Rig(sim, hub, link, events)
         await wait_for(lambda: rig.printer()["connection"] == "online" and rig.state()["gcode_state"] == "IDLE")
         yield rig
@@ -65,15 +69,18 @@ def drain(queue: EventQueue) -> list[dict[str, object]]:
     return out
 
 
+# Nothing reaches the link but the record: a silent printer, no keepalive ping and no stale reconnect within the wait.
+@pytest.mark.parametrize("rig", [{"stale_after_s": 3600.0, "keepalive_s": 3600}], indirect=True)
 async def test_packets_coalesced_in_one_tls_record_are_all_delivered_at_once(rig: Rig) -> None:
+    rig.sim.printer.go_silent()
     reports = [
         {"print": {"command": "push_status", "msg": 1, "layer_num": 7}},
         {"print": {"command": "push_status", "msg": 1, "mc_percent": 42}},
         {"print": {"command": "push_status", "msg": 1, "spd_lvl": 3}},
     ]
     rig.sim.printer.publish_reports(reports, coalesce=True)
-    # Nothing else is sent after the record: only draining the SSL object's buffer can deliver all three.
-    await wait_for(lambda: rig.state()["speed_level"] == 3, timeout=2.0)  # the next report could bring it too
+    # Nothing else comes after the record: only draining the SSL object's buffer can deliver all three.
+    await wait_for(lambda: rig.state()["speed_level"] == 3, what="the last report of the record")
     state = rig.state()
     assert (state["layer"], state["percent"]) == (7, 42)
 
@@ -111,7 +118,7 @@ async def test_dropped_connection_comes_back_and_resyncs(rig: Rig) -> None:
     drain(rig.events)
     before = rig.link.connects
     assert rig.sim.printer.drop_clients() == 1
-    await wait_for(lambda: rig.link.connects == before + 1 and rig.printer()["connection"] == "online", timeout=5)
+    await wait_for(lambda: rig.link.connects == before + 1 and rig.printer()["connection"] == "online")
     kinds = [e["kind"] for e in drain(rig.events)]
     assert kinds == ["connection_lost", "connection_restored"]
     pushalls = [
@@ -134,7 +141,7 @@ async def test_print_lifecycle_reaches_the_event_queue(rig: Rig) -> None:
     assert events[0]["job"] == rig.state()["subtask_name"]
 
 
-@pytest.mark.parametrize("rig", [[(0x0C000300, 0x00030008)]], indirect=True)
+@pytest.mark.parametrize("rig", [{"hms": [(0x0C000300, 0x00030008)]}], indirect=True)
 async def test_errors_active_at_start_are_standing_and_new_ones_are_raised(rig: Rig) -> None:
     hms = rig.state()["hms"]
     assert isinstance(hms, list) and [h["standing"] for h in hms] == [True]
@@ -163,5 +170,5 @@ async def test_a_bug_while_handling_a_report_costs_a_reconnect_not_the_service(
     rig.hub.apply_message = explode_once  # type: ignore[method-assign]
     before = rig.link.connects
     rig.sim.printer.publish_report({"print": {"command": "push_status", "msg": 1, "mc_percent": 3}})
-    await wait_for(lambda: rig.link.connects == before + 1 and rig.printer()["connection"] == "online", timeout=5)
+    await wait_for(lambda: rig.link.connects == before + 1 and rig.printer()["connection"] == "online")
     assert "unexpected error in the printer link" in caplog.text

@@ -22,6 +22,7 @@ from bambupi.service import Running, Service
 from bambupi.sim.plug import SimulatedPlug
 from bambupi.sim.printer import SimulatedPrinter
 from tests.plug_servers import FakePlugServer, HomeAssistant, ShellyGen1, ShellyGen2
+from tests.support import wait_for
 
 PASSWORD = "pl4g-s3cret-pw"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.ha-long-lived-token"
@@ -69,6 +70,16 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
 
 def assert_no_secret(text: str) -> None:
     assert PASSWORD not in text and TOKEN not in text
+
+
+async def refuses(url: str) -> bool:
+    """Whether nothing listens at ``url`` any more (a connection is refused)."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    except OSError:
+        return True
+    await stream.aclose()
+    return False
 
 
 async def test_reads_and_switches_off_and_on(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
@@ -134,7 +145,7 @@ async def test_http_500_malformed_body_timeout_and_unplugged(rig: Rig, caplog: p
 
     assert (await plug.read()).on in (True, False)  # it recovers once the plug behaves
     rig.server.unplug()
-    await trio.sleep(0.05)
+    await wait_for(lambda: refuses(rig.server.url), what="the unplugged plug's port refusing connections")
     with pytest.raises(PlugError, match="cannot reach it") as info:
         await plug.read()
     messages.append(str(info.value))
@@ -228,6 +239,8 @@ async def test_an_endless_answer_is_cut_off_at_the_limit_not_read_into_memory() 
     # Anything on the LAN can answer at the plug's address; this one streams JSON-looking bytes forever.
     sent = 0
 
+    hung_up = trio.Event()
+
     async def endless(stream: trio.SocketStream) -> None:
         nonlocal sent
         async with stream:
@@ -239,7 +252,7 @@ async def test_an_endless_answer_is_cut_off_at_the_limit_not_read_into_memory() 
                     await stream.send_all(chunk)
                     sent += len(chunk)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+                hung_up.set()
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(functools.partial(trio.serve_tcp, endless, 0, host="127.0.0.1"))
@@ -248,6 +261,7 @@ async def test_an_endless_answer_is_cut_off_at_the_limit_not_read_into_memory() 
         with trio.fail_after(30), pytest.raises(PlugError, match="answer too large"):
             await plug.read()
         await plug.aclose()
-        await trio.sleep(0.2)
-        assert sent < 64 * 1024 * 1024  # the box stopped reading (the socket buffers hold the rest)
+        with trio.fail_after(30):  # a hang bound: the server notices the box hung up
+            await hung_up.wait()
+        assert sent < 64 * 1024 * 1024  # all it ever sent: the box stopped reading (the socket buffers hold the rest)
         nursery.cancel_scope.cancel()
