@@ -23,6 +23,7 @@ arrives, and cancelled when no error came within :data:`JOB_END_SETTLE_S` (:meth
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from bambupi.config import PrinterConfig
 from bambupi.printer.capture import MqttCapture
 from bambupi.printer.events import Event as Event  # the consumers' event type, re-exported
 from bambupi.printer.events import events as derive_events
-from bambupi.printer.hms import CANCELLED_RESULT
+from bambupi.printer.hms import CANCELLED_RESULT, HmsEntry, decode_hms
 from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.models import model_info
 from bambupi.printer.phase import IN_JOB, Phase, job_phase, phase
@@ -256,6 +257,12 @@ class StateHub:
 
     def capture(self, printer_id: str) -> MqttCapture:
         return self._printers[printer_id].capture
+
+    def hms_describer(self, printer_id: str) -> Callable[[int, int], HmsEntry]:
+        """How the state describes this printer's HMS codes now (its model and official texts), for a reader that
+        describes codes the state no longer lists (the MQTT log); callable from any thread (the tables are frozen)."""
+        printer = self._printers[printer_id]
+        return functools.partial(decode_hms, model=printer.config.model, catalogs=self._catalogs_for(printer))
 
     def rejected_messages(self, printer_id: str) -> int:
         return self._printers[printer_id].rejected_messages

@@ -20,7 +20,10 @@ import pytest
 import trio
 
 from bambupi.config import Config, PrinterConfig, WebConfig
-from bambupi.printer.hms import WIKI_HMS_HOME
+from bambupi.hub import StateHub
+from bambupi.printer.capture import CapturedMessage, Direction
+from bambupi.printer.hms import WIKI_HMS_HOME, decode_hms
+from bambupi.printer.routes import logged
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
@@ -193,6 +196,7 @@ async def test_mqtt_debug_page(box: Box, tmp_path: Path) -> None:
             " const c = getComputedStyle(e).color; e.remove(); return c; })()")
         box.sim.printer.set_hms([])
 
+
         box.sim.printer.publish_report(report(subtask_name="fresh_marker"))
         await page.wait_for("document.querySelector('#log li').textContent.includes('fresh_marker')", timeout=HANG_S)
         await page.evaluate("document.querySelector('#log li summary').click()")
@@ -222,7 +226,41 @@ async def test_mqtt_debug_page(box: Box, tmp_path: Path) -> None:
         assert await page.evaluate("document.querySelectorAll('#log li').length") == 0
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
         await page.screenshot(ARTIFACTS / "mqtt-390.png")
+
+        # Cleared before a page asked: the log still names it, decoded by the box as the card did (the page looks
+        # nothing up in the printer's state, which no longer lists it).
+        async with httpx.AsyncClient(base_url=box.base) as http:
+            with trio.fail_after(HANG_S):
+                while (await http.get("/api/printers/p1s")).json()["state"]["hms"]:
+                    await trio.sleep(0.05)
+            logged = [m for m in (await http.get("/api/printers/p1s/mqtt-log")).json()["messages"] if "hms" in m]
+        described = {key: value for key, value in card_entry.items() if key != "standing"}
+        assert [described] in [m["hms"] for m in logged]  # the card's words, severity, action and link
+        assert all(m["direction"] == "in" for m in logged)
+        await page.navigate(box.base + "/printers/p1s/mqtt")  # a new load: nothing kept from before
+        cleared = "document.querySelector('#log .hms-notes li')"
+        await page.wait_for(f"{cleared}?.textContent.includes('0700_8000_0002_0001') === true", timeout=HANG_S)
+        assert card_entry["description"] in await page.evaluate(f"{cleared}.textContent")
         assert page.exceptions == []
+
+
+def test_the_mqtt_log_describes_a_reports_hms_codes_and_passes_junk_as_it_came() -> None:
+    printer = PrinterConfig(id="p1s", name="P1S", model="P1S", host="127.0.0.1", serial=SERIAL,
+                            access_code=Secret(CODE))
+    describe = StateHub([printer]).hms_describer("p1s")
+
+    def message(payload: str, direction: Direction = "in") -> CapturedMessage:
+        return CapturedMessage(1, 0.0, direction, "device/x/report", payload, len(payload), False)
+
+    entries = [{"attr": 0x07008000, "code": 0x00020001}, {"attr": -1, "code": 5}, "junk", {"attr": 0x0300}]
+    report = json.dumps({"print": {"command": "push_status", "hms": entries}})
+    expected = decode_hms(0x07008000, 0x00020001, "P1S").to_json(standing=False)
+    del expected["standing"]
+    assert logged(message(report), describe)["hms"] == [expected]  # the one valid entry, as the state decodes it
+    assert "hms" not in logged(message(report, "out"), describe)
+    for junk in ('{"print": {"hms": "none"}}', '{"print": {"hms": [{"attr": 117473280, "co', '["hms"]', 'not "hms"'):
+        shown = logged(message(junk), describe)
+        assert "hms" not in shown and shown["payload"] == junk
 
 
 def _random_object(rng: random.Random, depth: int = 0) -> dict[str, Any]:

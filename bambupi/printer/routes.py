@@ -6,6 +6,7 @@ Handlers run in the front door's worker threads and reach trio through ``trio.fr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,9 +16,12 @@ import trio
 from bambupi.config import PrinterConfig
 from bambupi.hub import StateHub
 from bambupi.outgoing import OneAtATime
+from bambupi.printer.capture import CapturedMessage
 from bambupi.printer.commands import CommandError, Controls
 from bambupi.printer.discovery import Discovery
+from bambupi.printer.hms import HmsEntry
 from bambupi.printer.pins import PinStore
+from bambupi.printer.state import reported_hms
 from bambupi.printer.trust import Unreachable, trust_current_certificate
 from bambupi.web.responses import read_json_body
 from bambupi.web.routes import Access, BadGateway, BadRequest, Conflict, HttpError, NotFound, Reply, expose
@@ -44,10 +48,12 @@ def add_printer_routes(
         except ValueError:
             raise BadRequest("since: must be an integer") from None
 
-        def read() -> list[dict[str, Any]]:
-            return [m.to_json() for m in hub.capture(printer_id).messages(since=since)]
+        def read() -> tuple[list[CapturedMessage], Callable[[int, int], HmsEntry]]:
+            return hub.capture(printer_id).messages(since=since), hub.hms_describer(printer_id)
 
-        return {"printer": printer_id, "messages": trio.from_thread.run_sync(read)}
+        captured, describe = trio.from_thread.run_sync(read)
+        # Parsed here, in the web's thread, not in trio's: up to the capture's 200 reports of up to 64 KiB.
+        return {"printer": printer_id, "messages": [logged(m, describe) for m in captured]}
 
     def command(printer_id: str) -> Reply:
         body = read_json_body()
@@ -84,6 +90,28 @@ def add_printer_routes(
     expose(app, "GET", "/api/printers/<printer_id>/mqtt-log", mqtt_log, Access.ANYONE)
     expose(app, "POST", "/api/printers/<printer_id>/commands", command, Access.OWNER)
     expose(app, "POST", "/api/printers/<printer_id>/trust", trust, Access.OWNER)
+
+
+def logged(message: CapturedMessage, describe: Callable[[int, int], HmsEntry]) -> dict[str, Any]:
+    """A captured message as the MQTT log shows it: a received report that lists HMS codes carries them decoded
+    (``hms``: code, severity, module, description, action, url, silent), described as the card describes them, so
+    the page names a code the printer has cleared since."""
+    body = message.to_json()
+    if message.direction == "in" and '"hms"' in message.payload:  # most reports have none: not parsed
+        try:
+            report = json.loads(message.payload)
+        except ValueError:  # cut at the capture's size limit, or not JSON at all
+            report = None
+        pairs = reported_hms(report) if isinstance(report, dict) else []
+        if pairs:
+            body["hms"] = [_described(describe(attr, code)) for attr, code in pairs]
+    return body
+
+
+def _described(entry: HmsEntry) -> dict[str, Any]:
+    described = entry.to_json(standing=False)
+    del described["standing"]  # the state's notion (active when the box started), not the report's
+    return described
 
 
 def add_discovery_routes(app: bottle.Bottle, discovery: Discovery) -> None:

@@ -797,6 +797,18 @@ def _is_u32(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= U32_MAX
 
 
+def reported_hms(report: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """The ``(attr, code)`` pairs of a report's ``print.hms`` list that the state would decode (the first
+    :data:`MAX_HMS_ENTRIES` valid ones); [] when it has none. For readers of raw reports (the MQTT log)."""
+    body = report.get("print")
+    entries = body.get("hms") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        return []
+    pairs = [(e["attr"], e["code"]) for e in entries if isinstance(e, dict) and _is_u32(e.get("attr"))
+             and _is_u32(e.get("code"))]
+    return pairs[:MAX_HMS_ENTRIES]
+
+
 def _apply_hms(
     new: State,
     old: State,

@@ -32,17 +32,11 @@ const HMS = (() => {
       esc(description(h))}</span>${action}${note}<span class="meta">${facts.join(" · ")}</span>${link}</li>`;
   }
 
-  // One line under an MQTT message: the code and the same description the card shows. An entry the box has not
-  // described (only its code known) is not coloured: its severity is the box's to say.
+  // One line under an MQTT message: the code and the same description the card shows.
   function line(h) {
-    if (!h.severity) return `<li class="s-silent"><span class="num">${esc(h.code)}</span></li>`;
     const silent = h.silent ? ' <span class="muted">(no action needed)</span>' : "";
     return `<li class="s-${tone(h)}"><span class="num">${esc(h.code)}</span> ${esc(description(h))}${silent}</li>`;
   }
 
-  // A report entry's printed code, AAAA_BBBB_CCCC_DDDD (the state's spelling, hms.hms_code).
-  const hex = (n) => (n >>> 0).toString(16).toUpperCase().padStart(4, "0");
-  const codeOf = (attr, code) => [attr >>> 16, attr & 0xffff, code >>> 16, code & 0xffff].map(hex).join("_");
-
-  return { tone, alarming, sorted, description, item, line, codeOf };
+  return { tone, alarming, sorted, description, item, line };
 })();

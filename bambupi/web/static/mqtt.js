@@ -25,33 +25,12 @@ function summary(payload) {
   } catch { return "not JSON"; }
 }
 
-// A report's HMS codes in the card's words: the box's own descriptions, from the printer's state (the card's
-// source), kept once seen. A code the printer no longer lists by the time the page asks shows as the code alone.
-const described = new Map();       // code -> the state's entry for it
-
-function hmsCodes(m) {
-  if (m.direction !== "in") return [];
-  try {
-    const entries = (JSON.parse(m.payload).print || {}).hms;
-    return Array.isArray(entries) ? entries.filter((e) => e && e.attr > 0 && e.code > 0)
-      .map((e) => HMS.codeOf(e.attr, e.code)) : [];
-  } catch { return []; }
-}
-
-async function learnDescriptions() {
-  const r = await fetch(`/api/printers/${encodeURIComponent(printerId)}`, { cache: "no-store" });
-  if (!r.ok) return;
-  for (const h of ((await r.json()).state || {}).hms || []) described.set(h.code, h);
-}
-
 function item(m) {
   const time = new Date(m.at * 1000).toLocaleTimeString([], { hour12: false });
   const dir = m.direction === "in" ? '<span class="dir in">⬇ in</span>' : '<span class="dir out">⬆ out</span>';
   const cut = m.truncated ? " · truncated" : "";
-  const codes = hmsCodes(m);
-  const hms = codes.length
-    ? `<ul class="hms-notes">${HMS.sorted(codes.map((code) => described.get(code) || { code })).map(HMS.line).join("")}</ul>`
-    : "";
+  // A report's HMS codes come described by the box, as the card describes them (even once cleared).
+  const hms = m.hms && m.hms.length ? `<ul class="hms-notes">${HMS.sorted(m.hms).map(HMS.line).join("")}</ul>` : "";
   return `<li data-seq="${m.seq}"><details><summary>#${m.seq} ${esc(time)} ${dir} ${esc(summary(m.payload))}
     <span class="muted">· ${m.size} B${cut} · ${esc(m.topic)}</span></summary><pre>${esc(pretty(m.payload))}</pre></details>${hms}</li>`;
 }
@@ -89,7 +68,6 @@ async function poll() {
       if (!r.ok) {
         document.getElementById("count").textContent = body.error || `error ${r.status}`;
       } else if (body.messages.length) {
-        if (body.messages.some((m) => hmsCodes(m).length)) await learnDescriptions();
         messages = messages.concat(body.messages).slice(-MAX_SHOWN);
         since = body.messages[body.messages.length - 1].seq;
         add(body.messages);
