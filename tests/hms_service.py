@@ -1,5 +1,5 @@
 """A local stand-in for Bambu's HMS service (``GET /query.php?lang=..&d=..``), serving the real texts of
-tests/fixtures/hms_service.json (English and German) on 127.0.0.1, and able to misbehave on demand."""
+tests/fixtures/hms_service.json (English, German and Japanese) on 127.0.0.1, and able to misbehave on demand."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Writes tests/fixtures/hms_service.json: a few codes of Bambu's official HMS and print-error tables in English and
-German, in the HMS service's query.php shape, for the local stand-in (tests/hms_service.py).
+"""Writes tests/fixtures/hms_service.json: a few codes of Bambu's official HMS and print-error tables in English,
+German and Japanese, in the HMS service's query.php shape, for the local stand-in (tests/hms_service.py).
 
-Source: greghesp/ha-bambulab, custom_components/bambu_lab/pybambu/hms_error_text/hms_{en,de}.json.gz at the commit
+Source: greghesp/ha-bambulab, custom_components/bambu_lab/pybambu/hms_error_text/hms_{en,de,ja}.json.gz at the commit
 in tests/fixtures/hms_service.source.toml. Run: ``python -m tests.make_hms_fixture <ha-bambulab checkout or bare
 repository>``. The texts are the ones meant for every model (the service answers per device type with one text a code).
 """
@@ -38,7 +38,7 @@ ERROR_CODES = ("03008004", "0300400C", "03004006")
 
 def main(repository: str) -> None:
     data: dict[str, dict[str, list[dict[str, str]]]] = {"device_hms": {}, "device_error": {}}
-    for language in ("en", "de"):
+    for language in ("en", "de", "ja"):
         raw = subprocess.run(["git", "-C", repository, "show", f"{COMMIT}:{TABLES.format(language)}"],
                              capture_output=True, check=True).stdout
         table = json.loads(gzip.decompress(raw))

@@ -5,6 +5,7 @@ Regenerate goldens after an intended change: BAMBUPI_UPDATE_GOLDEN=1 pytest test
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from bambupi.panel.screens import (
     SHIFTS,
     WIDTH,
     NetworkInfo,
+    ScreenName,
     Text,
     View,
     hms_sorted,
@@ -28,6 +30,9 @@ from bambupi.panel.screens import (
     render,
     state_word,
 )
+from bambupi.printer.hms import decode_hms, describe_print_error, job_result
+from bambupi.printer.hms_texts import Catalog, parse_service_answer
+from tests.hms_service import service_data
 
 GOLDEN = Path(__file__).parent / "golden" / "panel"
 NOW = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC
@@ -99,6 +104,32 @@ SILENT_AND_COMMON = {
     ]},
 }
 
+
+def official(language: str) -> tuple[Catalog, ...]:
+    """The real official table of the stand-in service (tests/fixtures) in ``language``; () for the shipped English."""
+    if language == "en":
+        return ()
+    catalog = parse_service_answer(json.dumps(service_data(language)).encode(), language)
+    assert isinstance(catalog, Catalog)
+    return (catalog,)
+
+
+def described(language: str) -> dict[str, Any]:
+    """A P1S with a fatal code that has an action, and the failed job's error, decoded as the state does in
+    ``language``'s official table."""
+    catalogs = official(language)
+    entry = decode_hms(0x0300_0200, 0x0001_0006, "P1S", catalogs).to_json(standing=False)
+    error = describe_print_error("0300_4006", "P1S", catalogs)
+    return {
+        "id": "p1", "name": "Garage", "model": "P1S", "connection": "online",
+        "state": {"gcode_state": "FAILED", "print_error": "0300_4006", "print_error_text": error.text,
+                  "print_error_action": error.action, "hms": [entry],
+                  "job_result": job_result("FAILED", "0300_4006", error_text=error.text)},
+    }
+
+
+JAPANESE = described("ja")
+
 CASES: dict[str, View] = {
     "status-cancelled": View("status", CANCELLED, NET, NOW, ZoneInfo("UTC")),
     "status-failed": View("status", FAILED, NET, NOW, ZoneInfo("UTC")),
@@ -114,6 +145,9 @@ CASES: dict[str, View] = {
     "hms-description": View("hms", FATAL_WITH_ACTION, NET, NOW, shown_s=0.0),
     "hms-action": View("hms", FATAL_WITH_ACTION, NET, NOW, shown_s=HMS_PAGE_S),
     "hms-silent": View("hms", SILENT, NET, NOW),
+    "hms-japanese": View("hms", JAPANESE, NET, NOW, shown_s=0.0),
+    "hms-japanese-action": View("hms", JAPANESE, NET, NOW, shown_s=HMS_PAGE_S),
+    "status-failed-japanese": View("status", JAPANESE, NET, NOW, ZoneInfo("UTC")),
     "ams-two-units": View("ams", LONG, NET, NOW),
     "ams-none": View("ams", H2D, NET, NOW),
     "network": View("network", OFFLINE, NET, NOW, ZoneInfo("UTC")),
@@ -188,6 +222,26 @@ def test_a_silent_code_is_listed_but_never_drawn_as_an_alarm() -> None:
     # Beside a real error, the real error leads the screen and the silent code is counted last.
     assert [e["code"] for e in hms_sorted(SILENT_AND_COMMON)] == ["0700_2000_0002_0002", "0500_0600_0002_0070"]
     assert _texts(View("hms", SILENT_AND_COMMON, NET, NOW))[:2] == ["COMMON", "1/2"]
+
+
+def test_a_language_the_fonts_cannot_draw_is_shown_in_the_official_english_text() -> None:
+    """The OLED's fonts are Latin-1: the Japanese table's texts would print as "????". The screen shows the official
+    English text instead, pixel for pixel what an English box shows; a language the fonts draw keeps its own."""
+    hms = JAPANESE["state"]["hms"][0]
+    assert hms["description"].startswith("ノズルの温度") and hms["action"]  # the state holds the owner's language
+    english = described("en")
+    pages: tuple[tuple[ScreenName, float], ...] = (("hms", 0.0), ("hms", HMS_PAGE_S), ("status", 0.0))
+    for screen, shown_s in pages:
+        japanese_view = View(screen, JAPANESE, NET, NOW, ZoneInfo("UTC"), shown_s=shown_s)
+        english_view = View(screen, english, NET, NOW, ZoneInfo("UTC"), shown_s=shown_s)
+        texts = _texts(japanese_view)
+        assert not any("?" in text for text in texts), texts
+        assert ImageChops.difference(render(japanese_view).convert("L"),
+                                     render(english_view).convert("L")).getbbox() is None
+    assert "The nozzle temperature" in " ".join(_texts(View("hms", JAPANESE, NET, NOW)))
+    assert "What to do:" in " ".join(_texts(View("hms", JAPANESE, NET, NOW, shown_s=HMS_PAGE_S)))
+    german = described("de")
+    assert german["state"]["hms"][0]["description"] in " ".join(_texts(View("hms", german, NET, NOW)))  # as it is
 
 
 anything = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bambupi.printer.hms import describe_print_error, english_hms, job_result
 from bambupi.printer.phase import IN_JOB, job_phase
 
 WIDTH: Final = 128
@@ -113,6 +114,40 @@ def printable(text: object) -> str:
         else:
             chars.append(ch)
     return "".join(chars)
+
+
+def drawable(text: str) -> bool:
+    """Whether the fonts draw ``text`` as written (:func:`printable` keeps every character)."""
+    return all(32 <= ord(ch) < 127 or 160 <= ord(ch) <= 255 or ch in "\u2026\t\n\r" for ch in text)
+
+
+# The official texts come in the owner's language, and the fonts are Latin-1: Japanese, Chinese, Korean, Thai,
+# Russian, Ukrainian or Greek would print as "????". Such a text is shown in the official English one instead, from
+# the table shipped with bambupi (hms.english_hms), looked up here from the code and model the state holds: the state
+# keeps one text per code, the page's, and the screen picks what it can draw.
+
+
+def hms_words(entry: Mapping[str, Any], model: str) -> tuple[str, str | None]:
+    """An HMS entry's description and action as the OLED shows them: the owner's language when the fonts have its
+    letters, else both in the official English text."""
+    description = str(entry.get("description") or "")
+    action = entry.get("action") if isinstance(entry.get("action"), str) else None
+    if drawable(description) and drawable(action or ""):
+        return description, action
+    try:
+        english = english_hms(str(entry.get("code")), model)
+    except ValueError:  # not a code the state would hold: its words as they came
+        return description, action
+    return english.description, english.action
+
+
+def print_error_words(printer: Mapping[str, Any]) -> str | None:
+    """What went wrong with the job (``print_error_text``) as the OLED shows it: in English when not drawable."""
+    state = _state(printer)
+    text, code = state.get("print_error_text"), state.get("print_error")
+    if isinstance(text, str) and not drawable(text) and isinstance(code, str):
+        return describe_print_error(code, str(printer.get("model") or "")).text
+    return text if isinstance(text, str) else None
 
 
 def fit(text: object, font: FontName, width: int) -> str:
@@ -213,7 +248,11 @@ def _job_result(printer: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def state_line(printer: Mapping[str, Any]) -> str:
     """The state in words, with what went wrong when a job failed ("Failed: Nozzle clogged", as on the page)."""
-    text = _job_result(printer).get("text")
+    result = _job_result(printer)
+    text = result.get("text")
+    if isinstance(text, str) and not drawable(text) and result.get("outcome") == "failed":
+        english = job_result("FAILED", _state(printer).get("print_error"), error_text=print_error_words(printer))
+        text = english["text"] if english is not None else text
     if printer.get("connection") == "online" and isinstance(text, str) and text:
         return text
     return state_word(printer)
@@ -255,7 +294,7 @@ def status_items(view: View) -> list[Item]:
     layer, total = _num(state.get("layer")), _num(state.get("total_layers"))
     layers = f"L{layer}/{total}" if layer is not None and total else ""
     # A failed job: the big word says "Failed", this line what went wrong (the page's "Failed: <text>" in two rows).
-    error = state.get("print_error_text") if _job_result(printer).get("outcome") == "failed" else None
+    error = print_error_words(printer) if _job_result(printer).get("outcome") == "failed" else None
     line = str(error) if error and printer.get("connection") == "online" else word
     items.append(Text(0, 11, fit(line, "body", _W - 6 * len(layers) - 6)))
     if layers:
@@ -356,15 +395,15 @@ def hms_items(view: View) -> list[Item]:
     items.append(Text(1, 0, head, "body", fg))
     if count:
         items.append(Text(_W - 1 - 6 * len(count), 0, count, "body", fg))
-    action = entry.get("action")
-    if isinstance(action, str) and action.strip() and int(max(view.shown_s, 0.0) // HMS_PAGE_S) % 2 == 1:
+    description, action = hms_words(entry, str(printer.get("model") or ""))
+    if action is not None and action.strip() and int(max(view.shown_s, 0.0) // HMS_PAGE_S) % 2 == 1:
         for row, line in enumerate(wrap(f"What to do: {action}", "small", _W - 2, 6)):
             items.append(Text(1, 11 + row * 8, line, "small", fg))
         return items
     name = fit(printer.get("name") or printer.get("id") or "", "small", _W - 2)
     items.append(Text(1, 11, name, "small", fg))
     items.append(Text(1, 20, fit(entry.get("code") or "", "small", _W - 2), "small", fg))
-    description = entry.get("description") or ("No description published" if silent else "")
+    description = description or ("No description published" if silent else "")
     for row, line in enumerate(wrap(description, "small", _W - 2, 4)):
         items.append(Text(1, 30 + row * 8, line, "small", fg))
     return items

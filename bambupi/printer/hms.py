@@ -247,6 +247,20 @@ def decode_hms(attr: int, code: int, model: str, catalogs: tuple[Catalog, ...] =
     return HmsEntry(text, severity, module, description, url)
 
 
+def attr_and_code(code: str) -> tuple[int, int]:
+    """A printed code (``AAAA_BBBB_CCCC_DDDD``) back as the report's ``(attr, code)``; ValueError if it is not one."""
+    parts = [int(part, 16) for part in code.split("_")]
+    if len(parts) != 4 or not all(0 <= part <= 0xFFFF for part in parts):
+        raise ValueError(f"not an HMS code: {code!r}")
+    return parts[0] << 16 | parts[1], parts[2] << 16 | parts[3]
+
+
+def english_hms(code: str, model: str) -> HmsEntry:
+    """``code`` as :func:`decode_hms` describes it without the user's table: the official English text shipped with
+    bambupi. For a screen whose font cannot draw the user's language (the OLED's is Latin-1)."""
+    return decode_hms(*attr_and_code(code), model)
+
+
 def _official(code: str, model: str, catalogs: tuple[Catalog, ...], *, kind: str = "hms") -> Official | None:
     return lookup((*catalogs, shipped_catalog()), code, model_info(model).model, kind=kind)
 

@@ -31,6 +31,7 @@ from typing import Any, Final, TypeVar
 
 from bambupi.printer.hms import (
     COMMAND_VERIFICATION_FAILED,
+    attr_and_code,
     decode_hms,
     describe_print_error,
     format_print_error,
@@ -862,7 +863,7 @@ def redescribe(state: State, model: str, catalogs: tuple[Catalog, ...]) -> State
     """
     new = dict(state)
     new["hms"] = [
-        {**entry, **_words(decode_hms(*_attr_code(entry["code"]), model, catalogs).to_json(standing=False))}
+        {**entry, **_words(decode_hms(*attr_and_code(entry["code"]), model, catalogs).to_json(standing=False))}
         for entry in state["hms"]
     ]
     if new["print_error"] is not None:
@@ -871,11 +872,6 @@ def redescribe(state: State, model: str, catalogs: tuple[Catalog, ...]) -> State
         if isinstance(result, dict) and result.get("outcome") == "failed":
             new["job_result"] = {**result, "text": f"Failed: {new['print_error_text']}"}
     return new
-
-
-def _attr_code(code: str) -> tuple[int, int]:
-    parts = [int(part, 16) for part in code.split("_")]
-    return parts[0] << 16 | parts[1], parts[2] << 16 | parts[3]
 
 
 def _words(entry: Mapping[str, Any]) -> dict[str, Any]:
