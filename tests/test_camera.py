@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.resources
 import io
+import itertools
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,31 @@ def test_snapshot_store_is_bounded(tmp_path: Path) -> None:
 # --- against the simulator's camera ------------------------------------------------------------------------------
 
 
+class PacedCamera:
+    """A camera source that sends one of a few pre-rendered frames every ``interval_s`` on trio's clock.
+
+    The simulator's camera renders each frame in a worker thread, and trio's fake clock jumps while a thread works;
+    this one runs no thread, so a test on the fake clock measures rates and lingers exactly."""
+
+    kind = "paced"
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self.interval_s = interval_s
+        self.pictures = [jpeg(seed) for seed in range(4)]
+        self.sent = 0  # across connections: a new connection never starts with the picture the last one ended on
+        self.clients = 0
+
+    async def stream(self, on_frame: Callable[[bytes], None]) -> None:
+        self.clients += 1
+        try:
+            while True:
+                on_frame(self.pictures[self.sent % len(self.pictures)])
+                self.sent += 1
+                await trio.sleep(self.interval_s)
+        finally:
+            self.clients -= 1
+
+
 @dataclass
 class Rig:
     sim: Simulator
@@ -139,6 +165,7 @@ class Rig:
     frames: FrameHub
     taker: SnapshotTaker
     port: int
+    paced: PacedCamera | None = None
 
     @property
     def camera_connections(self) -> int:
@@ -163,9 +190,11 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         config = printer(sim.camera_port, options.get("code", CODE))
         hub = StateHub([config])
         backoff = options.get("backoff", (0.1, 0.5))
+        paced = PacedCamera() if options.get("paced") else None
         frames = FrameHub(
             hub, [config], linger_s=options.get("linger", 0.5), backoff_min_s=backoff[0], backoff_max_s=backoff[1],
             status_interval_s=options.get("status_interval", 2.0),
+            **({"source_for": lambda _: paced} if paced is not None else {}),
         )
         await nursery.start(frames.run)
         taker = await nursery.start(
@@ -177,7 +206,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         )
         door = FrontDoor(make_app(hub), WebConfig(host="127.0.0.1", port=0), native=routes)
         port = await nursery.start(door.run)
-        yield Rig(sim, hub, frames, taker, port)
+        yield Rig(sim, hub, frames, taker, port, paced)
         nursery.cancel_scope.cancel()
 
 
@@ -504,16 +533,18 @@ async def test_stalled_viewer_is_closed_after_the_write_timeout(rig: Rig) -> Non
     await stalled.aclose()
 
 
-@pytest.mark.parametrize("rig", [{"linger": 2.0}], indirect=True)
-async def test_upstream_closes_after_linger(rig: Rig) -> None:
-    assert rig.sim.camera is not None
+# On trio's fake clock with a camera that runs no thread: the linger is measured, not raced.
+@pytest.mark.parametrize("rig", [{"linger": 2.0, "paced": True}], indirect=True)
+async def test_upstream_closes_after_linger(rig: Rig, autojump_clock: trio.testing.MockClock) -> None:
+    assert rig.paced is not None
     viewer = await Viewer.open(rig.port)
     await viewer.next_frame()
-    assert rig.sim.camera.clients == 1
+    assert rig.paced.clients == 1
     await viewer.stream.aclose()
     await wait_for(lambda: rig.hub.printer("p1")["camera"]["viewers"] == 0, timeout=HANG_S)  # the relay noticed
-    assert rig.sim.camera.clients == 1  # still lingering (2 s)
-    await wait_for(lambda: rig.sim.camera is not None and rig.sim.camera.clients == 0, timeout=HANG_S)
+    assert rig.paced.clients == 1  # still lingering
+    lingered = await wait_for(lambda: rig.paced is not None and rig.paced.clients == 0, timeout=HANG_S)
+    assert lingered >= 2.0 - 0.1  # the linger, less the polls that saw the relay notice
     assert rig.hub.printer("p1")["camera"]["status"] == "idle"
     # A new viewer brings it back with a fresh frame, never the stale one.
     old = rig.frames.latest("p1")
@@ -523,7 +554,9 @@ async def test_upstream_closes_after_linger(rig: Rig) -> None:
     await viewer.stream.aclose()
 
 
-async def test_fps_parameter_limits_one_viewer(rig: Rig) -> None:
+@pytest.mark.parametrize("rig", [{"paced": True}], indirect=True)
+async def test_fps_parameter_limits_one_viewer(rig: Rig, autojump_clock: trio.testing.MockClock) -> None:
+    """On trio's fake clock with a camera that runs no thread: the rates are exact whatever the machine's load."""
     slow = await Viewer.open(rig.port, "?fps=2")
     fast = await Viewer.open(rig.port)
     arrivals: list[float] = []
@@ -538,10 +571,10 @@ async def test_fps_parameter_limits_one_viewer(rig: Rig) -> None:
         nursery.start_soon(fast.run)
         await wait_for(lambda: len(slow.frames) >= 5, timeout=HANG_S)
         nursery.cancel_scope.cancel()
-    # 2 fps: 5 frames span 2 s (1.5 s if a late frame is caught up; 10 fps would take 0.4 s). A loaded machine only
-    # delays frames, and this leaves half a second for one to arrive late and the next on time.
-    assert arrivals[-1] - arrivals[0] > 1.0
-    assert len(fast.frames) > len(slow.frames)  # the other viewer is not held to 2 fps
+    # 2 fps: a frame every 0.5 s, each the camera's next one after its slot (the camera sends every 0.1 s).
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(arrivals)]
+    assert all(0.5 - 0.1 <= gap <= 0.5 + 0.1 for gap in gaps), gaps
+    assert len(fast.frames) >= 3 * len(slow.frames)  # the other viewer is not held to 2 fps (10 fps here)
     status, _, body = await http_get(rig.port, "/api/printers/p1/camera?fps=abc")
     assert status == 400 and b"fps" in body
 
