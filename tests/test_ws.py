@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import wsproto
+import wsproto.events
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from bambupi.component import RESTART, Applied, HealthBoard, Supervisor, Web
@@ -392,3 +394,13 @@ async def test_a_failing_part_is_pushed_to_the_page_and_cleared_when_it_runs_aga
                 message = await receive(ws)
             assert message == {"type": "health", "failing": []}
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+def test_a_message_framed_once_reads_back_whole_in_a_websocket_client(size: int) -> None:
+    client = wsproto.Connection(wsproto.ConnectionType.CLIENT)
+    text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte characters: the frame counts bytes
+    client.receive_data(ws_module.text_frame(text))
+    events = list(client.events())
+    assert len(events) == 1 and isinstance(events[0], wsproto.events.TextMessage)
+    assert events[0].data == text and events[0].message_finished
