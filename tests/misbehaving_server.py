@@ -7,6 +7,7 @@ against it (issue 14, items 5 and 6).
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 
 import trio
@@ -17,7 +18,8 @@ GOOD = b'{"id": 0, "output": true, "apower": 42.5, "aenergy": {"total": 1000.0},
 
 @dataclass
 class Misbehaving:
-    """A raw HTTP server on loopback that answers the way it is told to, counting what it sent.
+    """A raw HTTP server on loopback (trio only, no thread) that answers the way it is told to, counting what it
+    sent and keeping the bodies it was sent.
 
     ``drip_head``: the status line and then one header byte every ``every_s``, forever; ``drip_body``: a complete
     head and then one body byte every ``every_s``, forever; ``huge``: a 64 MiB answer as fast as the client takes it;
@@ -31,6 +33,7 @@ class Misbehaving:
     requests: int = 0
     done: int = 0  # connections whose answer ended (sent whole, or the client hung up)
     holding: int = 0  # requests held unanswered right now
+    bodies: list[bytes] = field(default_factory=list)  # of the requests, in the order they came
     release: trio.Event = field(default_factory=trio.Event)
     port: int = 0
 
@@ -53,6 +56,14 @@ class Misbehaving:
                 if not chunk:
                     return
                 data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            while length and len(body) < int(length[1]):  # read it all: unread bytes would reset the connection
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                body += chunk
+            self.bodies.append(body)
             self.requests += 1
             # The client hanging up is what the box should do.
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from bambupi.secret import Secret
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
 from bambupi.web.frontdoor import FrontDoor
+from tests.misbehaving_server import Misbehaving
 from tests.notify_services import (
     DISCORD_PATH,
     NTFY_TOKEN,
@@ -191,31 +191,34 @@ async def test_a_channel_whose_token_cannot_be_sent_fails_alone_and_the_box_keep
     assert not fake.of("ntfy")
 
 
-async def test_offline_grace_dedup_and_quiet_hours(services: tuple[FakeServices, str]) -> None:
-    fake, base = services
+async def test_offline_grace_dedup_and_quiet_hours(autojump_clock: trio.testing.MockClock) -> None:
+    """On trio's fake clock, against a receiver that runs no thread: the grace period is timed exactly."""
     hub = StateHub([printer_config()])
     quiet = [False]
-    (webhook,) = [c for c in channels(base, offline_grace_s=1.0, dedup_window_s=60) if c.name == "webhook"]
 
     def sent() -> list[str]:
-        return [json.loads(r.body)["event"] for r in fake.of("webhook")]
+        return [json.loads(body)["event"] for body in receiver.bodies]
 
     def told_offline() -> int:
         return sum(d["kind"] == "printer_offline" for d in notifier.deliveries())
 
     async with trio.open_nursery() as nursery:
-        notifier = await start_notifier(nursery, hub, (webhook,), quiet=lambda: quiet[0], quiet_poll_s=0.1)
+        receiver = await nursery.start(Misbehaving("ok").run)
+        webhook = NotifyConfig(name="webhook", kind="webhook", url=receiver.url + "/hook", offline_grace_s=1.0,
+                               dedup_window_s=60)
+        notifier = await start_notifier(nursery, hub, (webhook,), quiet=lambda: quiet[0], quiet_poll_s=0.1,
+                                        clock=trio.current_time)
         hub.set_connection("p", "online")
         hub.apply_message("p", report(gcode_state="IDLE", hms=[]))
         hub.set_connection("p", "offline", "connection refused")
         await trio.sleep(0.1)  # a blip (its grace timer has started)
         hub.set_connection("p", "online")  # back within the grace period (1 s): nobody is bothered
         hub.set_connection("p", "offline", "connection refused")
-        lost_at = time.time()
+        lost_at = trio.current_time()
         # The service has it, and the notifier has logged its answer (the log entry comes after the reply).
         await wait_for(lambda: sent() == ["printer_offline"] and told_offline() == 1)
         (told,) = [d for d in notifier.deliveries() if d["kind"] == "printer_offline"]
-        assert told["at"] >= lost_at + 0.95  # this loss's, after its grace; the blip's would be 0.1 s earlier
+        assert told["at"] >= lost_at + 1.0  # this loss's, after its grace; the blip's would be 0.1 s earlier
         hub.set_connection("p", "online")
         await wait_for(lambda: sent() == ["printer_offline", "printer_online"])
 
