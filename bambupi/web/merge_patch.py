@@ -31,6 +31,8 @@ def diff(old: JsonObject, new: JsonObject) -> dict[str, Any]:
         if new_value is None:
             continue
         old_value = old.get(key)
+        if new_value is old_value:
+            continue  # the reducer keeps what a report did not touch (the AMS, the HMS list): nothing to walk
         if isinstance(new_value, Mapping) and isinstance(old_value, Mapping):
             nested = diff(old_value, new_value)
             if nested:
