@@ -16,6 +16,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from bambupi.alerts import QuietHours
 from bambupi.config import AlertsConfig, PanelConfig
 from bambupi.hub import StateHub
+from bambupi.panel import service as panel_service
 from bambupi.panel.alarms import Led
 from bambupi.panel.outputs import PATTERNS, ButtonWatcher, BuzzerDriver, LedDriver, Recorder
 from bambupi.panel.screens import NetworkInfo
@@ -245,4 +246,29 @@ async def test_panel_shows_why_the_first_boot_rejected_the_setup_file(autojump_c
         await trio.sleep(31)  # the network facts are probed every 30 s
         bottom = panel.image.crop((0, 36, 120, 62)).convert("L")
         assert bottom.histogram()[255] < bottom.width * bottom.height // 4
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("oled", "redraws"), [("virtual", range(4, 4 * 4 + 2)), ("none", range(0, 1))])
+async def test_a_flood_of_reports_redraws_a_few_times_a_second_and_never_without_a_screen(
+    autojump_clock: Any, monkeypatch: pytest.MonkeyPatch, oled: str, redraws: range
+) -> None:
+    rendered: list[float] = []
+    real_render = panel_service.render
+    monkeypatch.setattr(panel_service, "render", lambda view: rendered.append(trio.current_time()) or real_render(view))
+    hub = StateHub([printer_config("p1")])
+    panel = Panel(
+        hub, PanelConfig(oled=oled, gpio="none"), QuietHours(AlertsConfig()), clock_synced=lambda: True,
+        network=lambda url: NetworkInfo("box", "10.0.0.2", url), boot_network_s=0,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(panel.run)
+        hub.set_connection("p1", "online")
+        await trio.sleep(5)
+        rendered.clear()
+        for percent in range(100):  # 25 reports a second for 4 s, each a visible change
+            hub.apply_message("p1", report(gcode_state="RUNNING", mc_percent=percent))
+            await trio.sleep(0.04)
+        assert len(rendered) in redraws  # at most MAX_REDRAWS_PER_S a second; none without a screen
+        assert panel.printers["p1"]["state"]["percent"] == 99  # the panel still follows every change
         nursery.cancel_scope.cancel()
