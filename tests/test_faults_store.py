@@ -28,7 +28,7 @@ from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
 from bambupi.web.frontdoor import FrontDoor
 from tests.notify_services import NTFY_TOKEN, FakeServices
-from tests.support import PLUGGED_PRINTER, fill, mount, umount
+from tests.support import PLUGGED_PRINTER, fill, mount, umount, wait_for
 
 WAIT = 30  # generous: a busy CPU only slows the waits
 NOW = 1_800_000_000.0
@@ -187,12 +187,6 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=WAIT) as http:
 
-            async def until(check: object) -> None:
-                assert callable(check)
-                with trio.fail_after(WAIT):
-                    while not await check():
-                        await trio.sleep(0.05)
-
             async def printer() -> dict[str, object]:
                 return dict((await http.get("/api/printers/garage")).json())
 
@@ -203,14 +197,14 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
             async def online_and_logging() -> bool:
                 return (await printer())["connection"] == "online" and await stored_samples() > 0
 
-            await until(online_and_logging)
+            await wait_for(online_and_logging, WAIT)
             filler = fill(tiny_disk)
 
             async def full_is_shown() -> bool:
                 health = (await http.get("/healthz")).json()
                 return health["components"]["power_log"]["ok"] is False
 
-            await until(full_is_shown)  # the next flush of plug readings fails
+            await wait_for(full_is_shown, WAIT)  # the next flush of plug readings fails
             health = (await http.get("/healthz")).json()
             assert health["status"] == "degraded" and "disk is full" in health["components"]["power_log"]["error"]
             power = (await http.get("/api/power")).json()
@@ -229,7 +223,7 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
                 sent = [json.dumps(r.json) for r in receiver.of("ntfy")]
                 return state["gcode_state"] in ("PREPARE", "RUNNING") and any("full_disk_part" in s for s in sent)
 
-            await until(started_and_notified)
+            await wait_for(started_and_notified, WAIT)
             before = await stored_samples()
             assert (await http.get("/healthz")).json()["components"]["power_log"]["ok"] is False
 
@@ -238,7 +232,7 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
             async def caught_up() -> bool:
                 return (await http.get("/healthz")).json()["components"]["power_log"]["ok"] is True
 
-            await until(caught_up)
+            await wait_for(caught_up, WAIT)
             assert (await http.get("/api/power")).json()["warning"] is None
             assert 'id="power-log-warning"' not in (await http.get("/power")).text
             assert await stored_samples() > before  # the readings kept in memory meanwhile are written
@@ -249,14 +243,14 @@ async def test_the_service_on_a_full_disk_keeps_monitoring_shows_the_warning_and
                 jobs = (await http.get("/api/jobs")).json()["jobs"]
                 return any(j["name"] == name and j["ended_at"] is not None and j["result"] for j in jobs)
 
-            await until(lambda: ended("full_disk_part"))
+            await wait_for(lambda: ended("full_disk_part"), WAIT)
             sim.printer.start_print("after_room", layers=20, minutes=30)
 
             async def recorded() -> bool:
                 jobs = (await http.get("/api/jobs")).json()["jobs"]
                 return any(j["name"] == "after_room" for j in jobs)
 
-            await until(recorded)
+            await wait_for(recorded, WAIT)
         nursery.cancel_scope.cancel()
     # Logged once when it failed and once when it came back, not at every flush in between.
     said = [r.getMessage() for r in caplog.records if r.name == "bambupi.power"]

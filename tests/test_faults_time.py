@@ -26,6 +26,7 @@ from bambupi.secret import Secret
 from bambupi.web.frontdoor import FrontDoor
 from tests.notify_services import WEBHOOK_SECRET, FakeServices
 from tests.plug_servers import FakePlugServer, ShellyGen1
+from tests.support import wait_for
 
 WAIT = 30  # generous: a busy CPU only slows the waits
 HOUR = 3600.0
@@ -54,12 +55,6 @@ def report(gcode_state: str, nozzle: float = 25.0) -> bytes:
         "command": "push_status", "gcode_state": gcode_state, "nozzle_temper": nozzle, "subtask_name": "cube",
         "stg_cur": 255, "hms": [],
     }}).encode()
-
-
-async def until(check: Any) -> None:
-    with trio.fail_after(WAIT):
-        while not await check():
-            await trio.sleep(0.01)
 
 
 def test_held_energy_is_never_negative_and_counts_only_the_job() -> None:
@@ -96,7 +91,7 @@ async def test_a_wall_clock_step_during_a_print_changes_neither_its_energy_nor_i
             async def done() -> bool:
                 return len(server.requests) >= start + count
 
-            await until(done)
+            await wait_for(done, WAIT)
 
         began = trio.current_time()
         hub.apply_message("p", report("RUNNING"))
@@ -104,7 +99,7 @@ async def test_a_wall_clock_step_during_a_print_changes_neither_its_energy_nor_i
         async def job_running() -> bool:
             return power.status("p")["job"] is not None
 
-        await until(job_running)
+        await wait_for(job_running, WAIT)
         await readings_later(4)
         wall.offset = step_s  # NTP steps the clock in the middle of the print
         await readings_later(4)
@@ -114,7 +109,7 @@ async def test_a_wall_clock_step_during_a_print_changes_neither_its_energy_nor_i
             jobs = await trio.to_thread.run_sync(store.jobs)
             return bool(jobs) and jobs[0]["ended_at"] is not None
 
-        await until(job_stored)
+        await wait_for(job_stored, WAIT)
         elapsed = trio.current_time() - began
         nursery.cancel_scope.cancel()
     job = store.jobs()[0]
@@ -197,7 +192,7 @@ async def test_a_wall_clock_step_does_not_change_how_long_a_notification_says_a_
         async def told() -> bool:
             return bool(fake.of("webhook"))
 
-        await until(told)
+        await wait_for(told, WAIT)
         nursery.cancel_scope.cancel()
     body = json.loads(fake.of("webhook")[0].body)
     assert body["event"] == "job_finished" and body["body"].startswith("Took 0 min."), body  # before: 1 h 00 min

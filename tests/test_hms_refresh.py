@@ -21,6 +21,7 @@ from bambupi.printer.hms_refresh import REFRESH_S, RETRY_FIRST_S, HmsRefresher
 from bambupi.printer.hms_texts import MAX_ANSWER_BYTES
 from bambupi.secret import Secret
 from tests.hms_service import HmsService, service_data, stand_in
+from tests.support import report, wait_for
 
 SERIAL = "01P00A000000001"  # device type 01P (a P1S)
 DEVICE = "01P"
@@ -28,10 +29,6 @@ PRINTER = PrinterConfig(id="p", name="P", model="P1S", host="127.0.0.1", serial=
 FRONT_COVER = {"attr": 0x0300_1200, "code": 0x0002_0001}
 PLACEHOLDER = {"attr": 0x0500_0100, "code": 0x0001_000A}
 LIMIT_S = 20.0  # bounds a hang only
-
-
-def report(**fields: object) -> bytes:
-    return json.dumps({"print": {"command": "push_status", **fields}}).encode()
 
 
 def hub_showing(*hms: dict[str, int], print_error: int = 0) -> StateHub:
@@ -49,9 +46,7 @@ async def until(condition: Callable[[], bool]) -> None:
     """Wait for a state. On the autojump clock the limit is pytest-timeout's (the refresher reads and writes its file
     in a thread, and the fake clock jumps while a thread works: a deadline on it would pass at once)."""
     autojump = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-    with trio.fail_after(math.inf if autojump else LIMIT_S):
-        while not condition():
-            await trio.sleep(0.01)
+    await wait_for(condition, math.inf if autojump else LIMIT_S, interval=0.01)
 
 
 def refresher(hub: StateHub, folder: Path, url: str, language: str = "en", **kwargs: Any) -> HmsRefresher:

@@ -3,7 +3,6 @@ watcher on trio's fake clock (no sockets, no threads)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from bambupi.hub import StateHub
 from bambupi.printer.link import REASON_AUTH, LinkFailure, Liveness, PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
+from tests.support import report, wait_for
 
 STALE = LinkFailure("no report from the printer for 60 s; reconnecting", silent=True)
 REFUSED = LinkFailure("connection refused by 10.0.0.9:8883 (is this the printer's address, and is it on?)")
@@ -68,10 +68,6 @@ def test_offline_is_due_once_no_report_came_for_the_period() -> None:
     assert live.overdue("online", 1320.0) == ("offline", NO_REPORT)
 
 
-def report(**fields: object) -> bytes:
-    return json.dumps({"print": {"command": "push_status", **fields}}).encode()
-
-
 async def test_a_silent_printer_goes_stale_then_offline_and_a_report_brings_it_back(
     autojump_clock: trio.testing.MockClock, tmp_path: Any
 ) -> None:
@@ -88,11 +84,8 @@ async def test_a_silent_printer_goes_stale_then_offline_and_a_report_brings_it_b
         hub.apply_message("p", report(**fields))
         link.reported()
 
-    async def until(connection: str) -> float:
-        with trio.fail_after(1000):
-            while hub.printer("p")["connection"] != connection:
-                await trio.sleep(0.5)
-        return trio.current_time()
+    def offline() -> bool:
+        return hub.printer("p")["connection"] == "offline"
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(link._watch_offline)
@@ -105,7 +98,8 @@ async def test_a_silent_printer_goes_stale_then_offline_and_a_report_brings_it_b
             await trio.sleep(15)
             link._failed(STALE)
             assert hub.printer("p")["connection"] == "stale"
-        assert await until("offline") - start == pytest.approx(120.0, abs=0.5)
+        await wait_for(offline, 1000, interval=0.5)  # on the fake clock
+        assert trio.current_time() - start == pytest.approx(120.0, abs=0.5)
         assert hub.printer("p")["connection_reason"] == NO_REPORT
         assert hub.printer("p")["state"]["percent"] == 25  # the last values stay, marked by the connection
 
@@ -114,7 +108,8 @@ async def test_a_silent_printer_goes_stale_then_offline_and_a_report_brings_it_b
         back = trio.current_time()
         assert hub.printer("p")["connection"] == "online"
         # The watcher counts again from the new report.
-        assert await until("offline") - back == pytest.approx(120.0, abs=0.5)
+        await wait_for(offline, 1000, interval=0.5)
+        assert trio.current_time() - back == pytest.approx(120.0, abs=0.5)
         nursery.cancel_scope.cancel()
     kinds = []
     while (event := events.get_nowait()) is not None:

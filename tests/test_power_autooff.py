@@ -26,6 +26,7 @@ from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
 from tests.plug_servers import FakePlugServer, Request, ShellyGen1
+from tests.support import wait_for
 
 SERIAL = "01P00A000000042"
 CODE = "24681357"
@@ -264,12 +265,6 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
         nursery.cancel_scope.cancel()
 
 
-async def until(predicate: Any, seconds: float = 30.0) -> None:
-    with trio.fail_after(seconds):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 def drain(queue: EventQueue, kind: str) -> list[dict[str, Any]]:
     events = []
     while (event := queue.get_nowait()) is not None:
@@ -280,7 +275,7 @@ def drain(queue: EventQueue, kind: str) -> list[dict[str, Any]]:
 async def samples_later(box: Box, count: int) -> None:
     """Wait until the service has read the plug ``count`` more times (each reading ends with a Status 8)."""
     start = box.plug.commands.count("Status 8")
-    await until(lambda: box.plug.commands.count("Status 8") >= start + count, 30)
+    await wait_for(lambda: box.plug.commands.count("Status 8") >= start + count)
 
 
 async def log_in(client: httpx.AsyncClient) -> dict[str, str]:
@@ -298,11 +293,11 @@ def gcode_state(box: Box) -> Any:
 
 
 async def finish_a_print(box: Box) -> None:
-    await until(lambda: gcode_state(box) is not None)
+    await wait_for(lambda: gcode_state(box) is not None)
     box.sim.printer.start_print("cube", layers=5, minutes=1.0)
-    await until(lambda: gcode_state(box) == "FINISH")
+    await wait_for(lambda: gcode_state(box) == "FINISH")
     # The power service takes the print's end from its own event queue, a moment after the hub has the FINISH.
-    await until(lambda: auto_status(box)["code"] != "idle")
+    await wait_for(lambda: auto_status(box)["code"] != "idle")
 
 
 async def test_finish_cooldown_warning_then_off(box: Box, caplog: pytest.LogCaptureFixture) -> None:
@@ -319,7 +314,7 @@ async def test_finish_cooldown_warning_then_off(box: Box, caplog: pytest.LogCapt
     assert "Power Off" in box.plug.commands
     assert any("auto-off: switching the printer off in" in r.getMessage() for r in caplog.records)
     assert any("nozzle cool: switching the plug off" in r.getMessage() for r in caplog.records)
-    await until(lambda: auto_status(box)["armed"] is False)
+    await wait_for(lambda: auto_status(box)["armed"] is False)
 
     async with httpx.AsyncClient(base_url=box.base) as client:
         jobs = (await client.get("/api/jobs")).json()["jobs"]
@@ -342,7 +337,7 @@ async def test_a_new_print_cancels_auto_off(box: Box) -> None:
     await finish_a_print(box)
     assert auto_status(box)["armed"]
     box.sim.printer.start_print("second", layers=5, minutes=30)
-    await until(lambda: auto_status(box)["code"] == "new_print")
+    await wait_for(lambda: auto_status(box)["code"] == "new_print")
     await samples_later(box, 25)  # 25 readings 0.1 s apart: well past the 1.2 s minimum time and 0.6 s warning
     assert box.plug.switched == [] and box.plug.on
 
@@ -376,18 +371,18 @@ async def test_cancel_and_switch_through_the_page_need_a_login(box: Box) -> None
 async def test_never_during_pause(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         box = await start_box(nursery, tmp_path, auto_off_after_failure=True)
-        await until(lambda: gcode_state(box) is not None)
+        await wait_for(lambda: gcode_state(box) is not None)
         box.sim.printer.start_print("long", layers=50, minutes=60)
-        await until(lambda: gcode_state(box) == "RUNNING")
+        await wait_for(lambda: gcode_state(box) == "RUNNING")
         box.sim.printer.pause()
         for heater in box.sim.printer.state.nozzles:  # a cold nozzle during a long pause
             heater.target = 0.0
-        await until(lambda: gcode_state(box) == "PAUSE")
-        await until(lambda: box.running.hub.printer("p")["state"]["nozzle_temp"] < 50)
+        await wait_for(lambda: gcode_state(box) == "PAUSE")
+        await wait_for(lambda: box.running.hub.printer("p")["state"]["nozzle_temp"] < 50)
         # Armed while paused (as if a finish had been reported in error): the PAUSE itself must stop it.
         assert box.running.power is not None
         box.running.power.auto_off.on_event({"kind": "job_finished", "printer": "p"}, 0.0)
-        await until(lambda: auto_status(box)["code"] == "printing")
+        await wait_for(lambda: auto_status(box)["code"] == "printing")
         await samples_later(box, 25)
         assert box.plug.switched == [] and auto_status(box)["armed"] is False
         nursery.cancel_scope.cancel()
@@ -396,13 +391,13 @@ async def test_never_during_pause(tmp_path: Path) -> None:
 async def test_printer_on_but_unreachable_and_jobs_without_a_plug(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         box = await start_box(nursery, tmp_path)
-        await until(lambda: gcode_state(box) is not None)
+        await wait_for(lambda: gcode_state(box) is not None)
         box.sim.printer.start_print("hot", layers=50, minutes=60)
-        await until(lambda: gcode_state(box) == "RUNNING")
+        await wait_for(lambda: gcode_state(box) == "RUNNING")
         box.sim.printer.go_silent()
         assert box.running.power is not None
         power = box.running.power
-        await until(lambda: "printer on but unreachable" in (power.status("p")["warning"] or ""))
+        await wait_for(lambda: "printer on but unreachable" in (power.status("p")["warning"] or ""))
         nursery.cancel_scope.cancel()
 
     # The same database, a printer without a plug: jobs are still recorded, with no energy.
@@ -419,9 +414,9 @@ async def test_printer_on_but_unreachable_and_jobs_without_a_plug(tmp_path: Path
             power=PowerConfig(sample_interval_s=0.1, flush_interval_s=0.5),
         )
         running = await nursery.start(Service(config, storage_folder=tmp_path).run)
-        await until(lambda: running.hub.printer("p")["state"]["gcode_state"] is not None)
+        await wait_for(lambda: running.hub.printer("p")["state"]["gcode_state"] is not None)
         sim.printer.start_print("no plug", layers=5, minutes=30)
-        await until(lambda: running.hub.printer("p")["state"]["gcode_state"] in ("PREPARE", "RUNNING"))
+        await wait_for(lambda: running.hub.printer("p")["state"]["gcode_state"] in ("PREPARE", "RUNNING"))
         sim.printer.fail()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}") as client:
             jobs: list[dict[str, Any]] = []
@@ -452,7 +447,7 @@ async def test_auto_off_fires_once_and_the_owners_on_stays(box: Box, caplog: pyt
     caplog.set_level(logging.INFO)
     queue = box.running.hub.open_event_queue("test")
     await finish_a_print(box)
-    await until(lambda: box.plug.commands.count("Power Off") == 1)
+    await wait_for(lambda: box.plug.commands.count("Power Off") == 1)
     await samples_later(box, 10)  # plenty of chances to switch it off again
     assert box.plug.commands.count("Power Off") == 1 and not box.plug.on
     async with httpx.AsyncClient(base_url=box.base) as client:
@@ -473,9 +468,9 @@ async def test_auto_off_fires_once_and_the_owners_on_stays(box: Box, caplog: pyt
 async def test_off_while_printing_needs_a_confirmation_and_raises_no_cross_check(box: Box) -> None:
     """Issue 12, defect 5: one tap on Off cut a running print, then the box asked "is this the printer's plug?"."""
     queue = box.running.hub.open_event_queue("test")
-    await until(lambda: gcode_state(box) is not None)
+    await wait_for(lambda: gcode_state(box) is not None)
     box.sim.printer.start_print("bracket", layers=50, minutes=60)
-    await until(lambda: gcode_state(box) == "RUNNING")
+    await wait_for(lambda: gcode_state(box) == "RUNNING")
     async with httpx.AsyncClient(base_url=box.base) as client:
         headers = await log_in(client)
         r = await client.post("/api/printers/p/plug", json={"on": False}, headers=headers)
@@ -488,7 +483,7 @@ async def test_off_while_printing_needs_a_confirmation_and_raises_no_cross_check
         assert r.status_code == 200 and r.json()["reading"]["on"] is False
         assert box.plug.commands.count("Power Off") == 1
         # The printer's last report still says RUNNING until its link goes stale; the plug reads 0 W all along.
-        await until(lambda: box.running.hub.printer("p")["connection"] != "online")
+        await wait_for(lambda: box.running.hub.printer("p")["connection"] != "online")
         await samples_later(box, 5)
         assert drain(queue, "power_check") == []
         assert box.running.power is not None and box.running.power.status("p")["warning"] is None
@@ -496,7 +491,7 @@ async def test_off_while_printing_needs_a_confirmation_and_raises_no_cross_check
         r = await client.post("/api/printers/p/plug", json={"on": True}, headers=headers)
         assert r.status_code == 200 and r.json()["reading"]["on"] is True
     # A stop reports FAILED without an error first; the cancel is known once 0300_400C follows (or the settle ends).
-    await until(lambda: (box.running.hub.printer("p")["state"]["job_result"] or {}).get("outcome") == "cancelled")
+    await wait_for(lambda: (box.running.hub.printer("p")["state"]["job_result"] or {}).get("outcome") == "cancelled")
     assert [e.get("job") for e in drain(queue, "job_cancelled")] == ["bracket"]
 
 
@@ -522,16 +517,16 @@ async def test_printer_on_but_unreachable_is_logged_once(caplog: pytest.LogCaptu
 
         async def requests_later(count: int) -> None:
             start = len(server.requests)
-            await until(lambda: len(server.requests) >= start + count, 30)
+            await wait_for(lambda: len(server.requests) >= start + count)
 
-        await until(lambda: "printer on but unreachable" in (power.status("p")["warning"] or ""))
+        await wait_for(lambda: "printer on but unreachable" in (power.status("p")["warning"] or ""))
         first = power.status("p")["warning"]
         await requests_later(30)  # 15 readings of /status, each with another wattage
         assert power.status("p")["warning"] != first  # the page shows the newest figure...
         assert sum("printer on but unreachable" in r.getMessage() for r in caplog.records) == 1  # ...the log once
         assert len(drain(queue, "power_check")) == 1
         shelly.on = False  # 0 W: nothing odd any more
-        await until(lambda: power.status("p")["warning"] is None)
+        await wait_for(lambda: power.status("p")["warning"] is None)
         await requests_later(10)
         assert sum("plug and printer agree again" in r.getMessage() for r in caplog.records) == 1
         nursery.cancel_scope.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from bambupi.notify.channels import SIGNATURE_HEADER, sign
 from bambupi.web.frontdoor import FrontDoor
 from tests.journeys.harness import PRINTER, Journey, journey
 from tests.notify_services import WEBHOOK_SECRET, FakeServices
+from tests.support import wait_for
 
 STALE_AFTER_S = 3  # the simulator reports once a second while printing: a margin for a busy machine
 OFFLINE_AFTER_S = 8
@@ -59,15 +60,6 @@ async def receiver() -> AsyncIterator[tuple[FakeServices, str]]:
 
 def told(fake: FakeServices) -> list[str]:
     return [json.loads(r.body)["event"] for r in fake.of("webhook")]
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll ``check`` until it holds (a state, never a time)."""
-    with trio.move_on_after(LIMIT_S):
-        while not await check():
-            await trio.sleep(0.1)
-        return
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 async def api(j: Journey, path: str) -> dict[str, Any]:
@@ -134,7 +126,7 @@ offline_grace_s = 3
             ), "controls must be disabled while the printer does not report"
 
         # It stays silent: offline, greyed, "last seen HH:MM", controls disabled.
-        await until(lambda: _is(j, "offline"), "offline on the API")
+        await wait_for(lambda: _is(j, "offline"), LIMIT_S, what="offline on the API")
         printer = await api(j, f"/api/printers/{PRINTER}")
         assert printer["last_report_at"] == last_report_at  # the time of the last report, kept
         assert printer["connection_reason"] == f"no report from the printer for {OFFLINE_AFTER_S} s"
@@ -154,8 +146,8 @@ offline_grace_s = 3
         async def red_slow_blink() -> bool:
             return (await api(j, "/api/panel"))["leds"]["red"]["mode"] == "slow_blink"
 
-        await until(red_slow_blink, "the red LED")
-        await until(lambda: _now(told(fake) == ["printer_offline"]), "the offline notification")
+        await wait_for(red_slow_blink, LIMIT_S, what="the red LED")
+        await wait_for(lambda: told(fake) == ["printer_offline"], LIMIT_S, what="the offline notification")
         assert all(r.headers.get(SIGNATURE_HEADER) == sign(WEBHOOK_SECRET, r.body) for r in fake.of("webhook"))
 
         # Never "Online" while silent, on the card (every rendered value) or as an event.
@@ -176,17 +168,15 @@ offline_grace_s = 3
         assert await page.evaluate(j.card("[data-field=last-seen]")) is None
         await page.wait_for(j.card("button[data-command=pause]") + "?.disabled === false", LIMIT_S)
         await page.wait_for(j.card("[data-field=percent]") + f"?.textContent !== {json.dumps(frozen)}", LIMIT_S)
-        await until(lambda: _now(told(fake) == ["printer_offline", "printer_online"]), "the back-online notification")
+        await wait_for(lambda: told(fake) == ["printer_offline", "printer_online"], LIMIT_S,
+                       what="the back-online notification")
+
         async def red_off() -> bool:  # the panel's next refresh; the notification may come first
             return not await red_slow_blink()
 
-        await until(red_off, "the red LED going out")
+        await wait_for(red_off, LIMIT_S, what="the red LED going out")
         assert page.exceptions == []
 
 
 async def _is(j: Journey, wanted: str) -> bool:
     return await connection(j) == wanted
-
-
-async def _now(value: bool) -> bool:
-    return value

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from bambupi.web.frontdoor import FrontDoor
 from tests.browser import ARTIFACTS, Page
 from tests.journeys.harness import PRINTER, Journey, journey
 from tests.notify_services import WEBHOOK_SECRET, FakeServices
+from tests.support import wait_for
 
 # Null-safe: the page may still be loading when a wait starts.
 WAIT = 60.0  # a limit for a hang only: every wait is for a state, however slow the machine
@@ -164,11 +164,6 @@ secret = "{WEBHOOK_SECRET}"
                     answer: dict[str, Any] = (await client.get("/api/panel")).json()
                     return answer
 
-            async def until(check: Callable[[], Awaitable[bool]]) -> None:
-                with trio.fail_after(WAIT):  # against a hang only
-                    while not await check():
-                        await trio.sleep(0.1)
-
             page = await j.phone()
             await j.set_password(page)
             assert await page.evaluate(RECORD_STATES) is True
@@ -194,7 +189,7 @@ secret = "{WEBHOOK_SECRET}"
             async def both_cancels_told() -> bool:
                 return told() == ["job_cancelled", "job_cancelled"]
 
-            await until(both_cancels_told)
+            await wait_for(both_cancels_told, WAIT)
             shown = await panel()
             assert shown["leds"]["red"]["mode"] == "off" and shown["buzzer"]["count"] == 0
             assert shown["pending"] == []  # nothing for the button to acknowledge
@@ -210,15 +205,15 @@ secret = "{WEBHOOK_SECRET}"
             async def red_on() -> bool:  # the LEDs and the buzzer may change in two refreshes
                 return (await panel())["leds"]["red"]["mode"] == "on"
 
-            await until(failure_sounded)
-            await until(red_on)
+            await wait_for(failure_sounded, WAIT)
+            await wait_for(red_on, WAIT)
             shown = await panel()
             assert shown["buzzer"]["count"] == 1  # the two cancels before it never sounded
 
             async def failure_told() -> bool:
                 return told() == ["job_cancelled", "job_cancelled", "job_failed"]
 
-            await until(failure_told)
+            await wait_for(failure_told, WAIT)
             await page.screenshot(ARTIFACTS / "journey-stop-then-failure-390.png")
             assert page.exceptions == []
         nursery.cancel_scope.cancel()

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import trio
-
 from tests.browser import Page
 from tests.journeys.harness import PRINTER, Journey, journey, tap
+from tests.support import wait_for
 
 WAIT = 30  # generous: a busy CPU only slows the waits, it never fails them
 PLUG = """
@@ -43,13 +42,6 @@ def page_text(needle: str) -> str:
     return f"Boolean(document.body?.innerText.includes({needle!r}))"
 
 
-async def until(predicate: object, seconds: float = WAIT) -> None:
-    assert callable(predicate)
-    with trio.fail_after(seconds):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 def plug_commands(j: Journey, command: str) -> int:
     assert j.sim_plug is not None
     return j.sim_plug.commands.count(command)
@@ -74,7 +66,7 @@ async def test_auto_off_fires_once_and_the_owners_on_stays_on(tmp_path: Path) ->
 
         # While printing, one tap on Off asks first, naming the print; "Keep it on" keeps it on.
         j.sim.printer.start_print("bracket", layers=40, minutes=120)
-        await until(lambda: gcode_state(j) == "RUNNING")
+        await wait_for(lambda: gcode_state(j) == "RUNNING", WAIT)
         await open_power_page(j, page)
         await tap(page, button("Off"))
         question = f"document.getElementById('confirm-{PRINTER}')"
@@ -85,12 +77,12 @@ async def test_auto_off_fires_once_and_the_owners_on_stays_on(tmp_path: Path) ->
                             WAIT)
         assert j.sim_plug.on and plug_commands(j, "Power Off") == 0
         j.sim.printer.stop()  # a cancelled print does not arm auto-off (auto_off_after_failure is off)
-        await until(lambda: gcode_state(j) not in ("PREPARE", "RUNNING", "PAUSE"))
+        await wait_for(lambda: gcode_state(j) not in ("PREPARE", "RUNNING", "PAUSE"), WAIT)
 
         # A print finishes and cools: auto-off warns, then switches the plug off, once.
         j.sim.printer.start_print("cube", layers=5, minutes=1)
-        await until(lambda: plug_commands(j, "Power Off") == 1)
-        await until(lambda: not j.sim_plug.on)
+        await wait_for(lambda: plug_commands(j, "Power Off") == 1, WAIT)
+        await wait_for(lambda: not j.sim_plug.on, WAIT)
 
         # The owner logs in, opens /power: the plug is off and nothing is left to cancel.
         await j.log_in(page)
@@ -103,10 +95,10 @@ async def test_auto_off_fires_once_and_the_owners_on_stays_on(tmp_path: Path) ->
 
         # On is honoured and stays: many plug readings later it is still on, switched off only that once.
         await tap(page, button("On"))
-        await until(lambda: j.sim_plug.on)
+        await wait_for(lambda: j.sim_plug.on, WAIT)
         await page.wait_for(page_text("— on"), WAIT)  # the page reloads after "done"
         readings = plug_commands(j, "Status 8")
-        await until(lambda: plug_commands(j, "Status 8") >= readings + 15)
+        await wait_for(lambda: plug_commands(j, "Status 8") >= readings + 15, WAIT)
         await open_power_page(j, page)
         await page.wait_for(page_text("— on"), WAIT)
         assert j.sim_plug.on and plug_commands(j, "Power Off") == 1
