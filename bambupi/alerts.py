@@ -7,6 +7,7 @@ import time
 import zoneinfo
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Final
 
@@ -14,7 +15,6 @@ import trio
 
 from bambupi.component import Applied, Web
 from bambupi.config import AlertsConfig, Config
-from bambupi.panel.alarms import in_quiet_hours
 
 TIMESYNC_DIR: Final = Path("/run/systemd/timesync")
 
@@ -28,6 +28,17 @@ def system_clock_synced(timesync: Path = TIMESYNC_DIR, wall: Callable[[], float]
     if timesync.is_dir():
         return (timesync / "synchronized").exists()
     return datetime.fromtimestamp(wall()).year >= 2024
+
+
+def in_quiet_hours(local: datetime | time_of_day, quiet: tuple[tuple[int, int], tuple[int, int]] | None) -> bool:
+    """True inside ``quiet`` ((start h, m), (end h, m)), which may run across midnight; the end is excluded."""
+    if quiet is None:
+        return False
+    at = local.time() if isinstance(local, datetime) else local
+    start, end = time_of_day(*quiet[0]), time_of_day(*quiet[1])
+    if start < end:
+        return start <= at < end
+    return at >= start or at < end
 
 
 class QuietHours:
@@ -70,4 +81,3 @@ class QuietHours:
 
 def _zone(alerts: AlertsConfig) -> tzinfo | None:
     return zoneinfo.ZoneInfo(alerts.time_zone) if alerts.time_zone else None
-

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from bambupi.alerts import in_quiet_hours
 from bambupi.panel import alarms
-from bambupi.panel.alarms import AlarmState, acknowledge, due, in_quiet_hours, leds, observe, on_event, pending
+from bambupi.panel.alarms import AlarmState, acknowledge, due, leds, observe, on_event, pending
 from bambupi.printer.hms import job_result
 
 GRACE = 60.0

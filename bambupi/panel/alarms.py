@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
 from typing import Any, Final, Literal
 
 from bambupi.printer.phase import WORKING, job_phase
@@ -153,17 +152,6 @@ def _has_code(printer: Mapping[str, Any] | None, code: str) -> bool:
 
 
 # --- the buzzer -----------------------------------------------------------------------------------------------------
-
-
-def in_quiet_hours(local: datetime | time, quiet: tuple[tuple[int, int], tuple[int, int]] | None) -> bool:
-    """True inside ``quiet`` ((start h, m), (end h, m)), which may run across midnight; the end is excluded."""
-    if quiet is None:
-        return False
-    at = local.time() if isinstance(local, datetime) else local
-    start, end = time(*quiet[0]), time(*quiet[1])
-    if start < end:
-        return start <= at < end
-    return at >= start or at < end
 
 
 def on_event(
