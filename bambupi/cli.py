@@ -26,7 +26,7 @@ from bambupi.config import (
     pins_path,
     resolve_storage_path,
 )
-from bambupi.printer.models import model_info
+from bambupi.printer_models import model_info
 from bambupi.secret import Secret, redact
 from bambupi.service import Running, Service
 from bambupi.sim.printer import PROFILES, profile_for

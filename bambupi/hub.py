@@ -41,7 +41,6 @@ from bambupi.printer.events import Event as Event  # the consumers' event type, 
 from bambupi.printer.events import events as derive_events
 from bambupi.printer.hms import CANCELLED_RESULT, HmsEntry, decode_hms
 from bambupi.printer.hms_texts import Catalog
-from bambupi.printer.models import model_info
 from bambupi.printer.phase import IN_JOB, Phase, job_phase, phase
 from bambupi.printer.sink import Connection, Reply
 from bambupi.printer.state import (
@@ -52,6 +51,7 @@ from bambupi.printer.state import (
     redescribe,
     signature_required,
 )
+from bambupi.printer_models import model_info
 
 log = logging.getLogger("bambupi.hub")
 

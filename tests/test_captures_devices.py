@@ -14,8 +14,8 @@ from bambupi.notify.messages import message_for, wanted
 from bambupi.panel import alarms
 from bambupi.power.autooff import what_off_interrupts
 from bambupi.printer.events import events
-from bambupi.printer.models import model_info
 from bambupi.printer.state import State, apply_message, initial_state
+from bambupi.printer_models import model_info
 from bambupi.sim.printer import SimulatedPrinter
 from tests.capture_corpus import Capture, capture
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from bambupi.printer.hms import ARTICLE_TABLE, WIKI_HMS_HOME, hms_url, parse_article_table
-from bambupi.printer.models import KNOWN_MODELS
 from bambupi.printer.state import apply_message, initial_state
+from bambupi.printer_models import KNOWN_MODELS
 from tests.capture_corpus import all_captures
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

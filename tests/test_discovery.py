@@ -13,8 +13,8 @@ from bambupi.config import PrinterConfig
 from bambupi.hub import StateHub
 from bambupi.printer.discovery import Discovery, parse_announcement
 from bambupi.printer.link import PrinterLink
-from bambupi.printer.models import KNOWN_MODELS, model_info
 from bambupi.printer.pins import PinStore, fingerprint
+from bambupi.printer_models import KNOWN_MODELS, model_info
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
 from tests.support import wait_for

@@ -10,8 +10,6 @@ import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import pytest
-
 import bambupi
 
 ROOT = Path(bambupi.__file__).parent
@@ -119,10 +117,5 @@ def test_the_printer_side_reaches_the_hub_only_through_its_sink() -> None:
     assert "bambupi.printer.sink" in graph["bambupi.printer.link"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config <-> printer (models) and alerts <-> panel remain, for the config package and component work "
-    "of issue 16; remove this mark when they are gone",
-)
 def test_no_two_packages_import_each_other() -> None:
     assert cycles(package_graph(module_graph())) == []

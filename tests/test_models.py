@@ -1,4 +1,4 @@
-"""One source of model facts: bambupi/printer/models.py. The simulator and discovery read it, and its facts agree
+"""One source of model facts: bambupi/printer_models.py. The simulator and discovery read it, and its facts agree
 with every real capture."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bambupi.printer.models import KNOWN_MODELS, model_info
+from bambupi.printer_models import KNOWN_MODELS, model_info
 from bambupi.sim import printer as sim
 from tests.capture_corpus import Capture, all_captures
 

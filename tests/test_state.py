@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from bambupi.printer.models import model_info
 from bambupi.printer.state import (
     MAX_PAYLOAD_BYTES,
     Applied,
@@ -18,6 +17,7 @@ from bambupi.printer.state import (
     initial_state,
     signature_required,
 )
+from bambupi.printer_models import model_info
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from bambupi.printer.events import EVENT_KINDS, events
 from bambupi.printer.hms import SEVERITIES
-from bambupi.printer.models import model_info
 from bambupi.printer.state import GCODE_STATES, State, apply_message, initial_state
+from bambupi.printer_models import model_info
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_REPORTS = [json.loads((FIXTURES / f"report_{name}.json").read_text()) for name in ("p1s", "x1c", "h2d")]

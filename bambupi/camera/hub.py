@@ -31,9 +31,9 @@ import trio
 from bambupi.camera.source import CameraError, CameraSource, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig
 from bambupi.hub import CameraStatus, PrinterObject, StateHub
-from bambupi.printer.models import model_info
 from bambupi.printer.phase import IN_JOB
 from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key
+from bambupi.printer_models import model_info
 
 log = logging.getLogger("bambupi.camera")
 

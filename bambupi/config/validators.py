@@ -13,7 +13,7 @@ from typing import Any, get_args
 
 from bambupi.config.model import NotifyTopic
 from bambupi.passwords import parse_password_hash
-from bambupi.printer.models import KNOWN_MODELS, normalise_model
+from bambupi.printer_models import KNOWN_MODELS, normalise_model
 from bambupi.secret import Secret
 
 Validator = Callable[[Any], Any]

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import trio
 
-from bambupi.printer.models import MODEL_BY_SSDP_CODE
+from bambupi.printer_models import MODEL_BY_SSDP_CODE
 
 log = logging.getLogger("bambupi.discovery")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from bambupi.printer.hms_texts import Catalog, Official, lookup, shipped_catalog
-from bambupi.printer.models import model_info
+from bambupi.printer_models import model_info
 
 Severity = Literal["fatal", "serious", "common", "info", "unknown"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("fatal", "serious", "common", "info", "unknown")

@@ -38,7 +38,7 @@ from bambupi.printer.hms import (
     job_result,
 )
 from bambupi.printer.hms_texts import Catalog
-from bambupi.printer.models import ModelInfo, model_info
+from bambupi.printer_models import ModelInfo, model_info
 
 State = dict[str, Any]
 T = TypeVar("T")

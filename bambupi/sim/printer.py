@@ -3,7 +3,7 @@
 It heats, levels, prints layer by layer, pauses, fails and raises HMS codes the way the real printers report them:
 X1 models send full reports, the others deltas carrying only what changed (``msg: 1``) and a full one (``msg: 0``)
 when asked with ``pushall``; the H2 family, P2S, X2D and A2L pack temperatures into ``device.*`` (each model's facts
-come from :mod:`bambupi.printer.models`). The report
+come from :mod:`bambupi.printer_models`). The report
 layout is built by pure functions (:func:`render_report`, :func:`report_delta`); :class:`SimulatedPrinter` owns the
 state, the trio clock and the publishing.
 
@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol
 
 import trio
 
-from bambupi.printer.models import ModelInfo, model_info
+from bambupi.printer_models import ModelInfo, model_info
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ STAGE_USER_PAUSE: Final = 16
 
 @dataclass(frozen=True)
 class ModelProfile:
-    """How the simulator plays one model: the model's facts come from :mod:`bambupi.printer.models` (``info``),
+    """How the simulator plays one model: the model's facts come from :mod:`bambupi.printer_models` (``info``),
     the rest is what only a simulator needs (its firmware's report shapes, what ships in the box)."""
 
     name: str

@@ -9,6 +9,9 @@ so an unknown one gets a sensible default instead of an error.
 
 Where the door sensor reports (real captures, ha-bambulab's fixtures): X1C/X1E in ``home_flag``, H2/P2S/X2D in ``stat``,
 both bit 0x00800000; P1, A1 and A2L have no door sensor.
+
+A leaf module beside the packages, not inside ``bambupi.printer``: the config's validators check a model against it,
+and the printer side imports the config.
 """
 
 from __future__ import annotations
