@@ -34,7 +34,7 @@ from bambupi.camera.jpeg import (
     parse_auth,
     parse_header,
 )
-from bambupi.camera.mjpeg import CameraRoutes
+from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
 from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig, WebConfig

@@ -9,8 +9,8 @@ from pathlib import Path
 import trio
 
 from bambupi.camera.hub import FrameHub, default_source
-from bambupi.camera.mjpeg import CameraRoutes
 from bambupi.camera.page import add_camera_page
+from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import CameraConfig, Config, PrinterConfig
