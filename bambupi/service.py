@@ -16,7 +16,7 @@ import trio
 
 from bambupi.alerts import QuietHours
 from bambupi.camera.component import CameraComponent
-from bambupi.camera.hub import FrameHub
+from bambupi.camera.frames import FrameHub
 from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
 from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
 from bambupi.hub import StateHub

@@ -22,7 +22,7 @@ import trio
 import trio.testing
 from PIL import Image
 
-from bambupi.camera.hub import FrameHub
+from bambupi.camera.frames import FrameHub
 from bambupi.camera.jpeg import (
     AUTH_SIZE,
     HEADER_SIZE,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from bambupi.camera.hub import default_source
+from bambupi.camera.frames import default_source
 from bambupi.camera.source import CameraError, Tls6000Source
 from bambupi.config import PrinterConfig
 from bambupi.hub import StateHub

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from bambupi.camera.hub import FrameHub, default_source
+from bambupi.camera.frames import FrameHub, default_source
 from bambupi.camera.page import add_camera_page
 from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 
 import trio
 
-from bambupi.camera.hub import BOUNDARY, CameraGone, Frame, FrameHub
+from bambupi.camera.frames import BOUNDARY, CameraGone, Frame, FrameHub
 from bambupi.camera.snapshots import SnapshotTaker
 from bambupi.web.frontdoor import NativeHandler, Request
 

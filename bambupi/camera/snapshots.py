@@ -5,7 +5,7 @@ printer and ``max_bytes`` in all (the oldest go first), so the SD card never fil
 call them through ``trio.to_thread.run_sync``.
 
 :class:`SnapshotTaker` is the service that takes them: on a finished or failed print and on a new serious or fatal
-HMS error (never a standing one), from :class:`~bambupi.camera.hub.FrameHub`'s latest frame, connecting briefly
+HMS error (never a standing one), from :class:`~bambupi.camera.frames.FrameHub`'s latest frame, connecting briefly
 if the upstream is closed.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Final
 import trio
 
 from bambupi.atomic_file import write_atomically
-from bambupi.camera.hub import CameraGone, FrameHub
+from bambupi.camera.frames import CameraGone, FrameHub
 from bambupi.hub import Event, StateHub
 
 log = logging.getLogger("bambupi.camera")

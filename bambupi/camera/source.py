@@ -6,7 +6,7 @@
   (GnuTLS, ``tls_verify`` defaults to 0) accepts the printer's self-signed certificate as is, so no TLS proxy is needed.
 
 A source's :meth:`stream` runs one connection until it fails and raises :class:`CameraError` with a reason meant for
-people (never containing the access code); :class:`~bambupi.camera.hub.FrameHub` owns reconnects and backoff.
+people (never containing the access code); :class:`~bambupi.camera.frames.FrameHub` owns reconnects and backoff.
 """
 
 from __future__ import annotations
