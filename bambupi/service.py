@@ -19,7 +19,6 @@ from bambupi.camera.component import CameraComponent
 from bambupi.camera.frames import FrameHub
 from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
 from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
-from bambupi.hub import StateHub
 from bambupi.notify.component import NotifyComponent
 from bambupi.notify.notifier import Notifier
 from bambupi.panel.component import PanelComponent
@@ -33,6 +32,7 @@ from bambupi.printer.discovery import Discovery
 from bambupi.printer.hms_refresh import HmsRefresher
 from bambupi.printer.links import PrinterLinks
 from bambupi.printer.pins import PinStore
+from bambupi.state_hub import StateHub
 from bambupi.web.component import WebComponent, listen_urls, notify_systemd
 
 log = logging.getLogger("bambupi")

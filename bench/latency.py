@@ -17,10 +17,10 @@ from pathlib import Path
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
+from bambupi.state_hub import StateHub
 from tests.mosquitto import Mosquitto
 
 SERIAL = "01P00A000000001"

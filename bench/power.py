@@ -44,12 +44,12 @@ def _cpu_s(pid: int) -> float:
 async def run_child(db: Path, sample_s: float, flush_s: float) -> None:
     """Sample a simulated plug into ``db`` until killed; prints ``ready`` once started."""
     from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
-    from bambupi.hub import StateHub
     from bambupi.power.meter import PowerService
     from bambupi.power.store import PowerStore
     from bambupi.secret import Secret
     from bambupi.sim.plug import SimulatedPlug
     from bambupi.sim.printer import SimulatedPrinter
+    from bambupi.state_hub import StateHub
 
     async with trio.open_nursery() as nursery:
         plug = await nursery.start(SimulatedPlug(SimulatedPrinter("P1S", "01P00A000000001")).run)

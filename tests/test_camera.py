@@ -38,12 +38,12 @@ from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
 from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig, WebConfig
-from bambupi.hub import StateHub
 from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint, printer_tls_context
 from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator, server_ssl_context
 from bambupi.sim.camera import FrameInfo, render_frame
+from bambupi.state_hub import StateHub
 from bambupi.web.api import make_app
 from bambupi.web.frontdoor import FrontDoor
 from tests.support import wait_for

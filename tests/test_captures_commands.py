@@ -21,7 +21,6 @@ import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import JOB_END_SETTLE_S, EventQueue, StateHub
 from bambupi.printer.commands import COMMAND_REFUSED, CommandError, Controls, Outcome, build_commands
 from bambupi.printer.hms import print_error_description
 from bambupi.printer.link import PrinterLink
@@ -30,6 +29,7 @@ from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
 from bambupi.sim.printer import VERIFY_FAILED_HMS
+from bambupi.state_hub import JOB_END_SETTLE_S, EventQueue, StateHub
 from tests.capture_corpus import capture
 from tests.support import wait_for
 

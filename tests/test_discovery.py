@@ -10,13 +10,13 @@ import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.discovery import Discovery, parse_announcement
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.printer_models import KNOWN_MODELS, model_info
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
+from bambupi.state_hub import StateHub
 from tests.support import wait_for
 
 # The simulator's shipped certificate, pinned as a printer that connected before would have it.

@@ -15,12 +15,12 @@ import pytest
 import trio
 
 from bambupi.config import Config, NotifyConfig, PlugConfig, PowerConfig, PrinterConfig, WebConfig, parse_config
-from bambupi.hub import StateHub
 from bambupi.notify.messages import sample_message
 from bambupi.notify.notifier import Notifier
 from bambupi.power.plugs import PlugError, make_plug
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
+from bambupi.state_hub import StateHub
 from bambupi.web.frontdoor import FrontDoor
 from tests.misbehaving_server import Misbehaving
 from tests.notify_services import DISCORD_PATH, FakeServices

@@ -17,12 +17,12 @@ import pytest
 import trio
 
 from bambupi.config import NotifyConfig, PlugConfig, PowerConfig, PrinterConfig, WebConfig
-from bambupi.hub import StateHub
 from bambupi.notify.notifier import Notifier
 from bambupi.power.meter import PowerService, held_energy_ws
 from bambupi.power.plugs import Plug, PlugReading
 from bambupi.power.store import PowerStore
 from bambupi.secret import Secret
+from bambupi.state_hub import StateHub
 from bambupi.web.frontdoor import FrontDoor
 from tests.notify_services import WEBHOOK_SECRET, FakeServices
 from tests.plug_servers import FakePlugServer, ShellyGen1

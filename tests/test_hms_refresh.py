@@ -16,10 +16,10 @@ import trio
 import trio.testing
 
 from bambupi.config import AlertsConfig, PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.hms_refresh import REFRESH_S, RETRY_FIRST_S, HmsRefresher
 from bambupi.printer.hms_texts import MAX_ANSWER_BYTES
 from bambupi.secret import Secret
+from bambupi.state_hub import StateHub
 from tests.hms_service import HmsService, service_data, stand_in
 from tests.support import report, wait_for
 

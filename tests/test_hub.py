@@ -10,9 +10,9 @@ import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import JOB_END_SETTLE_S, CameraStatus, EventQueue, StateHub
 from bambupi.printer.phase import job_phase, phase
 from bambupi.secret import Secret
+from bambupi.state_hub import JOB_END_SETTLE_S, CameraStatus, EventQueue, StateHub
 from tests.capture_corpus import capture
 
 SERIAL = "01P00A000000001"
@@ -252,7 +252,7 @@ def test_command_replies_reach_listeners_and_do_not_change_state() -> None:
 
 
 def test_connection_changes_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "bambupi.hub")
+    caplog.set_level(logging.INFO, "bambupi.state_hub")
     hub = hub_for()
     for _ in range(3):
         hub.set_connection("p", "offline", "connection refused")

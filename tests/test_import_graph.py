@@ -112,7 +112,7 @@ def test_no_two_modules_import_each_other() -> None:
 def test_the_printer_side_reaches_the_hub_only_through_its_sink() -> None:
     graph = module_graph()
     printer_side = [m for m in graph if m.startswith("bambupi.printer.") and m.rpartition(".")[2] not in WIRING]
-    reaching = sorted(module for module in printer_side if "bambupi.hub" in graph[module])
+    reaching = sorted(module for module in printer_side if "bambupi.state_hub" in graph[module])
     assert reaching == []
     assert "bambupi.printer.sink" in graph["bambupi.printer.link"]
 

@@ -16,10 +16,10 @@ import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.link import REASON_AUTH, PrinterLink
 from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.secret import Secret
+from bambupi.state_hub import StateHub
 from tests.mosquitto import Mosquitto
 from tests.support import wait_for
 

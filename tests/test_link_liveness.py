@@ -9,10 +9,10 @@ import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.link import REASON_AUTH, LinkFailure, Liveness, PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
+from bambupi.state_hub import StateHub
 from tests.support import report, wait_for
 
 STALE = LinkFailure("no report from the printer for 60 s; reconnecting", silent=True)

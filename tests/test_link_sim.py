@@ -11,11 +11,11 @@ import pytest
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import EventQueue, StateHub
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
+from bambupi.state_hub import EventQueue, StateHub
 from tests.support import wait_for
 
 SERIAL = "01P00A000000009"

@@ -13,13 +13,13 @@ import trio
 from PIL import Image
 
 from bambupi.config import Config, NotifyConfig, PrinterConfig, WebConfig
-from bambupi.hub import StateHub
 from bambupi.notify.channels import SIGNATURE_HEADER, sign
 from bambupi.notify.messages import Message, sample_message
 from bambupi.notify.notifier import Delivery, Notifier
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
+from bambupi.state_hub import StateHub
 from bambupi.web.frontdoor import FrontDoor
 from tests.misbehaving_server import Misbehaving
 from tests.notify_services import (

@@ -8,9 +8,9 @@ import trio
 
 from bambupi.alerts import QuietHours
 from bambupi.config import AlertsConfig, PanelConfig
-from bambupi.hub import StateHub
 from bambupi.panel.screens import NetworkInfo, View, render
 from bambupi.panel.service import Panel
+from bambupi.state_hub import StateHub
 from tests.support import printer_config, report
 
 WALL = 1_800_000_000.0

@@ -15,12 +15,12 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from bambupi.alerts import QuietHours
 from bambupi.config import AlertsConfig, PanelConfig
-from bambupi.hub import StateHub
 from bambupi.panel import service as panel_service
 from bambupi.panel.alarms import Led
 from bambupi.panel.outputs import PATTERNS, ButtonWatcher, BuzzerDriver, LedDriver, Recorder
 from bambupi.panel.screens import NetworkInfo
 from bambupi.panel.service import Panel, system_clock_synced, wifi_from_proc
+from bambupi.state_hub import StateHub
 from tests.support import printer_config, report
 
 

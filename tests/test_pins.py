@@ -17,7 +17,6 @@ import trio
 from bambupi.camera.frames import default_source
 from bambupi.camera.source import CameraError, Tls6000Source
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import (
     CertificateRefused,
@@ -30,6 +29,7 @@ from bambupi.printer.pins import (
 from bambupi.printer.trust import Unreachable, probe_fingerprint, trust_current_certificate
 from bambupi.secret import Secret
 from bambupi.sim.broker import Simulator
+from bambupi.state_hub import StateHub
 from tests.support import wait_for
 
 SERIAL = "01P00A000000011"

@@ -18,13 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bambupi.config import Config, PlugConfig, PowerConfig, PrinterConfig, StorageConfig, WebConfig
-from bambupi.hub import EventQueue, StateHub
 from bambupi.power.autooff import IDLE, AutoOff, Timer, decide, step, what_off_interrupts
 from bambupi.power.meter import PowerService, cross_check
 from bambupi.power.plugs import PlugReading
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from bambupi.state_hub import EventQueue, StateHub
 from tests.plug_servers import FakePlugServer, Request, ShellyGen1
 from tests.support import wait_for
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from bambupi.hub import StateHub
+from bambupi.state_hub import StateHub
 from bambupi.web.api import make_app
 from bambupi.web.auth import CSRF_HEADER
 from bambupi.web.routes import Access, Conflict, access_of, expose

@@ -18,8 +18,8 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 
 from bambupi.component import RESTART, Applied, HealthBoard, Supervisor, Web
 from bambupi.config import Config, PrinterConfig, WebConfig
-from bambupi.hub import CameraStatus, StateHub
 from bambupi.secret import Secret
+from bambupi.state_hub import CameraStatus, StateHub
 from bambupi.web import ws as ws_module
 from bambupi.web.api import make_app
 from bambupi.web.frontdoor import FrontDoor

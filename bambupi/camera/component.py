@@ -14,8 +14,8 @@ from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import CameraConfig, Config, PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.printer.pins import PinStore
+from bambupi.state_hub import StateHub
 from bambupi.web.routes import Access
 
 NOTIFY_FRAME_MAX_AGE_S = 10.0

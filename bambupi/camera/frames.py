@@ -30,10 +30,10 @@ import trio
 
 from bambupi.camera.source import CameraError, CameraSource, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig
-from bambupi.hub import CameraStatus, PrinterObject, StateHub
 from bambupi.printer.phase import IN_JOB
 from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key
 from bambupi.printer_models import model_info
+from bambupi.state_hub import CameraStatus, PrinterObject, StateHub
 
 log = logging.getLogger("bambupi.camera")
 
@@ -339,7 +339,7 @@ class FrameHub:
 
     async def _report_rates(self) -> None:
         # The frame rate changes a little with every frame; reporting it every few seconds keeps the page's deltas
-        # calm. It goes to the hub's camera stream, which wakes no printer subscriber (see bambupi.hub).
+        # calm. It goes to the hub's camera stream, which wakes no printer subscriber (see bambupi.state_hub).
         while True:
             await trio.sleep(self._status_interval_s)
             for camera in list(self._cameras.values()):

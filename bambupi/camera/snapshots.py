@@ -23,7 +23,7 @@ import trio
 
 from bambupi.atomic_file import write_atomically
 from bambupi.camera.frames import CameraGone, FrameHub
-from bambupi.hub import Event, StateHub
+from bambupi.state_hub import Event, StateHub
 
 log = logging.getLogger("bambupi.camera")
 

@@ -8,9 +8,9 @@ import trio
 
 from bambupi.component import Applied, Web
 from bambupi.config import Config, NotifyConfig
-from bambupi.hub import StateHub
 from bambupi.notify.notifier import JobEnergy, Notifier, Snapshot
 from bambupi.notify.web import add_notify_routes
+from bambupi.state_hub import StateHub
 
 
 class NotifyComponent:

@@ -20,10 +20,10 @@ import trio
 
 from bambupi import outgoing
 from bambupi.config import NotifyConfig
-from bambupi.hub import PrinterObject, StateHub
 from bambupi.notify.channels import build_request, secrets_of
 from bambupi.notify.messages import TEST_KIND, Message, message_for, sample_message, wanted
 from bambupi.secret import redact
+from bambupi.state_hub import PrinterObject, StateHub
 
 log = logging.getLogger("bambupi.notify")
 # httpx logs every request URL at INFO, and a Telegram bot token or a Discord webhook key is part of the URL.

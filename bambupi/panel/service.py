@@ -21,7 +21,6 @@ from PIL import Image
 
 from bambupi.alerts import system_clock_synced
 from bambupi.config import PanelConfig
-from bambupi.hub import EventQueue, PrinterObject, StateHub, Subscription
 from bambupi.lan import lan_address
 from bambupi.panel import alarms
 from bambupi.panel.oled import DEV, Hardware, Screen, choose_hardware, open_oled
@@ -39,6 +38,7 @@ from bambupi.panel.screens import (
     render,
 )
 from bambupi.printer.phase import WORKING
+from bambupi.state_hub import EventQueue, PrinterObject, StateHub, Subscription
 
 log = logging.getLogger("bambupi.panel")
 

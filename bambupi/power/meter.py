@@ -24,11 +24,11 @@ from typing import Any, Final
 import trio
 
 from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
-from bambupi.hub import EventQueue, StateHub
 from bambupi.power.autooff import AutoOff, what_off_interrupts
 from bambupi.power.plugs import Plug, PlugError, PlugReading, make_plug
 from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError, energy_kwh
 from bambupi.printer.phase import WORKING, job_phase
+from bambupi.state_hub import EventQueue, StateHub
 from bambupi.stoppable import Stoppable
 
 log = logging.getLogger("bambupi.power")

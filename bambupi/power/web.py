@@ -19,11 +19,11 @@ from typing import Any, Final
 import bottle
 import trio
 
-from bambupi.hub import StateHub
 from bambupi.outgoing import OneAtATime
 from bambupi.power.meter import PowerService, SwitchRefused, today_energy
 from bambupi.power.plugs import PlugError
 from bambupi.power.store import PowerStore, Sample, StoreError
+from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
 from bambupi.web.routes import Access, BadGateway, BadRequest, Conflict, NotFound, Unavailable, expose
 

@@ -30,7 +30,7 @@ from typing import Any, Final, TypedDict
 from bambupi.printer.hms import CANCELLED_RESULT
 from bambupi.printer.phase import IN_JOB, WORKING, job_phase
 
-PrinterObject = Mapping[str, Any]  # bambupi.hub.PrinterObject; read as plain JSON here
+PrinterObject = Mapping[str, Any]  # bambupi.state_hub.PrinterObject; read as plain JSON here
 
 
 class Event(TypedDict, total=False):

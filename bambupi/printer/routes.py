@@ -14,7 +14,6 @@ import bottle
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.hub import StateHub
 from bambupi.outgoing import OneAtATime
 from bambupi.printer.capture import CapturedMessage
 from bambupi.printer.commands import CommandError, Controls
@@ -23,6 +22,7 @@ from bambupi.printer.hms import HmsEntry
 from bambupi.printer.pins import PinStore
 from bambupi.printer.state import reported_hms
 from bambupi.printer.trust import Unreachable, trust_current_certificate
+from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
 from bambupi.web.routes import Access, BadGateway, BadRequest, Conflict, HttpError, NotFound, Reply, expose
 

@@ -1,6 +1,6 @@
 """What the printer side (links, commands) calls on the owner of printer state, and nothing more.
 
-The state's owner is :class:`bambupi.hub.StateHub`; the links depend on this narrow Protocol instead, so
+The state's owner is :class:`bambupi.state_hub.StateHub`; the links depend on this narrow Protocol instead, so
 ``bambupi.printer`` does not import the hub that imports it (and a test can hand a link any object that keeps
 these promises).
 """

@@ -10,7 +10,7 @@ import bottle
 import trio
 
 from bambupi import __version__
-from bambupi.hub import StateHub
+from bambupi.state_hub import StateHub
 from bambupi.web.routes import Access, NotFound, RouteContract, expose
 
 T = TypeVar("T")

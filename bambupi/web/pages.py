@@ -12,7 +12,7 @@ from typing import Any, Final
 import bottle
 import trio
 
-from bambupi.hub import StateHub
+from bambupi.state_hub import StateHub
 from bambupi.web.routes import Access, NotFound, UpgradeRequired, expose
 
 WEB = Path(__file__).parent

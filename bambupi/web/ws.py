@@ -44,7 +44,7 @@ from typing import Any, Final, Protocol
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
-from bambupi.hub import DEFAULT_EVENT_QUEUE_SIZE, RECENT_EVENTS, Event, EventQueue, PrinterObject, StateHub
+from bambupi.state_hub import DEFAULT_EVENT_QUEUE_SIZE, RECENT_EVENTS, Event, EventQueue, PrinterObject, StateHub
 from bambupi.web.auth import cross_site
 from bambupi.web.frontdoor import NativeHandler, ReplayStream, Request, closing_error_response
 from bambupi.web.merge_patch import diff

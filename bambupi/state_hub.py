@@ -53,7 +53,7 @@ from bambupi.printer.state import (
 )
 from bambupi.printer_models import model_info
 
-log = logging.getLogger("bambupi.hub")
+log = logging.getLogger("bambupi.state_hub")
 
 
 class CameraStatus(TypedDict):
