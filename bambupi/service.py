@@ -24,7 +24,7 @@ from bambupi.notify.notifier import Notifier
 from bambupi.panel.component import PanelComponent
 from bambupi.panel.service import Panel
 from bambupi.power.component import PowerComponent
-from bambupi.power.meter import PowerService
+from bambupi.power.service import PowerService
 from bambupi.power.store import PowerStore
 from bambupi.printer.commands import Controls
 from bambupi.printer.component import DiscoveryComponent, LinksComponent

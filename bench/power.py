@@ -44,7 +44,7 @@ def _cpu_s(pid: int) -> float:
 async def run_child(db: Path, sample_s: float, flush_s: float) -> None:
     """Sample a simulated plug into ``db`` until killed; prints ``ready`` once started."""
     from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
-    from bambupi.power.meter import PowerService
+    from bambupi.power.service import PowerService
     from bambupi.power.store import PowerStore
     from bambupi.secret import Secret
     from bambupi.sim.plug import SimulatedPlug

@@ -18,8 +18,8 @@ import trio
 
 from bambupi.config import NotifyConfig, PlugConfig, PowerConfig, PrinterConfig, WebConfig
 from bambupi.notify.notifier import Notifier
-from bambupi.power.meter import PowerService, held_energy_ws
 from bambupi.power.plugs import Plug, PlugReading
+from bambupi.power.service import PowerService, held_energy_ws
 from bambupi.power.store import PowerStore
 from bambupi.secret import Secret
 from bambupi.state_hub import StateHub

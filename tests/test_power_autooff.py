@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from bambupi.config import Config, PlugConfig, PowerConfig, PrinterConfig, StorageConfig, WebConfig
 from bambupi.power.autooff import IDLE, AutoOff, Timer, decide, step, what_off_interrupts
-from bambupi.power.meter import PowerService, cross_check
 from bambupi.power.plugs import PlugReading
+from bambupi.power.service import PowerService, cross_check
 from bambupi.service import Running, Service
 from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug

@@ -1,7 +1,7 @@
 """The power log and the print jobs, in SQLite (stdlib ``sqlite3``).
 
-The database lives on an SD card, so it is written rarely and in batches: samples are buffered by the meter and
-written about once a minute and at every print event, in one transaction each. WAL with ``synchronous=NORMAL``
+The database lives on an SD card, so it is written rarely and in batches: samples are buffered by the power service
+and written about once a minute and at every print event, in one transaction each. WAL with ``synchronous=NORMAL``
 means a committed batch survives a crash or ``kill -9`` (a power cut may lose the last batch, never the file);
 the database is never left corrupt. Old samples are averaged down: raw for 7 days, 1-minute averages for 90 days,
 hourly averages after that.
@@ -74,8 +74,8 @@ class JobEnd:
     energy_kwh: float | None
     cost: float | None
     peak_watts: float | None
-    # Measured on the monotonic clock by the meter; None only for a job whose start was before a restart, which
-    # falls back to the stored wall-clock times (never negative, should the clock have stepped back).
+    # Measured on the monotonic clock by the power service; None only for a job whose start was before a restart,
+    # which falls back to the stored wall-clock times (never negative, should the clock have stepped back).
     duration_s: float | None = None
 
 

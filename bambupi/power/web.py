@@ -20,8 +20,8 @@ import bottle
 import trio
 
 from bambupi.outgoing import OneAtATime
-from bambupi.power.meter import PowerService, SwitchRefused, today_energy
 from bambupi.power.plugs import PlugError
+from bambupi.power.service import PowerService, SwitchRefused, today_energy
 from bambupi.power.store import PowerStore, Sample, StoreError
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body

@@ -80,7 +80,7 @@ class SwitchRefused(Exception):
 
 @dataclass
 class _Job:
-    """The print in progress on one printer, as the meter accumulates it."""
+    """The print in progress on one printer, as the power service accumulates it."""
 
     row: int | None  # None: its start could not be written (full disk); the whole job is written at its end
     started_at: float  # wall clock: the label stored and shown
