@@ -9,7 +9,7 @@ import trio
 from bambupi.component import Applied, Web
 from bambupi.config import Config, NotifyConfig
 from bambupi.notify.notifier import JobEnergy, Notifier, Snapshot
-from bambupi.notify.web import add_notify_routes
+from bambupi.notify.routes import add_notify_routes
 from bambupi.state_hub import StateHub
 
 
