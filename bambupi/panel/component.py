@@ -10,8 +10,8 @@ import trio
 
 from bambupi.component import Applied, Web
 from bambupi.config import Config, PanelConfig
+from bambupi.panel.routes import add_panel_routes
 from bambupi.panel.service import AutoOffCountdowns, Panel, Quiet
-from bambupi.panel.web import add_panel_routes
 from bambupi.state_hub import StateHub
 from bambupi.stoppable import Stoppable
 
