@@ -8,9 +8,9 @@ import trio
 
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import Config, PowerConfig, PrinterConfig
+from bambupi.power.routes import add_power_routes
 from bambupi.power.service import PowerService
 from bambupi.power.store import PowerStore
-from bambupi.power.web import add_power_routes
 from bambupi.state_hub import StateHub
 
 
