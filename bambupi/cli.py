@@ -219,8 +219,8 @@ def _free_port(preferred: int) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bambupi.sim.broker import Simulator
     from bambupi.sim.plug import SimulatedPlug
+    from bambupi.sim.simulator import Simulator
 
     access_code = Secret("".join(secrets.choice("0123456789") for _ in range(8)))
     setup_logging(args.verbose, [access_code])
@@ -265,7 +265,7 @@ async def _remove_on_exit(folder: Path) -> None:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from bambupi.sim.broker import Simulator
+    from bambupi.sim.simulator import Simulator
 
     setup_logging(args.verbose, [Secret(args.access_code)])
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import trio
 from PIL import Image
 
-from bambupi.sim.broker import Simulator, server_ssl_context
+from bambupi.sim.broker import server_ssl_context
 from bambupi.sim.camera import CameraServer, FrameInfo, render_frame
+from bambupi.sim.simulator import Simulator
 from bench.startup import _free_port, _rss_mib
 
 SERIAL = "01P00A000000001"

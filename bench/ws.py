@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 from trio_websocket import HandshakeError, open_websocket_url
 
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from bench.startup import _free_port, _rss_mib
 
 SERIAL = "01P00A000000001"

@@ -20,7 +20,7 @@ import trio
 from bambupi.config import PrinterConfig, load_config
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 
 HANG_S = 30.0  # the limit of a wait on a state: only a hang reaches it, however busy the machine
 

@@ -41,8 +41,9 @@ from bambupi.config import PrinterConfig, WebConfig
 from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint, printer_tls_context
 from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
-from bambupi.sim.broker import Simulator, server_ssl_context
+from bambupi.sim.broker import server_ssl_context
 from bambupi.sim.camera import FrameInfo, render_frame
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import StateHub
 from bambupi.web.api import make_app
 from bambupi.web.frontdoor import FrontDoor

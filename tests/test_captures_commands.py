@@ -27,8 +27,8 @@ from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.printer.state import apply_message, initial_state
 from bambupi.secret import Secret
-from bambupi.sim.broker import Simulator
 from bambupi.sim.printer import VERIFY_FAILED_HMS
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import JOB_END_SETTLE_S, EventQueue, StateHub
 from tests.capture_corpus import capture
 from tests.support import wait_for

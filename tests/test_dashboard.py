@@ -25,7 +25,7 @@ from bambupi.printer.hms import WIKI_HMS_HOME, decode_hms
 from bambupi.printer.routes import logged
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import StateHub
 from bambupi.web.merge_patch import apply_merge_patch, diff
 from tests.browser import ARTIFACTS, Page, chromium, require_chromium

@@ -15,7 +15,7 @@ from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore, fingerprint
 from bambupi.printer_models import KNOWN_MODELS, model_info
 from bambupi.secret import Secret
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import StateHub
 from tests.support import wait_for
 

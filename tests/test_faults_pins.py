@@ -15,7 +15,7 @@ from bambupi.config import Config, PrinterConfig, WebConfig
 from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
 from bambupi.service import Service
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from tests.support import fill
 
 WAIT = 30

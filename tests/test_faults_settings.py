@@ -25,8 +25,8 @@ import trio
 
 from bambupi.config.file import apply_settings, edit_config, file_version, read_document, settings_view
 from bambupi.secret import MASK
-from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from bambupi.sim.simulator import Simulator
 from tests.support import CODE, PASSWORD, SERIAL, Box, current_version, save_settings
 
 CHANGED = "the file changed since this page loaded it; reload"

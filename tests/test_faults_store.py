@@ -24,8 +24,8 @@ import trio
 from bambupi.config import WebConfig, load_config
 from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError
 from bambupi.service import Service
-from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from bambupi.sim.simulator import Simulator
 from bambupi.web.frontdoor import FrontDoor
 from tests.notify_services import NTFY_TOKEN, FakeServices
 from tests.support import PLUGGED_PRINTER, fill, mount, umount, wait_for

@@ -23,7 +23,7 @@ import trio_websocket
 
 from bambupi.config import load_config, parse_config
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from bambupi.web.auth import cross_site
 from tests.browser import chromium, require_chromium
 

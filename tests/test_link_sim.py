@@ -14,7 +14,7 @@ from bambupi.config import PrinterConfig
 from bambupi.printer.link import PrinterLink
 from bambupi.printer.pins import PinStore
 from bambupi.secret import Secret
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import EventQueue, StateHub
 from tests.support import wait_for
 

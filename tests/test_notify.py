@@ -18,7 +18,7 @@ from bambupi.notify.messages import Message, sample_message
 from bambupi.notify.notifier import Delivery, Notifier
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import StateHub
 from bambupi.web.frontdoor import FrontDoor
 from tests.misbehaving_server import Misbehaving

@@ -93,7 +93,7 @@ async def test_camera_page_shows_the_live_relay_and_takes_a_snapshot(tmp_path: P
     from bambupi.config import Config, PrinterConfig, WebConfig
     from bambupi.secret import Secret
     from bambupi.service import Service
-    from bambupi.sim.broker import Simulator
+    from bambupi.sim.simulator import Simulator
 
     require_chromium()
     async with trio.open_nursery() as nursery:

@@ -14,7 +14,7 @@ from PIL import Image
 from bambupi.config import AlertsConfig, Config, PanelConfig, PrinterConfig, WebConfig
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from tests.support import wait_for
 
 SERIAL = "01P00A000000005"

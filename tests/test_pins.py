@@ -28,7 +28,7 @@ from bambupi.printer.pins import (
 )
 from bambupi.printer.trust import Unreachable, probe_fingerprint, trust_current_certificate
 from bambupi.secret import Secret
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import StateHub
 from tests.support import wait_for
 

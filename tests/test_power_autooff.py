@@ -22,8 +22,8 @@ from bambupi.power.autooff import IDLE, AutoOff, Timer, decide, step, what_off_i
 from bambupi.power.plugs import PlugReading
 from bambupi.power.service import PowerService, cross_check
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import EventQueue, StateHub
 from tests.plug_servers import FakePlugServer, Request, ShellyGen1
 from tests.support import wait_for

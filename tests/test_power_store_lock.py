@@ -20,8 +20,8 @@ import trio
 from bambupi.config import load_config
 from bambupi.power.store import PowerStore, Sample, StoreError
 from bambupi.service import Service
-from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from bambupi.sim.simulator import Simulator
 from tests.support import PLUGGED_PRINTER
 
 WAIT = 30  # generous: a busy CPU only slows the waits

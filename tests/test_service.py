@@ -14,7 +14,7 @@ import trio
 from bambupi.config import Config, PrinterConfig, WebConfig
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
+from bambupi.sim.simulator import Simulator
 
 SERIAL = "01S00C000000002"
 CODE = "86753090"

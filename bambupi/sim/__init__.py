@@ -3,8 +3,9 @@
 :class:`Simulator` is the entry point; ``Simulator(...).printer`` is the :class:`SimulatedPrinter` that tests drive.
 """
 
-from bambupi.sim.broker import Broker, Simulator
+from bambupi.sim.broker import Broker
 from bambupi.sim.printer import SimulatedPrinter
 from bambupi.sim.scenarios import SCENARIOS
+from bambupi.sim.simulator import Simulator
 
 __all__ = ["SCENARIOS", "Broker", "SimulatedPrinter", "Simulator"]

@@ -1,15 +1,10 @@
-"""The simulated printer's MQTT 3.1.1 server over TLS, and :class:`Simulator`, the whole simulated device.
+"""The simulated printer's MQTT 3.1.1 server over TLS (:class:`Broker`), and the TLS context its servers share.
 
 Real Bambu printers run their own broker on port 8883: TLS 1.2, user ``bblp``, password = the LAN access code,
 only ``device/<serial>/report`` may be subscribed and commands arrive on ``device/<serial>/request``. This module
 speaks just enough MQTT to play that part: the packet codec is pure functions (bytes in, values out), the server is
 a thin trio layer with one task group per client, so a client that misbehaves only ever loses its own connection.
-
-Example::
-
-    sim = Simulator("P1S", "01P00A000000001", "12345678", scenario="print")
-    await nursery.start(sim.run)
-    print(sim.mqtt_port, sim.printer.gcode_state)
+:class:`bambupi.sim.simulator.Simulator` joins it to the simulated printer.
 """
 
 from __future__ import annotations
@@ -19,7 +14,6 @@ import importlib.resources
 import logging
 import math
 import ssl
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -27,10 +21,6 @@ from pathlib import Path
 from typing import Final
 
 import trio
-
-from bambupi.sim.camera import CameraServer, FrameInfo
-from bambupi.sim.printer import SimulatedPrinter
-from bambupi.sim.scenarios import SCENARIOS, run_scenario
 
 log = logging.getLogger(__name__)
 
@@ -562,76 +552,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(inner) for inner in exc.exceptions)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# The whole simulated device
-# --------------------------------------------------------------------------------------------------------------------
-
-
-class Simulator:
-    """A simulated Bambu printer on the network: MQTT/TLS broker + printer state machine + a scripted scenario.
-
-    ``time_scale`` is simulated seconds per real second for print progress and heating (60 turns a 20-minute
-    print into 20 seconds). Link trouble (``silent``, ``drop``) keeps real seconds, since it exercises the
-    client's real-time timers. ``signed_commands`` plays 2025 firmware without Developer mode: controls refused.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        serial: str,
-        access_code: str,
-        *,
-        host: str = "127.0.0.1",
-        mqtt_port: int = 0,
-        scenario: str = "print",
-        cert: Path | None = None,
-        key: Path | None = None,
-        time_scale: float = 1.0,
-        signed_commands: bool = False,
-        max_clients: int | None = None,
-        camera_port: int | None = None,
-        camera_fps: float = 2.0,
-    ) -> None:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
-        self.host = host
-        self.mqtt_port = mqtt_port
-        self.scenario = scenario
-        self.printer = SimulatedPrinter(model, serial, time_scale=time_scale, signed_commands=signed_commands)
-        self.broker = Broker(
-            serial, access_code, server_ssl_context(cert, key), self.printer.handle_request, max_clients=max_clients
-        )
-        self.printer.attach(self.broker)
-        # The port-6000 camera (None: no camera; 0: any free port, bound in run()).
-        self.camera_port = camera_port
-        self.camera: CameraServer | None = None
-        if camera_port is not None:
-            self.camera = CameraServer(
-                access_code, server_ssl_context(cert, key), self._camera_frame_info, fps=camera_fps
-            )
-
-    def _camera_frame_info(self) -> FrameInfo:
-        job = self.printer.state.job
-        return FrameInfo(
-            model=self.printer.profile.name, gcode_state=self.printer.gcode_state, percent=self.printer.percent,
-            job=job.name if job is not None else None, at=time.time(), number=0,
-        )
-
-    @property
-    def connected_clients(self) -> int:
-        return self.broker.connected_clients
-
-    async def run(self, *, task_status: trio.TaskStatus[Simulator] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self.mqtt_port = await nursery.start(self.broker.serve, self.host, self.mqtt_port)
-            if self.camera is not None:
-                self.camera_port = await nursery.start(self.camera.serve, self.host, self.camera_port or 0)
-            await nursery.start(self.printer.run)
-            nursery.start_soon(run_scenario, self.scenario, self.printer)
-            log.info(
-                "simulator: %s %s on %s:%d, scenario %r",
-                self.printer.profile.name, self.printer.serial, self.host, self.mqtt_port, self.scenario,
-            )
-            task_status.started(self)

@@ -27,8 +27,8 @@ import trio
 
 from bambupi.config import load_config
 from bambupi.service import Running, Service
-from bambupi.sim.broker import Simulator
 from bambupi.sim.plug import SimulatedPlug
+from bambupi.sim.simulator import Simulator
 from tests.browser import Browser, Page, chromium, require_chromium
 
 SERIAL = "01P00A000000777"
