@@ -19,7 +19,7 @@ import trio
 from bambupi.state_hub import StateHub
 from bambupi.web.api import make_app
 from bambupi.web.auth import CSRF_HEADER
-from bambupi.web.routes import Access, Conflict, access_of, expose
+from bambupi.web.route_contract import Access, Conflict, access_of, expose
 from tests.support import Box, setup_and_login, start_box
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,7 +16,7 @@ from bambupi.component import RESTART, Applied, Web
 from bambupi.config import CameraConfig, Config, PrinterConfig
 from bambupi.printer.pins import PinStore
 from bambupi.state_hub import StateHub
-from bambupi.web.routes import Access
+from bambupi.web.route_contract import Access
 
 NOTIFY_FRAME_MAX_AGE_S = 10.0
 NOTIFY_FRAME_TIMEOUT_S = 5.0

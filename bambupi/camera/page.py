@@ -7,7 +7,7 @@ from pathlib import Path
 import bottle
 
 from bambupi.web.responses import html_page
-from bambupi.web.routes import Access, expose
+from bambupi.web.route_contract import Access, expose
 
 PAGE = Path(__file__).with_name("camera.html")
 

@@ -10,7 +10,7 @@ import bottle
 import trio
 
 from bambupi.notify.notifier import Notifier
-from bambupi.web.routes import Access, NotFound, Reply, expose
+from bambupi.web.route_contract import Access, NotFound, Reply, expose
 
 
 def add_notify_routes(app: bottle.Bottle, notifier: Notifier) -> None:

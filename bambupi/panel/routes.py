@@ -11,7 +11,7 @@ import trio
 from PIL import Image
 
 from bambupi.panel.service import Panel
-from bambupi.web.routes import Access, Unavailable, expose
+from bambupi.web.route_contract import Access, Unavailable, expose
 
 PNG_SCALE: Final = 4
 

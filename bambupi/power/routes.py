@@ -24,7 +24,7 @@ from bambupi.power.service import PowerService, SwitchRefused, today_energy
 from bambupi.power.store import PowerStore, Sample, StoreError
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
-from bambupi.web.routes import Access, BadGateway, BadRequest, Conflict, NotFound, Unavailable, expose
+from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, NotFound, Unavailable, expose
 
 CHART_BUCKET_S: Final = 300.0
 

@@ -24,7 +24,7 @@ from bambupi.printer.state import reported_hms
 from bambupi.printer.trust import Unreachable, trust_current_certificate
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
-from bambupi.web.routes import Access, BadGateway, BadRequest, Conflict, HttpError, NotFound, Reply, expose
+from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, HttpError, NotFound, Reply, expose
 
 
 def add_printer_routes(

@@ -11,7 +11,7 @@ import trio
 
 from bambupi import __version__
 from bambupi.state_hub import StateHub
-from bambupi.web.routes import Access, NotFound, RouteContract, expose
+from bambupi.web.route_contract import Access, NotFound, RouteContract, expose
 
 T = TypeVar("T")
 

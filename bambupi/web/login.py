@@ -18,7 +18,7 @@ from bambupi.secret import Secret
 from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_lan_address
 from bambupi.web.frontdoor import Request
 from bambupi.web.responses import html_page, read_json_body
-from bambupi.web.routes import (
+from bambupi.web.route_contract import (
     Access,
     BadRequest,
     Conflict,

@@ -13,7 +13,7 @@ import bottle
 import trio
 
 from bambupi.state_hub import StateHub
-from bambupi.web.routes import Access, NotFound, UpgradeRequired, expose
+from bambupi.web.route_contract import Access, NotFound, UpgradeRequired, expose
 
 WEB = Path(__file__).parent
 TEMPLATES: Final = WEB / "templates"

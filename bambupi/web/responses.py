@@ -1,4 +1,5 @@
-"""Answers every Bottle route gives the same way: JSON bodies, request JSON, static HTML pages (errors: ``routes``)."""
+"""Answers every Bottle route gives the same way: JSON bodies, request JSON, static HTML pages (errors:
+``route_contract``)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from bambupi.config.file import (
 )
 from bambupi.printer.pins import PinStore
 from bambupi.web.responses import html_page, read_json_body
-from bambupi.web.routes import Access, BadRequest, Conflict, HttpError, ServerError, expose
+from bambupi.web.route_contract import Access, BadRequest, Conflict, HttpError, ServerError, expose
 
 log = logging.getLogger("bambupi.web")
 
