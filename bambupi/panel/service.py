@@ -1,7 +1,7 @@
 """The panel service: follows the hub, applies the alarm rules, drives LEDs, buzzer and OLED, handles the button.
 
 Everything here runs in trio's thread; the only crossings are gpiozero's button callbacks (handed in through the
-trio token) and real I2C writes (in a worker thread, see oled.Screen). The web API reads :meth:`Panel.status` and
+trio token) and real I2C writes (in a worker thread, see hardware.Screen). The web API reads :meth:`Panel.status` and
 :meth:`Panel.image` through ``trio.from_thread.run_sync``.
 """
 
@@ -23,7 +23,7 @@ from bambupi.alerts import system_clock_synced
 from bambupi.config import PanelConfig
 from bambupi.lan import lan_address
 from bambupi.panel import alarms
-from bambupi.panel.oled import DEV, Hardware, Screen, choose_hardware, open_oled
+from bambupi.panel.hardware import DEV, Hardware, Screen, choose_hardware, open_oled
 from bambupi.panel.outputs import ButtonWatcher, BuzzerDriver, LedDriver, Recorder
 from bambupi.panel.screens import (
     HEIGHT,
