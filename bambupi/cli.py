@@ -287,7 +287,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from bambupi.printer.pins import PinStore
+    from bambupi.printer.tls_pins import PinStore
     from bambupi.printer.trust import Unreachable, trust_current_certificate
 
     config = _load(args.config)

@@ -31,7 +31,7 @@ from bambupi.printer.component import DiscoveryComponent, LinksComponent
 from bambupi.printer.discovery import Discovery
 from bambupi.printer.hms_refresh import HmsRefresher
 from bambupi.printer.link import PrinterLinks
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.state_hub import StateHub
 from bambupi.web.component import WebComponent, listen_urls, notify_systemd
 

@@ -38,8 +38,8 @@ from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
 from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig, WebConfig
-from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint, printer_tls_context
 from bambupi.printer.state import apply_message, initial_state
+from bambupi.printer.tls_pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint, printer_tls_context
 from bambupi.secret import Secret
 from bambupi.sim.broker import server_ssl_context
 from bambupi.sim.camera import FrameInfo, render_frame

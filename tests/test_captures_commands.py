@@ -24,8 +24,8 @@ from bambupi.config import PrinterConfig
 from bambupi.printer.commands import COMMAND_REFUSED, CommandError, Controls, Outcome, build_commands
 from bambupi.printer.hms import print_error_description
 from bambupi.printer.link import PrinterLink
-from bambupi.printer.pins import PinStore
 from bambupi.printer.state import apply_message, initial_state
+from bambupi.printer.tls_pins import PinStore
 from bambupi.secret import Secret
 from bambupi.sim.printer import VERIFY_FAILED_HMS
 from bambupi.sim.simulator import Simulator

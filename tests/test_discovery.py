@@ -12,7 +12,7 @@ import trio
 from bambupi.config import PrinterConfig
 from bambupi.printer.discovery import Discovery, parse_announcement
 from bambupi.printer.link import PrinterLink
-from bambupi.printer.pins import PinStore, fingerprint
+from bambupi.printer.tls_pins import PinStore, fingerprint
 from bambupi.printer_models import KNOWN_MODELS, model_info
 from bambupi.secret import Secret
 from bambupi.sim.simulator import Simulator

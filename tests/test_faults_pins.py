@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from bambupi.config import Config, PrinterConfig, WebConfig
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.secret import Secret
 from bambupi.service import Service
 from bambupi.sim.simulator import Simulator

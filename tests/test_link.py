@@ -17,7 +17,7 @@ import trio
 
 from bambupi.config import PrinterConfig
 from bambupi.printer.link import REASON_AUTH, PrinterLink
-from bambupi.printer.pins import PinStore, fingerprint
+from bambupi.printer.tls_pins import PinStore, fingerprint
 from bambupi.secret import Secret
 from bambupi.state_hub import StateHub
 from tests.mosquitto import Mosquitto

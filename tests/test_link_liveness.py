@@ -10,7 +10,7 @@ import trio
 
 from bambupi.config import PrinterConfig
 from bambupi.printer.link import REASON_AUTH, LinkFailure, Liveness, PrinterLink
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.secret import Secret
 from bambupi.state_hub import StateHub
 from tests.support import report, wait_for

@@ -12,7 +12,7 @@ import trio
 
 from bambupi.config import PrinterConfig
 from bambupi.printer.link import PrinterLink
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.secret import Secret
 from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import EventQueue, StateHub

@@ -18,7 +18,7 @@ from bambupi.camera.frames import default_source
 from bambupi.camera.source import CameraError, Tls6000Source
 from bambupi.config import PrinterConfig
 from bambupi.printer.link import PrinterLink
-from bambupi.printer.pins import (
+from bambupi.printer.tls_pins import (
     CertificateRefused,
     PinStore,
     TrustOnFirstUse,

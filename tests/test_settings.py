@@ -14,7 +14,7 @@ import trio
 
 from bambupi.config import parse_config
 from bambupi.config.file import file_version, write_config_text
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.secret import MASK
 from bambupi.sim.plug import SimulatedPlug
 from tests.support import CODE, CSRF, Box, current_version, save_settings, start_box

@@ -14,7 +14,7 @@ from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import CameraConfig, Config, PrinterConfig
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.state_hub import StateHub
 from bambupi.web.route_contract import Access
 

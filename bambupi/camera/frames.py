@@ -31,7 +31,7 @@ import trio
 from bambupi.camera.source import CameraError, CameraSource, RtspsSource, Tls6000Source
 from bambupi.config import PrinterConfig
 from bambupi.printer.phase import IN_JOB
-from bambupi.printer.pins import PinStore, TrustOnFirstUse, camera_pin_key
+from bambupi.printer.tls_pins import PinStore, TrustOnFirstUse, camera_pin_key
 from bambupi.printer_models import model_info
 from bambupi.state_hub import CameraStatus, PrinterObject, StateHub
 

@@ -29,7 +29,7 @@ from bambupi.camera.jpeg import (
     is_jpeg,
     parse_header,
 )
-from bambupi.printer.pins import CertificateRefused, TrustOnFirstUse, printer_tls_context
+from bambupi.printer.tls_pins import CertificateRefused, TrustOnFirstUse, printer_tls_context
 from bambupi.secret import Secret, redact
 
 log = logging.getLogger("bambupi.camera")

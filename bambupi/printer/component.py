@@ -13,8 +13,8 @@ from bambupi.config import Config, DiscoveryConfig, PrinterConfig
 from bambupi.printer.commands import Controls
 from bambupi.printer.discovery import Discovery
 from bambupi.printer.link import PrinterLinks
-from bambupi.printer.pins import PinStore
 from bambupi.printer.routes import add_discovery_routes, add_printer_routes
+from bambupi.printer.tls_pins import PinStore
 from bambupi.state_hub import StateHub
 
 

@@ -33,8 +33,8 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bambupi.config import PrinterConfig
-from bambupi.printer.pins import CertificateRefused, PinStore, TrustOnFirstUse, printer_tls_context
 from bambupi.printer.sink import Connection, PrinterSink
+from bambupi.printer.tls_pins import CertificateRefused, PinStore, TrustOnFirstUse, printer_tls_context
 
 log = logging.getLogger("bambupi.link")
 

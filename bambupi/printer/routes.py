@@ -19,8 +19,8 @@ from bambupi.printer.capture import CapturedMessage
 from bambupi.printer.commands import CommandError, Controls
 from bambupi.printer.discovery import Discovery
 from bambupi.printer.hms import HmsEntry
-from bambupi.printer.pins import PinStore
 from bambupi.printer.state import reported_hms
+from bambupi.printer.tls_pins import PinStore
 from bambupi.printer.trust import Unreachable, trust_current_certificate
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body

@@ -1,7 +1,7 @@
 """Trusting a printer's new certificate: the one flow behind `bambupi trust` and the settings page's button.
 
 A firmware update can give a printer a new certificate; the link and the camera then refuse it (see
-:class:`~bambupi.printer.pins.TrustOnFirstUse`) until the user says the new one is the printer's. This fetches what
+:class:`~bambupi.printer.tls_pins.TrustOnFirstUse`) until the user says the new one is the printer's. This fetches what
 the printer presents now, pins it, and forgets the camera's pin, which is taken afresh at its next connection.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.printer.pins import CertificateRefused, PinStore, camera_pin_key, peer_fingerprint, printer_tls_context
+from bambupi.printer.tls_pins import CertificateRefused, PinStore, camera_pin_key, peer_fingerprint, printer_tls_context
 
 log = logging.getLogger("bambupi.pins")
 

@@ -16,7 +16,7 @@ import trio
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import Config, WebConfig
 from bambupi.lan import lan_address
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.state_hub import StateHub
 from bambupi.watchdog import Watchdog, watchdog_interval
 from bambupi.web.api import make_app

@@ -28,7 +28,7 @@ from bambupi.config.file import (
     schema_view,
     settings_view,
 )
-from bambupi.printer.pins import PinStore
+from bambupi.printer.tls_pins import PinStore
 from bambupi.web.responses import html_page, read_json_body
 from bambupi.web.route_contract import Access, BadRequest, Conflict, HttpError, ServerError, expose
 
