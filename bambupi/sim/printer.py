@@ -127,7 +127,7 @@ def _profile(name: str, family: str, **overrides: Any) -> ModelProfile:
     return ModelProfile(name=name, **{**families[family], **overrides})
 
 
-# One profile for every model models.py knows (test_sim checks it).
+# One profile for every model printer_models.py knows (test_sim checks it).
 PROFILES: Final[Mapping[str, ModelProfile]] = {
     "X1": _profile("X1", "X1"),
     "X1C": _profile("X1C", "X1"),
@@ -147,7 +147,7 @@ PROFILES: Final[Mapping[str, ModelProfile]] = {
 
 
 def profile_for(model: str) -> ModelProfile:
-    """The profile for a model name as users write it ("P1S", "a1 mini", "X1-Carbon"), as models.py reads it."""
+    """The profile for a model name as users write it ("P1S", "a1 mini", "X1-Carbon"), as printer_models.py reads it."""
     try:
         return PROFILES[model_info(model).model]
     except KeyError:
