@@ -1,11 +1,12 @@
 """The bambupi service: one trio nursery holding the hub and the box's components (see ``bambupi.component``).
 
-Adding a component: its folder (code, routes, a component class), then one line in :meth:`Service._build` (made
-after the parts it needs) and one in :meth:`Parts.ordered` (the order it starts in).
+Adding a component: its folder (code, routes, a component class), then its field in :class:`Parts` (where it stands
+there is when it starts) and the line in :meth:`Service._build` that makes it (after the parts it needs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,24 +70,25 @@ class Running:
 
 @dataclass
 class Parts:
-    """The components of the box, by name; :meth:`ordered` is the order they start in."""
+    """The components of the box, by name, in the order they start (:meth:`ordered`).
+
+    The links first: a printer added in the settings joins the hub there before the HMS texts, the camera and the
+    plugs look for it. The front door last: it opens once every route exists.
+    """
 
     alerts: QuietHours
     links: LinksComponent
+    hms_texts: HmsRefresher
     camera: CameraComponent
     power: PowerComponent
     notify: NotifyComponent
     panel: PanelComponent
     discovery: DiscoveryComponent
-    hms_texts: HmsRefresher
     system: RestartOnly
     web: WebComponent
 
     def ordered(self) -> list[Component]:
-        # The front door last: it opens once every route exists. The links first: a printer added in the settings
-        # joins the hub there before the camera and the plugs look for it.
-        return [self.alerts, self.links, self.hms_texts, self.camera, self.power, self.notify, self.panel,
-                self.discovery, self.system, self.web]
+        return [getattr(self, part.name) for part in dataclasses.fields(self)]
 
 
 class Service:
@@ -147,7 +149,10 @@ class Service:
         # Bambu's official HMS texts in the owner's language, fetched in the background into the data folder.
         hms_texts = HmsRefresher(hub, self.storage_folder / "hms", config.alerts, config.printers)
         system = RestartOnly("system", ("system",))
-        return Parts(alerts, links, camera, power, notify, panel, discovery, hms_texts, system, web)
+        return Parts(
+            alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, power=power, notify=notify, panel=panel,
+            discovery=discovery, system=system, web=web,
+        )
 
     async def reconfigure(self, new: Config) -> dict[str, list[str]]:
         """Apply a changed config: each component applies its sections live or says they wait for a restart.
