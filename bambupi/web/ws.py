@@ -150,6 +150,7 @@ class WebSocketService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the hub for every client; the endpoint refuses clients (503) until this runs."""
         async with self.hub.events("websocket") as queue, trio.open_nursery() as nursery:
+            self._events.clear()  # run again after a failure: the hub's recent events are all there is to show
             for event in self.hub.recent_events():
                 self._log_event(event)  # what a page that loads now shows under "Recent events"
             self._advance()
