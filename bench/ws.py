@@ -1,13 +1,13 @@
 """MQTT report published -> WebSocket delta received, with 1, 20 and 50 clients on /ws; and the service's CPU per
 report when it watches 1, 5 and 20 printers.
 
-The simulated printers (MQTT over TLS) and the WebSocket clients run in this process; ``bambupi run`` runs in its
-own process, so its CPU time is the service's alone. Each report carries its publish time
-(``time.perf_counter_ns()``) as the job name; a client records the latency when a delta with that name arrives.
-Reports go out at RATE per second, REPORTS per run, faster than a printer reports (1-2 a second), so the figures
-include load. The client counts take turns over ROUNDS rounds (1, 20, 50, 1, 20, 50, ...), so a slow moment of the
-machine falls on all of them alike; the figures are over all rounds. The issue's reviewer measured Bambuddy this way
-(same fake printer, same namespace): 20 clients p50 4.4 ms, p99 11.9 ms, CPU 7.3 %; 50 clients p50 6.7, p99 16.2.
+The simulated printers (MQTT over TLS) run in this process, ``bambupi run`` in its own, so its CPU time is the
+service's alone, and the WebSocket clients in a third (``bench/ws_clients.py``, started for each round). Each report
+carries its publish time (``time.time_ns()``) as the job name; a client's latency for it is when the delta reached
+the client's socket, as the kernel stamped it, so the clients' own work is not counted as the service's. Reports go
+out at RATE per second, REPORTS per run, faster than a printer reports (1-2 a second), so the figures include load.
+The client counts take turns over ROUNDS rounds (1, 20, 50, 1, 20, 50, ...), so a slow moment of the machine falls
+on all of them alike; the figures are over all rounds. docs/performance.md has the figures, Bambuddy's beside them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,6 @@ REPORTS = 150
 ROUNDS = 5
 CLIENT_COUNTS = (1, 20, 50)
 PRINTER_COUNTS = (1, 5, 20)
-MARKER = '"subtask_name":"bench-'
 
 
 @dataclass
@@ -61,47 +60,53 @@ def serial(n: int) -> str:
     return f"01P00A0000000{n:02d}"
 
 
-async def _client(url: str, figures: Figures, seen: set[str], ready: trio.Semaphore) -> None:
-    async with open_websocket_url(url) as ws:
-        await ws.get_message()  # the snapshot
-        ready.release()
-        while True:
-            text = await ws.get_message()
-            assert isinstance(text, str)  # the service sends text frames only
-            # A substring search, not a JSON parse: the clients share this process with the simulator, and
-            # their own work should not be counted as the service's latency.
-            start = text.find(MARKER)
-            if start >= 0:
-                stamp = text[start + len(MARKER):text.index('"', start + len(MARKER))]
-                figures.latencies.append((time.perf_counter_ns() - int(stamp)) / 1e6)
-                figures.delta_bytes += len(text)
-                figures.deltas += 1
-                seen.add(stamp)
-
-
 async def _round(clients: int, web_port: int, sim: Simulator, process: trio.Process, figures: Figures) -> None:
-    seen: list[set[str]] = [set() for _ in range(clients)]
-    ready = trio.Semaphore(0)
-    async with trio.open_nursery() as nursery:
-        for i in range(clients):
-            nursery.start_soon(_client, f"ws://127.0.0.1:{web_port}/ws", figures, seen[i], ready)
+    since_ns = time.time_ns()
+    readers = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "bench.ws_clients", f"ws://127.0.0.1:{web_port}/ws", str(clients), str(since_ns)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    assert readers.stdin is not None and readers.stdout is not None
+    try:
+        lines = _lines(readers.stdout)
         with trio.fail_after(30):
-            for _ in range(clients):
-                await ready.acquire()
+            assert await anext(lines) == "ready"
         cpu_before = _cpu_seconds(process.pid)
         started = time.perf_counter()
         for i in range(REPORTS):
             await trio.sleep_until(trio.current_time() + max(0.0, started + i / RATE - time.perf_counter()))
             sim.printer.publish_report(
-                {"print": {"command": "push_status", "msg": 1, "subtask_name": f"bench-{time.perf_counter_ns()}",
+                {"print": {"command": "push_status", "msg": 1, "subtask_name": f"bench-{time.time_ns()}",
                            "mc_percent": i % 100}}
             )
         await trio.sleep(1.0)
         figures.cpu_s += _cpu_seconds(process.pid) - cpu_before
         figures.wall_s += time.perf_counter() - started
-        figures.sent += REPORTS * clients
-        figures.delivered += sum(len(s) for s in seen)
-        nursery.cancel_scope.cancel()
+        await readers.stdin.send_all(b"stop\n")
+        with trio.fail_after(30):
+            result = json.loads(await anext(lines))
+    finally:
+        with trio.move_on_after(5):
+            await readers.wait()
+        if readers.returncode is None:
+            readers.kill()
+    figures.latencies += result["latencies_ms"]
+    figures.delta_bytes += result["update_bytes"]
+    figures.deltas += len(result["latencies_ms"])
+    figures.sent += REPORTS * clients
+    figures.delivered += result["seen"]
+
+
+async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            chunk = await stream.receive_some()
+            if not chunk:
+                raise EOFError("bench.ws_clients exited")
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        yield line.decode()
 
 
 def _cpu_seconds(pid: int) -> float:
