@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 import wsproto
 import wsproto.events
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
@@ -339,6 +340,31 @@ async def test_each_change_is_diffed_and_framed_once_for_every_client_and_only_f
                 texts.append(await ws.get_message())
         assert len(set(texts)) == 1 and json.loads(texts[0])["printer"] == "p1"  # the same text to everyone
         assert diffed == ["p1"]  # once for five clients, and x1, which did not change, was not diffed at all
+
+
+async def test_a_delta_waits_while_the_connection_writes_a_pong_or_a_close(
+    box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deltas are written beside trio-websocket, under its send lock: while it holds the lock (a pong, a close
+    # going out), the delta waits for it rather than landing inside that frame.
+    sessions: list[ws_module._Session] = []
+    real_init = ws_module._Session.__init__
+
+    def recording_init(self: ws_module._Session, *args: Any) -> None:
+        real_init(self, *args)
+        sessions.append(self)
+
+    monkeypatch.setattr(ws_module._Session, "__init__", recording_init)
+    async with open_websocket_url(box.url) as ws:
+        await receive(ws)  # the snapshot
+        lock = sessions[0].ws._stream_lock
+        await lock.acquire()
+        box.hub.apply_message("p1", report(mc_percent=42))
+        await trio.testing.wait_all_tasks_blocked()
+        assert lock.statistics().tasks_waiting == 1  # the session, with its delta
+        lock.release()
+        delta = await receive(ws)
+        assert delta["type"] == "delta" and delta["printer"] == "p1"
 
 
 SECRET = "tk_secret-in-an-error"

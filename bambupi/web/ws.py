@@ -347,9 +347,19 @@ class _Session:
         if ws.closed is not None:
             return False
         self._sending.deadline = trio.current_time() + self.limits.send_timeout_s
+        lock = ws._stream_lock
         try:
-            async with ws._stream_lock:
+            # Taken without a checkpoint when free (nearly always): ``async with lock`` yields first, so the sessions
+            # a change wakes would all take their turn at the lock before the first of them sends, and every client
+            # would wait for all of them.
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
                 await ws._stream.send_all(frames)
+            finally:
+                lock.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
         self._sending.deadline = math.inf
