@@ -10,6 +10,9 @@ from bambupi.web.auth import COOKIE
 from tests.browser import ARTIFACTS, Page, chromium, require_chromium
 from tests.support import PASSWORD, start_box
 
+# Only bounds a hang: a settings save under a busy CPU (the whole suite beside it) took more than 10 s once.
+WAIT_S = 60
+
 CARD = "document.querySelector('article[data-printer=\"garage\"]')"
 
 
@@ -30,14 +33,14 @@ async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) 
 
             # Not logged in: the card offers a login link and no control buttons.
             await page.navigate(box.base + "/")
-            await page.wait_for(f"{CARD}?.querySelector('.controls a[href=\"/login\"]') != null", 10)
+            await page.wait_for(f"{CARD}?.querySelector('.controls a[href=\"/login\"]') != null", WAIT_S)
             assert await page.evaluate(f"{CARD}?.querySelectorAll('button[data-command]').length") == 0
 
             # First visit: the login page offers to set the password.
             await page.navigate(box.base + "/login")
             await page.wait_for("document.getElementById('submit').textContent === 'Set password'")
             await fill_and_submit(page, PASSWORD)
-            await page.wait_for("location.pathname === '/'", 10)
+            await page.wait_for("location.pathname === '/'", WAIT_S)
             cookies = await page.send("Network.getAllCookies")
             session = next(c for c in cookies["cookies"] if c["name"] == COOKIE)
             assert session["httpOnly"] and session["sameSite"] == "Strict"
@@ -45,26 +48,26 @@ async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) 
             # Controls: pause is confirmed by the printer; stop asks once more before it acts.
             await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"pause\"]') != null", 30)
             await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"pause\"]').click()")
-            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('pause: success')", 10)
+            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('pause: success')", WAIT_S)
             await page.wait_for(f"{CARD}?.querySelector('[data-field=\"state\"]').textContent.includes('Paused')", 5)
             assert box.sim.printer.gcode_state == "PAUSE"
             await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"stop\"]').click()")
             await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"stop\"]').textContent.includes('again')")
             assert box.sim.printer.gcode_state == "PAUSE"  # one tap does nothing yet
             await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"stop\"]').click()")
-            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('stop: success')", 10)
+            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('stop: success')", WAIT_S)
             assert box.sim.printer.gcode_state == "FAILED"
             await page.screenshot(ARTIFACTS / "owner-controls-390.png")
 
             # Settings: rename the printer; the file keeps its comments and the dashboard shows the new name.
             await page.navigate(box.base + "/settings")
-            await page.wait_for("document.getElementById('printer[0].name') != null", 10)
+            await page.wait_for("document.getElementById('printer[0].name') != null", WAIT_S)
             assert await page.evaluate("document.getElementById('printer[0].access_code').value") == ""
             await page.evaluate(
                 "document.getElementById('printer[0].name').value = 'Garage P1S';"
                 "document.getElementById('form').requestSubmit();"
             )
-            await page.wait_for("document.getElementById('status').textContent.startsWith('Saved.')", 10)
+            await page.wait_for("document.getElementById('status').textContent.startsWith('Saved.')", WAIT_S)
             await page.screenshot(ARTIFACTS / "settings-390.png")
             assert "# the one in the garage" in box.config_path.read_text()
             assert 'name = "Garage P1S"' in box.config_path.read_text()
@@ -73,17 +76,17 @@ async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) 
             assert "[printer.plug]" not in box.config_path.read_text()  # empty plug fields: no plug
 
             # The printer's smart plug, in its own part of the printer's box.
-            await page.wait_for("document.getElementById('printer[0].plug.kind') != null", 10)
+            await page.wait_for("document.getElementById('printer[0].plug.kind') != null", WAIT_S)
             await page.evaluate(
                 "document.getElementById('printer[0].plug.kind').value = 'shelly2';"
                 "document.getElementById('printer[0].plug.address').value = 'http://127.0.0.1:9';"
                 "document.getElementById('printer[0].plug.password').value = 'plug-secret-1';"
                 "document.getElementById('form').requestSubmit();"
             )
-            await page.wait_for("document.getElementById('status').textContent.includes('smart plug set')", 10)
+            await page.wait_for("document.getElementById('status').textContent.includes('smart plug set')", WAIT_S)
             text = box.config_path.read_text()
             assert '[printer.plug]\nkind = "shelly2"' in text and 'password = "plug-secret-1"' in text
-            await page.wait_for("document.getElementById('printer[0].plug.kind')?.value === 'shelly2'", 10)
+            await page.wait_for("document.getElementById('printer[0].plug.kind')?.value === 'shelly2'", WAIT_S)
             html = await page.evaluate("document.documentElement.outerHTML")
             assert "plug-secret-1" not in html
         nursery.cancel_scope.cancel()
@@ -109,7 +112,7 @@ async def test_camera_page_shows_the_live_relay_and_takes_a_snapshot(tmp_path: P
             await page.navigate(base + "/login")
             await page.wait_for("document.getElementById('submit').textContent === 'Set password'")
             await fill_and_submit(page, PASSWORD)
-            await page.wait_for("location.pathname === '/'", 10)
+            await page.wait_for("location.pathname === '/'", WAIT_S)
             await page.navigate(base + "/camera")
             # The <img> shows the MJPEG relay: frames arrive and decode at the camera's 1280x720.
             await page.wait_for("document.querySelector('img.live')?.naturalWidth === 1280", 15)
