@@ -46,16 +46,20 @@ async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) 
             assert session["httpOnly"] and session["sameSite"] == "Strict"
 
             # Controls: pause is confirmed by the printer; stop asks once more before it acts.
-            await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"pause\"]') != null", 30)
+            await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"pause\"]') != null", WAIT_S)
             await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"pause\"]').click()")
-            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('pause: success')", WAIT_S)
-            await page.wait_for(f"{CARD}?.querySelector('[data-field=\"state\"]').textContent.includes('Paused')", 5)
+            await page.wait_for(
+                f"{CARD}?.querySelector('.command-status')?.textContent.includes('pause: success')", WAIT_S
+            )
+            await page.wait_for(f"{CARD}?.querySelector('[data-field=\"state\"]').textContent.includes('Paused')", WAIT_S)
             assert box.sim.printer.gcode_state == "PAUSE"
             await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"stop\"]').click()")
             await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"stop\"]').textContent.includes('again')")
             assert box.sim.printer.gcode_state == "PAUSE"  # one tap does nothing yet
             await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"stop\"]').click()")
-            await page.wait_for(f"{CARD}?.querySelector('.command-status')?.textContent.includes('stop: success')", WAIT_S)
+            await page.wait_for(
+                f"{CARD}?.querySelector('.command-status')?.textContent.includes('stop: success')", WAIT_S
+            )
             assert box.sim.printer.gcode_state == "FAILED"
             await page.screenshot(ARTIFACTS / "owner-controls-390.png")
 
