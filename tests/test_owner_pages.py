@@ -51,7 +51,9 @@ async def test_set_password_log_in_pause_stop_and_edit_settings(tmp_path: Path) 
             await page.wait_for(
                 f"{CARD}?.querySelector('.command-status')?.textContent.includes('pause: success')", WAIT_S
             )
-            await page.wait_for(f"{CARD}?.querySelector('[data-field=\"state\"]').textContent.includes('Paused')", WAIT_S)
+            await page.wait_for(
+                f"{CARD}?.querySelector('[data-field=\"state\"]').textContent.includes('Paused')", WAIT_S
+            )
             assert box.sim.printer.gcode_state == "PAUSE"
             await page.evaluate(f"{CARD}?.querySelector('button[data-command=\"stop\"]').click()")
             await page.wait_for(f"{CARD}?.querySelector('button[data-command=\"stop\"]').textContent.includes('again')")
@@ -119,9 +121,9 @@ async def test_camera_page_shows_the_live_relay_and_takes_a_snapshot(tmp_path: P
             await page.wait_for("location.pathname === '/'", WAIT_S)
             await page.navigate(base + "/camera")
             # The <img> shows the MJPEG relay: frames arrive and decode at the camera's 1280x720.
-            await page.wait_for("document.querySelector('img.live')?.naturalWidth === 1280", 15)
+            await page.wait_for("document.querySelector('img.live')?.naturalWidth === 1280", WAIT_S)
             await page.screenshot(ARTIFACTS / "camera-390.png")
             await page.evaluate("document.querySelector('button[data-take]').click()")
-            await page.wait_for("document.querySelector('.shots img') != null", 15)
+            await page.wait_for("document.querySelector('.shots img') != null", WAIT_S)
             assert "manual" in await page.evaluate("document.querySelector('.shots figcaption').textContent")
         nursery.cancel_scope.cancel()
