@@ -36,8 +36,8 @@ from bambupi.printer.hms_texts import (
     Catalog,
     TableError,
     UpToDate,
-    parse_service_answer,
     parse_service_data,
+    read_service_answer,
 )
 
 log = logging.getLogger("bambupi.hms")
@@ -234,7 +234,8 @@ class HmsRefresher:
                 raise TableError(f"the answer is larger than {MAX_ANSWER_BYTES} bytes; not read further")
             if answer.status != 200:
                 raise TableError(f"HTTP {answer.status}")
-            parsed = parse_service_answer(answer.body, language)
+            # Up to 8 MiB of JSON: read in a worker thread, not on the loop every other part shares.
+            parsed, data = await trio.to_thread.run_sync(read_service_answer, answer.body, language)
         except (httpx.HTTPError, trio.TooSlowError, OSError, TableError) as exc:
             self._failed(device, _reason(exc))
             return
@@ -249,7 +250,6 @@ class HmsRefresher:
             data = _stored_data(stored.catalog)
         else:
             catalog = parsed
-            data = json.loads(answer.body)["data"]
         self._tables[device] = _Table(catalog, now, "service")
         await trio.to_thread.run_sync(self._write, device, language, catalog.version, now, data)
         self._succeeded(device, now)

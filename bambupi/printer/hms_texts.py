@@ -76,19 +76,24 @@ class UpToDate:
 
 def parse_service_answer(body: bytes, language: str) -> Catalog | UpToDate:
     """Read the HMS service's answer for ``language``; raises :class:`TableError` saying what is wrong with it."""
+    return read_service_answer(body, language)[0]
+
+
+def read_service_answer(body: bytes, language: str) -> tuple[Catalog | UpToDate, dict[str, Any]]:
+    """:func:`parse_service_answer`, with the answer's ``data`` object as a stored copy keeps it ({} if up to date)."""
     if len(body) > MAX_ANSWER_BYTES:
         raise TableError(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
     root = _json_object(body)
     result = root.get("result")
     if result == RESULT_UP_TO_DATE:
-        return UpToDate()
+        return UpToDate(), {}
     if result != RESULT_OK:
         raise TableError(f"the service answered result {str(result)[:20]!r}")
     version = _version(root.get("ver"))
     data = root.get("data")
     if not isinstance(data, dict):
         raise TableError("'data' is not an object")
-    return parse_service_data(data, language, version)
+    return parse_service_data(data, language, version), data
 
 
 def parse_service_data(data: Mapping[str, Any], language: str, version: int) -> Catalog:
