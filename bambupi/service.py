@@ -20,13 +20,13 @@ from bambupi.camera.component import CameraComponent
 from bambupi.camera.frames import FrameHub
 from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
 from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
+from bambupi.database import Database
 from bambupi.notify.component import NotifyComponent
 from bambupi.notify.notifier import Notifier
 from bambupi.panel.component import PanelComponent
 from bambupi.panel.service import Panel
 from bambupi.power.component import PowerComponent
 from bambupi.power.service import PowerService
-from bambupi.power.store import PowerStore
 from bambupi.printer.commands import Controls
 from bambupi.printer.component import DiscoveryComponent, LinksComponent
 from bambupi.printer.discovery import Discovery
@@ -106,7 +106,7 @@ class Service:
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)  # settles job ends the printer leaves open (a stop's FAILED without error)
             # The power log and job history; a full disk or a broken file is a warning, never a stop.
-            power_store = await trio.to_thread.run_sync(PowerStore, self.storage_folder / config.storage.path.name)
+            power_store = await trio.to_thread.run_sync(Database, self.storage_folder / config.storage.path.name)
             board = HealthBoard()  # the Supervisor writes it; the page's live feed shows what is failing
             self.parts = parts = self._build(hub, power_store, board)
             self.supervisor = Supervisor(
@@ -121,7 +121,7 @@ class Service:
             notify_systemd("READY=1")
             task_status.started(running)
 
-    def _build(self, hub: StateHub, power_store: PowerStore, board: HealthBoard) -> Parts:
+    def _build(self, hub: StateHub, power_store: Database, board: HealthBoard) -> Parts:
         """Every component, each made after the ones it needs (handed in through its constructor)."""
         config = self.config
 

@@ -44,8 +44,8 @@ def _cpu_s(pid: int) -> float:
 async def run_child(db: Path, sample_s: float, flush_s: float) -> None:
     """Sample a simulated plug into ``db`` until killed; prints ``ready`` once started."""
     from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
+    from bambupi.database import Database
     from bambupi.power.service import PowerService
-    from bambupi.power.store import PowerStore
     from bambupi.secret import Secret
     from bambupi.sim.plug import SimulatedPlug
     from bambupi.sim.printer import SimulatedPrinter
@@ -58,7 +58,7 @@ async def run_child(db: Path, sample_s: float, flush_s: float) -> None:
             access_code=Secret("12345678"), plug=PlugConfig(kind="tasmota", address=plug.url),
         )
         hub = StateHub([printer])
-        store = await trio.to_thread.run_sync(PowerStore, db)
+        store = await trio.to_thread.run_sync(Database, db)
         power = PowerService(hub, [printer], store, PowerConfig(sample_interval_s=sample_s, flush_interval_s=flush_s))
         await nursery.start(power.run)
         print("ready", flush=True)

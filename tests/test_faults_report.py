@@ -1,6 +1,6 @@
 """One odd MQTT report must never end the service (issue 14, item 2).
 
-A job name holding a JSON-escaped lone surrogate (``"\\ud800"``) used to reach ``PowerStore.start_job`` and raise
+A job name holding a JSON-escaped lone surrogate (``"\\ud800"``) used to reach ``Database.start_job`` and raise
 UnicodeEncodeError there, ending the service. The reducer now makes every string field of a report safe
 (:func:`bambupi.printer.state.safe_text`), so storage, logs, the page, notifications and the OLED see readable text.
 The journey sends such a report from the simulated printer over TLS to the real service.

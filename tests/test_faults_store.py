@@ -1,7 +1,7 @@
 """A full, locked, read-only or corrupt database must never end the service (issue 14, item 1).
 
 Real faults, no mocks: a tiny tmpfs filled to the last block, a read-only bind mount, a write lock held by another
-real SQLite connection, a file of garbage. The store turns every failure (COMMIT included) into StoreError and keeps
+real SQLite connection, a file of garbage. The store turns every failure (COMMIT included) into DatabaseError and keeps
 it as its ``problem``; nothing stored is lost; it writes again once it can. The service on a full disk keeps
 monitoring and notifying, shows the warning in ``/healthz``, ``GET /api/power`` and ``/power``, and catches up by
 itself when the disk has room again.
@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from bambupi.config import WebConfig, load_config
-from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError
+from bambupi.database import Database, DatabaseError, JobEnd, Sample
 from bambupi.service import Service
 from bambupi.sim.plug import SimulatedPlug
 from bambupi.sim.simulator import Simulator
@@ -41,20 +41,20 @@ def samples(start: float, count: int, printer: str = "a") -> list[Sample]:
 
 
 def test_a_full_disk_is_a_store_error_nothing_stored_is_lost_and_it_writes_again_with_room(tiny_disk: Path) -> None:
-    store = PowerStore(tiny_disk / "p.sqlite3")
+    store = Database(tiny_disk / "p.sqlite3")
     store.add_samples(samples(NOW, 50))
     job = store.start_job("a", "Benchy", "P1S", NOW)
     filler = fill(tiny_disk)
 
     written = 50
-    with pytest.raises(StoreError, match="database or disk is full"):
+    with pytest.raises(DatabaseError, match="database or disk is full"):
         # Each batch needs new pages in the WAL: it fails at the latest when its COMMIT needs them.
         for _ in range(100):
             store.add_samples(samples(NOW + written, 50))
             written += 50
     assert store.problem is not None and "disk is full" in store.problem
     assert store.health() == {"power_log": {"ok": False, "error": store.problem}}
-    with pytest.raises(StoreError):
+    with pytest.raises(DatabaseError):
         for batch in range(100):
             store.start_job("a", "Second", "P1S", NOW + batch)
     # What was stored before is all there and readable while the disk is full.
@@ -72,13 +72,13 @@ def test_a_full_disk_is_a_store_error_nothing_stored_is_lost_and_it_writes_again
 
 def test_a_write_lock_held_by_another_connection_is_a_store_error_and_reads_go_on(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite3"
-    store = PowerStore(path, busy_timeout_s=0.2)  # how long a write waits for the lock
+    store = Database(path, busy_timeout_s=0.2)  # how long a write waits for the lock
     store.add_samples(samples(NOW, 3))
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    with pytest.raises(StoreError, match="locked"):
+    with pytest.raises(DatabaseError, match="locked"):
         store.add_samples(samples(NOW + 3, 3))
-    with pytest.raises(StoreError, match="locked"):
+    with pytest.raises(DatabaseError, match="locked"):
         store.downsample(NOW + 400 * 86400)
     assert store.problem is not None and "locked" in store.problem
     assert len(store.samples("a", 0)) == 3  # WAL: reading goes on beside the writer
@@ -93,17 +93,17 @@ def test_a_read_only_filesystem_is_a_problem_not_a_crash_and_writing_resumes_whe
     source, view = tmp_path / "source", tmp_path / "view"
     source.mkdir()
     view.mkdir()
-    first = PowerStore(source / "p.sqlite3")
+    first = Database(source / "p.sqlite3")
     first.add_samples(samples(NOW, 4))
     first.close()
     mount("--bind", str(source), str(view))
     try:
         mount("-o", "remount,bind,ro", str(view))
-        store = PowerStore(view / "p.sqlite3")  # never raises: the problem is kept and shown
+        store = Database(view / "p.sqlite3")  # never raises: the problem is kept and shown
         assert store.problem is not None and "power log" in store.problem
-        with pytest.raises(StoreError):
+        with pytest.raises(DatabaseError):
             store.add_samples(samples(NOW + 4, 2))
-        with pytest.raises(StoreError):
+        with pytest.raises(DatabaseError):
             store.start_job("a", "Benchy", "P1S", NOW)
         mount("-o", "remount,bind,rw", str(view))
         store.add_samples(samples(NOW + 4, 2))  # opened afresh: the read-only connection is not kept
@@ -118,13 +118,13 @@ def test_a_corrupt_file_is_a_problem_and_is_never_replaced(tmp_path: Path) -> No
     path = tmp_path / "p.sqlite3"
     garbage = b"this is not a database, but it is the owner's file\n" * 200
     path.write_bytes(garbage)
-    store = PowerStore(path)
+    store = Database(path)
     assert store.problem is not None and "not a database" in store.problem
-    with pytest.raises(StoreError, match="not a database"):
+    with pytest.raises(DatabaseError, match="not a database"):
         store.add_samples(samples(NOW, 2))
-    with pytest.raises(StoreError, match="not a database"):
+    with pytest.raises(DatabaseError, match="not a database"):
         store.jobs()
-    with pytest.raises(StoreError):
+    with pytest.raises(DatabaseError):
         store.open_jobs()
     assert path.read_bytes() == garbage
     # The owner moves the broken file aside: the next read opens a fresh log and the warning goes, no restart.
@@ -137,15 +137,15 @@ def test_a_corrupt_file_is_a_problem_and_is_never_replaced(tmp_path: Path) -> No
 
 
 def test_a_folder_that_cannot_be_made_is_a_problem_not_a_crash() -> None:
-    store = PowerStore(Path("/proc/self/cannot-be-here/p.sqlite3"))
+    store = Database(Path("/proc/self/cannot-be-here/p.sqlite3"))
     assert store.problem is not None
-    with pytest.raises(StoreError):
+    with pytest.raises(DatabaseError):
         store.jobs()
 
 
 def test_a_lone_surrogate_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
-    store = PowerStore(tmp_path / "p.sqlite3")
-    with pytest.raises(StoreError):
+    store = Database(tmp_path / "p.sqlite3")
+    with pytest.raises(DatabaseError):
         store.start_job("a", "bad\ud800name", "P1S", NOW)
     assert store.jobs() == []
     store.start_job("a", "good", "P1S", NOW)

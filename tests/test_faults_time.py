@@ -17,10 +17,10 @@ import pytest
 import trio
 
 from bambupi.config import NotifyConfig, PlugConfig, PowerConfig, PrinterConfig, WebConfig
+from bambupi.database import Database
 from bambupi.notify.notifier import Notifier
 from bambupi.power.plugs import Plug, PlugReading
 from bambupi.power.service import PowerService, held_energy_ws
-from bambupi.power.store import PowerStore
 from bambupi.secret import Secret
 from bambupi.state_hub import StateHub
 from bambupi.web.frontdoor import FrontDoor
@@ -73,7 +73,7 @@ async def test_a_wall_clock_step_during_a_print_changes_neither_its_energy_nor_i
     """Real parts: a Shelly plug over HTTP drawing 123.4 W, SQLite, the real clock; only the wall clock is stepped."""
     shelly = ShellyGen1(watts=123.4)
     wall = SteppedWall()
-    store = PowerStore(tmp_path / "p.sqlite3")
+    store = Database(tmp_path / "p.sqlite3")
     async with trio.open_nursery() as nursery:
         server = await nursery.start(FakePlugServer(shelly).run)
         config = printer_config(PlugConfig(kind="shelly1", address=server.url))

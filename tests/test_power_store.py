@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from bambupi.config import parse_config
-from bambupi.power.store import DAY_S, JobEnd, PowerStore, Sample, energy_kwh
+from bambupi.database import DAY_S, Database, JobEnd, Sample, energy_kwh
 from bench.power import start_child
 
 NOW = 1_800_000_000.0  # a whole hour (divisible by 3600)
 
 
 def test_wal_mode_batches_and_jobs(tmp_path: Path) -> None:
-    store = PowerStore(tmp_path / "p.sqlite3")
+    store = Database(tmp_path / "p.sqlite3")
     mode = sqlite3.connect(tmp_path / "p.sqlite3").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     store.add_samples([Sample("a", NOW + i, 100.0 + i, True, 1.5) for i in range(5)])
@@ -34,7 +34,7 @@ def test_wal_mode_batches_and_jobs(tmp_path: Path) -> None:
 
 
 def test_downsampling_keeps_raw_7_days_minutes_90_days_then_hours(tmp_path: Path) -> None:
-    store = PowerStore(tmp_path / "p.sqlite3")
+    store = Database(tmp_path / "p.sqlite3")
     recent = [Sample("a", NOW - 3600 + i * 10, 50.0, True, None) for i in range(6)]
     week_old = [Sample("a", NOW - 8 * DAY_S + i * 10, 100.0 + (i % 2) * 20, True, None) for i in range(12)]
     store.add_samples(recent + week_old)
@@ -106,7 +106,7 @@ def test_kill_9_while_logging_loses_at_most_the_unwritten_batch(tmp_path: Path) 
         if child.poll() is None:
             child.kill()
             child.wait()
-    store = PowerStore(db)
+    store = Database(db)
     assert store.integrity() == "ok"
     after = [(s.at, s.watts) for s in store.samples("bench", 0)]
     assert after[: len(committed)] == committed  # every committed sample intact, in order

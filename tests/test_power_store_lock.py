@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from bambupi.config import load_config
-from bambupi.power.store import PowerStore, Sample, StoreError
+from bambupi.database import Database, DatabaseError, Sample
 from bambupi.service import Service
 from bambupi.sim.plug import SimulatedPlug
 from bambupi.sim.simulator import Simulator
@@ -35,7 +35,7 @@ def samples(start: float, count: int) -> list[Sample]:
 
 def test_reads_go_on_while_a_write_waits_for_a_lock_another_process_holds(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite3"
-    store = PowerStore(path, busy_timeout_s=60.0)  # the waiting write outlasts the test's reads by far
+    store = Database(path, busy_timeout_s=60.0)  # the waiting write outlasts the test's reads by far
     store.add_samples(samples(NOW, 3))
     job = store.start_job("a", "Benchy", "P1S", NOW)
     other = sqlite3.connect(path, isolation_level=None)
@@ -74,7 +74,7 @@ def test_reads_go_on_while_a_write_waits_for_a_lock_another_process_holds(tmp_pa
 
 def test_a_read_waits_at_most_its_own_timeout_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "p.sqlite3"
-    store = PowerStore(path, busy_timeout_s=60.0, read_timeout_s=0.05)
+    store = Database(path, busy_timeout_s=60.0, read_timeout_s=0.05)
     store.add_samples(samples(NOW, 3))
     store.close()
     # A process that takes the file for itself (exclusive locking mode) blocks even WAL readers.
@@ -83,7 +83,7 @@ def test_a_read_waits_at_most_its_own_timeout_and_says_why(tmp_path: Path) -> No
     other.execute("BEGIN EXCLUSIVE")
     other.execute("COMMIT")
     try:
-        with pytest.raises(StoreError, match="locked"):
+        with pytest.raises(DatabaseError, match="locked"):
             store.samples("a", 0)  # would wait 60 s with the writer's timeout
         assert store.problem is not None and "read" in store.problem
     finally:

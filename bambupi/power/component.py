@@ -8,9 +8,9 @@ import trio
 
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import Config, PowerConfig, PrinterConfig
+from bambupi.database import Database
 from bambupi.power.routes import add_power_routes
 from bambupi.power.service import PowerService
-from bambupi.power.store import PowerStore
 from bambupi.state_hub import StateHub
 
 
@@ -19,7 +19,7 @@ class PowerComponent:
     sections = ("power", "printer", "storage")  # [storage] is where its log lives
 
     def __init__(
-        self, hub: StateHub, printers: Sequence[PrinterConfig], store: PowerStore | None, settings: PowerConfig
+        self, hub: StateHub, printers: Sequence[PrinterConfig], store: Database | None, settings: PowerConfig
     ) -> None:
         self._hub = hub
         self.store = store

@@ -17,11 +17,11 @@ from typing import Any, Final
 import bottle
 import trio
 
+from bambupi.database import Database, DatabaseError, Sample
 from bambupi.outgoing import OneAtATime
 from bambupi.power.page import CHART_HOURS, render_page
 from bambupi.power.plugs import PlugError
 from bambupi.power.service import PowerService, SwitchRefused, today_energy
-from bambupi.power.store import PowerStore, Sample, StoreError
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
 from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, NotFound, Unavailable, expose
@@ -29,7 +29,7 @@ from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict,
 CHART_BUCKET_S: Final = 300.0
 
 
-def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, store: PowerStore | None) -> None:
+def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, store: Database | None) -> None:
     switching = OneAtATime()  # printers whose plug a request is switching now
 
     def printer_data(printer_id: str, *, hours: float, history: _History) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
                 done = [j for j in store.jobs(printer_id, 5) if j["ended_at"] is not None]
                 last_job = done[0] if done else None
                 series = store.series(printer_id, now - hours * 3600, CHART_BUCKET_S)
-            except StoreError:
+            except DatabaseError:
                 history.readable = False
         series = merge_series(series, unwritten, CHART_BUCKET_S)
         return {**live, "today_kwh": today_kwh, "last_job": last_job, "series": [[t, w] for t, w in series]}
@@ -76,7 +76,7 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
             raise BadRequest("limit: must be a whole number") from None
         try:
             jobs = store.jobs(printer, limit) if store is not None else []
-        except StoreError as exc:
+        except DatabaseError as exc:
             raise Unavailable(str(exc)) from None
         return {"jobs": jobs}
 
@@ -117,7 +117,7 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
         history = _History()
         printers = [{**printer_data(pid, hours=CHART_HOURS, history=history), "name": names[pid]} for pid in ids]
         jobs: list[dict[str, Any]] = []
-        with contextlib.suppress(StoreError):  # shown as the page's warning
+        with contextlib.suppress(DatabaseError):  # shown as the page's warning
             jobs = store.jobs(None, 100) if store is not None and history.readable else []
         bottle.response.content_type = "text/html; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")

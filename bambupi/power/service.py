@@ -24,9 +24,9 @@ from typing import Any, Final
 import trio
 
 from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
+from bambupi.database import Database, DatabaseError, JobEnd, Sample, energy_kwh
 from bambupi.power.autooff import AutoOff, what_off_interrupts
 from bambupi.power.plugs import Plug, PlugError, PlugReading, make_plug
-from bambupi.power.store import JobEnd, PowerStore, Sample, StoreError, energy_kwh
 from bambupi.printer.phase import WORKING, job_phase
 from bambupi.state_hub import EventQueue, StateHub
 from bambupi.stoppable import Stoppable
@@ -113,7 +113,7 @@ class PowerService:
         self,
         hub: StateHub,
         printers: Sequence[PrinterConfig],
-        store: PowerStore | None,
+        store: Database | None,
         settings: PowerConfig,
         *,
         clock: Callable[[], float] = time.time,
@@ -369,12 +369,12 @@ class PowerService:
             return
         try:
             open_jobs = await trio.to_thread.run_sync(self.store.open_jobs)
-        except StoreError as exc:
+        except DatabaseError as exc:
             self._store_failed(exc)
             return
         now = self._clock()
         for printer_id, row in open_jobs.items():
-            # Its start is in the file; how long it ran is not known across a restart (see PowerStore.end_job).
+            # Its start is in the file; how long it ran is not known across a restart (see Database.end_job).
             self._jobs[printer_id] = _Job(row=row, started_at=now, started_mono=None)
 
     async def _events(self, queue: EventQueue) -> None:
@@ -408,7 +408,7 @@ class PowerService:
             row = await trio.to_thread.run_sync(
                 self.store.start_job, printer_id, name, self._models.get(printer_id, ""), now
             )
-        except StoreError as exc:
+        except DatabaseError as exc:
             self._store_failed(exc)
             self._jobs[printer_id] = _Job(row=None, started_at=now, started_mono=mono, name=name)  # energy counts
             return
@@ -447,7 +447,7 @@ class PowerService:
 
         try:
             await trio.to_thread.run_sync(write)
-        except StoreError as exc:
+        except DatabaseError as exc:
             self._store_failed(exc)
             return
         shown = "no plug" if energy is None else f"{energy:.3f} kWh"
@@ -467,7 +467,7 @@ class PowerService:
                 self._last_downsample = mono
                 try:
                     await trio.to_thread.run_sync(self.store.downsample, self._clock())
-                except StoreError as exc:
+                except DatabaseError as exc:
                     self._store_failed(exc)
 
     async def _flush(self) -> None:
@@ -476,7 +476,7 @@ class PowerService:
             return
         try:
             await trio.to_thread.run_sync(self.store.add_samples, batch)
-        except StoreError as exc:
+        except DatabaseError as exc:
             self._store_failed(exc)
             # Keep at most an hour of samples waiting for the disk to come back; then drop the oldest.
             self._pending = (batch + self._pending)[-RECENT_SAMPLES * max(1, len(self._plugs)):]
@@ -485,7 +485,7 @@ class PowerService:
             log.info("power log: writing again")  # once, as its failure was logged once
         self.store_error = None
 
-    def _store_failed(self, exc: StoreError) -> None:
+    def _store_failed(self, exc: DatabaseError) -> None:
         if self.store_error != str(exc):
             log.error("power log: %s", exc)
         self.store_error = str(exc)

@@ -1,4 +1,4 @@
-"""The power log and the print jobs, in SQLite (stdlib ``sqlite3``).
+"""The box's SQLite database: the power log, the print jobs (and, from issue 17, their files, filaments and spools).
 
 The database lives on an SD card, so it is written rarely and in batches: samples are buffered by the power service
 and written about once a minute and at every print event, in one transaction each. WAL with ``synchronous=NORMAL``
@@ -12,7 +12,7 @@ write lock (another process holding it, up to ``busy_timeout_s``) never holds up
 any writer; a read itself waits at most ``read_timeout_s`` for SQLite, so a page answers with what is in memory.
 
 A full disk, a locked, read-only or corrupt file must never end the service: every failure (``COMMIT`` included)
-raises :class:`StoreError` and is kept in :attr:`PowerStore.problem` for ``/healthz``, ``GET /api/power`` and the
+raises :class:`DatabaseError` and is kept in :attr:`Database.problem` for ``/healthz``, ``GET /api/power`` and the
 page until a write succeeds again. Nothing is deleted to make room and a broken file is never replaced; a file that
 cannot be opened is tried again at the next use, so the log comes back by itself once the disk has room.
 """
@@ -79,7 +79,7 @@ class JobEnd:
     duration_s: float | None = None
 
 
-class StoreError(Exception):
+class DatabaseError(Exception):
     """The database cannot be opened, read or written (disk full, locked, read-only, corrupt)."""
 
 
@@ -90,7 +90,7 @@ _WRITING: Final = "cannot write the power log"
 _READING: Final = "cannot read the power log"
 
 
-class PowerStore:
+class Database:
     def __init__(self, path: Path, *, busy_timeout_s: float = 10.0, read_timeout_s: float = 1.0) -> None:
         """Opens the database now if it can; it never raises: a problem is in :attr:`problem` and the database is
         opened again at the next use."""
@@ -103,7 +103,7 @@ class PowerStore:
         self._db: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()  # the reading connection
         self._reader: sqlite3.Connection | None = None
-        with contextlib.suppress(StoreError), self._lock, self._failures("cannot open the power log"):
+        with contextlib.suppress(DatabaseError), self._lock, self._failures("cannot open the power log"):
             self._connection()
 
     def _connection(self) -> sqlite3.Connection:
@@ -131,7 +131,7 @@ class PowerStore:
 
     @contextlib.contextmanager
     def _failures(self, doing: str) -> Iterator[None]:
-        """Any failure inside becomes StoreError (and :attr:`problem`); call with the lock of the connection used
+        """Any failure inside becomes DatabaseError (and :attr:`problem`); call with the lock of the connection used
         held (``doing`` says which one)."""
         try:
             yield
@@ -145,7 +145,7 @@ class PowerStore:
                     self._drop()
             self.problem = f"{doing} ({self.path.name}): {exc}"
             self._problem_writing = doing == _WRITING
-            raise StoreError(self.problem) from None
+            raise DatabaseError(self.problem) from None
 
     def _drop(self) -> None:
         if self._db is not None:
@@ -162,7 +162,7 @@ class PowerStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction, BEGIN ... COMMIT under the lock; a failure anywhere, COMMIT included, rolls back (when
-        SQLite has not already) and raises StoreError. A successful write clears :attr:`problem`."""
+        SQLite has not already) and raises DatabaseError. A successful write clears :attr:`problem`."""
         with self._lock, self._failures(_WRITING):
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
