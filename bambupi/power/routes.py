@@ -1,5 +1,6 @@
-"""Power and print history on the web: ``GET /api/power``, ``GET /api/jobs``, the ``/power`` page, and the owner's
-plug switch and auto-off cancel (login + CSRF, like every change).
+"""Power on the web: ``GET /api/power``, the ``/power`` page (with the latest print jobs; the whole history and its
+API are :mod:`bambupi.history.routes`), and the owner's plug switch and auto-off cancel (login + CSRF, like every
+change).
 
 Handlers run in the front door's worker threads: the live readings come from trio through
 ``trio.from_thread.run_sync``; the database is read right here (its methods are blocking and locked).
@@ -24,7 +25,7 @@ from bambupi.power.plugs import PlugError
 from bambupi.power.service import PowerService, SwitchRefused, today_energy
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
-from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, NotFound, Unavailable, expose
+from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, NotFound, expose
 
 CHART_BUCKET_S: Final = 300.0
 
@@ -44,7 +45,7 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
             try:
                 today = store.samples(printer_id, midnight) + unwritten
                 today_kwh = today_energy(today, max_gap_s=3 * power.settings.sample_interval_s)
-                done = [j for j in store.jobs(printer_id, 5) if j["ended_at"] is not None]
+                done = [j for j in store.jobs(printer_id, limit=5) if j["ended_at"] is not None]
                 last_job = done[0] if done else None
                 series = store.series(printer_id, now - hours * 3600, CHART_BUCKET_S)
             except DatabaseError:
@@ -67,18 +68,6 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
         history = _History()
         printers = {pid: printer_data(pid, hours=hours, history=history) for pid in ids}
         return {"printers": printers, "warning": store.problem if store is not None else None}
-
-    def api_jobs() -> dict[str, Any]:
-        printer = bottle.request.query.get("printer") or None
-        try:
-            limit = min(max(int(bottle.request.query.get("limit", "50")), 1), 1000)
-        except ValueError:
-            raise BadRequest("limit: must be a whole number") from None
-        try:
-            jobs = store.jobs(printer, limit) if store is not None else []
-        except DatabaseError as exc:
-            raise Unavailable(str(exc)) from None
-        return {"jobs": jobs}
 
     def switch(printer_id: str) -> dict[str, Any]:
         body = read_json_body() or {}
@@ -118,13 +107,12 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
         printers = [{**printer_data(pid, hours=CHART_HOURS, history=history), "name": names[pid]} for pid in ids]
         jobs: list[dict[str, Any]] = []
         with contextlib.suppress(DatabaseError):  # shown as the page's warning
-            jobs = store.jobs(None, 100) if store is not None and history.readable else []
+            jobs = store.jobs(limit=100) if store is not None and history.readable else []
         bottle.response.content_type = "text/html; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")
         return render_page(printers, jobs, now=time.time(), warning=store.problem if store is not None else None)
 
     expose(app, "GET", "/api/power", api_power, Access.ANYONE)
-    expose(app, "GET", "/api/jobs", api_jobs, Access.ANYONE)
     expose(app, "POST", "/api/printers/<printer_id>/plug", switch, Access.OWNER)
     expose(app, "POST", "/api/printers/<printer_id>/auto-off/cancel", cancel_auto_off, Access.OWNER)
     expose(app, "GET", "/power", page, Access.ANYONE)
