@@ -38,6 +38,16 @@ def report(**fields: Any) -> dict[str, Any]:
     return {"print": {"command": "push_status", "msg": 1, **fields}}
 
 
+def spool(
+    kind: str | None, color: str | None, remain: int | None, *, uuid: str | None = None,
+    weight: float | None = None, idx: str | None = None,
+) -> dict[str, Any]:
+    """A loaded slot or holder as the state keeps it: its filament, and what its RFID tag says (none here)."""
+    return {
+        "type": kind, "color": color, "remain": remain, "tray_uuid": uuid, "tray_weight": weight, "tray_info_idx": idx,
+    }
+
+
 def apply(state: State, payload: Any, model: str = "P1S", *, baseline: bool = False) -> Applied:
     applied = apply_message(state, payload, model=model, baseline=baseline)
     assert applied.rejected is None, applied.rejected
@@ -87,15 +97,15 @@ def test_full_p1s_report(p1s: State) -> None:
     assert p1s["print_error"] is None
     assert p1s["lights"] == {"chamber_light": "on"}
     assert p1s["active_tray"] == {"ams": 0, "tray": 0}
-    assert p1s["external_spool"] == {"type": "PLA", "color": "#00AE42", "remain": None}  # reported as 0: unknown
+    assert p1s["external_spool"] == spool("PLA", "#00AE42", None, idx="GFL99")  # reported as 0: unknown
     assert p1s["external_spools"] == {"254": p1s["external_spool"]}
     unit = p1s["ams"]["units"]["0"]
     assert (unit["humidity_index"], unit["humidity_pct"], unit["temp"]) == (4, None, 25.5)
     assert unit["trays"] == {
-        "0": {"type": "PLA", "color": "#000000", "remain": 87},
-        "1": {"type": "PETG", "color": "#FF6A13", "remain": None},
+        "0": spool("PLA", "#000000", 87, weight=1000, idx="GFA00"),  # a tray_uuid of zeros is no tag
+        "1": spool("PETG", "#FF6A13", None, idx="GFG99"),
         "2": {"empty": True},
-        "3": {"type": "PLA", "color": "#FFFFFF", "remain": 12},
+        "3": spool("PLA", "#FFFFFF", 12),
     }
     assert [entry["code"] for entry in p1s["hms"]] == ["0300_1200_0002_0001"]
 
@@ -126,7 +136,7 @@ def test_full_h2d_report_unpacks_device_temperatures() -> None:
     assert state["active_tray"] == {"ams": 2, "tray": 0}  # the active extruder's snow 0x0200, not tray_now
     # The top-level nozzle fields are stale on H2D; the active nozzle wins.
     assert (state["nozzle_temp"], state["nozzle_target"]) == (188.0, 207.0)
-    assert state["ams"]["units"]["128"]["trays"] == {"0": {"type": "PETG", "color": "#000000", "remain": 90}}
+    assert state["ams"]["units"]["128"]["trays"] == {"0": spool("PETG", "#000000", 90)}
 
 
 # -- merge rules -------------------------------------------------------------------------------------------
@@ -417,7 +427,7 @@ def test_an_ams_delta_updates_only_what_it_carries(p1s: State) -> None:
     unit, old_unit = new["ams"]["units"]["0"], p1s["ams"]["units"]["0"]
     assert unit["humidity_index"] == 2
     assert unit["temp"] == old_unit["temp"]
-    assert unit["trays"]["3"] == {"type": "PLA", "color": "#FFFFFF", "remain": 11}
+    assert unit["trays"]["3"] == spool("PLA", "#FFFFFF", 11)
     assert {k: v for k, v in unit["trays"].items() if k != "3"} == {
         k: v for k, v in old_unit["trays"].items() if k != "3"
     }
@@ -428,7 +438,7 @@ def test_a_slot_that_empties_and_is_refilled(p1s: State) -> None:
     assert emptied["ams"]["units"]["0"]["trays"]["0"] == {"empty": True}
     refill = report(ams={"ams": [{"id": "0", "tray": [{"id": "0", "tray_type": "ABS", "tray_color": "FF0000FF"}]}]})
     refilled = apply(emptied, refill).state
-    assert refilled["ams"]["units"]["0"]["trays"]["0"] == {"type": "ABS", "color": "#FF0000", "remain": None}
+    assert refilled["ams"]["units"]["0"]["trays"]["0"] == spool("ABS", "#FF0000", None)  # the old tag is gone
 
 
 def test_a_new_ams_unit_is_added_and_the_old_kept(p1s: State) -> None:
@@ -482,7 +492,7 @@ def test_tray_colour_is_css(color: str, expected: str) -> None:
 
 def test_external_spool(p1s: State) -> None:
     new = apply(p1s, report(vt_tray={"id": "254", "tray_type": "PETG", "tray_color": "112233FF", "remain": -1}))
-    assert new.state["external_spool"] == {"type": "PETG", "color": "#112233", "remain": None}
+    assert new.state["external_spool"] == spool("PETG", "#112233", None, idx="GFL99")
     unloaded = apply(new.state, report(vt_tray={"id": "254", "tray_type": ""})).state
     assert unloaded["external_spool"] == {"empty": True}  # not a spool of unknown type
 

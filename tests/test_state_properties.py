@@ -153,10 +153,14 @@ def temp_ok(value: Any) -> bool:
 def check_tray(tray: Any) -> None:
     if tray == {"empty": True}:
         return
-    assert set(tray) == {"type", "color", "remain"}
+    assert set(tray) == {"type", "color", "remain", "tray_uuid", "tray_weight", "tray_info_idx"}
     assert tray["type"] is None or isinstance(tray["type"], str)
     assert tray["color"] is None or re.fullmatch(r"#[0-9A-F]{6}", tray["color"])
     assert int_in(tray["remain"], 0, 100)
+    assert tray["tray_uuid"] is None or re.fullmatch(r"[0-9A-F]{1,32}", tray["tray_uuid"].lstrip("0") or "-")
+    weight = tray["tray_weight"]
+    assert weight is None or (isinstance(weight, int | float) and not isinstance(weight, bool) and 0 < weight <= 10_000)
+    assert tray["tray_info_idx"] is None or 0 < len(tray["tray_info_idx"]) <= 32
 
 
 def tray_ref_ok(ref: Any) -> bool:

@@ -67,6 +67,7 @@ AMS_HT_FIRST: Final = 128
 AMS_HT_LAST: Final = 135
 AMS_LITE_A2L: Final = 16  # the A2L reports its AMS lite as unit 16
 HOME_FLAG_ESTIMATES_REMAIN: Final = 0x80
+TRAY_WEIGHT_MAX_G: Final = 10_000  # the largest spools sold hold 5 kg
 
 
 class _Keep(enum.Enum):
@@ -547,8 +548,41 @@ def _color(value: Any) -> str | _Keep:
     return "#" + value[:6].upper()
 
 
+def _tray_uuid(value: Any) -> str | _Keep | None:
+    """A Bambu spool's RFID identity (``tray_uuid``, 32 hex digits, the same on both of the spool's tags); spools
+    without a tag report all zeros, which is none."""
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f]{1,32}", value):
+        return KEEP
+    return value.upper() if value.strip("0") else None
+
+
+def _tray_weight(value: Any) -> int | float | _Keep | None:
+    """The spool's net filament weight in grams from its RFID tag (``"1000"``, ``"250"``); "0" without a tag."""
+    number = _number(value)
+    if number is None or not 0 <= number <= TRAY_WEIGHT_MAX_G:
+        return KEEP
+    return number or None
+
+
+def _tray_info_idx(value: Any) -> str | _Keep | None:
+    """The filament preset (``"GFA01"`` Bambu PLA Matte, ``"GFL99"`` generic PLA, ``"P8d19ba6"`` a user's own);
+    "" when the slot names none."""
+    if not isinstance(value, str):
+        return KEEP
+    return safe_text(value, max_chars=32) or None
+
+
+# What the spool inventory (bambupi/filament/) knows a spool by: its RFID tag, net weight and filament preset.
+_SPOOL_IDENTITY: Final[tuple[tuple[str, Callable[[Any], Any]], ...]] = (
+    ("tray_uuid", _tray_uuid),
+    ("tray_weight", _tray_weight),
+    ("tray_info_idx", _tray_info_idx),
+)
+
 _EMPTY_TRAY: Final[dict[str, Any]] = {"empty": True}
-_UNKNOWN_SPOOL: Final[dict[str, Any]] = {"type": None, "color": None, "remain": None}
+_UNKNOWN_SPOOL: Final[dict[str, Any]] = {
+    "type": None, "color": None, "remain": None, "tray_uuid": None, "tray_weight": None, "tray_info_idx": None,
+}
 
 
 def _state_holds_spool(value: Any) -> bool:
@@ -631,6 +665,9 @@ def _spool(previous: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dic
         _set(merged, "type", _tray_type(fields["tray_type"]))
     if "tray_color" in fields:
         _set(merged, "color", _color(fields["tray_color"]))
+    for key, parse in _SPOOL_IDENTITY:
+        if key in fields:
+            _set(merged, key, parse(fields[key]))
     return merged
 
 

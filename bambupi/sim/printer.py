@@ -414,9 +414,11 @@ def _exist_bits(unit_id: int) -> tuple[int, int]:
     return unit_id, unit_id * 4
 
 
-def _render_tray(index: int, tray: Tray, *, slot_state: int | None) -> JSON:
-    # A Bambu spool (its remaining filament measured) carries its RFID tag; others report zeros and remain -1.
+def _render_tray(unit_id: int, index: int, tray: Tray, *, slot_state: int | None) -> JSON:
+    # A Bambu spool (its remaining filament measured) carries its RFID tag, one per spool (the inventory knows a
+    # spool by it), and its net weight; others report zeros there and remain -1.
     rfid = tray.remain >= 0
+    tag = unit_id * 16 + index
     rendered: JSON = {"id": str(index)}
     if slot_state is not None:
         rendered["state"] = slot_state
@@ -427,11 +429,11 @@ def _render_tray(index: int, tray: Tray, *, slot_state: int | None) -> JSON:
         "cols": [tray.color],
         "tray_info_idx": tray.info_idx,
         "remain": -1 if tray.remain < 0 else math.ceil(tray.remain),
-        "tag_uid": f"{0x8A41A5A600000100 + index:016X}" if rfid else "0" * 16,
-        "tray_uuid": f"{0xC234B32CD1C14E0587B0CF6BF8753D00 + index:032X}" if rfid else "0" * 32,
+        "tag_uid": f"{0x8A41A5A600000100 + tag:016X}" if rfid else "0" * 16,
+        "tray_uuid": f"{0xC234B32CD1C14E0587B0CF6BF8753D00 + tag:032X}" if rfid else "0" * 32,
         "nozzle_temp_min": str(tray.nozzle_min),
         "nozzle_temp_max": str(tray.nozzle_max),
-        "tray_weight": "1000",
+        "tray_weight": "1000" if rfid else "0",
         "tray_diameter": "1.75",
         "k": 0.02,
         "n": 1,
@@ -458,7 +460,7 @@ def _render_ams(state: PrinterState) -> JSON:
                 continue
             tray_bits |= 1 << (first_tray_bit + index)
             rfid_bits |= (1 << (first_tray_bit + index)) if tray.remain >= 0 else 0
-            trays.append(_render_tray(index, tray, slot_state=loaded_state))
+            trays.append(_render_tray(unit.unit_id, index, tray, slot_state=loaded_state))
         rendered: JSON = {
             "id": str(unit.unit_id),
             "humidity": str(unit.humidity_index),
@@ -495,7 +497,7 @@ def _render_holder(holder_id: int, tray: Tray | None) -> JSON:
             "cols": ["00000000"], "tray_info_idx": "", "remain": 0, "tag_uid": "0" * 16, "tray_uuid": "0" * 32,
             "nozzle_temp_min": "0", "nozzle_temp_max": "0", "tray_diameter": "1.75", "k": 0.02, "n": 1,
         }  # fmt: skip
-    return {**_render_tray(0, tray, slot_state=None), "id": str(holder_id), "remain": 0}
+    return {**_render_tray(holder_id, 0, tray, slot_state=None), "id": str(holder_id), "remain": 0}
 
 
 def _render_external(profile: ModelProfile) -> JSON:
