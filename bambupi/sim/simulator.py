@@ -12,15 +12,20 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Final
 
 import trio
 
 from bambupi.sim.broker import Broker, server_ssl_context
 from bambupi.sim.camera import CameraServer, FrameInfo
+from bambupi.sim.ftps import FtpsServer
 from bambupi.sim.printer import SimulatedPrinter
 from bambupi.sim.scenarios import SCENARIOS, run_scenario
+from bambupi.sim.threemf import job_filaments, make_3mf
 
 log = logging.getLogger(__name__)
+
+JOB_FILES_KEPT: Final = 5
 
 
 class Simulator:
@@ -47,6 +52,7 @@ class Simulator:
         max_clients: int | None = None,
         camera_port: int | None = None,
         camera_fps: float = 2.0,
+        ftps_port: int | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
@@ -66,6 +72,25 @@ class Simulator:
                 access_code, server_ssl_context(cert, key), self._camera_frame_info, fps=camera_fps
             )
 
+        # The FTPS server with each job's 3MF (None: no FTPS; 0: any free port, bound in run()).
+        self.ftps_port = ftps_port
+        self.ftps: FtpsServer | None = None
+        self._job_files: dict[str, bytes] = {}  # /cache/<name>.3mf of the recent jobs, like a printer's cache
+        if ftps_port is not None:
+            self.ftps = FtpsServer(access_code, server_ssl_context(cert, key), self._ftps_files)
+
+    def _ftps_files(self) -> dict[str, bytes]:
+        """The recent jobs' 3MFs; the running job's made when first asked for."""
+        job = self.printer.state.job
+        if job is not None:
+            path = f"/cache/{job.name}.3mf"
+            if path not in self._job_files:
+                filaments = job_filaments(self.printer.state, job.seconds)
+                self._job_files[path] = make_3mf(filaments, job.seconds)
+                while len(self._job_files) > JOB_FILES_KEPT:
+                    del self._job_files[next(iter(self._job_files))]
+        return self._job_files
+
     def _camera_frame_info(self) -> FrameInfo:
         job = self.printer.state.job
         return FrameInfo(
@@ -82,6 +107,8 @@ class Simulator:
             self.mqtt_port = await nursery.start(self.broker.serve, self.host, self.mqtt_port)
             if self.camera is not None:
                 self.camera_port = await nursery.start(self.camera.serve, self.host, self.camera_port or 0)
+            if self.ftps is not None:
+                self.ftps_port = await nursery.start(self.ftps.serve, self.host, self.ftps_port or 0)
             await nursery.start(self.printer.run)
             nursery.start_soon(run_scenario, self.scenario, self.printer)
             log.info(
