@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(120)
 LOG_IN_FIRST = {"error": "log in first (POST /api/login)", "status": 401}
 WRONG_CSRF = {"error": f"missing or wrong {CSRF_HEADER} header", "status": 403}
 CROSS_SITE = {"error": "cross-site request refused", "status": 403}
-SAMPLE_ARGS = {"printer_id": "garage", "name": "x"}  # values for the path wildcards of every route
+SAMPLE_ARGS = {"printer_id": "garage", "name": "x", "job_id": "1"}  # values for the path wildcards of every route
 
 
 def _path(rule: str) -> str:
@@ -51,7 +51,7 @@ async def test_every_route_declares_who_may_call_it(tmp_path: Path) -> None:
             "POST /api/printers/<printer_id>/commands", "POST /api/printers/<printer_id>/trust", "GET /api/discovery",
             "GET /api/settings", "POST /api/settings", "GET /api/notify", "POST /api/notify/<name>/test",
             "POST /api/printers/<printer_id>/plug", "POST /api/printers/<printer_id>/auto-off/cancel",
-            "POST /api/logout",
+            "POST /api/logout", "DELETE /api/jobs/<job_id:int>",
         } <= owner
         # Changing anything is never open to anyone, except the login itself and the first visit's password.
         anyone_changes = {f"{r.method} {r.rule}" for r in routes if access_of(r) is Access.ANYONE and r.method != "GET"}
