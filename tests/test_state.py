@@ -26,7 +26,7 @@ DOCUMENTED_KEYS = {
     "nozzle_temp", "nozzle_target", "bed_temp", "bed_target", "chamber_temp", "chamber_target",
     "nozzles", "active_nozzle", "stage", "print_error", "print_error_text", "print_error_action", "job_result",
     "hms", "ams", "active_tray", "external_spool", "external_spools",
-    "speed_level", "wifi_dbm", "subtask_name", "lights", "liveview", "door_open",
+    "speed_level", "wifi_dbm", "subtask_name", "gcode_file", "lights", "liveview", "door_open",
 }  # fmt: skip
 
 
@@ -190,6 +190,7 @@ def test_a_report_gives_a_new_state_object_and_a_non_report_the_same(p1s: State)
         ("gcode_state", "SLICING", "gcode_state", "SLICING"),
         ("gcode_state", "CALIBRATING_SOMETHING_NEW", "gcode_state", "UNKNOWN"),
         ("subtask_name", "lid v2", "subtask_name", "lid v2"),
+        ("gcode_file", "/data/Metadata/plate_2.gcode", "gcode_file", "/data/Metadata/plate_2.gcode"),
     ],
 )
 def test_field_values_are_read(p1s: State, field: str, value: Any, key: str, expected: Any) -> None:

@@ -108,6 +108,7 @@ def initial_state() -> State:
         "speed_level": None,
         "wifi_dbm": None,
         "subtask_name": None,
+        "gcode_file": None,  # the job's file as the printer names it: where its 3MF is (bambupi/jobfile/fetch.py)
         "lights": {},
         "liveview": None,
         "door_open": None,
@@ -389,6 +390,7 @@ _SCALARS: Final[tuple[tuple[str, str, Callable[[Any], Any]], ...]] = (
     ("spd_lvl", "speed_level", _speed_level),
     ("wifi_signal", "wifi_dbm", _wifi_dbm),
     ("subtask_name", "subtask_name", _text),
+    ("gcode_file", "gcode_file", _text),
 )
 _CHAMBER_KEYS: Final = frozenset({"chamber_temp", "chamber_target"})
 
