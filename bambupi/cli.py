@@ -26,6 +26,7 @@ from bambupi.config import (
     pins_path,
     resolve_storage_path,
 )
+from bambupi.jobfile.fetch import FTPS_PORT
 from bambupi.printer_models import model_info
 from bambupi.secret import Secret, redact
 from bambupi.service import Running, Service
@@ -206,6 +207,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _serve(start)
 
 
+def _bindable(host: str, port: int) -> bool:
+    """Whether this process may listen on ``host:port`` now (a port below 1024 needs privileges)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _free_port(preferred: int) -> int:
     import socket
 
@@ -269,15 +283,25 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose, [Secret(args.access_code)])
 
+    ftps_port = args.ftps_port
+    if ftps_port is None:  # the default: a printer's port, when this user may have it
+        ftps_port = FTPS_PORT if _bindable(args.host, FTPS_PORT) else None
+        if ftps_port is None:
+            print(f"bambupi sim: FTPS off: port {FTPS_PORT} cannot be bound here (it needs root or "
+                  f"CAP_NET_BIND_SERVICE, or it is in use); --ftps-port N serves it elsewhere", file=sys.stderr)
+
     async def start(nursery: trio.Nursery) -> None:
         sim = Simulator(
             args.model, args.serial, args.access_code, host=args.host, mqtt_port=args.mqtt_port,
-            scenario=args.scenario, time_scale=args.time_scale, camera_port=args.camera_port,
+            scenario=args.scenario, time_scale=args.time_scale, camera_port=args.camera_port, ftps_port=ftps_port,
         )
         ports = f"MQTT port {args.mqtt_port}" + (f", camera port {args.camera_port}" if args.camera_port else "")
+        ports += f", FTPS port {args.ftps_port}" if args.ftps_port is not None else ""
         await _start(nursery, f"the simulated printer on {args.host} ({ports})", sim.run)
+        ftps = f", FTPS (implicit TLS) on {args.host}:{sim.ftps_port}" if sim.ftps is not None else ""
         camera = f", camera (port-6000 protocol) on {args.host}:{sim.camera_port}" if sim.camera is not None else ""
-        print(f"simulated {args.model} {args.serial}: MQTT/TLS on {args.host}:{sim.mqtt_port}{camera}", flush=True)
+        print(f"simulated {args.model} {args.serial}: MQTT/TLS on {args.host}:{sim.mqtt_port}{ftps}{camera}",
+              flush=True)  # fmt: skip
 
     return _serve(start)
 
@@ -427,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-port", type=_port, default=8883, help="0 = any free port (default 8883)")
     p.add_argument(
         "--camera-port", type=_port, default=None, help="serve the port-6000 camera (0 = any free port; default none)"
+    )
+    p.add_argument(
+        "--ftps-port", type=_port, default=None,
+        help=f"serve the job's 3MF over implicit FTPS (0 = any free port; default {FTPS_PORT}, off when that port "
+        "cannot be bound)",
     )
     _simulator_options(p)
     p.set_defaults(func=cmd_sim)

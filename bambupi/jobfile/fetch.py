@@ -27,7 +27,7 @@ from typing import IO, Any, Final
 
 import trio
 
-from bambupi.jobfile.ftps import DataChannelError, FtpsClient, RangeRefused, TooLarge
+from bambupi.jobfile.ftps import FTPS_PORT, DataChannelError, FtpsClient, FtpsTarget, RangeRefused, TooLarge
 from bambupi.jobfile.threemf import (
     SLICE_INFO,
     SLICE_INFO_MAX_BYTES,
@@ -37,33 +37,17 @@ from bambupi.jobfile.threemf import (
     central_directory,
     read_job_file,
 )
-from bambupi.printer.tls_pins import PinStore
 from bambupi.printer_models import normalise_model
-from bambupi.secret import Secret
 
 log = logging.getLogger(__name__)
 
-FTPS_PORT: Final = 990
+__all__ = ["FTPS_PORT", "FtpsTarget", "JobFileLimits", "candidate_paths", "fetch_job_file"]
+
 FOLDERS: Final = ("/cache/", "/")
 TAIL_BYTES: Final = 64 * 1024 + 22  # the zip's end record with the longest comment it may carry
 MEMBER_SLACK: Final = 64 * 1024  # a member's local header (name, extra field) around its compressed bytes
 PLAIN_DATA_MODELS: Final = frozenset({"A1", "A1MINI"})  # Bambuddy: their data channel may need to be plain
 _PLATE: Final = re.compile(r"(?:^|/)Metadata/plate_(\d{1,3})\.gcode$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class FtpsTarget:
-    """A printer's FTPS server. Its certificate must be the one pinned for ``printer_id`` (the MQTT link's pin, or the
-    config's ``tls_fingerprint`` which takes precedence), the printers' one certificate for MQTT and FTPS alike."""
-
-    host: str
-    access_code: Secret
-    serial: str
-    pins: PinStore
-    model: str
-    printer_id: str
-    configured_pin: str | None = None  # the config file's tls_fingerprint
-    port: int = FTPS_PORT
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,34 @@ import socket
 import ssl
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any, Final
+from dataclasses import dataclass
+from typing import IO, Any, Final
 
 from bambupi.jobfile.threemf import JobFileError
 from bambupi.printer.state import safe_text
-from bambupi.printer.tls_pins import CertificateRefused, TrustOnFirstUse, printer_tls_context
-from bambupi.secret import redact
+from bambupi.printer.tls_pins import CertificateRefused, PinStore, TrustOnFirstUse, printer_tls_context
+from bambupi.secret import Secret, redact
 
-if TYPE_CHECKING:
-    from bambupi.jobfile.fetch import FtpsTarget
-
+FTPS_PORT: Final = 990
 USER: Final = "bblp"
 CHUNK: Final = 64 * 1024
 OPERATION_TIMEOUT_S: Final = 30.0  # one socket operation; the whole fetch has its own deadline
+
+
+@dataclass(frozen=True)
+class FtpsTarget:
+    """A printer's FTPS server. Its certificate must be the one pinned for ``printer_id`` (the MQTT link's pin, or the
+    config's ``tls_fingerprint`` which takes precedence), the printers' one certificate for MQTT and FTPS alike."""
+
+    host: str
+    access_code: Secret
+    serial: str
+    pins: PinStore
+    model: str
+    printer_id: str
+    configured_pin: str | None = None  # the config file's tls_fingerprint
+    port: int = FTPS_PORT
+
 
 
 class DataChannelError(JobFileError):
