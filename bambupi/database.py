@@ -613,7 +613,8 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             version = _version(db)  # again inside the write lock: another process may have done it meanwhile
-            if version < SCHEMA_VERSION:
+            upgrading = version < SCHEMA_VERSION
+            if upgrading:
                 for statement in MIGRATIONS[version]:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {version + 1:d}")
@@ -623,7 +624,8 @@ def _migrate(db: sqlite3.Connection) -> None:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             raise
-        log.info("database upgraded to version %d", version + 1)
+        if upgrading:
+            log.info("database upgraded to version %d", version + 1)
 
 
 def _filaments(db: sqlite3.Connection, where: str, args: Sequence[Any]) -> dict[int, list[dict[str, Any]]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,26 @@ def test_a_new_database_is_made_at_the_latest_version_in_one_go(tmp_path: Path) 
     assert found["user_version"] == 2 and found["new_tables"] == V2_TABLES
     assert found["job_columns"] == [*V1_JOB_COLUMNS, *V2_JOB_COLUMNS]
     store.close()
+
+
+def test_two_openers_of_an_old_file_at_once_upgrade_it_once(v1_copy: Path) -> None:
+    before = contents(v1_copy)
+    # Two Databases (as the service and `bambupi` in a shell would be), each opening from its own thread at once.
+    opened: list[Database] = []
+    start = threading.Barrier(2)
+
+    def open_it() -> None:
+        start.wait()
+        opened.append(Database(v1_copy, busy_timeout_s=30.0))
+
+    threads = [threading.Thread(target=open_it) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [d.problem for d in opened] == [None, None]
+    after = contents(v1_copy)
+    assert after["user_version"] == 2 and after["job_columns"] == [*V1_JOB_COLUMNS, *V2_JOB_COLUMNS]
+    assert after["jobs"] == before["jobs"] and after["samples"] == before["samples"]
+    for d in opened:
+        d.close()
