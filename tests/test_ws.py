@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -15,7 +16,13 @@ import trio
 import trio.testing
 import wsproto
 import wsproto.events
-from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    open_websocket_url,
+    wrap_client_stream,
+)
 
 from bambupi.component import RESTART, Applied, HealthBoard, Supervisor, Web
 from bambupi.config import Config, PrinterConfig, WebConfig
@@ -23,7 +30,7 @@ from bambupi.secret import Secret
 from bambupi.state_hub import CameraStatus, StateHub
 from bambupi.web import ws as ws_module
 from bambupi.web.api import make_app
-from bambupi.web.frontdoor import FrontDoor
+from bambupi.web.frontdoor import FrontDoor, Request
 from bambupi.web.merge_patch import apply_merge_patch, without_nulls
 from bambupi.web.pages import add_page_routes
 from bambupi.web.ws import WebSocketService, WsLimits
@@ -365,6 +372,125 @@ async def test_a_delta_waits_while_the_connection_writes_a_pong_or_a_close(
         lock.release()
         delta = await receive(ws)
         assert delta["type"] == "delta" and delta["printer"] == "p1"
+
+
+class RawClient:
+    """A WebSocket client whose reading the test holds and resumes (trio-websocket's client reads on its own), on a
+    socket with a small receive buffer, so the box's writes to it soon fill what the kernel holds."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.protocol = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.pending: list[wsproto.events.Event] = []
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect(("127.0.0.1", port))
+        client = cls(trio.SocketStream(sock))
+        await client.stream.send_all(client.protocol.send(wsproto.events.Request(host="127.0.0.1", target="/ws")))
+        with trio.fail_after(HANG_S):
+            while not isinstance(await client._event(), wsproto.events.AcceptConnection):
+                pass
+        return client
+
+    async def _event(self) -> wsproto.events.Event:
+        while not self.pending:
+            data = await self.stream.receive_some()
+            assert data, "the box closed the connection"
+            self.protocol.receive_data(data)
+            self.pending += self.protocol.events()
+        return self.pending.pop(0)
+
+    async def message(self) -> dict[str, Any]:
+        """The next message; every byte must parse as the frames of JSON texts."""
+        text = ""
+        with trio.fail_after(HANG_S):
+            while True:
+                event = await self._event()
+                assert isinstance(event, wsproto.events.TextMessage), event
+                text += event.data
+                if event.message_finished:
+                    return dict(json.loads(text))
+
+
+def record_direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int | None]]:
+    """Every write the watcher tries straight to a socket: (bytes offered, bytes taken or None)."""
+    writes: list[tuple[int, int | None]] = []
+    real = ws_module._Wire.write_now
+
+    def recording(wire: ws_module._Wire, data: bytes) -> int | None:
+        written = real(wire, data)
+        writes.append((len(data), written))
+        return written
+
+    monkeypatch.setattr(ws_module._Wire, "write_now", recording)
+    return writes
+
+
+def power_warnings(client: Client) -> list[str]:
+    return [event["message"] for event in client.events if event["kind"] == "power_warning"]
+
+
+async def test_a_write_the_socket_takes_in_part_is_finished_byte_exact_in_order_and_delays_no_one(
+    box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = record_direct_writes(monkeypatch)
+    held = await RawClient.connect(int(box.base.rsplit(":", 1)[1]))
+    held_client = Client(await held.message())
+    async with open_websocket_url(box.url) as reader:
+        client = Client(await receive(reader))
+        # ~200 kB of events in one step, more than the held client's socket takes now: the watcher writes what it
+        # takes and hands the rest to the connection's task, which must finish it before anything newer.
+        warnings = [f"warning {n} " + "x" * 2000 for n in range(100)]
+        for text in warnings:
+            box.hub.publish_event({"kind": "power_warning", "printer": "p1", "message": text})
+        box.hub.apply_message("p1", big_change(0))  # at once: no bytes of it may land before the rest is written
+        await trio.testing.wait_all_tasks_blocked()
+        assert any(0 < taken < offered for offered, taken in writes if taken is not None)
+        for i in range(20):  # the reader gets every change while the held client's task still waits to write
+            if i:
+                box.hub.apply_message("p1", big_change(i))
+            message = await receive(reader)
+            while message["type"] != "delta":
+                client.take(message)
+                message = await receive(reader)
+            client.take(message)
+            assert without_nulls(client.printers["p1"]) == without_nulls(await box.printer("p1"))
+        assert power_warnings(client) == warnings
+    # The held client reads again: the events whole and in order, once each, then the newest state.
+    expected = without_nulls(await box.printer("p1"))
+    while without_nulls(held_client.printers["p1"]) != expected:
+        message = await held.message()
+        if message["type"] != "event":  # no state before the events that came before it
+            assert len(power_warnings(held_client)) == len(warnings)
+        held_client.take(message)
+    assert power_warnings(held_client) == warnings
+    assert held_client.deltas < 20  # it skipped the states it was away for
+    await held.stream.aclose()
+
+
+async def test_a_client_on_another_kind_of_stream_is_served_by_its_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only a plain TCP socket is written to directly; any other stream (TLS, should the front door ever wrap one)
+    # holds state between the bytes and the socket, so its frames go through it, from the connection's task.
+    writes = record_direct_writes(monkeypatch)
+    hub = StateHub([printer_config("p1")])
+    service = WebSocketService(hub, WsLimits(heartbeat_s=HANG_S * 4))
+    request = Request(method="GET", target="/ws", path="/ws", query="", headers=(), http_version="1.1")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        server_end, client_end = trio.testing.memory_stream_pair()
+        nursery.start_soon(service.serve, server_end, request, b"")
+        ws = await wrap_client_stream(nursery, client_end, "box", "/ws")
+        client = Client(await receive(ws))
+        for percent in (10, 20, 30):
+            hub.apply_message("p1", report(mc_percent=percent))
+            await trio.testing.wait_all_tasks_blocked()
+            client.take(await receive(ws))
+            assert client.printers["p1"]["state"]["percent"] == percent
+        assert writes and all(taken is None for _, taken in writes)
+        nursery.cancel_scope.cancel()
 
 
 SECRET = "tk_secret-in-an-error"

@@ -16,12 +16,16 @@ Messages (JSON text, each with a ``type``; docs/api.md, "WebSocket /ws", describ
 
 The fan-out is one watcher (:meth:`WebSocketService.run`) for every client. It follows the hub's printers and
 cameras and its events, and frames each change **once**: the messages that bring a client from one step to the
-next, as text, the same for every client in step. Each connection has one sender task that sleeps until the
-watcher wakes it and sends those texts; a client that fell behind (a slow phone) is brought from what it holds to
-the newest view by one diff, computed once for every client as far behind, so it skips states and holds no
-backlog. Events go to a log shared by every client (never dropped: a client whose send could not keep up with
-``EVENT_LOG_SIZE`` events gets ``events_lost`` with the count, as a hub event queue would say). Only printers whose
-object changed are diffed, so the cost of a report does not grow with the number of printers.
+next, as text, the same for every client in step. The watcher writes those bytes itself to every client that is in
+step, straight into the client's socket without waiting (:meth:`_Wire.write_now`), so fifty clients cost fifty
+system calls and no task switch. A client the watcher cannot finish that way (its socket buffer is full, a pong of
+trio-websocket's is going out, it is not a plain TCP stream) is handed to its connection's own sender task, which
+writes the rest within the send timeout and then catches up: a client that fell behind (a slow phone) is brought
+from what it holds to the newest view by one diff, computed once for every client as far behind, so it skips
+states and holds no backlog. Events go to a log shared by every client (never dropped: a client whose send could
+not keep up with ``EVENT_LOG_SIZE`` events gets ``events_lost`` with the count, as a hub event queue would say), and
+reach each client before the state that follows them. Only printers whose object changed are diffed, so the cost
+of a report does not grow with the number of printers.
 
 Every send is bounded by ``send_timeout_s``, and a line quiet for ``heartbeat_s`` gets a heartbeat and a WebSocket
 ping that must be answered within ``heartbeat_s``; a client that fails either is disconnected, so it never slows the
@@ -36,6 +40,7 @@ import itertools
 import json
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,7 +149,7 @@ class WebSocketService:
         self._catch_up: dict[tuple[int, int], list[bytes]] = {}
         self._events: deque[tuple[int, Event, bytes]] = deque(maxlen=EVENT_LOG_SIZE)
         self._event_count = 0  # events logged so far: the number of the newest
-        self._news = trio.lowlevel.ParkingLot()
+        self._sessions: dict[_Session, None] = {}  # every connection past its handshake, oldest first
         self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -160,33 +165,39 @@ class WebSocketService:
             self._running = True
             try:
                 task_status.started()
-                await self._follow_state()
+                await self._follow_state(queue)
             finally:
                 self._running = False
 
-    async def _follow_state(self) -> None:
+    async def _follow_state(self, queue: EventQueue) -> None:
         version, camera_version = self.hub.version, self.hub.camera_version
         while True:
             await self.hub.wait_for_news(version, camera_version)
             version, camera_version = self.hub.version, self.hub.camera_version
+            self._log_waiting_events(queue)  # a change's events are queued before it: they go out first
             self._advance()
+            self._fan_out()
 
     async def _follow_events(self, queue: EventQueue) -> None:
         while True:
-            event = await queue.get()
-            self._log_event(event)
-            self._news.unpark_all()
+            self._log_event(await queue.get())
+            self._log_waiting_events(queue)
+            self._fan_out()
 
     async def _follow_health(self, health: HealthFeed) -> None:
         while True:
             await health.wait_for_change(health.version)
-            self._news.unpark_all()
+            self._fan_out()
 
     def _health_version(self) -> int:
         return 0 if self.health is None else self.health.version
 
     def _failing(self) -> list[dict[str, Any]]:
         return [] if self.health is None else self.health.failing()
+
+    def _log_waiting_events(self, queue: EventQueue) -> None:
+        while (event := queue.get_nowait()) is not None:
+            self._log_event(event)
 
     def _log_event(self, event: Event) -> None:
         self._event_count += 1
@@ -210,7 +221,51 @@ class WebSocketService:
         if not frames and self._step.number > 0:
             return
         self._step = _Step(self._step.number + 1, view, frames)
-        self._news.unpark_all()
+
+    def _fan_out(self) -> None:
+        """Bring every session that sleeps in step up to date: its news written straight to its socket when it
+        takes them whole now, else handed to the session's task (:class:`_Wire` says when that is)."""
+        now, events, health = self._step, self._event_count, self._health_version()
+        news: dict[tuple[int, int], bytes] = {}  # by where a client is: the same bytes for every client there
+        sent_at = trio.current_time()
+        for session in self._sessions:
+            if not session.asleep:
+                continue  # its task is at it, and looks again before it sleeps
+            if session.health_sent != health:
+                session.wake()  # a health message is made for each send (its countdown): rare, the task's
+                continue
+            if session.is_current(now, events):
+                continue
+            key = (session.step.number, session.events_sent)
+            data = news.get(key)
+            if data is None:
+                data, lost = self._news_since(session.step, session.events_sent)
+                if lost:
+                    session.wake()  # the task says so in the log
+                    continue
+                news[key] = data
+            written = session.wire.write_now(data)
+            if written is None:
+                session.wake()
+                continue
+            session.step, session.events_sent, session.sent_at = now, events, sent_at
+            if written < len(data):
+                session.unsent = data[written:]
+                session.wake()
+
+    def _news_since(self, step: _Step, events_sent: int) -> tuple[bytes, int]:
+        """For a client at ``step`` that has had ``events_sent`` events: the framed events since then and the
+        messages to the current step, in that order, as one write; and how many events it has lost (it is further
+        behind than the log keeps)."""
+        frames: list[bytes] = []
+        lost = 0
+        newer = self._event_count - events_sent
+        if newer > len(self._events):
+            lost, newer = newer - len(self._events), len(self._events)
+            frames.append(text_frame(encode({"type": "event", "kind": "events_lost", "count": lost})))
+        frames += [self._events[-back][2] for back in range(newer, 0, -1)]
+        frames += self._frames_since(step)
+        return frames[0] if len(frames) == 1 else b"".join(frames), lost
 
     def _frames_since(self, step: _Step) -> list[bytes]:
         """For a client at ``step``: the framed messages to the current step (shared: the same list for all)."""
@@ -268,98 +323,151 @@ async def _refuse_cross_site(stream: trio.abc.Stream, request: Request, replay: 
         await stream.send_all(closing_error_response(403, "cross-site WebSocket refused: open the page from this box"))
 
 
+class _Wire:
+    """A connection's way out for the shared frames, beside trio-websocket (pinned below 0.13), which keeps the rest
+    of the protocol (handshake, pings and pongs, close, what the client sends): the one place that knows its private
+    parts, the connection's send lock and stream.
+
+    Frames are written under that lock, so they never interleave with a pong or a close it sends meanwhile. Framing a
+    message once for every client and writing it as is costs a third of going through the connection's
+    ``send_message`` per client."""
+
+    def __init__(self, ws: WebSocketConnection, stream: trio.abc.Stream) -> None:
+        self.ws = ws
+        self._lock: trio.StrictFIFOLock = ws._stream_lock
+        self._stream: trio.abc.Stream = ws._stream
+        # The front door serves plain TCP. Any other stream (TLS, should it ever wrap one) holds its own state
+        # between the bytes and the socket: only :meth:`send` writes to it, through the stream.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+
+    @property
+    def open(self) -> bool:
+        return self.ws.closed is None
+
+    def write_now(self, data: bytes) -> int | None:
+        """Write what the client's socket takes now, without waiting: how many bytes that was (0 when its buffer is
+        full), or None when only :meth:`send` may write (trio-websocket is sending, the connection is closing, not
+        a plain TCP stream, a broken socket that :meth:`send` will report)."""
+        if self._socket is None or self._lock.locked() or self.ws.closed is not None:
+            return None
+        fd = self._socket.fileno()
+        if fd < 0:
+            return None
+        try:
+            # The socket is non-blocking (trio's): a full buffer raises instead of waiting. Python ignores SIGPIPE,
+            # so a client gone is an OSError here, not a signal.
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return None
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` whole, waiting for the client as long as it takes (the caller bounds that)."""
+        lock = self._lock
+        # Taken without a checkpoint when free (nearly always): ``async with lock`` yields first, so the sessions a
+        # change wakes would all take their turn at the lock before the first of them sends.
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            await self._stream.send_all(data)
+        finally:
+            lock.release()
+
+
 class _Session:
     def __init__(
         self, service: WebSocketService, ws: WebSocketConnection, stream: trio.abc.Stream, number: int
     ) -> None:
         self.service = service
         self.ws = ws
+        self.wire = _Wire(ws, stream)
         self.stream = stream
         self.limits = service.limits
         self.name = f"websocket {number}"
         self.sent_at = trio.current_time()  # when the last message went out (trio's clock)
+        # Where the client is: the step and the number of events it has been sent (or handed, in ``unsent``), and
+        # the health version it was told. The watcher moves them for a session asleep; its task, for one awake.
+        self.step = service._step
+        self.events_sent = service._event_count
+        self.health_sent = service._health_version()
+        self.unsent = b""  # the end of a write the watcher began: the task finishes it before anything else
         self._sending = trio.CancelScope()
+        self._asleep = trio.lowlevel.ParkingLot()
+
+    @property
+    def asleep(self) -> bool:
+        """In step when it went to sleep: the watcher may write to it."""
+        return bool(self._asleep)
+
+    def is_current(self, step: _Step, events: int) -> bool:
+        return self.step is step and self.events_sent == events
+
+    def wake(self) -> None:
+        self._asleep.unpark_all()
 
     async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._receive, nursery.cancel_scope)
-            nursery.start_soon(self._keepalive, nursery.cancel_scope)
-            # One scope for every send of the session, its deadline set for each send, instead of a new scope per
-            # message: with fifty clients at 25 reports a second, making and dropping scopes was a fifth of the
-            # service's time.
-            with trio.CancelScope() as self._sending:
-                await self._send_loop()
-            if self._sending.cancelled_caught:
-                log.info("%s: the client did not take a message within %.0f s; disconnected",
-                         self.name, self.limits.send_timeout_s)
-                await trio.aclose_forcefully(self.stream)
-            nursery.cancel_scope.cancel()
+        self.service._sessions[self] = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._receive, nursery.cancel_scope)
+                nursery.start_soon(self._keepalive, nursery.cancel_scope)
+                # One scope for every send of the session, its deadline set for each send, instead of a new scope
+                # per message: with fifty clients at 25 reports a second, making and dropping scopes was a fifth of
+                # the service's time.
+                with trio.CancelScope() as self._sending:
+                    await self._send_loop()
+                if self._sending.cancelled_caught:
+                    log.info("%s: the client did not take a message within %.0f s; disconnected",
+                             self.name, self.limits.send_timeout_s)
+                    await trio.aclose_forcefully(self.stream)
+                nursery.cancel_scope.cancel()
+        finally:
+            del self.service._sessions[self]
 
     async def _send_loop(self) -> None:
         service = self.service
         # The view and the events logged so far are read in one step: no event is both in the snapshot's recent
         # events and sent after it, and none between the two is missed.
-        step, events_sent = service._step, service._event_count
+        self.step, self.events_sent = service._step, service._event_count
         recent = [event for _, event, _ in list(service._events)[-RECENT_EVENTS:]]
-        snapshot = {"type": "snapshot", "printers": dict(step.view), "events": recent}
+        snapshot = {"type": "snapshot", "printers": dict(self.step.view), "events": recent}
         if not await self._send(text_frame(encode(snapshot))):
             return
-        health_sent = service._health_version()
+        self.health_sent = service._health_version()
         failing = service._failing()  # made per send, for a countdown as of now: rare (a part fails or runs again)
         if failing and not await self._send(text_frame(encode({"type": "health", "failing": failing}))):
             return
         while True:
-            while health_sent != service._health_version():  # again if it changed while it was sent
-                health_sent = service._health_version()
+            if self.unsent:
+                unsent, self.unsent = self.unsent, b""
+                if not await self._send(unsent):
+                    return
+            while self.health_sent != service._health_version():  # again if it changed while it was sent
+                self.health_sent = service._health_version()
                 if not await self._send(text_frame(encode({"type": "health", "failing": service._failing()}))):
                     return
-            if step is service._step and events_sent == service._event_count:
-                await service._news.park()  # the quiet line's heartbeat is _keepalive's
+            if self.is_current(service._step, service._event_count):
+                await self._asleep.park()  # the quiet line's heartbeat is _keepalive's
                 continue
-            # Events first: they happened before the state that follows them was read.
-            while events_sent < service._event_count:
-                oldest = service._events[0][0] if service._events else service._event_count + 1
-                if events_sent + 1 < oldest:
-                    lost, events_sent = oldest - 1 - events_sent, oldest - 1
-                    log.error("%s: %d events lost (the client is too slow)", self.name, lost)
-                    frame = text_frame(encode({"type": "event", "kind": "events_lost", "count": lost}))
-                else:
-                    number, _, frame = service._events[events_sent - oldest + 1]
-                    events_sent = number
-                if not await self._send(frame):
-                    return
-            now = service._step
-            frames = service._frames_since(step)
+            news, lost = service._news_since(self.step, self.events_sent)
+            if lost:
+                log.error("%s: %d events lost (the client is too slow)", self.name, lost)
+            self.step, self.events_sent = service._step, service._event_count
             # In one write: a client that fell behind gets its catch-up in one go.
-            if frames and not await self._send(frames[0] if len(frames) == 1 else b"".join(frames)):
+            if news and not await self._send(news):
                 return
-            step = now
 
     async def _send(self, frames: bytes) -> bool:
         """Send framed messages within ``send_timeout_s`` (else :meth:`run` cuts the client off); False when the
-        connection is gone.
-
-        The frames are written beside trio-websocket, which keeps the rest of the protocol (handshake, pings and
-        pongs, close, what the client sends): under the connection's own send lock, so they never interleave with
-        a pong or a close it sends meanwhile. Framing a message once for every client and writing it as is costs
-        a third of going through the connection's ``send_message`` per client."""
-        ws = self.ws
-        if ws.closed is not None:
+        connection is gone."""
+        if not self.wire.open:
             return False
         self._sending.deadline = trio.current_time() + self.limits.send_timeout_s
-        lock = ws._stream_lock
         try:
-            # Taken without a checkpoint when free (nearly always): ``async with lock`` yields first, so the sessions
-            # a change wakes would all take their turn at the lock before the first of them sends, and every client
-            # would wait for all of them.
-            try:
-                lock.acquire_nowait()
-            except trio.WouldBlock:
-                await lock.acquire()
-            try:
-                await ws._stream.send_all(frames)
-            finally:
-                lock.release()
+            await self.wire.send(frames)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False
         self._sending.deadline = math.inf
