@@ -99,15 +99,20 @@ async def fetch_job_file(
         await trio.sleep(limits.deadline_s)
         fetch.abort()
 
+    failure: JobFileError | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watchdog)
         try:
             job = await trio.to_thread.run_sync(fetch.run, abandon_on_cancel=True)
+        except JobFileError as exc:
+            failure = exc  # raised below, itself, not in the nursery's exception group
         except trio.Cancelled:
             fetch.abort()  # the abandoned worker fails at once and deletes its file
             raise
         finally:
             nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     return job
 
 

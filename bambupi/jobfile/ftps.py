@@ -33,6 +33,7 @@ from bambupi.secret import Secret, redact
 FTPS_PORT: Final = 990
 USER: Final = "bblp"
 CHUNK: Final = 64 * 1024
+MB: Final = 1024 * 1024
 OPERATION_TIMEOUT_S: Final = 30.0  # one socket operation; the whole fetch has its own deadline
 
 
@@ -209,7 +210,7 @@ class FtpsClient:
 
     def close(self) -> None:
         try:
-            if not self._aborted.is_set():
+            if not self._aborted.is_set() and self._ftp.file is not None:  # logged in or at least greeted
                 self._ftp.quit()
         except (OSError, EOFError, ftplib.Error, ValueError):
             pass  # leaving anyway
@@ -248,12 +249,12 @@ class FtpsClient:
         self._check_deadline()
         if isinstance(exc, ConnectionRefusedError):
             return JobFileError(f"{self.where} refused the connection (FTPS is off, or this is not a printer)")
+        if isinstance(exc, EOFError | ssl.SSLEOFError | ConnectionResetError | BrokenPipeError):
+            return JobFileError(f"{self.where} closed the connection during {what}")
         if isinstance(exc, ssl.SSLError):
             return JobFileError(f"TLS with {self.where} failed ({exc.reason or type(exc).__name__})")
         if isinstance(exc, TimeoutError | socket.timeout):
             return FetchTimeout(f"FTPS timed out: {self.where} did not answer {what}")
-        if isinstance(exc, EOFError | ConnectionResetError | BrokenPipeError):
-            return JobFileError(f"{self.where} closed the connection during {what}")
         if isinstance(exc, OSError):
             return JobFileError(f"cannot reach {self.where} ({exc.strerror or type(exc).__name__})")
         return JobFileError(f"{self.where} answered {what} with {self._quote(str(exc))}")
@@ -277,9 +278,11 @@ class RangeRefused(JobFileError):
 
 
 class TooLarge(JobFileError):
+    """The 3MF is larger than the limit; sizes in MB as ``[history] max_file_mb`` counts them (2**20 bytes)."""
+
     def __init__(self, max_bytes: int, size: int | None) -> None:
-        limit = max_bytes / 1e6
+        limit = max_bytes / MB
         super().__init__(
-            f"3MF too large ({size / 1e6:.0f} MB > {limit:.0f} MB)" if size is not None
+            f"3MF too large ({size / MB:.0f} MB > {limit:.0f} MB)" if size is not None
             else f"3MF too large (more than {limit:.0f} MB)"
         )

@@ -40,6 +40,7 @@ class FtpsServer:
         self.fault: str | None = None
         self.host = "127.0.0.1"
         self.sessions_refused = 0  # data connections refused for not resuming the session
+        self.passwords = 0  # PASS commands received: a client that refused the certificate sends none
         self.retrieved: list[tuple[str, int, int]] = []  # (path, offset, bytes sent) per RETR, for tests
 
     def set_fault(self, fault: str | None) -> None:
@@ -128,6 +129,7 @@ class _Session:
             self.user_ok = argument == "bblp"
             await self.reply("331 Please specify the password.")
         elif verb == "PASS":
+            server.passwords += 1
             if self.user_ok and server.password_ok(argument.encode("utf-8")):
                 self.logged_in = True
                 await self.reply("230 Login successful.")
