@@ -150,6 +150,25 @@ async def test_each_fault_is_its_reason(sim: Simulator, tmp_path: Path, fault: s
     assert list((tmp_path / "s").iterdir()) == [] if (tmp_path / "s").exists() else True
 
 
+@pytest.mark.parametrize("model", ["A1", "A1 mini"])
+async def test_an_a1_whose_protected_data_channel_fails_gets_a_plain_one(sim: Simulator, tmp_path: Path,
+                                                                         model: str) -> None:  # fmt: skip
+    assert sim.ftps is not None
+    sim.ftps.set_fault("plain_data_only")
+    job = await fetch_job_file(target(tmp_path, sim.ftps_port or 0, model=model), STATE, scratch=tmp_path / "s",
+                               limits=JobFileLimits())  # fmt: skip
+    assert job.path == "/cache/benchy.3mf" and job.filaments
+
+
+async def test_other_models_keep_their_data_channel_protected(sim: Simulator, tmp_path: Path) -> None:
+    assert sim.ftps is not None
+    sim.ftps.set_fault("plain_data_only")
+    with pytest.raises(JobFileError, match=r"^the data connection with the printer's FTPS server .* failed"):
+        await fetch_job_file(target(tmp_path, sim.ftps_port or 0, model="P1S"), STATE, scratch=tmp_path / "s",
+                             limits=JobFileLimits())  # fmt: skip
+    assert sim.ftps.retrieved == []
+
+
 async def test_a_printer_that_stops_answering_is_a_timeout_within_the_deadline(sim: Simulator, tmp_path: Path) -> None:
     """The server stalls after the login; the fetch's one deadline ends it (the reason is asserted, not the time)."""
     assert sim.ftps is not None

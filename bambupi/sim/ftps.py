@@ -7,7 +7,8 @@ passes here reuses its session. Files come from ``files()`` (path -> bytes), ask
 
 ``fault`` plays the trouble a client must survive: ``"off"`` (the connection is closed at once, as if FTPS were off),
 ``"missing"`` (no files: "store sent files" off), ``"too_large"`` (SIZE says 2 GB), ``"malformed"`` (every file is
-not a zip), ``"stall"`` (after the login nothing is answered), ``"no_rest"`` (REST offsets refused).
+not a zip), ``"stall"`` (after the login nothing is answered), ``"no_rest"`` (REST offsets refused),
+``"plain_data_only"`` (a protected data connection is dropped before its handshake, as some A1 firmware does).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import trio
 
 log = logging.getLogger(__name__)
 
-FAULTS: Final = frozenset({"off", "missing", "too_large", "malformed", "stall", "no_rest"})
+FAULTS: Final = frozenset({"off", "missing", "too_large", "malformed", "stall", "no_rest", "plain_data_only"})
 LINE_MAX: Final = 1024
 IDLE_TIMEOUT_S: Final = 60.0
 DATA_TIMEOUT_S: Final = 10.0
@@ -208,6 +209,10 @@ class _Session:
             return None
         await self.reply("150 Opening BINARY mode data connection.")
         stream: trio.abc.Stream = conn
+        if self.protected and self.server.fault == "plain_data_only":
+            await trio.aclose_forcefully(conn)
+            await self.reply("426 Failure writing network stream.")
+            return None
         if self.protected:
             tls = trio.SSLStream(conn, self.server._context, server_side=True)
             try:
