@@ -21,6 +21,8 @@ from bambupi.camera.frames import FrameHub
 from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
 from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
 from bambupi.database import Database
+from bambupi.history.component import HistoryComponent
+from bambupi.history.recorder import JobRecorder
 from bambupi.notify.component import NotifyComponent
 from bambupi.notify.notifier import Notifier
 from bambupi.panel.component import PanelComponent
@@ -52,6 +54,7 @@ class Running:
         self.discovery: Discovery = parts.discovery.discovery
         self.notifier: Notifier = parts.notify.notifier
         self.power: PowerService = parts.power.service
+        self.recorder: JobRecorder = parts.history.recorder
         self.frames: FrameHub = parts.camera.frames
         self.web_app: bottle.Bottle = parts.web.web.app  # every HTTP route served through Bottle
         self.quiet_hours: QuietHours = parts.alerts
@@ -81,6 +84,7 @@ class Parts:
     hms_texts: HmsRefresher
     camera: CameraComponent
     power: PowerComponent
+    history: HistoryComponent
     notify: NotifyComponent
     panel: PanelComponent
     discovery: DiscoveryComponent
@@ -138,6 +142,11 @@ class Service:
             hub, config.printers, config.camera, pins=self.pins, snapshot_folder=self.storage_folder / "snapshots"
         )
         power = PowerComponent(hub, config.printers, power_store, config.power)
+        # TODO(issue 17, H-spools): hand in the spools inventory (inventory=...) once bambupi.filament has it.
+        history = HistoryComponent(
+            hub, config.printers, power_store, config.history, energy=power.service, pins=self.pins,
+            scratch=self.storage_folder / "scratch",
+        )
         notify = NotifyComponent(
             hub, config.notify, quiet=alerts.quiet, snapshot=camera.snapshot, job_energy=power.service.job_energy
         )
@@ -150,8 +159,8 @@ class Service:
         hms_texts = HmsRefresher(hub, self.storage_folder / "hms", config.alerts, config.printers)
         system = RestartOnly("system", ("system",))
         return Parts(
-            alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, power=power, notify=notify, panel=panel,
-            discovery=discovery, system=system, web=web,
+            alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, power=power, history=history,
+            notify=notify, panel=panel, discovery=discovery, system=system, web=web,
         )
 
     async def reconfigure(self, new: Config) -> dict[str, list[str]]:

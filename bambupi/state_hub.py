@@ -31,11 +31,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import trio
 
 from bambupi.config import PrinterConfig
+from bambupi.history.grams import live_job_file
 from bambupi.printer.capture import MqttCapture
 from bambupi.printer.events import Event as Event  # the consumers' event type, re-exported
 from bambupi.printer.events import events as derive_events
@@ -81,6 +82,7 @@ class PrinterObject(TypedDict):
     phase: Phase
     camera: CameraStatus
     state: State
+    job_file: dict[str, Any] | None  # the job's file and its grams (bambupi.history); null until a job is seen
 
 
 
@@ -118,6 +120,7 @@ class _Printer:
     # version when the printer itself last changed.
     json: PrinterObject | None = None
     version: int = 0
+    job_file: dict[str, Any] | None = None  # as the recorder set it; the live used grams are added per build
 
     def to_json(self) -> PrinterObject:
         return {
@@ -132,6 +135,7 @@ class _Printer:
             "phase": phase(self.connection, self.state),
             "camera": self.camera,
             "state": self.state,
+            "job_file": live_job_file(self.job_file, self.state),
         }
 
     def public(self) -> PrinterObject:
@@ -354,6 +358,14 @@ class StateHub:
         before = printer.public()
         printer.config = config
         printer.capture.secrets = (config.access_code,)
+        self._changed_from(printer, before)
+
+    def set_job_file(self, printer_id: str, info: Mapping[str, Any] | None) -> None:
+        """The current job's file as the job recorder knows it (``printer.job_file``, docs/api.md): fetching, ready
+        with its planned grams, or unavailable with the reason; the used grams are computed at every build."""
+        printer = self._printers[printer_id]
+        before = printer.public()
+        printer.job_file = dict(info) if info is not None else None
         self._changed_from(printer, before)
 
     def set_hms_catalogs(self, catalogs: dict[str, Catalog]) -> None:

@@ -19,6 +19,7 @@ from bambupi.config import (
     CameraConfig,
     Config,
     DiscoveryConfig,
+    HistoryConfig,
     NotifyConfig,
     PanelConfig,
     PowerConfig,
@@ -138,6 +139,7 @@ CHANGES: dict[str, tuple[dict[str, Any], str]] = {
     "discovery": ({"discovery": DiscoveryConfig(enabled=True)}, "restart"),
     "system": ({"system": SystemConfig(hostname="garage")}, "restart"),
     "power": ({"power": PowerConfig(sample_interval_s=5)}, "applied"),
+    "history": ({"history": HistoryConfig(fetch_timeout_s=30)}, "applied"),
 }
 
 

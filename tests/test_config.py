@@ -234,6 +234,7 @@ BAD_VALUES = [
     ("printer", "model", "", "empty"),
     ("printer", "model", 5, "string"),
     ("printer", "host", "bad host", "hostname"),
+    ("printer", "ftps_port", 70000, "65535"),
     ("printer", "host", "192.168.1.300", "IP address"),
     ("printer", "host", "-printer", "hostname"),
     ("printer", "serial", "01P-00A00000", "letters and digits"),
@@ -281,6 +282,9 @@ BAD_VALUES = [
     ("camera", "history_mb", 0, "between"),
     ("power", "sample_interval_s", 0, "between"),
     ("power", "flush_interval_s", "60", "must be a number"),
+    ("history", "fetch_job_file", "yes", "must be true or false"),
+    ("history", "max_file_mb", 0, "between"),
+    ("history", "fetch_timeout_s", "120", "must be a number"),
 ]
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
 from bambupi.config import NotifyConfig, PlugConfig, PowerConfig, PrinterConfig, WebConfig
-from bambupi.database import Database
 from bambupi.notify.notifier import Notifier
 from bambupi.power.plugs import Plug, PlugReading
 from bambupi.power.service import PowerService, held_energy_ws
@@ -25,7 +23,6 @@ from bambupi.secret import Secret
 from bambupi.state_hub import StateHub
 from bambupi.web.frontdoor import FrontDoor
 from tests.notify_services import WEBHOOK_SECRET, FakeServices
-from tests.plug_servers import FakePlugServer, ShellyGen1
 from tests.support import wait_for
 
 WAIT = 30  # generous: a busy CPU only slows the waits
@@ -64,61 +61,6 @@ def test_held_energy_is_never_negative_and_counts_only_the_job() -> None:
     assert held_energy_ws(100.0, 4.0, 5.0, 12.0, max_gap_s=30) == 0.0  # read before the job started
     assert held_energy_ws(100.0, 4.0, None, 12.0, max_gap_s=30) == 800.0  # a resumed job counts since the restart
     assert held_energy_ws(None, 4.0, 5.0, 12.0, max_gap_s=30) == 0.0
-
-
-@pytest.mark.parametrize("step_s", [-HOUR, HOUR])
-async def test_a_wall_clock_step_during_a_print_changes_neither_its_energy_nor_its_duration(
-    tmp_path: Path, step_s: float
-) -> None:
-    """Real parts: a Shelly plug over HTTP drawing 123.4 W, SQLite, the real clock; only the wall clock is stepped."""
-    shelly = ShellyGen1(watts=123.4)
-    wall = SteppedWall()
-    store = Database(tmp_path / "p.sqlite3")
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(FakePlugServer(shelly).run)
-        config = printer_config(PlugConfig(kind="shelly1", address=server.url))
-        hub = StateHub([config])
-        hub.set_connection("p", "online")
-        hub.apply_message("p", report("IDLE"))  # the baseline
-        power = await nursery.start(
-            PowerService(hub, [config], store, PowerConfig(sample_interval_s=0.05, flush_interval_s=0.1),
-                         clock=wall).run
-        )
-
-        async def readings_later(count: int) -> None:
-            start = len(server.requests)
-
-            async def done() -> bool:
-                return len(server.requests) >= start + count
-
-            await wait_for(done, WAIT)
-
-        began = trio.current_time()
-        hub.apply_message("p", report("RUNNING"))
-
-        async def job_running() -> bool:
-            return power.status("p")["job"] is not None
-
-        await wait_for(job_running, WAIT)
-        await readings_later(4)
-        wall.offset = step_s  # NTP steps the clock in the middle of the print
-        await readings_later(4)
-        hub.apply_message("p", report("FINISH"))
-
-        async def job_stored() -> bool:
-            jobs = await trio.to_thread.run_sync(store.jobs)
-            return bool(jobs) and jobs[0]["ended_at"] is not None
-
-        await wait_for(job_stored, WAIT)
-        elapsed = trio.current_time() - began
-        nursery.cancel_scope.cancel()
-    job = store.jobs()[0]
-    store.close()
-    # The job lasted what the monotonic clock says, not an hour more or less.
-    assert 0 < job["duration_s"] <= elapsed
-    # 123.4 W held over (at most) the job's monotonic length; before, -1 h gave -0.123 kWh.
-    assert 0 < job["energy_kwh"] <= 123.4 * elapsed / 3_600_000
-    assert job["result"] == "finished"
 
 
 class MemoryPlug(Plug):

@@ -44,7 +44,7 @@ READ_ONLY_KEYS = frozenset({"web.admin_password_hash"})
 # save, a stored secret of the same table goes with it only if the owner types it again in that save: otherwise the
 # access code would be offered to whatever now listens at the new address (see _refuse_secrets_to_a_new_destination).
 DESTINATIONS: dict[str, dict[str, str]] = {
-    "printer": {"host": "address", "mqtt_port": "MQTT port", "camera_port": "camera port"},
+    "printer": {"host": "address", "mqtt_port": "MQTT port", "ftps_port": "FTPS port", "camera_port": "camera port"},
     "printer.plug": {"address": "address", "kind": "kind"},
     "notify": {"url": "URL", "api_url": "API URL", "kind": "kind"},
 }

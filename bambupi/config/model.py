@@ -48,6 +48,7 @@ class PrinterConfig:
     serial: str
     access_code: Secret
     mqtt_port: int = 8883
+    ftps_port: int = 990  # the job's 3MF (bambupi.history); tests and the simulator use other ports
     camera: CameraMode = "auto"
     camera_port: int | None = None  # None = the model's default (6000 or 322)
     tls_fingerprint: str | None = None  # "sha256:<64 hex>"
@@ -190,6 +191,15 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class HistoryConfig:
+    """``[history]``: the job recorder fetches each job's 3MF from the printer for its planned grams and picture."""
+
+    fetch_job_file: bool = True
+    max_file_mb: float = 200.0  # a larger 3MF is refused with the reason (a Pi's SD card and memory are small)
+    fetch_timeout_s: float = 120.0  # the whole fetch: connecting, every path tried, the download
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     path: Path = DEFAULT_STORAGE_PATH
 
@@ -208,6 +218,7 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     notify: tuple[NotifyConfig, ...] = ()
     power: PowerConfig = field(default_factory=PowerConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)

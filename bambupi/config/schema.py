@@ -17,6 +17,7 @@ from bambupi.config.model import (
     CameraMode,
     DiscoveryConfig,
     GpioDriver,
+    HistoryConfig,
     HmsLanguage,
     HmsSeverity,
     NotifyConfig,
@@ -221,6 +222,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "serial": Option(valid_serial, required=True),
             "access_code": Option(valid_access_code, required=True, secret=True),
             "mqtt_port": Option(valid_port),
+            "ftps_port": Option(valid_port),
             "camera": one_of(CameraMode),
             "camera_port": Option(valid_port),
             "tls_fingerprint": Option(valid_fingerprint),
@@ -323,6 +325,15 @@ SCHEMA: Final[Mapping[str, Section]] = {
         PowerConfig,
         "power",
         {"sample_interval_s": Option(valid_float(0.05, 3600)), "flush_interval_s": Option(valid_float(0.05, 3600))},
+    ),
+    "history": Section(
+        HistoryConfig,
+        "history",
+        {
+            "fetch_job_file": Option(valid_bool),
+            "max_file_mb": Option(valid_float(1, 4096)),
+            "fetch_timeout_s": Option(valid_float(1, 3600)),
+        },
     ),
 }
 

@@ -1,8 +1,9 @@
-"""The power service: reads each printer's plug, logs samples, records print jobs, runs auto-off and cross-checks.
+"""The power service: reads each printer's plug, logs samples, counts each job's energy, runs auto-off and cross-checks.
 
 One task per plug samples it every ``power.sample_interval_s``; samples wait in memory and are written in one
 transaction about every ``power.flush_interval_s`` and at every print event (SQLite I/O runs in a worker thread).
-Jobs are recorded from the hub's events for every printer, with or without a plug (energy is then null).
+The job recorder (bambupi.history) owns the jobs' rows; it opens and closes each job's energy count here
+(:meth:`PowerService.open_job`, :meth:`PowerService.close_job`) and stores what the count says.
 A plug that does not answer is a warning on the page, never a stop: the service keeps sampling.
 
 Two clocks: the wall clock only labels (a sample's time, a job's start and end as stored and shown); every length of
@@ -24,7 +25,7 @@ from typing import Any, Final
 import trio
 
 from bambupi.config import PlugConfig, PowerConfig, PrinterConfig
-from bambupi.database import Database, DatabaseError, JobEnd, Sample, energy_kwh
+from bambupi.database import Database, DatabaseError, Sample, energy_kwh
 from bambupi.power.autooff import AutoOff, what_off_interrupts
 from bambupi.power.plugs import Plug, PlugError, PlugReading, make_plug
 from bambupi.printer.phase import WORKING, job_phase
@@ -37,7 +38,9 @@ NEAR_ZERO_W: Final = 3.0
 RECENT_SAMPLES: Final = 360  # kept in memory for the page: an hour at 10 s
 DOWNSAMPLE_EVERY_S: Final = 3600.0
 AUTO_OFF_CHECK_S: Final = 1.0
-JOB_END_RESULTS: Final = {"job_finished": "finished", "job_failed": "failed", "job_cancelled": "cancelled"}
+JOB_EVENTS: Final = frozenset({"job_started", "job_finished", "job_failed", "job_cancelled"})
+# What a job used: kWh and cost (null without a power-measuring plug or a price), the currency, the peak watts.
+JobEnergyUse = tuple[float | None, float | None, str, float | None]
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,10 @@ class SwitchRefused(Exception):
 
 @dataclass
 class _Job:
-    """The print in progress on one printer, as the power service accumulates it."""
+    """The print in progress on one printer, as the power service accumulates its energy."""
 
-    row: int | None  # None: its start could not be written (full disk); the whole job is written at its end
-    started_at: float  # wall clock: the label stored and shown
-    started_mono: float | None  # monotonic: its duration; None for a job resumed after a restart
-    name: str | None = None
+    started_at: float  # wall clock: the label shown
+    started_mono: float | None  # monotonic: readings before it do not count; None for a job resumed after a restart
     energy_ws: float = 0.0
     measured: bool = False
     peak_watts: float | None = None
@@ -155,15 +156,13 @@ class PowerService:
             if state.closed:  # started again after a failure
                 state.plug, state.closed = make_plug(state.config), False
         try:
-            async with self.hub.events("power") as queue:
-                await self._resume_open_jobs()
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    nursery.start_soon(self._events, queue)
-                    nursery.start_soon(self._flusher)
-                    for printer_id in self._plugs:
-                        self._plug_tasks[printer_id], _ = await Stoppable.start(nursery, self._plug_loops, printer_id)
-                    task_status.started(self)
+            async with self.hub.events("power") as queue, trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._events, queue)
+                nursery.start_soon(self._flusher)
+                for printer_id in self._plugs:
+                    self._plug_tasks[printer_id], _ = await Stoppable.start(nursery, self._plug_loops, printer_id)
+                task_status.started(self)
         finally:
             self._nursery = None
             self._plug_tasks.clear()  # they ended with the nursery
@@ -360,60 +359,34 @@ class PowerService:
                 {"kind": "power_off", "printer": printer_id, "message": "switched off after cooling down"}
             )
 
-    # -- jobs --------------------------------------------------------------------------------------------------
+    # -- jobs (the job recorder opens and closes them) ----------------------------------------------------------
 
-    async def _resume_open_jobs(self) -> None:
-        # A job that was running when bambupi stopped is closed as "unknown" when the next one starts or ends:
-        # after a restart the hub's first report is a baseline and brings no start event for it.
-        if self.store is None:
-            return
-        try:
-            open_jobs = await trio.to_thread.run_sync(self.store.open_jobs)
-        except DatabaseError as exc:
-            self._store_failed(exc)
-            return
-        now = self._clock()
-        for printer_id, row in open_jobs.items():
-            # Its start is in the file; how long it ran is not known across a restart (see Database.end_job).
-            self._jobs[printer_id] = _Job(row=row, started_at=now, started_mono=None)
+    def open_job(self, printer_id: str, *, resumed: bool = False) -> None:
+        """Count a job's energy from now: every reading after its start (a job ``resumed`` after a restart: every
+        reading since the restart). A job still open on the printer is dropped uncounted (its end was not seen)."""
+        mono = None if resumed else self._monotonic()
+        self._jobs[printer_id] = _Job(started_at=self._clock(), started_mono=mono)
+
+    async def close_job(self, printer_id: str) -> JobEnergyUse:
+        """The job's energy up to its very end (the plug is read once more first) and its cost; the count stops.
+        A printer with no job open answers nothing measured."""
+        state = self._plugs.get(printer_id)
+        if printer_id in self._jobs and state is not None and not state.closed and self._nursery is not None:
+            await self._sample(printer_id)
+        job = self._jobs.pop(printer_id, None)
+        if job is None:
+            return None, None, state.config.currency if state is not None else "", None
+        energy, cost, currency = self._energy_and_cost(printer_id, job)
+        self._ended[printer_id] = (energy, cost, currency)
+        self._flush_now.set()  # the job's samples are written with its end
+        return energy, cost, currency, job.peak_watts
 
     async def _events(self, queue: EventQueue) -> None:
         while True:
             event = await queue.get()
-            kind = event.get("kind")
-            printer_id = event.get("printer")
             self.auto_off.on_event(event, self._monotonic())
-            if not isinstance(printer_id, str):
-                continue
-            if kind == "job_started":
-                if printer_id in self._jobs:
-                    await self._end_job(printer_id, "unknown")
-                await self._start_job(printer_id, event.get("job"))
-            elif kind in JOB_END_RESULTS:
-                if printer_id not in self._jobs:
-                    continue
-                if printer_id in self._plugs:
-                    await self._sample(printer_id)  # the job's energy up to its very end
-                await self._end_job(printer_id, JOB_END_RESULTS[kind])
-            else:
-                continue
-            self._flush_now.set()
-
-    async def _start_job(self, printer_id: str, name: Any) -> None:
-        if self.store is None:
-            return
-        now, mono = self._clock(), self._monotonic()
-        name = name if isinstance(name, str) else None
-        try:
-            row = await trio.to_thread.run_sync(
-                self.store.start_job, printer_id, name, self._models.get(printer_id, ""), now
-            )
-        except DatabaseError as exc:
-            self._store_failed(exc)
-            self._jobs[printer_id] = _Job(row=None, started_at=now, started_mono=mono, name=name)  # energy counts
-            return
-        self._jobs[printer_id] = _Job(row=row, started_at=now, started_mono=mono)
-        log.info("%s: job %r started", printer_id, name)
+            if event.get("kind") in JOB_EVENTS:
+                self._flush_now.set()
 
     def job_energy(self, printer_id: str) -> tuple[float | None, float | None, str]:
         """Energy (kWh) and cost of the print in progress or the one that just ended, and the currency."""
@@ -428,31 +401,6 @@ class PowerService:
         price = state.config.price_per_kwh if state is not None else None
         cost = None if energy is None or price is None else round(energy * price, 4)
         return energy, cost, state.config.currency if state is not None else ""
-
-    async def _end_job(self, printer_id: str, result: str) -> None:
-        now, mono = self._clock(), self._monotonic()
-        job = self._jobs.pop(printer_id)
-        energy, cost, currency = self._energy_and_cost(printer_id, job)
-        self._ended[printer_id] = (energy, cost, currency)
-        duration = mono - job.started_mono if job.started_mono is not None else None
-        end = JobEnd(ended_at=now, result=result, energy_kwh=energy, cost=cost, peak_watts=job.peak_watts,
-                     duration_s=duration)
-        if self.store is None:
-            return
-        store, model = self.store, self._models.get(printer_id, "")
-
-        def write() -> None:
-            row = job.row if job.row is not None else store.start_job(printer_id, job.name, model, job.started_at)
-            store.end_job(row, end)
-
-        try:
-            await trio.to_thread.run_sync(write)
-        except DatabaseError as exc:
-            self._store_failed(exc)
-            return
-        shown = "no plug" if energy is None else f"{energy:.3f} kWh"
-        after = "" if duration is None else f" after {duration / 60:.0f} min"
-        log.info("%s: job %s%s (%s)", printer_id, result, after, shown)
 
     # -- writing -----------------------------------------------------------------------------------------------
 

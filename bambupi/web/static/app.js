@@ -117,6 +117,32 @@ function renderProgress(p, now) {
     <div class="progress-line">${parts.join("")}</div>`;
 }
 
+function grams(g) {
+  return typeof g === "number" ? `${g < 10 ? g.toFixed(1) : Math.round(g)} g` : "? g";
+}
+
+function trayName(t) {
+  if (!t) return "";
+  return t.external ? "external spool" : `${amsName(String(t.ams))} slot ${Number(t.tray) + 1}`;
+}
+
+// The job's filament from its 3MF (printer.job_file): used of planned grams, live while it prints, then final.
+function renderGrams(p) {
+  const f = p.job_file;
+  if (!f) return "";
+  if (f.status === "fetching") {
+    return `<div class="grams muted" data-field="grams">Filament: reading the job's file…</div>`;
+  }
+  if (f.status !== "ready") {
+    return `<div class="grams muted" data-field="grams">${esc(f.reason || "grams unknown")}</div>`;
+  }
+  const each = (f.filaments || []).map((x) => `<span class="filament" title="${esc(trayName(x.tray))}">
+    <span class="swatch" style="background:${safeColor(x.colour)}"></span>${esc(x.material)}
+    <span class="num">${grams(x.used_g)} / ${grams(x.planned_g)}</span></span>`);
+  return `<div class="grams" data-field="grams"><span>Filament <b class="num" data-field="grams-used">${grams(f.used_g)}</b>
+    of <span class="num" data-field="grams-planned">${grams(f.planned_g)}</span></span>${each.join("")}</div>`;
+}
+
 function temp(label, value, target, field) {
   const aim = typeof target === "number" && target > 0 ? ` / ${num(target)}` : "";
   return `<div class="temp" data-field="${field}"><span class="label">${esc(label)}</span>
@@ -406,7 +432,7 @@ function patch(el, html) {
 
 const CARD = `<div class="card-head"><div><h2 data-slot="name"></h2><span class="model muted" data-slot="model"></span></div>
   <details class="conn"><summary data-slot="connection"></summary><p class="reason muted" data-slot="reason"></p></details></div>
-  <div class="status" data-slot="status"></div><div data-slot="print-error"></div><div data-slot="progress"></div>
+  <div class="status" data-slot="status"></div><div data-slot="print-error"></div><div data-slot="progress"></div><div data-slot="grams"></div>
   <div class="controls" data-field="controls" data-slot="controls"></div><div data-slot="outcome"></div>
   <div class="temps" data-slot="temps"></div>
   <details class="hms"><summary data-slot="hms-summary"></summary><ul class="hms-list" data-slot="hms-list"></ul></details>
@@ -422,6 +448,7 @@ const SLOTS = {
   status: renderStatus,
   "print-error": renderPrintError,
   progress: renderProgress,
+  grams: renderGrams,
   outcome: renderOutcome,
   temps: renderTemps,
   "hms-summary": renderHmsSummary,
