@@ -93,7 +93,9 @@ def duration_text(job: Mapping[str, Any]) -> str:
 
 
 def swatch(f: FilamentGrams) -> Swatch:
-    grams = "? g" if f.grams is None else f"{f.grams:.1f} g"
+    grams = "? g" if f.planned is None else f"{f.planned:.1f} g planned"  # while it runs: what the file plans
+    if f.grams is not None:
+        grams = f"{f.grams:.1f} g"
     colour = f.colour if _COLOUR.fullmatch(f.colour) else ""
     return Swatch(colour=colour, text=f"{f.material} {grams}" + ("" if colour else " (colour unknown)"))
 
@@ -115,7 +117,7 @@ def job_view(job: Mapping[str, Any], *, names: Mapping[str, str], currency: str 
         "running": job.get("ended_at") is None,
         "thumbnail": f"/api/jobs/{int(job['id'])}/thumbnail" if job.get("thumbnail") else None,
         "swatches": [swatch(f) for f in filaments_of(job)],
-        "grams": _fmt(grams, "{:.1f} g"),
+        "grams": None if grams is None else f"{grams:.1f} g",
         "grams_unknown": str(job["file_problem"]) if job.get("file_problem") else None,
         "energy": _fmt(job.get("energy_kwh"), "{:.3f} kWh"),
         "cost": _fmt(job.get("cost"), "{:.2f}" + (f" {currency}" if currency else "")),
@@ -186,6 +188,10 @@ def render_job(
     return html
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _money(value: float, currency: str) -> str:
     return f"{value:.2f}" + (f" {currency}" if currency else "")
 
@@ -221,7 +227,7 @@ def render_stats(
     months = stats["months"]
     totals = stats["totals"]
     charts = [
-        ("Jobs per month", bar_chart([Bar(m["month"], m["jobs"], f"{m['jobs']} jobs") for m in months],
+        ("Jobs per month", bar_chart([Bar(m["month"], m["jobs"], _count(m["jobs"], "job")) for m in months],
                                      title="jobs per month")),
         ("Print hours per month", bar_chart(
             [Bar(m["month"], m["print_hours"], f"{m['print_hours']:.1f} h") for m in months],

@@ -28,7 +28,8 @@ class FilamentGrams:
 
     material: str
     colour: str  # "#RRGGBB" or ""
-    grams: float | None  # None: unknown
+    grams: float | None  # used; None: unknown
+    planned: float | None = None  # what the 3MF planned (shown while the job runs; never counted)
 
 
 def filaments_of(job: Mapping[str, Any]) -> list[FilamentGrams]:
@@ -39,6 +40,7 @@ def filaments_of(job: Mapping[str, Any]) -> list[FilamentGrams]:
             material=str(f.get("material") or "?"),
             colour=str(f.get("colour") or ""),
             grams=None if f.get("used_g") is None else float(f["used_g"]),
+            planned=None if f.get("planned_g") is None else float(f["planned_g"]),
         )
         for f in rows
     ]
