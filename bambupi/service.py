@@ -21,6 +21,8 @@ from bambupi.camera.frames import FrameHub
 from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
 from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
 from bambupi.database import Database
+from bambupi.filament.component import FilamentComponent
+from bambupi.filament.inventory import Inventory
 from bambupi.history.component import HistoryComponent
 from bambupi.history.recorder import JobRecorder
 from bambupi.notify.component import NotifyComponent
@@ -54,6 +56,7 @@ class Running:
         self.discovery: Discovery = parts.discovery.discovery
         self.notifier: Notifier = parts.notify.notifier
         self.power: PowerService = parts.power.service
+        self.inventory: Inventory = parts.filament.inventory
         self.recorder: JobRecorder = parts.history.recorder
         self.frames: FrameHub = parts.camera.frames
         self.web_app: bottle.Bottle = parts.web.web.app  # every HTTP route served through Bottle
@@ -84,6 +87,7 @@ class Parts:
     hms_texts: HmsRefresher
     camera: CameraComponent
     power: PowerComponent
+    filament: FilamentComponent
     history: HistoryComponent
     notify: NotifyComponent
     panel: PanelComponent
@@ -130,7 +134,7 @@ class Service:
         config = self.config
 
         def health() -> dict[str, Any]:
-            return {**power_store.health(), **self.supervisor.health(), **hms_texts.health()}
+            return {**power_store.health(), **self.supervisor.health(), **hms_texts.health(), **filament.health()}
 
         web = WebComponent(
             hub, config, health=health, current=lambda: self.config, reconfigure=self.reconfigure, pins=self.pins,
@@ -142,10 +146,10 @@ class Service:
             hub, config.printers, config.camera, pins=self.pins, snapshot_folder=self.storage_folder / "snapshots"
         )
         power = PowerComponent(hub, config.printers, power_store, config.power)
-        # TODO(issue 17, H-spools): hand in the spools inventory (inventory=...) once bambupi.filament has it.
+        filament = FilamentComponent(hub, power_store, config.filament)
         history = HistoryComponent(
             hub, config.printers, power_store, config.history, energy=power.service, pins=self.pins,
-            scratch=self.storage_folder / "scratch",
+            scratch=self.storage_folder / "scratch", inventory=filament.inventory,
         )
         notify = NotifyComponent(
             hub, config.notify, quiet=alerts.quiet, snapshot=camera.snapshot, job_energy=power.service.job_energy
@@ -159,7 +163,8 @@ class Service:
         hms_texts = HmsRefresher(hub, self.storage_folder / "hms", config.alerts, config.printers)
         system = RestartOnly("system", ("system",))
         return Parts(
-            alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, power=power, history=history,
+            alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, power=power, filament=filament,
+            history=history,
             notify=notify, panel=panel, discovery=discovery, system=system, web=web,
         )
 

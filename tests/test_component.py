@@ -19,6 +19,7 @@ from bambupi.config import (
     CameraConfig,
     Config,
     DiscoveryConfig,
+    FilamentConfig,
     HistoryConfig,
     NotifyConfig,
     PanelConfig,
@@ -140,6 +141,7 @@ CHANGES: dict[str, tuple[dict[str, Any], str]] = {
     "system": ({"system": SystemConfig(hostname="garage")}, "restart"),
     "power": ({"power": PowerConfig(sample_interval_s=5)}, "applied"),
     "history": ({"history": HistoryConfig(fetch_timeout_s=30)}, "applied"),
+    "filament": ({"filament": FilamentConfig(low_g=50)}, "applied"),
 }
 
 

@@ -285,6 +285,9 @@ BAD_VALUES = [
     ("history", "fetch_job_file", "yes", "must be true or false"),
     ("history", "max_file_mb", 0, "between"),
     ("history", "fetch_timeout_s", "120", "must be a number"),
+    ("filament", "low_g", -1, "between"),
+    ("filament", "spoolman_url", "ftp://spoolman.local", "http"),
+    ("filament", "spoolman_sync_s", 0, "between"),
 ]
 
 

@@ -29,13 +29,13 @@ HmsLanguage = Literal[
 NotifyKind = Literal["ntfy", "pushover", "telegram", "discord", "webhook"]
 # The names a channel's ``events`` list takes (bambupi.notify.messages maps each to the events behind it).
 NotifyTopic = Literal[
-    "started", "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "progress", "power"
+    "started", "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "progress", "power", "filament"
 ]
 HmsSeverity = Literal["fatal", "serious", "common", "info"]  # most severe first
 
 HMS_LANGUAGES: Final[tuple[HmsLanguage, ...]] = get_args(HmsLanguage)
 DEFAULT_TOPICS: Final[tuple[NotifyTopic, ...]] = (
-    "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power"
+    "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "power", "filament"
 )
 
 
@@ -200,6 +200,15 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True)
+class FilamentConfig:
+    """``[filament]``: the spool inventory (bambupi.filament)."""
+
+    low_g: float = 100.0  # a spool with less left is low: flagged on the page, told once per crossing
+    spoolman_url: str = ""  # a Spoolman server the spools are copied to ("" = none)
+    spoolman_sync_s: float = 300.0  # how often the copy is brought up to date (and soon after each change)
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     path: Path = DEFAULT_STORAGE_PATH
 
@@ -220,6 +229,7 @@ class Config:
     power: PowerConfig = field(default_factory=PowerConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    filament: FilamentConfig = field(default_factory=FilamentConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
 

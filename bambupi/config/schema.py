@@ -16,6 +16,7 @@ from bambupi.config.model import (
     CameraConfig,
     CameraMode,
     DiscoveryConfig,
+    FilamentConfig,
     GpioDriver,
     HistoryConfig,
     HmsLanguage,
@@ -47,6 +48,7 @@ from bambupi.config.validators import (
     valid_host_port,
     valid_hostname,
     valid_http_url,
+    valid_http_url_or_empty,
     valid_int,
     valid_model,
     valid_notify_events,
@@ -320,6 +322,16 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "ssh_authorized_key": Option(valid_ssh_key),
         },
         check=system_problems,
+    ),
+    "filament": Section(
+        FilamentConfig,
+        "filament",
+        {
+            "low_g": Option(valid_float(0, 100_000)),
+            # Secret: a URL may carry the credentials of a proxy in front of the server.
+            "spoolman_url": Option(valid_http_url_or_empty, secret=True),
+            "spoolman_sync_s": Option(valid_float(5, 86400)),
+        },
     ),
     "power": Section(
         PowerConfig,

@@ -114,6 +114,11 @@ def valid_http_url(value: Any) -> str:
     return text.rstrip("/")
 
 
+def valid_http_url_or_empty(value: Any) -> str:
+    """An http(s) URL, or "" for none (an optional service left off)."""
+    return "" if isinstance(value, str) and not value.strip() else valid_http_url(value)
+
+
 def valid_token(value: Any) -> Secret:
     # A secret: never quoted back.
     text = _require_str(value)

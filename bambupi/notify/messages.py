@@ -26,6 +26,7 @@ TOPICS: Final[Mapping[NotifyTopic, tuple[str, ...]]] = {
     "online": ("printer_online",),
     "progress": ("progress",),
     "power": ("power_warning", "power_off", "power_check"),
+    "filament": ("filament_low",),
 }
 TEST_KIND: Final = "test"  # the owner's "send a test notification"
 SEVERITY_RANK: Final = {"fatal": 0, "serious": 1, "common": 2, "info": 3, "unknown": 2}
@@ -108,6 +109,10 @@ def message_for(event: dict[str, Any], name: str, *, started_at: float | None = 
         percent = event.get("percent")
         return Message(kind, printer, f"{name}: {job} at {percent} %", "", "low", ("hourglass",),
                        dedup_key=f"{key}:{job}:{percent}")
+    if kind == "filament_low" and isinstance(event.get("message"), str):
+        # Once per spool crossing the threshold (bambupi.filament): the same spool is told again only after a refill.
+        return Message(kind, printer, f"{name}: {event['message']}", "", "default", ("thread",),
+                       dedup_key=f"{key}:{event.get('spool')}")
     if isinstance(kind, str) and kind.startswith("power_") and isinstance(event.get("message"), str):
         return Message(kind, printer, f"{name}: {event['message']}", "", "high", ("electric_plug",), dedup_key=key)
     return None

@@ -38,7 +38,7 @@ class Event(TypedDict, total=False):
     as every consumer and the WebSocket's ``event`` messages receive it. ``kind``, ``printer`` and (once the hub
     stamped it) ``at`` are always there; the rest depends on the kind."""
 
-    kind: str  # EVENT_KINDS, power_check | power_warning | power_off, events_lost
+    kind: str  # EVENT_KINDS, power_check | power_warning | power_off, events_lost, filament_low
     printer: str
     at: float  # UTC epoch seconds
     job: str | None  # job_*: the job's name
@@ -52,9 +52,13 @@ class Event(TypedDict, total=False):
     hms: dict[str, Any]
     connection: str  # connection_*
     reason: str | None
-    message: str  # power_*
+    message: str  # power_*, filament_low
     off_at: float | None  # power_warning: when the plug goes off (UTC epoch seconds)
     count: int  # events_lost
+    spool: int  # filament_low (bambupi.filament.inventory): the spool's id, what it is and what is left on it
+    material: str
+    colour: str
+    remaining_g: float
 
 
 EVENT_KINDS: Final = (
