@@ -159,3 +159,18 @@ def test_a_thumbnail_too_large_or_not_a_png_is_left_out(tmp_path: Path) -> None:
     fake = three_mf(tmp_path, {SLICE_INFO: xml, "Metadata/plate_1.png": b"GIF89a"}, name="fake.3mf")
     job = read_job_file(fake, remote_path="/x.3mf", plate=None)
     assert job.thumbnail_png is None and job.plate == 1
+
+
+def test_a_zip64_archive_reads(tmp_path: Path) -> None:
+    """A writer may end any zip the zip64 way (its directory's place in a zip64 end record): it is read the same."""
+    path = three_mf(tmp_path, {SLICE_INFO: REAL_SLICE_INFO, "Metadata/plate_1.png": PNG})
+    data = path.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    entries, size, offset = struct.unpack("<6xHII", data[at + 4 : at + 20])
+    record = b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, entries, entries, size, offset)
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, at, 1)
+    end = b"PK\x05\x06" + struct.pack("<4H2IH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(data[:at] + record + locator + end)
+    job = read_job_file(path, remote_path="/x.3mf", plate=None)
+    assert job.weight_g == 26.91 and job.thumbnail_png == PNG
+    assert central_directory(path.read_bytes(), path.stat().st_size).offset == offset

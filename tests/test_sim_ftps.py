@@ -11,6 +11,8 @@ import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator
@@ -239,3 +241,29 @@ def naive_retr(port: int) -> None:
     with pytest.raises((ftplib.Error, OSError)):  # the TLS close, or the 522 after it, whichever comes first
         ftp.retrbinary("RETR /cache/benchy.3mf", lambda _: None)
     ftp.close()
+
+
+async def test_bambupi_sim_serves_ftps_on_the_port_asked(tmp_path: Path) -> None:
+    """The command line's --ftps-port: the printed line names the port, and the job's 3MF is there."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "bambupi", "sim", "--mqtt-port", "0", "--ftps-port", "0", "--access-code", CODE,
+         "--scenario", "idle"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        line = b""
+        with trio.fail_after(30):  # bounds a hang only
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some(1)
+                assert chunk, line
+                line += chunk
+        found = re.search(r", FTPS \(implicit TLS\) on 127\.0\.0\.1:(\d+)", line.decode())
+        assert found, line
+        state = {"gcode_file": "demo.gcode.3mf", "subtask_name": "demo"}
+        with pytest.raises(JobFileError, match=r"^file not found on the printer"):  # idle: served, logged in, no file
+            await fetch_job_file(target(tmp_path, int(found.group(1))), state, scratch=tmp_path / "s",
+                                 limits=JobFileLimits())  # fmt: skip
+    finally:
+        proc.terminate()
+        await proc.wait()

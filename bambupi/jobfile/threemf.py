@@ -27,6 +27,7 @@ _EOCD: Final = b"PK\x05\x06"
 _EOCD_SIZE: Final = 22
 _EOCD_SEARCH: Final = _EOCD_SIZE + 65535  # the record sits within a 64 KiB comment of the end
 _ZIP64_LOCATOR: Final = b"PK\x06\x07"
+_ZIP64_END: Final = b"PK\x06\x06"
 _COLOUR: Final = re.compile(r"#?([0-9A-Fa-f]{6})([0-9A-Fa-f]{2})?")
 
 
@@ -84,11 +85,17 @@ def central_directory(tail: bytes, file_size: int) -> CentralDirectory:
     if at < 0 or len(tail) - at < _EOCD_SIZE:
         raise JobFileError("not a 3MF: the file is not a zip archive")
     entries, size, offset = struct.unpack("<6xHII", tail[at + 4 : at + 20])
+    end = file_size - (len(tail) - at)  # where the end record starts in the file
     locator = at - 20
     if locator >= 0 and tail[locator : locator + 4] == _ZIP64_LOCATOR:
-        # Zip64: sizes live in another record; Bambu Studio writes them only for files over 4 GiB.
-        raise JobFileError("not a 3MF this box reads: a zip64 archive")
-    if offset + size > file_size - (len(tail) - at):
+        # Zip64 (a writer may use it for any file): the directory's place is in the zip64 end record.
+        (record,) = struct.unpack("<8xQ", tail[locator : locator + 16])
+        where = record - (file_size - len(tail))
+        if where < 0 or tail[where : where + 4] != _ZIP64_END:
+            raise JobFileError("not a 3MF: the zip64 end record is not where the zip says")
+        entries, size, offset = struct.unpack("<32xQQQ", tail[where : where + 56])
+        end = record
+    if offset + size > end:
         raise JobFileError("not a 3MF: the zip's directory points outside the file")
     if size > CENTRAL_DIRECTORY_MAX_BYTES:
         raise JobFileError(f"not a 3MF this box reads: its zip directory is {size // 1024} KiB")
