@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import trio
+
 from tests.browser import Page
 from tests.history_data import JOBS, fill
 from tests.journeys.harness import HANG_S, Journey, journey, tap
+from tests.support import wait_for
 
 WIDTH = 360
 
@@ -113,4 +116,71 @@ async def test_an_owner_reads_the_history_its_detail_the_statistics_and_the_csv(
         assert await page.evaluate(f"({stat})('Energy')") == f"{kwh:.2f} kWh"
         labels = await page.evaluate("Array.from(document.querySelectorAll('svg.bars text')).map((t) => t.textContent)")
         assert {"PLA", "PETG", "2026-11"} <= set(labels)
+        await fits(page)
+
+
+PLUG = """
+[printer.plug]
+kind = "tasmota"
+address = "{plug_url}"
+price_per_kwh = 0.30
+currency = "EUR"
+"""
+POWER = """
+[power]
+sample_interval_s = 0.2
+flush_interval_s = 1
+"""
+
+
+async def test_a_print_on_the_simulator_lands_in_the_history_with_its_picture_grams_and_energy(tmp_path: Path) -> None:
+    """End to end: the simulator prints (its FTPS serves the job's 3MF, its plug measures), the box records the job,
+    and the phone shows it in the history, its detail and the statistics."""
+    async with journey(tmp_path, ftps=True, sim_plug=True, plug=PLUG, extra=POWER) as j:
+        page = await j.phone()
+        await page.set_viewport(WIDTH, 780)
+        await j.set_password(page)
+        j.sim.printer.start_print("gear_box", layers=20, minutes=10)
+        # Paused once it runs, so the page is read while the job is open however slow the machine is.
+        await wait_for(lambda: j.sim.printer.pause(), HANG_S, what="the print running (to pause it)")
+        # While it prints: the list shows it running, with the grams its file plans (once the 3MF is read).
+        with trio.fail_after(HANG_S):
+            while True:
+                await open_page(j, page, "/history")
+                if await page.evaluate(f"Boolean({row('gear_box')}?.innerText.includes('planned'))"):
+                    break
+                await trio.sleep(0.1)
+        assert "Printing" in await page.evaluate(f"{row('gear_box')}.innerText")
+        await fits(page)
+        j.sim.printer.resume()
+        ended = ("fetch('/api/jobs').then((r) => r.json()).then((a) => a.jobs[0]?.result === 'finished'"
+                 " && a.jobs[0].used_g !== null)")
+        await page.wait_for(ended, HANG_S)
+
+        await open_page(j, page, "/history")
+        gear = row("gear_box")
+        await page.wait_for(f"{gear}.querySelector('img.thumb')?.complete && "
+                            f"{gear}.querySelector('img.thumb').naturalWidth > 0", HANG_S)
+        job = (await page.evaluate("fetch('/api/jobs').then((r) => r.json())"))["jobs"][0]
+        text = await page.evaluate(f"{gear}.innerText")
+        assert "Finished" in text and "Garage P1S" in text and "planned" not in text
+        for f in job["filaments"]:  # each filament: material and grams in words, beside its swatch
+            assert f"{f['material']} {f['used_g']:.1f} g" in text, (f, text)
+        assert f"total {job['used_g']:.1f} g" in text
+        assert f"{job['energy_kwh']:.3f} kWh" in text and f"{job['cost']:.2f} EUR" in text
+        assert job["energy_kwh"] > 0 and job["thumbnail"]
+        await fits(page)
+
+        await tap(page, f"{gear}.querySelector('h2 a')")
+        await page.wait_for("document.getElementById('timeline') != null", HANG_S)
+        words = await page.evaluate(
+            "Array.from(document.querySelectorAll('#timeline .word')).map((w) => w.textContent)")
+        assert words[0] == "Started" and words[-1] == "Finished" and "Paused" in words and "Resumed" in words, words
+        assert "/cache/gear_box.3mf" in await page.evaluate("document.body.innerText")
+
+        await open_page(j, page, "/stats")
+        stat = "(label) => document.querySelector(`[data-stat=\"${label}\"]`).textContent"
+        assert await page.evaluate(f"({stat})('Jobs')") == "1"
+        assert await page.evaluate(f"({stat})('Success rate')") == "100 %"
+        assert await page.evaluate(f"({stat})('Filament')") == f"{job['used_g']:.0f} g"
         await fits(page)
