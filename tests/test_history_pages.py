@@ -15,6 +15,7 @@ import pytest
 import trio
 
 import bambupi.history.routes
+from bambupi.history.page import Filters, render_history
 from bambupi.history.statistics import summarize
 from tests.history_data import FORMULA_NAME, HMS_CODE, HMS_TEXT, JOBS, fill
 from tests.support import CSRF, Box, setup_and_login, start_box
@@ -201,3 +202,14 @@ async def test_a_database_that_cannot_be_read_is_a_warning_on_the_pages_never_a_
                 r = await client.get(path)
                 assert r.status_code == 503 and "file is not a database" in r.json()["error"], path
         nursery.cancel_scope.cancel()
+
+
+def test_what_a_job_says_is_shown_as_text_never_as_markup() -> None:
+    """A job's name and its 3MF's colours come from outside: escaped, and a colour that is not #RRGGBB draws no
+    swatch (it would go into a style attribute)."""
+    job = {"id": 1, "printer": "p", "name": '<img src=x onerror="alert(1)">', "started_at": 0.0, "ended_at": 60.0,
+           "duration_s": 60.0, "result": "finished", "filaments": [
+               {"idx": 1, "material": "<b>PLA</b>", "colour": "red;background:url(//evil)", "used_g": 1.0}]}
+    html = render_history([job], filters=Filters(), page=1, more=False, printers={}, materials=[], currency={})
+    assert "<img src=x" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert "<b>PLA" not in html and "url(//evil)" not in html and "(colour unknown)" in html
