@@ -11,7 +11,8 @@ headless Chromium tab, so a journey test walks a flow as a person does and asser
 ``extra`` is TOML appended to the file (e.g. ``[[notify]]`` tables), ``printer_extra`` goes into the
 ``[[printer]]`` table (e.g. ``stale_after_s = 1``), ``plug`` into its ``[printer.plug]`` table. With
 ``sim_plug=True`` a simulated Tasmota plug powers the simulated printer (``j.sim_plug``, as in ``bambupi demo``);
-``{plug_url}`` in ``plug`` is its address. The service can be
+``{plug_url}`` in ``plug`` is its address. With ``ftps=True`` the simulator serves each job's 3MF over FTPS and
+the printer's ``ftps_port`` points there (the card's grams). The service can be
 stopped and started again on the same port (``await j.restart_service()``), as a box reboot or update would.
 Waits poll what the page shows (state), never a fixed sleep; their limits are generous so a busy CPU only slows them.
 """
@@ -156,12 +157,14 @@ async def journey(
     plug: str = "",
     extra: str = "",
     sim_plug: bool = False,
+    ftps: bool = False,
 ) -> AsyncIterator[Journey]:
     """The simulated printer, the service from a config file, and Chromium; all stopped at the end."""
     require_chromium()
     async with trio.open_nursery() as nursery:
         sim = Simulator(
-            model, SERIAL, CODE, scenario=scenario, time_scale=time_scale, camera_port=0 if camera else None
+            model, SERIAL, CODE, scenario=scenario, time_scale=time_scale, camera_port=0 if camera else None,
+            ftps_port=0 if ftps else None,
         )
         await nursery.start(sim.run)
         plug_server: SimulatedPlug | None = await nursery.start(SimulatedPlug(sim.printer).run) if sim_plug else None
@@ -172,7 +175,8 @@ async def journey(
             CONFIG.format(
                 port=0, printer=PRINTER, model=model, serial=SERIAL, code=CODE, mqtt_port=sim.mqtt_port,
                 printer_extra=printer_extra
-                + (f"\ncamera_port = {sim.camera_port}" if camera else "\ncamera = \"off\""),
+                + (f"\ncamera_port = {sim.camera_port}" if camera else "\ncamera = \"off\"")
+                + (f"\nftps_port = {sim.ftps_port}" if ftps else ""),
                 plug=plug, folder=tmp_path, extra=extra,
             )
         )
