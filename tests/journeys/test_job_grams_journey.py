@@ -32,9 +32,9 @@ async def test_a_print_shows_live_grams_going_up_and_then_its_end_result(tmp_pat
         assert swatches >= 1
         seen: list[float] = []
         while len(set(seen)) < 4:  # the grams rise while the layers go by
+            last = seen[-1] if seen else -1
             value = await page.wait_for(
-                f"(() => {{ const g = {grams(j, 'grams-used')}; return g > {seen[-1] if seen else -1} ? g : null; }})()",
-                WAIT,
+                f"(() => {{ const g = {grams(j, 'grams-used')}; return g > {last} ? g : null; }})()", WAIT
             )
             seen.append(float(value))
             assert value <= planned
