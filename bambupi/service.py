@@ -155,7 +155,7 @@ class Service:
             hub, config.notify, quiet=alerts.quiet, snapshot=camera.snapshot, job_energy=power.service.job_energy
         )
         panel = PanelComponent(
-            hub, config.panel, quiet_hours=alerts, auto_off=power.service, url=web.url,
+            hub, config.panel, quiet_hours=alerts, auto_off=power.service, filament=filament.inventory, url=web.url,
             setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME,
         )
         discovery = DiscoveryComponent(config.discovery, links)

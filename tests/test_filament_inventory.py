@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from bambupi.database import Database, DatabaseError
 from bambupi.filament import spools
@@ -189,3 +190,40 @@ async def test_a_database_that_cannot_be_opened_loses_no_sighting(tmp_path: Path
     path.rmdir()
     await inv.observe("p2s", p2s_state())
     assert len(spools.all_spools(store)) == 2
+
+
+async def wait_low(inv: Inventory, expected: list[tuple[int, float]]) -> None:
+    """Until the low list (spool, grams) is ``expected``; the bound only stops a hang."""
+    with trio.fail_after(60):
+        while [(s.spool, s.remaining_g) for s in inv.low_spools()] != expected:
+            await trio.sleep(0.01)
+
+
+async def test_the_low_list_follows_jobs_refills_and_moves_and_leaves_the_shelf_out(store: Database) -> None:
+    """What the OLED reads (Inventory.low_spools): loaded spools below the threshold, emptiest first, re-read after
+    a job takes grams, after the owner's change (spools_changed, as the routes call it) and a new threshold."""
+    hub = Hub()
+    threshold = [385.0]
+    inv = Inventory(hub, store, low_g=lambda: threshold[0], clock=lambda: 1_700_000_000.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(inv.follow_low)
+        await inv.observe("p2s", p2s_state())  # slot 0: 410 g, slot 1: 390 g, neither below 385
+        shelf = spools.add(store, NewSpool("PETG", "", "", 1000.0, 20.0), now=1.0, low_g=385.0)
+        inv.spools_changed()
+        await wait_low(inv, [])  # the nearly empty spool on the shelf runs out in no print
+        slot0 = spools.at(store, Location("ams", "p2s", 0, 0))
+        assert slot0 is not None
+        await inv.job_ended(8, "p2s", {1: (30.0, {"ams": 0, "tray": 0})})
+        await wait_low(inv, [(slot0["id"], 380.0)])
+        (low,) = inv.low_spools()
+        assert (low.printer, low.material, low.colour, low.where) == ("p2s", "PLA", "#FFFFFF", "AMS 1 slot 1")
+        spools.place(store, shelf["id"], Location("external", "p2s", None, 255), now=2.0)
+        inv.spools_changed()
+        await wait_low(inv, [(shelf["id"], 20.0), (slot0["id"], 380.0)])
+        spools.edit(store, slot0["id"], {"remaining_g": 1000.0}, now=3.0, low_g=385.0)  # refilled
+        inv.spools_changed()
+        await wait_low(inv, [(shelf["id"], 20.0)])
+        threshold[0] = 10.0
+        inv.spools_changed()
+        await wait_low(inv, [])
+        nursery.cancel_scope.cancel()

@@ -34,7 +34,7 @@ class FilamentComponent:
     def add_routes(self, web: Web) -> None:
         add_filament_routes(
             web.app, self._hub, self.inventory, low_g=lambda: self.settings.low_g, spoolman=self.spoolman.status,
-            changed=self.spoolman.poke,
+            changed=self.inventory.spools_changed,
         )
 
     def health(self) -> dict[str, Any]:
@@ -45,6 +45,7 @@ class FilamentComponent:
     async def run(self, *, task_status: trio.TaskStatus[Inventory] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._hub.subscribe() as updates, trio.open_nursery() as nursery:
             nursery.start_soon(self.spoolman.run)
+            nursery.start_soon(self.inventory.follow_low)
             task_status.started(self.inventory)
             while True:
                 for printer_id, printer in (await updates.next()).items():
@@ -58,6 +59,6 @@ class FilamentComponent:
         if old.filament == new.filament:
             return []
         self.settings = new.filament  # read at every use
-        self.spoolman.poke()
+        self.inventory.spools_changed()  # another threshold: other spools are low
         copy = "copied to Spoolman" if new.filament.spoolman_url else "not copied to Spoolman"
         return [f"filament: spools under {new.filament.low_g:g} g are low; {copy}"]

@@ -2,21 +2,24 @@
 which spool, and when a spool is low.
 
 Pure parts: :func:`sightings` reads a printer's state into what each slot and holder holds; :func:`low_event` words
-a low spool. :class:`Inventory` applies them to the database (bambupi.filament.spools, in a worker thread) and
-tells the hub: the job recorder (bambupi.history.recorder) asks it which spool a tray holds and hands it each ended
-job's grams; the filament component feeds it every printer's state.
+a low spool; :func:`low_spools` picks the loaded spools below the threshold. :class:`Inventory` applies them to the
+database (bambupi.filament.spools, in a worker thread) and tells the hub: the job recorder (bambupi.history.recorder)
+asks it which spool a tray holds and hands it each ended job's grams; the filament component feeds it every
+printer's state; the panel (bambupi.panel.service) reads its low spools to show one while that printer is idle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn, Protocol
 
 import trio
 
-from bambupi.database import Database
+from bambupi.database import Database, DatabaseError
 from bambupi.filament import spools
 from bambupi.filament.spools import Location, Sighting
 from bambupi.printer.events import Event
@@ -85,18 +88,51 @@ def _sighting(where: Location, tray: Mapping[str, Any]) -> Sighting:
 
 def location_words(location: Mapping[str, Any], printer_name: str = "") -> str:
     """Where a spool is, as a person reads it: "Workshop: AMS 1 slot 2", "Workshop: external holder", "shelf"."""
+    prefix = f"{printer_name or location.get('printer') or ''}: " if location.get("kind") in ("ams", "external") else ""
+    return prefix + slot_words(location)
+
+
+def slot_words(location: Mapping[str, Any]) -> str:
+    """The place within its printer: "AMS 1 slot 2", "AMS HT 1", "left external holder"; "shelf" off a printer."""
     kind = location.get("kind")
-    prefix = f"{printer_name or location.get('printer') or ''}: " if kind in ("ams", "external") else ""
     if kind == "ams":
         unit, slot = location.get("ams"), location.get("tray")
         if isinstance(unit, int) and unit >= AMS_HT_FIRST:
-            return f"{prefix}AMS HT {unit - AMS_HT_FIRST + 1}"
+            return f"AMS HT {unit - AMS_HT_FIRST + 1}"
         name = "AMS lite" if unit == AMS_LITE_A2L else f"AMS {unit + 1 if isinstance(unit, int) else '?'}"
-        return f"{prefix}{name} slot {slot + 1 if isinstance(slot, int) else '?'}"
+        return f"{name} slot {slot + 1 if isinstance(slot, int) else '?'}"
     if kind == "external":
         holder = {254: "left ", 255: ""}.get(location.get("holder"), "")  # type: ignore[arg-type]
-        return f"{prefix}{holder}external holder"
+        return f"{holder}external holder"
     return "shelf"
+
+
+@dataclass(frozen=True)
+class LowSpool:
+    """A spool in a printer with fewer grams left than the threshold (what the OLED shows while that printer idles)."""
+
+    spool: int
+    printer: str
+    material: str
+    colour: str  # "#RRGGBB" or ""
+    remaining_g: float
+    where: str  # within the printer: "AMS 1 slot 2" (slot_words)
+
+
+def low_spools(rows: Iterable[Mapping[str, Any]], *, low_g: float) -> tuple[LowSpool, ...]:
+    """The spools in a printer (an AMS slot or external holder) below ``low_g``, the emptiest first. A low spool on
+    the shelf is left out: it runs out in no print until it is put in one."""
+    found = [
+        LowSpool(
+            spool=row["id"], printer=row["printer"], material=row["material"], colour=row["colour"],
+            remaining_g=row["remaining_g"],
+            where=slot_words(Location(row["location"], row["printer"], row["ams"], row["tray"]).to_json()),
+        )
+        for row in rows
+        if row["location"] in ("ams", "external") and row["printer"] and row["remaining_g"] is not None
+        and row["remaining_g"] < low_g and not row["archived"]
+    ]
+    return tuple(sorted(found, key=lambda s: (s.remaining_g, s.spool)))
 
 
 def low_event(spool: Mapping[str, Any], *, printer_id: str, printer_name: str) -> Event:
@@ -124,6 +160,31 @@ class Inventory:
         self._changed = changed  # a spool's weight or place changed (the Spoolman sync wakes)
         self._clock = clock
         self._seen: dict[str, tuple[Sighting, ...]] = {}  # per printer, what was last applied
+        self._low: tuple[LowSpool, ...] = ()
+        self._low_stale = trio.Event()
+        self._low_stale.set()  # read once at start
+
+    def low_spools(self) -> tuple[LowSpool, ...]:
+        """The spools in a printer below the threshold, as last read (:meth:`follow_low`); the panel reads this."""
+        return self._low
+
+    def spools_changed(self) -> None:
+        """A spool's weight or place, or the threshold, changed (here, on the page, in the settings): the Spoolman
+        copy and the low list follow."""
+        self._low_stale.set()
+        self._changed()
+
+    async def follow_low(self) -> NoReturn:
+        """Keep :meth:`low_spools` current: read again after every change. A database that cannot be read keeps the
+        last list (its problem is in /healthz) until the next change."""
+        while True:
+            await self._low_stale.wait()
+            self._low_stale = trio.Event()
+            if self.store is None:
+                continue
+            with contextlib.suppress(DatabaseError):
+                rows = await trio.to_thread.run_sync(spools.all_spools, self.store)
+                self._low = low_spools(rows, low_g=self._low_g())
 
     async def spool_at(self, printer_id: str, tray: TrayRef) -> int | None:
         """The spool in a printer's tray (``{"ams", "tray"}`` or ``{"external": true}``), or None."""
@@ -152,7 +213,7 @@ class Inventory:
                                                                      for s, g in grams.items()))  # fmt: skip
         for spool in crossed:
             self._tell_low(spool, printer_id)
-        self._changed()
+        self.spools_changed()
 
     async def observe(self, printer_id: str, state: Mapping[str, Any]) -> None:
         """Follow a printer's slots (tagged spools appear and move by themselves); only a change is written."""
@@ -171,7 +232,7 @@ class Inventory:
                      spool["material"], spool["colour"], spool["remaining_g"])  # fmt: skip
             if spool["remaining_g"] is not None and spool["remaining_g"] < low_g:
                 self._tell_low(spool, printer_id)
-        self._changed()
+        self.spools_changed()
 
     def forget(self, printer_id: str) -> None:
         """Read the printer's slots afresh at its next report (the owner moved a spool by hand)."""

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bambupi.filament.inventory import LowSpool
 from bambupi.printer.hms import describe_print_error, english_hms, job_result
 from bambupi.printer.phase import IN_JOB, job_phase
 
@@ -27,7 +28,7 @@ MAX_SHIFT: Final = (2, 1)
 SHIFTS: Final[tuple[tuple[int, int], ...]] = ((0, 0), (1, 0), (2, 0), (2, 1), (1, 1), (0, 1))
 _W = WIDTH - MAX_SHIFT[0]
 
-ScreenName = Literal["status", "temps", "hms", "ams", "network", "auto_off"]
+ScreenName = Literal["status", "temps", "hms", "ams", "network", "auto_off", "filament"]
 FontName = Literal["small", "body", "big"]
 
 _FONT_DIR: Final = Path(__file__).resolve().parent / "fonts"
@@ -64,6 +65,7 @@ class View:
     page: tuple[int, int] = (1, 1)  # this printer of how many (several printers)
     off_at: float | None = None  # auto-off screen: when the plug switches off (wall clock)
     shown_s: float = 0.0  # how long this screen has been showing (monotonic): the HMS screen turns its pages on it
+    low: tuple[LowSpool, ...] = ()  # filament screen: the printer's spools below the threshold, emptiest first
 
 
 @dataclass(frozen=True)
@@ -492,9 +494,32 @@ def auto_off_items(view: View) -> list[Item]:
     return items
 
 
+# The filament screen shows one low spool at a time, each this long (turning while the screen shows, as HMS pages).
+FILAMENT_PAGE_S: Final = HMS_PAGE_S
+
+
+def filament_items(view: View) -> list[Item]:
+    """A spool in this printer running low (shown while it is idle): how many grams are left, which spool, where."""
+    count = f"{1 + int(max(view.shown_s, 0.0) // FILAMENT_PAGE_S) % len(view.low)}/{len(view.low)}" \
+        if len(view.low) > 1 else ""
+    items: list[Item] = [Rect(0, 0, _W - 1, 11, fill=1), Text(2, 1, "FILAMENT LOW", "body", fill=0)]
+    if count:
+        items.append(Text(_W - 2 - 6 * len(count), 1, count, "body", 0))
+    printer = view.printer or {}
+    items.append(Text(0, 14, fit(printer.get("name") or printer.get("id") or "", "body", _W)))
+    if not view.low:
+        return items  # refilled between the choice and the drawing: the next refresh chooses another screen
+    spool = view.low[int(max(view.shown_s, 0.0) // FILAMENT_PAGE_S) % len(view.low)]
+    items.append(Text(0, 25, fit(f"{max(spool.remaining_g, 0.0):.0f} g left", "big", _W), "big"))
+    what = " ".join(part for part in (spool.material, spool.colour) if part) or "spool"
+    items.append(Text(0, 45, fit(what, "small", _W), "small"))
+    items.append(Text(0, 55, fit(spool.where, "small", _W), "small"))
+    return items
+
+
 _SCREENS: Final = {
     "status": status_items, "temps": temps_items, "hms": hms_items, "ams": ams_items, "network": network_items,
-    "auto_off": auto_off_items,
+    "auto_off": auto_off_items, "filament": filament_items,
 }
 
 

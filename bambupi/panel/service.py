@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import tzinfo
 from pathlib import Path
@@ -21,6 +21,7 @@ from PIL import Image
 
 from bambupi.alerts import system_clock_synced
 from bambupi.config import PanelConfig
+from bambupi.filament.inventory import LowSpool
 from bambupi.lan import lan_address
 from bambupi.panel import alarms
 from bambupi.panel.hardware import DEV, Hardware, Screen, choose_hardware, open_oled
@@ -37,7 +38,7 @@ from bambupi.panel.screens import (
     hms_sorted,
     render,
 )
-from bambupi.printer.phase import WORKING
+from bambupi.printer.phase import IN_JOB, WORKING
 from bambupi.state_hub import EventQueue, PrinterObject, StateHub, Subscription
 
 log = logging.getLogger("bambupi.panel")
@@ -114,6 +115,20 @@ class NoAutoOff:
         return False
 
 
+class LowFilament(Protocol):
+    """The filament inventory (bambupi.filament.inventory.Inventory): the spools in a printer below the threshold,
+    shown on that printer's own screen while no job runs on it."""
+
+    def low_spools(self) -> Sequence[LowSpool]: ...
+
+
+class NoFilament:
+    """A box without an inventory: no spool is ever low."""
+
+    def low_spools(self) -> Sequence[LowSpool]:
+        return ()
+
+
 class Panel:
     def __init__(
         self,
@@ -122,6 +137,7 @@ class Panel:
         quiet_hours: Quiet,
         *,
         auto_off: AutoOffCountdowns | None = None,
+        filament: LowFilament | None = None,
         url: Callable[[], str | None] = lambda: None,
         clock_synced: Callable[[], bool] = system_clock_synced,
         wall: Callable[[], float] = time.time,
@@ -134,6 +150,7 @@ class Panel:
         self.config = config
         self.quiet_hours = quiet_hours
         self.auto_off = auto_off if auto_off is not None else NoAutoOff()
+        self.filament = filament if filament is not None else NoFilament()
         self.url = url  # the web page's address, once the front door listens
         self.clock_synced = clock_synced
         self.wall = wall
@@ -335,13 +352,19 @@ class Panel:
 
     def _pages(self) -> list[tuple[ScreenName, str | None]]:
         pages: list[tuple[ScreenName, str | None]] = []
+        low = {spool.printer for spool in self.filament.low_spools()}
         for pid, printer in self.printers.items():
             pages += [("status", pid), ("temps", pid)]
             if ams_units(printer):
                 pages.append(("ams", pid))
             if hms_sorted(printer):
                 pages.append(("hms", pid))
+            if pid in low and printer["phase"] not in IN_JOB:
+                pages.append(("filament", pid))  # a print under way needs its own pages; the spool waits for the end
         return [*pages, ("network", None)]
+
+    def _low_spools(self, printer_id: str | None) -> tuple[LowSpool, ...]:
+        return tuple(spool for spool in self.filament.low_spools() if spool.printer == printer_id)
 
     def _choose(self, now: float) -> tuple[ScreenName, str | None]:
         if self._takeover is not None and not hms_sorted(self.printers.get(self._takeover, {})):
@@ -400,7 +423,7 @@ class Panel:
             screen=screen, printer=printer, network=self._network, now=self.wall(), tz=self.quiet_hours.tz,
             clock_synced=self.clock_synced(), shift=SHIFTS[int((now - self._started) // SHIFT_EVERY_S) % len(SHIFTS)],
             page=page, off_at=self.auto_off.auto_off_warnings().get(pid) if screen == "auto_off" and pid else None,
-            shown_s=now - self._current_since,
+            shown_s=now - self._current_since, low=self._low_spools(pid) if screen == "filament" else (),
         )
         if self.hardware.oled == "none":
             return  # nobody can see a picture: drawing one cost a sixth of the service's CPU
