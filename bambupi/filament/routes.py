@@ -66,6 +66,15 @@ def _int(body: Mapping[str, Any], key: str, low: int, high: int) -> int:
     return value
 
 
+def _body() -> Mapping[str, Any]:
+    """The request's JSON object; anything else (bad JSON, a list, nothing) is refused as such, not as a missing
+    field."""
+    body = read_json_body()
+    if body is None:
+        raise BadRequest("body: a JSON object")
+    return body
+
+
 def parse_new(body: Mapping[str, Any]) -> NewSpool:
     return NewSpool(
         material=_text(body, "material", required=True), colour=_colour(body),
@@ -131,13 +140,13 @@ def add_filament_routes(
         trio.from_thread.run_sync(changed)
 
     def create() -> Reply:
-        spool = parse_new(read_json_body() or {})
+        spool = parse_new(_body())
         row = _writing(lambda: spools.add(store(), spool, now=time.time(), low_g=low_g()))
         after_change()
         return Reply(201, spools.to_json(row, low_g=low_g()))
 
     def update(spool_id: int) -> dict[str, Any]:
-        changes = parse_changes(read_json_body() or {})
+        changes = parse_changes(_body())
         row = _writing(lambda: spools.edit(store(), spool_id, changes, now=time.time(), low_g=low_g()))
         if row is None:
             raise NotFound(f"no spool {spool_id}")
@@ -151,7 +160,7 @@ def add_filament_routes(
         return {"deleted": spool_id}
 
     def assign(spool_id: int) -> dict[str, Any]:
-        where = parse_location(read_json_body() or {}, lambda pid: trio.from_thread.run_sync(hub.has, pid))
+        where = parse_location(_body(), lambda pid: trio.from_thread.run_sync(hub.has, pid))
         row = _writing(lambda: spools.place(store(), spool_id, where, now=time.time()))
         if row is None:
             raise NotFound(f"no spool {spool_id}")
