@@ -263,7 +263,8 @@ async def test_a_database_failure_mid_job_never_stops_the_recorder_and_nothing_i
     tmp_path: Path, caplog: Any
 ) -> None:
     """Another process holds the database's write lock from the job's start until after its end: every write fails
-    (DatabaseError), the card keeps working, and once the lock is gone the row, timeline, file and grams land."""
+    (DatabaseError), the card keeps working, and once the lock is gone the retry writes the row, timeline, file and
+    grams."""
     caplog.set_level(logging.INFO, logger="bambupi.history")
     db = Database(tmp_path / "jobs.sqlite3", busy_timeout_s=0.05)
     rig = Rig(tmp_path, StandInFetch(), db=db)
@@ -273,14 +274,16 @@ async def test_a_database_failure_mid_job_never_stops_the_recorder_and_nothing_i
         holder.execute("BEGIN EXCLUSIVE")
         rig.hub.apply_message("p", printing(0))
         await wait_for(lambda: rig.hub.printer("p")["job_file"] is not None and rig.job_file()["status"] == "ready")
-        assert rig.job_file()["job_id"] is None  # no row yet
         rig.hub.apply_message("p", printing(50, state="PAUSE"))
         rig.hub.apply_message("p", printing(50))
         rig.hub.apply_message("p", printing(100, state="FINISH"))
-        await wait_for(lambda: rig.job_file()["used_g"] == 15.0)  # the card has the end result
+        rig.hub.apply_message("p", report(gcode_state="IDLE", layer_num=0, mc_percent=0))
+        await wait_for(lambda: rig.job_file()["used_g"] == 15.0)  # the card has the recorder's end result...
+        failed = rig.recorder.failed_writes
+        await wait_for(lambda: rig.recorder.failed_writes > failed)  # ...and writing the end failed after it
+        assert rig.job_file()["job_id"] is None and await rig.job() is None
         assert "job history: cannot write" in caplog.text
-        holder.execute("ROLLBACK")
-        await rig.ended()
+        holder.execute("ROLLBACK")  # only the retry writes from here: nothing else happens
 
         async def complete() -> dict[str, Any] | None:
             job = await rig.job()

@@ -240,6 +240,7 @@ class JobRecorder:
         self._unsaved: list[_Job] = []  # jobs with a write that failed, oldest first
         self._nursery: trio.Nursery | None = None
         self.db_error: str | None = None
+        self.failed_writes = 0  # database calls that failed since the start (each is tried again)
 
     # -- settings ------------------------------------------------------------------------------------------------
 
@@ -576,6 +577,7 @@ class JobRecorder:
         try:
             result = await trio.to_thread.run_sync(lambda: method(*args, **kwargs))
         except DatabaseError as exc:
+            self.failed_writes += 1
             if self.db_error != str(exc):
                 log.error("job history: %s", exc)
             self.db_error = str(exc)
