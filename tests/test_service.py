@@ -59,7 +59,7 @@ async def test_every_route_and_error_status(box: Box, caplog: pytest.LogCaptureF
         assert printer["id"] == "x1" and printer["model"] == "X1C" and printer["controls_available"] is True
         assert set(printer) == {
             "id", "name", "model", "connection", "connection_reason", "last_report_at",
-            "controls_available", "commands_refused", "camera", "phase", "state",
+            "controls_available", "commands_refused", "camera", "phase", "state", "job_file",
         }
 
         r = await client.get("/healthz")
