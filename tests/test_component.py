@@ -208,10 +208,11 @@ async def test_parts_are_wired_through_their_constructors_only(tmp_path: Path, m
         assert {(holder, attribute) for holder, attribute, _ in built[0]} >= {
             ("Notifier", "quiet"), ("Notifier", "snapshot"), ("Notifier", "job_energy"),
             ("PanelComponent", "_quiet_hours"), ("PanelComponent", "_auto_off"), ("PanelComponent", "_url"),
+            ("PanelComponent", "_filament"),
         }
         panel = running.panel
         assert panel is not None and panel.quiet_hours is running.quiet_hours and panel.auto_off is running.power
-        assert panel.url() == running.url
+        assert panel.url() == running.url and panel.filament is running.inventory
         nursery.cancel_scope.cancel()
 
 

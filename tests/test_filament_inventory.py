@@ -32,7 +32,7 @@ class Hub:
         return printer_id == "p2s"
 
     def printer(self, printer_id: str) -> dict[str, Any]:
-        return {"name": "Workshop"}
+        return {"name": "Workshop", "state": {}}
 
 
 def p2s_state() -> dict[str, Any]:

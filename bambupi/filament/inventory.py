@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, Protocol
 
@@ -86,14 +86,21 @@ def _sighting(where: Location, tray: Mapping[str, Any]) -> Sighting:
     )
 
 
-def location_words(location: Mapping[str, Any], printer_name: str = "") -> str:
+def two_holders(state: Mapping[str, Any]) -> bool:
+    """Whether a printer has a left and a right external holder (dual nozzle): only then is a holder named by its
+    side (a P1S's only holder is id 254, as the left one of an H2D is)."""
+    return len(state.get("external_spools") or {}) > 1
+
+
+def location_words(location: Mapping[str, Any], printer_name: str = "", *, sides: bool = False) -> str:
     """Where a spool is, as a person reads it: "Workshop: AMS 1 slot 2", "Workshop: external holder", "shelf"."""
     prefix = f"{printer_name or location.get('printer') or ''}: " if location.get("kind") in ("ams", "external") else ""
-    return prefix + slot_words(location)
+    return prefix + slot_words(location, sides=sides)
 
 
-def slot_words(location: Mapping[str, Any]) -> str:
-    """The place within its printer: "AMS 1 slot 2", "AMS HT 1", "left external holder"; "shelf" off a printer."""
+def slot_words(location: Mapping[str, Any], *, sides: bool = False) -> str:
+    """The place within its printer: "AMS 1 slot 2", "AMS HT 1", "external holder" ("left external holder" with
+    ``sides``, on a printer with two: :func:`two_holders`); "shelf" off a printer."""
     kind = location.get("kind")
     if kind == "ams":
         unit, slot = location.get("ams"), location.get("tray")
@@ -102,7 +109,7 @@ def slot_words(location: Mapping[str, Any]) -> str:
         name = "AMS lite" if unit == AMS_LITE_A2L else f"AMS {unit + 1 if isinstance(unit, int) else '?'}"
         return f"{name} slot {slot + 1 if isinstance(slot, int) else '?'}"
     if kind == "external":
-        holder = {254: "left ", 255: ""}.get(location.get("holder"), "")  # type: ignore[arg-type]
+        holder = {254: "left ", 255: "right "}.get(location.get("holder"), "") if sides else ""  # type: ignore[arg-type]
         return f"{holder}external holder"
     return "shelf"
 
@@ -119,14 +126,17 @@ class LowSpool:
     where: str  # within the printer: "AMS 1 slot 2" (slot_words)
 
 
-def low_spools(rows: Iterable[Mapping[str, Any]], *, low_g: float) -> tuple[LowSpool, ...]:
+def low_spools(rows: Iterable[Mapping[str, Any]], *, low_g: float, sides: Collection[str] = ()
+               ) -> tuple[LowSpool, ...]:  # fmt: skip
     """The spools in a printer (an AMS slot or external holder) below ``low_g``, the emptiest first. A low spool on
-    the shelf is left out: it runs out in no print until it is put in one."""
+    the shelf is left out: it runs out in no print until it is put in one. ``sides``: the printers with two
+    external holders."""
     found = [
         LowSpool(
             spool=row["id"], printer=row["printer"], material=row["material"], colour=row["colour"],
             remaining_g=row["remaining_g"],
-            where=slot_words(Location(row["location"], row["printer"], row["ams"], row["tray"]).to_json()),
+            where=slot_words(Location(row["location"], row["printer"], row["ams"], row["tray"]).to_json(),
+                             sides=row["printer"] in sides),
         )
         for row in rows
         if row["location"] in ("ams", "external") and row["printer"] and row["remaining_g"] is not None
@@ -135,12 +145,12 @@ def low_spools(rows: Iterable[Mapping[str, Any]], *, low_g: float) -> tuple[LowS
     return tuple(sorted(found, key=lambda s: (s.remaining_g, s.spool)))
 
 
-def low_event(spool: Mapping[str, Any], *, printer_id: str, printer_name: str) -> Event:
+def low_event(spool: Mapping[str, Any], *, printer_id: str, printer_name: str, sides: bool = False) -> Event:
     """The ``filament_low`` event of a spool that fell below the threshold (docs/api.md)."""
     remaining = spool["remaining_g"]
     location = Location(spool["location"], spool["printer"], spool["ams"], spool["tray"]).to_json()
     what = " ".join(part for part in (spool["material"], spool["colour"]) if part) or "a spool"
-    message = f"{what} low: {remaining:.0f} g left ({location_words(location, printer_name)})"
+    message = f"{what} low: {remaining:.0f} g left ({location_words(location, printer_name, sides=sides)})"
     return Event(
         kind="filament_low", printer=printer_id, spool=spool["id"], material=spool["material"],
         colour=spool["colour"], remaining_g=remaining, message=message,
@@ -184,7 +194,9 @@ class Inventory:
                 continue
             with contextlib.suppress(DatabaseError):
                 rows = await trio.to_thread.run_sync(spools.all_spools, self.store)
-                self._low = low_spools(rows, low_g=self._low_g())
+                printers = {row["printer"] for row in rows if row["printer"]}
+                sides = {pid for pid in printers if self._hub.has(pid) and two_holders(self._hub.printer(pid)["state"])}
+                self._low = low_spools(rows, low_g=self._low_g(), sides=sides)
 
     async def spool_at(self, printer_id: str, tray: TrayRef) -> int | None:
         """The spool in a printer's tray (``{"ams", "tray"}`` or ``{"external": true}``), or None."""
@@ -239,8 +251,10 @@ class Inventory:
         self._seen.pop(printer_id, None)
 
     def _tell_low(self, spool: Mapping[str, Any], printer_id: str) -> None:
-        name = self._hub.printer(printer_id)["name"] if self._hub.has(printer_id) else printer_id
-        event = low_event(spool, printer_id=printer_id, printer_name=name)
+        known = self._hub.has(printer_id)
+        printer = self._hub.printer(printer_id) if known else None
+        event = low_event(spool, printer_id=printer_id, printer_name=printer["name"] if printer else printer_id,
+                          sides=printer is not None and two_holders(printer["state"]))
         log.info("%s: %s", printer_id, event.get("message"))
         self._hub.publish_event(event)
 

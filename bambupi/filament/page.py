@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import bottle
 
-from bambupi.filament.inventory import location_words, sightings
+from bambupi.filament.inventory import location_words, sightings, two_holders
 
 PAGE: Final = Path(__file__).parent.parent / "web" / "templates" / "filament.html"
 _COLOUR: Final = re.compile(r"#[0-9A-Fa-f]{6}")
@@ -42,7 +42,7 @@ class Place:
     label: str
 
 
-def spool_view(spool: Mapping[str, Any], names: Mapping[str, str]) -> SpoolView:
+def spool_view(spool: Mapping[str, Any], names: Mapping[str, str], sides: Collection[str] = ()) -> SpoolView:
     remaining, net = spool["remaining_g"], spool["net_g"]
     grams = "weight unknown" if remaining is None else f"{remaining:.0f} g" + (f" of {net:.0f} g" if net else "")
     percent = round(max(0.0, min(1.0, remaining / net)) * 100) if remaining is not None and net else 0
@@ -52,7 +52,9 @@ def spool_view(spool: Mapping[str, Any], names: Mapping[str, str]) -> SpoolView:
         id=spool["id"], colour=colour,
         title=" · ".join(part for part in (spool["material"], spool["brand"]) if part),
         colour_text=colour.upper() or "colour unknown", grams=grams, percent=percent, low=bool(spool["low"]),
-        where=location_words(location, names.get(str(location.get("printer")), "")), tagged=spool["rfid"] is not None,
+        where=location_words(location, names.get(str(location.get("printer")), ""),
+                             sides=location.get("printer") in sides),
+        tagged=spool["rfid"] is not None,
         fields_json=json.dumps({key: spool[key] for key in ("material", "colour", "brand", "net_g", "remaining_g")}),
     )
 
@@ -68,7 +70,8 @@ def places(printers: Mapping[str, Mapping[str, Any]]) -> list[Place]:
                 value = f"ams:{printer_id}:{where.ams}:{where.tray}"
             else:
                 value = f"external:{printer_id}:{where.tray}"
-            found.append(Place(value, location_words(location, str(printer.get("name") or printer_id))))
+            found.append(Place(value, location_words(location, str(printer.get("name") or printer_id),
+                                                     sides=two_holders(printer.get("state") or {}))))
     return found
 
 
@@ -82,7 +85,8 @@ def render_page(
     warning: str | None, spoolman: Mapping[str, Any] | None,
 ) -> str:
     names = {pid: str(p.get("name") or pid) for pid, p in printers.items()}
-    views = [spool_view(s, names) for s in spools]
+    sides = {pid for pid, p in printers.items() if two_holders(p.get("state") or {})}
+    views = [spool_view(s, names, sides) for s in spools]
     html: str = _template().render(
         spools=views, places=places(printers), low_g=f"{low_g:g}", warning=warning, spoolman=spoolman,
         low_count=sum(v.low for v in views),

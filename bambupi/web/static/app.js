@@ -506,6 +506,7 @@ function renderEvent(e) {
     connection_lost: `connection lost${e.reason ? ` (${e.reason})` : ""}`, connection_restored: "back online",
     events_lost: `${e.count} events missed`,
     power_warning: `⚠ ${e.message}`, power_off: e.message, power_check: `⚠ ${e.message}`,
+    filament_low: `⚠ ${e.message}`,
   };
   return `<li><time>${esc(at)}</time> ${esc(who || "")}: ${esc(words[e.kind] || e.kind)}</li>`;
 }

@@ -34,6 +34,7 @@ function editForm(item) {
     const input = document.createElement("input");
     input.name = name; input.type = type;
     input.value = f[name] === null ? "" : f[name];
+    input.dataset.was = input.value;  // a colour input cannot be empty: an unknown colour is sent only if changed
     if (type === "number") { input.min = "0"; input.step = "any"; }
     l.append(input);
     form.append(l);
@@ -44,9 +45,13 @@ function editForm(item) {
   form.hidden = false;
   form.onsubmit = async (event) => {
     event.preventDefault();
-    const d = new FormData(form);
-    const body = {material: d.get("material"), colour: d.get("colour").toUpperCase(), brand: d.get("brand"),
-      net_g: grams(d.get("net_g")), remaining_g: grams(d.get("remaining_g"))};
+    // Only what the owner changed: a spool of unknown colour stays unknown, not black.
+    const body = {};
+    for (const input of form.querySelectorAll("input")) {
+      if (input.value === input.dataset.was) continue;
+      body[input.name] = input.type === "number" ? grams(input.value)
+        : input.type === "color" ? input.value.toUpperCase() : input.value;
+    }
     if (await call("PATCH", `/api/spools/${item.dataset.spool}`, body)) location.reload();
   };
 }
@@ -80,9 +85,11 @@ document.getElementById("add-form").addEventListener("submit", async (event) => 
   session = await (await fetch("/api/session")).json();
   for (const part of document.querySelectorAll(".owner")) part.hidden = !session.logged_in;
   document.getElementById("login-hint").hidden = session.logged_in;
+  document.body.dataset.session = session.logged_in ? "owner" : "anonymous";  // the page is ready for its reader
 })();
 
 // Spools the AMS reads and jobs' grams show up by themselves, except while the owner is editing.
 setInterval(() => {
-  if (!document.querySelector("form.edit:not([hidden])") && document.activeElement?.tagName !== "INPUT") location.reload();
+  const busy = ["INPUT", "SELECT"].includes(document.activeElement?.tagName);
+  if (!document.querySelector("form.edit:not([hidden])") && !busy) location.reload();
 }, 15000);
