@@ -49,7 +49,7 @@ model = "{model}"
 host = "127.0.0.1"
 serial = "{serial}"
 access_code = "{code}"
-mqtt_port = {mqtt_port}{camera_line}
+mqtt_port = {mqtt_port}{port_lines}
 
 [printer.plug]   # a simulated Tasmota plug whose power follows the simulated printer's heaters and motors
 kind = "tasmota"
@@ -247,17 +247,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         has_camera = model_info(args.model).camera_kind == "tls6000"
         sim = Simulator(
             args.model, DEMO_SERIAL, access_code.reveal(), mqtt_port=0, scenario=args.scenario,
-            time_scale=args.time_scale, camera_port=0 if has_camera else None,
+            time_scale=args.time_scale, camera_port=0 if has_camera else None, ftps_port=0,
         )
         await _start(nursery, "the simulated printer", sim.run)
         plug: SimulatedPlug = await _start(nursery, "the simulated plug", SimulatedPlug(sim.printer).run)
-        camera_line = f"\ncamera_port = {sim.camera_port}" if has_camera else ""
+        port_lines = f"\ncamera_port = {sim.camera_port}" if has_camera else ""
+        # The job's 3MF (filament grams, the plate picture) comes over the simulator's FTPS, as from a printer.
+        port_lines += f"\nftps_port = {sim.ftps_port}"
         # A real config file, so the demo's settings page can edit it like a box's.
         config_path = folder / "bambupi.toml"
         config_path.write_text(
             DEMO_CONFIG.format(
                 host=args.host, port=port, model=args.model, serial=DEMO_SERIAL, code=access_code.reveal(),
-                mqtt_port=sim.mqtt_port, camera_line=camera_line, plug_url=plug.url, folder=folder,
+                mqtt_port=sim.mqtt_port, port_lines=port_lines, plug_url=plug.url, folder=folder,
             )
         )
         config, _ = load_config(config_path)

@@ -217,17 +217,21 @@ def test_a_real_p2s_stop_is_one_cancel_and_never_a_failure() -> None:
         results.append(state["job_result"])
         prev = new
     assert [state for state in results] == [None, PENDING, CANCELLED]
-    assert kinds(found) == ["job_cancelled"]
-    assert found[0]["job"] == "Rear Dry Pod AMS 2 PRO " and found[0]["result"] == "Cancelled"
+    assert kinds(found) == ["job_joined", "job_cancelled"]  # the capture starts mid-print
+    assert found[1]["job"] == "Rear Dry Pod AMS 2 PRO " and found[1]["result"] == "Cancelled"
 
 
 # -- the baseline ---------------------------------------------------------------------------------------------
 
 
-def test_the_first_report_only_sets_the_baseline() -> None:
+def test_the_first_report_only_sets_the_baseline_and_says_a_job_is_under_way() -> None:
     prev = printer(last_report_at=None)
     new = printer(gcode_state="RUNNING", subtask_name="benchy", hms=[hms_entry(*COVER, standing=True)])
-    assert events(prev, new) == []
+    # Not a start, and no HMS raised: the box joined a job it did not see start (the recorder follows it).
+    assert events(prev, new) == [
+        {"kind": "job_joined", "printer": "workshop", "job": "benchy", "gcode_state": "RUNNING"}
+    ]
+    assert events(prev, printer(gcode_state="IDLE", hms=[hms_entry(*COVER, standing=True)])) == []
 
 
 def test_the_baseline_even_hides_non_standing_codes_and_job_ends() -> None:
@@ -309,6 +313,7 @@ def test_a_whole_outage_and_recovery() -> None:
     steps = [
         printer(connection="connecting", last_report_at=None),
         printer(connection="online", last_report_at=None),
+        printer(connection="online", gcode_state="IDLE"),
         printer(connection="online", gcode_state="RUNNING"),
         printer(connection="stale", gcode_state="RUNNING", reason="no message for 60 s"),
         printer(connection="offline", gcode_state="RUNNING", reason="connection refused"),
@@ -317,7 +322,7 @@ def test_a_whole_outage_and_recovery() -> None:
         printer(connection="online", gcode_state="FINISH"),
     ]
     found = [kind for prev, new in itertools.pairwise(steps) for kind in kinds(events(prev, new))]
-    assert found == ["connection_lost", "connection_restored", "job_finished"]
+    assert found == ["job_started", "connection_lost", "connection_restored", "job_finished"]
 
 
 def test_a_silent_printer_reconnecting_again_and_again_is_lost_once_and_restored_once() -> None:
@@ -374,6 +379,7 @@ def test_events_from_real_reports_with_standing_codes() -> None:
         log.extend((e["kind"], e.get("code") or e.get("job")) for e in events(prev, new))
         prev = new
     assert log == [
+        ("job_joined", "benchy"),  # the first report is mid-print
         ("hms_raised", "0C00_0300_0003_0008"),
         ("hms_cleared", "0300_1200_0002_0001"),  # the standing one clears quietly ...
         ("hms_raised", "0300_1200_0002_0001"),  # ... and when it returns it is new

@@ -58,9 +58,12 @@ class Rig:
         return dict(answer.get("job", answer))
 
 
-async def start(nursery: trio.Nursery, tmp_path: Path, *, timeout: float = 60) -> Rig:
-    sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=60, ftps_port=0)
-    await nursery.start(sim.run)
+async def start(
+    nursery: trio.Nursery, tmp_path: Path, *, timeout: float = 60, sim: Simulator | None = None
+) -> Rig:
+    if sim is None:
+        sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=60, ftps_port=0)
+        await nursery.start(sim.run)
     path = tmp_path / "bambupi.toml"
     path.write_text(CONFIG.format(serial=SERIAL, code=CODE, mqtt_port=sim.mqtt_port, ftps_port=sim.ftps_port,
                                   folder=tmp_path, timeout=timeout))  # fmt: skip
@@ -153,3 +156,35 @@ async def test_each_ftps_trouble_is_a_reason_and_the_job_is_still_recorded(
         nursery.cancel_scope.cancel()
     assert job is not None and job["name"] == "bracket" and reason in job["file_problem"]
     assert job["used_g"] is None and job["print_error"] and job["error_text"]
+
+
+async def test_a_print_under_way_when_the_box_starts_is_recorded_with_its_file_and_a_restart_keeps_its_row(
+    tmp_path: Path,
+) -> None:
+    """The box powered on (or restarted) mid-print: no start is seen, yet the job gets a row, its 3MF and live grams;
+    after a restart the same row goes on (not an "unknown" end and a second row)."""
+    async with trio.open_nursery() as outer:
+        sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=60, ftps_port=0)
+        await outer.start(sim.run)
+        sim.printer.start_print("long_vase", layers=400, minutes=600)
+        await sim.printer.wait_until(lambda p: p.gcode_state == "RUNNING")
+        rows: list[int] = []
+        for _run in range(2):
+            async with trio.open_nursery() as nursery:
+                rig = await start(nursery, tmp_path, sim=sim)
+
+                async def ready(rig: Rig = rig) -> dict[str, Any] | None:
+                    info = await rig.job_file()
+                    return info if info is not None and info["status"] == "ready" else None
+
+                await wait_for(ready, WAIT)
+                info = await ready()
+                assert info is not None and info["path"] == "/cache/long_vase.3mf" and info["planned_g"] > 0
+                assert info["used_g"] is not None and 0 < info["used_g"] < info["planned_g"]
+                jobs = (await rig.http.get("/api/jobs")).json()["jobs"]
+                assert [(j["name"], j["result"]) for j in jobs] == [("long_vase", None)]
+                rows.append(jobs[0]["id"])
+                await rig.http.aclose()
+                nursery.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+    assert rows[0] == rows[1] == info["job_id"]

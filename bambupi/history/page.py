@@ -23,7 +23,8 @@ from bambupi.history.statistics import RESULTS, FilamentGrams, filaments_of, job
 HERE: Final = Path(__file__).parent
 _COLOUR: Final = re.compile(r"#[0-9A-Fa-f]{6}")
 EVENT_WORDS: Final = {
-    "started": "Started", "paused": "Paused", "resumed": "Resumed", "finished": "Finished", "failed": "Failed",
+    "started": "Started", "joined": "Seen under way (the box started mid-print)",
+    "paused": "Paused", "resumed": "Resumed", "finished": "Finished", "failed": "Failed",
     "cancelled": "Cancelled", "hms_raised": "HMS raised", "hms_cleared": "HMS cleared", "end": "End",
     "connection_lost": "Connection lost", "connection_restored": "Connection back",
 }

@@ -84,6 +84,8 @@ class RecorderHub(Protocol):
 
     def has(self, printer_id: str) -> bool: ...
 
+    def snapshot(self) -> Mapping[str, Mapping[str, Any]]: ...
+
     def printer(self, printer_id: str) -> Mapping[str, Any]: ...
 
     def set_job_file(self, printer_id: str, info: Mapping[str, Any] | None) -> None: ...
@@ -251,17 +253,36 @@ class JobRecorder:
     # -- the service ---------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[JobRecorder] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self.hub.events("history") as queue, trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await self._resume_open_jobs()
-                nursery.start_soon(self._follow_state)
-                nursery.start_soon(self._events, queue)
-                nursery.start_soon(self._retry)
-                task_status.started(self)
-                await trio.sleep_forever()
-            finally:
-                self._nursery = None
+        async with self.hub.events("history") as queue:
+            # Read with the queue open and no checkpoint between: a job under way is either here (its start, or the
+            # box's first report of it, came before this part listened) or its event is in the queue, never both.
+            under_way = self._under_way()
+            async with trio.open_nursery() as nursery:
+                await self._follow(nursery, queue, under_way, task_status)
+
+    def _under_way(self) -> dict[str, Mapping[str, Any]]:
+        return {
+            printer_id: {"kind": "job_joined", "printer": printer_id, "job": printer["state"].get("subtask_name")}
+            for printer_id, printer in self.hub.snapshot().items()
+            if printer.get("last_report_at") is not None and job_phase(printer["state"]) in IN_JOB
+        }
+
+    async def _follow(
+        self, nursery: trio.Nursery, queue: Events, under_way: Mapping[str, Mapping[str, Any]],
+        task_status: trio.TaskStatus[JobRecorder],
+    ) -> None:
+        self._nursery = nursery
+        try:
+            await self._resume_open_jobs()
+            for printer_id, event in under_way.items():
+                await self._join(printer_id, event, self._clock())
+            nursery.start_soon(self._follow_state)
+            nursery.start_soon(self._events, queue)
+            nursery.start_soon(self._retry)
+            task_status.started(self)
+            await trio.sleep_forever()
+        finally:
+            self._nursery = None
 
     async def _resume_open_jobs(self) -> None:
         # A job running when bambupi stopped: the hub's first report is a baseline and brings no start event, so it
@@ -292,6 +313,9 @@ class JobRecorder:
             if printer_id in self._open:
                 await self._end(printer_id, "unknown", event)
             await self._start(printer_id, event, at)
+            return
+        if kind == "job_joined":
+            await self._join(printer_id, event, at)
             return
         job = self._open.get(printer_id)
         if job is None:
@@ -333,21 +357,50 @@ class JobRecorder:
 
     # -- a job starts ---------------------------------------------------------------------------------------------
 
+    async def _join(self, printer_id: str, event: Mapping[str, Any], at: float) -> None:
+        """A job already under way when the box first heard from the printer: the one left open before a restart
+        when it has that job's name (or none is known), else a new one, started now as far as the box can tell
+        (its length is unknown); either way its file is fetched for the card."""
+        name = event.get("job") if isinstance(event.get("job"), str) else None
+        job = self._open.get(printer_id)
+        if job is not None and job.started_mono is None and job.status == "unavailable" and job.file is None:
+            stored = job.name if job.name is not None else await self._stored_name(job)
+            if stored is None or name is None or stored == name:
+                job.name = stored or name
+                await self._begin(job, "job_joined", f"{printer_id}: job %r is still under way", resumed=True)
+                return
+            await self._end(printer_id, "unknown", event)
+        elif job is not None:
+            return  # already followed
+        await self._begin(_Job(printer_id, name, at, None), "job_joined",
+                          f"{printer_id}: job %r was already under way", resumed=True)
+
+    async def _stored_name(self, job: _Job) -> str | None:
+        if self.db is None or job.row is None:
+            return None
+        row = await self._db(self.db.job, job.row)
+        return row.get("name") if row is not None else None
+
     async def _start(self, printer_id: str, event: Mapping[str, Any], at: float) -> None:
         name = event.get("job") if isinstance(event.get("job"), str) else None
+        await self._begin(_Job(printer_id, name, at, self._monotonic()), "job_started", f"{printer_id}: job %r started")
+
+    async def _begin(self, job: _Job, kind: str, message: str, *, resumed: bool = False) -> None:
+        printer_id = job.printer_id
         config = self._printers.get(printer_id)
-        job = _Job(printer_id, name, at, self._monotonic())
         printer = self.hub.printer(printer_id) if self.hub.has(printer_id) else {}
         state = printer.get("state") or {}
         job.trays = loaded_trays(state)
+        job.status, job.problem = "fetching", None
         self._note(job, printer)
         older = self._shown.get(printer_id)
-        if older is not None and older.fetch is not None:
+        if older is not None and older is not job and older.fetch is not None:
             older.fetch.cancel()  # a new job: the older one's file is no longer worth the printer's time
+        if self._open.get(printer_id) is not job:  # a job resumed from before a restart counts its energy already
+            self._energy.open_job(printer_id, resumed=resumed)
         self._open[printer_id] = self._shown[printer_id] = job
-        self._energy.open_job(printer_id)
-        _remember(job, (at, "job_started", None, None))
-        log.info("%s: job %r started", printer_id, name)
+        _remember(job, (self._clock() if resumed else job.started_at, kind, None, None))
+        log.info(message, job.name)
         if not self.settings.fetch_job_file:
             await self._file_failed(job, "fetching job files is off")
         elif config is None:

@@ -63,6 +63,7 @@ class Event(TypedDict, total=False):
 
 EVENT_KINDS: Final = (
     "job_started",
+    "job_joined",
     "job_finished",
     "job_failed",
     "job_cancelled",
@@ -83,6 +84,10 @@ def events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
     if prev.get("last_report_at") is not None:
         found.extend(_job_events(prev, new))
         found.extend(_hms_events(prev, new))
+    elif new.get("last_report_at") is not None and job_phase(_state(new)) in IN_JOB:
+        # The box's first report of this printer shows a job under way (the box started, or the printer was added,
+        # mid-print): no start was seen, yet the job is recorded, its file fetched and its grams shown.
+        found.append(_job_event("job_joined", new))
     found.extend(_connection_events(prev, new))
     return found
 

@@ -496,7 +496,8 @@ function renderEvent(e) {
   const who = printers[e.printer] ? printers[e.printer].name : e.printer;
   const job = e.job ? ` ${e.job}` : "";
   const words = {
-    job_started: `started ${e.job || "a print"}`, job_finished: `finished ${e.job || "the print"}`,
+    job_started: `started ${e.job || "a print"}`, job_joined: `printing ${e.job || "a print"} (already under way)`,
+    job_finished: `finished ${e.job || "the print"}`,
     job_failed: `${e.result || "Failed"}${job ? ` (${e.job})` : ""}`,
     job_cancelled: `${e.result || "Cancelled"}${job ? ` (${e.job})` : ""}`,
     job_paused: "paused", job_resumed: "resumed",
