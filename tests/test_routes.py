@@ -27,7 +27,8 @@ pytestmark = pytest.mark.timeout(120)
 LOG_IN_FIRST = {"error": "log in first (POST /api/login)", "status": 401}
 WRONG_CSRF = {"error": f"missing or wrong {CSRF_HEADER} header", "status": 403}
 CROSS_SITE = {"error": "cross-site request refused", "status": 403}
-SAMPLE_ARGS = {"printer_id": "garage", "name": "x", "job_id": "1", "spool_id": "1"}  # values for the path wildcards of every route
+# Values for the path wildcards of every route.
+SAMPLE_ARGS = {"printer_id": "garage", "name": "x", "job_id": "1", "spool_id": "1"}
 
 
 def _path(rule: str) -> str:
