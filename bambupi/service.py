@@ -149,7 +149,7 @@ class Service:
         filament = FilamentComponent(hub, power_store, config.filament)
         history = HistoryComponent(
             hub, config.printers, power_store, config.history, energy=power.service, pins=self.pins,
-            scratch=self.storage_folder / "scratch", inventory=filament.inventory,
+            scratch=self.storage_folder / "scratch", currency=power.service.currency, inventory=filament.inventory,
         )
         notify = NotifyComponent(
             hub, config.notify, quiet=alerts.quiet, snapshot=camera.snapshot, job_energy=power.service.job_energy

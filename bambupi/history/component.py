@@ -11,6 +11,7 @@ from bambupi.component import RESTART, Applied, Web
 from bambupi.config import Config, HistoryConfig, PrinterConfig
 from bambupi.database import Database
 from bambupi.history.recorder import Inventory, JobEnergy, JobRecorder
+from bambupi.history.routes import Currency, add_history_routes
 from bambupi.jobfile.fetch import fetch_job_file
 from bambupi.printer.tls_pins import PinStore
 from bambupi.state_hub import StateHub
@@ -30,8 +31,10 @@ class HistoryComponent:
         energy: JobEnergy,
         pins: PinStore,
         scratch: Path,
+        currency: Currency,
         inventory: Inventory | None = None,
     ) -> None:
+        self._hub, self._db, self._currency = hub, db, currency
         self._scratch = scratch  # the 3MF while it is read (on the data disk: a Pi's /tmp may be its memory)
         self.recorder = JobRecorder(
             hub, printers, db, settings, energy=energy, pins=pins, scratch=scratch, fetch=fetch_job_file,
@@ -39,7 +42,8 @@ class HistoryComponent:
         )
 
     def add_routes(self, web: Web) -> None:
-        pass  # the history's pages and API (bambupi.history.routes) are served beside the power log's
+        # The plugs' currency prices the jobs' energy.
+        add_history_routes(web.app, self._hub, self._db, currency=self._currency)
 
     async def run(self, *, task_status: trio.TaskStatus[JobRecorder] = trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(lambda: self._scratch.mkdir(parents=True, exist_ok=True))

@@ -1,4 +1,4 @@
-"""The smart plugs as a component: the power service (sampling, jobs, auto-off), its log and its routes."""
+"""The smart plugs as a component: the power service (sampling, energy per job, auto-off), its log and its routes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import trio
 from bambupi.component import RESTART, Applied, Web
 from bambupi.config import Config, PowerConfig, PrinterConfig
 from bambupi.database import Database
-from bambupi.history.routes import add_history_routes
 from bambupi.power.routes import add_power_routes
 from bambupi.power.service import PowerService
 from bambupi.state_hub import StateHub
@@ -28,10 +27,6 @@ class PowerComponent:
 
     def add_routes(self, web: Web) -> None:
         add_power_routes(web.app, self._hub, self.service, self.store)
-        # The print history beside the power log: the plugs' currency prices its jobs.
-        add_history_routes(
-            web.app, self._hub, self.store, currency=lambda pid: str(self.service.status(pid).get("currency") or "")
-        )
 
     async def run(self, *, task_status: trio.TaskStatus[PowerService] = trio.TASK_STATUS_IGNORED) -> None:
         await self.service.run(task_status=task_status)

@@ -395,6 +395,11 @@ class PowerService:
             return self._ended.get(printer_id, (None, None, ""))
         return self._energy_and_cost(printer_id, job)
 
+    def currency(self, printer_id: str) -> str:
+        """The currency of the printer's plug's price ("" without a plug): the history prices its jobs in it."""
+        state = self._plugs.get(printer_id)
+        return state.config.currency if state is not None else ""
+
     def _energy_and_cost(self, printer_id: str, job: _Job) -> tuple[float | None, float | None, str]:
         state = self._plugs.get(printer_id)
         energy = job.energy_ws / 3_600_000.0 if job.measured else None
