@@ -20,12 +20,17 @@ import trio
 
 from bambupi.config import HistoryConfig, PlugConfig, PowerConfig, PrinterConfig
 from bambupi.database import Database
-from bambupi.history.recorder import JobRecorder, LoadedTray, map_trays
+from bambupi.filament import spools
+from bambupi.filament.inventory import Inventory
+from bambupi.filament.spools import Location, NewSpool
+from bambupi.history.recorder import JobRecorder, LoadedTray, active_trays, loaded_trays, map_trays
 from bambupi.jobfile.fetch import FtpsTarget, JobFileLimits
 from bambupi.jobfile.threemf import JobFile, JobFileError, PlannedFilament
 from bambupi.power.service import PowerService
+from bambupi.printer.state import apply_message, initial_state
 from bambupi.printer.tls_pins import PinStore
 from bambupi.state_hub import StateHub
+from tests.capture_corpus import capture
 from tests.plug_servers import FakePlugServer, ShellyGen1
 from tests.support import printer_config, report, wait_for
 
@@ -332,6 +337,32 @@ def test_each_planned_filament_maps_to_the_tray_it_came_from() -> None:
     # No tray matches, one filament, one active tray: the printer printed from it.
     assert map_trays([green_pla], trays, [{"external": True}]) == {1: {"external": True}}
     assert map_trays([green_pla, blue_petg], trays, [{"external": True}])[1] is None
+    # A P1S's tray_now 254 names no holder id; its one holder is the one fed from.
+    white_pla = PlannedFilament(1, "PLA", "#FFFFFF", 10.0, None, None)
+    both = [LoadedTray((("ams", 0), ("tray", 0)), "PLA", "#FFFFFF"),
+            LoadedTray((("external", True), ("id", 254)), "PLA", "#FFFFFF")]
+    assert map_trays([white_pla], both, [{"external": True, "id": None}]) == {1: {"external": True, "id": 254}}
+
+
+async def test_a_real_h2d_s_two_external_holders_each_charge_their_own_spool(tmp_path: Path) -> None:
+    """The real H2D report with a PLA on the left holder (254) and a TPU on the right one (255), feeding from the
+    right: a job's TPU grams come off the TPU spool, its PLA grams off the PLA spool, never the other way round."""
+    item = capture("h2d-ext-spool-active")
+    state = apply_message(initial_state(), item.messages[0], model=item.model).state
+    store = Database(tmp_path / "bambupi.sqlite3")
+    now = 1_700_000_000.0
+    pla = spools.add(store, NewSpool("PLA", "#76D9F4", "", 1000.0, 500.0), now=now, low_g=100.0)
+    tpu = spools.add(store, NewSpool("TPU", "#9B9EA0", "", 1000.0, 500.0), now=now, low_g=100.0)
+    spools.place(store, pla["id"], Location("external", "h2d", None, 254), now=now)
+    spools.place(store, tpu["id"], Location("external", "h2d", None, 255), now=now)
+    job = [PlannedFilament(1, "TPU", "#9B9EA0", 30.0, None, None),
+           PlannedFilament(2, "PLA", "#76D9F4", 5.0, None, None)]
+    mapped = map_trays(job, loaded_trays(state), active_trays(state))
+    inventory = Inventory(StateHub([]), store, low_g=lambda: 100.0, clock=lambda: now)
+    assert await inventory.spool_at("h2d", mapped[1] or {}) == tpu["id"]
+    await inventory.job_ended(7, "h2d", {i: (f.grams, mapped[f.index]) for i, f in enumerate(job, 1)})
+    left = {row["id"]: row["remaining_g"] for row in spools.all_spools(store)}
+    assert left == {tpu["id"]: 470.0, pla["id"]: 495.0}
 
 
 @pytest.mark.parametrize("step_s", [-HOUR, HOUR])

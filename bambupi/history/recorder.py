@@ -48,7 +48,7 @@ PENDING_EVENTS_MAX: Final = 200  # a job's timeline kept in memory while the dat
 FETCH_GUARD_S: Final = 30.0
 UNKNOWN_PREFIX: Final = "grams unknown: "
 
-TrayRef = dict[str, Any]  # {"ams": unit, "tray": slot} | {"external": True}
+TrayRef = dict[str, Any]  # {"ams": unit, "tray": slot} | {"external": True, "id": holder (254, 255) or None}
 # What a job used, per filament index: grams and the tray it came from (None when not known).
 Usage = Mapping[int, tuple[float, TrayRef | None]]
 JobEnergyUse = tuple[float | None, float | None, str, float | None]  # kWh, cost, currency, peak watts
@@ -123,9 +123,11 @@ def loaded_trays(state: Mapping[str, Any]) -> list[LoadedTray]:
             if isinstance(tray, dict) and tray.get("type"):
                 ref = (("ams", _int_key(unit_id)), ("tray", _int_key(tray_id)))
                 found.append(LoadedTray(ref, str(tray["type"]), str(tray.get("color") or "")))
-    for holder in (state.get("external_spools") or {}).values():
+    # The holder's id is kept: an H2D's two holders hold two spools, each to be charged its own grams.
+    for holder_id, holder in (state.get("external_spools") or {}).items():
         if isinstance(holder, dict) and holder.get("type"):
-            found.append(LoadedTray((("external", True),), str(holder["type"]), str(holder.get("color") or "")))
+            held = (("external", True), ("id", _holder_id(holder_id)))
+            found.append(LoadedTray(held, str(holder["type"]), str(holder.get("color") or "")))
     return found
 
 
@@ -135,7 +137,8 @@ def active_trays(state: Mapping[str, Any]) -> list[TrayRef]:
     found: list[TrayRef] = []
     for tray in [state.get("active_tray"), *((n or {}).get("tray") for n in (state.get("nozzles") or {}).values())]:
         if isinstance(tray, dict):
-            ref = {"external": True} if tray.get("external") else {"ams": tray.get("ams"), "tray": tray.get("tray")}
+            ref = ({"external": True, "id": _holder_id(tray.get("id"))} if tray.get("external")
+                   else {"ams": tray.get("ams"), "tray": tray.get("tray")})
             if ref not in found:
                 found.append(ref)
     return found
@@ -150,7 +153,7 @@ def map_trays(
     mapped: dict[int, TrayRef | None] = {}
     for filament in filaments:
         matches = [t for t in trays if _same_filament(filament, t)]
-        chosen = next((t.tray for t in matches if t.tray in active), None)
+        chosen = next((t.tray for t in matches if any(_same_tray(t.tray, a) for a in active)), None)
         if chosen is None and len(matches) == 1:
             chosen = matches[0].tray
         if chosen is None and not matches and len(filaments) == 1 and len(active) == 1:
@@ -159,10 +162,24 @@ def map_trays(
     return mapped
 
 
+def _same_tray(loaded: TrayRef, active: TrayRef) -> bool:
+    """An external holder reported active without its id (``tray_now`` 254 on a one-holder printer) is any."""
+    if loaded.get("external") and active.get("external") and active.get("id") is None:
+        return True
+    return loaded == active
+
+
 def _same_filament(filament: PlannedFilament, tray: LoadedTray) -> bool:
     if filament.material.strip().upper() != tray.material.strip().upper():
         return False
     return not filament.colour or not tray.colour or filament.colour.upper() == tray.colour.upper()
+
+
+def _holder_id(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _int_key(value: Any) -> int:
