@@ -70,7 +70,7 @@ class _Viewer:
         started = trio.current_time()
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
-            await stream.send_all(b"GET /api/printers/bench/camera HTTP/1.1\r\nHost: bench\r\n\r\n")
+            await stream.send_all(f"GET /api/printers/bench/camera HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
             buf = b""
             while b"\r\n\r\n" not in buf:
                 buf += await stream.receive_some(65536)
@@ -119,7 +119,7 @@ async def _stalled(port: int, pid: int) -> tuple[float, float]:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader.run, port)
         stalled = await trio.open_tcp_stream("127.0.0.1", port)
-        await stalled.send_all(b"GET /api/printers/bench/camera HTTP/1.1\r\nHost: bench\r\n\r\n")
+        await stalled.send_all(f"GET /api/printers/bench/camera HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         await trio.sleep(2.0)
         before = _rss_mib(pid)
         await trio.sleep(STALL_S)
