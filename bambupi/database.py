@@ -217,8 +217,8 @@ class _NewerVersion(Exception):
 # After these the connection is still good (the disk fills and frees, a lock is released); after any other failure
 # (read-only, I/O error, corrupt, deleted) it is closed and opened afresh at the next use.
 _CONNECTION_SURVIVES: Final = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-_WRITING: Final = "cannot write the power log"
-_READING: Final = "cannot read the power log"
+_WRITING: Final = "cannot write the database"
+_READING: Final = "cannot read the database"
 
 
 class Database:
@@ -235,7 +235,7 @@ class Database:
         self._db: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()  # the reading connection
         self._reader: sqlite3.Connection | None = None
-        with contextlib.suppress(DatabaseError), self._lock, self._failures("cannot open the power log"):
+        with contextlib.suppress(DatabaseError), self._lock, self._failures("cannot open the database"):
             self._connection()
 
     def _connection(self) -> sqlite3.Connection:

@@ -146,9 +146,11 @@ def add_history_routes(app: bottle.Bottle, hub: StateHub, store: Database | None
         return {"deleted": job_id}
 
     def page_warning(problem: str | None) -> str | None:
+        """Why the page is not all there: a read that failed, else a write that fails (a full or read-only disk:
+        what is stored still reads, but a print since is missing until the database takes it)."""
         if store is None:
             return NO_DATABASE
-        return problem
+        return problem or store.problem
 
     def history_page() -> str:
         printers = printer_names()

@@ -27,7 +27,15 @@ from typing import IO, Any, Final
 
 import trio
 
-from bambupi.jobfile.ftps import FTPS_PORT, DataChannelError, FtpsClient, FtpsTarget, RangeRefused, TooLarge
+from bambupi.jobfile.ftps import (
+    FTPS_PORT,
+    DataChannelError,
+    FtpsClient,
+    FtpsTarget,
+    RangeRefused,
+    ScratchError,
+    TooLarge,
+)
 from bambupi.jobfile.threemf import (
     SLICE_INFO,
     SLICE_INFO_MAX_BYTES,
@@ -166,6 +174,12 @@ class _Fetch:
     def _fetch(self, client: FtpsClient, path: str, size: int) -> JobFile:
         if size > self.limits.max_bytes:
             raise TooLarge(self.limits.max_bytes, size)
+        try:
+            return self._fetch_to_scratch(client, path, size)
+        except OSError as exc:  # the client's own socket errors are JobFileErrors: this is the box's disk
+            raise ScratchError(exc) from None
+
+    def _fetch_to_scratch(self, client: FtpsClient, path: str, size: int) -> JobFile:
         self.scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.scratch, prefix="job-", suffix=".3mf") as file:
             local = Path(file.name)

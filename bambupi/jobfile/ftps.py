@@ -61,6 +61,14 @@ class FetchTimeout(JobFileError):
     """The fetch's deadline passed."""
 
 
+class ScratchError(JobFileError):
+    """The box's own disk (full, read-only) failed while it kept the job's file: not the printer's fault, so never a
+    data channel's failure (which would also send an A1 to the plain data channel)."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(f"the box could not write the job's file to its disk ({exc.strerror or exc})")
+
+
 class _ImplicitFtps(ftplib.FTP_TLS):
     """ftplib's FTP_TLS with TLS from the first byte (implicit FTPS) and data connections resuming the session."""
 
@@ -185,7 +193,10 @@ class FtpsClient:
                 if not chunk:
                     ended = True
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise ScratchError(exc) from None
                 got += len(chunk)
             if ended and isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()  # vsFTPd wants the TLS close before it confirms the transfer
