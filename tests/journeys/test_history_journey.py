@@ -184,3 +184,22 @@ async def test_a_print_on_the_simulator_lands_in_the_history_with_its_picture_gr
         assert await page.evaluate(f"({stat})('Success rate')") == "100 %"
         assert await page.evaluate(f"({stat})('Filament')") == f"{job['used_g']:.0f} g"
         await fits(page)
+
+
+async def test_a_visitor_is_offered_no_delete_on_a_jobs_detail_but_told_to_log_in(tmp_path: Path) -> None:
+    """The owner's delete shows to the owner only (as the filament page's controls do): a visitor is not asked to
+    confirm a deletion the box then refuses."""
+    ids = fill(tmp_path / "bambupi.sqlite3")
+    async with journey(tmp_path) as j:
+        page = await j.phone()
+        await page.set_viewport(WIDTH, 780)
+        await open_page(j, page, f"/history/{ids['Benchy']}")
+        await page.wait_for("document.body.dataset.session === 'anonymous'", HANG_S)
+        assert await page.evaluate("document.getElementById('delete').offsetParent === null")  # not shown
+        assert "Log in" in await page.evaluate("document.getElementById('login-hint').innerText")
+        await j.set_password(page)
+        await open_page(j, page, f"/history/{ids['Benchy']}")
+        await page.wait_for("document.body.dataset.session === 'owner'", HANG_S)
+        assert await page.evaluate("document.getElementById('delete').offsetParent !== null")
+        assert await page.evaluate("document.getElementById('login-hint').hidden")
+        await fits(page)

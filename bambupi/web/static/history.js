@@ -21,4 +21,10 @@ if (del) {
   del.addEventListener("click", () => { confirmBox.hidden = false; msg.textContent = ""; });
   document.getElementById("delete-yes").addEventListener("click", () => deleteJob(del.dataset.job));
   document.getElementById("delete-no").addEventListener("click", () => { confirmBox.hidden = true; });
+  // The button is the owner's: a visitor is told to log in instead of being asked to confirm what is then refused.
+  fetch("/api/session").then((r) => r.json()).then((session) => {
+    for (const part of document.querySelectorAll(".owner")) part.hidden = !session.logged_in;
+    document.getElementById("login-hint").hidden = session.logged_in;
+    document.body.dataset.session = session.logged_in ? "owner" : "anonymous";  // the page is ready for its reader
+  });
 }
