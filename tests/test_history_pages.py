@@ -15,7 +15,7 @@ import pytest
 import trio
 
 import bambupi.history.routes
-from bambupi.history.page import Filters, render_history
+from bambupi.history.page import Filters, render_history, render_stats
 from bambupi.history.statistics import summarize
 from tests.history_data import FORMULA_NAME, HMS_CODE, HMS_TEXT, JOBS, fill
 from tests.support import CSRF, Box, setup_and_login, start_box
@@ -213,3 +213,10 @@ def test_what_a_job_says_is_shown_as_text_never_as_markup() -> None:
     html = render_history([job], filters=Filters(), page=1, more=False, printers={}, materials=[], currency={})
     assert "<img src=x" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
     assert "<b>PLA" not in html and "url(//evil)" not in html and "(colour unknown)" in html
+
+
+def test_empty_statistics_tables_say_so_rather_than_show_bare_headers() -> None:
+    """A new box's /stats: the month table and the averages say there is nothing yet (no header row over nothing)."""
+    page = render_stats(summarize([]), printers={}, currency="")
+    assert 'id="months"' not in page and 'id="averages"' not in page
+    assert "No prints yet." in page and "No finished prints yet." in page
