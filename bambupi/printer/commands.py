@@ -117,7 +117,11 @@ class Controls:
         if deliver is not None:
             deliver(reply)
 
-    async def send(self, printer_id: str, name: str, params: Mapping[str, Any]) -> Outcome:
+    async def send(
+        self, printer_id: str, name: str, params: Mapping[str, Any], *, origin: str = "the page"
+    ) -> Outcome:
+        """Send command ``name``; ``origin`` says where it came from ("the page", "the facade", "the home broker")
+        in the log line that records it. Every path (page, facade, home broker) goes through here: same checks."""
         link = self.links.get(printer_id)
         if link is None:
             raise CommandError(f"no printer with id {printer_id!r}", 404)
@@ -130,14 +134,16 @@ class Controls:
             raise CommandError(CONTROLS_UNAVAILABLE, 409)
         outcome: Outcome | None = None
         for body in bodies:  # one after the other: the first failure is the answer
-            answer = await self._send_one(printer_id, link, name, body)
+            answer = await self._send_one(printer_id, link, name, body, origin)
             outcome = outcome or answer
             if answer.result != "success":
                 return answer
         assert outcome is not None  # build_commands never returns an empty list
         return outcome
 
-    async def _send_one(self, printer_id: str, link: PrinterLink, name: str, body: dict[str, Any]) -> Outcome:
+    async def _send_one(
+        self, printer_id: str, link: PrinterLink, name: str, body: dict[str, Any], origin: str
+    ) -> Outcome:
         command = sent_command(body)
         if command == "stop":
             # Before it leaves: the printer's FAILED may overtake its reply. A stop from the box is a cancel.
@@ -166,5 +172,7 @@ class Controls:
         result = str(answer.get("result") or "unknown")
         self.hub.command_answered(printer_id, command=command, ok=result == "success", refused=refused(answer))
         reason = reason_in_words(answer)
-        log.info("%s: %s -> %s (%s)", printer_id, command, result, answer.get("reason") or "no reason given")
+        log.info(
+            "%s: %s via %s -> %s (%s)", printer_id, command, origin, result, answer.get("reason") or "no reason given"
+        )
         return Outcome(sequence_id, result, reason)
