@@ -1,10 +1,9 @@
 """PrinterLink: the one MQTT connection to one printer, paho-mqtt driven from trio; PrinterLinks: the running links,
 one per configured printer, which settings changes start, stop and restart.
 
-paho does the MQTT protocol; trio does the waiting. paho's external-loop callbacks tell us when its
-socket opens, closes and wants writing; we wait for readiness with trio and call ``loop_read`` /
-``loop_write`` / ``loop_misc``. Only ``connect()`` (DNS, TCP, TLS handshake) blocks, so it runs in a
-worker thread, and the callbacks it fires cross into trio in one place, :meth:`_Session.to_trio`.
+paho does the MQTT protocol; trio does the waiting (bambupi.mqtt_loop, shared with the home broker's bridge).
+Only ``connect()`` (DNS, TCP, TLS handshake) blocks, so it runs in a worker thread, and the callbacks it fires
+cross into trio in one place, :meth:`PahoLoop.to_trio`.
 
 What the connection is called follows the reports, not the socket: a printer whose MQTT server accepts the
 login but sends nothing (hung firmware, a half-powered board) is not online. The hub makes a printer
@@ -15,14 +14,12 @@ through reconnects that bring no report, and ``offline`` once none came for ``of
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import random
 import socket
 import ssl
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +30,7 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bambupi.config import PrinterConfig
+from bambupi.mqtt_loop import PahoLoop
 from bambupi.printer.sink import Connection, PrinterSink
 from bambupi.printer.tls_pins import CertificateRefused, PinStore, TrustOnFirstUse, printer_tls_context
 
@@ -40,7 +38,6 @@ log = logging.getLogger("bambupi.link")
 
 MQTT_USER = "bblp"
 KEEPALIVE_S = 30
-MISC_INTERVAL_S = 1.0
 # CONNACK codes that mean "wrong credentials": 3.1.1 return codes 4/5 and their MQTT 5 reason codes.
 AUTH_REFUSED_CODES = {4, 5, 134, 135}
 
@@ -251,17 +248,13 @@ class _Session:
         self.config = link.config
         self.host = link.host  # fixed for this attempt: discovery may move the link meanwhile
         self.client = self._make_client()
-        self.sock: Any = None
         self.logged_in = False
         self.peer_pin: str | None = None
-        self.want_write = False
-        self._write_lot = trio.lowlevel.ParkingLot()
         self._failure: LinkFailure | None = None
         self._cancel = trio.CancelScope()
+        self.loop = PahoLoop(self.client, fail=lambda words: self.fail(LinkFailure(words)), closed=self._cancel.cancel)
         self._connack = trio.Event()
         self._last_report = 0.0  # or the login, for the stale limit of a session that has had no report yet
-        self._token = trio.lowlevel.current_trio_token()
-        self._trio_thread = threading.get_ident()
 
     # -- setup --------------------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -276,23 +269,11 @@ class _Session:
         client.tls_set_context(printer_tls_context())  # identity comes from the pin, checked in _on_socket_open
         client.tls_insecure_set(True)
         client.connect_timeout = self.config.connect_timeout_s
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_register_write
-        client.on_socket_unregister_write = self._on_unregister_write
+        client.on_socket_open = self._on_socket_open  # the socket's other callbacks are the PahoLoop's
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
-
-    def to_trio(self, fn: Callable[[], None]) -> None:
-        """The one crossing from paho's callbacks into trio (they fire in the connect thread too)."""
-        if threading.get_ident() == self._trio_thread:
-            fn()
-            return
-        # An abandoned connect thread (service shutting down) may outlive the run; nothing to tell then.
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(fn)
 
     # -- the session --------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -305,9 +286,7 @@ class _Session:
         try:
             with self._cancel:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._reader)
-                    nursery.start_soon(self._writer)
-                    nursery.start_soon(self._misc)
+                    nursery.start_soon(self.loop.drive)
                     with trio.move_on_after(cfg.connect_timeout_s) as connack_wait:
                         await self._connack.wait()
                     if connack_wait.cancelled_caught:
@@ -347,46 +326,7 @@ class _Session:
         self._cancel.cancel()
 
     def _close_socket(self) -> None:
-        if self.client.socket() is not None:
-            # paho has no public "drop the connection now" for external loops; disconnect() would need a
-            # writable socket, which a stale or dead link may never give.
-            self.client._sock_close()
-
-    async def _reader(self) -> None:
-        while True:
-            try:
-                await trio.lowlevel.wait_readable(self.sock)
-            except trio.ClosedResourceError:
-                self.fail(LinkFailure("connection lost"))
-                return
-            rc = self.client.loop_read()
-            # TLS trap: packets that arrived in the same TLS record sit decrypted inside the SSL object,
-            # where the kernel cannot signal them; drain them now.
-            while rc == mqtt.MQTT_ERR_SUCCESS and self.sock is not None and self.sock.pending() > 0:
-                rc = self.client.loop_read()
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                self.fail(LinkFailure("connection lost"))
-                return
-
-    async def _writer(self) -> None:
-        while True:
-            while not self.want_write:
-                await self._write_lot.park()
-            try:
-                await trio.lowlevel.wait_writable(self.sock)
-            except trio.ClosedResourceError:
-                self.fail(LinkFailure("connection lost"))
-                return
-            if self.client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
-                self.fail(LinkFailure("connection lost"))
-                return
-
-    async def _misc(self) -> None:
-        while True:
-            await trio.sleep(MISC_INTERVAL_S)
-            if self.client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
-                self.fail(LinkFailure("connection lost (keepalive timeout)"))
-                return
+        self.loop.close_socket()
 
     async def _stale_watch(self) -> None:
         limit = self.config.stale_after_s
@@ -408,26 +348,7 @@ class _Session:
         self.peer_pin = self.link.trust.check(
             sock.getpeercert(binary_form=True), f"the printer at {self.host}:{self.config.mqtt_port}"
         )
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if threading.get_ident() == self._trio_thread:
-            trio.lowlevel.notify_closing(sock)
-        self.to_trio(self._cancel.cancel)
-
-    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def want() -> None:
-            self.want_write = True
-            self._write_lot.unpark_all()
-
-        self.to_trio(want)
-
-    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        def done() -> None:
-            self.want_write = False
-
-        self.to_trio(done)
+        self.loop.opened(sock)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connack.set()
