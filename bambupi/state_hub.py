@@ -43,6 +43,7 @@ from bambupi.printer.events import events as derive_events
 from bambupi.printer.hms import CANCELLED_RESULT, HmsEntry, decode_hms
 from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.phase import IN_JOB, Phase, job_phase, phase
+from bambupi.printer.raw_report import accumulate, decode_root
 from bambupi.printer.sink import Connection, Reply
 from bambupi.printer.state import (
     Applied,
@@ -121,6 +122,10 @@ class _Printer:
     json: PrinterObject | None = None
     version: int = 0
     job_file: dict[str, Any] | None = None  # as the recorder set it; the live used grams are added per build
+    # The printer's own ``print`` object merged from every report (printer/raw_report.py), and its last answer to
+    # ``get_version``: what the printer facade answers other apps' ``pushall`` and ``get_version`` with.
+    raw: dict[str, Any] = field(default_factory=dict)
+    version_reply: dict[str, Any] | None = None
 
     def to_json(self) -> PrinterObject:
         return {
@@ -232,6 +237,7 @@ class StateHub:
         self._queues: list[EventQueue] = []
         self._recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._reply_listeners: list[Callable[[str, Reply], None]] = []
+        self._report_listeners: list[Callable[[str, bytes], None]] = []
         self._hms_catalogs: dict[str, Catalog] = {}  # official texts by serial prefix (printer/hms_refresh.py)
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -303,6 +309,22 @@ class StateHub:
     def on_reply(self, listener: Callable[[str, Reply], None]) -> None:
         """Call ``listener(printer_id, reply)`` for every command reply (matched by ``sequence_id``)."""
         self._reply_listeners.append(listener)
+
+    def on_report(self, listener: Callable[[str, bytes], None]) -> Callable[[], None]:
+        """Call ``listener(printer_id, payload)`` with every message the hub accepted from a printer, as it came
+        (reports, command replies, ``info`` answers; not the malformed ones), in trio's thread; it must not block.
+        Returns the call that stops it."""
+        self._report_listeners.append(listener)
+        return lambda: self._report_listeners.remove(listener) if listener in self._report_listeners else None
+
+    def raw_report(self, printer_id: str) -> Mapping[str, Any]:
+        """The printer's ``print`` object as a full report would carry it now (``{}`` before its first report);
+        shared: never modify it."""
+        return self._printers[printer_id].raw
+
+    def version_reply(self, printer_id: str) -> Mapping[str, Any] | None:
+        """The printer's last answer to ``get_version`` (its ``info`` object), if the box saw one."""
+        return self._printers[printer_id].version_reply
 
     def publish_event(self, event: Event) -> None:
         """An event that is not a state transition (the power service's warnings), to every event queue."""
@@ -400,6 +422,14 @@ class StateHub:
                     printer.rejected_messages,
                 )
             return applied
+        self._keep_raw(printer, payload)
+        if self._report_listeners:
+            raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload)
+            for report_listener in list(self._report_listeners):
+                try:
+                    report_listener(printer_id, raw)
+                except Exception:  # a listener's bug must not cost the box its state
+                    log.exception("%s: a report listener failed", printer_id)
         if applied.dropped is not None and time.monotonic() - printer.last_drop_log >= REJECT_LOG_INTERVAL_S:
             printer.last_drop_log = time.monotonic()
             log.warning("%s: a report listed more than is kept, left out: %s", printer_id, applied.dropped)
@@ -457,6 +487,18 @@ class StateHub:
         self._news.unpark_all()
 
     # -- internals --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _keep_raw(printer: _Printer, payload: bytes | str) -> None:
+        root = decode_root(payload)
+        if root is None:
+            return
+        report = root.get("print")
+        if isinstance(report, dict) and report.get("command") == "push_status":
+            printer.raw = accumulate(printer.raw, report)
+        info = root.get("info")
+        if isinstance(info, dict) and info.get("command") == "get_version" and isinstance(info.get("module"), list):
+            printer.version_reply = info
+
     def _settle_timer(self, printer: _Printer) -> None:
         pending = _outcome(printer.state) == "pending"
         if pending and printer.end_settles_at is None:

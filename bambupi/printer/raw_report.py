@@ -1,0 +1,57 @@
+"""The printer's own ``print`` object as a full report would carry it now, merged from what arrived (pure).
+
+P1/A1 printers send a full report (``msg: 0``) only when asked (``pushall``) and otherwise only the fields that
+changed; X1 printers send full reports. Apps that talk to the box instead of the printer (the printer facade,
+bambupi.facade) ask for a full report on connect: the box answers from this merge instead of asking the printer
+again (P1 firmware lags when asked often).
+
+The rule is the printer's: a delta carries whole values for the fields it names. An object is merged key by key
+(a delta's ``ams`` with only ``tray_now`` keeps the units listed before); anything else, lists included, replaces
+what was there (a present ``hms`` list is the whole active list; an AMS unit's ``tray`` list always comes whole).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+# The keys of a message that are about the message, not the printer: a full report sets its own.
+_ENVELOPE: Final = ("command", "msg", "sequence_id")
+MAX_DEPTH: Final = 32  # deeper than any printer nests; a hostile payload's depth is not recursed into
+
+
+def decode_root(payload: bytes | bytearray | str) -> dict[str, Any] | None:
+    """The message's root object, or None when it is not a JSON object (the hub's reducer has said why)."""
+    try:
+        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
+    except UnicodeDecodeError:
+        text = bytes(payload).decode("latin-1")
+    try:
+        root = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return root if isinstance(root, dict) else None
+
+
+def merge_report(base: Mapping[str, Any], delta: Mapping[str, Any], *, depth: int = 0) -> dict[str, Any]:
+    """``base`` with ``delta`` applied: objects merged key by key, every other value replaced. Neither input is
+    changed; subtrees the delta does not touch are shared with ``base`` (treat the result as read-only)."""
+    merged = dict(base)
+    for key, value in delta.items():
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and depth < MAX_DEPTH:
+            merged[key] = merge_report(old, value, depth=depth + 1)
+        else:
+            merged[key] = value
+    return merged
+
+
+def accumulate(merged: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
+    """The merged ``print`` object after one ``push_status`` report (its envelope keys left out)."""
+    return merge_report(merged, {k: v for k, v in report.items() if k not in _ENVELOPE})
+
+
+def full_report(merged: Mapping[str, Any], sequence_id: str = "0") -> dict[str, Any]:
+    """The message a printer sends for ``pushall``: the merged object as one full report (``msg: 0``)."""
+    return {"print": {**merged, "command": "push_status", "msg": 0, "sequence_id": sequence_id}}
