@@ -7,6 +7,7 @@ Fonts are bitmap fonts shipped in the package (see fonts/README.md), so pictures
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -161,6 +162,28 @@ def fit(text: object, font: FontName, width: int) -> str:
     return clean[: max(room - len(ELLIPSIS), 0)] + ELLIPSIS[: room]
 
 
+# A name longer than its line scrolls on that line only (the rest of the picture holds still): its start, ending in
+# "..", for MARQUEE_HOLD_S; then one character every MARQUEE_STEP_S to its end; its end for MARQUEE_HOLD_S; again.
+# Whole characters keep the text on the fonts' grid, and a line that moves is no burn-in risk. Cutting a name ("Demo
+# P1S (simula..") hid what tells two printers apart, and no abbreviation rule suits every name an owner types.
+MARQUEE_HOLD_S: Final = 2.0
+MARQUEE_STEP_S: Final = 0.5
+
+
+def marquee(text: object, font: FontName, width: int, shown_s: float) -> str:
+    """``text`` as it shows ``shown_s`` seconds after its screen came up: whole when it fits, else scrolling."""
+    clean = printable(text)
+    room = max(width // CELL[font][0], 0)
+    if len(clean) <= room or room <= len(ELLIPSIS):
+        return fit(clean, font, width)
+    steps = len(clean) - room
+    at = max(shown_s, 0.0) % (2 * MARQUEE_HOLD_S + steps * MARQUEE_STEP_S)
+    if at < MARQUEE_HOLD_S:
+        return fit(clean, font, width)
+    offset = min(steps, 1 + int((at - MARQUEE_HOLD_S) // MARQUEE_STEP_S))
+    return clean[offset:offset + room]
+
+
 def wrap(text: object, font: FontName, width: int, lines: int) -> list[str]:
     """Word-wrap into at most ``lines`` lines of ``width`` pixels; the last one ends in ".." if text is left."""
     room = max(width // CELL[font][0], 1)
@@ -263,7 +286,8 @@ def state_line(printer: Mapping[str, Any]) -> str:
 def _title(printer: Mapping[str, Any], view: View, suffix: str = "") -> list[Item]:
     page = f" {view.page[0]}/{view.page[1]}" if view.page[1] > 1 else ""
     tail = suffix + page
-    name = fit(printer.get("name") or printer.get("id") or "printer", "body", _W - CELL["body"][0] * len(tail))
+    name = marquee(printer.get("name") or printer.get("id") or "printer", "body", _W - CELL["body"][0] * len(tail),
+                   view.shown_s)
     items: list[Item] = [Text(0, 0, name)]
     if tail:
         items.append(right(0, tail, "body"))
@@ -486,7 +510,7 @@ def auto_off_items(view: View) -> list[Item]:
     items: list[Item] = [Rect(0, 0, _W - 1, 11, fill=1), Text(2, 1, "AUTO-OFF", "body", fill=0)]
     printer = view.printer
     if printer is not None:
-        items.append(Text(0, 14, fit(str(printer.get("name") or printer.get("id")), "body", _W)))
+        items.append(Text(0, 14, marquee(str(printer.get("name") or printer.get("id")), "body", _W, view.shown_s)))
     left = max(0, round((view.off_at or view.now) - view.now))
     items.append(Text(0, 26, fit(f"Off in {left} s", "big", _W), "big"))
     items.append(Text(0, 46, "Press the button", "small"))
@@ -506,7 +530,7 @@ def filament_items(view: View) -> list[Item]:
     if count:
         items.append(Text(_W - 2 - 6 * len(count), 1, count, "body", 0))
     printer = view.printer or {}
-    items.append(Text(0, 14, fit(printer.get("name") or printer.get("id") or "", "body", _W)))
+    items.append(Text(0, 14, marquee(printer.get("name") or printer.get("id") or "", "body", _W, view.shown_s)))
     if not view.low:
         return items  # refilled between the choice and the drawing: the next refresh chooses another screen
     spool = view.low[int(max(view.shown_s, 0.0) // FILAMENT_PAGE_S) % len(view.low)]
@@ -534,6 +558,12 @@ def layout(view: View) -> list[Item]:
         else:
             shifted.append(Rect(item.x0 + dx, item.y0 + dy, item.x1 + dx, item.y1 + dy, item.fill, item.outline))
     return shifted
+
+
+def changes_within(view: View, seconds: float) -> bool:
+    """Whether ``view``'s picture changes by itself within ``seconds`` (a scrolling name, an HMS page turning): the
+    panel redraws sooner then, and only then."""
+    return layout(view) != layout(dataclasses.replace(view, shown_s=view.shown_s + seconds))
 
 
 def draw(items: Sequence[Item]) -> Image.Image:

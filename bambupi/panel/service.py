@@ -28,12 +28,14 @@ from bambupi.panel.hardware import DEV, Hardware, Screen, choose_hardware, open_
 from bambupi.panel.outputs import ButtonWatcher, BuzzerDriver, LedDriver, Recorder
 from bambupi.panel.screens import (
     HEIGHT,
+    MARQUEE_STEP_S,
     SHIFTS,
     WIDTH,
     NetworkInfo,
     ScreenName,
     View,
     ams_units,
+    changes_within,
     hms_silent,
     hms_sorted,
     render,
@@ -180,6 +182,7 @@ class Panel:
         self._page_since = 0.0
         self._activity = 0.0
         self._wake = trio.Event()
+        self._moving = False  # the picture changes by itself within MARQUEE_STEP_S (a long name scrolls)
         self._devices: list[Any] = []
 
     # -- reading (web API, in trio's thread) -------------------------------------------------------------------
@@ -295,7 +298,8 @@ class Panel:
             drawn_at = trio.current_time()
             self._refresh()
             await self._draw()
-            with trio.move_on_after(1.0):
+            # A scrolling name steps faster than once a second; a still picture is refreshed once a second.
+            with trio.move_on_after(MARQUEE_STEP_S if self._moving else 1.0):
                 await self._wake.wait()
             # Whatever pokes come meanwhile are all in the next refresh.
             await trio.sleep_until(drawn_at + 1 / MAX_REDRAWS_PER_S)
@@ -428,6 +432,7 @@ class Panel:
         if self.hardware.oled == "none":
             return  # nobody can see a picture: drawing one cost a sixth of the service's CPU
         self.image = render(view) if self.display != "off" else Image.new("1", (WIDTH, HEIGHT), 0)
+        self._moving = self.display != "off" and changes_within(view, MARQUEE_STEP_S)
 
     async def _draw(self) -> None:
         if self.display == "off":
