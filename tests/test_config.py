@@ -288,6 +288,20 @@ BAD_VALUES = [
     ("filament", "low_g", -1, "between"),
     ("filament", "spoolman_url", "ftp://spoolman.local", "http"),
     ("filament", "spoolman_sync_s", 0, "between"),
+    ("facade", "enabled", "yes", "must be true or false"),
+    ("facade", "host", "bad host", "hostname"),
+    ("facade", "mqtt_port", 0, "between 1 and 65535"),
+    ("facade", "camera_port", 70000, "between 1 and 65535"),
+    ("facade", "access_code", "1234567", "8 to 32 characters"),
+    ("facade", "access_code", "1234-678", "letters and digits"),
+    ("facade", "allow_control", 1, "must be true or false"),
+    ("facade", "printers", ["Work Shop"], "lowercase"),
+    ("facade", "printers", ["a", "a"], "twice"),
+    ("facade", "printers", "garage", "list of printer ids"),
+    ("facade", "camera_fps", 0, "between"),
+    ("facade", "camera_width", 10, "between"),
+    ("facade", "camera_height", "720", "whole number"),
+    ("facade", "max_clients", 0, "between"),
 ]
 
 

@@ -209,6 +209,25 @@ class FilamentConfig:
 
 
 @dataclass(frozen=True)
+class FacadeConfig:
+    """``[facade]``: the printer facade, an MQTT + camera endpoint that speaks the printer's own protocol, so other
+    apps (Home Assistant's ha-bambulab, ESP32 screens, scripts) use the box instead of the printer (bambupi.facade,
+    docs/facade.md)."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"  # the address it listens on ("::" for IPv6 too, "127.0.0.1" for this machine only)
+    mqtt_port: int = 8883  # as on a printer: many apps cannot be told another port
+    camera_port: int = 6000  # the first printer's camera; the next printer's is camera_port + 1, and so on
+    access_code: Secret | None = None  # the facade's own code, which apps log in with; never a printer's
+    allow_control: bool = False  # apps may pause, resume, stop, set the speed and switch the chamber light
+    printers: tuple[str, ...] = ()  # the printer ids it serves, in camera-port order; empty = every printer
+    camera_fps: float = 2.0  # frames made from an RTSPS camera (X1, H2, P2S): this rate at most...
+    camera_width: int = 1280  # ...scaled to fit this size (P1/A1 frames are passed on as the printer sends them)
+    camera_height: int = 720
+    max_clients: int = 16  # MQTT clients at once (a printer takes about 3)
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     path: Path = DEFAULT_STORAGE_PATH
 
@@ -231,6 +250,7 @@ class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     filament: FilamentConfig = field(default_factory=FilamentConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
+    facade: FacadeConfig = field(default_factory=FacadeConfig)
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
 
 
@@ -244,5 +264,6 @@ def config_secrets(config: Config) -> list[Secret]:
         *(Secret(channel.url) for channel in config.notify if channel.url and channel.kind in ("discord", "webhook")),
         config.system.wifi_password,
         config.web.admin_password_hash,
+        config.facade.access_code,
     ]
     return [s for s in found if s]

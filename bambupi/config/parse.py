@@ -15,7 +15,7 @@ from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
 from bambupi.config.model import Config
 from bambupi.config.problems import ConfigError, Problem, errors
 from bambupi.config.schema import SCHEMA, SECRET_KEYS, Section
-from bambupi.config.validators import Warned
+from bambupi.config.validators import Warned, facade_printer_problems
 from bambupi.secret import redact
 
 # --- finding lines ---------------------------------------------------------------------------------------------------
@@ -248,6 +248,9 @@ def parse_config(text: str, *, source: str = "bambupi.toml") -> tuple[Config | N
             found[name] = [_validate_table(section, value, name, out)]
     if not found.get("printer") and "printer" not in out.lines:
         out.add("warning", "printer", "no printers configured: the box shows only its network screen")
+    if "facade" in found:
+        for key, message in facade_printer_problems(found["facade"][0], found.get("printer", [])):
+            out.add("error", f"facade.{key}", message)
     if out.error_count():
         # Objects are built only from fully valid tables: a table with an error may lack a required field.
         return None, out.in_file_order()

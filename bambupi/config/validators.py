@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -389,6 +389,51 @@ def valid_ssh_key(value: Any) -> str:
     if not _SSH_KEY.match(text):
         raise ValueError("must be one OpenSSH public key line, like 'ssh-ed25519 AAAA... you@laptop'")
     return text
+
+
+def valid_facade_code(value: Any) -> Secret:
+    """The printer facade's own access code: 8-32 letters and digits (8, as a printer's, suits apps that check)."""
+    # A secret: never quoted back.
+    text = _require_str(value)
+    if not 8 <= len(text) <= 32:
+        raise ValueError(f"must be 8 to 32 characters (8, as on a printer's screen, suits every app), got {len(text)}")
+    if not text.isascii() or not text.isalnum():
+        raise ValueError("must be letters and digits only")
+    return Secret(text)
+
+
+def valid_printer_ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of printer ids, e.g. [\"garage\"]")
+    ids = tuple(valid_printer_id(item) for item in value)
+    if len(set(ids)) != len(ids):
+        raise ValueError("lists a printer twice")
+    return ids
+
+
+def facade_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An enabled facade needs its own code; its two ports differ."""
+    problems = []
+    if values.get("enabled") and not values.get("access_code"):
+        problems.append(("access_code", "required when the facade is enabled: the code apps log in with (never a "
+                                        "printer's own)"))
+    if values.get("mqtt_port", 8883) == values.get("camera_port", 6000):
+        problems.append(("camera_port", "must differ from mqtt_port"))
+    return problems
+
+
+def facade_printer_problems(facade: Mapping[str, Any], printers: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Across sections: the facade's code is none of the printers' (an app given it could then reach a printer
+    directly, and the box's one-connection promise breaks), and it lists only printers that exist."""
+    problems = []
+    code = facade.get("access_code")
+    if code and any(p.get("access_code") == code for p in printers):
+        problems.append(("access_code", "must not be a printer's access code: give the facade a code of its own"))
+    known = {p.get("id") for p in printers}
+    unknown = [pid for pid in facade.get("printers", ()) if pid not in known]
+    if unknown:
+        problems.append(("printers", f"no printer with id {unknown[0]!r}"))
+    return problems
 
 
 def system_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
