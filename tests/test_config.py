@@ -302,6 +302,19 @@ BAD_VALUES = [
     ("facade", "camera_width", 10, "between"),
     ("facade", "camera_height", "720", "whole number"),
     ("facade", "max_clients", 0, "between"),
+    ("bridge", "enabled", "yes", "must be true or false"),
+    ("bridge", "host", "bad host", "hostname"),
+    ("bridge", "port", 0, "between 1 and 65535"),
+    ("bridge", "tls", 1, "must be true or false"),
+    ("bridge", "ca", "ca.pem", "absolute"),
+    ("bridge", "username", "", "empty"),
+    ("bridge", "password", "", "non-empty"),
+    ("bridge", "topic_prefix", "home/#", "wildcards"),
+    ("bridge", "discovery_prefix", "homeassistant/", "empty level"),
+    ("bridge", "allow_control", "no", "must be true or false"),
+    ("bridge", "snapshot_interval_s", 0.5, "at least 1"),
+    ("bridge", "connect_timeout_s", 0, "between"),
+    ("bridge", "reconnect_max_s", "60", "must be a number"),
 ]
 
 
@@ -408,14 +421,14 @@ def test_unknown_keys_and_sections_warn_and_exit_0(tmp_path: Path) -> None:
     path = tmp_path / "bambupi.toml"
     path.write_text(
         MINIMAL.replace('listen = "0.0.0.0:8080"', 'listen = "0.0.0.0:8080"\nmax_conections = 5')
-        + "\n[bridge]\nbroker = 'home.local'\n"
+        + "\n[mqtt]\nbroker = 'home.local'\n"
     )
     out = io.StringIO()
     assert cli_check_config(path, out) == 0
     lines = out.getvalue().splitlines()
     assert lines == [
         f"{path}:3: warning: web.max_conections: unknown key, ignored (did you mean 'max_connections'?)",
-        f"{path}:24: warning: bridge: unknown section, ignored",
+        f"{path}:24: warning: mqtt: unknown section, ignored",
         "OK: 1 printer, 2 warnings",
     ]
 

@@ -47,8 +47,10 @@ DESTINATIONS: dict[str, dict[str, str]] = {
     "printer": {"host": "address", "mqtt_port": "MQTT port", "ftps_port": "FTPS port", "camera_port": "camera port"},
     "printer.plug": {"address": "address", "kind": "kind"},
     "notify": {"url": "URL", "api_url": "API URL", "kind": "kind"},
+    # The home broker's password goes where these say (a CA of "insecure" would send it to any listener too).
+    "bridge": {"host": "address", "port": "port", "tls": "TLS setting", "ca": "certificate check"},
 }
-_OWNER_WORDS = {"printer": "printer", "printer.plug": "plug", "notify": "channel"}
+_OWNER_WORDS = {"printer": "printer", "printer.plug": "plug", "notify": "channel", "bridge": "home broker"}
 
 # Each entry of a [[printer]] or [[notify]] list, as the settings read it, carries its identity under this key; a
 # save sends it back so that a hidden secret is kept from the same entry (see apply_settings).

@@ -29,7 +29,8 @@ HmsLanguage = Literal[
 NotifyKind = Literal["ntfy", "pushover", "telegram", "discord", "webhook"]
 # The names a channel's ``events`` list takes (bambupi.notify.messages maps each to the events behind it).
 NotifyTopic = Literal[
-    "started", "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "progress", "power", "filament"
+    "started", "finished", "failed", "cancelled", "paused", "hms", "offline", "online", "progress", "power", "filament",
+    "ending_soon",
 ]
 HmsSeverity = Literal["fatal", "serious", "common", "info"]  # most severe first
 
@@ -124,6 +125,11 @@ class PanelConfig:
     dim_after_s: float = 300.0  # nothing changed this long: dim the screen
     off_after_s: float = 1800.0  # ...and switch it off, unless printing or alarmed
     offline_grace_s: float = 60.0  # red slow blink for an offline printer whose reports stopped this long ago
+    # A print's end (green blink, its screen) stays until the button, the door, the next job or this long (0: no limit)
+    finished_hold_s: float = 1800.0
+    door_chirp: bool = True  # the door opened during a print: a short chirp and DOOR OPEN on the screen
+    door_light: bool = False  # the box may switch the chamber light on when the door opens (no print running)
+    door_light_s: float = 300.0  # ...for this long at most; off again when the door closes
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,7 @@ class AlertsConfig:
     time_zone: str | None = None  # IANA name (Europe/Berlin); None = the system's time zone
     quiet_hours: tuple[tuple[int, int], tuple[int, int]] | None = None  # ((22, 0), (7, 0)): mute all but fatal
     language: HmsLanguage = "en"  # HMS and print-error texts
+    ending_soon_min: float = 5.0  # job_ending_soon (panel chirp, screen, notifications) this long before the end; 0 off
     # Where Bambu's own apps fetch the HMS texts (query.php); tests point it at a local stand-in.
     hms_service: str = "https://e.bambulab.com"
 
@@ -208,6 +215,33 @@ class FilamentConfig:
     spoolman_sync_s: float = 300.0  # how often the copy is brought up to date (and soon after each change)
 
 
+BridgeCa = str  # "system" (the system's CAs), "insecure" (no check of the broker's certificate) or a CA file's path
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """``[bridge]``: the home MQTT broker the box publishes each printer's state and Home Assistant's discovery to
+    (bambupi.bridge, docs/home-assistant.md)."""
+
+    enabled: bool = False
+    host: str | None = None  # the broker (e.g. Home Assistant's Mosquitto add-on); required when enabled
+    port: int | None = None  # None = 8883 with TLS, 1883 without
+    tls: bool = False
+    ca: BridgeCa = "system"  # with tls: which certificates the broker's is checked against
+    username: str | None = None
+    password: Secret | None = None
+    topic_prefix: str = "bambupi"  # state under <prefix>/<printer id>/..., the box's availability <prefix>/availability
+    discovery_prefix: str = "homeassistant"  # Home Assistant's MQTT discovery prefix
+    allow_control: bool = False  # buttons and <prefix>/<id>/command: pause, resume, stop, lights
+    snapshot_interval_s: float = 30.0  # a camera picture for Home Assistant's image entity this often (0 = none)
+    connect_timeout_s: float = 10.0
+    reconnect_max_s: float = 60.0  # backoff cap
+
+    @property
+    def broker_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+
 @dataclass(frozen=True)
 class FacadeConfig:
     """``[facade]``: the printer facade, an MQTT + camera endpoint that speaks the printer's own protocol, so other
@@ -251,6 +285,7 @@ class Config:
     filament: FilamentConfig = field(default_factory=FilamentConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
     facade: FacadeConfig = field(default_factory=FacadeConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
     source: Path | None = None  # the file this was loaded from; None when built in code (demo, tests)
 
 
@@ -265,5 +300,6 @@ def config_secrets(config: Config) -> list[Secret]:
         config.system.wifi_password,
         config.web.admin_password_hash,
         config.facade.access_code,
+        config.bridge.password,
     ]
     return [s for s in found if s]

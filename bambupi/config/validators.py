@@ -391,6 +391,42 @@ def valid_ssh_key(value: Any) -> str:
     return text
 
 
+def valid_topic_prefix(value: Any) -> str:
+    """An MQTT topic prefix (``bambupi``, ``home/printers``): levels without wildcards, no leading or trailing ``/``."""
+    text = valid_string(value, max_length=128)
+    if "+" in text or "#" in text:
+        raise ValueError(f"must not contain the MQTT wildcards + or #, got {text!r}")
+    if any(not level for level in text.split("/")):
+        raise ValueError(f"must not start or end with / nor hold an empty level (//), got {text!r}")
+    return text
+
+
+def valid_broker_ca(value: Any) -> str:
+    """Which certificates a TLS broker's is checked against: ``system``, ``insecure`` (none) or a CA file's path."""
+    text = valid_string(value, max_length=4096)
+    if text in ("system", "insecure"):
+        return text
+    return str(valid_abs_path(text))
+
+
+def valid_snapshot_interval(value: Any) -> float:
+    """Seconds between camera pictures: 0 (none) or 1 to 86400 (more often would flood a home broker)."""
+    seconds = float(valid_float(0, 86400)(value))
+    if 0 < seconds < 1:
+        raise ValueError(f"must be 0 (no pictures) or at least 1, got {_number(seconds)}")
+    return seconds
+
+
+def bridge_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An enabled bridge needs its broker; a password without a user is never sent."""
+    problems = []
+    if values.get("enabled") and not values.get("host"):
+        problems.append(("host", "required when the bridge is enabled: the home broker's address"))
+    if values.get("password") and not values.get("username"):
+        problems.append(("username", "required with a password (MQTT sends a password only with a user name)"))
+    return problems
+
+
 def valid_facade_code(value: Any) -> Secret:
     """The printer facade's own access code: 8-32 letters and digits (8, as a printer's, suits apps that check)."""
     # A secret: never quoted back.
