@@ -110,7 +110,8 @@ class Service:
 
     async def run(self, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.config
-        hub = self.hub = StateHub(config.printers)
+        # The heads-up's lead time is read at each change, from the config as the settings page last saved it.
+        hub = self.hub = StateHub(config.printers, ending_soon_min=lambda: self.config.alerts.ending_soon_min)
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run)  # settles job ends the printer leaves open (a stop's FAILED without error)
             # The power log and job history; a full disk or a broken file is a warning, never a stop.
@@ -155,7 +156,8 @@ class Service:
             hub, config.notify, quiet=alerts.quiet, snapshot=camera.snapshot, job_energy=power.service.job_energy
         )
         panel = PanelComponent(
-            hub, config.panel, quiet_hours=alerts, auto_off=power.service, filament=filament.inventory, url=web.url,
+            hub, config.panel, quiet_hours=alerts, auto_off=power.service, filament=filament.inventory,
+            commands=links.controls, url=web.url,
             setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME,
         )
         discovery = DiscoveryComponent(config.discovery, links)

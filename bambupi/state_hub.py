@@ -38,6 +38,7 @@ import trio
 from bambupi.config import PrinterConfig
 from bambupi.history.grams import live_job_file
 from bambupi.printer.capture import MqttCapture
+from bambupi.printer.events import EndingSoon, ending_soon
 from bambupi.printer.events import Event as Event  # the consumers' event type, re-exported
 from bambupi.printer.events import events as derive_events
 from bambupi.printer.hms import CANCELLED_RESULT, HmsEntry, decode_hms
@@ -95,6 +96,7 @@ REJECT_LOG_INTERVAL_S = 60.0
 # How long a FAILED report without an error waits for its error (a P2S sends 0300_400C 4.6 s after its stop)
 # before the end counts as cancelled.
 JOB_END_SETTLE_S = 10.0
+ENDING_SOON_MIN = 5.0  # [alerts] ending_soon_min: job_ending_soon this many minutes before the estimated end
 
 
 @dataclass
@@ -112,6 +114,7 @@ class _Printer:
     refusal_listed: bool = False
     stop_sent: bool = False  # the box sent a stop for the current job: its end is a cancel
     end_settles_at: float | None = None  # trio clock: when a pending job end counts as cancelled
+    ending_soon: EndingSoon = "waiting"  # the job's "done in N minutes" (events.ending_soon): told once per job
     camera: CameraStatus = field(default_factory=lambda: CameraStatus(kind="none", status="idle", reason=None))
     rejected_messages: int = 0
     last_reject_log: float = float("-inf")
@@ -221,8 +224,10 @@ class StateHub:
         *,
         clock: Callable[[], float] = time.time,
         end_settle_s: float = JOB_END_SETTLE_S,
+        ending_soon_min: Callable[[], float] = lambda: ENDING_SOON_MIN,
     ) -> None:
         self._clock = clock
+        self._ending_soon_min = ending_soon_min  # read at each change: the settings page changes it live
         self._end_settle_s = end_settle_s
         self._settles_changed = trio.lowlevel.ParkingLot()
         self._printers: dict[str, _Printer] = {}
@@ -520,7 +525,13 @@ class StateHub:
             return
         printer.json = after
         now = self._clock()
-        for event in derive_events(before, after):
+        found = derive_events(before, after)
+        if any(e["kind"] in ("job_started", "job_joined") for e in found):
+            printer.ending_soon = "waiting"  # a new job: its heads-up is still to come
+        printer.ending_soon, soon = ending_soon(printer.ending_soon, after, self._ending_soon_min())
+        if soon is not None:
+            found.append(soon)
+        for event in found:
             event.setdefault("at", now)
             self._recent.append(event)
             for queue in self._queues:

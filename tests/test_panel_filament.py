@@ -126,6 +126,9 @@ async def test_an_idle_printer_shows_its_low_spool_never_while_printing_and_not_
         assert not any(screen == "filament" for screen, _ in await screens_over(panel, rotation))
 
         hub.apply_message("p1", report(gcode_state="FINISH", mc_percent=100, hms=[]))
+        await trio.sleep(1.5)
+        assert panel.current == ("finished", "p1")  # the end holds the screen until someone has seen it
+        panel.short_press()
         assert ("filament", "p1") in await screens_over(panel, rotation)  # the job is over: shown again
         while panel.current != ("filament", "p1"):
             await trio.sleep(0.5)

@@ -27,6 +27,7 @@ TOPICS: Final[Mapping[NotifyTopic, tuple[str, ...]]] = {
     "progress": ("progress",),
     "power": ("power_warning", "power_off", "power_check"),
     "filament": ("filament_low",),
+    "ending_soon": ("job_ending_soon",),  # not a default topic: a channel asks for it
 }
 TEST_KIND: Final = "test"  # the owner's "send a test notification"
 SEVERITY_RANK: Final = {"fatal": 0, "serious": 1, "common": 2, "info": 3, "unknown": 2}
@@ -88,6 +89,12 @@ def message_for(event: dict[str, Any], name: str, *, started_at: float | None = 
         body = "\n".join(line for line in (took, event.get("action") if failed else None) if line)
         return Message(kind, printer, f"{name}: {job} — {text}", body, "high" if failed else "default",
                        ("x",) if failed else ("stop_button",), dedup_key=f"{key}:{job}")
+    if kind == "job_ending_soon":
+        # Once per job (the hub's memory), so the job's name alone keys it; the minutes are the printer's estimate.
+        minutes = event.get("remaining_min")
+        left = f"done in {duration_text(minutes * 60)}" if isinstance(minutes, int | float) else "done soon"
+        return Message(kind, printer, f"{name}: {job} {left}", "", "default", ("hourglass",),
+                       dedup_key=f"{key}:{job}")
     if kind == "job_paused":
         return Message(kind, printer, f"{name}: {job} paused", "", "default", ("pause_button",), dedup_key=key)
     if kind == "hms_raised":

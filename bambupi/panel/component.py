@@ -11,7 +11,7 @@ import trio
 from bambupi.component import Applied, Web
 from bambupi.config import Config, PanelConfig
 from bambupi.panel.routes import add_panel_routes
-from bambupi.panel.service import AutoOffCountdowns, LowFilament, Panel, Quiet
+from bambupi.panel.service import AutoOffCountdowns, Commands, LowFilament, Panel, Quiet
 from bambupi.state_hub import StateHub
 from bambupi.stoppable import Stoppable
 
@@ -28,6 +28,7 @@ class PanelComponent:
         quiet_hours: Quiet,
         auto_off: AutoOffCountdowns,
         filament: LowFilament,
+        commands: Commands | None = None,
         url: Callable[[], str | None],
         setup_errors: Path | None = None,
     ) -> None:
@@ -36,6 +37,7 @@ class PanelComponent:
         self._quiet_hours = quiet_hours
         self._auto_off = auto_off
         self._filament = filament
+        self._commands = commands
         self._url = url
         self._setup_errors = setup_errors
         self.panel: Panel | None = None  # the running one
@@ -67,8 +69,8 @@ class PanelComponent:
     async def _start(self) -> None:
         assert self._nursery is not None
         panel = Panel(
-            self._hub, self._config, self._quiet_hours, auto_off=self._auto_off, filament=self._filament, url=self._url,
-            setup_errors=self._setup_errors,
+            self._hub, self._config, self._quiet_hours, auto_off=self._auto_off, filament=self._filament,
+            commands=self._commands, url=self._url, setup_errors=self._setup_errors,
         )
         self._task, _ = await Stoppable.start(self._nursery, panel.run)
         self.panel = panel

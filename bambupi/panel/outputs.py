@@ -38,6 +38,8 @@ PATTERNS: Final[dict[PatternName, tuple[Note, ...]]] = {
     "serious": ((1500, 0.15, 0.15), (1500, 0.15, 0.15), (1500, 0.15, 0.0)),
     "finished": ((1047, 0.12, 0.03), (1319, 0.12, 0.03), (1568, 0.3, 0.0)),
     "failed": ((440, 0.6, 0.3), (330, 0.9, 0.0)),
+    "door": ((2637, 0.05, 0.0),),  # one short chirp: noticed, not an alarm
+    "ending_soon": ((880, 0.08, 0.08), (1175, 0.08, 0.0)),  # soft: two short notes, well below the finish tune
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, get_args
 
 import trio
 from PIL import Image
@@ -24,7 +24,9 @@ from bambupi.config import PanelConfig
 from bambupi.filament.inventory import LowSpool
 from bambupi.lan import lan_address
 from bambupi.panel import alarms
+from bambupi.panel.alarms import AttentionScreen, DoorRules
 from bambupi.panel.hardware import DEV, Hardware, Screen, choose_hardware, open_oled
+from bambupi.panel.notices import render_notice
 from bambupi.panel.outputs import ButtonWatcher, BuzzerDriver, LedDriver, Recorder
 from bambupi.panel.screens import (
     HEIGHT,
@@ -51,7 +53,9 @@ SHIFT_EVERY_S: Final = 60.0
 # At most this many redraws a second: a printer reporting 25 times a second (or a farm of them) must not have the
 # OLED re-rendered for each report; what changed meanwhile is in the next picture.
 MAX_REDRAWS_PER_S: Final = 4.0
-TAKEOVER: Final = frozenset({"fatal", "serious", "common", "unknown"})  # HMS severities that take the screen
+TAKEOVER: Final = alarms.TAKEOVER  # HMS severities that take the screen
+DOOR_LIGHT_ORIGIN: Final = "the box (door light)"  # how the command log names the door light's commands
+DOOR_LIGHT_DEADLINE_S: Final = 30.0  # one light command, every node and reply included
 
 
 def wifi_from_proc(text: str) -> tuple[str, int] | None:
@@ -131,6 +135,23 @@ class NoFilament:
         return ()
 
 
+class Commands(Protocol):
+    """The printers' controls (bambupi.printer.commands.Controls): the door light goes through the same checks and
+    the same command log as the page's light button."""
+
+    async def send(self, printer_id: str, name: str, params: Mapping[str, Any], *, origin: str = ...) -> object: ...
+
+
+class NoCommands:
+    """A box whose panel may not send commands: the door light never switches."""
+
+    async def send(self, printer_id: str, name: str, params: Mapping[str, Any], *, origin: str = "") -> object:
+        raise RuntimeError("this panel sends no commands")
+
+
+Shown = tuple[ScreenName | AttentionScreen, str | None]
+
+
 class Panel:
     def __init__(
         self,
@@ -140,6 +161,7 @@ class Panel:
         *,
         auto_off: AutoOffCountdowns | None = None,
         filament: LowFilament | None = None,
+        commands: Commands | None = None,
         url: Callable[[], str | None] = lambda: None,
         clock_synced: Callable[[], bool] = system_clock_synced,
         wall: Callable[[], float] = time.time,
@@ -153,6 +175,7 @@ class Panel:
         self.quiet_hours = quiet_hours
         self.auto_off = auto_off if auto_off is not None else NoAutoOff()
         self.filament = filament if filament is not None else NoFilament()
+        self.commands = commands if commands is not None else NoCommands()
         self.url = url  # the web page's address, once the front door listens
         self.clock_synced = clock_synced
         self.wall = wall
@@ -169,7 +192,7 @@ class Panel:
         self.screen = Screen(None, threaded=False)
         self.printers: Mapping[str, PrinterObject] = {}
         self.alarm_state = alarms.AlarmState()
-        self.current: tuple[ScreenName, str | None] = ("network", None)
+        self.current: Shown = ("network", None)
         self.image: Image.Image = Image.new("1", (WIDTH, HEIGHT), 0)
         self.display = "on"  # on | dim | off
         self._network = NetworkInfo()
@@ -177,7 +200,7 @@ class Panel:
         self._started = 0.0
         self._current_since = 0.0  # when the current screen came up (the HMS screen turns its pages from then)
         self._network_until = 0.0
-        self._takeover: str | None = None  # printer whose new HMS holds the screen until acknowledged or cleared
+        self._nursery: trio.Nursery | None = None  # for the door light's commands
         self._page = 0
         self._page_since = 0.0
         self._activity = 0.0
@@ -202,6 +225,7 @@ class Panel:
             "printer": self.current[1],
             "display": self.display,
             "pending": alarms.pending(self.alarm_state, self.printers, trio.current_time()),
+            "door_light": sorted(self.alarm_state.light_until),  # printers whose chamber light the box switched on
             "hardware": {"oled": self.hardware.oled, "gpio": self.hardware.gpio},
         }
 
@@ -214,6 +238,7 @@ class Panel:
         try:
             async with self.hub.events("panel") as queue, self.hub.subscribe() as updates, \
                     trio.open_nursery() as nursery:
+                self._nursery = nursery
                 self._open_gpio(trio.lowlevel.current_trio_token())
                 self._open_oled()
                 for driver in self.leds.values():
@@ -317,8 +342,6 @@ class Panel:
         self.alarm_state, sound = alarms.on_event(self.alarm_state, event, now, quiet=self.quiet())
         if sound is not None and self.buzzer is not None:
             self.buzzer.play(sound)
-        if event.get("kind") == "hms_raised" and event.get("severity") in TAKEOVER and not _silent(event):
-            self._takeover = str(event.get("printer"))
         self._activity = now
         self._poke()
 
@@ -332,12 +355,14 @@ class Panel:
             for printer_id in warned:
                 self.auto_off.cancel_auto_off(printer_id)
             log.info("panel: auto-off cancelled with the button (%s)", ", ".join(warned))
-        elif alarms.pending(self.alarm_state, self.printers, now) or self._takeover is not None:
-            self.alarm_state = alarms.acknowledge(self.alarm_state, self.printers)
-            self._takeover = None
-            if self.buzzer is not None:
+        elif alarms.pending(self.alarm_state, self.printers, now):
+            # The printer shown is the one acknowledged (alarms.attention puts the worst first); on a screen of no
+            # printer's (the network screen), every printer's.
+            shown = self.current[1] if alarms.pending(self.alarm_state, self.printers, now, self.current[1]) else None
+            self.alarm_state = alarms.acknowledge(self.alarm_state, self.printers, shown)
+            if self.buzzer is not None and not self.alarm_state.fatal_due:
                 self.buzzer.silence()
-            log.info("panel: alarm acknowledged with the button")
+            log.info("panel: alarm acknowledged with the button (%s)", shown or "every printer")
         elif self.display != "off":
             self._network_until = 0.0
             self._page = self._page_index(now) + 1
@@ -352,7 +377,10 @@ class Panel:
         self._poke()
 
     def _led_modes(self) -> dict[alarms.LedName, alarms.Led]:
-        return alarms.leds(self.printers, self.alarm_state, trio.current_time(), grace_s=self.config.offline_grace_s)
+        return alarms.leds(
+            self.printers, self.alarm_state, trio.current_time(), grace_s=self.config.offline_grace_s,
+            hold_s=self.config.finished_hold_s,
+        )
 
     def _pages(self) -> list[tuple[ScreenName, str | None]]:
         pages: list[tuple[ScreenName, str | None]] = []
@@ -370,17 +398,17 @@ class Panel:
     def _low_spools(self, printer_id: str | None) -> tuple[LowSpool, ...]:
         return tuple(spool for spool in self.filament.low_spools() if spool.printer == printer_id)
 
-    def _choose(self, now: float) -> tuple[ScreenName, str | None]:
-        if self._takeover is not None and not hms_sorted(self.printers.get(self._takeover, {})):
-            self._takeover = None  # its errors cleared
-        if self._takeover is not None:
-            return "hms", self._takeover
-        fatal = sorted(pid for pid, _ in self.alarm_state.fatal_due)
-        if fatal:
-            return "hms", fatal[0]
+    def _choose(self, now: float) -> Shown:
+        # The printer that needs attention first (alarms.attention): an HMS screen before the auto-off countdown,
+        # which comes before a print's end or a notice.
+        first = alarms.attention(self.alarm_state, self.printers)
+        if first is not None and first[1] == "hms":
+            return "hms", first[0]
         warned = sorted(self.auto_off.auto_off_warnings())
         if warned:
             return "auto_off", warned[0]
+        if first is not None:
+            return first[1], first[0]
         reachable = [p for p in self.printers.values() if p.get("connection") in ("online", "stale")]
         if now < self._network_until or not reachable:
             return "network", None
@@ -392,10 +420,11 @@ class Panel:
 
     def _refresh(self) -> None:
         now = trio.current_time()
-        self.alarm_state = alarms.observe(self.alarm_state, self.printers, now)
+        self.alarm_state = alarms.observe(self.alarm_state, self.printers, now, hold_s=self.config.finished_hold_s)
         self.alarm_state, sound = alarms.due(self.alarm_state, now)
         if sound is not None and self.buzzer is not None:
             self.buzzer.play(sound)
+        self._doors(now)
         modes = self._led_modes()
         for name, driver in self.leds.items():
             driver.set(modes[name])
@@ -406,7 +435,7 @@ class Panel:
         busy = any(p["phase"] in WORKING for p in self.printers.values())
         alarmed = (
             modes["red"].mode != "off" or modes["amber"].rank >= 2 or modes["green"].mode == "fast_blink"
-            or chosen[0] == "auto_off"
+            or chosen[0] == "auto_off" or chosen[0] in _ATTENTION
         )
         idle = now - self._activity
         if idle >= self.config.off_after_s and not (busy or alarmed):
@@ -424,15 +453,47 @@ class Panel:
         ids = list(self.printers)
         page = (ids.index(pid) + 1, len(ids)) if pid in ids else (1, 1)
         view = View(
-            screen=screen, printer=printer, network=self._network, now=self.wall(), tz=self.quiet_hours.tz,
+            screen=_ROTATION.get(screen, "status"), printer=printer, network=self._network, now=self.wall(),
+            tz=self.quiet_hours.tz,
             clock_synced=self.clock_synced(), shift=SHIFTS[int((now - self._started) // SHIFT_EVERY_S) % len(SHIFTS)],
             page=page, off_at=self.auto_off.auto_off_warnings().get(pid) if screen == "auto_off" and pid else None,
             shown_s=now - self._current_since, low=self._low_spools(pid) if screen == "filament" else (),
         )
         if self.hardware.oled == "none":
             return  # nobody can see a picture: drawing one cost a sixth of the service's CPU
-        self.image = render(view) if self.display != "off" else Image.new("1", (WIDTH, HEIGHT), 0)
+        if self.display == "off":
+            self.image = Image.new("1", (WIDTH, HEIGHT), 0)
+        elif screen in _NOTICES:
+            self.image = render_notice(_NOTICES[screen], view, ended_at=self._ended_wall(pid, now))
+        else:
+            self.image = render(view)
         self._moving = self.display != "off" and changes_within(view, MARQUEE_STEP_S)
+
+    def _ended_wall(self, pid: str | None, now: float) -> float | None:
+        ended = self.alarm_state.ended.get(pid) if pid is not None else None
+        return None if ended is None else self.wall() - (now - ended[1])  # trio's clock to the wall clock's
+
+    def _doors(self, now: float) -> None:
+        """The door's rules (alarms.doors): a chirp, and the chamber light through the printers' controls."""
+        rules = DoorRules(self.config.door_chirp, self.config.door_light, self.config.door_light_s)
+        self.alarm_state, sound, actions = alarms.doors(self.alarm_state, self.printers, now, rules)
+        if sound is not None and self.buzzer is not None and not self.quiet():
+            self.buzzer.play(sound)
+        for name, printer_id in actions:
+            if self._nursery is not None:
+                self._nursery.start_soon(self._light, printer_id, name)
+
+    async def _light(self, printer_id: str, name: str) -> None:
+        with trio.move_on_after(DOOR_LIGHT_DEADLINE_S):
+            try:
+                await self.commands.send(printer_id, name, {}, origin=DOOR_LIGHT_ORIGIN)
+                return
+            except Exception as exc:  # CommandError (refused, offline, no answer) or a bug: the panel goes on
+                log.warning("panel: door light %s for %s not sent (%s)", name.removeprefix("light_"), printer_id,
+                            getattr(exc, "message", None) or type(exc).__name__)
+                return
+        log.warning("panel: door light %s for %s: no answer within %g s", name.removeprefix("light_"), printer_id,
+                    DOOR_LIGHT_DEADLINE_S)
 
     async def _draw(self) -> None:
         if self.display == "off":
@@ -440,6 +501,12 @@ class Panel:
             return
         await self.screen.set_contrast(self.config.dim_contrast if self.display == "dim" else self.config.contrast)
         await self.screen.show(self.image)
+
+
+# The screens alarms.attention may choose that notices.render_notice draws (the HMS screen is the rotation's own).
+_NOTICES: Final[Mapping[str, AttentionScreen]] = {s: s for s in get_args(AttentionScreen) if s != "hms"}
+_ATTENTION: Final = frozenset(_NOTICES)
+_ROTATION: Final[Mapping[str, ScreenName]] = {s: s for s in get_args(ScreenName)}
 
 
 def _silent(event: Mapping[str, Any]) -> bool:

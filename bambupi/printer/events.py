@@ -20,12 +20,18 @@ controls_available, camera, state}``). The rules (docs/api.md lists the events a
   else once a report has been seen. Online comes with a report (the hub sets both in one change), so the first
   report after start is not a "restore", and reconnects that bring no report change only the reason: a silent
   printer is lost once and restored once, however often the link retries.
+- Ending soon (:func:`ending_soon`): ``job_ending_soon`` once per job, when a printing job's remaining time
+  (``state.remaining_min``, the printer's own estimate) comes down to the lead time. The job must have been seen
+  with more than the lead time left (a 3-minute print, or one joined in its last minutes, is not announced), and
+  once told it is never told again in that job, however a pause and resume move the estimate. That needs a memory
+  per job, which :func:`events` (two objects, nothing more) cannot have: the hub keeps it beside the job's other
+  memories (a stop it sent, a pending end) and hands it in, so every consumer gets the one event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 from bambupi.printer.hms import CANCELLED_RESULT
 from bambupi.printer.phase import IN_JOB, WORKING, job_phase
@@ -55,6 +61,7 @@ class Event(TypedDict, total=False):
     message: str  # power_*, filament_low
     off_at: float | None  # power_warning: when the plug goes off (UTC epoch seconds)
     count: int  # events_lost
+    remaining_min: float  # job_ending_soon: the printer's estimate when it came down to the lead time
     spool: int  # filament_low (bambupi.filament.inventory): the spool's id, what it is and what is left on it
     material: str
     colour: str
@@ -69,6 +76,7 @@ EVENT_KINDS: Final = (
     "job_cancelled",
     "job_paused",
     "job_resumed",
+    "job_ending_soon",
     "hms_raised",
     "hms_cleared",
     "connection_lost",
@@ -206,3 +214,27 @@ def _connection_events(prev: PrinterObject, new: PrinterObject) -> list[Event]:
     else:
         return []
     return [{"kind": kind, "printer": new["id"], "connection": after, "reason": new.get("connection_reason")}]
+
+
+# -- ending soon ---------------------------------------------------------------------------------------------------
+
+EndingSoon = Literal["waiting", "armed", "told"]  # per job: not yet seen above the lead time, seen, announced
+
+
+def ending_soon(memory: EndingSoon, new: PrinterObject, lead_min: float) -> tuple[EndingSoon, Event | None]:
+    """The job's memory after ``new`` and the ``job_ending_soon`` event to send now, if any (the module's rules).
+
+    ``memory`` starts as "waiting" with each job (job_started, job_joined); a ``lead_min`` of 0 announces nothing."""
+    if memory == "told" or lead_min <= 0:
+        return memory, None
+    state = _state(new)
+    remaining = state.get("remaining_min")
+    if isinstance(remaining, bool) or not isinstance(remaining, int | float) or job_phase(state) not in IN_JOB:
+        return memory, None
+    if remaining > lead_min:
+        return "armed", None
+    if memory == "armed" and job_phase(state) == "printing" and remaining >= 0:
+        event = _job_event("job_ending_soon", new)
+        event["remaining_min"] = remaining
+        return "told", event
+    return memory, None

@@ -501,6 +501,7 @@ function renderEvent(e) {
     job_failed: `${e.result || "Failed"}${job ? ` (${e.job})` : ""}`,
     job_cancelled: `${e.result || "Cancelled"}${job ? ` (${e.job})` : ""}`,
     job_paused: "paused", job_resumed: "resumed",
+    job_ending_soon: `${e.job || "the print"} done in ${typeof e.remaining_min === "number" ? e.remaining_min : "a few"} min`,
     hms_raised: e.hms && e.hms.silent ? `HMS (no action needed): ${HMS.description(e.hms)}`
       : `HMS ${e.severity || ""}: ${(e.hms && e.hms.description) || e.code}`,
     hms_cleared: `HMS cleared: ${(e.hms && e.hms.description) || e.code}`,
