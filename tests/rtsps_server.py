@@ -1,42 +1,61 @@
-"""A local RTSPS server for the camera tests: GStreamer's RTSP server with a self-signed certificate, serving a test
-H.264 stream at ``/streaming/live/1`` behind ``bblp``/password auth, like an X1/H2/P2 printer's port 322.
+"""A local RTSPS server for the camera tests and the decoder bench: GStreamer's RTSP server with a self-signed
+certificate, serving a test H.264 stream at ``/streaming/live/1`` behind ``bblp``/password auth, like an X1/H2/P2
+printer's port 322.
 
 Runs under the system Python (it needs ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``, which the venv does not
-have): ``/usr/bin/python3 tests/rtsps_server.py CERT KEY PASSWORD``. It prints ``PORT <n>`` once it listens.
+have): ``/usr/bin/python3 tests/rtsps_server.py CERT KEY [--digest] [--size WxH] [--fps N]`` with the password on
+its standard input (never in its arguments: the tests check that no process shows it). It prints ``PORT <n>`` once
+it listens. ``--digest`` asks for Digest authentication only, as the printers' LIVE555 server
+does (which ignores Basic); without it the server asks for Basic.
 """
 
+import argparse
 import sys
 
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 gi.require_version("Gio", "2.0")
-from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 PIPELINE = (
-    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=10/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 )"
+    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key} ! rtph264pay name=pay0 pt=96 )"
 )
 
 
 def main() -> None:
-    cert_path, key_path, password = sys.argv[1:4]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cert")
+    parser.add_argument("key")
+    parser.add_argument("--digest", action="store_true")
+    parser.add_argument("--size", default="640x360")
+    parser.add_argument("--fps", type=int, default=10)
+    args = parser.parse_args()
+    width, height = (int(n) for n in args.size.split("x"))
+    password = sys.stdin.readline().strip()
+
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service("0")
-    with open(cert_path) as cert, open(key_path) as key:
+    with open(args.cert) as cert, open(args.key) as key:
         certificate = Gio.TlsCertificate.new_from_pem(cert.read() + key.read(), -1)
     auth = GstRtspServer.RTSPAuth()
     auth.set_tls_certificate(certificate)
     token = GstRtspServer.RTSPToken()
     token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "bblp")
-    auth.add_basic(GstRtspServer.RTSPAuth.make_basic("bblp", password), token)
+    if args.digest:
+        auth.add_digest("bblp", password, token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    else:
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic("bblp", password), token)
     server.set_auth(auth)
 
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(PIPELINE)
+    factory.set_launch(PIPELINE.format(width=width, height=height, fps=args.fps, key=args.fps))
     factory.set_shared(True)
     permissions = GstRtspServer.RTSPPermissions()
     permissions.add_permission_for_role("bblp", "media.factory.access", True)

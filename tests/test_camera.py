@@ -1,5 +1,5 @@
-"""The camera relay against the simulator's camera over real TLS, the RTSPS path with a real ffmpeg, and the pure
-framing. Frames flow through real sockets: simulator camera -> FrameHub -> front door -> HTTP viewers."""
+"""The camera relay against the simulator's camera over real TLS, and the pure framing (the RTSPS path:
+test_camera_rtsps.py). Frames flow through real sockets: simulator camera -> FrameHub -> front door -> HTTP viewers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import importlib.resources
 import io
 import itertools
 import json
-import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -36,7 +34,7 @@ from bambupi.camera.jpeg import (
 )
 from bambupi.camera.routes import CameraRoutes
 from bambupi.camera.snapshots import SnapshotStore, SnapshotTaker, parse_snapshot_name, snapshot_reason
-from bambupi.camera.source import CameraError, RtspsSource, Tls6000Source
+from bambupi.camera.source import CameraError, Tls6000Source
 from bambupi.config import PrinterConfig, WebConfig
 from bambupi.printer.state import apply_message, initial_state
 from bambupi.printer.tls_pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint, printer_tls_context
@@ -614,88 +612,6 @@ async def test_liveview_off_is_shown_not_retried(tmp_path: Path) -> None:
         assert await frames.fresh_frame("x1", max_age_s=1, timeout_s=1) is None
         assert frames.upstream_connections("x1") == 0
         nursery.cancel_scope.cancel()
-
-
-# --- RTSPS with a real ffmpeg ------------------------------------------------------------------------------------
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def require_rtsps_tools() -> None:
-    missing = [] if shutil.which("ffmpeg") else ["ffmpeg"]
-    probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True
-    ) if os.path.exists(SYSTEM_PYTHON) else None  # fmt: skip
-    if probe is None or probe.returncode != 0:
-        missing.append("python3-gi + gir1.2-gst-rtsp-server-1.0")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{', '.join(missing)} missing; .ci/run should have installed them")
-        pytest.skip(f"{', '.join(missing)} not installed")
-
-
-@pytest.fixture
-async def rtsps_server(tmp_path: Path) -> AsyncIterator[int]:
-    require_rtsps_tools()
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=printer"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    script = Path(__file__).with_name("rtsps_server.py")
-    async with trio.open_nursery() as nursery:
-        process = await trio.lowlevel.open_process(
-            [SYSTEM_PYTHON, str(script), str(cert), str(key), CODE], stdout=subprocess.PIPE
-        )
-        assert process.stdout is not None
-        line = b""
-        with trio.fail_after(15):
-            while b"\n" not in line:
-                chunk = await process.stdout.receive_some(100)
-                assert chunk, "the RTSPS server did not start"
-                line += chunk
-        try:
-            yield int(line.split()[1])
-        finally:
-            process.kill()
-            await process.wait()
-            nursery.cancel_scope.cancel()
-
-
-async def test_rtsps_through_ffmpeg_gives_decodable_jpegs(rtsps_server: int) -> None:
-    source = RtspsSource("127.0.0.1", rtsps_server, Secret(CODE))
-    frames: list[bytes] = []
-    with trio.move_on_after(20):
-        with trio.CancelScope() as scope:
-
-            def on_frame(data: bytes) -> None:
-                frames.append(data)
-                if len(frames) >= 3:
-                    scope.cancel()
-
-            await source.stream(on_frame)
-    assert len(frames) >= 3
-    for frame in frames:
-        assert is_jpeg(frame)
-        assert decodes(frame) == (640, 360)
-
-
-async def test_rtsps_wrong_code_is_reported(rtsps_server: int) -> None:
-    from bambupi.camera.source import CameraError
-
-    source = RtspsSource("127.0.0.1", rtsps_server, Secret("00000000"))
-    with trio.fail_after(20), pytest.raises(CameraError, match="refused the access code") as caught:
-        await source.stream(lambda data: None)
-    assert "00000000" not in str(caught.value)
-
-
-async def test_ffmpeg_missing_is_a_clear_camera_error() -> None:
-    from bambupi.camera.source import CameraError
-
-    source = RtspsSource("127.0.0.1", 322, Secret(CODE), ffmpeg="ffmpeg-not-installed-here")
-    with pytest.raises(CameraError, match="ffmpeg is not installed"):
-        await source.stream(lambda data: None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,7 @@ class CameraComponent:
         self._config = config
         self.frames = FrameHub(
             hub, printers, linger_s=config.linger_s, keep_open_while_printing=config.keep_open_while_printing,
-            source_for=functools.partial(default_source, pins=pins),
+            source_for=functools.partial(default_source, pins=pins, camera=config),
         )
         store = SnapshotStore(snapshot_folder, max_count=config.history_count, max_bytes=config.history_bytes)
         self.snapshots = SnapshotTaker(hub, self.frames, store)

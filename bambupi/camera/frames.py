@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from bambupi.camera.source import CameraError, CameraSource, RtspsSource, Tls6000Source
-from bambupi.config import PrinterConfig
+from bambupi.camera.rtsps import RtspsSource
+from bambupi.camera.source import CameraError, CameraSource, Tls6000Source
+from bambupi.config import CameraConfig, PrinterConfig
 from bambupi.printer.phase import IN_JOB
 from bambupi.printer.tls_pins import PinStore, TrustOnFirstUse, camera_pin_key
 from bambupi.printer_models import model_info
@@ -69,16 +70,23 @@ class Frame:
 SourceFactory = Callable[[PrinterConfig], CameraSource]
 
 
-def default_source(config: PrinterConfig, pins: PinStore | None = None) -> CameraSource:
-    """The printer's camera; with ``pins``, a P1/A1 camera's certificate is pinned like the MQTT link's."""
+def default_source(
+    config: PrinterConfig, pins: PinStore | None = None, camera: CameraConfig | None = None
+) -> CameraSource:
+    """The printer's camera; with ``pins``, its certificate is pinned like the MQTT link's; ``camera`` sets the
+    RTSPS decoder's output rate and size and its stall limit."""
     info = model_info(config.model)
     port = config.camera_port or info.camera_port
+    trust = None if pins is None else TrustOnFirstUse(pins, camera_pin_key(config.id), printer_id=config.id)
     if info.camera_kind == "tls6000":
         return Tls6000Source(
-            config.host, port, config.access_code, connect_timeout_s=config.connect_timeout_s,
-            trust=None if pins is None else TrustOnFirstUse(pins, camera_pin_key(config.id), printer_id=config.id),
+            config.host, port, config.access_code, connect_timeout_s=config.connect_timeout_s, trust=trust
         )
-    return RtspsSource(config.host, port, config.access_code)
+    camera = camera or CameraConfig()
+    return RtspsSource(
+        config.host, port, config.access_code, trust=trust, connect_timeout_s=config.connect_timeout_s,
+        fps=camera.decoder_fps, width=camera.decoder_width, stall_s=camera.decoder_stall_s,
+    )
 
 
 @dataclass(eq=False)

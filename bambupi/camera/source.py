@@ -1,9 +1,8 @@
 """Camera sources: one upstream connection to a printer's camera, handing each JPEG frame to a callback.
 
 * :class:`Tls6000Source` — P1/A1: TLS to port 6000, the 80-byte auth packet, then 16-byte header + JPEG frames.
-* :class:`RtspsSource` — X1/H2/P2: an ``ffmpeg`` subprocess reads ``rtsps://…:322/streaming/live/1`` (``-rtsp_transport
-  tcp``) and writes MJPEG to a pipe, cut into frames by :class:`~bambupi.camera.jpeg.JpegSplitter`. Debian's ffmpeg
-  (GnuTLS, ``tls_verify`` defaults to 0) accepts the printer's self-signed certificate as is, so no TLS proxy is needed.
+* :class:`~bambupi.camera.rtsps.RtspsSource` — X1/H2/P2: RTSPS on port 322, TLS held here (pinned), decoded to
+  JPEG by an ``ffmpeg`` process that reads a loopback proxy (:mod:`bambupi.camera.rtsps_proxy`).
 
 A source's :meth:`stream` runs one connection until it fails and raises :class:`CameraError` with a reason meant for
 people (never containing the access code); :class:`~bambupi.camera.frames.FrameHub` owns reconnects and backoff.
@@ -12,9 +11,6 @@ people (never containing the access code); :class:`~bambupi.camera.frames.FrameH
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -24,20 +20,18 @@ from bambupi.camera.jpeg import (
     HEADER_SIZE,
     MAX_FRAME_BYTES,
     FrameError,
-    JpegSplitter,
     auth_packet,
     is_jpeg,
     parse_header,
 )
 from bambupi.printer.tls_pins import CertificateRefused, TrustOnFirstUse, printer_tls_context
-from bambupi.secret import Secret, redact
+from bambupi.secret import Secret
 
 log = logging.getLogger("bambupi.camera")
 
 OnFrame = Callable[[bytes], None]
 
 _RECEIVE_BYTES = 256 * 1024
-_FFMPEG_STDERR_LINES = 5
 
 
 class CameraError(Exception):
@@ -156,92 +150,6 @@ class Tls6000Source:
                 raise CameraError(f"bad data from the camera at {where}: a frame is not a JPEG")
             frames += 1
             on_frame(bytes(payload))
-
-
-class RtspsSource:
-    """The X1/H2/P2 camera through ``ffmpeg``. The access code is part of the URL ffmpeg is given (its command line
-    is visible to local users of the box, as with every ffmpeg-based relay); it is masked in every message."""
-
-    kind = "rtsps"
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        access_code: Secret,
-        *,
-        ffmpeg: str = "ffmpeg",
-        url: str | None = None,
-        read_timeout_s: float = 20.0,
-        fps: float = 5.0,
-    ) -> None:
-        self.host, self.port = host, port
-        self._access_code = access_code
-        self._ffmpeg = ffmpeg
-        self._url = url or f"rtsps://bblp:{access_code.reveal()}@{host}:{port}/streaming/live/1"
-        self._read_timeout_s = read_timeout_s
-        self._fps = fps
-
-    def command(self, executable: str) -> list[str]:
-        return [
-            executable, "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-rtsp_transport", "tcp", "-i", self._url,
-            "-an", "-vf", f"fps={self._fps:g}", "-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", "pipe:1",
-        ]  # fmt: skip
-
-    async def stream(self, on_frame: OnFrame) -> None:
-        executable = shutil.which(self._ffmpeg)
-        if executable is None:
-            raise CameraError(
-                "ffmpeg is not installed: this printer's camera (RTSPS) needs it (sudo apt install ffmpeg)",
-                retry_s=300.0,
-            )
-        stderr: deque[str] = deque(maxlen=_FFMPEG_STDERR_LINES)
-        process = await trio.lowlevel.open_process(
-            self.command(executable), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        assert process.stdout is not None and process.stderr is not None
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_collect_lines, process.stderr, stderr)
-                await self._read_frames(process.stdout, on_frame)
-                nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                process.kill()
-                await process.wait()
-        raise CameraError(self._ffmpeg_reason(list(stderr)))
-
-    async def _read_frames(self, stdout: trio.abc.ReceiveStream, on_frame: OnFrame) -> None:
-        """Return when ffmpeg's output ends or stalls."""
-        splitter = JpegSplitter()
-        while True:
-            with trio.move_on_after(self._read_timeout_s):
-                chunk = await stdout.receive_some(_RECEIVE_BYTES)
-                if not chunk:
-                    return
-                for frame in splitter.feed(chunk):
-                    on_frame(frame)
-                continue
-            return
-
-    def _ffmpeg_reason(self, lines: list[str]) -> str:
-        where = f"{self.host}:{self.port}"
-        text = redact(" ".join(lines).replace(self._url, "<camera url>"), self._access_code)
-        if "401" in text:
-            return f"camera at {where} refused the access code (RTSPS 401)"
-        if "Connection refused" in text:
-            return f"camera at {where} refused the connection (is LAN Only Liveview on?)"
-        return f"camera stream from {where} ended: {text[-300:] or 'ffmpeg stopped without output'}"
-
-
-async def _collect_lines(stream: trio.abc.ReceiveStream, into: deque[str]) -> None:
-    pending = b""
-    while chunk := await stream.receive_some(4096):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        into.extend(line.decode("utf-8", "replace").strip() for line in lines if line.strip())
-        pending = pending[-4096:]
 
 
 def _why(exc: BaseException) -> str:

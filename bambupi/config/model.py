@@ -21,6 +21,7 @@ PlugKind = Literal["tasmota", "shelly1", "shelly2", "homeassistant"]
 OledDriver = Literal["auto", "ssd1306", "sh1106", "virtual", "none"]
 GpioDriver = Literal["auto", "virtual", "none"]
 BuzzerKind = Literal["active", "passive", "none"]  # on/off, tones through PWM, none fitted
+LightSensorKind = Literal["auto", "bh1750", "none"]  # auto: a BH1750 when one answers on the OLED's I2C bus
 # The languages Bambu's HMS service publishes texts in (its ``lang`` parameter).
 HmsLanguage = Literal[
     "en", "de", "fr", "es", "it", "nl", "pl", "pt", "pt-br", "sv", "da", "cs", "sk", "hu", "ru", "uk", "tr", "el",
@@ -130,6 +131,12 @@ class PanelConfig:
     door_chirp: bool = True  # the door opened during a print: a short chirp and DOOR OPEN on the screen
     door_light: bool = False  # the box may switch the chamber light on when the door opens (no print running)
     door_light_s: float = 300.0  # ...for this long at most; off again when the door closes
+    # Night (alerts.quiet_hours) or a dark room (light sensor): the OLED's contrast and the LEDs' share of brightness.
+    night_contrast: int = 1
+    night_led_level: float = 0.1
+    sleep_after_s: float = 600.0  # printers down this long while idle (or plugs off): OLED and LEDs sleep; 0 never
+    light_sensor: LightSensorKind = "auto"
+    light_sensor_address: int = 0x23  # a BH1750's ADDR pin low (0x5C when high)
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,11 @@ class CameraConfig:
     write_timeout_s: float = 10.0  # a viewer that cannot take a frame for this long is closed
     history_count: int = 50  # snapshots kept per printer
     history_mb: float = 200.0  # snapshots kept in all
+    # The RTSPS (X1/H2/P2) decoder: JPEGs at this rate, at most this wide (0 = as the camera sends), restarted when
+    # no frame came for decoder_stall_s. Defaults from docs/camera.md's measurements: what a Pi 3 carries.
+    decoder_fps: float = 2.0
+    decoder_width: int = 1280
+    decoder_stall_s: float = 20.0
 
     @property
     def history_bytes(self) -> int:

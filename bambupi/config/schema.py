@@ -23,6 +23,7 @@ from bambupi.config.model import (
     HistoryConfig,
     HmsLanguage,
     HmsSeverity,
+    LightSensorKind,
     NotifyConfig,
     NotifyKind,
     OledDriver,
@@ -271,6 +272,11 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "door_chirp": Option(valid_bool),
             "door_light": Option(valid_bool),
             "door_light_s": Option(valid_float(10, 86400)),
+            "night_contrast": Option(valid_int(0, 255)),
+            "night_led_level": Option(valid_float(0, 1)),
+            "sleep_after_s": Option(valid_float(0, 86400 * 7)),
+            "light_sensor": one_of(LightSensorKind),
+            "light_sensor_address": Option(valid_int(0x03, 0x77)),
         },
     ),
     "alerts": Section(
@@ -294,6 +300,9 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "write_timeout_s": Option(valid_float(0.5, 600)),
             "history_count": Option(valid_int(0, 10_000)),
             "history_mb": Option(valid_float(1, 100_000)),
+            "decoder_fps": Option(valid_float(0.1, 30)),
+            "decoder_width": Option(valid_int(0, 3840)),
+            "decoder_stall_s": Option(valid_float(2, 600)),
         },
     ),
     "notify": Section(
@@ -378,8 +387,8 @@ SCHEMA: Final[Mapping[str, Section]] = {
         {
             "enabled": Option(valid_bool),
             "host": Option(valid_host),
-            "mqtt_port": Option(valid_port),
-            "camera_port": Option(valid_port),
+            "mqtt_port": Option(valid_int(0, 65535)),  # 0: any free port (tests)
+            "camera_port": Option(valid_int(0, 65535)),
             "access_code": Option(valid_facade_code, secret=True),
             "allow_control": Option(valid_bool),
             "printers": Option(valid_printer_ids, is_list=True),

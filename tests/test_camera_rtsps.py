@@ -1,0 +1,419 @@
+"""The RTSPS camera (X1/H2/P2) against GStreamer's real RTSP server over TLS (tests/rtsps_server.py), decoded by a
+real ffmpeg through the loopback proxy: frames, Digest and Basic logins, a wrong code, the pinned certificate, no
+access code in any process's arguments or environment, a stalled camera restarted, no decoder left behind; and the
+proxy's pure parts (framing, Digest, URL rewriting)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+from PIL import Image
+
+from bambupi.camera.frames import FrameHub, default_source
+from bambupi.camera.jpeg import is_jpeg
+from bambupi.camera.rtsps import RtspsSource
+from bambupi.camera.rtsps_proxy import (
+    Challenge,
+    RtspError,
+    RtspMessage,
+    RtspReader,
+    digest_authorization,
+    parse_challenge,
+    rewrite_urls,
+    socket_belongs_to,
+)
+from bambupi.camera.source import CameraError
+from bambupi.config import CameraConfig, PrinterConfig
+from bambupi.printer.tls_pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint
+from bambupi.secret import Secret
+from bambupi.state_hub import StateHub
+from tests.support import wait_for
+
+CODE = "12345678"
+SERIAL = "01S00A000000001"
+SYSTEM_PYTHON = "/usr/bin/python3"
+SERVER = Path(__file__).with_name("rtsps_server.py")
+
+
+# --- pure parts ------------------------------------------------------------------------------------------------
+
+
+def test_reader_cuts_messages_and_packets_at_any_chunking() -> None:
+    sdp = b"v=0\r\na=control:rtsps://10.0.0.5:322/streaming/live/1/track1\r\n"
+    stream = (
+        b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\nContent-Length: "
+        + str(len(sdp)).encode() + b"\r\n\r\n" + sdp
+        + b"$\x00\x00\x05hello" + b"\r\n" + b"$\x01\x00\x00"
+        + b"GET_PARAMETER rtsp://x/y RTSP/1.0\r\nCSeq: 3\r\n\r\n"
+    )  # fmt: skip
+    for size in (1, 2, 7, len(stream)):
+        reader = RtspReader()
+        items: list[RtspMessage | bytes] = []
+        for at in range(0, len(stream), size):
+            items += reader.feed(stream[at : at + size])
+        assert len(items) == 4
+        first = items[0]
+        assert isinstance(first, RtspMessage) and first.status == 200 and first.body == sdp
+        assert items[1] == b"$\x00\x00\x05hello" and items[2] == b"$\x01\x00\x00"
+        last = items[3]
+        assert isinstance(last, RtspMessage) and last.method == "GET_PARAMETER" and last.uri == "rtsp://x/y"
+
+
+def test_reader_refuses_what_is_not_rtsp_or_too_big() -> None:
+    with pytest.raises(RtspError, match="not RTSP"):
+        RtspReader().feed(b"HELLO there\r\n\r\n")
+    with pytest.raises(RtspError, match="16 KiB"):
+        RtspReader().feed(b"RTSP/1.0 200 OK\r\nX: " + b"a" * 20_000)
+    with pytest.raises(RtspError, match="64 KiB"):
+        RtspReader().feed(b"RTSP/1.0 200 OK\r\nContent-Length: 99999999\r\n\r\n")
+    with pytest.raises(RtspError, match="Content-Length"):
+        RtspReader().feed(b"RTSP/1.0 200 OK\r\nContent-Length: -1\r\n\r\n")
+
+
+def test_digest_matches_rfc_2617_and_the_printers_form() -> None:
+    # RFC 2617 section 3.5's worked example.
+    params = {"realm": "testrealm@host.com", "nonce": "dcd98b7102dd2f0e8b11d0f600bfb0c093", "qop": "auth,auth-int",
+              "opaque": "5ccc069c403ebaf9f0171e9517f40e41"}  # fmt: skip
+    header = digest_authorization(
+        params, "GET", "/dir/index.html", "Circle Of Life", count=1, cnonce="0a4f113b", user="Mufasa"
+    )
+    assert 'response="6629fae49393a05397450978507c4ef1"' in header and "nc=00000001" in header
+    # The printers' LIVE555: no qop, response = MD5(HA1:nonce:HA2) over the rtsps:// URI as written.
+    scheme, live555 = parse_challenge('Digest realm="LIVE555 Streaming Media", nonce="064a08a6"')
+    assert scheme == "digest"
+    header = digest_authorization(live555, "DESCRIBE", "rtsps://10.0.0.5:322/streaming/live/1", "secret")
+    assert 'uri="rtsps://10.0.0.5:322/streaming/live/1"' in header and "qop" not in header and "secret" not in header
+
+
+def test_challenge_prefers_digest_and_basic_is_the_fallback() -> None:
+    both = ['Basic realm="x"', 'Digest realm="LIVE555 Streaming Media", nonce="n"']
+    picked = Challenge.pick(both)
+    assert picked is not None and picked.scheme == "digest"
+    basic = Challenge.pick(['Basic realm="x"'])
+    assert basic is not None and basic.authorization("DESCRIBE", "u", "pw").startswith("Basic ")
+    assert Challenge.pick(['Bearer realm="x"']) is None
+
+
+def test_urls_in_replies_point_at_the_proxy() -> None:
+    base = "rtsp://127.0.0.1:5/tok"
+    text = "a=control:rtsps://10.0.0.5:322/streaming/live/1/track1\r\nx rtsps://bblp:pw@10.0.0.5/1"
+    assert rewrite_urls(text, base) == f"a=control:{base}/streaming/live/1/track1\r\nx {base}/1"
+
+
+async def test_socket_owner_is_read_from_proc() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    try:
+        port, peer = listener.getsockname()[1], client.getsockname()[1]
+        if socket_belongs_to(os.getpid(), port, peer) is None:
+            pytest.skip("no /proc here")
+        assert socket_belongs_to(os.getpid(), port, peer) is True
+        assert socket_belongs_to(os.getppid(), port, peer) is False
+    finally:
+        client.close()
+        listener.close()
+
+
+def test_decoder_command_holds_no_secret_and_survives_p2s_quirks() -> None:
+    source = RtspsSource("10.0.0.5", 322, Secret(CODE), fps=2, width=640)
+    command = source.command("/usr/bin/ffmpeg", "rtsp://127.0.0.1:5/token/streaming/live/1")
+    assert CODE not in " ".join(command)
+    assert "-use_wallclock_as_timestamps" in command and "-probesize" in command
+    assert "fps=2,scale='min(640,iw)':-2" in command
+
+
+def test_default_source_takes_the_camera_section() -> None:
+    printer = PrinterConfig(id="x1", name="X1", model="X1C", host="10.0.0.5", serial=SERIAL, access_code=Secret(CODE))
+    source = default_source(printer, None, CameraConfig(decoder_fps=1.0, decoder_width=320))
+    assert isinstance(source, RtspsSource)
+    assert "fps=1,scale='min(320,iw)':-2" in source.command("ffmpeg", "rtsp://127.0.0.1:5/t")
+
+
+# --- with GStreamer's RTSPS server and a real ffmpeg -------------------------------------------------------------
+
+
+def require_rtsps_tools() -> None:
+    missing = [] if subprocess.run(["which", "ffmpeg"], capture_output=True).returncode == 0 else ["ffmpeg"]
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True
+    ) if os.path.exists(SYSTEM_PYTHON) else None  # fmt: skip
+    if probe is None or probe.returncode != 0:
+        missing.append("python3-gi + gir1.2-gst-rtsp-server-1.0")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} missing; .ci/run should have installed them")
+        pytest.skip(f"{', '.join(missing)} not installed")
+
+
+def make_certificate(folder: Path, name: str) -> tuple[Path, Path, str]:
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", f"/CN={SERIAL}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    der = subprocess.run(["openssl", "x509", "-in", str(cert), "-outform", "DER"], check=True, capture_output=True)
+    return cert, key, fingerprint(der.stdout)
+
+
+@dataclass
+class Server:
+    port: int
+    pid: int
+    pin: str  # the fingerprint of its certificate
+
+
+@asynccontextmanager
+async def rtsps_server(folder: Path, *, digest: bool = True, name: str = "printer") -> AsyncIterator[Server]:
+    require_rtsps_tools()
+    cert, key, pin = make_certificate(folder, name)
+    command = [SYSTEM_PYTHON, str(SERVER), str(cert), str(key)] + (["--digest"] if digest else [])
+    process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        await process.stdin.send_all(f"{CODE}\n".encode())
+        line = b""
+        with trio.fail_after(30):
+            while b"\n" not in line:
+                chunk = await process.stdout.receive_some(100)
+                assert chunk, "the RTSPS server did not start"
+                line += chunk
+        yield Server(int(line.split()[1]), process.pid, pin)
+    finally:
+        os.kill(process.pid, signal.SIGCONT)  # in case a test left it stopped
+        process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+
+
+def decodes(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.size
+
+
+async def first_frames(source: RtspsSource, count: int = 3) -> list[bytes]:
+    frames: list[bytes] = []
+    with trio.move_on_after(60), trio.CancelScope() as scope:
+
+        def on_frame(data: bytes) -> None:
+            frames.append(data)
+            if len(frames) >= count:
+                scope.cancel()
+
+        await source.stream(on_frame)
+    return frames
+
+
+def children(pid: int) -> list[int]:
+    """Every living descendant of ``pid``."""
+    found: list[int] = []
+    parents = {pid}
+    changed = True
+    while changed:
+        changed = False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in found:
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) in parents and fields[0] != "Z":
+                found.append(int(entry.name))
+                parents.add(int(entry.name))
+                changed = True
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def pins(tmp_path: Path) -> TrustOnFirstUse:
+    return TrustOnFirstUse(PinStore(tmp_path / "tls-pins.json"), camera_pin_key("x1"), printer_id="x1")
+
+
+@pytest.mark.parametrize("digest", [True, False], ids=["digest", "basic"])
+async def test_frames_arrive_through_the_proxy_and_the_certificate_is_pinned(tmp_path: Path, digest: bool) -> None:
+    trust = pins(tmp_path)
+    async with rtsps_server(tmp_path, digest=digest) as server:
+        source = RtspsSource("127.0.0.1", server.port, Secret(CODE), trust=trust, width=320)
+        frames = await first_frames(source)
+    assert len(frames) >= 3
+    for frame in frames:
+        assert is_jpeg(frame) and decodes(frame) == (320, 180)  # scaled to decoder_width
+    assert trust.trusted() == server.pin  # pinned once the camera took the access code
+    assert source.decoder_pid is None
+
+
+async def test_wrong_code_is_refused_clearly(tmp_path: Path) -> None:
+    trust = pins(tmp_path)
+    async with rtsps_server(tmp_path) as server:
+        source = RtspsSource("127.0.0.1", server.port, Secret("00000000"), trust=trust)
+        with trio.fail_after(60), pytest.raises(CameraError, match="refused the access code") as caught:
+            await source.stream(lambda data: None)
+    assert "00000000" not in str(caught.value)
+    assert trust.trusted() is None  # a device that refused the code is not pinned
+
+
+async def test_changed_certificate_is_refused_before_the_code_goes_out(tmp_path: Path) -> None:
+    trust = pins(tmp_path)
+    async with rtsps_server(tmp_path, name="first") as first:
+        assert len(await first_frames(RtspsSource("127.0.0.1", first.port, Secret(CODE), trust=trust), 1)) == 1
+    async with rtsps_server(tmp_path, name="other") as other:
+        source = RtspsSource("127.0.0.1", other.port, Secret(CODE), trust=trust)
+        with trio.fail_after(30), pytest.raises(CameraError, match="certificate changed") as caught:
+            await source.stream(lambda data: None)
+        assert caught.value.retry_s is not None and caught.value.retry_s >= 60
+        assert children(os.getpid()) == [other.pid]  # no decoder was started
+    assert trust.trusted() == first.pin
+
+
+async def test_no_process_shows_the_access_code(tmp_path: Path) -> None:
+    async with rtsps_server(tmp_path) as server, trio.open_nursery() as nursery:
+        source = RtspsSource("127.0.0.1", server.port, Secret(CODE))
+        got: list[bytes] = []
+        nursery.start_soon(source.stream, got.append)
+        await wait_for(lambda: got, 60, what="a frame")
+        assert source.decoder_pid in children(os.getpid())
+        for pid in children(os.getpid()):
+            for part in ("cmdline", "environ"):
+                data = Path(f"/proc/{pid}/{part}").read_bytes()
+                assert CODE.encode() not in data, f"{part} of {pid}"
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert CODE not in ps
+        assert "127.0.0.1" in Path(f"/proc/{source.decoder_pid}/cmdline").read_text()
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_stream_leaves_no_decoder(tmp_path: Path) -> None:
+    async with rtsps_server(tmp_path) as server:
+        source = RtspsSource("127.0.0.1", server.port, Secret(CODE))
+        pids: list[int] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(source.stream, lambda data: pids.append(source.decoder_pid or 0))
+            await wait_for(lambda: pids, 60, what="a frame")
+            nursery.cancel_scope.cancel()
+        assert not alive(pids[0])
+        assert children(os.getpid()) == [server.pid]
+
+
+async def test_killed_service_leaves_no_decoder(tmp_path: Path) -> None:
+    """SIGKILL gives the service no chance to clean up: the decoder ends on its broken input and output."""
+    script = (
+        "import sys, trio\n"
+        "from bambupi.camera.rtsps import RtspsSource\n"
+        "from bambupi.secret import Secret\n"
+        "source = RtspsSource('127.0.0.1', int(sys.argv[1]), Secret(sys.stdin.readline().strip()))\n"
+        "def on_frame(data):\n"
+        "    print(source.decoder_pid, flush=True)\n"
+        "trio.run(source.stream, on_frame)\n"
+    )
+    async with rtsps_server(tmp_path) as server:
+        service = await trio.lowlevel.open_process(
+            [sys.executable, "-c", script, str(server.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            cwd=Path(__file__).parent.parent,
+        )  # fmt: skip
+        assert service.stdin is not None and service.stdout is not None
+        await service.stdin.send_all(f"{CODE}\n".encode())
+        line = b""
+        with trio.fail_after(60):
+            while b"\n" not in line:
+                line += await service.stdout.receive_some(100)
+        decoder = int(line.split()[0])
+        assert alive(decoder)
+        service.kill()
+        await service.wait()
+        await wait_for(lambda: not alive(decoder), 60, what="the orphaned decoder to end")
+
+
+async def test_stalled_camera_restarts_the_decoder(tmp_path: Path) -> None:
+    config = PrinterConfig(
+        id="x1", name="X1", model="X1C", host="127.0.0.1", serial=SERIAL, access_code=Secret(CODE), camera_port=1
+    )
+    hub = StateHub([config])
+    async with rtsps_server(tmp_path) as server, trio.open_nursery() as nursery:
+        sources: list[RtspsSource] = []
+
+        def source_for(printer: PrinterConfig) -> RtspsSource:
+            source = RtspsSource("127.0.0.1", server.port, Secret(CODE), stall_s=3, connect_timeout_s=5)
+            sources.append(source)
+            return source
+
+        frames = await nursery.start(FrameHub(hub, [config], source_for=source_for, backoff_min_s=0.2).run)
+        with frames.viewer("x1"):
+            await frames.next_frame("x1", after=0)
+            first_decoder = sources[0].decoder_pid
+            assert first_decoder is not None
+            os.kill(server.pid, signal.SIGSTOP)  # the camera goes silent, its connection stays open
+            await wait_for(
+                lambda: "no picture" in (hub.printer("x1")["camera"]["reason"] or ""), 60, what="the stall noticed"
+            )
+            assert not alive(first_decoder)
+            os.kill(server.pid, signal.SIGCONT)
+            seq = frames.latest("x1").seq  # type: ignore[union-attr]
+            await frames.next_frame("x1", after=seq)
+            assert frames.upstream_connections("x1") >= 2
+            assert hub.printer("x1")["camera"]["status"] == "live"
+        nursery.cancel_scope.cancel()
+
+
+async def test_liveview_off_then_on_resumes(tmp_path: Path) -> None:
+    config = PrinterConfig(
+        id="x1", name="X1", model="X1C", host="127.0.0.1", serial=SERIAL, access_code=Secret(CODE), camera_port=1
+    )
+    hub = StateHub([config])
+
+    def ipcam(url: str) -> str:
+        return json.dumps({"print": {"command": "push_status", "ipcam": {"rtsp_url": url}}})
+
+    async with rtsps_server(tmp_path) as server, trio.open_nursery() as nursery:
+        frames = await nursery.start(
+            FrameHub(hub, [config], source_for=lambda p: RtspsSource("127.0.0.1", server.port, Secret(CODE))).run
+        )
+        hub.apply_message("x1", ipcam("disable"))
+        with frames.viewer("x1"):
+            await wait_for(lambda: hub.printer("x1")["camera"]["status"] == "off")
+            assert "LAN Only Liveview" in (hub.printer("x1")["camera"]["reason"] or "")
+            assert frames.upstream_connections("x1") == 0  # the closed port is not knocked on
+            hub.apply_message("x1", ipcam("rtsps://127.0.0.1/streaming/live/1"))
+            frame = await frames.next_frame("x1", after=0)
+            assert is_jpeg(frame.data)
+        nursery.cancel_scope.cancel()
+
+
+async def test_closed_port_says_turn_on_liveview_and_waits_long() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: connection refused, like port 322 with Liveview off
+    source = RtspsSource("127.0.0.1", port, Secret(CODE))
+    with trio.fail_after(30), pytest.raises(CameraError, match="LAN Only Liveview") as caught:
+        await source.stream(lambda data: None)
+    assert caught.value.retry_s is not None and caught.value.retry_s >= 60
+
+
+async def test_ffmpeg_missing_is_a_clear_camera_error() -> None:
+    source = RtspsSource("127.0.0.1", 322, Secret(CODE), ffmpeg="ffmpeg-not-installed-here")
+    with pytest.raises(CameraError, match="ffmpeg is not installed"):
+        await source.stream(lambda data: None)
