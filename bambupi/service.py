@@ -21,6 +21,7 @@ from bambupi.camera.frames import FrameHub
 from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
 from bambupi.config import SETUP_ERRORS_FILE_NAME, Config, config_secrets, pins_file
 from bambupi.database import Database
+from bambupi.facade.component import FacadeComponent
 from bambupi.filament.component import FilamentComponent
 from bambupi.filament.inventory import Inventory
 from bambupi.history.component import HistoryComponent
@@ -59,6 +60,7 @@ class Running:
         self.inventory: Inventory = parts.filament.inventory
         self.recorder: JobRecorder = parts.history.recorder
         self.frames: FrameHub = parts.camera.frames
+        self.facade: FacadeComponent = parts.facade
         self.web_app: bottle.Bottle = parts.web.web.app  # every HTTP route served through Bottle
         self.quiet_hours: QuietHours = parts.alerts
         self.supervisor = service.supervisor
@@ -86,6 +88,7 @@ class Parts:
     links: LinksComponent
     hms_texts: HmsRefresher
     camera: CameraComponent
+    facade: FacadeComponent
     power: PowerComponent
     filament: FilamentComponent
     history: HistoryComponent
@@ -135,7 +138,10 @@ class Service:
         config = self.config
 
         def health() -> dict[str, Any]:
-            return {**power_store.health(), **self.supervisor.health(), **hms_texts.health(), **filament.health()}
+            return {
+                **power_store.health(), **self.supervisor.health(), **hms_texts.health(), **filament.health(),
+                **facade.health(),
+            }
 
         web = WebComponent(
             hub, config, health=health, current=lambda: self.config, reconfigure=self.reconfigure, pins=self.pins,
@@ -145,6 +151,11 @@ class Service:
         links = LinksComponent(hub, config.printers, self.pins)
         camera = CameraComponent(
             hub, config.printers, config.camera, pins=self.pins, snapshot_folder=self.storage_folder / "snapshots"
+        )
+        # Other apps reach the printer through the box (docs/facade.md): the camera's frames, the page's commands.
+        facade = FacadeComponent(
+            hub, config.facade, config.printers, controls=links.controls, frames=camera.frames,
+            folder=self.storage_folder,
         )
         power = PowerComponent(hub, config.printers, power_store, config.power)
         filament = FilamentComponent(hub, power_store, config.filament)
@@ -165,7 +176,8 @@ class Service:
         hms_texts = HmsRefresher(hub, self.storage_folder / "hms", config.alerts, config.printers)
         system = RestartOnly("system", ("system",))
         return Parts(
-            alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, power=power, filament=filament,
+            alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, facade=facade, power=power,
+            filament=filament,
             history=history,
             notify=notify, panel=panel, discovery=discovery, system=system, web=web,
         )

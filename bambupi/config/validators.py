@@ -453,7 +453,7 @@ def facade_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     if values.get("enabled") and not values.get("access_code"):
         problems.append(("access_code", "required when the facade is enabled: the code apps log in with (never a "
                                         "printer's own)"))
-    if values.get("mqtt_port", 8883) == values.get("camera_port", 6000):
+    if values.get("mqtt_port", 8883) == values.get("camera_port", 6000) != 0:  # 0: any free port (tests)
         problems.append(("camera_port", "must differ from mqtt_port"))
     return problems
 

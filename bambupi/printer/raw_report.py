@@ -23,10 +23,13 @@ MAX_DEPTH: Final = 32  # deeper than any printer nests; a hostile payload's dept
 
 def decode_root(payload: bytes | bytearray | str) -> dict[str, Any] | None:
     """The message's root object, or None when it is not a JSON object (the hub's reducer has said why)."""
-    try:
-        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
-    except UnicodeDecodeError:
-        text = bytes(payload).decode("latin-1")
+    if isinstance(payload, str):
+        text = payload
+    else:
+        try:
+            text = bytes(payload).decode("utf-8")
+        except UnicodeDecodeError:
+            text = bytes(payload).decode("latin-1")
     try:
         root = json.loads(text)
     except (ValueError, RecursionError):

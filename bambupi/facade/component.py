@@ -1,0 +1,270 @@
+"""The printer facade as a component: the box speaks the printer's MQTT and camera protocols to other apps.
+
+See the package's docstring (bambupi.facade) and docs/facade.md. Every change of ``[facade]`` (or of the printers
+it serves) is applied live: the servers close and open again with the new settings, and connected apps reconnect.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import trio
+
+from bambupi.component import Applied, Web
+from bambupi.config import Config, FacadeConfig, PrinterConfig
+from bambupi.facade.camera import CameraEndpoint, CameraFeed, FrameSource
+from bambupi.facade.certificate import ensure_certificate, server_context
+from bambupi.facade.requests import Request, answer, decide
+from bambupi.mqtt_server import ClientSession, MqttServer, Publish, encode_publish
+from bambupi.printer.commands import CommandError, Outcome
+from bambupi.printer.raw_report import full_report
+from bambupi.printer_models import model_info
+from bambupi.state_hub import StateHub
+
+log = logging.getLogger("bambupi.facade")
+
+MAX_COMMANDS_AT_ONCE: Final = 4  # apps' commands waiting for the printer's reply; more are answered "busy"
+REFUSALS_LOGGED: Final = 256  # (app, command) pairs whose refusal was logged once
+
+
+class CommandSender(Protocol):
+    """The box's one command path (bambupi.printer.commands.Controls)."""
+
+    async def send(self, printer_id: str, name: str, params: Mapping[str, Any], *, origin: str = ...) -> Outcome: ...
+
+
+@dataclass
+class _Serving:
+    """What runs while the facade is on: its MQTT server, and a camera endpoint per served printer with one."""
+
+    config: FacadeConfig
+    mqtt: MqttServer
+    mqtt_port: int
+    printers: dict[str, str]  # serial -> printer id
+    serials: dict[str, str]  # printer id -> serial
+    nursery: trio.Nursery
+    cameras: dict[str, CameraEndpoint] = field(default_factory=dict)
+    camera_ports: dict[str, int] = field(default_factory=dict)
+    commands: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(MAX_COMMANDS_AT_ONCE))
+
+
+class FacadeComponent:
+    name = "facade"
+    sections = ("facade", "printer")
+
+    def __init__(
+        self,
+        hub: StateHub,
+        config: FacadeConfig,
+        printers: Sequence[PrinterConfig],
+        *,
+        controls: CommandSender,
+        frames: FrameSource,
+        folder: Path,
+    ) -> None:
+        self._hub = hub
+        self._config = config
+        self._printers = tuple(printers)
+        self._controls = controls
+        self._frames = frames
+        self._folder = folder  # the box's data folder: the facade's certificate lives here
+        self._serving: _Serving | None = None
+        self._restart = trio.Event()
+        self._refusals_logged: set[tuple[str, str]] = set()
+        hub.on_report(self._on_report)  # forwards only while serving
+
+    # -- the component ---------------------------------------------------------------------------------------------
+    def add_routes(self, web: Web) -> None:
+        pass  # no page: its state is in /healthz (health())
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        while True:
+            self._restart = trio.Event()
+            try:
+                async with trio.open_nursery() as nursery:
+                    if self._config.enabled:
+                        await self._start(nursery, self._config, self._printers)
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await self._restart.wait()
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._serving = None
+
+    async def apply(self, old: Config, new: Config) -> Applied:
+        before = (self._config, self._served(self._config, self._printers))
+        self._config, self._printers = new.facade, new.printers
+        if before == (self._config, self._served(self._config, self._printers)):
+            return []
+        self._restart.set()
+        if not new.facade.enabled:
+            return ["the printer facade is off"] if old.facade.enabled else []
+        return ["the printer facade restarted with its new settings (apps reconnect)"]
+
+    def health(self) -> dict[str, Any]:
+        """``/healthz``'s ``facade_endpoint`` entry while the facade is on: its ports and who is connected."""
+        serving = self._serving
+        if serving is None:
+            return {}
+        return {"facade_endpoint": {
+            "mqtt_port": serving.mqtt_port,
+            "mqtt_clients": serving.mqtt.connected_clients,
+            "refused_logins": serving.mqtt.refused + sum(c.refused for c in serving.cameras.values()),
+            "allow_control": serving.config.allow_control,
+            "printers": {
+                pid: {"serial": serial, "camera_port": serving.camera_ports.get(pid),
+                      "camera_clients": c.clients if (c := serving.cameras.get(pid)) else 0}
+                for pid, serial in serving.serials.items()
+            },
+        }}
+
+    @property
+    def mqtt_port(self) -> int | None:
+        return None if self._serving is None else self._serving.mqtt_port
+
+    def camera_port(self, printer_id: str) -> int | None:
+        return None if self._serving is None else self._serving.camera_ports.get(printer_id)
+
+    # -- serving ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _served(config: FacadeConfig, printers: Sequence[PrinterConfig]) -> list[PrinterConfig]:
+        """The printers the facade serves, in camera-port order."""
+        if not config.printers:
+            return list(printers)
+        by_id = {p.id: p for p in printers}
+        return [by_id[pid] for pid in config.printers if pid in by_id]
+
+    async def _start(self, nursery: trio.Nursery, config: FacadeConfig, printers: Sequence[PrinterConfig]) -> None:
+        assert config.access_code is not None  # the config refuses an enabled facade without its code
+        code = config.access_code.reveal().encode("ascii")
+        cert, key = await ensure_certificate(self._folder)
+        context = await trio.to_thread.run_sync(server_context, cert, key)
+        served = self._served(config, printers)
+        mqtt = MqttServer(
+            "facade", code, context, may_subscribe=self._may_subscribe, on_publish=self._on_publish,
+            max_clients=config.max_clients,
+        )
+        serving = _Serving(
+            config, mqtt, 0, {p.serial: p.id for p in served}, {p.id: p.serial for p in served}, nursery
+        )
+        serving.mqtt_port = await nursery.start(mqtt.serve, config.host, config.mqtt_port)
+        for index, printer in enumerate(served):
+            info = model_info(printer.model)
+            if not self._frames.has(printer.id):  # a printer without a camera
+                continue
+            feed = CameraFeed(
+                self._frames, printer.id, rescale=info.camera_kind == "rtsps", fps=config.camera_fps,
+                size=(config.camera_width, config.camera_height),
+            )
+            endpoint = CameraEndpoint(
+                feed, code, context, off=functools.partial(self._camera_off, printer.id),
+                max_clients=config.max_clients,
+            )
+            nursery.start_soon(feed.run)
+            port = config.camera_port + index if config.camera_port else 0  # 0: each its own free port (tests)
+            serving.camera_ports[printer.id] = await nursery.start(endpoint.serve, config.host, port)
+            serving.cameras[printer.id] = endpoint
+        self._serving = serving
+        cameras = ", ".join(f"{pid} camera on {port}" for pid, port in serving.camera_ports.items())
+        log.info(
+            "facade: serving %s on %s: MQTT on %d%s; control %s", ", ".join(serving.serials) or "no printer",
+            config.host, serving.mqtt_port, f", {cameras}" if cameras else "",
+            "allowed" if config.allow_control else "refused",
+        )
+
+    def _camera_off(self, printer_id: str) -> str | None:
+        if not self._frames.has(printer_id):
+            return "the box has no camera for this printer"
+        status = self._frames.status(printer_id)
+        if status["status"] in ("disabled", "off"):
+            return status["reason"] or "the camera is off"
+        return None
+
+    def _may_subscribe(self, topic: str) -> bool:
+        serving = self._serving
+        return serving is not None and _serial_of(topic, "report") in serving.printers
+
+    # -- reports out ---------------------------------------------------------------------------------------------
+    def _on_report(self, printer_id: str, payload: bytes) -> None:
+        serving = self._serving
+        if serving is None:
+            return
+        serial = serving.serials.get(printer_id)
+        if serial is not None:
+            serving.mqtt.publish(f"device/{serial}/report", [payload])
+
+    # -- requests in ---------------------------------------------------------------------------------------------
+    def _on_publish(self, session: ClientSession, publish: Publish) -> None:
+        serving = self._serving
+        serial = _serial_of(publish.topic, "request")
+        if serving is None or serial is None or serial not in serving.printers:
+            return  # a printer takes only its own request topic; anything else goes nowhere
+        printer_id = serving.printers[serial]
+        for request in decide(publish.payload, allow_control=serving.config.allow_control):
+            self._answer(serving, session, serial, printer_id, request)
+
+    def _answer(
+        self, serving: _Serving, session: ClientSession, serial: str, printer_id: str, request: Request
+    ) -> None:
+        if request.kind == "ignore":
+            log.debug("facade: ignored a request from %r: %s", session.client_id, request.reason)
+        elif request.kind == "pushall":
+            merged = self._hub.raw_report(printer_id)
+            if merged:  # before the printer's first report there is nothing to say: its first report follows
+                _reply(session, serial, full_report(merged, request.sequence_id))
+        elif request.kind == "get_version":
+            version = self._hub.version_reply(printer_id)
+            if version is not None:
+                _reply(session, serial, {"info": {**version, "sequence_id": request.sequence_id}})
+        elif request.kind == "refuse":
+            self._log_refusal(session, printer_id, request)
+            _reply(session, serial, answer(request, result="failed", reason=request.reason))
+        else:
+            serving.nursery.start_soon(self._command, serving, session, serial, printer_id, request)
+
+    async def _command(
+        self, serving: _Serving, session: ClientSession, serial: str, printer_id: str, request: Request
+    ) -> None:
+        try:
+            serving.commands.acquire_nowait()
+        except trio.WouldBlock:
+            _reply(session, serial, answer(request, result="failed", reason="bambupi facade: busy, try again"))
+            return
+        try:
+            outcome = await self._controls.send(printer_id, request.name, request.params or {}, origin="the facade")
+            _reply(session, serial, answer(request, result=outcome.result, reason=outcome.reason))
+        except CommandError as exc:
+            _reply(session, serial, answer(request, result="failed", reason=exc.message))
+        finally:
+            serving.commands.release()
+
+    def _log_refusal(self, session: ClientSession, printer_id: str, request: Request) -> None:
+        key = (session.client_id, request.command)
+        if key in self._refusals_logged or len(self._refusals_logged) >= REFUSALS_LOGGED:
+            return
+        self._refusals_logged.add(key)
+        log.info("facade: %s: refused %s from app %r (%s)", printer_id, request.command, session.client_id,
+                 request.reason)
+
+
+def _serial_of(topic: str, kind: str) -> str | None:
+    """``S`` for ``device/S/<kind>``, else None."""
+    parts = topic.split("/")
+    if len(parts) == 3 and parts[0] == "device" and parts[2] == kind and parts[1]:
+        return parts[1]
+    return None
+
+
+def _reply(session: ClientSession, serial: str, message: Mapping[str, Any]) -> None:
+    """A message to this app alone, on the report topic as a printer answers (only if it subscribed to it)."""
+    topic = f"device/{serial}/report"
+    if topic in session.subscriptions:
+        session.send(encode_publish(topic, json.dumps(message, separators=(",", ":")).encode("utf-8")))

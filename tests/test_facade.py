@@ -1,0 +1,247 @@
+"""The printer facade against the real service and ``bambupi sim``, read by independent clients from PyPI.
+
+bambulabs_api and bambu-connect (their own paho MQTT, TLS and camera code) are pointed at the box as at a printer:
+host = the box, serial = the printer's, access code = the facade's. They read state and camera frames while the
+simulated printer counts exactly one MQTT and one camera client: the box's. paho-mqtt is the app that asks to pause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+import trio
+
+from bambupi.camera.jpeg import is_jpeg
+from bambupi.config import load_config
+from bambupi.service import Running, Service
+from bambupi.sim.simulator import Simulator
+from tests.support import HANG_S, save_settings, setup_and_login, wait_for
+
+# bambu-connect makes its paho client with the old callback API; that is the library's business, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Callback API version 1 is deprecated:DeprecationWarning")
+
+SERIAL = "01P00A000000777"
+CODE = "12345678"  # the printer's
+FACADE_CODE = "fac4de01"  # the facade's own
+CONFIG = """\
+[web]
+listen = "127.0.0.1:0"
+
+[[printer]]
+id = "garage"
+model = "P1S"
+host = "127.0.0.1"
+serial = "{serial}"
+access_code = "{code}"
+mqtt_port = {mqtt_port}
+camera_port = {camera_port}
+reconnect_max_s = 0.5
+
+[camera]
+linger_s = 60
+
+[facade]
+enabled = true
+host = "127.0.0.1"
+mqtt_port = 0
+camera_port = 0
+access_code = "{facade_code}"
+allow_control = {allow}
+
+[storage]
+path = "{folder}/bambupi.sqlite3"
+"""
+
+
+@dataclass
+class FacadeBox:
+    sim: Simulator
+    running: Running
+    config_path: Path
+
+    @property
+    def mqtt_port(self) -> int:
+        port = self.running.facade.mqtt_port
+        assert port is not None
+        return port
+
+    @property
+    def camera_port(self) -> int:
+        port = self.running.facade.camera_port("garage")
+        assert port is not None
+        return port
+
+
+@asynccontextmanager
+async def facade_box(tmp_path: Path, *, allow: bool = False, scenario: str = "print") -> AsyncIterator[FacadeBox]:
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, scenario=scenario, time_scale=20, camera_port=0, camera_fps=5.0)
+        await nursery.start(sim.run)
+        path = tmp_path / "bambupi.toml"
+        path.write_text(CONFIG.format(
+            serial=SERIAL, code=CODE, mqtt_port=sim.mqtt_port, camera_port=sim.camera_port, facade_code=FACADE_CODE,
+            allow=str(allow).lower(), folder=tmp_path,
+        ))
+        config, _ = load_config(path)
+        running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+        box = FacadeBox(sim, running, path)
+        await wait_for(lambda: running.hub.printer("garage")["connection"] == "online", what="the printer online")
+        await wait_for(lambda: running.facade.mqtt_port is not None, what="the facade serving")
+        yield box
+        nursery.cancel_scope.cancel()
+
+
+class PahoApp:
+    """An app on paho-mqtt (its own thread), subscribed to the printer's report topic through the facade."""
+
+    def __init__(self, port: int, *, code: str = FACADE_CODE, client_id: str = "paho-app") -> None:
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.connected = threading.Event()
+        self.refused: list[Any] = []
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        client.username_pw_set("bblp", code)
+        client.tls_set(cert_reqs=ssl.CERT_NONE)
+        client.tls_insecure_set(True)
+        client.on_connect = self._on_connect
+        client.on_message = lambda c, u, msg: self.messages.put(json.loads(msg.payload))
+        self.client = client
+        self.port = port
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self.refused.append(reason)
+            return
+        client.subscribe(f"device/{SERIAL}/report", qos=1)
+        self.connected.set()
+
+    async def start(self) -> None:
+        await trio.to_thread.run_sync(self.client.connect, "127.0.0.1", self.port, 30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self.client.publish(f"device/{SERIAL}/request", json.dumps(message), qos=1)
+
+    async def wait_for_message(self, match: Any, timeout: float = HANG_S) -> dict[str, Any]:
+        """The first message ``match(message)`` accepts (earlier ones are dropped)."""
+        with trio.fail_after(timeout):
+            while True:
+                try:
+                    message = self.messages.get_nowait()
+                except queue.Empty:
+                    await trio.sleep(0.02)
+                    continue
+                if match(message):
+                    return message
+
+
+# --- the independent clients ------------------------------------------------------------------------------------------
+
+
+async def test_bambulabs_api_and_bambu_connect_read_state_and_frames_through_the_facade(tmp_path: Path) -> None:
+    from bambu_connect.CameraClient import CameraClient
+    from bambu_connect.WatchClient import WatchClient
+    from bambulabs_api.camera_client import PrinterCamera
+    from bambulabs_api.mqtt_client import PrinterMQTTClient
+
+    async with facade_box(tmp_path) as box:
+        # bambulabs_api: MQTT (it asks pushall + get_version on connect) and the camera.
+        api = PrinterMQTTClient("127.0.0.1", FACADE_CODE, SERIAL, port=box.mqtt_port)
+        api.connect()
+        api.start()
+        api_camera = PrinterCamera("127.0.0.1", FACADE_CODE, port=box.camera_port)
+        api_camera.start()
+        # bambu-connect: its watch client always dials port 8883, the printer's; the test tells paho where the box
+        # listens (port 0 in tests), the library's own code does the rest.
+        watched: list[Any] = []
+        watch = WatchClient("127.0.0.1", FACADE_CODE, SERIAL)
+        dial = watch.client.connect
+        watch.client.connect = lambda host, port, keepalive: dial(host, box.mqtt_port, keepalive)  # type: ignore[method-assign]
+        await trio.to_thread.run_sync(watch.start, watched.append, None)
+        camera = CameraClient("127.0.0.1", FACADE_CODE, port=box.camera_port)
+        try:
+            def printing_state() -> bool:
+                return api.ready() and api.dump().get("print", {}).get("gcode_state") in ("PREPARE", "RUNNING")
+
+            await wait_for(printing_state, what="bambulabs_api's state from the facade")
+            # The full report the box made from its merged state: what a P1 only says when asked.
+            seen = api.dump()["print"]
+            assert seen["nozzle_target_temper"] == box.sim.printer.full_report()["print"]["nozzle_target_temper"]
+            assert "ams" in seen and "lights_report" in seen
+            await wait_for(lambda: any(s.mc_percent is not None for s in watched), what="bambu-connect's status")
+            await wait_for(lambda: api_camera.last_frame is not None, what="bambulabs_api's frame")
+            frame = await trio.to_thread.run_sync(camera.capture_frame, abandon_on_cancel=True)
+            assert frame is not None and is_jpeg(frame)
+            assert is_jpeg(bytes(api_camera.last_frame))
+            # Both apps watch through the box: the printer still sees one MQTT client and one camera client.
+            assert box.sim.broker.connections == 1 and box.sim.connected_clients == 1
+            assert box.sim.camera is not None and box.sim.camera.connections == 1
+            assert box.running.facade.health()["facade_endpoint"]["mqtt_clients"] == 2
+        finally:
+            await trio.to_thread.run_sync(api_camera.stop)
+            api.stop()
+            await trio.to_thread.run_sync(watch.stop)
+
+
+# --- control ------------------------------------------------------------------------------------------------------
+
+
+async def test_a_pause_is_refused_unless_the_owner_allowed_control(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                                   ) -> None:
+    caplog.set_level(logging.INFO)
+    async with facade_box(tmp_path, allow=False) as box:
+        await wait_for(lambda: box.sim.printer.gcode_state == "RUNNING", what="the print running")
+        app = PahoApp(box.mqtt_port)
+        await app.start()
+        try:
+            await trio.to_thread.run_sync(app.connected.wait, HANG_S)
+            app.publish({"print": {"command": "pause", "sequence_id": "4242", "param": ""}})
+            reply = await app.wait_for_message(lambda m: m.get("print", {}).get("sequence_id") == "4242")
+            assert reply["print"]["result"] == "failed" and "allow_control" in reply["print"]["reason"]
+            # Nor anything that is not a control: a G-code line never reaches the printer.
+            app.publish({"print": {"command": "gcode_line", "sequence_id": "7", "param": "G28\n"}})
+            reply = await app.wait_for_message(lambda m: m.get("print", {}).get("sequence_id") == "7")
+            assert reply["print"]["result"] == "failed"
+            await trio.sleep(0.5)
+            assert box.sim.printer.gcode_state == "RUNNING"
+        finally:
+            app.stop()
+
+        # The owner allows control on the settings page: applied live; the app reconnects and its pause is sent.
+        async with httpx.AsyncClient(base_url=box.running.url, timeout=60) as client:
+            csrf = await setup_and_login(client)
+            settings = (await client.get("/api/settings")).json()
+            assert settings["settings"]["facade"]["access_code"] != FACADE_CODE  # masked, never sent back
+            r = await save_settings(client, csrf, {"facade": {"allow_control": True}})
+            assert r.status_code == 200, r.text
+            assert any("facade" in line for line in r.json()["applied"]), r.json()
+        await wait_for(lambda: box.running.facade.health().get("facade_endpoint", {}).get("allow_control"),
+                       what="the facade restarted with control allowed")
+        app = PahoApp(box.mqtt_port, client_id="paho-app-2")
+        await app.start()
+        try:
+            await trio.to_thread.run_sync(app.connected.wait, HANG_S)
+            app.publish({"print": {"command": "pause", "sequence_id": "4243", "param": ""}})
+            reply = await app.wait_for_message(lambda m: m.get("print", {}).get("sequence_id") == "4243")
+            assert reply["print"]["result"] == "success", reply
+            await wait_for(lambda: box.sim.printer.gcode_state == "PAUSE", what="the simulated print paused")
+        finally:
+            app.stop()
+    assert any("pause via the facade" in r.getMessage() for r in caplog.records)
+    assert FACADE_CODE not in caplog.text and CODE not in caplog.text
+
