@@ -25,7 +25,9 @@ from bambupi.filament.inventory import LowSpool
 from bambupi.lan import lan_address
 from bambupi.panel import alarms
 from bambupi.panel.alarms import AttentionScreen, DoorRules
+from bambupi.panel.brightness import Lighting, PlugStates
 from bambupi.panel.hardware import DEV, Hardware, Screen, choose_hardware, open_oled
+from bambupi.panel.light_sensor import SensorReader
 from bambupi.panel.notices import render_notice
 from bambupi.panel.outputs import ButtonWatcher, BuzzerDriver, LedDriver, Recorder
 from bambupi.panel.screens import (
@@ -169,6 +171,8 @@ class Panel:
         dev: Path = DEV,
         boot_network_s: float = BOOT_NETWORK_S,
         setup_errors: Path | None = None,
+        plugs: PlugStates | None = None,
+        light_sensor: SensorReader | None = None,
     ) -> None:
         self.hub = hub
         self.config = config
@@ -183,6 +187,10 @@ class Panel:
         self.dev = dev
         self.boot_network_s = boot_network_s
         self.setup_errors = setup_errors
+        # The room's light (an optional BH1750 on the OLED's bus) or the quiet hours set the brightness; printers
+        # that are off put the OLED and LEDs to sleep (brightness.py).
+        self.light_sensor = light_sensor if light_sensor is not None else SensorReader(config, dev=dev)
+        self.lighting = Lighting(config, plugs=plugs, sensor=self.light_sensor, night=quiet_hours.quiet)
         self.hardware = Hardware("none", "none")
         self.factory: Any = None  # gpiozero MockFactory when gpio = virtual (tests drive its pins)
         self.recorder = Recorder()
@@ -224,6 +232,8 @@ class Panel:
             "screen": self.current[0],
             "printer": self.current[1],
             "display": self.display,
+            "brightness": self.lighting.light.to_json(),
+            "light_sensor": self.light_sensor.health(),
             "pending": alarms.pending(self.alarm_state, self.printers, trio.current_time()),
             "door_light": sorted(self.alarm_state.light_until),  # printers whose chamber light the box switched on
             "hardware": {"oled": self.hardware.oled, "gpio": self.hardware.gpio},
@@ -241,6 +251,7 @@ class Panel:
                 self._nursery = nursery
                 self._open_gpio(trio.lowlevel.current_trio_token())
                 self._open_oled()
+                nursery.start_soon(self.light_sensor.run)
                 for driver in self.leds.values():
                     nursery.start_soon(driver.run)
                 if self.buzzer is not None:
@@ -276,7 +287,7 @@ class Panel:
                 except Exception:  # a pin without PWM support: plain on/off
                     device = LED(pin, pin_factory=self.factory)
                 self._devices.append(device)
-                self.leds[name] = LedDriver(name, device, self.recorder)  # type: ignore[index]
+                self.leds[name] = LedDriver(name, self.lighting.wrap(device), self.recorder)  # type: ignore[index]
             if config.buzzer != "none":
                 passive = config.buzzer == "passive"
                 buzzer = (
@@ -339,16 +350,22 @@ class Panel:
 
     def on_event(self, event: Mapping[str, Any]) -> None:
         now = trio.current_time()
+        # The state the event came from, before the next refresh judges it: with an older snapshot, observe would
+        # see no such HMS code yet and drop the alarm it just raised (events and state changes wake their readers
+        # in either order).
+        self.printers = self.hub.snapshot()
         self.alarm_state, sound = alarms.on_event(self.alarm_state, event, now, quiet=self.quiet())
         if sound is not None and self.buzzer is not None:
             self.buzzer.play(sound)
         self._activity = now
+        self.lighting.wake(now)  # any printer event wakes a sleeping box
         self._poke()
 
     def short_press(self) -> None:
         """Acknowledge the current alarm; with nothing to acknowledge, show the next screen."""
         now = trio.current_time()
         self._activity = now
+        self.lighting.wake(now)
         warned = list(self.auto_off.auto_off_warnings())
         if warned:
             # The countdown is the most urgent thing a press can mean: the printer is about to lose power.
@@ -373,6 +390,7 @@ class Panel:
         """Wake the screen on the network screen (so anyone can find the web page)."""
         now = trio.current_time()
         self._activity = now
+        self.lighting.wake(now)
         self._network_until = now + LONG_PRESS_NETWORK_S
         self._poke()
 
@@ -444,6 +462,11 @@ class Panel:
             self.display = "dim"
         else:
             self.display = "on"
+        # Night, the room's light, or asleep with the printers off (brightness.py); anything to acknowledge or an
+        # auto-off countdown keeps the box awake.
+        attention = bool(alarms.pending(self.alarm_state, self.printers, now)) or chosen[0] == "auto_off"
+        if self.lighting.update(self.printers, now, attention=attention).mode == "asleep":
+            self.display = "off"
         url = self.url()
         if now - self._network_at >= 30 or self._network.url != url:
             self._network = replace(self.network_probe(url), setup_error=read_setup_error(self.setup_errors))
@@ -499,7 +522,7 @@ class Panel:
         if self.display == "off":
             await self.screen.off()
             return
-        await self.screen.set_contrast(self.config.dim_contrast if self.display == "dim" else self.config.contrast)
+        await self.screen.set_contrast(self.lighting.contrast(self.display))
         await self.screen.show(self.image)
 
 
