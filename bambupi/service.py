@@ -16,6 +16,7 @@ import bottle
 import trio
 
 from bambupi.alerts import QuietHours
+from bambupi.bridge.component import BridgeComponent
 from bambupi.camera.component import CameraComponent
 from bambupi.camera.frames import FrameHub
 from bambupi.component import Component, HealthBoard, RestartOnly, Supervisor
@@ -60,6 +61,7 @@ class Running:
         self.inventory: Inventory = parts.filament.inventory
         self.recorder: JobRecorder = parts.history.recorder
         self.frames: FrameHub = parts.camera.frames
+        self.bridge: BridgeComponent = parts.bridge
         self.facade: FacadeComponent = parts.facade
         self.web_app: bottle.Bottle = parts.web.web.app  # every HTTP route served through Bottle
         self.quiet_hours: QuietHours = parts.alerts
@@ -95,6 +97,7 @@ class Parts:
     notify: NotifyComponent
     panel: PanelComponent
     discovery: DiscoveryComponent
+    bridge: BridgeComponent
     system: RestartOnly
     web: WebComponent
 
@@ -140,6 +143,7 @@ class Service:
         def health() -> dict[str, Any]:
             return {
                 **power_store.health(), **self.supervisor.health(), **hms_texts.health(), **filament.health(),
+                **bridge.health(),
                 **facade.health(),
             }
 
@@ -172,6 +176,10 @@ class Service:
             setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME,
         )
         discovery = DiscoveryComponent(config.discovery, links)
+        # The home broker (Home Assistant): state, events, pictures; its commands take the page's path.
+        bridge = BridgeComponent(
+            hub, config.bridge, config.printers, controls=links.controls, snapshot=camera.snapshot, url=web.url
+        )
         # Bambu's official HMS texts in the owner's language, fetched in the background into the data folder.
         hms_texts = HmsRefresher(hub, self.storage_folder / "hms", config.alerts, config.printers)
         system = RestartOnly("system", ("system",))
@@ -179,7 +187,7 @@ class Service:
             alerts=alerts, links=links, hms_texts=hms_texts, camera=camera, facade=facade, power=power,
             filament=filament,
             history=history,
-            notify=notify, panel=panel, discovery=discovery, system=system, web=web,
+            notify=notify, panel=panel, discovery=discovery, bridge=bridge, system=system, web=web,
         )
 
     async def reconfigure(self, new: Config) -> dict[str, list[str]]:

@@ -1,0 +1,374 @@
+"""The home broker's bridge as a component: keeps one connection to the home MQTT broker (``[bridge]``), publishes
+each printer's state, availability, discovery configs, events and camera pictures, and takes commands from it.
+
+- State is latest-value: every change of the hub marks the bridge dirty; one task publishes the newest documents,
+  and the session sends each topic's newest value once the one before it was acknowledged (bambupi.bridge.client),
+  so a slow broker never holds up the hub.
+- Events come through the hub's bounded queue and wait there while the broker is away.
+- Commands from ``<prefix>/<id>/command`` go through the same ``Controls.send`` as the page's (same checks, same
+  log, origin "the home broker"), only while ``allow_control`` is on; each gets a result message.
+- New settings apply live: a new broker, user, password, TLS or topic prefix reconnects (after an "offline" goodbye);
+  other changes republish. A prefix that changed has its old retained topics cleared first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, Protocol
+
+import trio
+
+from bambupi.bridge.client import BrokerFailure, BrokerSession
+from bambupi.bridge.messages import (
+    Printer,
+    Topics,
+    availability,
+    discovery_configs,
+    encode,
+    event_payload,
+    parse_command,
+    result_payload,
+    state_document,
+    topics_of,
+)
+from bambupi.component import Applied, Web
+from bambupi.config import BridgeConfig, Config, PrinterConfig
+from bambupi.printer.commands import CommandError, Outcome
+from bambupi.printer.link import backoff_delay
+from bambupi.state_hub import EventQueue, StateHub
+
+log = logging.getLogger("bambupi.bridge")
+
+COMMAND_QUEUE: Final = 16  # commands waiting for the printer; more are refused with a result saying so
+SNAPSHOT_TIMEOUT_S: Final = 15.0  # one picture's limit (the camera may connect for it)
+MAX_PICTURE_BYTES: Final = 1024 * 1024  # a larger picture is not sent (a home broker and HA keep it retained)
+GOODBYE_S: Final = 2.0
+# The settings a connection is made with: a change of any of these reconnects; other changes only republish.
+CONNECTION_KEYS: Final = (
+    "enabled", "host", "port", "tls", "ca", "username", "password", "topic_prefix", "connect_timeout_s",
+)
+CONTROL_OFF: Final = (
+    "control from the home broker is off: set [bridge] allow_control = true on the box (its settings page) to allow it"
+)
+
+
+class CommandSender(Protocol):
+    """The printers' one command path (bambupi.printer.commands.Controls)."""
+
+    async def send(
+        self, printer_id: str, name: str, params: Mapping[str, Any], *, origin: str = ...
+    ) -> Outcome: ...
+
+
+class BridgeComponent:
+    name = "bridge"
+    sections = ("bridge", "printer")
+
+    def __init__(
+        self,
+        hub: StateHub,
+        settings: BridgeConfig,
+        printers: Iterable[PrinterConfig],
+        *,
+        controls: CommandSender,
+        snapshot: Callable[[str], Awaitable[bytes | None]],
+        url: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self._hub = hub
+        self.settings = settings
+        self._printers = {p.id: p for p in printers}
+        self._controls = controls
+        self._snapshot = snapshot
+        self._url = url
+        self.session: BrokerSession | None = None  # the session whose login the broker took, while it lasts
+        self.sessions = 0  # sessions that logged in, for tests
+        self.state, self.detail = ("connecting", "") if settings.enabled else ("off", "[bridge] enabled = false")
+        self._changes = 0  # bumped for every reason to publish again
+        self._changed = trio.lowlevel.ParkingLot()
+        self._settings_version = 0
+        self._settings_changed = trio.lowlevel.ParkingLot()
+        self._connection: trio.CancelScope | None = None
+        self._config_topics: dict[str, set[str]] = {}  # discovery topics published per printer (for removal)
+        self._configs_cache: dict[str, tuple[Any, dict[str, bytes]]] = {}
+        self._commands: trio.MemorySendChannel[tuple[str, bytes]] | None = None
+
+    # -- the component's shape ----------------------------------------------------------------------------
+    def add_routes(self, web: Web) -> None:
+        pass  # /healthz shows it (health); the settings page edits [bridge]
+
+    def health(self) -> dict[str, Any]:
+        """``/healthz``'s ``home_broker`` entry: ``connected to broker host:port``, or why not."""
+        ok = self.state in ("off", "connected", "connecting")
+        return {"home_broker": {"ok": ok, "state": self.state, "detail": self.detail}}
+
+    async def run(self, *, task_status: trio.TaskStatus[BridgeComponent] = trio.TASK_STATUS_IGNORED) -> None:
+        send, receive = trio.open_memory_channel[tuple[str, bytes]](COMMAND_QUEUE)
+        self._commands = send
+        async with self._hub.subscribe() as updates, self._hub.events("bridge") as events, trio.open_nursery() as n:
+            n.start_soon(self._watch_hub, updates)
+            n.start_soon(self._keep_connected)
+            n.start_soon(self._publish_state)
+            n.start_soon(self._publish_events, events)
+            n.start_soon(self._publish_pictures)
+            n.start_soon(self._take_commands, receive)
+            task_status.started(self)
+
+    async def apply(self, old: Config, new: Config) -> Applied:
+        done: list[str] = []
+        if old.printers != new.printers:
+            self._printers = {p.id: p for p in new.printers}
+            self._configs_cache.clear()
+            self._poke()
+        if old.bridge == new.bridge:
+            return done
+        before, after = old.bridge, new.bridge
+        session = self.session
+        if session is not None and (before.topic_prefix, before.discovery_prefix) != (
+            after.topic_prefix, after.discovery_prefix
+        ):
+            self._clear_retained(session, topics_of(before))
+        reconnect = any(getattr(before, key) != getattr(after, key) for key in CONNECTION_KEYS)
+        self.settings = after
+        self._configs_cache.clear()
+        if reconnect:
+            if session is not None:
+                await session.goodbye(GOODBYE_S)
+            if self._connection is not None:
+                self._connection.cancel()
+            self._settings_version += 1
+            self._settings_changed.unpark_all()
+        self._poke()
+        if not after.enabled:
+            done.append("home broker: the bridge is off")
+        elif reconnect:
+            done.append(f"home broker: connecting to {after.host}:{after.broker_port}")
+        else:
+            control = "with" if after.allow_control else "without"
+            done.append(f"home broker: published again ({control} control)")
+        return done
+
+    # -- the connection -----------------------------------------------------------------------------------
+    async def _keep_connected(self) -> None:
+        attempt = 0
+        while True:
+            settings = self.settings
+            version = self._settings_version
+            if not settings.enabled:
+                self._set_state("off", "[bridge] enabled = false")
+                await self._wait_settings(version)
+                continue
+            with trio.CancelScope() as scope:
+                self._connection = scope
+                logged_in = await self._one_session(settings)
+            self._connection = None
+            if scope.cancelled_caught or version != self._settings_version:
+                attempt = 0  # new settings: try them at once
+                continue
+            attempt = 0 if logged_in else attempt + 1
+            with trio.move_on_after(backoff_delay(attempt, cap=settings.reconnect_max_s)):
+                await self._wait_settings(version)
+
+    async def _one_session(self, settings: BridgeConfig) -> bool:
+        """One session from connect to its end; whether the broker took the login."""
+        topics = topics_of(settings)
+        where = f"{settings.host}:{settings.broker_port}"
+        session: BrokerSession | None = None
+        try:
+            session = BrokerSession(
+                settings, availability_topic=topics.availability, subscriptions=(topics.commands,),
+                on_message=self._on_message, on_up=lambda: self._up(session),
+            )
+            if self.state != "disconnected":
+                self._set_state("connecting", f"connecting to the broker at {where}")
+            await session.run()
+        except BrokerFailure as failure:
+            self._set_state("disconnected", failure.reason)
+        except Exception as exc:
+            # A bug (ours or paho's) must cost the bridge a reconnect, not the box.
+            log.exception("home broker: unexpected error in the bridge")
+            self._set_state("disconnected", f"internal error: {type(exc).__name__}")
+        finally:
+            self.session = None
+        return session is not None and session.connected.is_set()
+
+    def _up(self, session: BrokerSession | None) -> None:
+        assert session is not None
+        self.session = session
+        self.sessions += 1
+        self._set_state("connected", f"connected to broker {session.where}")
+        self._poke()  # everything again: the broker may have lost its retained messages
+
+    def _set_state(self, state: str, detail: str) -> None:
+        if (state, detail) == (self.state, self.detail):
+            return
+        if state == "connected":
+            log.info("home broker: %s", detail)
+        elif state == "disconnected" and self.state != "disconnected":
+            log.warning("home broker: not connected: %s (retrying)", detail)  # once per streak
+        self.state, self.detail = state, detail
+
+    async def _wait_settings(self, version: int) -> None:
+        while self._settings_version == version:
+            await self._settings_changed.park()
+
+    # -- state and discovery ------------------------------------------------------------------------------
+    def _poke(self) -> None:
+        self._changes += 1
+        self._changed.unpark_all()
+
+    async def _watch_hub(self, updates: Any) -> None:
+        while True:
+            await updates.wait()
+            self._poke()
+
+    async def _publish_state(self) -> None:
+        seen = -1
+        while True:
+            while self._changes == seen:
+                await self._changed.park()
+            seen = self._changes
+            session = self.session
+            if session is not None and session.logged_in:
+                self._publish_all(session)
+
+    def _publish_all(self, session: BrokerSession) -> None:
+        settings = self.settings
+        topics = topics_of(settings)
+        snapshot = self._hub.snapshot()
+        for printer_id, printer in snapshot.items():
+            config = self._printers.get(printer_id)
+            if config is None:
+                continue
+            document = state_document(printer)
+            configs = self._discovery(config, document, settings)
+            for topic in self._config_topics.get(printer_id, set()) - configs.keys():
+                session.offer(topic, b"")  # an entity that is gone (a tray no longer listed)
+            for topic, payload in configs.items():
+                session.offer(topic, payload)
+            self._config_topics[printer_id] = set(configs)
+            session.offer(topics.printer(printer_id, "state"), encode(document))
+            session.offer(topics.printer(printer_id, "availability"), availability(printer).encode())
+        for printer_id in [pid for pid in self._config_topics if pid not in snapshot]:
+            self._clear_printer(session, topics, printer_id)  # removed in the settings: its device goes too
+
+    def _discovery(
+        self, config: PrinterConfig, document: Mapping[str, Any], settings: BridgeConfig
+    ) -> dict[str, bytes]:
+        """The printer's discovery configs, made again only when what they depend on changed (its trays, mostly)."""
+        key = (sorted(document.get("trays") or {}), config, settings, self._url())
+        cached = self._configs_cache.get(config.id)
+        if cached is None or cached[0] != key:
+            printer = Printer(config.id, config.serial, config.name, config.model, config.camera != "off")
+            cached = (key, discovery_configs(printer, document, settings, box_url=self._url()))
+            self._configs_cache[config.id] = cached
+        return cached[1]
+
+    def _clear_printer(self, session: BrokerSession, topics: Topics, printer_id: str) -> None:
+        for topic in self._config_topics.pop(printer_id, set()):
+            session.offer(topic, b"")
+        for leaf in ("state", "availability", "camera"):
+            session.offer(topics.printer(printer_id, leaf), b"")
+
+    def _clear_retained(self, session: BrokerSession, old: Topics) -> None:
+        """Before the prefixes change: the old topics' retained messages go, so no device is left twice."""
+        for printer_id in list(self._config_topics):
+            self._clear_printer(session, old, printer_id)
+        session.offer(old.availability, b"")
+
+    # -- events -------------------------------------------------------------------------------------------
+    async def _publish_events(self, queue: EventQueue) -> None:
+        while True:
+            event = await queue.get()
+            printer_id = event.get("printer")
+            if not self.settings.enabled or not isinstance(printer_id, str):
+                continue  # the bridge is off (events are not kept for a broker that may never come)
+            while True:
+                session = self.session
+                if session is None or not session.logged_in:
+                    await self._wait_for_session()
+                    continue
+                try:
+                    topic = topics_of(self.settings).printer(printer_id, "event")
+                    await session.send_event(topic, event_payload(event))
+                    break
+                except BrokerFailure:
+                    continue  # the session ended: the next one sends it
+
+    async def _wait_for_session(self) -> None:
+        seen = self._changes
+        while self._changes == seen and (self.session is None or not self.session.logged_in):
+            await self._changed.park()
+
+    # -- camera pictures ----------------------------------------------------------------------------------
+    async def _publish_pictures(self) -> None:
+        too_large_logged = False
+        while True:
+            settings = self.settings
+            version = self._settings_version
+            interval = settings.snapshot_interval_s
+            if not settings.enabled or interval <= 0:
+                await self._wait_settings(version)
+                continue
+            session = self.session
+            if session is not None and session.logged_in:
+                for printer_id, config in list(self._printers.items()):
+                    if config.camera == "off" or not self._hub.has(printer_id):
+                        continue
+                    if self._hub.printer(printer_id)["connection"] != "online":
+                        continue
+                    picture = None
+                    with trio.move_on_after(SNAPSHOT_TIMEOUT_S):
+                        picture = await self._snapshot(printer_id)
+                    if picture is None or self.session is not session:
+                        continue
+                    if len(picture) > MAX_PICTURE_BYTES:
+                        if not too_large_logged:
+                            too_large_logged = True
+                            log.warning("home broker: %s's camera picture (%d bytes) is over %d bytes; not sent",
+                                        printer_id, len(picture), MAX_PICTURE_BYTES)
+                        continue
+                    session.offer(topics_of(settings).printer(printer_id, "camera"), picture)
+                with trio.move_on_after(interval):
+                    await self._wait_settings(version)
+            else:
+                await self._wait_for_session()
+
+    # -- commands -----------------------------------------------------------------------------------------
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """A message on ``<prefix>/+/command`` (in trio's thread); queued for :meth:`_take_commands`."""
+        printer_id = topics_of(self.settings).command_printer(topic)
+        if printer_id is None or self._commands is None:
+            return
+        try:
+            self._commands.send_nowait((printer_id, payload))
+        except trio.WouldBlock:
+            self._result(printer_id, None, "refused", "too many commands at once; try again")
+
+    async def _take_commands(self, receive: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
+        async for printer_id, payload in receive:
+            try:
+                command = parse_command(payload)
+            except ValueError as exc:
+                self._result(printer_id, None, "refused", str(exc))
+                continue
+            if not self.settings.allow_control:
+                log.info("%s: %s from the home broker refused: control from the home broker is off",
+                         printer_id, command)
+                self._result(printer_id, command, "refused", CONTROL_OFF)
+                continue
+            if printer_id not in self._printers:
+                self._result(printer_id, command, "refused", f"no printer with id {printer_id!r}")
+                continue
+            try:
+                outcome = await self._controls.send(printer_id, command, {}, origin="the home broker")
+            except CommandError as exc:
+                self._result(printer_id, command, "failed", exc.message)
+                continue
+            self._result(printer_id, command, outcome.result, outcome.reason)
+
+    def _result(self, printer_id: str, command: str | None, result: str, reason: str | None) -> None:
+        session = self.session
+        if session is not None:
+            topic = topics_of(self.settings).printer(printer_id, "command/result")
+            session.publish_once(topic, result_payload(command, result, reason))
