@@ -144,7 +144,7 @@ class Service:
             return {
                 **power_store.health(), **self.supervisor.health(), **hms_texts.health(), **filament.health(),
                 **bridge.health(),
-                **facade.health(),
+                **facade.health(), **panel.health(),
             }
 
         web = WebComponent(
@@ -173,7 +173,7 @@ class Service:
         panel = PanelComponent(
             hub, config.panel, quiet_hours=alerts, auto_off=power.service, filament=filament.inventory,
             commands=links.controls, url=web.url,
-            setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME,
+            setup_errors=self.storage_folder / SETUP_ERRORS_FILE_NAME, plugs=power.service,
         )
         discovery = DiscoveryComponent(config.discovery, links)
         # The home broker (Home Assistant): state, events, pictures; its commands take the page's path.

@@ -12,6 +12,7 @@ import trio
 from PIL import Image
 
 from bambupi.config import AlertsConfig, Config, PanelConfig, PrinterConfig, WebConfig
+from bambupi.panel.routes import lit_grey
 from bambupi.secret import Secret
 from bambupi.service import Running, Service
 from bambupi.sim.simulator import Simulator
@@ -68,8 +69,9 @@ async def test_virtual_panel_fatal_hms_buzzes_until_the_button_is_pressed(tmp_pa
             assert png.headers["content-type"] == "image/png"
             image = Image.open(io.BytesIO(png.content))
             assert image.size == (512, 256)
-            # Fatal is inverse video: the screen is mostly lit.
-            assert image.convert("L").histogram()[255] > 512 * 256 // 2
+            # Fatal is inverse video: the screen is mostly lit, as dim as the night makes it (quiet all day).
+            assert image.convert("L").histogram()[lit_grey(True, config.panel.night_contrast)] > 512 * 256 // 2
+            assert body["brightness"]["mode"] == "night"
 
             button = panel.factory.pin(23)
             button.drive_low()  # a short press: the watcher gets both edges, in order, however busy the machine

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from bambupi.component import Applied, Web
 from bambupi.config import Config, PanelConfig
+from bambupi.panel.brightness import PlugStates
 from bambupi.panel.routes import add_panel_routes
 from bambupi.panel.service import AutoOffCountdowns, Commands, LowFilament, Panel, Quiet
 from bambupi.state_hub import StateHub
@@ -31,6 +33,7 @@ class PanelComponent:
         commands: Commands | None = None,
         url: Callable[[], str | None],
         setup_errors: Path | None = None,
+        plugs: PlugStates | None = None,
     ) -> None:
         self._hub = hub
         self._config = config
@@ -40,9 +43,17 @@ class PanelComponent:
         self._commands = commands
         self._url = url
         self._setup_errors = setup_errors
+        self._plugs = plugs  # a printer whose smart plug reads off counts as off: the box may sleep
         self.panel: Panel | None = None  # the running one
         self._nursery: trio.Nursery | None = None
         self._task: Stoppable | None = None
+
+    def health(self) -> dict[str, Any]:
+        """``/healthz``'s ``light_sensor`` entry: a sensor configured or found (a missing one is a warning there)."""
+        panel = self.panel
+        if panel is None or (self._config.light_sensor == "auto" and not panel.light_sensor.found):
+            return {}
+        return {"light_sensor": panel.light_sensor.health()}
 
     def add_routes(self, web: Web) -> None:
         add_panel_routes(web.app, lambda: self.panel)
@@ -70,7 +81,7 @@ class PanelComponent:
         assert self._nursery is not None
         panel = Panel(
             self._hub, self._config, self._quiet_hours, auto_off=self._auto_off, filament=self._filament,
-            commands=self._commands, url=self._url, setup_errors=self._setup_errors,
+            commands=self._commands, url=self._url, setup_errors=self._setup_errors, plugs=self._plugs,
         )
         self._task, _ = await Stoppable.start(self._nursery, panel.run)
         self.panel = panel

@@ -227,6 +227,11 @@ class PowerService:
                 warned[printer_id] = float(status["off_at"])
         return warned
 
+    def plug_off(self, printer_id: str) -> bool:
+        """Whether the printer's plug last read off (the panel lets the box sleep then)."""
+        state = self._plugs.get(printer_id)
+        return state is not None and state.reading is not None and state.reading.on is False
+
     def cancel_auto_off(self, printer_id: str) -> bool:
         """The panel's button and the page's Cancel: disarm a pending auto-off. True when one was pending."""
         return self.auto_off.cancel(printer_id)

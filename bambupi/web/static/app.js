@@ -653,17 +653,40 @@ function showPanel(panel) {
   const el = document.getElementById("panel");
   if (el.hidden) {
     el.innerHTML = `<h2>Box panel</h2><img alt="The box's screen" width="512" height="256"
-      src="/api/panel.png?t=${Date.now()}"><div class="leds"></div>`;
+      src="/api/panel.png?t=${Date.now()}"><div class="leds"></div>
+      <button type="button" class="panel-button" hidden>Press the box's button</button>
+      <p class="panel-press muted" role="status"></p>`;
+    el.querySelector(".panel-button").addEventListener("click", pressPanelButton);
     el.hidden = false;
   }
+  // The owner's, like the printers' controls: a press acknowledges what the screen shows (or pages on).
+  el.querySelector(".panel-button").hidden = !session.logged_in;
   const leds = Object.entries(panel.leds || {}).map(([name, led]) =>
     `<span>${esc(name)}: ${esc((led && led.mode) || "off")}</span>`);
   const buzzer = panel.buzzer && panel.buzzer.active ? ["<span>buzzer: sounding</span>"] : [];
-  patch(el.querySelector(".leds"), leds.concat(buzzer).join(""));
+  // Night, a dark room or sleep: the picture is drawn as dim as the screen (/api/panel.png); the words say why.
+  const light = panel.brightness || {};
+  const lightWords = { night: "night: dimmed", room: "dimmed to the room's light", asleep: "asleep (printers off)" };
+  const dimmed = light.mode === "room" && light.leds >= 1 ? [] :
+    (lightWords[light.mode] ? [`<span class="brightness">${esc(lightWords[light.mode])}</span>`] : []);
+  patch(el.querySelector(".leds"), leds.concat(buzzer, dimmed).join(""));
   // Swap the picture only once the new one has loaded, so it never blinks empty.
   const next = new Image();
   next.onload = () => { el.querySelector("img").src = next.src; };
   next.src = `/api/panel.png?t=${Date.now()}`;
+}
+
+async function pressPanelButton() {
+  const said = document.querySelector("#panel .panel-press");
+  try {
+    const r = await fetch("/api/panel/button", { method: "POST", headers: { "X-CSRF-Token": session.csrf || "" } });
+    if (r.status === 401) setSession({ logged_in: false, csrf: null });
+    const body = await r.json();
+    said.textContent = r.ok ? "" : (body.error || `the box answered ${r.status}`);
+    if (r.ok) showPanel(body);
+  } catch {
+    said.textContent = "the box did not answer";
+  }
 }
 
 async function probePanel() {
