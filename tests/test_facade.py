@@ -23,8 +23,10 @@ import paho.mqtt.client as mqtt
 import pytest
 import trio
 
-from bambupi.camera.jpeg import is_jpeg
+from bambupi.camera.jpeg import auth_packet, frame_header, is_jpeg
 from bambupi.config import load_config
+from bambupi.mqtt_server import PacketType, encode_packet
+from bambupi.printer.tls_pins import printer_tls_context
 from bambupi.service import Running, Service
 from bambupi.sim.simulator import Simulator
 from tests.support import HANG_S, save_settings, setup_and_login, wait_for
@@ -245,3 +247,132 @@ async def test_a_pause_is_refused_unless_the_owner_allowed_control(tmp_path: Pat
     assert any("pause via the facade" in r.getMessage() for r in caplog.records)
     assert FACADE_CODE not in caplog.text and CODE not in caplog.text
 
+
+
+# --- apps that misbehave ------------------------------------------------------------------------------------------
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(client_id: str, code: str, keepalive: int = 60) -> bytes:
+    body = _string("MQTT") + bytes([4, 0xC2]) + keepalive.to_bytes(2, "big")
+    body += _string(client_id) + _string("bblp") + _string(code)
+    return encode_packet(PacketType.CONNECT, body)
+
+
+def subscribe_packet(topic: str, packet_id: int = 1) -> bytes:
+    return encode_packet(PacketType.SUBSCRIBE, packet_id.to_bytes(2, "big") + _string(topic) + b"\x01", flags=0x02)
+
+
+async def tls(port: int) -> trio.SSLStream[trio.SocketStream]:
+    tcp = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = trio.SSLStream(tcp, printer_tls_context(), server_hostname=None)
+    await stream.do_handshake()
+    return stream
+
+
+async def closed_by_server(stream: trio.SSLStream[trio.SocketStream]) -> bool:
+    """Read until the server closes (True) or sends nothing more for a while (False)."""
+    with trio.move_on_after(HANG_S):
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except trio.BrokenResourceError:
+            pass
+        return True
+    return False
+
+
+async def test_misbehaving_apps_lose_only_their_own_connection(tmp_path: Path) -> None:
+    async with facade_box(tmp_path, scenario="idle") as box:
+        good = PahoApp(box.mqtt_port, client_id="good")
+        await good.start()
+        try:
+            await trio.to_thread.run_sync(good.connected.wait, HANG_S)
+            endpoint = box.running.facade.health()["facade_endpoint"]
+            # Garbage instead of TLS; garbage inside TLS; a wrong code; a packet claiming 100 MB.
+            raw = await trio.open_tcp_stream("127.0.0.1", box.mqtt_port)
+            await raw.send_all(b"GET / HTTP/1.1\r\n\r\n" * 10)
+            await trio.aclose_forcefully(raw)
+            garbage = await tls(box.mqtt_port)
+            await garbage.send_all(b"\xff\x00 not mqtt at all" * 100)
+            assert await closed_by_server(garbage)
+            wrong = await tls(box.mqtt_port)
+            await wrong.send_all(connect_packet("wrong", CODE))  # the printer's code is not the facade's
+            assert await wrong.receive_some(4) == b"\x20\x02\x00\x05"  # CONNACK: not authorized
+            huge = await tls(box.mqtt_port)
+            await huge.send_all(connect_packet("huge", FACADE_CODE))
+            await huge.send_all(b"\x30\xff\xff\xff\x7f" + b"x" * 1000)  # PUBLISH of 256 MiB announced
+            assert await closed_by_server(huge)
+            assert box.running.facade.health()["facade_endpoint"]["refused_logins"] == endpoint["refused_logins"] + 1
+
+            # An app that subscribes and then stops reading: its outbox fills and it is dropped; the good app
+            # keeps every report, to the last.
+            stalled = await tls(box.mqtt_port)
+            await stalled.send_all(connect_packet("stalled", FACADE_CODE) + subscribe_packet(f"device/{SERIAL}/report"))
+            await wait_for(lambda: box.running.facade.health()["facade_endpoint"]["mqtt_clients"] == 2,
+                           what="the stalled app connected")
+            padding = "x" * 16_000
+            sent = 0
+            while box.running.facade.health()["facade_endpoint"]["mqtt_clients"] == 2:
+                assert sent < 20_000, "the stalled app was never dropped"
+                for _ in range(50):
+                    sent += 1
+                    box.running.hub.apply_message("garage", json.dumps(
+                        {"print": {"command": "push_status", "msg": 1, "pad": padding, "n": sent}}).encode())
+                await trio.sleep(0.02)
+            box.running.hub.apply_message("garage", json.dumps(
+                {"print": {"command": "push_status", "msg": 1, "n": "last"}}).encode())
+            await good.wait_for_message(lambda m: m.get("print", {}).get("n") == "last")
+            assert good.connected.is_set() and not good.refused
+            for stream in (wrong, stalled):
+                await trio.aclose_forcefully(stream)
+        finally:
+            good.stop()
+        # The printer never saw any of it: one client, the box.
+        assert box.sim.broker.connections == 1
+
+
+async def test_only_the_printers_topics_and_the_facade_code(tmp_path: Path) -> None:
+    async with facade_box(tmp_path, scenario="idle") as box:
+        stream = await tls(box.mqtt_port)
+        await stream.send_all(connect_packet("topics", FACADE_CODE))
+        assert await stream.receive_some(4) == b"\x20\x02\x00\x00"
+        for packet_id, topic in enumerate(("device/+/report", "device/01P00A000000999/report", "#",
+                                           f"device/{SERIAL}/request", f"device/{SERIAL}/report"), start=1):
+            await stream.send_all(subscribe_packet(topic, packet_id))
+            suback = await stream.receive_some(5)
+            granted = suback[-1]
+            assert granted == (1 if topic == f"device/{SERIAL}/report" else 0x80), topic
+        await trio.aclose_forcefully(stream)
+
+
+# --- the camera ---------------------------------------------------------------------------------------------------
+
+
+async def test_the_camera_speaks_port_6000_with_the_facade_code_and_one_upstream(tmp_path: Path) -> None:
+    async with facade_box(tmp_path, scenario="idle") as box:
+        assert box.sim.camera is not None
+        wrong = await tls(box.camera_port)
+        await wrong.send_all(auth_packet(CODE))  # the printer's code: refused as a printer refuses
+        assert await closed_by_server(wrong)
+        viewers = [await tls(box.camera_port) for _ in range(3)]  # more than a P1S serves
+        for viewer in viewers:
+            await viewer.send_all(auth_packet(FACADE_CODE))
+        for viewer in viewers:
+            for _ in range(2):
+                header = await viewer.receive_some(4096)  # one TLS record: the header alone, as a printer sends
+                assert len(header) == 16 and header[4:] == frame_header(0)[4:]
+                size = int.from_bytes(header[:4], "little")
+                payload = b""
+                while len(payload) < size:
+                    payload += await viewer.receive_some(size - len(payload))
+                assert is_jpeg(payload) and payload in box.sim.camera.sent
+        assert box.sim.camera.connections == 1 and box.sim.camera.clients == 1
+        assert box.running.frames.status("garage")["viewers"] == 1  # the facade holds the upstream as one viewer
+        for viewer in viewers:
+            await trio.aclose_forcefully(viewer)
+        await wait_for(lambda: box.running.frames.status("garage")["viewers"] == 0, what="the facade let go")
