@@ -386,6 +386,12 @@ class Panel:
             self._page_since = now
         self._poke()
 
+    def press(self) -> dict[str, Any]:
+        """A short press from the page (``POST /api/panel/button``): what the panel shows after it."""
+        self.short_press()
+        self._refresh()  # the LEDs and the screen answer at once, as the real button's next refresh would
+        return self.status()
+
     def long_press(self) -> None:
         """Wake the screen on the network screen (so anyone can find the web page)."""
         now = trio.current_time()
