@@ -43,7 +43,7 @@ listen = "127.0.0.1:0"
 
 [[printer]]
 id = "garage"
-model = "P1S"
+model = "{model}"
 host = "127.0.0.1"
 serial = "{serial}"
 access_code = "{code}"
@@ -87,14 +87,16 @@ class FacadeBox:
 
 
 @asynccontextmanager
-async def facade_box(tmp_path: Path, *, allow: bool = False, scenario: str = "print") -> AsyncIterator[FacadeBox]:
+async def facade_box(
+    tmp_path: Path, *, allow: bool = False, scenario: str = "print", model: str = "P1S"
+) -> AsyncIterator[FacadeBox]:
     async with trio.open_nursery() as nursery:
-        sim = Simulator("P1S", SERIAL, CODE, scenario=scenario, time_scale=20, camera_port=0, camera_fps=5.0)
+        sim = Simulator(model, SERIAL, CODE, scenario=scenario, time_scale=20, camera_port=0, camera_fps=5.0)
         await nursery.start(sim.run)
         path = tmp_path / "bambupi.toml"
         path.write_text(CONFIG.format(
-            serial=SERIAL, code=CODE, mqtt_port=sim.mqtt_port, camera_port=sim.camera_port, facade_code=FACADE_CODE,
-            allow=str(allow).lower(), folder=tmp_path,
+            serial=SERIAL, model=model, code=CODE, mqtt_port=sim.mqtt_port, camera_port=sim.camera_port,
+            facade_code=FACADE_CODE, allow=str(allow).lower(), folder=tmp_path,
         ))
         config, _ = load_config(path)
         running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
@@ -376,3 +378,37 @@ async def test_the_camera_speaks_port_6000_with_the_facade_code_and_one_upstream
         for viewer in viewers:
             await trio.aclose_forcefully(viewer)
         await wait_for(lambda: box.running.frames.status("garage")["viewers"] == 0, what="the facade let go")
+
+
+async def test_a_camera_switched_off_closes_after_the_auth_and_says_why_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An X1C with "LAN Only Liveview" off (the simulator's RTSPS models report ``rtsp_url: disable``): nothing to
+    show, so the facade closes after the auth as a printer does, logs why once, and opens no upstream."""
+    caplog.set_level(logging.INFO)
+    async with facade_box(tmp_path, scenario="idle", model="X1C") as box:
+        await wait_for(lambda: box.running.frames.status("garage")["status"] == "off", what="liveview off")
+        for _ in range(2):
+            app = await tls(box.camera_port)
+            await app.send_all(auth_packet(FACADE_CODE))
+            assert await closed_by_server(app)
+        assert box.running.frames.upstream_connections("garage") == 0
+    said = [r.getMessage() for r in caplog.records if "an app asked for frames" in r.getMessage()]
+    assert len(said) == 1 and "Liveview is off" in said[0]
+
+
+async def test_healthz_shows_the_facade_and_never_its_code(tmp_path: Path) -> None:
+    async with facade_box(tmp_path, scenario="idle") as box, httpx.AsyncClient(
+        base_url=box.running.url, timeout=60
+    ) as client:
+        r = await client.get("/healthz")
+        assert FACADE_CODE not in r.text and CODE not in r.text
+        components = r.json()["components"]
+        assert components["facade"]["state"] == "running"
+        endpoint = components["facade_endpoint"]
+        assert endpoint["ok"] and endpoint["mqtt_port"] == box.mqtt_port and endpoint["allow_control"] is False
+        assert endpoint["printers"]["garage"] == {"serial": SERIAL, "camera_port": box.camera_port,
+                                                  "camera_clients": 0}
+        settings = (await client.get("/api/settings")).text
+        assert FACADE_CODE not in settings
+

@@ -115,6 +115,7 @@ class FacadeComponent:
         if serving is None:
             return {}
         return {"facade_endpoint": {
+            "ok": True,
             "mqtt_port": serving.mqtt_port,
             "mqtt_clients": serving.mqtt.connected_clients,
             "refused_logins": serving.mqtt.refused + sum(c.refused for c in serving.cameras.values()),
