@@ -7,6 +7,7 @@ and the last will when the box's connection dies."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import subprocess
@@ -251,3 +252,168 @@ async def test_a_late_subscriber_finds_retained_state_valid_discovery_and_pictur
         async with subscriber(broker, STATE) as ha:
             await wait_for(lambda: (ha.json(STATE) or {}).get("hms_worst") == "serious", what="the worst severity")
             assert ha.json(STATE)["hms_count"] == 1
+
+
+def results(ha: Subscriber) -> list[dict[str, Any]]:
+    return [json.loads(p) for t, p in list(ha.received) if t == RESULT]
+
+
+@pytest.mark.timeout(120)
+async def test_a_command_from_the_broker_pauses_the_print_only_when_the_owner_allowed_control(
+    tmp_path: Path, broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bambupi")
+    async with box(tmp_path, broker) as b, subscriber(broker) as ha:
+        b.sim.printer.start_print("Benchy", layers=120, minutes=600)
+        await wait_for(lambda: (ha.json(STATE) or {}).get("gcode_state") == "RUNNING", what="the print on the broker")
+        buttons = [f"homeassistant/button/bambupi_garage/{name}/config" for name in ("pause", "resume", "stop")]
+        assert not any(ha.get(t) for t in buttons)  # control is off: no buttons
+
+        ha.publish(COMMAND, "pause")
+        await wait_for(lambda: results(ha), what="the refusal")
+        assert results(ha)[0]["result"] == "refused" and "allow_control" in results(ha)[0]["reason"]
+        await trio.sleep(1)  # had it been sent, the simulated printer would have paused by now
+        assert b.sim.printer.state.gcode_state == "RUNNING"
+        assert b.running.hub.printer("garage")["state"]["gcode_state"] == "RUNNING"
+
+        # The owner allows control on the settings page: the buttons appear, the same command pauses the print.
+        csrf = await setup_and_login(b.client)
+        r = await save_settings(b.client, csrf, {"bridge": {"allow_control": True}})
+        assert r.status_code == 200, r.text
+        await wait_for(lambda: all(ha.get(t) for t in buttons), what="the buttons' configs")
+        for topic in buttons:
+            validate(topic, json.loads(ha.get(topic) or b""))
+        pause = json.loads(ha.get(buttons[0]) or b"")
+        ha.publish(pause["command_topic"], pause["payload_press"])  # as Home Assistant presses it
+        await wait_for(lambda: b.sim.printer.state.gcode_state == "PAUSE", what="the simulated print paused")
+        await wait_for(lambda: (ha.json(STATE) or {}).get("phase") == "paused", what="paused on the broker")
+        await wait_for(lambda: len(results(ha)) == 2, what="the pause's result")
+        assert (results(ha)[1]["command"], results(ha)[1]["result"]) == ("pause", "success")
+        assert "garage: pause via the home broker -> success" in caplog.text  # the page's log line, its origin
+
+        # Control off again: the buttons go (an empty retained config removes them from Home Assistant).
+        r = await save_settings(b.client, csrf, {"bridge": {"allow_control": False}})
+        assert r.status_code == 200, r.text
+        await wait_for(lambda: all(ha.get(t) == b"" for t in buttons), what="the buttons removed")
+        ha.publish(COMMAND, "resume")
+        await wait_for(lambda: len(results(ha)) == 3, what="the second refusal")
+        assert results(ha)[2]["result"] == "refused"
+        assert b.sim.printer.state.gcode_state == "PAUSE"
+
+        # Junk on the command topic is refused with words; the bridge goes on.
+        ha.publish(COMMAND, "x" * 5000)
+        ha.publish(COMMAND, "explode")
+        await wait_for(lambda: len(results(ha)) == 5, what="two more refusals")
+        assert "unknown command" in results(ha)[4]["reason"]
+        assert (await home_broker(b.client))["state"] == "connected"
+
+
+async def connected_to(client: httpx.AsyncClient, broker: Mosquitto) -> None:
+    async def check() -> bool:
+        return (await home_broker(client))["detail"] == f"connected to broker 127.0.0.1:{broker.port}"
+
+    await wait_for(check, what="/healthz: connected to the broker")
+
+
+@pytest.mark.timeout(120)
+async def test_the_broker_going_away_and_coming_back(tmp_path: Path, broker: Mosquitto) -> None:
+    async with box(tmp_path, broker) as b:
+        await connected_to(b.client, broker)
+        sessions = b.running.bridge.sessions
+        await trio.to_thread.run_sync(broker.stop)  # killed: the broker forgets every retained message
+
+        async def away() -> bool:
+            entry = await home_broker(b.client)
+            return entry["state"] == "disconnected" and f"127.0.0.1:{broker.port}" in entry["detail"]
+
+        await wait_for(away, what="/healthz: not connected, and where")
+        health = (await b.client.get("/healthz")).json()
+        assert health["status"] == "degraded" and health["components"]["home_broker"]["ok"] is False
+        # The rest of the box goes on: the printer is watched, a print starts meanwhile.
+        b.sim.printer.start_print("Desk organizer", layers=310, minutes=600)
+        await wait_for(lambda: b.running.hub.printer("garage")["state"]["gcode_state"] == "RUNNING", what="RUNNING")
+
+        await trio.to_thread.run_sync(broker.start)
+        await connected_to(b.client, broker)
+        assert b.running.bridge.sessions == sessions + 1
+        async with subscriber(broker) as ha:  # all of it published again to the fresh broker
+            await wait_for(lambda: (ha.json(STATE) or {}).get("job") == "Desk organizer", what="the newest state")
+            await wait_for(lambda: len(ha.configs()) >= 15, what="the discovery configs again")
+            assert ha.get(f"{PREFIX}/availability") == b"online"
+
+
+@pytest.mark.timeout(120)
+async def test_a_wrong_password_is_a_clear_reason_in_healthz(tmp_path: Path, broker: Mosquitto) -> None:
+    async with box(tmp_path, broker, password="not the password") as b:
+        async def refused() -> bool:
+            return (await home_broker(b.client))["state"] == "disconnected"
+
+        await wait_for(refused, what="the refusal in /healthz")
+        r = await b.client.get("/healthz")
+        entry = r.json()["components"]["home_broker"]
+        assert entry == {
+            "ok": False, "state": "disconnected",
+            "detail": f"the broker at 127.0.0.1:{broker.port} refused the login: check [bridge] username and password",
+        }
+        assert "not the password" not in r.text
+        # The rest of the box works.
+        await wait_for(lambda: b.running.hub.printer("garage")["connection"] == "online", what="the printer online")
+
+
+@pytest.mark.timeout(120)
+async def test_the_password_never_follows_a_changed_broker_and_new_settings_reconnect(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    async with box(tmp_path, broker) as b:
+        await connected_to(b.client, broker)
+        csrf = await setup_and_login(b.client)
+        settings = (await b.client.get("/api/settings")).json()
+        assert settings["settings"]["bridge"]["password"] == "********"
+        assert BOX_PASSWORD not in json.dumps(settings)
+        assert "password" in settings["schema"]["bridge"]["secret"]
+
+        # Another host with the stored password: refused, nothing saved, the box stays on its broker.
+        r = await save_settings(b.client, csrf, {"bridge": {"host": "127.0.0.2"}})
+        assert r.status_code == 400, r.text
+        assert r.json()["fields"] == [
+            {"key": "bridge.password", "message": "type the password again: the home broker's address changed"}
+        ]
+        assert 'host = "127.0.0.1"' in b.config_path.read_text()
+        assert (await home_broker(b.client))["state"] == "connected"
+
+        # Typed again: saved and applied at once (the bridge connects to the new address: nothing listens there).
+        r = await save_settings(b.client, csrf, {"bridge": {"host": "127.0.0.2", "password": BOX_PASSWORD}})
+        assert r.status_code == 200, r.text
+        assert any("home broker" in line for line in r.json()["applied"])
+
+        async def elsewhere() -> bool:
+            return "127.0.0.2" in (await home_broker(b.client))["detail"]
+
+        await wait_for(elsewhere, what="the bridge at the new address")
+        r = await save_settings(b.client, csrf, {"bridge": {"host": "127.0.0.1", "password": BOX_PASSWORD}})
+        assert r.status_code == 200, r.text
+        await connected_to(b.client, broker)
+
+
+@pytest.mark.timeout(120)
+async def test_the_last_will_says_offline_when_the_box_dies(tmp_path: Path, broker: Mosquitto) -> None:
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, scenario="idle", camera_port=0)
+        await nursery.start(sim.run)
+        path = write_config(tmp_path, sim, broker)
+        async with subscriber(broker, f"{PREFIX}/availability") as ha:
+            with (tmp_path / "box.log").open("w") as log:
+                box_process = subprocess.Popen(
+                    [sys.executable, "-m", "bambupi", "run", "-c", str(path)], stdout=log, stderr=log
+                )
+            try:
+                await wait_for(lambda: ha.get(f"{PREFIX}/availability") == b"online", what="online")
+                box_process.send_signal(signal.SIGKILL)  # a power cut: no goodbye
+                await trio.to_thread.run_sync(box_process.wait)
+                await wait_for(lambda: ha.get(f"{PREFIX}/availability") == b"offline", what="the last will")
+            finally:
+                if box_process.poll() is None:
+                    box_process.kill()
+                    box_process.wait()
+            assert BOX_PASSWORD not in " ".join(box_process.args)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
