@@ -101,3 +101,24 @@ def test_enclosure_renders_with_the_documented_dimensions(tmp_path: Path) -> Non
     hole, _ = render(tmp_path, "led_hole")
     d = size(hole)[0]
     assert 5.0 < d <= 5.3 and "| LED holes | 5.2 mm diameter, 10 mm apart |" in readme
+
+
+@pytest.mark.parametrize("board", ["pi4", "zero"])
+def test_the_light_sensor_window_goes_through_the_top_wall(tmp_path: Path, board: str) -> None:
+    window, echo = render(tmp_path, "sensor_window")
+    width, depth, height = size(window)
+    diameter = re.search(r'ECHO: "sensor_window_d", ([\d.]+)', echo)
+    assert diameter is not None and width == height == float(diameter.group(1)) == 4.0
+    assert depth > 2.0  # through the whole wall (along y: the top wall)
+    assert "| light sensor window | 4 mm diameter, in the top wall |" in (HARDWARE / "README.md").read_text()
+    # Nothing of the case is left inside the window: the hole is cut at the place the frame holds the board.
+    left = tmp_path / "left.stl"
+    subprocess.run(
+        [require_openscad(), "-o", str(left), "-D", 'part="sensor_window_in_case"', "-D", f'board="{board}"',
+         str(SCAD)], capture_output=True, text=True, timeout=90, check=True,
+    )
+    assert "vertex" not in left.read_text()
+
+
+def test_the_light_sensor_address_default_comes_from_pins_toml() -> None:
+    assert PanelConfig().light_sensor_address == default_pins().light_sensor_address == 0x23

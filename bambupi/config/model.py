@@ -136,7 +136,7 @@ class PanelConfig:
     night_led_level: float = 0.1
     sleep_after_s: float = 600.0  # printers down this long while idle (or plugs off): OLED and LEDs sleep; 0 never
     light_sensor: LightSensorKind = "auto"
-    light_sensor_address: int = 0x23  # a BH1750's ADDR pin low (0x5C when high)
+    light_sensor_address: int = field(default_factory=lambda: default_pins().light_sensor_address)  # BH1750: 0x23
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,16 @@ class DefaultPins:
     button: str
     i2c_port: int
     i2c_address: int
+    light_sensor_address: int
 
 
 def load_default_pins(path: Path = PINS_TOML) -> DefaultPins:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    pins, oled = data["pins"], data["oled"]
+    pins, oled, sensor = data["pins"], data["oled"], data.get("light_sensor", {})
     return DefaultPins(
         led_green=pins["led_green"], led_amber=pins["led_amber"], led_red=pins["led_red"], buzzer=pins["buzzer"],
         button=pins["button"], i2c_port=oled["i2c_port"], i2c_address=oled["i2c_address"],
+        light_sensor_address=sensor.get("i2c_address", 0x23),
     )
 
 
