@@ -15,7 +15,7 @@ import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from bambupi.service import Running, Service
 from bambupi.sim.simulator import Simulator
 from tests.ha_discovery_schema import discovery_topic, validate
 from tests.mosquitto import Mosquitto
-from tests.support import CODE, CSRF, SERIAL, save_settings, setup_and_login, wait_for
+from tests.support import CODE, SERIAL, save_settings, setup_and_login, wait_for
 
 BOX_USER, BOX_PASSWORD = "box", "broker pass 1"
 HA_USER, HA_PASSWORD = "homeassistant", "ha pass 2"
@@ -226,8 +226,8 @@ async def test_a_late_subscriber_finds_retained_state_valid_discovery_and_pictur
             assert len(devices) == 1  # one device for the printer
             components = {discovery_topic(t)["component"] for t in configs}
             assert components == {"sensor", "binary_sensor", "image", "event"}  # no buttons: control is off
-            by_id = {c["unique_id"].rsplit("_", 1)[-1]: c for c in configs.values()}
-            assert (by_id["remaining"]["device_class"], by_id["remaining"]["unit_of_measurement"]) == ("duration", "min")
+            remaining = configs["homeassistant/sensor/bambupi_garage/remaining/config"]
+            assert (remaining["device_class"], remaining["unit_of_measurement"]) == ("duration", "min")
             assert configs["homeassistant/binary_sensor/bambupi_garage/connection/config"]["device_class"] == (
                 "connectivity"
             )

@@ -140,10 +140,9 @@ def trays(state: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             if not isinstance(tray, Mapping):
                 continue
             empty = bool(tray.get("empty"))
-            color = tray.get("color")
             found[f"{unit_id}_{tray_id}"] = {
                 "type": None if empty else tray.get("type"),
-                "color": f"#{color[:6]}" if isinstance(color, str) and len(color) >= 6 else None,
+                "color": None if empty else tray.get("color"),  # the state's "#RRGGBB" already
                 "remain": None if empty else tray.get("remain"),
                 "empty": empty,
             }
