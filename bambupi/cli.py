@@ -67,7 +67,16 @@ path = "{folder}/bambupi.sqlite3"
 
 [discovery]
 enabled = false   # the demo's printer is local; keep UDP 2021 free for a real box on this machine
+
+[facade]          # other apps can watch the simulated printer through the box (docs/facade.md)
+enabled = true
+host = "{host}"
+mqtt_port = {facade_mqtt_port}
+camera_port = {facade_camera_port}
+access_code = "{facade_code}"
 """
+DEMO_FACADE_MQTT_PORT = 8883  # as on a printer, when free
+DEMO_FACADE_CAMERA_PORT = 6000
 
 
 Secrets = Sequence[Secret] | Callable[[], Sequence[Secret]]
@@ -237,7 +246,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bambupi.sim.simulator import Simulator
 
     access_code = Secret("".join(secrets.choice("0123456789") for _ in range(8)))
-    setup_logging(args.verbose, [access_code])
+    # The facade's own code: letters and digits, so never the printer's (digits only).
+    facade_code = Secret("demo" + "".join(secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(4)))
+    setup_logging(args.verbose, [access_code, facade_code])
     port = args.port if args.port is not None else _free_port(DEMO_PORT)
 
     async def start(nursery: trio.Nursery) -> None:
@@ -260,15 +271,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
             DEMO_CONFIG.format(
                 host=args.host, port=port, model=args.model, serial=DEMO_SERIAL, code=access_code.reveal(),
                 mqtt_port=sim.mqtt_port, port_lines=port_lines, plug_url=plug.url, folder=folder,
+                facade_mqtt_port=_free_port(DEMO_FACADE_MQTT_PORT),
+                facade_camera_port=_free_port(DEMO_FACADE_CAMERA_PORT) if has_camera else 0,
+                facade_code=facade_code.reveal(),
             )
         )
         config, _ = load_config(config_path)
         running: Running = await _start(
             nursery, f"the web page on {args.host}:{port}", Service(config, storage_folder=folder).run
         )
-        print(f"\n  bambupi demo is running: open {running.url}\n  (state in {folder}; Ctrl-C to stop)\n", flush=True)
+        print(f"\n  bambupi demo is running: open {running.url}\n  (state in {folder}; Ctrl-C to stop)", flush=True)
+        print(_facade_lines(running, args.host, facade_code), flush=True)
 
     return _serve(start)
+
+
+def _facade_lines(running: Running, host: str, code: Secret) -> str:
+    """How to point another app at the demo's printer through the facade (docs/facade.md): on the terminal only."""
+    mqtt_port, camera_port = running.facade.mqtt_port, running.facade.camera_port("demo")
+    if mqtt_port is None:
+        return "  (the printer facade did not start: see the log)\n"
+    where = "this machine's address" if host in ("0.0.0.0", "::") else host
+    camera = f", camera port {camera_port}" if camera_port is not None else ""
+    return (
+        f"  apps (ha-bambulab, bambulabs_api, ESP32 screens) can use the printer through the box: host = {where},\n"
+        f"  MQTT port {mqtt_port}{camera}, serial {DEMO_SERIAL}, access code {code.reveal()}\n"
+    )
 
 
 async def _remove_on_exit(folder: Path) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -122,12 +125,13 @@ class PahoApp:
         client.on_message = lambda c, u, msg: self.messages.put(json.loads(msg.payload))
         self.client = client
         self.port = port
+        self.serial = SERIAL
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
             self.refused.append(reason)
             return
-        client.subscribe(f"device/{SERIAL}/report", qos=1)
+        client.subscribe(f"device/{self.serial}/report", qos=1)
         self.connected.set()
 
     async def start(self) -> None:
@@ -139,7 +143,7 @@ class PahoApp:
         self.client.disconnect()
 
     def publish(self, message: dict[str, Any]) -> None:
-        self.client.publish(f"device/{SERIAL}/request", json.dumps(message), qos=1)
+        self.client.publish(f"device/{self.serial}/request", json.dumps(message), qos=1)
 
     async def wait_for_message(self, match: Any, timeout: float = HANG_S) -> dict[str, Any]:
         """The first message ``match(message)`` accepts (earlier ones are dropped)."""
@@ -412,3 +416,41 @@ async def test_healthz_shows_the_facade_and_never_its_code(tmp_path: Path) -> No
         settings = (await client.get("/api/settings")).text
         assert FACADE_CODE not in settings
 
+
+
+async def test_the_demo_prints_how_to_point_an_app_at_its_printer(tmp_path: Path) -> None:
+    """``bambupi demo`` (``make run``) serves the facade on free ports and prints host, ports, serial and code: a
+    newcomer's app (here paho) reads the simulated printer through it."""
+    demo = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "bambupi", "demo", "--port", "0", "--host", "127.0.0.1", "--time-scale", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert demo.stdout is not None
+    try:
+        text = ""
+        with trio.fail_after(HANG_S):
+            while "access code" not in text:
+                chunk = await demo.stdout.receive_some(4096)
+                assert chunk, text
+                text += chunk.decode()
+            while not text.endswith("\n"):
+                text += (await demo.stdout.receive_some(4096)).decode()
+        found = re.search(r"MQTT port (\d+).*serial (\w+), access code (\w+)", text)
+        assert found, text
+        port, serial, code = int(found.group(1)), found.group(2), found.group(3)
+        assert "camera port" in text
+        app = PahoApp(port, code=code, client_id="newcomer")
+        app.serial = serial
+        await app.start()
+        try:
+            await trio.to_thread.run_sync(app.connected.wait, HANG_S)
+            app.publish({"pushing": {"command": "pushall", "sequence_id": "1"}})
+            full = await app.wait_for_message(lambda m: m.get("print", {}).get("msg") == 0)
+            assert full["print"]["gcode_state"] in ("PREPARE", "RUNNING", "IDLE", "FINISH")
+        finally:
+            app.stop()
+    finally:
+        demo.terminate()
+        with trio.move_on_after(HANG_S):
+            await demo.wait()
+        demo.kill()
