@@ -158,8 +158,8 @@ class Service:
         )
         # Other apps reach the printer through the box (docs/facade.md): the camera's frames, the page's commands.
         facade = FacadeComponent(
-            hub, config.facade, config.printers, controls=links.controls, frames=camera.frames,
-            folder=self.storage_folder,
+            hub, config.facade, config.printers, controls=links.controls, links=links.links,
+            frames=camera.frames, folder=self.storage_folder,
         )
         power = PowerComponent(hub, config.printers, power_store, config.power)
         filament = FilamentComponent(hub, power_store, config.filament)

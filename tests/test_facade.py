@@ -191,6 +191,9 @@ async def test_bambulabs_api_and_bambu_connect_read_state_and_frames_through_the
             seen = api.dump()["print"]
             assert seen["nozzle_target_temper"] == box.sim.printer.full_report()["print"]["nozzle_target_temper"]
             assert "ams" in seen and "lights_report" in seen
+            # Its get_version: the box asked the printer once; the answer reached the app on the report topic.
+            await wait_for(lambda: "module" in api.dump().get("info", {}), what="bambulabs_api's versions")
+            assert box.running.hub.version_reply("garage") is not None
             await wait_for(lambda: any(s.mc_percent is not None for s in watched), what="bambu-connect's status")
             await wait_for(lambda: api_camera.last_frame is not None, what="bambulabs_api's frame")
             frame = await trio.to_thread.run_sync(camera.capture_frame, abandon_on_cancel=True)

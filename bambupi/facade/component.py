@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +24,22 @@ from bambupi.facade.certificate import ensure_certificate, server_context
 from bambupi.facade.requests import Request, answer, decide
 from bambupi.mqtt_server import ClientSession, MqttServer, Publish, encode_publish
 from bambupi.printer.commands import CommandError, Outcome
+from bambupi.printer.link import NotConnected
 from bambupi.printer.raw_report import full_report
 from bambupi.printer_models import model_info
 from bambupi.state_hub import StateHub
 
 log = logging.getLogger("bambupi.facade")
 
+VERSION_ASK_INTERVAL_S: Final = 600.0  # the printer is asked get_version at most this often, until it answered once
 MAX_COMMANDS_AT_ONCE: Final = 4  # apps' commands waiting for the printer's reply; more are answered "busy"
 REFUSALS_LOGGED: Final = 256  # (app, command) pairs whose refusal was logged once
+
+
+class RequestLink(Protocol):
+    """A printer's one link (bambupi.printer.link.PrinterLink), for the one request the facade makes itself."""
+
+    def send(self, body: dict[str, Any]) -> str: ...
 
 
 class CommandSender(Protocol):
@@ -65,6 +74,7 @@ class FacadeComponent:
         printers: Sequence[PrinterConfig],
         *,
         controls: CommandSender,
+        links: Mapping[str, RequestLink],
         frames: FrameSource,
         folder: Path,
     ) -> None:
@@ -72,6 +82,8 @@ class FacadeComponent:
         self._config = config
         self._printers = tuple(printers)
         self._controls = controls
+        self._links = links
+        self._version_asked: dict[str, float] = {}  # printer id -> trio time of the last get_version the box sent
         self._frames = frames
         self._folder = folder  # the box's data folder: the facade's certificate lives here
         self._serving: _Serving | None = None
@@ -225,6 +237,8 @@ class FacadeComponent:
             version = self._hub.version_reply(printer_id)
             if version is not None:
                 _reply(session, serial, {"info": {**version, "sequence_id": request.sequence_id}})
+            else:
+                self._ask_version(printer_id)
         elif request.kind == "refuse":
             self._log_refusal(session, printer_id, request)
             _reply(session, serial, answer(request, result="failed", reason=request.reason))
@@ -246,6 +260,22 @@ class FacadeComponent:
             _reply(session, serial, answer(request, result="failed", reason=exc.message))
         finally:
             serving.commands.release()
+
+    def _ask_version(self, printer_id: str) -> None:
+        """Ask the printer for its versions (cheap, unlike pushall) once: its answer reaches every app on the report
+        topic, and the box answers every later get_version itself (ha-bambulab reads the model and firmware there)."""
+        now = trio.current_time()
+        if now < self._version_asked.get(printer_id, -math.inf) + VERSION_ASK_INTERVAL_S:
+            return
+        self._version_asked[printer_id] = now
+        link = self._links.get(printer_id)
+        if link is None:
+            return
+        try:
+            link.send({"info": {"command": "get_version"}})
+        except NotConnected:
+            return
+        log.info("facade: %s: asked the printer for its versions (an app wants them)", printer_id)
 
     def _log_refusal(self, session: ClientSession, printer_id: str, request: Request) -> None:
         key = (session.client_id, request.command)
