@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from bench import camera, latency, power, startup, ws
+from bench import camera, facade, latency, power, startup, ws
 
 
 def main() -> int:
@@ -15,6 +15,7 @@ def main() -> int:
     power.main()
     ws.main()
     camera.main()
+    facade.main()
     return 0
 
 
