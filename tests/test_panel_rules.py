@@ -299,15 +299,21 @@ async def test_the_heads_up_comes_once_per_job_not_again_after_a_pause(autojump_
         assert len(soon) == 1 and soon[0]["remaining_min"] == 5 and soon[0]["job"] == "Benchy"
         assert [p for _, p in panel.buzzer.played] == ["ending_soon"]
         assert banner(panel) is None  # the note let go after a minute
-        # The next job has its own heads-up.
-        hub.apply_message("p1", report(gcode_state="FINISH", mc_remaining_time=0))
-        await trio.sleep(1)
-        press(panel)
+        # The next job has its own heads-up; its end takes the place of its note.
         hub.apply_message("p1", report(gcode_state="RUNNING", mc_remaining_time=20, subtask_name="Clips"))
         await trio.sleep(1)
         hub.apply_message("p1", report(mc_remaining_time=3))
         await trio.sleep(1)
-        assert [p for _, p in panel.buzzer.played].count("ending_soon") == 2
+        assert banner(panel) == "DONE SOON"
+        hub.apply_message("p1", report(gcode_state="FINISH", mc_remaining_time=0))
+        await trio.sleep(1)
+        assert banner(panel) == "PRINT FINISHED"
+        press(panel)
+        hub.apply_message("p1", report(gcode_state="RUNNING", mc_remaining_time=20, subtask_name="Vase"))
+        await trio.sleep(1)
+        hub.apply_message("p1", report(mc_remaining_time=3))
+        await trio.sleep(1)
+        assert [p for _, p in panel.buzzer.played].count("ending_soon") == 3
 
 
 async def test_no_heads_up_for_a_print_shorter_than_the_lead_or_when_turned_off(autojump_clock: Any) -> None:

@@ -200,6 +200,9 @@ def on_event(
     """The alarm state after ``event`` and the pattern to sound now (None: silence). Quiet hours mute all but fatal."""
     kind, pid = event.get("kind"), str(event.get("printer"))
     sound: PatternName | None = None
+    if kind in ("job_finished", "job_failed", "job_cancelled"):
+        # The job's notices (done soon, the door during it) are over with it: its end takes their place.
+        alarms = dataclasses.replace(alarms, notices={p: n for p, n in alarms.notices.items() if p != pid})
     if kind in ("job_started", "job_joined"):
         alarms = dataclasses.replace(
             alarms,
