@@ -102,3 +102,16 @@ async def test_the_running_panel_scrolls_a_long_name_on_the_dummy_oled(autojump_
     assert len(shown) >= len(texts)
     for index, (got, want) in enumerate(zip(shown, expected, strict=False)):
         assert ImageChops.difference(got, want).getbbox() is None, f"step {index}: not {texts[index]!r}"
+
+
+def test_the_network_screen_s_printer_line_scrolls_too() -> None:
+    printer = {"id": "demo", "name": NAME, "connection": "online", "state": {"gcode_state": "RUNNING"}}
+    net = NetworkInfo("bambupi", "192.0.2.2", None, None, None)
+
+    def line(shown_s: float) -> str:
+        view = View("network", printer, net, shown_s=shown_s)
+        return next(item.text for item in layout(view) if isinstance(item, Text) and item.y == 44)
+
+    assert line(0) == "Demo P1S (simulated): P.."
+    ends = {line(MARQUEE_HOLD_S + k * MARQUEE_STEP_S) for k in range(10)}
+    assert any(text.endswith("Printing") for text in ends)

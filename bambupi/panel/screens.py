@@ -500,7 +500,7 @@ def network_items(view: View) -> list[Item]:
         return items
     if printer is not None:
         line = f"{printer.get('name') or printer.get('id')}: {state_line(printer)}"
-        items.append(Text(0, 44, fit(line, "small", _W), "small"))
+        items.append(Text(0, 44, marquee(line, "small", _W, view.shown_s), "small"))
     items.append(right(54, clock(view.now, view), "small"))
     return items
 
