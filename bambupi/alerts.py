@@ -74,9 +74,14 @@ class QuietHours:
 
     async def apply(self, old: Config, new: Config) -> Applied:
         self.alerts, self.tz = new.alerts, _zone(new.alerts)
+        # The hub reads ending_soon_min from the service's config at each change: saved is applied.
+        soon = new.alerts.ending_soon_min
+        said = [] if old.alerts.ending_soon_min == soon else [
+            f"'done soon' heads-up {soon:g} min before a print's end" if soon > 0 else "'done soon' heads-up off"
+        ]
         if (old.alerts.quiet_hours, old.alerts.time_zone) == (new.alerts.quiet_hours, new.alerts.time_zone):
-            return []  # another key of [alerts] changed: the HMS texts' refresher applies it
-        return ["quiet hours and time zone updated (panel and notifications)"]
+            return said  # another key of [alerts] changed: the HMS texts' refresher applies it
+        return ["quiet hours and time zone updated (panel and notifications)", *said]
 
 
 def _zone(alerts: AlertsConfig) -> tzinfo | None:

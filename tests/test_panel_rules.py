@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
 from bambupi.alerts import QuietHours
-from bambupi.config import AlertsConfig, PanelConfig
+from bambupi.config import AlertsConfig, Config, PanelConfig, WebConfig
 from bambupi.notify.messages import message_for, wanted
 from bambupi.panel.notices import HEADS
 from bambupi.panel.screens import SHIFTS, NetworkInfo, Rect, Text, draw
 from bambupi.panel.service import DOOR_LIGHT_ORIGIN, Panel
 from bambupi.printer.events import Event
 from bambupi.printer.state import DOOR_OPEN_BIT, SIGNATURE_REQUIRED_BIT
+from bambupi.service import Service
 from bambupi.state_hub import StateHub
 from tests.support import printer_config, report
 
@@ -383,3 +385,23 @@ async def test_among_equals_the_printer_finishing_soonest_is_shown(autojump_cloc
         press(panel)
         await trio.sleep(1.5)
         assert panel.current[0] in ("status", "temps", "ams", "network")  # nothing left: the rotation
+
+
+async def test_the_heads_up_lead_time_changes_live_from_the_settings(tmp_path: Path) -> None:
+    """The settings page saves ``alerts.ending_soon_min``; the hub uses the new lead at the next report."""
+    config = Config(printers=(printer_config("p1"),), web=WebConfig(host="127.0.0.1", port=0),
+                    panel=PanelConfig(oled="none", gpio="none"))
+    service = Service(config, storage_folder=tmp_path)
+    async with trio.open_nursery() as nursery:
+        running = await nursery.start(service.run)
+        hub = running.hub
+        events = hub.open_event_queue("test")
+        answer = await service.reconfigure(replace(config, alerts=replace(config.alerts, ending_soon_min=10)))
+        assert "'done soon' heads-up 10 min before a print's end" in answer["applied"]
+        hub.apply_message("p1", report(gcode_state="RUNNING", mc_remaining_time=30, subtask_name="Benchy"))
+        hub.apply_message("p1", report(mc_remaining_time=10))
+        found = []
+        while (event := events.get_nowait()) is not None:
+            found.append(event)
+        assert [e["remaining_min"] for e in found if e["kind"] == "job_ending_soon"] == [10]
+        nursery.cancel_scope.cancel()
