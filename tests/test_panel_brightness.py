@@ -376,3 +376,28 @@ def test_the_page_s_picture_is_as_dim_as_the_screen() -> None:
     for grey in (255, lit_grey(True, 1), 0):
         png = Image.open(io.BytesIO(panel_png(image, grey=grey))).convert("L")
         assert png.getpixel((13, 13)) == grey and png.getpixel((0, 0)) == 0
+
+
+async def test_healthz_shows_a_missing_sensor_as_a_warning_and_says_nothing_of_none_found(autojump_clock: Any) -> None:
+    from bambupi.panel.component import PanelComponent
+    from bambupi.panel.service import NoAutoOff, NoFilament
+
+    if Path("/dev/i2c-1").exists():
+        pytest.skip("this machine has an I2C bus: the component would look for a real sensor")
+    for kind, expected in (("bh1750", True), ("auto", False)):
+        hub = StateHub([printer_config("p1")])
+        component = PanelComponent(
+            hub, PanelConfig(oled="virtual", gpio="none", light_sensor=kind), quiet_hours=QuietHours(AlertsConfig()),
+            auto_off=NoAutoOff(), filament=NoFilament(), url=lambda: None,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(component.run)
+            await trio.sleep(1)
+            health = component.health()
+            if expected:  # no /dev/i2c-1 here: the configured sensor cannot be there
+                entry = health["light_sensor"]
+                assert entry["ok"] is True and "no I2C bus" in entry["warning"]
+                assert entry["brightness_from"] == "the night schedule"
+            else:
+                assert health == {}
+            nursery.cancel_scope.cancel()

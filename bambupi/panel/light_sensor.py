@@ -149,8 +149,8 @@ class SensorReader:
             assert self._sensor is not None
             try:
                 lux = await self._call(self._sensor.read_lux)
-            except OSError as exc:
-                self._failed(f"the BH1750 stopped answering ({exc})")
+            except Exception as exc:  # OSError from i2c-dev; anything else is no reason to stop the panel either
+                self._failed(f"the BH1750 stopped answering ({type(exc).__name__}: {exc})")
                 self._sensor.bus.close()
                 self._sensor = None
                 await trio.sleep(RETRY_S)
