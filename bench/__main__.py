@@ -15,6 +15,7 @@ def main() -> int:
     power.main()
     ws.main()
     camera.main()
+    camera_decode.main()
     facade.main()
     return 0
 

@@ -3,10 +3,10 @@ certificate, serving a test H.264 stream at ``/streaming/live/1`` behind ``bblp`
 printer's port 322.
 
 Runs under the system Python (it needs ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``, which the venv does not
-have): ``/usr/bin/python3 tests/rtsps_server.py CERT KEY [--digest] [--size WxH] [--fps N]`` with the password on
-its standard input (never in its arguments: the tests check that no process shows it). It prints ``PORT <n>`` once
-it listens. ``--digest`` asks for Digest authentication only, as the printers' LIVE555 server
-does (which ignores Basic); without it the server asks for Basic.
+have): ``/usr/bin/python3 tests/rtsps_server.py CERT KEY [--digest] [--size WxH] [--fps N] [--pattern P]
+[--kbps N]`` with the password on its standard input (never in its arguments: the tests check that no process shows
+it). It prints ``PORT <n>`` once it listens. ``--digest`` asks for Digest authentication only, as the printers'
+LIVE555 server does (it ignores Basic); without it the server asks for Basic.
 """
 
 import argparse
@@ -21,8 +21,9 @@ gi.require_version("Gio", "2.0")
 from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 PIPELINE = (
-    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key} ! rtph264pay name=pay0 pt=96 )"
+    "( videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={width},height={height},framerate={fps}/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key} bitrate={kbps} "
+    "! rtph264pay name=pay0 pt=96 )"
 )
 
 
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--digest", action="store_true")
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--pattern", default="ball")  # the bench uses "snow": a detailed picture costs more to decode
+    parser.add_argument("--kbps", type=int, default=2048)
     args = parser.parse_args()
     width, height = (int(n) for n in args.size.split("x"))
     password = sys.stdin.readline().strip()
@@ -55,7 +58,9 @@ def main() -> None:
     server.set_auth(auth)
 
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(PIPELINE.format(width=width, height=height, fps=args.fps, key=args.fps))
+    factory.set_launch(
+        PIPELINE.format(width=width, height=height, fps=args.fps, key=args.fps, pattern=args.pattern, kbps=args.kbps)
+    )
     factory.set_shared(True)
     permissions = GstRtspServer.RTSPPermissions()
     permissions.add_permission_for_role("bblp", "media.factory.access", True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from bambupi.camera.rtsps import RtspsSource
+from bambupi.camera.rtsps import LIVEVIEW_OFF, RtspsSource
 from bambupi.camera.source import CameraError, CameraSource, Tls6000Source
 from bambupi.config import CameraConfig, PrinterConfig
 from bambupi.printer.phase import IN_JOB
@@ -369,7 +369,7 @@ def _status_json(camera: _Camera) -> CameraStatus:
     if camera.disabled:
         status, reason = "disabled", 'camera = "off" in the config'
     elif camera.liveview_off:
-        status, reason = "off", "LAN Only Liveview is off on the printer (turn it on in the printer's settings)"
+        status, reason = "off", LIVEVIEW_OFF
     else:
         status, reason = camera.status, camera.reason
     frame = camera.frame

@@ -40,6 +40,12 @@ log = logging.getLogger("bambupi.camera")
 DEFAULT_FPS: Final = 2.0
 DEFAULT_WIDTH: Final = 1280
 DEFAULT_STALL_S: Final = 20.0
+# The printer said so (``ipcam.rtsp_url: "disable"``): shown as the camera's status; nothing connects until the
+# report carries a URL again.
+LIVEVIEW_OFF: Final = (
+    'LAN Only Liveview is off on the printer: turn on "LAN Only Liveview" in its settings on the printer\'s screen '
+    "(X1: Settings → General)"
+)
 _RECEIVE_BYTES: Final = 256 * 1024
 _STDERR_LINES: Final = 5
 

@@ -115,12 +115,14 @@ class RtspMessage:
         return f"{self.start}\r\n{head}\r\n".encode() + self.body
 
 
-Item = RtspMessage | bytes  # bytes: one interleaved packet, its 4-byte '$' header included
+Item = RtspMessage | bytes  # bytes: whole interleaved packets ('$', channel, length, data), as many as came in a row
 
 
 class RtspReader:
-    """Cuts a byte stream into RTSP messages and interleaved packets (``$``, channel, 16-bit length, data),
-    however the bytes arrive. Raises :class:`RtspError` on a head over 16 KiB or a body over 64 KiB."""
+    """Cuts a byte stream into RTSP messages and runs of whole interleaved packets (``$``, channel, 16-bit length,
+    data), however the bytes arrive. Packets in a row come as one piece: they are passed on as they are, and a
+    video stream is hundreds of packets a second. Raises :class:`RtspError` on a head over 16 KiB or a body over
+    64 KiB."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -130,6 +132,7 @@ class RtspReader:
         items: list[Item] = []
         at = 0
         buf = self._buf
+        run = -1  # where the current run of whole interleaved packets began
         while at < len(buf):
             if buf[at] == 0x24:  # '$'
                 if len(buf) - at < 4:
@@ -137,9 +140,12 @@ class RtspReader:
                 end = at + 4 + int.from_bytes(buf[at + 2 : at + 4], "big")
                 if end > len(buf):
                     break
-                items.append(bytes(buf[at:end]))
+                run = at if run < 0 else run
                 at = end
                 continue
+            if run >= 0:
+                items.append(bytes(buf[run:at]))
+                run = -1
             if buf[at] in (0x0D, 0x0A):  # a stray line ending between messages
                 at += 1
                 continue
@@ -158,6 +164,8 @@ class RtspReader:
             message.body = bytes(buf[head_end + 4 : body_end])
             items.append(message)
             at = body_end
+        if run >= 0:
+            items.append(bytes(buf[run:at]))
         del buf[:at]
         return items
 
@@ -371,8 +379,8 @@ class RtspsProxy:
         except OSError as exc:
             if _refused(exc):
                 raise CameraError(
-                    f'the camera at {self.where} refused the connection: turn on "LAN Only Liveview" on the '
-                    "printer's screen (its network settings)",
+                    f'the camera at {self.where} refused the connection: is "LAN Only Liveview" on? Turn it on in '
+                    "the printer's settings on its screen (X1: Settings → General)",
                     retry_s=LIVEVIEW_RETRY_S,
                 ) from None
             raise CameraError(f"cannot connect to the camera at {self.where}: {_why(exc)}") from None
@@ -483,19 +491,13 @@ class RtspsProxy:
                 data = b""  # the printer cut the stream without a TLS goodbye (a mid-stream cut)
             if not data:
                 return
-            packets: list[bytes] = []
             for item in reader.feed(data):
                 if isinstance(item, bytes):
-                    packets.append(item)
+                    await client.send_all(item)  # RTP/RTCP, untouched
                     continue
-                if packets:
-                    await client.send_all(b"".join(packets))
-                    packets.clear()
                 message = await self._from_camera_message(item)
                 if message is not None:
                     await client.send_all(message.to_bytes())
-            if packets:
-                await client.send_all(b"".join(packets))
 
     async def _from_camera_message(self, message: RtspMessage) -> RtspMessage | None:
         """The reply for the decoder, or None when the proxy dealt with it (a login challenge)."""
