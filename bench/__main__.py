@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from bench import camera, facade, latency, power, startup, ws
+from bench import camera, camera_decode, facade, latency, power, startup, ws
 
 
 def main() -> int:
