@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from bambupi.printer.commands import CHAMBER_LIGHTS
 from bambupi.printer.phase import IN_JOB, WORKING, job_phase
 
 LedMode = Literal["off", "on", "pulse", "blink", "slow_blink", "fast_blink"]
@@ -320,8 +321,9 @@ def doors(
 
 
 def _light_on(state: Mapping[str, Any]) -> bool:
+    """A chamber light is on (the toolhead's work light, which X1/H2 printers also report, is not one)."""
     lights = state.get("lights")
-    return isinstance(lights, Mapping) and any(mode == "on" for mode in lights.values())
+    return isinstance(lights, Mapping) and any(lights.get(node) == "on" for node in CHAMBER_LIGHTS)
 
 
 # --- the screen and the button --------------------------------------------------------------------------------------
