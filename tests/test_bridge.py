@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from bambupi.config import load_config
 from bambupi.service import Running, Service
 from bambupi.sim.simulator import Simulator
 from tests.ha_discovery_schema import discovery_topic, validate
-from tests.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto, free_port
 from tests.support import CODE, SERIAL, save_settings, setup_and_login, wait_for
 
 BOX_USER, BOX_PASSWORD = "box", "broker pass 1"
@@ -417,3 +418,87 @@ async def test_the_last_will_says_offline_when_the_box_dies(tmp_path: Path, brok
                     box_process.wait()
             assert BOX_PASSWORD not in " ".join(box_process.args)  # type: ignore[arg-type]
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.timeout(120)
+async def test_a_stalled_broker_never_holds_up_the_box_and_gets_the_newest_state_after(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    async with box(tmp_path, broker) as b, subscriber(broker, STATE) as ha:
+        await connected_to(b.client, broker)
+        b.sim.printer.tick_s = 0.05  # a report every 50 ms: far more changes than the stalled broker takes
+        b.sim.printer.start_print("Benchy", layers=2000, minutes=600)
+        await wait_for(lambda: (ha.json(STATE) or {}).get("gcode_state") == "RUNNING", what="RUNNING on the broker")
+        session = b.running.bridge.session
+        assert session is not None and broker.proc is not None
+        os.kill(broker.proc.pid, signal.SIGSTOP)  # takes nothing, acknowledges nothing
+        try:
+            version = b.running.hub.version
+            await wait_for(lambda: b.running.hub.version >= version + 40, what="40 changes while the broker stalls")
+            # The box goes on (the page answers with the newest state); the bridge holds at most one message per
+            # topic waiting behind the one the broker has not acknowledged, however many changes came.
+            r = await b.client.get("/api/printers/garage")
+            assert r.json()["state"]["layer"] == b.running.hub.printer("garage")["state"]["layer"]
+            assert set(session._waiting) <= session._busy
+            assert len(session.client._out_messages) <= len(session._busy)  # paho's own queue, bounded too
+            assert b.running.bridge.session is session  # a stall is not a failure (within the keepalive)
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        b.sim.printer.pause()
+        await wait_for(lambda: b.running.hub.printer("garage")["state"]["gcode_state"] == "PAUSE", what="PAUSE")
+        newest = b.running.hub.printer("garage")["state"]
+        await wait_for(lambda: (ha.json(STATE) or {}).get("gcode_state") == "PAUSE", what="PAUSE on the broker")
+        await wait_for(lambda: ha.json(STATE)["layer"] == newest["layer"], what="the newest layer on the broker")
+
+
+@pytest.mark.timeout(120)
+async def test_new_prefixes_clear_the_old_retained_topics(tmp_path: Path, broker: Mosquitto) -> None:
+    async with box(tmp_path, broker) as b, subscriber(broker) as ha:
+        await wait_for(lambda: len(ha.configs()) >= 15, what="the discovery configs")
+        old = set(ha.configs())
+        csrf = await setup_and_login(b.client)
+        r = await save_settings(b.client, csrf, {"bridge": {"topic_prefix": "home/printers", "discovery_prefix": "ha"}})
+        assert r.status_code == 200, r.text
+        await wait_for(lambda: all(ha.get(t) == b"" for t in old), what="the old configs removed")
+        await wait_for(lambda: ha.get(STATE) == b"" and ha.get(f"{PREFIX}/availability") == b"",
+                       what="the old state and availability removed")
+        await wait_for(lambda: (ha.json("home/printers/garage/state") or {}).get("connection") == "online",
+                       what="the state under the new prefix")
+        await wait_for(lambda: ha.get("home/printers/availability") == b"online", what="online under the new prefix")
+        new = {t: json.loads(p) for t, p in ha.last.items() if t.startswith("ha/") and p}
+        assert len(new) == len(old)
+        for topic, config in new.items():
+            validate(topic, config, prefix="ha")
+            assert config["state_topic" if "state_topic" in config else "image_topic"].startswith("home/printers/")
+
+
+@pytest.mark.timeout(120)
+async def test_plain_and_unchecked_tls_connections_and_an_untrusted_certificate(tmp_path: Path) -> None:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    broker = Mosquitto(folder, {BOX_USER: BOX_PASSWORD, HA_USER: HA_PASSWORD})
+    broker.ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    plain_port = free_port()
+    with (folder / "mosquitto.conf").open("a") as conf:
+        conf.write(f"listener {plain_port} 127.0.0.1\n")  # a second listener without TLS (same passwords)
+    broker.start()
+    try:
+        async with box(tmp_path, broker) as b:
+            await connected_to(b.client, broker)
+            csrf = await setup_and_login(b.client)
+            cases = [
+                ({"tls": False, "port": plain_port, "ca": None}, f"connected to broker 127.0.0.1:{plain_port}"),
+                ({"tls": True, "port": broker.port, "ca": "insecure"}, f"connected to broker 127.0.0.1:{broker.port}"),
+                ({"ca": "system"}, "presented a certificate that [bridge] ca does not trust"),
+                ({"tls": False}, "is [bridge] tls right for this port?"),  # TLS port spoken to in plain MQTT
+            ]
+            for change, detail in cases:
+                r = await save_settings(b.client, csrf, {"bridge": {**change, "password": BOX_PASSWORD}})
+                assert r.status_code == 200, r.text
+
+                async def shown(detail: str = detail) -> bool:
+                    return detail in (await home_broker(b.client))["detail"]
+
+                await wait_for(shown, what=detail)
+    finally:
+        broker.stop()

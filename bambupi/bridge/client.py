@@ -87,6 +87,7 @@ class BrokerSession:
         self._on_message_cb = on_message
         self._on_up = on_up
         self.logged_in = False
+        self.leaving = False  # goodbye() was said: the end that follows is planned, not a failure
         self.connected = trio.Event()  # set once the broker took the login
         self.published = 0  # messages the broker acknowledged, for tests and health
         self._failure: BrokerFailure | None = None
@@ -94,9 +95,7 @@ class BrokerSession:
         self._connack = trio.Event()
         self._context = tls_context(settings) if settings.tls else None
         self.client = self._make_client()
-        self.loop = PahoLoop(
-            self.client, fail=lambda words: self.fail(BrokerFailure(words)), closed=self._cancel.cancel
-        )
+        self.loop = PahoLoop(self.client, fail=lambda words: self.fail(self._lost(words)), closed=self._cancel.cancel)
         # Latest-value publishing: topic -> the message id in flight, and the newest message waiting behind it.
         self._in_flight: dict[int, str] = {}
         self._busy: set[str] = set()
@@ -143,16 +142,32 @@ class BrokerSession:
             self.logged_in = False
             self.loop.close_socket()  # no goodbye: the broker publishes the will ("offline")
             self._room.unpark_all()
-        raise self._failure or BrokerFailure(f"connection to the broker at {self.where} lost")
+        raise self._failure or self._lost(f"connection to the broker at {self.where} lost")
 
-    async def goodbye(self, timeout_s: float = 2.0) -> None:
-        """Say "offline" ourselves before a planned disconnect (new settings, bridge switched off)."""
+    def _lost(self, words: str) -> BrokerFailure:
+        """A connection that ended; before the broker answered the login, most likely TLS spoken to a plain port
+        or the other way round (the broker just closes)."""
+        if self._connack.is_set():
+            return BrokerFailure(words)
+        return BrokerFailure(
+            f"the broker at {self.where} closed the connection before answering the login "
+            "(is [bridge] tls right for this port?)"
+        )
+
+    async def goodbye(self, availability: bytes = OFFLINE.encode(), timeout_s: float = 2.0) -> None:
+        """A planned end (new settings, the bridge switched off): the box's availability set to ``availability``
+        ("offline", or empty to clear it when its topic moves), every message acknowledged, then MQTT's DISCONNECT,
+        after which the broker drops the last will (which would say "offline" on the old topic again)."""
+        self.leaving = True
         if not self.logged_in:
             return
-        self.offer(self.availability_topic, OFFLINE.encode(), retain=True)
+        self.offer(self.availability_topic, availability, retain=True)
         with trio.move_on_after(timeout_s):
             while self.logged_in and self._busy:
                 await self._room.park()
+            self.client.disconnect()
+            while self.logged_in and self.loop.want_write:
+                await trio.sleep(0.01)  # the writer sends it; paho then closes the socket
 
     def _connect_blocking(self) -> None:
         where = self.where
@@ -247,7 +262,7 @@ class BrokerSession:
         self._on_up()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        self.fail(BrokerFailure(f"connection to the broker at {self.where} lost"))
+        self.fail(self._lost(f"connection to the broker at {self.where} lost"))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._on_message_cb(message.topic, bytes(message.payload))

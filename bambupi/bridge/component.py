@@ -21,6 +21,7 @@ import trio
 
 from bambupi.bridge.client import BrokerFailure, BrokerSession
 from bambupi.bridge.messages import (
+    OFFLINE,
     Printer,
     Topics,
     availability,
@@ -124,16 +125,17 @@ class BridgeComponent:
             return done
         before, after = old.bridge, new.bridge
         session = self.session
-        if session is not None and (before.topic_prefix, before.discovery_prefix) != (
-            after.topic_prefix, after.discovery_prefix
-        ):
+        moved = (before.topic_prefix, before.discovery_prefix) != (after.topic_prefix, after.discovery_prefix)
+        if session is not None and moved:
             self._clear_retained(session, topics_of(before))
         reconnect = any(getattr(before, key) != getattr(after, key) for key in CONNECTION_KEYS)
         self.settings = after
         self._configs_cache.clear()
         if reconnect:
             if session is not None:
-                await session.goodbye(GOODBYE_S)
+                # The box's availability topic moves with the prefix: the old one is cleared, not left "offline".
+                moved_box = before.topic_prefix != after.topic_prefix
+                await session.goodbye(b"" if moved_box else OFFLINE.encode(), GOODBYE_S)
             if self._connection is not None:
                 self._connection.cancel()
             self._settings_version += 1
@@ -183,7 +185,8 @@ class BridgeComponent:
                 self._set_state("connecting", f"connecting to the broker at {where}")
             await session.run()
         except BrokerFailure as failure:
-            self._set_state("disconnected", failure.reason)
+            if session is None or not session.leaving:  # a goodbye's end is no failure
+                self._set_state("disconnected", failure.reason)
         except Exception as exc:
             # A bug (ours or paho's) must cost the bridge a reconnect, not the box.
             log.exception("home broker: unexpected error in the bridge")
@@ -271,10 +274,10 @@ class BridgeComponent:
             session.offer(topics.printer(printer_id, leaf), b"")
 
     def _clear_retained(self, session: BrokerSession, old: Topics) -> None:
-        """Before the prefixes change: the old topics' retained messages go, so no device is left twice."""
+        """Before the prefixes change: the old topics' retained messages go, so no device is left twice (the
+        box's own availability goes with the goodbye, which the reconnect for a new topic prefix says)."""
         for printer_id in list(self._config_topics):
             self._clear_printer(session, old, printer_id)
-        session.offer(old.availability, b"")
 
     # -- events -------------------------------------------------------------------------------------------
     async def _publish_events(self, queue: EventQueue) -> None:
