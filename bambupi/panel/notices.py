@@ -26,6 +26,7 @@ from bambupi.panel.screens import (
     duration,
     fit,
     print_error_words,
+    state_word,
     wrap,
 )
 
@@ -68,9 +69,8 @@ def notice_items(screen: AttentionScreen, view: View, *, ended_at: float | None 
             items.append(Text(0, 55, fit(f"at {clock(view.now + remaining * 60, view)}", "small", _W), "small"))
         return items
     if screen == "door":
-        items.append(Text(0, 34, fit("during the print", "body", _W)))
-        items.append(Text(0, 46, fit("Close it to keep", "small", _W), "small"))
-        items.append(Text(0, 55, fit("the chamber warm", "small", _W), "small"))
+        items.append(Text(0, 36, fit("opened while", "body", _W)))
+        items.append(Text(0, 47, fit(f"{state_word(printer).lower()}", "body", _W)))
         return items
     if screen == "failed":
         error = print_error_words(printer)
