@@ -424,7 +424,7 @@ async def test_the_last_will_says_offline_when_the_box_dies(tmp_path: Path, brok
 async def test_a_stalled_broker_never_holds_up_the_box_and_gets_the_newest_state_after(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
-    async with box(tmp_path, broker) as b, subscriber(broker, STATE) as ha:
+    async with box(tmp_path, broker) as b, subscriber(broker, STATE, f"{PREFIX}/garage/event") as ha:
         await connected_to(b.client, broker)
         b.sim.printer.tick_s = 0.05  # a report every 50 ms: far more changes than the stalled broker takes
         b.sim.printer.start_print("Benchy", layers=2000, minutes=600)
@@ -442,6 +442,8 @@ async def test_a_stalled_broker_never_holds_up_the_box_and_gets_the_newest_state
             assert set(session._waiting) <= session._busy
             assert len(session.client._out_messages) <= len(session._busy)  # paho's own queue, bounded too
             assert b.running.bridge.session is session  # a stall is not a failure (within the keepalive)
+            b.sim.printer.set_hms([(0x07002000, 0x00020001)])  # an event while the broker stalls: it must arrive
+            await wait_for(lambda: b.running.hub.printer("garage")["state"]["hms"], what="the HMS on the box")
         finally:
             os.kill(broker.proc.pid, signal.SIGCONT)
         b.sim.printer.pause()
@@ -449,6 +451,8 @@ async def test_a_stalled_broker_never_holds_up_the_box_and_gets_the_newest_state
         newest = b.running.hub.printer("garage")["state"]
         await wait_for(lambda: (ha.json(STATE) or {}).get("gcode_state") == "PAUSE", what="PAUSE on the broker")
         await wait_for(lambda: ha.json(STATE)["layer"] == newest["layer"], what="the newest layer on the broker")
+        events = [json.loads(p)["event_type"] for t, p in list(ha.received) if t.endswith("/event")]
+        assert events.count("hms_raised") == 1 and "job_paused" in events, events
 
 
 @pytest.mark.timeout(120)
