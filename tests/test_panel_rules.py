@@ -405,3 +405,15 @@ async def test_the_heads_up_lead_time_changes_live_from_the_settings(tmp_path: P
             found.append(event)
         assert [e["remaining_min"] for e in found if e["kind"] == "job_ending_soon"] == [10]
         nursery.cancel_scope.cancel()
+
+
+async def test_the_door_does_not_silence_a_fatal_alarm(autojump_clock: Any) -> None:
+    async with box("p1") as (hub, panel):
+        await finish(hub)
+        hub.apply_message("p1", report(hms=[{"attr": 0x03000100, "code": 0x00010007}]))
+        await trio.sleep(1)
+        hub.apply_message("p1", report(home_flag=door(True)))
+        await trio.sleep(1)
+        assert panel.status()["pending"] == ["p1 0300_0100_0001_0007: fatal"]  # the finish seen, the alarm not
+        await trio.sleep(60)
+        assert panel.buzzer is not None and [p for _, p in panel.buzzer.played].count("fatal") == 3

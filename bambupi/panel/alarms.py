@@ -305,7 +305,7 @@ def doors(
                     alarms = _notice(alarms, pid, "door", now)
                     sound = "door"
             else:
-                alarms = acknowledge(alarms, printers, pid)
+                alarms = _end_seen(alarms, printers, pid)
                 if rules.light and printer.get("controls_available") and not _light_on(state):
                     light_until[pid] = now + rules.light_s
                     actions.append(("light_on", pid))
@@ -318,6 +318,18 @@ def doors(
                 actions.append(("light_off", pid))
     seen = {pid: door for pid, door in seen.items() if pid in printers}
     return dataclasses.replace(alarms, door=seen, light_until=light_until), sound, actions
+
+
+def _end_seen(alarms: AlarmState, printers: Mapping[str, Mapping[str, Any]], pid: str) -> AlarmState:
+    """Someone at the printer has seen how its job ended: the finished blink, the failed light and the end's screen
+    go. An HMS alarm is not the door's to silence (the button's)."""
+    failed = {pid} if pid in printers and _failed(printers[pid]) else set()
+    return dataclasses.replace(
+        alarms,
+        finished_at={p: t for p, t in alarms.finished_at.items() if p != pid},
+        failed_acked=alarms.failed_acked | failed,
+        ended={p: e for p, e in alarms.ended.items() if p != pid},
+    )
 
 
 def _light_on(state: Mapping[str, Any]) -> bool:
