@@ -16,6 +16,7 @@ from bambupi.component import RESTART, Applied, HealthBoard, Supervisor, Web
 from bambupi.config import (
     SCHEMA,
     AlertsConfig,
+    BridgeConfig,
     CameraConfig,
     Config,
     DiscoveryConfig,
@@ -142,6 +143,7 @@ CHANGES: dict[str, tuple[dict[str, Any], str]] = {
     "power": ({"power": PowerConfig(sample_interval_s=5)}, "applied"),
     "history": ({"history": HistoryConfig(fetch_timeout_s=30)}, "applied"),
     "filament": ({"filament": FilamentConfig(low_g=50)}, "applied"),
+    "bridge": ({"bridge": BridgeConfig(enabled=True, host="127.0.0.1", port=1)}, "applied"),
 }
 
 
