@@ -410,6 +410,13 @@ class MqttServer:
                 for packet in packets:
                     session.send(packet)
 
+    def drop_subscribers(self, topic: str) -> int:
+        """Close the connections of the clients subscribed to ``topic``; returns how many."""
+        sessions = [s for s in self._sessions.values() if topic in s.subscriptions]
+        for session in sessions:
+            session.cancel_scope.cancel()
+        return len(sessions)
+
     def drop_clients(self) -> int:
         """Close every client connection abruptly (no DISCONNECT in MQTT 3.1.1); returns how many."""
         sessions = list(self._sessions.values())

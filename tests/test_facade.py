@@ -53,6 +53,7 @@ access_code = "{code}"
 mqtt_port = {mqtt_port}
 camera_port = {camera_port}
 reconnect_max_s = 0.5
+{printer_extra}
 
 [camera]
 linger_s = 60
@@ -91,7 +92,7 @@ class FacadeBox:
 
 @asynccontextmanager
 async def facade_box(
-    tmp_path: Path, *, allow: bool = False, scenario: str = "print", model: str = "P1S"
+    tmp_path: Path, *, allow: bool = False, scenario: str = "print", model: str = "P1S", printer_extra: str = ""
 ) -> AsyncIterator[FacadeBox]:
     async with trio.open_nursery() as nursery:
         sim = Simulator(model, SERIAL, CODE, scenario=scenario, time_scale=20, camera_port=0, camera_fps=5.0)
@@ -99,7 +100,7 @@ async def facade_box(
         path = tmp_path / "bambupi.toml"
         path.write_text(CONFIG.format(
             serial=SERIAL, model=model, code=CODE, mqtt_port=sim.mqtt_port, camera_port=sim.camera_port,
-            facade_code=FACADE_CODE, allow=str(allow).lower(), folder=tmp_path,
+            facade_code=FACADE_CODE, allow=str(allow).lower(), folder=tmp_path, printer_extra=printer_extra,
         ))
         config, _ = load_config(path)
         running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
@@ -457,3 +458,30 @@ async def test_the_demo_prints_how_to_point_an_app_at_its_printer(tmp_path: Path
         with trio.move_on_after(HANG_S):
             await demo.wait()
         demo.kill()
+
+
+async def test_a_printer_gone_offline_closes_its_apps_and_pushall_waits_for_it(tmp_path: Path) -> None:
+    async with facade_box(tmp_path, scenario="idle", printer_extra="stale_after_s = 1\noffline_after_s = 2") as box:
+        app = PahoApp(box.mqtt_port)
+        dropped = threading.Event()
+        app.client.on_disconnect = lambda *args: dropped.set()
+        await app.start()
+        try:
+            await trio.to_thread.run_sync(app.connected.wait, HANG_S)
+            app.publish({"pushing": {"command": "pushall", "sequence_id": "1"}})
+            await app.wait_for_message(lambda m: m.get("print", {}).get("msg") == 0)
+            box.sim.printer.go_silent()
+            await wait_for(lambda: box.running.hub.printer("garage")["connection"] == "offline", what="offline")
+            await trio.to_thread.run_sync(dropped.wait, HANG_S)
+            assert dropped.is_set()  # the app saw the printer go, as it would with the printer itself
+            app.connected.clear()
+            await trio.to_thread.run_sync(app.connected.wait, HANG_S)  # paho reconnects by itself
+            while not app.messages.empty():
+                app.messages.get_nowait()
+            app.publish({"pushing": {"command": "pushall", "sequence_id": "2"}})
+            await trio.sleep(1.0)
+            assert app.messages.empty()  # no old news passed off as the printer's answer
+            box.sim.printer.resume_talking()
+            await app.wait_for_message(lambda m: m.get("print", {}).get("command") == "push_status")
+        finally:
+            app.stop()

@@ -186,12 +186,32 @@ class FacadeComponent:
             serving.camera_ports[printer.id] = await nursery.start(endpoint.serve, config.host, port)
             serving.cameras[printer.id] = endpoint
         self._serving = serving
+        nursery.start_soon(self._follow_connections, serving)
         cameras = ", ".join(f"{pid} camera on {port}" for pid, port in serving.camera_ports.items())
         log.info(
             "facade: serving %s on %s: MQTT on %d%s; control %s", ", ".join(serving.serials) or "no printer",
             config.host, serving.mqtt_port, f", {cameras}" if cameras else "",
             "allowed" if config.allow_control else "refused",
         )
+
+    async def _follow_connections(self, serving: _Serving) -> None:
+        """A printer that goes offline: the apps watching it lose their connection, as they would with the printer
+        itself, instead of staying connected to a silence that looks like a printer with nothing to say."""
+        seen: dict[str, str] = {}
+        async with self._hub.subscribe() as updates:
+            while True:
+                snapshot = await updates.next()
+                for printer_id, serial in serving.serials.items():
+                    printer = snapshot.get(printer_id)
+                    if printer is None:
+                        continue
+                    connection = printer["connection"]
+                    went = connection == "offline" and seen.get(printer_id, "offline") != "offline"
+                    seen[printer_id] = connection
+                    dropped = serving.mqtt.drop_subscribers(f"device/{serial}/report") if went else 0
+                    if dropped:
+                        log.info("facade: %s is offline; closed the %d app connection(s) watching it", printer_id,
+                                 dropped)
 
     def _camera_off(self, printer_id: str) -> str | None:
         if not self._frames.has(printer_id):
@@ -231,7 +251,9 @@ class FacadeComponent:
             log.debug("facade: ignored a request from %r: %s", session.client_id, request.reason)
         elif request.kind == "pushall":
             merged = self._hub.raw_report(printer_id)
-            if merged:  # before the printer's first report there is nothing to say: its first report follows
+            # Before the printer's first report there is nothing to say (its first report follows); while it is
+            # offline the merge is old news, and an offline printer answers nothing.
+            if merged and self._hub.printer(printer_id)["connection"] in ("online", "stale"):
                 _reply(session, serial, full_report(merged, request.sequence_id))
         elif request.kind == "get_version":
             version = self._hub.version_reply(printer_id)
