@@ -485,3 +485,50 @@ async def test_a_printer_gone_offline_closes_its_apps_and_pushall_waits_for_it(t
             await app.wait_for_message(lambda m: m.get("print", {}).get("command") == "push_status")
         finally:
             app.stop()
+
+
+async def test_several_printers_on_one_mqtt_port_each_by_its_serial(tmp_path: Path) -> None:
+    """Two simulated printers (a P1S printing, an A1 idle): one facade port, each printer's reports on its own
+    serial's topic, each pushall answered with that printer's own state; camera ports one per printer."""
+    other_serial = "03919A000000042"
+    async with trio.open_nursery() as nursery:
+        p1s = Simulator("P1S", SERIAL, CODE, scenario="print", time_scale=20, camera_port=0)
+        a1 = Simulator("A1", other_serial, "87654321", scenario="idle", time_scale=20, camera_port=0)
+        await nursery.start(p1s.run)
+        await nursery.start(a1.run)
+        path = tmp_path / "bambupi.toml"
+        path.write_text(
+            f'[web]\nlisten = "127.0.0.1:0"\n\n'
+            f'[[printer]]\nid = "garage"\nmodel = "P1S"\nhost = "127.0.0.1"\nserial = "{SERIAL}"\n'
+            f'access_code = "{CODE}"\nmqtt_port = {p1s.mqtt_port}\ncamera_port = {p1s.camera_port}\n\n'
+            f'[[printer]]\nid = "office"\nmodel = "A1"\nhost = "127.0.0.1"\nserial = "{other_serial}"\n'
+            f'access_code = "87654321"\nmqtt_port = {a1.mqtt_port}\ncamera_port = {a1.camera_port}\n\n'
+            f'[facade]\nenabled = true\nhost = "127.0.0.1"\nmqtt_port = 0\ncamera_port = 0\n'
+            f'access_code = "{FACADE_CODE}"\nprinters = ["office", "garage"]\n\n'
+            f'[storage]\npath = "{tmp_path}/bambupi.sqlite3"\n'
+        )
+        config, _ = load_config(path)
+        running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+        await wait_for(lambda: all(p["connection"] == "online" for p in running.hub.snapshot().values()),
+                       what="both printers online")
+        port = running.facade.mqtt_port
+        assert port is not None
+        assert running.facade.camera_port("office") != running.facade.camera_port("garage")
+        apps = {serial: PahoApp(port, client_id=f"app-{serial}") for serial in (SERIAL, other_serial)}
+        try:
+            for serial, app in apps.items():
+                app.serial = serial
+                await app.start()
+                await trio.to_thread.run_sync(app.connected.wait, HANG_S)
+                app.publish({"pushing": {"command": "pushall", "sequence_id": serial}})
+            garage = await apps[SERIAL].wait_for_message(lambda m: m.get("print", {}).get("sequence_id") == SERIAL)
+            office = await apps[other_serial].wait_for_message(
+                lambda m: m.get("print", {}).get("sequence_id") == other_serial
+            )
+            assert garage["print"]["gcode_state"] in ("PREPARE", "RUNNING")
+            assert office["print"]["gcode_state"] == "IDLE"
+        finally:
+            for app in apps.values():
+                app.stop()
+        assert p1s.broker.connections == 1 and a1.broker.connections == 1
+        nursery.cancel_scope.cancel()
