@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from bench import camera, camera_decode, facade, latency, power, startup, ws
+from bench import bridge, camera, camera_decode, facade, latency, power, startup, ws
 
 
 def main() -> int:
@@ -17,6 +17,7 @@ def main() -> int:
     camera.main()
     camera_decode.main()
     facade.main()
+    bridge.main()
     return 0
 
 
