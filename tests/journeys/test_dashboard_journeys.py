@@ -192,7 +192,8 @@ secret = "{WEBHOOK_SECRET}"
             await wait_for(both_cancels_told, WAIT)
             shown = await panel()
             assert shown["leds"]["red"]["mode"] == "off" and shown["buzzer"]["count"] == 0
-            assert shown["pending"] == []  # nothing for the button to acknowledge
+            # No alarm: only the end's screen waits for someone to see it (the button, the door or the next job).
+            assert shown["pending"] == ["garage: cancelled"]
 
             # A real failure: the red LED, the failure tones and a "failed" notification.
             await printing(page, j, "lid")
