@@ -417,3 +417,17 @@ async def test_the_door_does_not_silence_a_fatal_alarm(autojump_clock: Any) -> N
         assert panel.status()["pending"] == ["p1 0300_0100_0001_0007: fatal"]  # the finish seen, the alarm not
         await trio.sleep(60)
         assert panel.buzzer is not None and [p for _, p in panel.buzzer.played].count("fatal") == 3
+
+
+async def test_a_long_press_shows_the_network_screen_over_a_finished_print(autojump_clock: Any) -> None:
+    async with box("p1") as (hub, panel):
+        await finish(hub)
+        assert panel.current == ("finished", "p1")
+        assert panel.factory is not None
+        panel.factory.pin(BUTTON).drive_low()
+        await trio.sleep(2.5)
+        panel.factory.pin(BUTTON).drive_high()
+        await trio.sleep(1)
+        assert panel.current == ("network", None) and panel.status()["pending"] == ["p1: finished"]
+        await trio.sleep(31)
+        assert panel.current == ("finished", "p1")  # still waiting to be seen

@@ -424,17 +424,20 @@ class Panel:
 
     def _choose(self, now: float) -> Shown:
         # The printer that needs attention first (alarms.attention): an HMS screen before the auto-off countdown,
-        # which comes before a print's end or a notice.
+        # which comes before the network screen someone asked for (a long press, the first seconds) and then a
+        # print's end or a notice.
         first = alarms.attention(self.alarm_state, self.printers)
         if first is not None and first[1] == "hms":
             return "hms", first[0]
         warned = sorted(self.auto_off.auto_off_warnings())
         if warned:
             return "auto_off", warned[0]
+        if now < self._network_until:
+            return "network", None
         if first is not None:
             return first[1], first[0]
         reachable = [p for p in self.printers.values() if p.get("connection") in ("online", "stale")]
-        if now < self._network_until or not reachable:
+        if not reachable:
             return "network", None
         pages = self._pages()
         return pages[self._page_index(now) % len(pages)]
