@@ -66,8 +66,9 @@ class _Waiting:
 
 
 class BrokerSession:
-    """One connection to the broker. ``on_message(topic, payload)`` is called in trio's thread for each message on
-    a subscribed topic, ``on_up()`` once the broker took the login (and "online" is on its way)."""
+    """One connection to the broker. ``on_message(topic, payload, retained)`` is called in trio's thread for each
+    message on a subscribed topic (``retained``: the broker kept it and hands it to this new subscription),
+    ``on_up()`` once the broker took the login (and "online" is on its way)."""
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class BrokerSession:
         *,
         availability_topic: str,
         subscriptions: tuple[str, ...],
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[str, bytes, bool], None],
         on_up: Callable[[], None],
         keepalive_s: int = KEEPALIVE_S,
     ) -> None:
@@ -265,7 +266,7 @@ class BrokerSession:
         self.fail(self._lost(f"connection to the broker at {self.where} lost"))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._on_message_cb(message.topic, bytes(message.payload))
+        self._on_message_cb(message.topic, bytes(message.payload), bool(message.retain))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         self.published += 1

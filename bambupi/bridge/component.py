@@ -49,6 +49,10 @@ GOODBYE_S: Final = 2.0
 CONNECTION_KEYS: Final = (
     "enabled", "host", "port", "tls", "ca", "username", "password", "topic_prefix", "connect_timeout_s",
 )
+RETAINED: Final = (
+    "a retained command is not taken (it would run again at every reconnect); publish commands without the retain "
+    "flag, and clear this one with an empty retained message"
+)
 CONTROL_OFF: Final = (
     "control from the home broker is off: set [bridge] allow_control = true on the box (its settings page) to allow it"
 )
@@ -338,10 +342,18 @@ class BridgeComponent:
                 await self._wait_for_session()
 
     # -- commands -----------------------------------------------------------------------------------------
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         """A message on ``<prefix>/+/command`` (in trio's thread); queued for :meth:`_take_commands`."""
         printer_id = topics_of(self.settings).command_printer(topic)
         if printer_id is None or self._commands is None:
+            return
+        if not payload:
+            return  # an empty message clears a retained one: nothing to do
+        if retained:
+            # Kept by the broker from before this connection: taken, it would run again at every reconnect (a
+            # "stop" sent with the retain flag would stop every later print). A live message is taken once.
+            log.warning("%s: a retained command on %s was not taken", printer_id, topic)
+            self._result(printer_id, None, "refused", RETAINED)
             return
         try:
             self._commands.send_nowait((printer_id, payload))
