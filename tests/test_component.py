@@ -20,6 +20,7 @@ from bambupi.config import (
     CameraConfig,
     Config,
     DiscoveryConfig,
+    FacadeConfig,
     FilamentConfig,
     HistoryConfig,
     NotifyConfig,
@@ -144,6 +145,8 @@ CHANGES: dict[str, tuple[dict[str, Any], str]] = {
     "history": ({"history": HistoryConfig(fetch_timeout_s=30)}, "applied"),
     "filament": ({"filament": FilamentConfig(low_g=50)}, "applied"),
     "bridge": ({"bridge": BridgeConfig(enabled=True, host="127.0.0.1", port=1)}, "applied"),
+    "facade": ({"facade": FacadeConfig(enabled=True, host="127.0.0.1", mqtt_port=0, camera_port=0,
+                                       access_code=Secret("fac4de01"))}, "applied"),
 }
 
 
