@@ -30,6 +30,8 @@ TOPICS: Final[Mapping[NotifyTopic, tuple[str, ...]]] = {
     "ending_soon": ("job_ending_soon",),  # not a default topic: a channel asks for it
 }
 TEST_KIND: Final = "test"  # the owner's "send a test notification"
+# News that is wrong by the end of the quiet hours ("done in 5 min" at 03:00, read at 07:00): dropped, never held.
+PERISHABLE: Final = frozenset({"job_ending_soon"})
 SEVERITY_RANK: Final = {"fatal": 0, "serious": 1, "common": 2, "info": 3, "unknown": 2}
 
 

@@ -21,7 +21,7 @@ import trio
 from bambupi import outgoing
 from bambupi.config import NotifyConfig
 from bambupi.notify.channels import build_request, secrets_of
-from bambupi.notify.messages import TEST_KIND, Message, message_for, sample_message, wanted
+from bambupi.notify.messages import PERISHABLE, TEST_KIND, Message, message_for, sample_message, wanted
 from bambupi.secret import redact
 from bambupi.state_hub import PrinterObject, StateHub
 
@@ -97,6 +97,9 @@ class Channel:
             self.recent[message.dedup_key] = now
             if len(self.recent) > 1000:
                 self.recent = {k: t for k, t in self.recent.items() if now - t < self.config.dedup_window_s}
+        if not message.urgent and self.notifier.quiet() and message.kind in PERISHABLE:
+            self.notifier.record(self, message, "dropped", "quiet hours (stale by their end)", 0)
+            return
         if not message.urgent and self.notifier.quiet():
             self.held.append((message, message.printer))
             self.notifier.record(self, message, "held", "quiet hours", 0)
