@@ -86,13 +86,16 @@ def green_blinks(panel: Panel, seconds: float = 0.5) -> bool:
 
 
 def banner(panel: Panel) -> str | None:
-    """Which notice's banner the OLED shows (its inverse-video head, pixel for pixel at any burn-in shift)."""
+    """Which notice's banner the OLED shows (its inverse-video head, pixel for pixel at any burn-in shift), read from
+    the luma dummy device behind ``oled = "virtual"``: what the screen was last sent."""
+    shown = panel.screen.device.image
+    assert shown.tobytes() == panel.image.tobytes()  # the picture the page mirrors is the screen's
     for head in HEADS.values():
         for dx, dy in SHIFTS:
             lit = Rect(dx, dy, 125 + dx, 11 + dy, fill=1, outline=None)
             expected = draw([lit, Text(2 + dx, 1 + dy, head, "body", 0)])
             box_ = (0, 0, 2 + dx + 6 * len(head) + 1, 12 + dy)  # the head, not the page number beside it
-            if panel.image.crop(box_).tobytes() == expected.crop(box_).tobytes():
+            if shown.crop(box_).tobytes() == expected.crop(box_).tobytes():
                 return head
     return None
 
