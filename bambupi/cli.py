@@ -254,15 +254,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def start(nursery: trio.Nursery) -> None:
         folder = Path(tempfile.mkdtemp(prefix="bambupi-demo-"))
         nursery.start_soon(_remove_on_exit, folder)
-        # The simulated camera speaks the P1/A1 port-6000 protocol; an RTSPS model's demo shows "Liveview off".
-        has_camera = model_info(args.model).camera_kind == "tls6000"
+        # The simulated camera: the port-6000 protocol for P1/A1, RTSPS for the others (encoded with ffmpeg; without
+        # it an RTSPS model's demo shows "LAN Only Liveview" off).
+        rtsps = model_info(args.model).camera_kind == "rtsps"
         sim = Simulator(
             args.model, DEMO_SERIAL, access_code.reveal(), mqtt_port=0, scenario=args.scenario,
-            time_scale=args.time_scale, camera_port=0 if has_camera else None, ftps_port=0,
+            time_scale=args.time_scale, camera_port=None if rtsps else 0, rtsps_port=0 if rtsps else None,
+            ftps_port=0,
         )
         await _start(nursery, "the simulated printer", sim.run)
         plug: SimulatedPlug = await _start(nursery, "the simulated plug", SimulatedPlug(sim.printer).run)
-        port_lines = f"\ncamera_port = {sim.camera_port}" if has_camera else ""
+        camera_port = sim.rtsps_port if sim.rtsps is not None else sim.camera_port if sim.camera is not None else None
+        has_camera = camera_port is not None
+        port_lines = f"\ncamera_port = {camera_port}" if has_camera else ""
         # The job's 3MF (filament grams, the plate picture) comes over the simulator's FTPS, as from a printer.
         port_lines += f"\nftps_port = {sim.ftps_port}"
         # A real config file, so the demo's settings page can edit it like a box's.
@@ -324,12 +328,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
         sim = Simulator(
             args.model, args.serial, args.access_code, host=args.host, mqtt_port=args.mqtt_port,
             scenario=args.scenario, time_scale=args.time_scale, camera_port=args.camera_port, ftps_port=ftps_port,
+            rtsps_port=args.rtsps_port,
         )
         ports = f"MQTT port {args.mqtt_port}" + (f", camera port {args.camera_port}" if args.camera_port else "")
         ports += f", FTPS port {args.ftps_port}" if args.ftps_port is not None else ""
         await _start(nursery, f"the simulated printer on {args.host} ({ports})", sim.run)
         ftps = f", FTPS (implicit TLS) on {args.host}:{sim.ftps_port}" if sim.ftps is not None else ""
         camera = f", camera (port-6000 protocol) on {args.host}:{sim.camera_port}" if sim.camera is not None else ""
+        if sim.rtsps is not None:
+            camera += f", camera (RTSPS) on rtsps://{args.host}:{sim.rtsps_port}/streaming/live/1"
         print(f"simulated {args.model} {args.serial}: MQTT/TLS on {args.host}:{sim.mqtt_port}{ftps}{camera}",
               flush=True)  # fmt: skip
 
@@ -481,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-port", type=_port, default=8883, help="0 = any free port (default 8883)")
     p.add_argument(
         "--camera-port", type=_port, default=None, help="serve the port-6000 camera (0 = any free port; default none)"
+    )
+    p.add_argument(
+        "--rtsps-port", type=_port, default=None,
+        help="X1/H2/P2 models: serve the RTSPS camera, H.264 encoded with ffmpeg (0 = any free port; default none)",
     )
     p.add_argument(
         "--ftps-port", type=_port, default=None,

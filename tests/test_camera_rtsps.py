@@ -8,10 +8,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +40,9 @@ from bambupi.camera.source import CameraError
 from bambupi.config import CameraConfig, PrinterConfig
 from bambupi.printer.tls_pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint
 from bambupi.secret import Secret
+from bambupi.sim.printer import render_report
+from bambupi.sim.rtsps import MAX_PAYLOAD, check_digest, encoder_available, rtp_packets, split_nal_units
+from bambupi.sim.simulator import Simulator
 from bambupi.state_hub import StateHub
 from tests.support import wait_for
 
@@ -392,10 +397,11 @@ async def test_liveview_off_then_on_resumes(tmp_path: Path) -> None:
             FrameHub(hub, [config], source_for=lambda p: RtspsSource("127.0.0.1", server.port, Secret(CODE))).run
         )
         hub.apply_message("x1", ipcam("disable"))
+        await wait_for(lambda: hub.printer("x1")["camera"]["status"] == "off")
         with frames.viewer("x1"):
-            await wait_for(lambda: hub.printer("x1")["camera"]["status"] == "off")
             assert "LAN Only Liveview" in (hub.printer("x1")["camera"]["reason"] or "")
-            assert frames.upstream_connections("x1") == 0  # the closed port is not knocked on
+            assert await frames.fresh_frame("x1", max_age_s=1, timeout_s=1) is None
+            assert frames.upstream_connections("x1") == 0  # a viewer, but the closed port is not knocked on
             hub.apply_message("x1", ipcam("rtsps://127.0.0.1/streaming/live/1"))
             frame = await frames.next_frame("x1", after=0)
             assert is_jpeg(frame.data)
@@ -417,3 +423,100 @@ async def test_ffmpeg_missing_is_a_clear_camera_error() -> None:
     source = RtspsSource("127.0.0.1", 322, Secret(CODE), ffmpeg="ffmpeg-not-installed-here")
     with pytest.raises(CameraError, match="ffmpeg is not installed"):
         await source.stream(lambda data: None)
+
+
+# --- the simulator's RTSPS camera (bambupi sim --rtsps-port, bambupi demo --model X1C) ---------------------------
+
+
+def test_annex_b_splits_into_nal_units_and_fu_a_reassembles() -> None:
+    big = bytes([0x65]) + bytes(range(256)) * 20  # an IDR slice of 5 KB
+    stream = b"\x00\x00\x00\x01\x67\x42" + b"\x00\x00\x01\x68\xce" + b"\x00\x00\x00\x01" + big + b"\x00\x00\x01\x41"
+    units, rest = split_nal_units(stream)
+    assert units == [b"\x67\x42", b"\x68\xce", big] and rest == b"\x00\x00\x01\x41"
+    packets = rtp_packets(big, seq=65535, timestamp=90_000, ssrc=7, last=True)
+    assert len(packets) == 4 and all(len(p) <= 12 + 2 + MAX_PAYLOAD for p in packets)
+    assert [int.from_bytes(p[2:4], "big") for p in packets] == [65535, 0, 1, 2]  # wraps
+    assert [p[1] >> 7 for p in packets] == [0, 0, 0, 1]  # the marker on the picture's last packet
+    fu = [p[12:] for p in packets]
+    assert all(f[0] & 0x1F == 28 for f in fu) and fu[0][1] & 0x80 and fu[-1][1] & 0x40
+    assert bytes([(fu[0][0] & 0xE0) | (fu[0][1] & 0x1F)]) + b"".join(f[2:] for f in fu) == big
+    small = rtp_packets(b"\x67\x42", seq=5, timestamp=0, ssrc=7, last=False)
+    assert small == [bytes([0x80, 96, 0, 5, 0, 0, 0, 0, 0, 0, 0, 7, 0x67, 0x42])]
+
+
+def test_simulated_camera_checks_digest_like_live555() -> None:
+    nonce = "abc"
+    params = {"realm": "LIVE555 Streaming Media", "nonce": nonce}
+    right = digest_authorization(params, "DESCRIBE", "rtsps://h:322/streaming/live/1", CODE)
+    assert check_digest(right, "DESCRIBE", CODE, nonce)
+    assert not check_digest(right, "PLAY", CODE, nonce)  # signed for another method
+    assert not check_digest(right, "DESCRIBE", "00000000", nonce)
+    assert not check_digest(right, "DESCRIBE", CODE, "other-nonce")
+    assert not check_digest("Basic YmJscDoxMjM0NTY3OA==", "DESCRIBE", CODE, nonce)  # Basic is ignored
+    assert not check_digest(None, "DESCRIBE", CODE, nonce)
+
+
+async def test_simulated_x1c_camera_through_the_proxy() -> None:
+    if not encoder_available():
+        pytest.skip("ffmpeg not installed")
+    sim = Simulator("X1C", SERIAL, CODE, rtsps_port=0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        assert sim.rtsps is not None
+        assert sim.printer.state.liveview_url == "rtsps://127.0.0.1/streaming/live/1"
+        frames = await first_frames(RtspsSource("127.0.0.1", sim.rtsps_port, Secret(CODE)), 2)
+        assert len(frames) == 2 and all(decodes(frame) == (1280, 720) for frame in frames)
+        assert sim.rtsps.logins >= 3  # DESCRIBE, SETUP, PLAY each logged in
+        with trio.fail_after(30), pytest.raises(CameraError, match="refused the access code"):
+            await RtspsSource("127.0.0.1", sim.rtsps_port, Secret("00000000")).stream(lambda data: None)
+        assert sim.rtsps.refused >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_simulated_x1c_reports_liveview_off_without_its_camera() -> None:
+    sim = Simulator("X1C", SERIAL, CODE)
+    assert sim.rtsps is None
+    report = json.loads(json.dumps(render_report(sim.printer.state)))
+    assert report["ipcam"]["rtsp_url"] == "disable"
+    sim.printer.state.liveview_url = "rtsps://127.0.0.1/streaming/live/1"
+    assert render_report(sim.printer.state)["ipcam"]["rtsp_url"].startswith("rtsps://")  # type: ignore[index]
+
+
+@pytest.mark.timeout(240)
+def test_demo_with_an_x1c_shows_its_camera_and_leaves_no_decoder(tmp_path: Path) -> None:
+    """`bambupi demo --model X1C` as a person runs it: the camera's snapshot comes through the RTSPS path; after
+    Ctrl-C no ffmpeg is left."""
+    require_rtsps_tools()
+    log = tmp_path / "demo.log"
+    with log.open("w") as stderr:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "bambupi", "demo", "--model", "X1C", "--port", "0", "--host", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=Path(__file__).parent.parent,
+        )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        url = None
+        while url is None:
+            line = demo.stdout.readline()
+            assert line, f"the demo ended early:\n{log.read_text()}"
+            if match := re.search(r"open (http://\S+)", line):
+                url = match.group(1)
+        with urllib.request.urlopen(url + "api/printers/demo/snapshot.jpg", timeout=90) as reply:
+            image = reply.read()
+        assert reply.status == 200 and decodes(image) == (1280, 720)
+        printer = json.load(urllib.request.urlopen(url + "api/printers/demo", timeout=30))
+        assert printer["camera"]["kind"] == "rtsps" and printer["camera"]["status"] in ("live", "idle")
+        with urllib.request.urlopen(url + "api/printers/demo/camera", timeout=90) as viewer:
+            assert b"image/jpeg" in viewer.read(200)  # a viewer holds the decoder open
+            decoders = [pid for pid in children(demo.pid) if "ffmpeg" in Path(f"/proc/{pid}/cmdline").read_text()]
+            assert decoders
+            for pid in children(demo.pid):
+                assert CODE not in Path(f"/proc/{pid}/cmdline").read_text()
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(60) == 0
+        assert not any(alive(pid) for pid in decoders)
+        assert "Traceback" not in log.read_text()
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()

@@ -43,7 +43,7 @@ DEFAULT_STALL_S: Final = 20.0
 # The printer said so (``ipcam.rtsp_url: "disable"``): shown as the camera's status; nothing connects until the
 # report carries a URL again.
 LIVEVIEW_OFF: Final = (
-    'LAN Only Liveview is off on the printer: turn on "LAN Only Liveview" in its settings on the printer\'s screen '
+    "LAN Only Liveview is off on the printer: turn it on in the settings on the printer's screen "
     "(X1: Settings → General)"
 )
 _RECEIVE_BYTES: Final = 256 * 1024

@@ -259,6 +259,7 @@ class PrinterState:
     signed_commands: bool = False
     print_temp: float = 220.0
     bed_temp: float = 55.0
+    liveview_url: str | None = None  # RTSPS models: the simulated camera's address ("LAN Only Liveview" on)
 
     @property
     def fun(self) -> int:
@@ -600,8 +601,8 @@ def render_report(state: PrinterState) -> JSON:
         flags = DOOR_OPEN_BIT if state.door_open else 0
         report[door] = f"{flags:X}" if door == "stat" else flags
     if profile.rtsp_camera:
-        # "LAN Only Liveview" is off until the simulator grows an RTSPS server.
-        report["ipcam"]["rtsp_url"] = "disable"
+        # "LAN Only Liveview" is off unless the simulator serves the RTSPS camera.
+        report["ipcam"]["rtsp_url"] = state.liveview_url or "disable"
     if profile.packed_temps:
         report["device"] = _render_device(state)
     else:

@@ -20,6 +20,7 @@ from bambupi.sim.broker import Broker, server_ssl_context
 from bambupi.sim.camera import CameraServer, FrameInfo
 from bambupi.sim.ftps import FtpsServer
 from bambupi.sim.printer import SimulatedPrinter
+from bambupi.sim.rtsps import RtspsCameraServer, encoder_available
 from bambupi.sim.scenarios import SCENARIOS, run_scenario
 from bambupi.sim.threemf import job_filaments, make_3mf
 
@@ -53,6 +54,7 @@ class Simulator:
         camera_port: int | None = None,
         camera_fps: float = 2.0,
         ftps_port: int | None = None,
+        rtsps_port: int | None = None,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
@@ -71,6 +73,18 @@ class Simulator:
             self.camera = CameraServer(
                 access_code, server_ssl_context(cert, key), self._camera_frame_info, fps=camera_fps
             )
+
+        # The X1/H2/P2 camera, RTSPS (None: none, and the reports say "LAN Only Liveview" is off; 0: any free port).
+        # It needs ffmpeg to encode H.264; without it the camera stays off.
+        self.rtsps_port = rtsps_port
+        self.rtsps: RtspsCameraServer | None = None
+        if rtsps_port is not None and self.printer.profile.rtsp_camera:
+            if encoder_available():
+                self.rtsps = RtspsCameraServer(
+                    access_code, server_ssl_context(cert, key), self._camera_frame_info, fps=camera_fps
+                )
+            else:
+                log.warning("simulator: no ffmpeg here to encode the RTSPS camera: it stays off (LAN Only Liveview)")
 
         # The FTPS server with each job's 3MF (None: no FTPS; 0: any free port, bound in run()).
         self.ftps_port = ftps_port
@@ -109,6 +123,9 @@ class Simulator:
                 self.camera_port = await nursery.start(self.camera.serve, self.host, self.camera_port or 0)
             if self.ftps is not None:
                 self.ftps_port = await nursery.start(self.ftps.serve, self.host, self.ftps_port or 0)
+            if self.rtsps is not None:
+                self.rtsps_port = await nursery.start(self.rtsps.serve, self.host, self.rtsps_port or 0)
+                self.printer.state.liveview_url = f"rtsps://{self.host}/streaming/live/1"
             await nursery.start(self.printer.run)
             nursery.start_soon(run_scenario, self.scenario, self.printer)
             log.info(

@@ -153,6 +153,7 @@ async def journey(
     scenario: str = "idle",
     time_scale: float = 100,
     camera: bool = False,
+    rtsps: bool = False,
     printer_extra: str = "",
     plug: str = "",
     extra: str = "",
@@ -164,7 +165,7 @@ async def journey(
     async with trio.open_nursery() as nursery:
         sim = Simulator(
             model, SERIAL, CODE, scenario=scenario, time_scale=time_scale, camera_port=0 if camera else None,
-            ftps_port=0 if ftps else None,
+            ftps_port=0 if ftps else None, rtsps_port=0 if rtsps else None,
         )
         await nursery.start(sim.run)
         plug_server: SimulatedPlug | None = await nursery.start(SimulatedPlug(sim.printer).run) if sim_plug else None
@@ -175,7 +176,8 @@ async def journey(
             CONFIG.format(
                 port=0, printer=PRINTER, model=model, serial=SERIAL, code=CODE, mqtt_port=sim.mqtt_port,
                 printer_extra=printer_extra
-                + (f"\ncamera_port = {sim.camera_port}" if camera else "\ncamera = \"off\"")
+                + (f"\ncamera_port = {sim.rtsps_port if rtsps else sim.camera_port}" if camera or rtsps
+                   else "\ncamera = \"off\"")
                 + (f"\nftps_port = {sim.ftps_port}" if ftps else ""),
                 plug=plug, folder=tmp_path, extra=extra,
             )
