@@ -27,6 +27,7 @@ import pytest
 import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bambupi.bridge.messages import Printer, discovery_configs, state_document
 from bambupi.config import load_config
 from bambupi.service import Running, Service
 from bambupi.sim.simulator import Simulator
@@ -99,7 +100,9 @@ class Subscriber:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ha-{uuid.uuid4().hex[:8]}")
         self.client.username_pw_set(HA_USER, HA_PASSWORD)
         self.client.tls_set(ca_certs=str(ca_file(broker)))
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
@@ -137,6 +140,7 @@ class Subscriber:
 async def subscriber(broker: Mosquitto, *topics: str) -> AsyncIterator[Subscriber]:
     sub = await trio.to_thread.run_sync(lambda: Subscriber(broker, topics or ("#",)))
     try:
+        await wait_for(sub.subscribed.is_set, what="the broker's SUBACK")  # from here on it sees every message
         yield sub
     finally:
         await trio.to_thread.run_sync(sub.close)
@@ -178,6 +182,22 @@ async def home_broker(client: httpx.AsyncClient) -> dict[str, Any]:
     return entry
 
 
+def expected_configs(b: Box) -> set[str]:
+    """The discovery topics the box has configs for now (its printer's state and settings, as the bridge makes
+    them): what Home Assistant must end up with."""
+    bridge = b.running.bridge
+    config = bridge._printers["garage"]
+    printer = Printer(config.id, config.serial, config.name, config.model, config.camera != "off")
+    document = state_document(b.running.hub.printer("garage"))
+    raw = discovery_configs(printer, document, bridge.settings, box_url=b.running.url)
+    return {topic for topic, payload in raw.items() if payload}
+
+
+async def all_configs(ha: Subscriber, b: Box) -> dict[str, dict[str, Any]]:
+    await wait_for(lambda: set(ha.configs()) == expected_configs(b), what="every discovery config")
+    return ha.configs()
+
+
 def template_keys(template: str) -> set[str]:
     return set(re.findall(r"value_json\.([a-z_]+)", template))
 
@@ -200,7 +220,8 @@ async def test_a_late_subscriber_finds_retained_state_valid_discovery_and_pictur
             await wait_for(lambda: (ha.json(STATE) or {}).get("gcode_state") == "RUNNING", what="retained state")
             await wait_for(lambda: (ha.get(f"{PREFIX}/garage/camera") or b"")[:2] == b"\xff\xd8",
                            what="a JPEG picture for the image entity")
-            await wait_for(lambda: len(ha.configs()) >= 15, what="the discovery configs")
+            configs = await all_configs(ha, b)
+            assert len(configs) >= 15
             assert ha.get(f"{PREFIX}/availability") == b"online"
             assert ha.get(f"{PREFIX}/garage/availability") == b"online"
             assert {STATE, f"{PREFIX}/availability", f"{PREFIX}/garage/camera"} <= ha.retained
@@ -209,7 +230,6 @@ async def test_a_late_subscriber_finds_retained_state_valid_discovery_and_pictur
             assert document["hms_count"] == 0 and document["hms_worst"] == "none"
             assert document["connection"] == "online"
 
-            configs = ha.configs()
             retained_topics = set(ha.last)
             devices = set()
             for topic, config in configs.items():
@@ -240,8 +260,6 @@ async def test_a_late_subscriber_finds_retained_state_valid_discovery_and_pictur
 
         # Events are not retained: a subscriber sees them as they happen, as Home Assistant's event entity does.
         async with subscriber(broker, f"{PREFIX}/garage/event") as ha:
-            await wait_for(lambda: ha.client.is_connected(), what="the event subscriber")
-            await trio.sleep(0.5)  # the subscription is acknowledged after the connection
             b.sim.printer.set_hms([(0x07002000, 0x00020001)])  # an AMS problem, serious
             await wait_for(lambda: any(json.loads(p)["event_type"] == "hms_raised" for _, p in ha.received),
                            what="hms_raised on the event topic")
@@ -273,7 +291,9 @@ async def test_a_command_from_the_broker_pauses_the_print_only_when_the_owner_al
         ha.publish(COMMAND, "pause")
         await wait_for(lambda: results(ha), what="the refusal")
         assert results(ha)[0]["result"] == "refused" and "allow_control" in results(ha)[0]["reason"]
-        await trio.sleep(1)  # had it been sent, the simulated printer would have paused by now
+        # Never sent: the box's MQTT log with the printer holds no pause (its decision came before any send).
+        sent = [m.payload for m in b.running.hub.capture("garage").messages() if m.direction == "out"]
+        assert not any('"pause"' in payload for payload in sent), sent
         assert b.sim.printer.state.gcode_state == "RUNNING"
         assert b.running.hub.printer("garage")["state"]["gcode_state"] == "RUNNING"
 
@@ -356,7 +376,7 @@ async def test_the_broker_going_away_and_coming_back(tmp_path: Path, broker: Mos
         assert b.running.bridge.sessions == sessions + 1
         async with subscriber(broker) as ha:  # all of it published again to the fresh broker
             await wait_for(lambda: (ha.json(STATE) or {}).get("job") == "Desk organizer", what="the newest state")
-            await wait_for(lambda: len(ha.configs()) >= 15, what="the discovery configs again")
+            await all_configs(ha, b)
             assert ha.get(f"{PREFIX}/availability") == b"online"
 
 
@@ -475,8 +495,7 @@ async def test_a_stalled_broker_never_holds_up_the_box_and_gets_the_newest_state
 @pytest.mark.timeout(120)
 async def test_new_prefixes_clear_the_old_retained_topics(tmp_path: Path, broker: Mosquitto) -> None:
     async with box(tmp_path, broker) as b, subscriber(broker) as ha:
-        await wait_for(lambda: len(ha.configs()) >= 15, what="the discovery configs")
-        old = set(ha.configs())
+        old = set(await all_configs(ha, b))
         csrf = await setup_and_login(b.client)
         r = await save_settings(b.client, csrf, {"bridge": {"topic_prefix": "home/printers", "discovery_prefix": "ha"}})
         assert r.status_code == 200, r.text
