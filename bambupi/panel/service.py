@@ -208,6 +208,7 @@ class Panel:
         self._started = 0.0
         self._current_since = 0.0  # when the current screen came up (the HMS screen turns its pages from then)
         self._network_until = 0.0
+        self._asked_network_until = 0.0  # a long press asked for the network screen: it shows over a print's end
         self._nursery: trio.Nursery | None = None  # for the door light's commands
         self._page = 0
         self._page_since = 0.0
@@ -381,7 +382,7 @@ class Panel:
                 self.buzzer.silence()
             log.info("panel: alarm acknowledged with the button (%s)", shown or "every printer")
         elif self.display != "off":
-            self._network_until = 0.0
+            self._network_until = self._asked_network_until = 0.0
             self._page = self._page_index(now) + 1
             self._page_since = now
         self._poke()
@@ -397,7 +398,7 @@ class Panel:
         now = trio.current_time()
         self._activity = now
         self.lighting.wake(now)
-        self._network_until = now + LONG_PRESS_NETWORK_S
+        self._network_until = self._asked_network_until = now + LONG_PRESS_NETWORK_S
         self._poke()
 
     def _led_modes(self) -> dict[alarms.LedName, alarms.Led]:
@@ -424,20 +425,20 @@ class Panel:
 
     def _choose(self, now: float) -> Shown:
         # The printer that needs attention first (alarms.attention): an HMS screen before the auto-off countdown,
-        # which comes before the network screen someone asked for (a long press, the first seconds) and then a
-        # print's end or a notice.
+        # which comes before the network screen someone asked for (a long press), then a print's end or a notice,
+        # then the network screen of the first seconds.
         first = alarms.attention(self.alarm_state, self.printers)
         if first is not None and first[1] == "hms":
             return "hms", first[0]
         warned = sorted(self.auto_off.auto_off_warnings())
         if warned:
             return "auto_off", warned[0]
-        if now < self._network_until:
+        if now < self._asked_network_until:
             return "network", None
         if first is not None:
             return first[1], first[0]
         reachable = [p for p in self.printers.values() if p.get("connection") in ("online", "stale")]
-        if not reachable:
+        if now < self._network_until or not reachable:
             return "network", None
         pages = self._pages()
         return pages[self._page_index(now) % len(pages)]

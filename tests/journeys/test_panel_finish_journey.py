@@ -2,7 +2,7 @@
 
 A phone-sized Chromium on the dashboard of the real service (from a config file, ``[panel]`` virtual as in
 ``bambupi demo``) against the simulated printer over MQTT/TLS: the print runs and finishes; the panel's green LED
-goes to its fast blink and the OLED to PRINT FINISHED, and both stay while the printer keeps reporting; the owner
+goes to its fast blink (after the "done in 5 min" heads-up in the recent events) and the OLED to PRINT FINISHED, and both stay while the printer keeps reporting; the owner
 presses the box's button on the page and the panel goes to idle (green steady and dimmed, the rotation).
 """
 
@@ -33,7 +33,9 @@ async def test_the_finish_light_stays_on_the_page_until_the_button_is_pressed(tm
         await page.wait_for(f"({GREEN} || '').includes('green: on')", HANG_S)
         assert await page.evaluate(f"{BUTTON} && !{BUTTON}.hidden")  # the owner sees the box's button
 
-        j.sim.printer.start_print("Benchy", layers=20, minutes=2)  # 1.2 s of real time at 100x
+        j.sim.printer.start_print("Benchy", layers=20, minutes=10)  # 6 s of real time at 100x
+        # Five minutes before the printer's estimated end, the heads-up: in the dashboard's recent events.
+        await page.wait_for("document.getElementById('events')?.innerText.includes('Benchy done in 5 min')", HANG_S)
         await page.wait_for(f"({GREEN} || '').includes('green: fast_blink')", HANG_S)
         assert j.running is not None and j.running.panel is not None
         panel = j.running.panel
