@@ -532,3 +532,39 @@ async def test_several_printers_on_one_mqtt_port_each_by_its_serial(tmp_path: Pa
                 app.stop()
         assert p1s.broker.connections == 1 and a1.broker.connections == 1
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.timeout(240)
+async def test_a_camera_app_that_stops_reading_does_not_hold_back_the_others(tmp_path: Path) -> None:
+    """Latest-value frames: a stalled app costs no memory and no frames for the others; once a frame cannot reach
+    it for 10 s it is closed."""
+    async with facade_box(tmp_path, scenario="idle") as box:
+        endpoint = box.running.facade
+        stalled = await tls(box.camera_port)
+        await stalled.send_all(auth_packet(FACADE_CODE))  # then never reads
+        good = await tls(box.camera_port)
+        await good.send_all(auth_packet(FACADE_CODE))
+
+        async def frame() -> bytes:
+            header = await good.receive_some(16)
+            size = int.from_bytes(header[:4], "little")
+            payload = b""
+            while len(payload) < size:
+                payload += await good.receive_some(size - len(payload))
+            return payload
+
+        def camera_apps() -> int:
+            return int(endpoint.health()["facade_endpoint"]["printers"]["garage"]["camera_clients"])
+
+        await wait_for(lambda: camera_apps() == 2, what="both camera apps logged in")
+        with trio.fail_after(180):
+            received = 0
+            while camera_apps() == 2:
+                assert is_jpeg(await frame())
+                received += 1
+            assert received > 10  # the good app kept getting frames all the while the other one stalled
+            for _ in range(3):
+                assert is_jpeg(await frame())
+        assert camera_apps() == 1
+        for stream in (stalled, good):
+            await trio.aclose_forcefully(stream)
