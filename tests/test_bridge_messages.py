@@ -14,6 +14,7 @@ import voluptuous as vol
 
 from bambupi.bridge.messages import (
     COMMANDS,
+    EVENT_TYPES,
     Printer,
     Topics,
     discovery_configs,
@@ -23,6 +24,7 @@ from bambupi.bridge.messages import (
     worst_severity,
 )
 from bambupi.config import BridgeConfig
+from bambupi.printer.events import EVENT_KINDS
 from bambupi.printer_models import model_info
 from bambupi.state_hub import StateHub
 from tests.capture_corpus import Capture, all_captures
@@ -157,6 +159,13 @@ def test_command_topics() -> None:
     assert topics.command_printer("bambupi/a/b/command") is None
     assert topics.command_printer("other/garage/command") is None
     assert topics.command_printer("bambupi//command") is None
+
+
+def test_the_event_entity_knows_every_kind_the_box_sends() -> None:
+    raw = discovery_configs(printer("P1S"), state_document({"state": {}}), SETTINGS)
+    events = json.loads(raw["homeassistant/event/bambupi_p/events/config"])
+    assert set(events["event_types"]) == set(EVENT_TYPES) >= set(EVENT_KINDS)
+    assert events["state_topic"] == "bambupi/p/event"
 
 
 def test_worst_severity_and_events() -> None:

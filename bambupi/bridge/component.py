@@ -21,6 +21,7 @@ import trio
 
 from bambupi.bridge.client import BrokerFailure, BrokerSession
 from bambupi.bridge.messages import (
+    EVENT_TYPES,
     OFFLINE,
     Printer,
     Topics,
@@ -288,8 +289,9 @@ class BridgeComponent:
         while True:
             event = await queue.get()
             printer_id = event.get("printer")
-            if not self.settings.enabled or not isinstance(printer_id, str):
-                continue  # the bridge is off (events are not kept for a broker that may never come)
+            if not self.settings.enabled or not isinstance(printer_id, str) or event.get("kind") not in EVENT_TYPES:
+                continue  # the bridge is off (events are not kept for a broker that may never come), or not one
+                # the event entity was told of
             while True:
                 session = self.session
                 if session is None or not session.logged_in:

@@ -36,6 +36,9 @@ PHASES: Final = ("idle", "preparing", "printing", "paused", "finished", "failed"
 GCODE_STATES: Final = ("IDLE", "PREPARE", "RUNNING", "PAUSE", "FINISH", "FAILED", "SLICING", "INIT", "UNKNOWN")
 SEVERITIES: Final = ("fatal", "serious", "common", "info", "unknown")  # most severe first, as HMS ranks them
 WORST_NONE: Final = "none"
+# The events published on <prefix>/<id>/event, as the event entity lists them (Home Assistant warns about a type it
+# was not told of): the printer's transitions, and the box's notices about it.
+EVENT_TYPES: Final = (*EVENT_KINDS, "filament_low", "power_warning", "power_off")
 BUTTONS: Final = {
     "pause": ("Pause", "mdi:pause"),
     "resume": ("Resume", "mdi:play"),
@@ -283,7 +286,7 @@ def discovery_configs(
         configs[topics.config("binary_sensor", pid, "door")] = door
     events = entity(
         "events", "Events", component="event", current=False, state_topic=topics.printer(pid, "event"),
-        event_types=list(EVENT_KINDS), icon="mdi:bell-outline",
+        event_types=list(EVENT_TYPES), icon="mdi:bell-outline",
     )
     configs[topics.config("event", pid, "events")] = events
     camera_topic = topics.config("image", pid, "camera")
