@@ -1,9 +1,10 @@
 """Journey: a print finishes, and the box's virtual panel on the dashboard keeps saying so until someone has seen it.
 
 A phone-sized Chromium on the dashboard of the real service (from a config file, ``[panel]`` virtual as in
-``bambupi demo``) against the simulated printer over MQTT/TLS: the print runs and finishes; the panel's green LED
-goes to its fast blink (after the "done in 5 min" heads-up in the recent events) and the OLED to PRINT FINISHED, and both stay while the printer keeps reporting; the owner
-presses the box's button on the page and the panel goes to idle (green steady and dimmed, the rotation).
+``bambupi demo``) against the simulated printer over MQTT/TLS: the print runs (the recent events say "done in 5 min")
+and finishes; the panel's green LED goes to its fast blink and the OLED to PRINT FINISHED, and both stay while the
+printer keeps reporting; the owner presses the box's button on the page and the panel goes to idle (green steady and
+dimmed, the rotation).
 """
 
 from __future__ import annotations
