@@ -44,7 +44,7 @@ from bambupi.printer.events import events as derive_events
 from bambupi.printer.hms import CANCELLED_RESULT, HmsEntry, decode_hms
 from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.phase import IN_JOB, Phase, job_phase, phase
-from bambupi.printer.raw_report import accumulate, decode_root
+from bambupi.printer.raw_report import MergedReport, decode_root
 from bambupi.printer.sink import Connection, Reply
 from bambupi.printer.state import (
     Applied,
@@ -127,7 +127,7 @@ class _Printer:
     job_file: dict[str, Any] | None = None  # as the recorder set it; the live used grams are added per build
     # The printer's own ``print`` object merged from every report (printer/raw_report.py), and its last answer to
     # ``get_version``: what the printer facade answers other apps' ``pushall`` and ``get_version`` with.
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: MergedReport = field(default_factory=MergedReport)
     version_reply: dict[str, Any] | None = None
 
     def to_json(self) -> PrinterObject:
@@ -325,7 +325,7 @@ class StateHub:
     def raw_report(self, printer_id: str) -> Mapping[str, Any]:
         """The printer's ``print`` object as a full report would carry it now (``{}`` before its first report);
         shared: never modify it."""
-        return self._printers[printer_id].raw
+        return self._printers[printer_id].raw.value
 
     def version_reply(self, printer_id: str) -> Mapping[str, Any] | None:
         """The printer's last answer to ``get_version`` (its ``info`` object), if the box saw one."""
@@ -498,8 +498,9 @@ class StateHub:
         if root is None:
             return
         report = root.get("print")
-        if isinstance(report, dict) and report.get("command") == "push_status":
-            printer.raw = accumulate(printer.raw, report)
+        if isinstance(report, dict) and report.get("command") == "push_status" and not printer.raw.add(report):
+            log.warning("%s: the printer's report kept growing new fields; its merged copy started over",
+                        printer.config.id)
         info = root.get("info")
         if isinstance(info, dict) and info.get("command") == "get_version" and isinstance(info.get("module"), list):
             printer.version_reply = info

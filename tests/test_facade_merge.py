@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from bambupi.printer.raw_report import MAX_DEPTH, accumulate, decode_root, full_report, merge_report
+from bambupi.printer.raw_report import (
+    MAX_DEPTH,
+    MergedReport,
+    accumulate,
+    decode_root,
+    full_report,
+    merge_report,
+)
 from bambupi.sim.printer import SimulatedPrinter, render_report, report_delta
 from bambupi.state_hub import StateHub
 from tests.capture_corpus import all_captures, capture
@@ -48,6 +55,19 @@ def test_a_hostile_depth_is_replaced_not_recursed() -> None:
         node = node["x"]
     merged = merge_report(deep, deep)
     assert merged == deep
+
+
+def test_new_keys_without_end_start_the_merge_over_and_known_ones_never_do() -> None:
+    merged = MergedReport(max_keys=100)
+    full = {"command": "push_status", "msg": 0, "ams": {"tray_now": "1", "ams": [{"id": "0"}]},
+            "device": {"bed": {"info": {"temp": 1}}}, "mc_percent": 1}
+    assert merged.add(full)
+    for step in range(1000):  # a printer's life: the same fields over and over, whole objects and lists again
+        assert merged.add({**full, "mc_percent": step % 100, "ams": {"tray_now": str(step % 4)}})
+    assert merged.value["mc_percent"] == 99 and merged.value["device"] == full["device"]
+    grown = [merged.add({"command": "push_status", f"new_{n}": {"a": 1, "b": 2}}) for n in range(40)]
+    assert grown.count(False) == 1 and grown[-1]  # started over once, past 100 keys
+    assert len(merged.value) < 40
 
 
 def test_decode_root_takes_objects_only() -> None:

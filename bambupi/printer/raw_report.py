@@ -19,6 +19,9 @@ from typing import Any, Final
 # The keys of a message that are about the message, not the printer: a full report sets its own.
 _ENVELOPE: Final = ("command", "msg", "sequence_id")
 MAX_DEPTH: Final = 32  # deeper than any printer nests; a hostile payload's depth is not recursed into
+# A full report holds a few hundred keys; a printer (or something posing as one) that keeps sending new keys must not
+# grow the box's memory without end: past this many, the merge starts over from the report at hand.
+MAX_KEYS: Final = 20_000
 
 
 def decode_root(payload: bytes | bytearray | str) -> dict[str, Any] | None:
@@ -37,22 +40,59 @@ def decode_root(payload: bytes | bytearray | str) -> dict[str, Any] | None:
     return root if isinstance(root, dict) else None
 
 
-def merge_report(base: Mapping[str, Any], delta: Mapping[str, Any], *, depth: int = 0) -> dict[str, Any]:
+def merge_report(
+    base: Mapping[str, Any], delta: Mapping[str, Any], *, depth: int = 0, added: list[int] | None = None
+) -> dict[str, Any]:
     """``base`` with ``delta`` applied: objects merged key by key, every other value replaced. Neither input is
-    changed; subtrees the delta does not touch are shared with ``base`` (treat the result as read-only)."""
+    changed; subtrees the delta does not touch are shared with ``base`` (treat the result as read-only).
+    ``added[0]`` grows by the keys the delta brought that ``base`` did not have (nested ones too)."""
     merged = dict(base)
     for key, value in delta.items():
-        old = merged.get(key)
+        old = merged.get(key, _ABSENT)
         if isinstance(value, dict) and isinstance(old, dict) and depth < MAX_DEPTH:
-            merged[key] = merge_report(old, value, depth=depth + 1)
-        else:
-            merged[key] = value
+            merged[key] = merge_report(old, value, depth=depth + 1, added=added)
+            continue
+        if added is not None and (old is _ABSENT or isinstance(value, dict)):
+            added[0] += (old is _ABSENT) + _keys(value, depth)
+        merged[key] = value
     return merged
 
 
-def accumulate(merged: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
+def _keys(value: Any, depth: int) -> int:
+    if not isinstance(value, dict) or depth >= MAX_DEPTH:
+        return 0
+    return len(value) + sum(_keys(v, depth + 1) for v in value.values())
+
+
+_ABSENT: Final = object()
+
+
+class MergedReport:
+    """A printer's merged ``print`` object (:attr:`value`, shared: never modify it) and a bound on its size."""
+
+    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+        self.value: dict[str, Any] = {}
+        self._keys = 0
+        self._max_keys = max_keys
+
+    def add(self, report: Mapping[str, Any]) -> bool:
+        """Merge one ``push_status`` report; False when the merge had grown past its bound and started over."""
+        added = [0]
+        self.value = accumulate(self.value, report, added=added)
+        self._keys += added[0]
+        if self._keys <= self._max_keys:
+            return True
+        added = [0]
+        self.value = accumulate({}, report, added=added)
+        self._keys = added[0]
+        return False
+
+
+def accumulate(
+    merged: Mapping[str, Any], report: Mapping[str, Any], *, added: list[int] | None = None
+) -> dict[str, Any]:
     """The merged ``print`` object after one ``push_status`` report (its envelope keys left out)."""
-    return merge_report(merged, {k: v for k, v in report.items() if k not in _ENVELOPE})
+    return merge_report(merged, {k: v for k, v in report.items() if k not in _ENVELOPE}, added=added)
 
 
 def full_report(merged: Mapping[str, Any], sequence_id: str = "0") -> dict[str, Any]:
