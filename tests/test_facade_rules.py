@@ -6,20 +6,27 @@ from __future__ import annotations
 import io
 import json
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 from PIL import Image
 
 from bambupi.camera.frames import Frame
+from bambupi.config import FacadeConfig
 from bambupi.facade.camera import CameraFeed, scale_jpeg
 from bambupi.facade.certificate import CERT_NAME, KEY_NAME, CertificateError, ensure_certificate, server_context
+from bambupi.facade.component import FacadeComponent
 from bambupi.facade.requests import CONTROL_OFF, MAX_REQUEST_BYTES, NOT_ALLOWED, Request, answer, decide
-from bambupi.state_hub import CameraStatus
-from tests.support import wait_for
+from bambupi.mqtt_server import PacketReader, PacketType, encode_packet, encode_publish, parse_publish
+from bambupi.printer.commands import CommandError, Outcome
+from bambupi.printer.tls_pins import printer_tls_context
+from bambupi.secret import Secret
+from bambupi.state_hub import CameraStatus, StateHub
+from tests.support import printer_config, wait_for
 
 
 def one(payload: object, *, allow: bool = False) -> Request:
@@ -197,3 +204,63 @@ async def test_without_openssl_the_reason_is_said(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(CertificateError, match="openssl"):
         await ensure_certificate(tmp_path / "data")
+
+
+# --- the component alone: commands that fail ------------------------------------------------------------------------
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+class FailingControls:
+    """The box's command path, failing the way it can: a refusal in words, or a bug."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    async def send(self, printer_id: str, name: str, params: Mapping[str, Any], *, origin: str = "the page"
+                   ) -> Outcome:
+        self.sent.append((printer_id, name, origin))
+        if name == "pause":
+            raise CommandError("garage is not connected; try again when it is online", 503)
+        raise RuntimeError("a bug")
+
+
+async def test_a_command_the_box_cannot_send_is_answered_failed_with_the_reason(tmp_path: Path) -> None:
+    printers = [printer_config("garage", serial="01P00A000000777")]
+    hub = StateHub(printers)
+    controls = FailingControls()
+    facade = FacadeComponent(
+        hub, FacadeConfig(enabled=True, host="127.0.0.1", mqtt_port=0, camera_port=0, access_code=Secret("fac4de01"),
+                          allow_control=True),
+        printers, controls=controls, links={}, frames=FakeFrames(), folder=tmp_path,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(facade.run)
+        assert facade.mqtt_port is not None
+        stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", facade.mqtt_port), printer_tls_context(),
+                                server_hostname=None)
+        connect = _string("MQTT") + bytes([4, 0xC2]) + (60).to_bytes(2, "big") + _string("app") + _string("bblp")
+        await stream.send_all(encode_packet(PacketType.CONNECT, connect + _string("fac4de01")))
+        topic = "device/01P00A000000777/report"
+        await stream.send_all(encode_packet(PacketType.SUBSCRIBE, b"\x00\x01" + _string(topic) + b"\x00", flags=2))
+        reader = PacketReader()
+        replies: list[dict[str, Any]] = []
+        for command, sequence in (("pause", "1"), ("resume", "2")):
+            body = json.dumps({"print": {"command": command, "sequence_id": sequence, "param": ""}}).encode()
+            await stream.send_all(encode_publish("device/01P00A000000777/request", body))
+        with trio.fail_after(30):
+            while len(replies) < 2:
+                reader.feed(await stream.receive_some(65536))
+                while (packet := reader.next_packet()) is not None:
+                    if packet.type == PacketType.PUBLISH:
+                        replies.append(json.loads(parse_publish(packet.flags, packet.body).payload))
+        assert replies[0]["print"] == {"command": "pause", "sequence_id": "1", "result": "failed", "param": "",
+                                       "reason": "garage is not connected; try again when it is online"}
+        assert replies[1]["print"]["result"] == "failed" and "the box failed" in replies[1]["print"]["reason"]
+        assert controls.sent == [("garage", "pause", "the facade"), ("garage", "resume", "the facade")]
+        assert facade.mqtt_port is not None  # the facade goes on
+        await trio.aclose_forcefully(stream)
+        nursery.cancel_scope.cancel()

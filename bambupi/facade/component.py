@@ -280,6 +280,10 @@ class FacadeComponent:
             _reply(session, serial, answer(request, result=outcome.result, reason=outcome.reason))
         except CommandError as exc:
             _reply(session, serial, answer(request, result="failed", reason=exc.message))
+        except Exception as exc:  # the box's bug, not the app's: said once per command, the facade goes on
+            log.error("facade: %s: %s from app %r failed in the box (%s)", printer_id, request.command,
+                      session.client_id, type(exc).__name__, exc_info=exc)
+            _reply(session, serial, answer(request, result="failed", reason="bambupi facade: the box failed"))
         finally:
             serving.commands.release()
 
