@@ -61,7 +61,7 @@ linger_s = 60
 [facade]
 enabled = true
 host = "127.0.0.1"
-mqtt_port = 0
+mqtt_port = {facade_port}
 camera_port = 0
 access_code = "{facade_code}"
 allow_control = {allow}
@@ -92,7 +92,8 @@ class FacadeBox:
 
 @asynccontextmanager
 async def facade_box(
-    tmp_path: Path, *, allow: bool = False, scenario: str = "print", model: str = "P1S", printer_extra: str = ""
+    tmp_path: Path, *, allow: bool = False, scenario: str = "print", model: str = "P1S", printer_extra: str = "",
+    facade_port: int = 0,
 ) -> AsyncIterator[FacadeBox]:
     async with trio.open_nursery() as nursery:
         sim = Simulator(model, SERIAL, CODE, scenario=scenario, time_scale=20, camera_port=0, camera_fps=5.0)
@@ -101,12 +102,14 @@ async def facade_box(
         path.write_text(CONFIG.format(
             serial=SERIAL, model=model, code=CODE, mqtt_port=sim.mqtt_port, camera_port=sim.camera_port,
             facade_code=FACADE_CODE, allow=str(allow).lower(), folder=tmp_path, printer_extra=printer_extra,
+            facade_port=facade_port,
         ))
         config, _ = load_config(path)
         running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
         box = FacadeBox(sim, running, path)
         await wait_for(lambda: running.hub.printer("garage")["connection"] == "online", what="the printer online")
-        await wait_for(lambda: running.facade.mqtt_port is not None, what="the facade serving")
+        if not facade_port:
+            await wait_for(lambda: running.facade.mqtt_port is not None, what="the facade serving")
         yield box
         nursery.cancel_scope.cancel()
 
@@ -568,3 +571,26 @@ async def test_a_camera_app_that_stops_reading_does_not_hold_back_the_others(tmp
         assert camera_apps() == 1
         for stream in (stalled, good):
             await trio.aclose_forcefully(stream)
+
+
+async def test_a_taken_port_fails_the_facade_alone_says_why_and_it_recovers(tmp_path: Path) -> None:
+    taken = trio.socket.socket()
+    taken.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+    await taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    async with facade_box(tmp_path, scenario="idle", facade_port=port) as box, httpx.AsyncClient(
+        base_url=box.running.url, timeout=60
+    ) as client:
+        async def facade_state() -> dict[str, Any]:
+            part: dict[str, Any] = (await client.get("/healthz")).json()["components"]["facade"]
+            return part
+
+        await wait_for(lambda: box.running.supervisor.board.to_json()["facade"]["state"] == "failed",
+                       what="the facade failed")
+        part = await facade_state()
+        assert part["ok"] is False and "in use" in part["error"]["message"].lower(), part
+        assert box.running.hub.printer("garage")["connection"] == "online"  # the rest keeps running
+        taken.close()
+        await wait_for(lambda: box.running.facade.mqtt_port == port, what="the facade restarted on its port")
+        assert (await facade_state())["state"] == "running"
