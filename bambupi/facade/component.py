@@ -293,14 +293,14 @@ class FacadeComponent:
         now = trio.current_time()
         if now < self._version_asked.get(printer_id, -math.inf) + VERSION_ASK_INTERVAL_S:
             return
-        self._version_asked[printer_id] = now
         link = self._links.get(printer_id)
         if link is None:
             return
         try:
             link.send({"info": {"command": "get_version"}})
         except NotConnected:
-            return
+            return  # not asked: the next app's get_version tries again
+        self._version_asked[printer_id] = now
         log.info("facade: %s: asked the printer for its versions (an app wants them)", printer_id)
 
     def _log_refusal(self, session: ClientSession, printer_id: str, request: Request) -> None:
