@@ -6,6 +6,7 @@ and the last will when the box's connection dies."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -542,3 +543,18 @@ async def test_plain_and_unchecked_tls_connections_and_an_untrusted_certificate(
                 await wait_for(shown, what=detail)
     finally:
         broker.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_printer_removed_in_the_settings_leaves_home_assistant(tmp_path: Path, broker: Mosquitto) -> None:
+    async with box(tmp_path, broker) as b, subscriber(broker) as ha:
+        configs = set(await all_configs(ha, b))
+        old, _ = load_config(b.config_path)
+        outcome = await b.running.supervisor.reconfigure(old, dataclasses.replace(old, printers=()))
+        assert outcome["restart_required"] == []
+        await wait_for(lambda: all(ha.get(t) == b"" for t in configs), what="every config removed")
+        await wait_for(lambda: ha.get(STATE) == b"" and ha.get(f"{PREFIX}/garage/availability") == b"",
+                       what="its state and availability removed")
+        assert ha.get(f"{PREFIX}/availability") == b"online"  # the box itself stays
+        # A picture being taken of the printer as it went costs that picture, not the bridge.
+        assert "failures" not in b.running.supervisor.health()["bridge"], b.running.supervisor.health()["bridge"]

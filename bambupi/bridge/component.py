@@ -46,6 +46,7 @@ COMMAND_QUEUE: Final = 16  # commands waiting for the printer; more are refused 
 SNAPSHOT_TIMEOUT_S: Final = 15.0  # one picture's limit (the camera may connect for it)
 MAX_PICTURE_BYTES: Final = 1024 * 1024  # a larger picture is not sent (a home broker and HA keep it retained)
 GOODBYE_S: Final = 2.0
+PRINTER_LEAVES: Final = ("state", "availability", "camera")  # a printer's retained topics beside its configs
 # The settings a connection is made with: a change of any of these reconnects; other changes only republish.
 CONNECTION_KEYS: Final = (
     "enabled", "host", "port", "tls", "ca", "username", "password", "topic_prefix", "connect_timeout_s",
@@ -96,6 +97,7 @@ class BridgeComponent:
         self._settings_changed = trio.lowlevel.ParkingLot()
         self._connection: trio.CancelScope | None = None
         self._config_topics: dict[str, set[str]] = {}  # discovery topics published per printer (for removal)
+        self._gone: set[str] = set()  # retained topics kept empty: entities and printers that went, old prefixes
         self._configs_cache: dict[str, tuple[Any, dict[str, bytes]]] = {}
         self._commands: trio.MemorySendChannel[tuple[str, bytes]] | None = None
 
@@ -244,21 +246,28 @@ class BridgeComponent:
         settings = self.settings
         topics = topics_of(settings)
         snapshot = self._hub.snapshot()
+        live: set[str] = set()
         for printer_id, printer in snapshot.items():
             config = self._printers.get(printer_id)
             if config is None:
                 continue
             document = state_document(printer)
             configs = self._discovery(config, document, settings)
-            for topic in self._config_topics.get(printer_id, set()) - configs.keys():
-                session.offer(topic, b"")  # an entity that is gone (a tray no longer listed)
+            # An entity that is gone (a tray no longer listed) is cleared.
+            self._gone |= self._config_topics.get(printer_id, set()) - configs.keys()
+            self._config_topics[printer_id] = set(configs)
             for topic, payload in configs.items():
                 session.offer(topic, payload)
-            self._config_topics[printer_id] = set(configs)
             session.offer(topics.printer(printer_id, "state"), encode(document))
             session.offer(topics.printer(printer_id, "availability"), availability(printer).encode())
+            live |= {*configs, *(topics.printer(printer_id, leaf) for leaf in PRINTER_LEAVES)}
         for printer_id in [pid for pid in self._config_topics if pid not in snapshot]:
-            self._clear_printer(session, topics, printer_id)  # removed in the settings: its device goes too
+            self._forget(topics, printer_id)  # removed in the settings: its device goes too
+        self._gone -= live  # back (a printer added again, a tray refilled): published above
+        for topic in self._gone:
+            # Cleared on every session, not once: a session that ends before the broker took the clearing would
+            # otherwise leave the old retained config there for good (the session dedups within itself).
+            session.offer(topic, b"")
 
     def _discovery(
         self, config: PrinterConfig, document: Mapping[str, Any], settings: BridgeConfig
@@ -272,17 +281,18 @@ class BridgeComponent:
             self._configs_cache[config.id] = cached
         return cached[1]
 
-    def _clear_printer(self, session: BrokerSession, topics: Topics, printer_id: str) -> None:
-        for topic in self._config_topics.pop(printer_id, set()):
-            session.offer(topic, b"")
-        for leaf in ("state", "availability", "camera"):
-            session.offer(topics.printer(printer_id, leaf), b"")
+    def _forget(self, topics: Topics, printer_id: str) -> None:
+        """Every retained topic of a printer under ``topics``, to be cleared (:attr:`_gone`)."""
+        self._gone |= self._config_topics.pop(printer_id, set())
+        self._gone |= {topics.printer(printer_id, leaf) for leaf in PRINTER_LEAVES}
 
     def _clear_retained(self, session: BrokerSession, old: Topics) -> None:
         """Before the prefixes change: the old topics' retained messages go, so no device is left twice (the
         box's own availability goes with the goodbye, which the reconnect for a new topic prefix says)."""
         for printer_id in list(self._config_topics):
-            self._clear_printer(session, old, printer_id)
+            self._forget(old, printer_id)
+        for topic in self._gone:
+            session.offer(topic, b"")
 
     # -- events -------------------------------------------------------------------------------------------
     async def _publish_events(self, queue: EventQueue) -> None:
@@ -328,7 +338,11 @@ class BridgeComponent:
                         continue
                     picture = None
                     with trio.move_on_after(SNAPSHOT_TIMEOUT_S):
-                        picture = await self._snapshot(printer_id)
+                        try:
+                            picture = await self._snapshot(printer_id)
+                        except Exception as exc:
+                            # The camera's trouble (or the printer removed meanwhile) costs a picture, not the bridge.
+                            log.debug("home broker: no picture of %s (%s)", printer_id, type(exc).__name__)
                     if picture is None or self.session is not session:
                         continue
                     if len(picture) > MAX_PICTURE_BYTES:
