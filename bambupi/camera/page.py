@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bottle
 
-from bambupi.web.responses import html_page
+from bambupi.web import frame
 from bambupi.web.route_contract import Access, expose
 
 PAGE = Path(__file__).with_name("camera.html")
@@ -14,4 +14,4 @@ PAGE = Path(__file__).with_name("camera.html")
 
 def add_camera_page(app: bottle.Bottle) -> None:
     # A shell for everyone: the stream, snapshots and history it loads follow web.camera_requires_login.
-    expose(app, "GET", "/camera", html_page(PAGE), Access.ANYONE)
+    expose(app, "GET", "/camera", frame.page(PAGE), Access.ANYONE)

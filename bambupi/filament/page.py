@@ -1,12 +1,11 @@
 """The ``/filament`` page, rendered: the template ``web/templates/filament.html`` filled with each spool as a person
 reads it (text already formatted) and the places a spool can be put. Pure: data in, text out (the routes read the
-data). Its look is the dashboard's ``/static/style.css`` plus ``/static/filament.css``; ``/static/filament.js`` is
-the owner's add, edit, delete and assign.
+data). It is drawn in the page frame (``bambupi/web/frame.py``, one ``/static/style.css``); ``/static/filament.js``
+is the owner's add, edit, delete and assign.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -14,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import bottle
-
 from bambupi.filament.inventory import location_words, sightings, two_holders
+from bambupi.web import frame
 
 PAGE: Final = Path(__file__).parent.parent / "web" / "templates" / "filament.html"
 _COLOUR: Final = re.compile(r"#[0-9A-Fa-f]{6}")
@@ -75,11 +73,6 @@ def places(printers: Mapping[str, Mapping[str, Any]]) -> list[Place]:
     return found
 
 
-@functools.cache
-def _template() -> bottle.SimpleTemplate:
-    return bottle.SimpleTemplate(PAGE.read_text("utf-8"))
-
-
 def render_page(
     spools: Sequence[Mapping[str, Any]], printers: Mapping[str, Mapping[str, Any]], *, low_g: float,
     warning: str | None, spoolman: Mapping[str, Any] | None,
@@ -87,7 +80,8 @@ def render_page(
     names = {pid: str(p.get("name") or pid) for pid, p in printers.items()}
     sides = {pid for pid, p in printers.items() if two_holders(p.get("state") or {})}
     views = [spool_view(s, names, sides) for s in spools]
-    html: str = _template().render(
+    html: str = frame.render(
+        PAGE,
         spools=views, places=places(printers), low_g=f"{low_g:g}", warning=warning, spoolman=spoolman,
         low_count=sum(v.low for v in views),
     )

@@ -1,12 +1,11 @@
 """The ``/history``, ``/history/<id>`` and ``/stats`` pages, rendered: the templates beside this file filled with what
 a person reads of each job (text, already formatted) and the statistics' SVG charts. Pure: data in, text out (the
-routes read the data). Their look is the dashboard's ``/static/style.css`` plus ``/static/history.css``; the only
+routes read the data). They are drawn in the page frame (``bambupi/web/frame.py``, one ``/static/style.css``); the only
 script, ``/static/history.js``, is the owner's delete button: filters, paging and CSV are plain links and forms.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -15,10 +14,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import bottle
-
 from bambupi.history.charts import Bar, bar_chart
 from bambupi.history.statistics import RESULTS, FilamentGrams, filaments_of, job_grams
+from bambupi.web import frame
 
 HERE: Final = Path(__file__).parent
 _COLOUR: Final = re.compile(r"#[0-9A-Fa-f]{6}")
@@ -145,18 +143,13 @@ def timeline(job: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-@functools.cache
-def _template(name: str) -> bottle.SimpleTemplate:
-    # Read once, when the page is first opened; ``{{...}}`` escapes every value it prints.
-    return bottle.SimpleTemplate((HERE / name).read_text("utf-8"), lookup=[str(HERE)])
-
-
 def render_history(
     jobs: Sequence[Mapping[str, Any]], *, filters: Filters, page: int, more: bool, printers: Mapping[str, str],
     materials: Sequence[str], currency: Mapping[str, str], warning: str | None = None,
 ) -> str:
     """``jobs``: this page's rows, newest first; ``more``: an older page exists; ``printers``: id → name."""
-    html: str = _template("history.html").render(
+    html: str = frame.render(
+        HERE / "history.html",
         title="Print history",
         jobs=[job_view(j, names=printers, currency=currency.get(str(j.get("printer")), "")) for j in jobs],
         filters=filters,
@@ -178,7 +171,8 @@ def render_job(
 ) -> str:
     """One job's detail; ``job`` None: not found (or not readable: ``warning`` says so)."""
     events = timeline(job) if job is not None else []
-    html: str = _template("job.html").render(
+    html: str = frame.render(
+        HERE / "job.html",
         title=f"Print {job_id}",
         job=job_view(job, names=printers, currency=currency) if job is not None else None,
         job_id=job_id,
@@ -242,7 +236,8 @@ def render_stats(
              for c in totals["grams_by_colour"][:12]],
             title="filament grams by material and colour")),
     ]
-    html: str = _template("stats.html").render(
+    html: str = frame.render(
+        HERE / "stats.html",
         title="Statistics",
         totals=stats_rows(totals, currency),
         months=[

@@ -1,19 +1,19 @@
 """The ``/power`` page, rendered: the template ``power.html`` filled with each printer's figures, its 24 h chart as
 SVG coordinates, and the print jobs. Pure: data in, text out (the routes read the data).
 
-Its script and style are ``/static/power.js`` and ``power.css``.
+It is drawn in the page frame (``bambupi/web/frame.py``, one ``/static/style.css``); its script is
+``/static/power.js``.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import bottle
+from bambupi.web import frame
 
 PAGE: Final = Path(__file__).with_name("power.html")
 CHART_HOURS: Final = 24
@@ -112,17 +112,12 @@ def _job_cells(job: dict[str, Any]) -> list[str]:
     ]
 
 
-@functools.cache
-def _template() -> bottle.SimpleTemplate:
-    # Read once, when the page is first opened (not at import); ``{{...}}`` escapes every value it prints.
-    return bottle.SimpleTemplate(PAGE.read_text("utf-8"))
-
-
 def render_page(
     printers: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], *, now: float, warning: str | None = None
 ) -> str:
     """``warning``: the power log's problem (full disk, unreadable file), shown above everything."""
-    html: str = _template().render(
+    html: str = frame.render(
+        PAGE,
         printers=[_printer_view(p, now) for p in printers],
         jobs=[_job_cells(j) for j in jobs],
         columns=JOB_COLUMNS,

@@ -1,7 +1,8 @@
 """The pages a person opens: the dashboard (``GET /``), the MQTT debug page per printer, and their static files.
 
 Plain HTML, CSS and JavaScript shipped inside the package (no build step, no CDN: the box is often offline).
-The pages are shells; ``static/app.js`` fills the dashboard from ``/ws`` and ``static/mqtt.js`` polls the capture.
+Every page is drawn in the same frame (``bambupi/web/frame.py``). The pages are shells; ``static/app.js`` fills
+the dashboard from ``/ws`` and ``static/mqtt.js`` polls the capture.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import bottle
 import trio
 
 from bambupi.state_hub import StateHub
+from bambupi.web import frame
 from bambupi.web.route_contract import Access, NotFound, UpgradeRequired, expose
 
 WEB = Path(__file__).parent
@@ -30,14 +32,22 @@ def _file(root: Path, name: str, *, cache: str) -> Any:
     return response
 
 
+def _framed(name: str) -> str:
+    # A shell in the page frame (templates/frame.html): the same for everyone, so the browser may keep it but asks.
+    bottle.response.content_type = "text/html; charset=utf-8"
+    bottle.response.set_header("Cache-Control", "no-cache")
+    bottle.response.set_header("X-Content-Type-Options", "nosniff")
+    return frame.render(TEMPLATES / name)
+
+
 def add_page_routes(app: bottle.Bottle, hub: StateHub) -> None:
     def dashboard() -> Any:
-        return _file(TEMPLATES, "dashboard.html", cache="no-cache")
+        return _framed("dashboard.html")
 
     def mqtt_page(printer_id: str) -> Any:
         if not trio.from_thread.run_sync(hub.has, printer_id):
             raise NotFound(f"no printer with id {printer_id!r}")
-        return _file(TEMPLATES, "mqtt.html", cache="no-cache")
+        return _framed("mqtt.html")
 
     def static(name: str) -> Any:
         return _file(STATIC, name, cache="no-cache")

@@ -129,13 +129,17 @@ class Journey:
         await page.navigate(self.base + "/login")
         await page.wait_for("document.getElementById('submit')?.textContent === 'Set password'", HANG_S)
         await submit_password(page, password)
-        await page.wait_for("location.pathname === '/'", HANG_S)
+        await page.wait_for(LANDED, HANG_S)
 
     async def log_in(self, page: Page, password: str = PASSWORD) -> None:
         await page.navigate(self.base + "/login")
         await page.wait_for("document.getElementById('submit') != null", HANG_S)
         await submit_password(page, password)
-        await page.wait_for("location.pathname === '/'", HANG_S)
+        await page.wait_for(LANDED, HANG_S)
+
+
+# On the dashboard with its document parsed (right after the URL changes the new page may have no body yet).
+LANDED = "location.pathname === '/' && document.readyState === 'complete'"
 
 
 async def submit_password(page: Page, password: str) -> None:

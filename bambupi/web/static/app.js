@@ -624,28 +624,15 @@ function tick() {
   if (failing.length) renderHealth(Date.now());
 }
 
-// -- the owner's session: the menu offers Log in or Log out ------------------------------------------------------
+// -- the owner's session: the frame (static/frame.js) asks /api/session, shows Log in or Log out and logs out;
+// the dashboard follows it (its controls are the owner's). A 401 here says the session ended: the menu follows.
 
 function setSession(next) {
   session = next;
   document.getElementById("login-link").hidden = Boolean(session.logged_in);
   document.getElementById("logout").hidden = !session.logged_in;
+  if (!session.logged_in) for (const id of Object.keys(commandStatus)) delete commandStatus[id];
   if (Object.keys(printers).length) render();
-}
-
-async function loadSession() {
-  try {
-    const r = await fetch("/api/session", { cache: "no-store" });
-    if (r.ok) setSession(await r.json());
-  } catch { /* the box is restarting; controls stay hidden */ }
-}
-
-async function logOut() {
-  try {
-    await fetch("/api/logout", { method: "POST", headers: { "X-CSRF-Token": session.csrf || "" } });
-  } catch { /* the box did not answer: ask it again below */ }
-  for (const id of Object.keys(commandStatus)) delete commandStatus[id];
-  await loadSession();
 }
 
 // The virtual panel (another part of the box) lives at /api/panel; shown only when the box serves it.
@@ -706,8 +693,8 @@ document.getElementById("printers").addEventListener("click", onControl);
 document.getElementById("printers").addEventListener("change", onControl);
 // A part held back for the person's focus or selection catches up as soon as they let go.
 document.addEventListener("focusout", () => setTimeout(() => { if (Object.keys(printers).length) render(); }, 0));
-document.getElementById("logout").addEventListener("click", logOut);
-loadSession();
+window.addEventListener("bambupi:session", (event) => setSession(event.detail));
+if (window.bambupiSession) setSession(window.bambupiSession);
 connect();
 setInterval(tick, 1000);
 probePanel();

@@ -82,8 +82,9 @@ async function poll() {
 document.getElementById("printer").textContent = printerId;
 document.getElementById("pause").addEventListener("click", (e) => {
   paused = !paused;
-  e.target.textContent = paused ? "▶ Resume" : "⏸ Pause";
-  e.target.setAttribute("aria-pressed", String(paused));
+  const button = e.currentTarget;
+  button.innerHTML = window.bambupiIcon(paused ? "play" : "pause") + `<span>${paused ? "Resume" : "Pause"}</span>`;
+  button.setAttribute("aria-pressed", String(paused));
   showCount();
 });
 document.getElementById("clear").addEventListener("click", () => {
