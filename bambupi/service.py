@@ -41,6 +41,7 @@ from bambupi.printer.link import PrinterLinks
 from bambupi.printer.tls_pins import PinStore
 from bambupi.state_hub import StateHub
 from bambupi.web.component import WebComponent, listen_urls, notify_systemd
+from bambupi.web.users import USERS_FILE_NAME
 
 log = logging.getLogger("bambupi")
 
@@ -149,7 +150,7 @@ class Service:
 
         web = WebComponent(
             hub, config, health=health, current=lambda: self.config, reconfigure=self.reconfigure, pins=self.pins,
-            board=board,
+            board=board, users_file=self.storage_folder / USERS_FILE_NAME,
         )
         alerts = QuietHours(config.alerts)
         links = LinksComponent(hub, config.printers, self.pins)
@@ -180,6 +181,8 @@ class Service:
         bridge = BridgeComponent(
             hub, config.bridge, config.printers, controls=links.controls, snapshot=camera.snapshot, url=web.url
         )
+        # Who paused, resumed or stopped a job is on its timeline.
+        links.controls.on_command(history.recorder.note_command)
         # Bambu's official HMS texts in the owner's language, fetched in the background into the data folder.
         hms_texts = HmsRefresher(hub, self.storage_folder / "hms", config.alerts, config.printers)
         system = RestartOnly("system", ("system",))

@@ -40,7 +40,9 @@ async def test_everything_that_changes_needs_a_session_and_csrf(box: Box, caplog
         assert (await anon.post("/api/login", json={"password": "x"})).status_code == 409  # nothing set yet
         assert (await anon.get("/api/discovery")).status_code == 401
         info = (await anon.get("/api/session")).json()
-        assert info == {"logged_in": False, "csrf": None, "password_set": False, "setup_allowed": True}
+        assert info == {
+            "logged_in": False, "csrf": None, "user": None, "role": None, "password_set": False, "setup_allowed": True,
+        }
 
     async with httpx.AsyncClient(base_url=box.base) as owner, httpx.AsyncClient(base_url=box.base) as other:
         csrf = await setup_and_login(owner)

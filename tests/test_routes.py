@@ -28,7 +28,8 @@ LOG_IN_FIRST = {"error": "log in first (POST /api/login)", "status": 401}
 WRONG_CSRF = {"error": f"missing or wrong {CSRF_HEADER} header", "status": 403}
 CROSS_SITE = {"error": "cross-site request refused", "status": 403}
 # Values for the path wildcards of every route.
-SAMPLE_ARGS = {"printer_id": "garage", "name": "x", "job_id": "1", "spool_id": "1"}
+SAMPLE_ARGS = {"printer_id": "garage", "name": "x", "job_id": "1", "spool_id": "1", "invite_id": "x", "session_id": "x"}
+NEEDS_LOGIN = (Access.OWNER, Access.OPERATOR, Access.SIGNED_IN)
 
 
 def _path(rule: str) -> str:
@@ -46,25 +47,35 @@ async def test_every_route_declares_who_may_call_it(tmp_path: Path) -> None:
         routes = _routes(box)
         undeclared = [f"{r.method} {r.rule}" for r in routes if access_of(r) is None]
         assert undeclared == []
-        owner = {f"{r.method} {r.rule}" for r in routes if access_of(r) is Access.OWNER}
-        # What changes the box or names what is on the LAN is the owner's (the list the issue's review found).
+        def declared(access: Access) -> set[str]:
+            return {f"{r.method} {r.rule}" for r in routes if access_of(r) is access}
+
+        # What changes the box, its people or names what is on the LAN is the owner's (issue 16's list, issue 19).
         assert {
-            "POST /api/printers/<printer_id>/commands", "POST /api/printers/<printer_id>/trust", "GET /api/discovery",
-            "GET /api/settings", "POST /api/settings", "GET /api/notify", "POST /api/notify/<name>/test",
-            "POST /api/printers/<printer_id>/plug", "POST /api/printers/<printer_id>/auto-off/cancel",
-            "POST /api/logout", "DELETE /api/jobs/<job_id:int>",
-        } <= owner
-        # Changing anything is never open to anyone, except the login itself and the first visit's password.
+            "POST /api/printers/<printer_id>/trust", "GET /api/discovery", "GET /api/settings", "POST /api/settings",
+            "GET /settings", "GET /api/notify", "POST /api/notify/<name>/test", "DELETE /api/jobs/<job_id:int>",
+            "DELETE /api/spools/<spool_id:int>", "GET /api/users", "POST /api/users/invites", "PATCH /api/users/<name>",
+            "DELETE /api/users/<name>", "DELETE /api/users/invites/<invite_id>", "GET /users",
+        } <= declared(Access.OWNER)
+        # The printer's controls and the plug: operators too (issue 19).
+        assert {
+            "POST /api/printers/<printer_id>/commands", "POST /api/printers/<printer_id>/plug",
+            "POST /api/printers/<printer_id>/auto-off/cancel", "POST /api/panel/button",
+        } <= declared(Access.OPERATOR)
+        assert {"POST /api/logout", "GET /api/sessions", "POST /api/sessions/end-all"} <= declared(Access.SIGNED_IN)
+        # Changing anything is never open to anyone, except the login itself, the first visit's password and
+        # accepting an invitation (each checks its caller: rate limit, Origin).
         anyone_changes = {f"{r.method} {r.rule}" for r in routes if access_of(r) is Access.ANYONE and r.method != "GET"}
-        assert anyone_changes == {"POST /api/login", "POST /api/setup"}
+        assert anyone_changes == {"POST /api/login", "POST /api/setup", "POST /api/invites/peek",
+                                  "POST /api/invites/accept"}
         nursery.cancel_scope.cancel()
 
 
 async def test_each_owner_route_refuses_others_with_the_same_json(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         box = await start_box(nursery, tmp_path)
-        owner_routes = [r for r in _routes(box) if access_of(r) is Access.OWNER]
-        assert len(owner_routes) >= 10
+        owner_routes = [r for r in _routes(box) if access_of(r) in NEEDS_LOGIN]
+        assert len(owner_routes) >= 20
         async with httpx.AsyncClient(base_url=box.base) as anon, httpx.AsyncClient(base_url=box.base) as owner:
             csrf = await setup_and_login(owner)
             for route in owner_routes:

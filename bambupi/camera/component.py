@@ -46,7 +46,7 @@ class CameraComponent:
             CameraRoutes(
                 self.frames, self.snapshots, write_timeout_s=self._config.write_timeout_s,
                 refusal=lambda request, changes: guard.native_refusal(
-                    request, Access.OWNER if changes else Access.VIEWER
+                    request, Access.OPERATOR if changes else Access.VIEWER
                 ),
             )
         )

@@ -17,6 +17,8 @@ DEFAULT_STORAGE_PATH = Path("/var/lib/bambupi/bambupi.sqlite3")
 # Every choice a key offers is one of these types: the validators, the settings page's schema and the code that
 # acts on a value all take the list from here (typing.get_args), so a new choice is added in one place.
 CameraMode = Literal["auto", "off"]
+# Who sees the camera: anyone on the LAN, or logged-in people of at least this role (bambupi.web.users).
+CameraAccess = Literal["anyone", "viewer", "operator", "owner"]
 PlugKind = Literal["tasmota", "shelly1", "shelly2", "homeassistant"]
 OledDriver = Literal["auto", "ssd1306", "sh1106", "virtual", "none"]
 GpioDriver = Literal["auto", "virtual", "none"]
@@ -100,10 +102,17 @@ class WebConfig:
     max_header_bytes: int = 16 * 1024
     read_timeout_s: float = 15.0
     admin_password_hash: Secret | None = None  # set with `bambupi set-password` or the first-visit page
-    camera_requires_login: bool = False
+    camera_requires_login: bool = False  # kept for older files: true is camera_access = "viewer"
+    camera_access: CameraAccess | None = None  # None: from camera_requires_login
     session_hours: float = 24 * 7
     # One address may hold only this many: a slowloris from one machine cannot take every slot from the others.
     max_connections_per_client: int = 32
+
+    @property
+    def camera_role(self) -> Literal["viewer", "operator", "owner"] | None:
+        """The least role that sees the camera; None when anyone on the LAN does."""
+        access = self.camera_access or ("viewer" if self.camera_requires_login else "anyone")
+        return None if access == "anyone" else access
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from bambupi.config.model import (
     AlertsConfig,
     BridgeConfig,
     BuzzerKind,
+    CameraAccess,
     CameraConfig,
     CameraMode,
     DiscoveryConfig,
@@ -26,6 +27,7 @@ from bambupi.config.model import (
     LightSensorKind,
     NotifyConfig,
     NotifyKind,
+    NotifyTopic,
     OledDriver,
     PanelConfig,
     PlugConfig,
@@ -111,6 +113,8 @@ class Kind:
     requires: tuple[str, ...] = ()  # keys it cannot work without
     # Keys another kind takes, refused here with this reason instead of the plain "not used by" (likely mix-ups).
     refuses: Mapping[str, str] = field(default_factory=dict)
+    # Secret keys that are no secret for this kind: shown, not masked (ntfy's server URL; a Discord URL is a token).
+    shown: tuple[str, ...] = ()
 
 
 KindName = TypeVar("KindName", bound=str)
@@ -174,7 +178,7 @@ PLUG_KINDS: Final[Mapping[PlugKind, Kind]] = {
 
 # What each kind of notification channel takes (bambupi.notify.channels builds each one's requests from these).
 NOTIFY_KINDS: Final[Mapping[NotifyKind, Kind]] = {
-    "ntfy": Kind(takes=("url", "token"), requires=("topic",)),
+    "ntfy": Kind(takes=("url", "token"), requires=("topic",), shown=("url",)),
     "pushover": Kind(takes=("api_url", "sound"), requires=("token", "user_key")),
     "telegram": Kind(takes=("api_url",), requires=("token", "chat_id")),
     "discord": Kind(requires=("url",)),
@@ -220,6 +224,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "read_timeout_s": Option(valid_float(0.1, 3600)),
             "admin_password_hash": Option(valid_password_hash, secret=True),
             "camera_requires_login": Option(valid_bool),
+            "camera_access": one_of(CameraAccess),
             "session_hours": Option(valid_float(0.1, 24 * 365)),
         },
     ),
@@ -320,7 +325,7 @@ SCHEMA: Final[Mapping[str, Section]] = {
             "secret": Option(valid_token, secret=True),
             "api_url": Option(valid_http_url),
             "sound": Option(valid_string),
-            "events": Option(valid_notify_events, is_list=True),
+            "events": Option(valid_notify_events, is_list=True, choices=get_args(NotifyTopic)),
             "min_severity": one_of(HmsSeverity),
             "offline_grace_s": Option(valid_float(0, 86400)),
             "dedup_window_s": Option(valid_float(0, 86400)),

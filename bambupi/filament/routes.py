@@ -180,10 +180,10 @@ def add_filament_routes(
 
     expose(app, "GET", "/filament", page, Access.ANYONE)
     expose(app, "GET", "/api/spools", api_spools, Access.ANYONE)
-    expose(app, "POST", "/api/spools", create, Access.OWNER)
-    expose(app, "PATCH", "/api/spools/<spool_id:int>", update, Access.OWNER)
+    expose(app, "POST", "/api/spools", create, Access.OPERATOR)
+    expose(app, "PATCH", "/api/spools/<spool_id:int>", update, Access.OPERATOR)
     expose(app, "DELETE", "/api/spools/<spool_id:int>", remove, Access.OWNER)
-    expose(app, "POST", "/api/spools/<spool_id:int>/assign", assign, Access.OWNER)
+    expose(app, "POST", "/api/spools/<spool_id:int>/assign", assign, Access.OPERATOR)
 
 
 def _writing(write: Callable[[], Any]) -> Any:

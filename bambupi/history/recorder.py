@@ -46,6 +46,10 @@ UNSAVED_MAX: Final = 100  # jobs kept in memory while the database cannot take t
 PENDING_EVENTS_MAX: Final = 200  # a job's timeline kept in memory while the database cannot take it
 # The fetch has its own total deadline; this margin only bounds a fetch that overran it (a bug), never a slow one.
 FETCH_GUARD_S: Final = 30.0
+# A pause, resume or stop the box sent names who asked on the timeline entry it brings, when that entry comes within
+# this long (a printer mid-move takes a while to pause); a later one is the printer's own (its screen, an error).
+ASKED_WITHIN_S: Final = 120.0
+ASKED_EVENT: Final = {"pause": "job_paused", "resume": "job_resumed", "stop": "job_cancelled"}
 UNKNOWN_PREFIX: Final = "grams unknown: "
 
 TrayRef = dict[str, Any]  # {"ams": unit, "tray": slot} | {"external": True, "id": holder (254, 255) or None}
@@ -257,6 +261,7 @@ class JobRecorder:
         self._open: dict[str, _Job] = {}  # the job running on each printer
         self._shown: dict[str, _Job] = {}  # the job each printer's card shows (the running one or the last)
         self._unsaved: list[_Job] = []  # jobs with a write that failed, oldest first
+        self._asked: dict[str, tuple[str, str, float]] = {}  # printer -> (event it should bring, who, when)
         self._nursery: trio.Nursery | None = None
         self.db_error: str | None = None
         self.failed_writes = 0  # database calls that failed since the start (each is tried again)
@@ -266,6 +271,24 @@ class JobRecorder:
     def update_printers(self, printers: Sequence[PrinterConfig]) -> None:
         """The printers' settings changed (the settings page): the next fetch uses the new address and code."""
         self._printers = {p.id: p for p in printers}
+
+    def note_command(self, printer_id: str, command: str, origin: str, ok: bool | None) -> None:
+        """The box's controls sent ``command`` for ``origin`` (``ok`` None), or the printer answered it: the
+        timeline entry it brings says who asked. A refused or unanswered command brings none."""
+        kind = ASKED_EVENT.get(command)
+        if kind is None:
+            return
+        if ok is None:
+            self._asked[printer_id] = (kind, origin, self._monotonic())
+        elif not ok and self._asked.get(printer_id, ("", "", 0.0))[:2] == (kind, origin):
+            del self._asked[printer_id]
+
+    def _asked_by(self, printer_id: str, kind: str) -> str | None:
+        asked = self._asked.get(printer_id)
+        if asked is None or asked[0] != kind:
+            return None
+        del self._asked[printer_id]
+        return asked[1] if self._monotonic() - asked[2] <= ASKED_WITHIN_S else None
 
     # -- the service ---------------------------------------------------------------------------------------------
 
@@ -342,6 +365,9 @@ class JobRecorder:
         elif kind in TIMELINE:
             hms = event.get("hms")
             text = hms.get("description") if isinstance(hms, dict) else None
+            by = self._asked_by(printer_id, kind)
+            if by is not None:
+                text = f"by {by}"
             _remember(job, (at, kind, _text(event.get("code")), _text(text)))
             await self._save(job)
 
@@ -507,8 +533,11 @@ class JobRecorder:
             error_text=_text(event.get("description")) if failed else None,
         )
         if result != "unknown":
-            _remember(job, (_at(event, now), f"job_{result}", _text(event.get("print_error")),
-                            _text(event.get("description"))))
+            by = self._asked_by(printer_id, f"job_{result}")
+            text = _text(event.get("description"))
+            if by is not None:
+                text = f"by {by}" + (f"; {text}" if text else "")
+            _remember(job, (_at(event, now), f"job_{result}", _text(event.get("print_error")), text))
         duration = job.end.duration_s
         after = "" if duration is None else f" after {duration / 60:.0f} min"
         log.info("%s: job %s%s (%s)", printer_id, result, after, "no plug" if kwh is None else f"{kwh:.3f} kWh")

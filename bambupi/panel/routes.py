@@ -64,4 +64,4 @@ def add_panel_routes(app: bottle.Bottle, current: Callable[[], Panel | None]) ->
         return trio.from_thread.run_sync(running().press)
 
     # The owner's: like the page's other controls, and a press cancels a smart plug's auto-off.
-    expose(app, "POST", "/api/panel/button", button, Access.OWNER)
+    expose(app, "POST", "/api/panel/button", button, Access.OPERATOR)

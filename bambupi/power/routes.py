@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -25,7 +26,9 @@ from bambupi.power.plugs import PlugError
 from bambupi.power.service import PowerService, SwitchRefused, today_energy
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
-from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, NotFound, expose
+from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, NotFound, caller_origin, expose
+
+log = logging.getLogger("bambupi.power")
 
 CHART_BUCKET_S: Final = 300.0
 
@@ -91,6 +94,7 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
                 raise Conflict(f"{exc} Send \"confirm\": true to switch off anyway.", confirm=str(exc)) from None
             except PlugError as exc:
                 raise BadGateway(str(exc)) from None
+        log.info("%s: plug switched %s by %s", printer_id, "on" if on else "off", caller_origin())
         return {"printer": printer_id, "reading": reading.to_json()}
 
     def cancel_auto_off(printer_id: str) -> dict[str, Any]:
@@ -113,8 +117,8 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
         return render_page(printers, jobs, now=time.time(), warning=store.problem if store is not None else None)
 
     expose(app, "GET", "/api/power", api_power, Access.ANYONE)
-    expose(app, "POST", "/api/printers/<printer_id>/plug", switch, Access.OWNER)
-    expose(app, "POST", "/api/printers/<printer_id>/auto-off/cancel", cancel_auto_off, Access.OWNER)
+    expose(app, "POST", "/api/printers/<printer_id>/plug", switch, Access.OPERATOR)
+    expose(app, "POST", "/api/printers/<printer_id>/auto-off/cancel", cancel_auto_off, Access.OPERATOR)
     expose(app, "GET", "/power", page, Access.ANYONE)
 
 

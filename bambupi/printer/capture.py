@@ -27,6 +27,8 @@ class CapturedMessage:
     payload: str  # decoded text, secrets masked, cut at MAX_PAYLOAD_CHARS
     size: int  # bytes on the wire
     truncated: bool
+    origin: str | None = None  # who sent an outgoing command ("alice (the page)", "the facade"); None: the box
+
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +39,7 @@ class CapturedMessage:
             "payload": self.payload,
             "size": self.size,
             "truncated": self.truncated,
+            "origin": self.origin,
         }
 
 
@@ -58,7 +61,9 @@ class MqttCapture:
         self._seq = 0
         self._clock = clock
 
-    def record(self, direction: Direction, topic: str, payload: bytes | str) -> CapturedMessage:
+    def record(
+        self, direction: Direction, topic: str, payload: bytes | str, *, origin: str | None = None
+    ) -> CapturedMessage:
         raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else payload
         text = payload if isinstance(payload, str) else _decode(payload)
         truncated = len(text) > MAX_PAYLOAD_CHARS
@@ -75,6 +80,7 @@ class MqttCapture:
             payload=text,
             size=len(raw),
             truncated=truncated,
+            origin=origin,
         )
         self._messages.append(message)
         return message

@@ -97,6 +97,10 @@ class Outcome:
         return {"sequence_id": self.sequence_id, "result": self.result, "reason": self.reason}
 
 
+# (printer id, the MQTT command, who asked, None when sent / whether it succeeded when answered)
+CommandListener = Callable[[str, str, str, bool | None], None]
+
+
 class Controls:
     """Sends commands over the printer's one link and matches each reply by ``sequence_id`` and command: replies to
     other clients (a slicer's ``gcode_line``, a phone app's ``ledctrl``) arrive on the same topic, numbered their
@@ -109,7 +113,20 @@ class Controls:
         self.links = links
         self.timeout_s = timeout_s
         self._waiting: dict[tuple[str, str, str], Callable[[dict[str, Any]], None]] = {}
+        self._listeners: list[CommandListener] = []
         hub.on_reply(self._on_reply)
+
+    def on_command(self, listener: CommandListener) -> None:
+        """``listener(printer_id, command, origin, ok)`` hears each command as it is sent (``ok`` None) and as it
+        is answered (True: success; False: refused, failed or unanswered): the job's timeline names who asked."""
+        self._listeners.append(listener)
+
+    def _tell(self, printer_id: str, command: str, origin: str, ok: bool | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(printer_id, command, origin, ok)
+            except Exception:  # a listener's bug must not fail the command the printer already has
+                log.exception("a command listener failed")
 
     def _on_reply(self, printer_id: str, reply: dict[str, Any]) -> None:
         key = (printer_id, str(reply.get("sequence_id")), str(reply.get("command")))
@@ -149,7 +166,8 @@ class Controls:
             # Before it leaves: the printer's FAILED may overtake its reply. A stop from the box is a cancel.
             self.hub.stop_sent(printer_id)
         try:
-            sequence_id = link.send(body)
+            sequence_id = link.send(body, origin=origin)
+            self._tell(printer_id, command, origin, None)
         except NotConnected:
             self.hub.command_answered(printer_id, command=command, ok=False, refused=False)
             raise CommandError(f"{printer_id} is not connected; try again when it is online", 503) from None
@@ -167,10 +185,12 @@ class Controls:
         self._waiting.pop(key, None)
         if not replied.is_set():
             self.hub.command_answered(printer_id, command=command, ok=False, refused=False)
+            self._tell(printer_id, command, origin, False)
             log.warning("%s: no reply to %s (sequence %s) within %g s", printer_id, name, sequence_id, self.timeout_s)
             raise CommandError(f"the printer did not answer {name} within {self.timeout_s:g} s", 504)
         result = str(answer.get("result") or "unknown")
         self.hub.command_answered(printer_id, command=command, ok=result == "success", refused=refused(answer))
+        self._tell(printer_id, command, origin, result == "success")
         reason = reason_in_words(answer)
         log.info(
             "%s: %s via %s -> %s (%s)", printer_id, command, origin, result, answer.get("reason") or "no reason given"

@@ -228,15 +228,16 @@ class PrinterLink:
             self._wake.set()
         return True
 
-    def send(self, body: dict[str, Any]) -> str:
-        """Publish a command (QoS 1) with the next ``sequence_id``; returns that id for matching the reply."""
+    def send(self, body: dict[str, Any], *, origin: str | None = None) -> str:
+        """Publish a command (QoS 1) with the next ``sequence_id``; returns that id for matching the reply.
+        ``origin`` (who asked: "alice (the page)") goes with it into the MQTT capture; None is the box itself."""
         session = self._session
         if session is None or not session.logged_in:
             raise NotConnected(f"{self.config.id} is not connected")
         self._sequence += 1
         sequence_id = str(self._sequence)
         message = {key: dict(value, sequence_id=sequence_id) for key, value in body.items()}
-        session.publish(self.request_topic, json.dumps(message, separators=(",", ":")))
+        session.publish(self.request_topic, json.dumps(message, separators=(",", ":")), origin=origin)
         return sequence_id
 
 
@@ -337,8 +338,8 @@ class _Session:
                 self.fail(LinkFailure(f"no report from the printer for {limit:g} s; reconnecting", silent=True))
                 return
 
-    def publish(self, topic: str, payload: str) -> None:
-        self.link.hub.capture(self.config.id).record("out", topic, payload)
+    def publish(self, topic: str, payload: str, *, origin: str | None = None) -> None:
+        self.link.hub.capture(self.config.id).record("out", topic, payload, origin=origin)
         self.client.publish(topic, payload, qos=1)
 
     # -- paho callbacks -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Handlers run in the front door's worker threads and reach trio through ``trio.fr
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,7 +25,17 @@ from bambupi.printer.tls_pins import PinStore
 from bambupi.printer.trust import Unreachable, trust_current_certificate
 from bambupi.state_hub import StateHub
 from bambupi.web.responses import read_json_body
-from bambupi.web.route_contract import Access, BadGateway, BadRequest, Conflict, HttpError, NotFound, Reply, expose
+from bambupi.web.route_contract import (
+    Access,
+    BadGateway,
+    BadRequest,
+    Conflict,
+    HttpError,
+    NotFound,
+    Reply,
+    caller_origin,
+    expose,
+)
 
 
 def add_printer_routes(
@@ -61,7 +72,9 @@ def add_printer_routes(
         if not isinstance(name, str) or body is None:
             raise BadRequest("command: required (JSON body {\"command\": \"pause\"})")
         try:
-            outcome = trio.from_thread.run(controls.send, printer_id, name, body)
+            outcome = trio.from_thread.run(
+                functools.partial(controls.send, printer_id, name, body, origin=caller_origin())
+            )
         except CommandError as exc:
             raise HttpError(exc.message, status=exc.status) from None
         status = 200 if outcome.result == "success" else 502
@@ -88,7 +101,7 @@ def add_printer_routes(
         return {"printer": printer_id, "fingerprint": trusted.fingerprint, "previous": trusted.previous, "note": note}
 
     expose(app, "GET", "/api/printers/<printer_id>/mqtt-log", mqtt_log, Access.ANYONE)
-    expose(app, "POST", "/api/printers/<printer_id>/commands", command, Access.OWNER)
+    expose(app, "POST", "/api/printers/<printer_id>/commands", command, Access.OPERATOR)
     expose(app, "POST", "/api/printers/<printer_id>/trust", trust, Access.OWNER)
 
 

@@ -1,7 +1,9 @@
-"""The owner's login: one admin password (salted scrypt), session cookies, CSRF tokens, a login rate limit.
+"""Logins: the owner's password (salted scrypt) and the other people's (bambupi.web.users), session cookies, CSRF
+tokens, a login rate limit.
 
-Watching stays open to the LAN; anything that changes the box or the printer needs a session. Sessions live in
-memory (a restart logs everyone out, which on a box that restarts rarely is a fair price for no session store).
+Watching stays open to the LAN; anything that changes the box or the printer needs a session of a role that may.
+Sessions live in memory (a restart logs everyone out, which on a box that restarts rarely is a fair price for no
+session store).
 All of this runs in the WSGI worker threads, so the shared tables are guarded by a lock.
 """
 
@@ -16,14 +18,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from bambupi.config.file import stored_password_hash
 from bambupi.passwords import verify_password
 from bambupi.secret import Secret
+from bambupi.web.users import OWNER_NAME, Person, UserStore
 
 log = logging.getLogger("bambupi.web")
 
@@ -99,7 +102,19 @@ def is_lan_address(address: str) -> bool:
 class Session:
     token: str
     csrf: str
-    expires_at: float
+    expires_at: float  # monotonic
+    user: str = OWNER_NAME
+    id: str = field(default_factory=lambda: secrets.token_hex(6))  # public: names it on "my sessions"
+    started_at: float = field(default_factory=time.time)  # UTC epoch seconds, shown only
+    last_seen_at: float = field(default_factory=time.time)
+    client: str = ""  # the address it logged in from
+    agent: str = ""  # the browser's User-Agent, cut short
+
+    def describe(self, *, current: bool) -> dict[str, Any]:
+        return {
+            "id": self.id, "started_at": self.started_at, "last_seen_at": self.last_seen_at, "client": self.client,
+            "agent": self.agent, "current": current,
+        }
 
 
 class Sessions:
@@ -117,9 +132,12 @@ class Sessions:
         self._lock = threading.Lock()
         self._before_lookup = before_lookup
 
-    def create(self) -> Session:
+    def create(self, user: str = OWNER_NAME, *, client: str = "", agent: str = "") -> Session:
         now = self._clock()
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.lifetime_s)
+        session = Session(
+            secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.lifetime_s, user=user, client=client,
+            agent=agent[:120],
+        )
         with self._lock:
             self._drop_expired(now)
             if len(self._sessions) >= self._limit:  # oldest first: a flood of logins cannot grow memory
@@ -140,11 +158,37 @@ class Sessions:
             if session.expires_at <= self._clock():
                 del self._sessions[token]
                 return None
+            session.last_seen_at = time.time()
             return session
+
+    def of(self, user: str) -> list[Session]:
+        """``user``'s sessions, oldest first."""
+        now = self._clock()
+        with self._lock:
+            self._drop_expired(now)
+            mine = [s for s in self._sessions.values() if s.user.lower() == user.lower()]
+        return sorted(mine, key=lambda s: s.started_at)
 
     def end(self, token: str | None) -> None:
         with self._lock:
             self._sessions.pop(token or "", None)
+
+    def end_one(self, user: str, session_id: str) -> bool:
+        """End ``user``'s session ``session_id`` (never someone else's); False when there is none."""
+        with self._lock:
+            for token, session in self._sessions.items():
+                if session.id == session_id and session.user.lower() == user.lower():
+                    del self._sessions[token]
+                    return True
+        return False
+
+    def end_user(self, user: str) -> int:
+        """End every session of ``user`` (signing out everywhere, or a removed person); returns how many."""
+        with self._lock:
+            tokens = [t for t, s in self._sessions.items() if s.user.lower() == user.lower()]
+            for token in tokens:
+                del self._sessions[token]
+        return len(tokens)
 
     def end_all(self) -> None:
         with self._lock:
@@ -222,21 +266,24 @@ class LoginLimiter:
 
 
 class Auth:
-    """The password (hash) and the sessions; the web routes and `bambupi set-password` use this.
+    """The owner's password (hash), the other people (:class:`UserStore`) and the sessions; the web routes and
+    `bambupi set-password` use this.
 
-    With ``config_path`` the hash follows the file: `bambupi set-password` writes it there while the service runs,
-    and the next login or session check uses the new one and ends every session (a password is often changed
-    because someone else knows it). A file with no usable hash (broken by hand) keeps the one in use: it must not
-    turn a claimed box into one any visitor can claim.
+    With ``config_path`` the owner's hash follows the file: `bambupi set-password` writes it there while the
+    service runs, and the next login or session check uses the new one and ends the owner's sessions (a password is
+    often changed because someone else knows it). A file with no usable hash (broken by hand) keeps the one in use:
+    it must not turn a claimed box into one any visitor can claim.
     """
 
     def __init__(
-        self, password_hash: Secret | None, *, session_hours: float = 24 * 7, config_path: Path | None = None
+        self, password_hash: Secret | None, *, session_hours: float = 24 * 7, config_path: Path | None = None,
+        users: UserStore | None = None,
     ) -> None:
         self._hash = password_hash
         self._lock = threading.Lock()
         self._config_path = config_path
         self._file_seen = _file_identity(config_path)
+        self.users = users
         self.sessions = Sessions(lifetime_s=session_hours * 3600, before_lookup=self._follow_file)
         self.limiter = LoginLimiter()
 
@@ -246,16 +293,36 @@ class Auth:
         with self._lock:
             return self._hash is not None and bool(self._hash)
 
-    def check(self, password: str) -> bool:
-        self._follow_file()
-        with self._lock:
-            stored = self._hash
-        return stored is not None and verify_password(password, stored.reveal())
+    def check(self, password: str, name: str = OWNER_NAME) -> Person | None:
+        """Who ``name`` with ``password`` is, or None. The owner's password is the config file's: it works
+        whatever state the users file is in."""
+        if not name or name.lower() == OWNER_NAME:
+            self._follow_file()
+            with self._lock:
+                stored = self._hash
+            ok = stored is not None and verify_password(password, stored.reveal())
+            return Person(OWNER_NAME, "owner") if ok else None
+        if self.users is None:
+            return None
+        user = self.users.check(name, password)
+        return None if user is None else Person(user.name, user.role)
+
+    def person(self, session: Session | None) -> Person | None:
+        """Who holds ``session`` now, with the role they have now; a session of a removed person ends here."""
+        if session is None:
+            return None
+        if session.user == OWNER_NAME:
+            return Person(OWNER_NAME, "owner")
+        user = self.users.user(session.user) if self.users is not None else None
+        if user is None:
+            self.sessions.end_user(session.user)
+            return None
+        return Person(user.name, user.role)
 
     def set_hash(self, password_hash: Secret) -> None:
         with self._lock:
             self._hash = password_hash
-        self.sessions.end_all()
+        self.sessions.end_user(OWNER_NAME)
 
     def _follow_file(self) -> None:
         """Take the hash from the config file when the file changed since it was last looked at (one stat)."""
@@ -271,7 +338,7 @@ class Auth:
             if stored is None or (self._hash is not None and self._hash.reveal() == stored):
                 return
         self.set_hash(Secret(stored))
-        log.info("the admin password changed in %s: using the new one; every session ended", self._config_path)
+        log.info("the owner's password changed in %s: using the new one; the owner's sessions ended", self._config_path)
 
 
 def _file_identity(path: Path | None) -> tuple[int, int, int] | None:

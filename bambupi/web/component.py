@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -24,7 +25,9 @@ from bambupi.web.auth import Auth, names_this_box
 from bambupi.web.frontdoor import FrontDoor, NativeHandler, NativeRouter, Request
 from bambupi.web.login import add_login_routes
 from bambupi.web.pages import add_page_routes
+from bambupi.web.people import add_people_routes
 from bambupi.web.settings import Reconfigure, add_settings_routes
+from bambupi.web.users import UserStore
 from bambupi.web.ws import HealthFeed, WebSocketService
 
 log = logging.getLogger("bambupi")
@@ -46,6 +49,7 @@ class WebComponent:
         reconfigure: Reconfigure,
         pins: PinStore,
         board: HealthFeed | None = None,
+        users_file: Path | None = None,
     ) -> None:
         self._hub = hub
         self._config = config.web
@@ -54,10 +58,14 @@ class WebComponent:
         self._reconfigure = reconfigure
         self._pins = pins
         app = make_app(hub, health=health)
-        auth = Auth(config.web.admin_password_hash, session_hours=config.web.session_hours, config_path=config.source)
-        guard = add_login_routes(
-            app, auth, config_path=config.source, viewers_need_login=config.web.camera_requires_login
+        # The people besides the owner (docs/users.md); without a data folder (a bare test app) the owner alone.
+        users = UserStore(users_file) if users_file is not None else None
+        auth = Auth(
+            config.web.admin_password_hash, session_hours=config.web.session_hours, config_path=config.source,
+            users=users,
         )
+        guard = add_login_routes(app, auth, config_path=config.source, camera_role=config.web.camera_role)
+        self._auth = auth
         self.web = Web(app, guard)
         self.live = WebSocketService(hub, health=board)  # /ws: its one watcher runs beside the front door
         self.port: int | None = None
@@ -69,6 +77,7 @@ class WebComponent:
 
     def add_routes(self, web: Web) -> None:
         add_page_routes(web.app, self._hub)
+        add_people_routes(web.app, self._auth)
         web.native.append(self.live.router)
         add_settings_routes(
             web.app, config_path=self._source, current=self._current, reconfigure=self._reconfigure, pins=self._pins

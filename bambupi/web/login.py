@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import bottle
 
@@ -19,6 +19,7 @@ from bambupi.web.auth import COOKIE, CSRF_HEADER, Auth, Session, cross_site, is_
 from bambupi.web.frontdoor import Request
 from bambupi.web.responses import html_page, read_json_body
 from bambupi.web.route_contract import (
+    CALLER,
     Access,
     BadRequest,
     Conflict,
@@ -30,6 +31,7 @@ from bambupi.web.route_contract import (
     contract_of,
     expose,
 )
+from bambupi.web.users import OWNER_NAME, Person, Role
 
 log = logging.getLogger("bambupi.web")
 
@@ -48,23 +50,29 @@ def _from_another_site() -> bool:
 
 
 class Guard:
-    """Decides who passes: the session (and for changes, the CSRF token and Origin) of the current request, for
-    Bottle's routes (``check``, through the route contract) and the front door's native ones (``native_refusal``)."""
+    """Decides who passes, in one place: the session of the current request and its person's role now (and for
+    changes, the CSRF token and Origin), for Bottle's routes (``check``, through the route contract) and the front
+    door's native ones (``native_refusal``)."""
 
-    def __init__(self, auth: Auth, *, viewers_need_login: bool = False) -> None:
+    def __init__(self, auth: Auth, *, camera_role: Role | None = None) -> None:
         self.auth = auth
-        self.viewers_need_login = viewers_need_login  # web.camera_requires_login
+        self.camera_role = camera_role  # web.camera_access: None = anyone on the LAN
 
     def session(self) -> Session | None:
         return self.auth.sessions.get(bottle.request.get_cookie(COOKIE))
+
+    def person(self) -> Person | None:
+        """Who is logged in on the current request (with their role now), or None."""
+        return self.auth.person(self.session())
 
     def check(self, access: Access, *, changes: bool) -> None:
         refused = self._refusal(
             access, changes, token=bottle.request.get_cookie(COOKIE), origin=bottle.request.get_header("Origin"),
             host=bottle.request.get_header("Host"), csrf=bottle.request.get_header(CSRF_HEADER),
         )
-        if refused is not None:
+        if isinstance(refused, HttpError):
             raise refused
+        bottle.request.environ[CALLER] = refused
 
     def native_refusal(self, request: Request, access: Access) -> tuple[int, str] | None:
         """The same checks for routes the front door serves natively (no Bottle request there): None when the
@@ -77,24 +85,58 @@ class Guard:
             access, request.method not in ("GET", "HEAD"), token=morsel.value if morsel else None,
             origin=request.header("Origin"), host=request.header("Host"), csrf=request.header(CSRF_HEADER),
         )
-        return None if refused is None else (refused.status, refused.message)
+        return (refused.status, refused.message) if isinstance(refused, HttpError) else None
 
     def _refusal(
         self, access: Access, changes: bool, *, token: str | None, origin: str | None, host: str | None,
         csrf: str | None,
-    ) -> HttpError | None:
-        if access is Access.ANYONE or (access is Access.VIEWER and not changes and not self.viewers_need_login):
+    ) -> HttpError | Person | None:
+        """The refusal, or who passes (None: anyone may, no one logged in is needed)."""
+        if access is Access.ANYONE:
+            return None
+        needed = _needed_role(access, changes, self.camera_role)
+        if needed is None:
             return None
         session = self.auth.sessions.get(token)
-        if session is None:
+        person = self.auth.person(session)
+        if session is None or person is None:
             return LoginRequired("log in first (POST /api/login)")
+        if needed != "any" and not person.may(needed):
+            return Refused(f"this needs {_WHO_MAY[needed]}: {person.name} is {_A[person.role]} {person.role}")
         if not changes:
-            return None
+            return person
         if cross_site(origin, host):
             return Refused("cross-site request refused")
         if csrf != session.csrf:
             return Refused(f"missing or wrong {CSRF_HEADER} header")
-        return None
+        return person
+
+
+_A: Final = {"owner": "the", "operator": "an", "viewer": "a"}
+_WHO_MAY: Final = {"owner": "the owner's login", "operator": "an operator's or the owner's login",
+                   "viewer": "a login"}
+
+
+def _needed_role(access: Access, changes: bool, camera_role: Role | None) -> Role | Literal["any"] | None:
+    """The least role ``access`` needs; "any" for any login, None for no login at all."""
+    if access is Access.VIEWER:
+        if changes:
+            return "operator"  # taking a snapshot: a change made from the page's controls
+        return camera_role
+    if access is Access.SIGNED_IN:
+        return "any"
+    if access is Access.OPERATOR:
+        return "operator"
+    return "owner"
+
+
+def start_session_for(auth: Auth, person: Person) -> dict[str, Any]:
+    """A new session for ``person``: its cookie on the current response, its CSRF token in the answer."""
+    session = auth.sessions.create(person.name, client=_client(), agent=bottle.request.get_header("User-Agent") or "")
+    bottle.response.set_cookie(
+        COOKIE, session.token, httponly=True, samesite="strict", path="/", max_age=int(auth.sessions.lifetime_s)
+    )
+    return {"logged_in": True, "csrf": session.csrf, "user": person.name, "role": person.role}
 
 
 def add_login_routes(
@@ -103,25 +145,26 @@ def add_login_routes(
     *,
     config_path: Path | None,
     on_password_set: Callable[[str], None] | None = None,
-    viewers_need_login: bool = False,
+    camera_role: Role | None = None,
 ) -> Guard:
     """Adds the login routes and makes their guard the doorman of every route of ``app``."""
-    guard = Guard(auth, viewers_need_login=viewers_need_login)
+    guard = Guard(auth, camera_role=camera_role)
     contract_of(app).doorman = guard
     setup_lock = threading.Lock()
 
-    def start_session() -> dict[str, Any]:
-        session = auth.sessions.create()
-        bottle.response.set_cookie(
-            COOKIE, session.token, httponly=True, samesite="strict", path="/", max_age=int(auth.sessions.lifetime_s)
-        )
-        return {"logged_in": True, "csrf": session.csrf}
+    def start_session(person: Person) -> dict[str, Any]:
+        return start_session_for(auth, person)
 
     def session_info() -> dict[str, Any]:
         session = guard.session()
+        person = auth.person(session)
+        if person is None:
+            session = None
         return {
             "logged_in": session is not None,
             "csrf": session.csrf if session else None,
+            "user": person.name if person else None,
+            "role": person.role if person else None,
             "password_set": auth.password_set,
             "setup_allowed": not auth.password_set and is_lan_address(_client()),
         }
@@ -140,15 +183,21 @@ def add_login_routes(
         password = body.get("password") if body else None
         if not isinstance(password, str):
             raise BadRequest("password: required (JSON body {\"password\": \"...\"})")
+        name = body.get("name") if body else None
+        if name is not None and not isinstance(name, str):
+            raise BadRequest("name: a text (leave it out for the owner)")
+        name = (name or "").strip() or OWNER_NAME
         # Counted before the check, so that parallel requests cannot all try before the first one is known wrong.
         wait = auth.limiter.reserve(client)
         if wait > 0:
             raise too_many(wait)
-        if not auth.check(password):
+        person = auth.check(password, name)
+        if person is None:
             log.warning("failed login from %s", client)
-            raise LoginRequired("wrong password")
+            raise LoginRequired("wrong name or password" if name != OWNER_NAME else "wrong password")
         auth.limiter.succeeded(client)
-        return start_session()
+        log.info("%s logged in from %s", person.name, client)
+        return start_session(person)
 
     def too_many(wait: float) -> HttpError:
         seconds = int(wait) + 1
@@ -203,12 +252,12 @@ def add_login_routes(
         if on_password_set is not None:
             on_password_set(hashed)
         log.info("admin password set from %s", _client())
-        return start_session()
+        return start_session(Person(OWNER_NAME, "owner"))
 
     expose(app, "GET", "/api/session", session_info, Access.ANYONE)
     # Logging in and the first password check their callers themselves (rate limit, Origin, LAN address).
     expose(app, "POST", "/api/login", login, Access.ANYONE)
-    expose(app, "POST", "/api/logout", logout, Access.OWNER)
+    expose(app, "POST", "/api/logout", logout, Access.SIGNED_IN)
     expose(app, "POST", "/api/setup", setup, Access.ANYONE)
     expose(app, "GET", "/login", html_page(LOGIN_PAGE), Access.ANYONE)
     return guard

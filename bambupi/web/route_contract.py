@@ -12,7 +12,9 @@ Bottle left as the framework behind the front door.
 from __future__ import annotations
 
 import enum
+import html
 import logging
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -31,8 +33,23 @@ class Access(enum.Enum):
     """Who may call a route."""
 
     ANYONE = "anyone"  # watching the printer is open to the LAN
-    VIEWER = "viewer"  # the camera: anyone, or only with a session when web.camera_requires_login is set
-    OWNER = "owner"  # a session; a change (any method but GET and HEAD) also its CSRF token from the box's own page
+    VIEWER = "viewer"  # the camera: anyone, or only the roles web.camera_access lets see it
+    SIGNED_IN = "signed_in"  # anyone logged in, whatever their role (their own sessions, logging out)
+    OPERATOR = "operator"  # an operator or the owner: the printer's controls, the plug, the spools on hand
+    OWNER = "owner"  # the owner: settings, people, deleting history
+    # Every level but ANYONE needs a session; a change (any method but GET and HEAD) also its CSRF token from the
+    # box's own page. The Guard (bambupi.web.login) is the one place that decides.
+
+
+CALLER: Final = "bambupi.caller"  # the request environ key where the Guard leaves who passed (a Person)
+
+
+def caller_origin(where: str = "the page") -> str:
+    """How the person behind the current request is named in command logs: "alice (the page)"; just ``where``
+    when no one is logged in (a route open to anyone)."""
+    person = bottle.request.environ.get(CALLER)
+    origin = getattr(person, "origin", None)
+    return str(origin(where)) if callable(origin) else where
 
 
 class HttpError(Exception):
@@ -161,6 +178,8 @@ class RouteContract:
             except HttpError as exc:
                 for name, value in exc.headers.items():
                     bottle.response.set_header(name, value)
+                if bottle.request.method == "GET" and _wants_page():
+                    return refusal_page(exc)  # a person who opened a page they may not see reads why
                 return json_response(exc.status, exc.body())
             except bottle.HTTPResponse:
                 raise  # Bottle's own answers (a static file's 304, an abort) pass through
@@ -175,6 +194,35 @@ class RouteContract:
             return result
 
         return guarded
+
+
+def _wants_page() -> bool:
+    """A browser navigating to a page (not the page's script fetching JSON)."""
+    return bottle.request.get_header("Sec-Fetch-Mode") == "navigate" or (
+        "text/html" in (bottle.request.get_header("Accept") or "") and not bottle.request.path.startswith("/api/")
+    )
+
+
+def refusal_page(exc: HttpError) -> str:
+    """A small page in place of JSON: not logged in goes to the login (and back here after it); a role that may
+    not see the page reads which role may, with a way to log in as someone else."""
+    if exc.status == 401:
+        bottle.response.status = 303
+        bottle.response.set_header("Location", "/login?next=" + urllib.parse.quote(bottle.request.fullpath))
+        bottle.response.set_header("Cache-Control", "no-store")
+        return ""
+    bottle.response.status = exc.status
+    bottle.response.content_type = "text/html; charset=utf-8"
+    bottle.response.set_header("Cache-Control", "no-store")
+    message = html.escape(exc.message)
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>bambupi · not for you</title>'
+        '<link rel="stylesheet" href="/static/style.css"></head><body><main class="refusal">'
+        f'<h1>Not available</h1><p id="refusal" role="alert">{message}</p>'
+        '<p><a href="/">Back to the dashboard</a> · <a href="/login">Log in as someone else</a></p>'
+        "</main></body></html>"
+    )
 
 
 def _error(status: int, message: str) -> str:

@@ -98,8 +98,8 @@ def add_settings_routes(
 
     expose(app, "GET", "/api/settings", read, Access.OWNER)
     expose(app, "POST", "/api/settings", write, Access.OWNER)
-    # The page is a shell: it shows a login link until the owner's session reads the settings.
-    expose(app, "GET", "/settings", html_page(SETTINGS_PAGE), Access.ANYONE)
+    # The page is the owner's: without a login a browser is sent to it (and back), another role reads why not.
+    expose(app, "GET", "/settings", html_page(SETTINGS_PAGE), Access.OWNER)
 
 
 NOT_SAVED = "the settings have problems; nothing was saved"
