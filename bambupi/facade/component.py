@@ -119,6 +119,8 @@ class FacadeComponent:
         self._restart.set()
         if not new.facade.enabled:
             return ["the printer facade is off"] if old.facade.enabled else []
+        if not old.facade.enabled:
+            return ["the printer facade is on"]
         return ["the printer facade restarted with its new settings (apps reconnect)"]
 
     def health(self) -> dict[str, Any]:
