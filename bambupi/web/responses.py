@@ -10,6 +10,8 @@ from typing import Any
 
 import bottle
 
+from bambupi.web import frame
+
 
 def json_response(status: int, body: Any) -> str:
     bottle.response.status = status
@@ -28,11 +30,6 @@ def read_json_body() -> dict[str, Any] | None:
 
 
 def html_page(path: Path) -> Callable[[], str]:
-    """A route callback serving one HTML file (read per request: pages are small and rarely opened)."""
-
-    def page() -> str:
-        bottle.response.content_type = "text/html; charset=utf-8"
-        bottle.response.set_header("Cache-Control", "no-store")
-        return path.read_text("utf-8")
-
-    return page
+    """A route callback serving one HTML page (read per request: pages are small and rarely opened), drawn in the
+    page frame when it starts with ``% rebase('frame.html', title=..., active=...)`` (see ``bambupi/web/frame.py``)."""
+    return frame.page(path)
