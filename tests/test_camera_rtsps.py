@@ -5,6 +5,7 @@ proxy's pure parts (framing, Digest, URL rewriting)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -40,6 +41,7 @@ from bambupi.camera.source import CameraError
 from bambupi.config import CameraConfig, PrinterConfig
 from bambupi.printer.tls_pins import PinStore, TrustOnFirstUse, camera_pin_key, fingerprint
 from bambupi.secret import Secret
+from bambupi.sim.broker import server_ssl_context
 from bambupi.sim.printer import render_report
 from bambupi.sim.rtsps import MAX_PAYLOAD, check_digest, encoder_available, rtp_packets, split_nal_units
 from bambupi.sim.simulator import Simulator
@@ -520,3 +522,38 @@ def test_demo_with_an_x1c_shows_its_camera_and_leaves_no_decoder(tmp_path: Path)
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "not RTSP"),
+        (b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nX: " + b"a" * 20_000, "16 KiB"),
+        (b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 999999\r\n\r\n", "64 KiB"),
+        (b"RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Negotiate abc\r\n\r\n", "does not speak"),
+        (b"RTSP/1.0 404 Stream Not Found\r\nCSeq: 1\r\n\r\n", "answered 404 Stream Not Found"),
+    ],
+    ids=["http", "huge-head", "huge-body", "unknown-login", "not-found"],
+)
+async def test_a_camera_answering_nonsense_is_a_clear_error(answer: bytes, reason: str) -> None:
+    """A device on port 322 that answers wrongly: a clear camera error, no crash, no decoder left."""
+    require_rtsps_tools()
+
+    async def handler(tcp: trio.SocketStream) -> None:
+        stream = trio.SSLStream(tcp, server_ssl_context(), server_side=True)
+        try:
+            await stream.receive_some(4096)  # the decoder's first request, through the proxy
+            await stream.send_all(answer)
+            await trio.sleep_forever()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        source = RtspsSource("127.0.0.1", port, Secret(CODE), stall_s=10)
+        with trio.fail_after(60), pytest.raises(CameraError, match=reason) as caught:
+            await source.stream(lambda data: None)
+        assert CODE not in str(caught.value)
+        assert not [pid for pid in children(os.getpid()) if b"ffmpeg" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        nursery.cancel_scope.cancel()
