@@ -40,6 +40,36 @@ def test_objects_merge_key_by_key_and_other_values_replace() -> None:
     assert merge_report({"a": 5}, {"a": {"b": 1}}) == {"a": {"b": 1}}
 
 
+def test_named_elements_merge_as_the_boxs_reducer_merges_them() -> None:
+    """AMS units and trays by id, lights by node, as bambupi.printer.state does: a delta naming one tray's remain
+    keeps its filament; an emptied slot loses it; a unit or light the delta does not list stays."""
+    pla = {"id": "0", "tray_type": "PLA", "tray_color": "FF0000FF", "remain": 80}
+    petg = {"id": "1", "tray_type": "PETG", "tray_color": "00FF00FF", "remain": 50}
+    base = {
+        "ams": {"ams": [{"id": "0", "humidity": "4", "tray": [pla, petg]}, {"id": "1", "tray": [{"id": "0"}]}]},
+        "lights_report": [{"node": "chamber_light", "mode": "on"}, {"node": "chamber_light2", "mode": "on"}],
+        "hms": [{"attr": 1, "code": 2}],
+    }
+    delta = {
+        "ams": {"ams": [{"id": "0", "tray": [{"id": "0", "remain": 79}, {"id": "1", "state": 0}]}]},
+        "lights_report": [{"node": "chamber_light", "mode": "off"}],
+        "hms": [],
+    }
+    merged = merge_report(base, delta)
+    units = merged["ams"]["ams"]
+    assert [u["id"] for u in units] == ["0", "1"] and units[1] == base["ams"]["ams"][1]
+    assert units[0]["humidity"] == "4"
+    assert units[0]["tray"] == [{**pla, "remain": 79}, {"id": "1", "state": 0}]
+    assert merged["lights_report"] == [
+        {"node": "chamber_light", "mode": "off"}, {"node": "chamber_light2", "mode": "on"}
+    ]
+    assert merged["hms"] == []
+    # A new unit is added; a list whose elements do not all name themselves is replaced whole.
+    more = merge_report(merged, {"ams": {"ams": [{"id": "128", "tray": [{"id": "0", "tray_type": "ABS"}]}]},
+                                 "net": {"info": [{"ip": 1}]}})
+    assert [u["id"] for u in more["ams"]["ams"]] == ["0", "1", "128"] and more["net"] == {"info": [{"ip": 1}]}
+
+
 def test_the_envelope_is_the_full_reports_own() -> None:
     merged = accumulate({}, {"command": "push_status", "msg": 1, "sequence_id": "77", "mc_percent": 5})
     assert merged == {"mc_percent": 5}
@@ -63,7 +93,8 @@ def test_new_keys_without_end_start_the_merge_over_and_known_ones_never_do() -> 
             "device": {"bed": {"info": {"temp": 1}}}, "mc_percent": 1}
     assert merged.add(full)
     for step in range(1000):  # a printer's life: the same fields over and over, whole objects and lists again
-        assert merged.add({**full, "mc_percent": step % 100, "ams": {"tray_now": str(step % 4)}})
+        hms = [{"attr": 1, "code": n} for n in range(step % 7)]  # errors come and go
+        assert merged.add({**full, "mc_percent": step % 100, "ams": {"tray_now": str(step % 4)}, "hms": hms})
     assert merged.value["mc_percent"] == 99 and merged.value["device"] == full["device"]
     grown = [merged.add({"command": "push_status", f"new_{n}": {"a": 1, "b": 2}}) for n in range(40)]
     assert grown.count(False) == 1 and grown[-1]  # started over once, past 100 keys

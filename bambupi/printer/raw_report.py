@@ -5,9 +5,15 @@ changed; X1 printers send full reports. Apps that talk to the box instead of the
 bambupi.facade) ask for a full report on connect: the box answers from this merge instead of asking the printer
 again (P1 firmware lags when asked often).
 
-The rule is the printer's: a delta carries whole values for the fields it names. An object is merged key by key
-(a delta's ``ams`` with only ``tray_now`` keeps the units listed before); anything else, lists included, replaces
-what was there (a present ``hms`` list is the whole active list; an AMS unit's ``tray`` list always comes whole).
+The rules are the ones the box's own reducer (bambupi.printer.state) applies to the same messages, so an app that
+asks the box for a full report sees what the box sees:
+
+- an object is merged key by key (a delta's ``ams`` with only ``tray_now`` keeps the units listed before);
+- a list of objects that name themselves (AMS units and trays and the external holders by ``id``, dual-nozzle
+  extruders by ``id``, lights by ``node``) is merged element by element: an element keeps what the delta does not
+  say, elements the delta does not list stay, new ones are added; an AMS slot said with nothing but its ``id`` (and
+  ``state``) is an emptied slot and replaces the old one whole;
+- anything else, other lists included, replaces what was there (a present ``hms`` list is the whole active list).
 """
 
 from __future__ import annotations
@@ -43,25 +49,67 @@ def decode_root(payload: bytes | bytearray | str) -> dict[str, Any] | None:
 def merge_report(
     base: Mapping[str, Any], delta: Mapping[str, Any], *, depth: int = 0, added: list[int] | None = None
 ) -> dict[str, Any]:
-    """``base`` with ``delta`` applied: objects merged key by key, every other value replaced. Neither input is
-    changed; subtrees the delta does not touch are shared with ``base`` (treat the result as read-only).
-    ``added[0]`` grows by the keys the delta brought that ``base`` did not have (nested ones too)."""
+    """``base`` with ``delta`` applied by the module's rules. Neither input is changed; subtrees the delta does not
+    touch are shared with ``base`` (treat the result as read-only). ``added[0]`` grows by the keys the delta brought
+    that ``base`` did not have (nested ones too, elements of lists counted as keys)."""
     merged = dict(base)
     for key, value in delta.items():
         old = merged.get(key, _ABSENT)
-        if isinstance(value, dict) and isinstance(old, dict) and depth < MAX_DEPTH:
+        if depth < MAX_DEPTH and isinstance(value, dict) and isinstance(old, dict):
             merged[key] = merge_report(old, value, depth=depth + 1, added=added)
             continue
-        if added is not None and (old is _ABSENT or isinstance(value, dict)):
-            added[0] += (old is _ABSENT) + _keys(value, depth)
+        identity = _identity(old, value) if depth < MAX_DEPTH else None
+        if identity is not None:
+            merged[key] = _merge_elements(old, value, identity, emptied=key == "tray", depth=depth, added=added)
+            continue
+        if added is not None:  # what the tree grew (or shrank) by: a value replacing another counts the difference
+            added[0] += 1 + _keys(value, depth) if old is _ABSENT else _keys(value, depth) - _keys(old, depth)
         merged[key] = value
     return merged
 
 
+def _identity(old: Any, new: Any) -> str | None:
+    """The key that names the elements of two lists of objects (``id`` or ``node``), if every element has it."""
+    if not isinstance(old, list) or not isinstance(new, list) or not old or not new:
+        return None
+    for key in _IDENTITIES:
+        if all(isinstance(e, dict) and isinstance(e.get(key), str | int) for e in (*old, *new)):
+            return key
+    return None
+
+
+def _merge_elements(
+    old: list[Any], new: list[Any], identity: str, *, emptied: bool, depth: int, added: list[int] | None
+) -> list[Any]:
+    by_name: dict[Any, dict[str, Any]] = {str(e[identity]): e for e in old}
+    for element in new:
+        name = str(element[identity])
+        previous = by_name.get(name)
+        if previous is None:
+            if added is not None:
+                added[0] += 1 + _keys(element, depth + 1)
+            by_name[name] = element
+        elif emptied and set(element) <= _EMPTY_SLOT_KEYS:
+            if added is not None:
+                added[0] += _keys(element, depth + 1) - _keys(previous, depth + 1)
+            by_name[name] = element  # the slot was emptied: nothing of the old spool stays
+        else:
+            by_name[name] = merge_report(previous, element, depth=depth + 1, added=added)
+    return list(by_name.values())
+
+
 def _keys(value: Any, depth: int) -> int:
-    if not isinstance(value, dict) or depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH:
         return 0
-    return len(value) + sum(_keys(v, depth + 1) for v in value.values())
+    if isinstance(value, dict):
+        return len(value) + sum(_keys(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return len(value) + sum(_keys(v, depth + 1) for v in value)
+    return 0
+
+
+_IDENTITIES: Final = ("id", "node")
+_EMPTY_SLOT_KEYS: Final = frozenset({"id", "state"})
 
 
 _ABSENT: Final = object()
