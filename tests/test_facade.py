@@ -372,6 +372,12 @@ async def test_the_camera_speaks_port_6000_with_the_facade_code_and_one_upstream
         wrong = await tls(box.camera_port)
         await wrong.send_all(auth_packet(CODE))  # the printer's code: refused as a printer refuses
         assert await closed_by_server(wrong)
+        raw = await trio.open_tcp_stream("127.0.0.1", box.camera_port)  # not even TLS
+        await raw.send_all(b"\x16\x03\x01 garbage" * 100)
+        await trio.aclose_forcefully(raw)
+        short = await tls(box.camera_port)
+        await short.send_all(auth_packet(FACADE_CODE)[:40])  # half an auth packet, then silence: closed in time
+        assert await closed_by_server(short)
         viewers = [await tls(box.camera_port) for _ in range(3)]  # more than a P1S serves
         for viewer in viewers:
             await viewer.send_all(auth_packet(FACADE_CODE))
