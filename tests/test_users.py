@@ -20,7 +20,7 @@ from bambupi.passwords import hash_password
 from bambupi.service import Service
 from bambupi.sim.simulator import Simulator
 from bambupi.web.users import OWNER_NAME, UsersError, UsersFileError, UserStore, code_digest, normalise_code
-from tests.support import CODE, CSRF, PASSWORD, SERIAL, Box, online, setup_and_login, start_box, wait_for
+from tests.support import CODE, CSRF, PASSWORD, SERIAL, Box, fill, online, setup_and_login, start_box, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -341,3 +341,32 @@ def test_the_store_writes_atomically_and_a_failed_write_changes_nothing(tmp_path
     assert os.stat(tmp_path / "users.json").st_mode & 0o077 == 0  # password hashes: the owner's eyes only
     document = json.loads((tmp_path / "users.json").read_text())
     assert ALICE_PASSWORD not in json.dumps(document) and document["users"][0]["password_hash"].startswith("scrypt$")
+
+
+async def test_on_a_full_disk_everyone_logs_in_changes_are_refused_and_nothing_is_lost(tiny_disk: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        box = await start_box(nursery, tiny_disk)
+        async with client(box) as owner, client(box) as alice:
+            csrf = await setup_and_login(owner)
+            await accept(alice, await invite(owner, csrf, "alice", "operator"), ALICE_PASSWORD)
+            before = (tiny_disk / "users.json").read_bytes()
+            filler = fill(tiny_disk)
+            # Logging in only reads: the owner and alice get in (sessions live in memory).
+            async with client(box) as phone:
+                r = await phone.post("/api/login", json={"name": "alice", "password": ALICE_PASSWORD})
+                assert r.status_code == 200
+            r = await owner.post("/api/login", json={"password": PASSWORD})
+            assert r.status_code == 200
+            csrf = r.json()["csrf"]
+            r = await owner.post("/api/users/invites", json={"name": "bob", "role": "viewer"}, headers={CSRF: csrf})
+            assert r.status_code == 500 and "could not save" in r.json()["error"]
+            r = await owner.patch("/api/users/alice", json={"role": "viewer"}, headers={CSRF: csrf})
+            assert r.status_code == 500
+            assert (tiny_disk / "users.json").read_bytes() == before
+            assert not [p for p in tiny_disk.iterdir() if p.name.startswith(".users.json.")]  # no half-written file
+            assert (await owner.get("/api/users")).json()["users"][1]["role"] == "operator"
+            # With room again, the same change works.
+            filler.unlink()
+            r = await owner.patch("/api/users/alice", json={"role": "viewer"}, headers={CSRF: csrf})
+            assert r.status_code == 200 and r.json()["role"] == "viewer"
+        nursery.cancel_scope.cancel()
