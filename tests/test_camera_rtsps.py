@@ -557,3 +557,55 @@ async def test_a_camera_answering_nonsense_is_a_clear_error(answer: bytes, reaso
         assert CODE not in str(caught.value)
         assert not [pid for pid in children(os.getpid()) if b"ffmpeg" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         nursery.cancel_scope.cancel()
+
+
+async def test_p2s_frozen_rtp_timestamps_still_give_moving_pictures() -> None:
+    """P2S firmware 01.02.00.00 stamps every picture alike; without stamping by arrival, ffmpeg's rate filter
+    keeps the first picture and drops the rest."""
+    if not encoder_available():
+        pytest.skip("ffmpeg not installed")
+    sim = Simulator("P2S", SERIAL, CODE, rtsps_port=0, camera_fps=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.run)
+        frames = await first_frames(RtspsSource("127.0.0.1", sim.rtsps_port, Secret(CODE), fps=2), 4)
+        assert len(frames) == 4 and len(set(frames)) == 4  # four different pictures (the clock and counter move)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_cut_mid_way_reconnects(tmp_path: Path) -> None:
+    """A camera that cuts its stream (the P2S does, an X1C about every minute): the attempt ends with a reason and
+    the relay reconnects at once (frames had come, so no backoff)."""
+    config = PrinterConfig(
+        id="x1", name="X1", model="X1C", host="127.0.0.1", serial=SERIAL, access_code=Secret(CODE), camera_port=1
+    )
+    hub = StateHub([config])
+    cut = trio.Event()
+
+    async with rtsps_server(tmp_path) as server, trio.open_nursery() as nursery:
+
+        async def forward(tcp: trio.SocketStream) -> None:  # a TCP hop that the test can cut, TLS passing through
+            upstream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with tcp, upstream, trio.open_nursery() as pipes:
+
+                async def pipe(a: trio.SocketStream, b: trio.SocketStream) -> None:
+                    while data := await a.receive_some(65536):
+                        await b.send_all(data)
+
+                pipes.start_soon(pipe, tcp, upstream)
+                pipes.start_soon(pipe, upstream, tcp)
+                await cut.wait()
+                pipes.cancel_scope.cancel()
+
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, forward, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        frames = await nursery.start(
+            FrameHub(hub, [config], source_for=lambda p: RtspsSource("127.0.0.1", port, Secret(CODE))).run
+        )
+        with frames.viewer("x1"):
+            first = await frames.next_frame("x1", after=0)
+            cut.set()  # every connection through the hop closes
+            await wait_for(lambda: frames.upstream_connections("x1") >= 2, 60, what="a reconnect")
+            cut = trio.Event()
+            later = await frames.next_frame("x1", after=first.seq)
+            assert is_jpeg(later.data) and frames.upstream_connections("x1") >= 2
+        nursery.cancel_scope.cancel()

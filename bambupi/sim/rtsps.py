@@ -6,6 +6,7 @@ every other request needs Digest (``realm="LIVE555 Streaming Media"``, user ``bb
 answered with the challenge again); ``SETUP`` takes only RTP over the RTSP connection (``interleaved``); ``PLAY``
 streams H.264 (RFC 6184: single NAL units, FU-A for big ones) until ``TEARDOWN`` or the client leaves. At most
 ``max_clients`` (2) are served; a further connection stalls before the TLS handshake, like the port-6000 camera.
+As a P2S (firmware 01.02.00.00) it stamps every picture with the same RTP time (``frozen_timestamps``).
 
 The H.264 comes from an ``ffmpeg`` (libx264) encoder fed the same pictures as the port-6000 camera
 (:func:`~bambupi.sim.camera.render_frame`), run only while someone plays, a keyframe every two seconds (a client
@@ -136,12 +137,14 @@ class RtspsCameraServer:
         fps: float = 2.0,
         max_clients: int = 2,
         ffmpeg: str = "ffmpeg",
+        frozen_timestamps: bool = False,
     ) -> None:
         self._access_code = access_code
         self._ssl_context = ssl_context
         self._snapshot = snapshot
         self.fps = fps
         self._ffmpeg = ffmpeg
+        self._frozen_timestamps = frozen_timestamps  # P2S firmware 01.02.00.00: every picture stamped alike
         self._slots = trio.Semaphore(max_clients)
         self._latest: _Picture | None = None
         self._number = 0
@@ -225,7 +228,8 @@ class RtspsCameraServer:
 
     def _publish(self, units: list[bytes]) -> None:
         self._number += 1
-        self._latest = _Picture(units, int(self._number * 90_000 / self.fps))
+        timestamp = 5400 if self._frozen_timestamps else int(self._number * 90_000 / self.fps)
+        self._latest = _Picture(units, timestamp)
         self._new_picture.unpark_all()
 
     # -- a client ---------------------------------------------------------------------------------------------------

@@ -81,7 +81,8 @@ class Simulator:
         if rtsps_port is not None and self.printer.profile.rtsp_camera:
             if encoder_available():
                 self.rtsps = RtspsCameraServer(
-                    access_code, server_ssl_context(cert, key), self._camera_frame_info, fps=camera_fps
+                    access_code, server_ssl_context(cert, key), self._camera_frame_info, fps=camera_fps,
+                    frozen_timestamps=self.printer.profile.name == "P2S",  # its firmware 01.02.00.00 does
                 )
             else:
                 log.warning("simulator: no ffmpeg here to encode the RTSPS camera: it stays off (LAN Only Liveview)")
