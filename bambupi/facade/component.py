@@ -32,6 +32,9 @@ from bambupi.state_hub import StateHub
 log = logging.getLogger("bambupi.facade")
 
 VERSION_ASK_INTERVAL_S: Final = 600.0  # the printer is asked get_version at most this often, until it answered once
+# Messages waiting for one app: a printer sends one or two a second, so an app this far behind has stopped reading;
+# it is dropped, and its queue (full X1 reports are tens of KB) never holds more than a few MB of the Pi's memory.
+OUTBOX_SIZE: Final = 64
 MAX_COMMANDS_AT_ONCE: Final = 4  # apps' commands waiting for the printer's reply; more are answered "busy"
 REFUSALS_LOGGED: Final = 256  # (app, command) pairs whose refusal was logged once
 
@@ -165,7 +168,7 @@ class FacadeComponent:
         served = self._served(config, printers)
         mqtt = MqttServer(
             "facade", code, context, may_subscribe=self._may_subscribe, on_publish=self._on_publish,
-            max_clients=config.max_clients,
+            max_clients=config.max_clients, outbox_size=OUTBOX_SIZE,
         )
         serving = _Serving(
             config, mqtt, 0, {p.serial: p.id for p in served}, {p.id: p.serial for p in served}, nursery
