@@ -145,7 +145,7 @@ class Service:
             return {
                 **power_store.health(), **self.supervisor.health(), **hms_texts.health(), **filament.health(),
                 **bridge.health(),
-                **facade.health(), **panel.health(),
+                **facade.health(), **panel.health(), **web.health(),
             }
 
         web = WebComponent(

@@ -229,6 +229,9 @@ async def test_the_owner_logs_in_when_the_users_file_is_broken_and_it_is_not_ove
             r = await owner.post("/api/users/invites", json={"name": "bob", "role": "viewer"}, headers={CSRF: csrf})
             assert r.status_code == 500 and "cannot be read" in r.json()["error"]
             assert users.read_text() == '{"version": 1, "users": [{"name": "alice", "ro'
+            health = (await owner.get("/healthz")).json()
+            assert health["status"] == "degraded" and health["components"]["users"]["ok"] is False
+            assert "cannot be read" in health["components"]["users"]["error"]
         async with client(box) as again:
             r = await again.post("/api/login", json={"password": PASSWORD})
             assert r.status_code == 200 and r.json()["role"] == "owner"

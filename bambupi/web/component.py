@@ -71,6 +71,13 @@ class WebComponent:
         self.port: int | None = None
         self.urls: list[str] = []
 
+    def health(self) -> dict[str, Any]:
+        """The people file's part of ``/healthz``: a broken one leaves only the first owner able to log in."""
+        users = self._auth.users
+        if users is None:
+            return {}
+        return {"users": {"ok": users.problem is None, "error": users.problem}}
+
     def url(self) -> str | None:
         """The address a person opens, once the front door listens."""
         return self.urls[0] if self.urls else None
