@@ -22,6 +22,7 @@ from pytest_homeassistant_custom_component.common import async_fire_mqtt_message
 
 DATA: dict[str, Any] = json.loads(Path(os.environ["BAMBUPI_BRIDGE_PAYLOADS"]).read_text())
 PREFIX = "homeassistant/"
+JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")  # the smallest frame: SOI, JFIF APP0, EOI
 
 
 def entity_id(hass: HomeAssistant, topic: str) -> str:
@@ -92,10 +93,19 @@ async def test_home_assistant_makes_the_printer_from_the_bridge(
     await hass.async_block_till_done()
     assert hass.states.get(events).attributes["event_type"] == "job_finished"
 
-    # Reporting again: available again. A button press publishes what the bridge takes on its command topic.
+    # Reporting again: available again.
     async_fire_mqtt_message(hass, "bambupi/p/availability", "online")
     await hass.async_block_till_done()
     assert hass.states.get(progress.entity_id).state == shown(document["percent"])
+
+    # A camera picture, as the bridge publishes it (JPEG bytes), becomes the image entity's picture.
+    image = entity_id(hass, f"{PREFIX}image/bambupi_p/camera/config")
+    assert hass.states.get(image).state == "unknown"
+    async_fire_mqtt_message(hass, "bambupi/p/camera", JPEG)
+    await hass.async_block_till_done()
+    assert hass.states.get(image).state not in ("unknown", "unavailable")  # the time of the newest picture
+
+    # A button press publishes what the bridge takes on its command topic.
     mqtt_mock.async_publish.reset_mock()
     await hass.services.async_call(
         "button", "press", {"entity_id": entity_id(hass, f"{PREFIX}button/bambupi_p/pause/config")}, blocking=True
