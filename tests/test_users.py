@@ -19,6 +19,7 @@ from bambupi.config import load_config
 from bambupi.passwords import hash_password
 from bambupi.service import Service
 from bambupi.sim.simulator import Simulator
+from bambupi.web.auth import Sessions
 from bambupi.web.users import OWNER_NAME, UsersError, UsersFileError, UserStore, code_digest, normalise_code
 from tests.support import CODE, CSRF, PASSWORD, SERIAL, Box, fill, online, setup_and_login, start_box, wait_for
 
@@ -373,3 +374,19 @@ async def test_on_a_full_disk_everyone_logs_in_changes_are_refused_and_nothing_i
             r = await owner.patch("/api/users/alice", json={"role": "viewer"}, headers={CSRF: csrf})
             assert r.status_code == 200 and r.json()["role"] == "viewer"
         nursery.cancel_scope.cancel()
+
+
+def test_one_persons_logins_push_out_only_their_own_sessions() -> None:
+    now = [1000.0]
+    sessions = Sessions(lifetime_s=600, clock=lambda: now[0], limit=8, per_user=3)
+    owner = sessions.create(OWNER_NAME)
+    made = []
+    for _ in range(10):  # a viewer logging in again and again (a script, a leaked password)
+        now[0] += 1
+        made.append(sessions.create("bob"))
+    assert sessions.get(owner.token) is owner
+    assert [s for s in made if sessions.get(s.token) is not None] == made[-3:]
+    assert [s.user for s in sessions.of("BOB")] == ["bob"] * 3
+    assert sessions.end_one("alice", made[-1].id) is False  # not hers
+    assert sessions.end_one("bob", made[-1].id) is True and sessions.get(made[-1].token) is None
+    assert sessions.end_user("bob") == 2 and sessions.get(owner.token) is owner

@@ -123,11 +123,12 @@ class Sessions:
 
     def __init__(
         self, *, lifetime_s: float, clock: Callable[[], float] = time.monotonic, limit: int = 64,
-        before_lookup: Callable[[], None] | None = None,
+        per_user: int = 16, before_lookup: Callable[[], None] | None = None,
     ) -> None:
         self.lifetime_s = lifetime_s
         self._clock = clock
         self._limit = limit
+        self._per_user = per_user
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._before_lookup = before_lookup
@@ -140,6 +141,9 @@ class Sessions:
         )
         with self._lock:
             self._drop_expired(now)
+            mine = [s for s in self._sessions.values() if s.user.lower() == user.lower()]
+            if len(mine) >= self._per_user:  # one person's logins push out their own oldest, never another's
+                del self._sessions[min(mine, key=lambda s: s.expires_at).token]
             if len(self._sessions) >= self._limit:  # oldest first: a flood of logins cannot grow memory
                 oldest = min(self._sessions.values(), key=lambda s: s.expires_at)
                 del self._sessions[oldest.token]
