@@ -47,6 +47,7 @@ MAX_HEAD_BYTES: Final = 16 * 1024
 MAX_BODY_BYTES: Final = 64 * 1024
 LIVEVIEW_RETRY_S: Final = 120.0  # port 322 closed: "LAN Only Liveview" is off; no need to knock every few seconds
 _RECEIVE_BYTES: Final = 64 * 1024
+_MAX_PENDING: Final = 32  # requests sent and not answered yet
 _URL_PREFIX = re.compile(r"rtsps?://[^/\s\"';,]+")  # scheme and authority (any user:password@ dropped with it)
 _URL_HEADERS: Final = frozenset({"content-base", "content-location", "location", "rtp-info"})
 
@@ -393,7 +394,11 @@ class RtspsProxy:
             except CertificateRefused as refused:
                 await self.aclose()
                 raise CameraError(str(refused), retry_s=60.0) from None
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=1)
+        try:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=1)
+        except OSError as exc:
+            await self.aclose()
+            raise CameraError(f"cannot open the local port for the camera's decoder: {_why(exc)}") from None
         self._listener = listeners[0]
         local_port = self._listener.socket.getsockname()[1]
         self._local_base = f"rtsp://127.0.0.1:{local_port}/{self._token}"
@@ -479,6 +484,8 @@ class RtspsProxy:
         self._cseq += 1
         outgoing.set("CSeq", str(self._cseq))
         self._pending[self._cseq] = pending
+        while len(self._pending) > _MAX_PENDING:  # a camera that never answers keep-alives: forget the oldest
+            del self._pending[next(iter(self._pending))]
         await self._send_upstream(outgoing.to_bytes())
 
     async def _from_camera(self, client: trio.SocketStream) -> None:
