@@ -199,6 +199,7 @@ BAD_VALUES = [
     ("web", "read_timeout_s", "15", "must be a number"),
     ("web", "admin_password_hash", "plaintext-password", "not a bambupi password hash"),
     ("web", "camera_requires_login", "yes", "must be true or false"),
+    ("web", "camera_access", "friends", "must be one of"),
     ("web", "session_hours", 0, "between 0.1 and"),
     ("discovery", "enabled", 1, "must be true or false"),
     ("notify", "name", "Bad Name", "lowercase"),
