@@ -1,11 +1,13 @@
 """The X1/H2/P2 camera (RTSPS, port 322): the service holds the TLS connection, an ``ffmpeg`` process decodes.
 
-Why a subprocess and not an in-process binding (PyAV): PyAV publishes no wheels for the 32-bit Raspberry Pi OS a
-Pi 3 often runs, and its current releases need a newer FFmpeg than Debian 12 ships, so it would be a source build
-on the box; and a decoder crash or leak in-process takes the whole service with it, while a process can be killed,
-restarted and measured on its own. Why not hand ffmpeg the printer's URL: the access code would sit in its command
-line for every local user to read in ``ps``, and Debian's ffmpeg (GnuTLS) neither verifies nor pins the printer's
-certificate (and a peer found the P2S needs an OpenSSL TLS path). So :class:`~bambupi.camera.rtsps_proxy.RtspsProxy`
+Why a subprocess and not an in-process binding (PyAV): a decoder that crashes, hangs or leaks in a process of its
+own is killed and restarted while the service goes on, and its CPU shows apart; inside the service it would take
+the service (and its event loop's thread) with it. PyAV's wheels also bring an FFmpeg build of their own (tens of
+MB, and none for the 32-bit Raspberry Pi OS many Pi 3 run), where Debian's ffmpeg is one ``apt install``.
+
+Why not hand ffmpeg the printer's URL: the access code would sit in its command line for every local user to read
+in ``ps``, and Debian's ffmpeg (GnuTLS) neither verifies nor pins the printer's certificate (and a peer found the
+P2S needs an OpenSSL TLS path). So :class:`~bambupi.camera.rtsps_proxy.RtspsProxy`
 terminates TLS here with the pinned certificate and gives ffmpeg a one-time loopback URL without the code.
 
 Supervision: no decoded frame for ``stall_s`` (twice that for the first one: ffmpeg probes the stream and waits
