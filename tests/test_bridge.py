@@ -558,3 +558,27 @@ async def test_a_printer_removed_in_the_settings_leaves_home_assistant(tmp_path:
         assert ha.get(f"{PREFIX}/availability") == b"online"  # the box itself stays
         # A picture being taken of the printer as it went costs that picture, not the bridge.
         assert "failures" not in b.running.supervisor.health()["bridge"], b.running.supervisor.health()["bridge"]
+
+
+@pytest.mark.timeout(120)
+async def test_events_while_the_broker_refuses_the_box_arrive_after_unless_they_are_stale(
+    tmp_path: Path, broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with box(tmp_path, broker, password="not the password") as b, subscriber(broker, f"{PREFIX}/+/event") as ha:
+        bridge = b.running.bridge
+        bridge.event_max_age_s = 3.0
+        await wait_for(lambda: bridge.state == "disconnected", what="the refusal")
+        b.sim.printer.set_hms([(0x07002000, 0x00020001)])  # hms_raised: it will be stale by the time
+        await wait_for(lambda: len(bridge._events) == 1, what="the first event kept")
+        stale_since = trio.current_time()
+        await wait_for(lambda: trio.current_time() - stale_since > 4, what="the first event going stale")
+        b.sim.printer.set_hms([])  # hms_cleared: fresh
+        await wait_for(lambda: len(bridge._events) == 2, what="the second event kept")
+        csrf = await setup_and_login(b.client)
+        r = await save_settings(b.client, csrf, {"bridge": {"password": BOX_PASSWORD}})
+        assert r.status_code == 200, r.text
+        await wait_for(lambda: any(t.endswith("/event") for t, _ in ha.received), what="an event after the login")
+        await wait_for(lambda: not bridge._events, what="the kept events handled")
+        kinds = [json.loads(p)["event_type"] for t, p in list(ha.received) if t.endswith("/event")]
+        assert kinds == ["hms_cleared"]
+        assert "1 events were not sent (older than 3 s" in caplog.text

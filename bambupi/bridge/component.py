@@ -4,7 +4,8 @@ each printer's state, availability, discovery configs, events and camera picture
 - State is latest-value: every change of the hub marks the bridge dirty; one task publishes the newest documents,
   and the session sends each topic's newest value once the one before it was acknowledged (bambupi.bridge.client),
   so a slow broker never holds up the hub.
-- Events come through the hub's bounded queue and wait there while the broker is away.
+- Events come through the hub's bounded queue and are kept while the broker is away (at most :data:`EVENT_BUFFER`;
+  one older than ``event_max_age_s`` when it is back is not sent: stale news would set off automations).
 - Commands from ``<prefix>/<id>/command`` go through the same ``Controls.send`` as the page's (same checks, same
   log, origin "the home broker"), only while ``allow_control`` is on; each gets a result message.
 - New settings apply live: a new broker, user, password, TLS or topic prefix reconnects (after an "offline" goodbye);
@@ -14,6 +15,7 @@ each printer's state, availability, discovery configs, events and camera picture
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
@@ -38,7 +40,7 @@ from bambupi.component import Applied, Web
 from bambupi.config import BridgeConfig, Config, PrinterConfig
 from bambupi.printer.commands import CommandError, Outcome
 from bambupi.printer.link import backoff_delay
-from bambupi.state_hub import EventQueue, StateHub
+from bambupi.state_hub import Event, EventQueue, StateHub
 
 log = logging.getLogger("bambupi.bridge")
 
@@ -46,6 +48,8 @@ COMMAND_QUEUE: Final = 16  # commands waiting for the printer; more are refused 
 SNAPSHOT_TIMEOUT_S: Final = 15.0  # one picture's limit (the camera may connect for it)
 MAX_PICTURE_BYTES: Final = 1024 * 1024  # a larger picture is not sent (a home broker and HA keep it retained)
 GOODBYE_S: Final = 2.0
+EVENT_BUFFER: Final = 200  # events kept while the broker is away
+EVENT_MAX_AGE_S: Final = 600.0  # an event older than this when the broker is back is not sent
 PRINTER_LEAVES: Final = ("state", "availability", "camera")  # a printer's retained topics beside its configs
 # The settings a connection is made with: a change of any of these reconnects; other changes only republish.
 CONNECTION_KEYS: Final = (
@@ -81,6 +85,7 @@ class BridgeComponent:
         controls: CommandSender,
         snapshot: Callable[[str], Awaitable[bytes | None]],
         url: Callable[[], str | None] = lambda: None,
+        event_max_age_s: float = EVENT_MAX_AGE_S,
     ) -> None:
         self._hub = hub
         self.settings = settings
@@ -100,6 +105,10 @@ class BridgeComponent:
         self._gone: set[str] = set()  # retained topics kept empty: entities and printers that went, old prefixes
         self._configs_cache: dict[str, tuple[Any, dict[str, bytes]]] = {}
         self._commands: trio.MemorySendChannel[tuple[str, bytes]] | None = None
+        self.event_max_age_s = event_max_age_s
+        self._events: deque[tuple[float, str, Event]] = deque()  # (taken at, on trio's clock; printer; event)
+        self._events_waiting = trio.lowlevel.ParkingLot()
+        self._events_dropped = 0
 
     # -- the component's shape ----------------------------------------------------------------------------
     def add_routes(self, web: Web) -> None:
@@ -117,7 +126,8 @@ class BridgeComponent:
             n.start_soon(self._watch_hub, updates)
             n.start_soon(self._keep_connected)
             n.start_soon(self._publish_state)
-            n.start_soon(self._publish_events, events)
+            n.start_soon(self._take_events, events)
+            n.start_soon(self._publish_events)
             n.start_soon(self._publish_pictures)
             n.start_soon(self._take_commands, receive)
             task_status.started(self)
@@ -295,24 +305,45 @@ class BridgeComponent:
             session.offer(topic, b"")
 
     # -- events -------------------------------------------------------------------------------------------
-    async def _publish_events(self, queue: EventQueue) -> None:
+    async def _take_events(self, queue: EventQueue) -> None:
+        """The hub's events for the broker, kept while it is away: at most :data:`EVENT_BUFFER` (the oldest go)."""
         while True:
             event = await queue.get()
             printer_id = event.get("printer")
             if not self.settings.enabled or not isinstance(printer_id, str) or event.get("kind") not in EVENT_TYPES:
                 continue  # the bridge is off (events are not kept for a broker that may never come), or not one
                 # the event entity was told of
-            while True:
-                session = self.session
-                if session is None or not session.logged_in:
-                    await self._wait_for_session()
-                    continue
-                try:
-                    topic = topics_of(self.settings).printer(printer_id, "event")
-                    await session.send_event(topic, event_payload(event))
-                    break
-                except BrokerFailure:
-                    continue  # the session ended: the next one sends it
+            if len(self._events) >= EVENT_BUFFER:
+                self._events.popleft()
+                self._events_dropped += 1
+            self._events.append((trio.current_time(), printer_id, event))
+            self._events_waiting.unpark_all()
+
+    async def _publish_events(self) -> None:
+        """Each kept event, in order, once a session is up; one older than ``event_max_age_s`` by then is not sent
+        (an automation would act on stale news: a print finished hours ago notified now)."""
+        while True:
+            while not self._events:
+                await self._events_waiting.park()
+            session = self.session
+            if session is None or not session.logged_in:
+                await self._wait_for_session()
+                continue
+            taken_at, printer_id, event = self._events[0]
+            if trio.current_time() - taken_at > self.event_max_age_s:
+                self._events.popleft()
+                self._events_dropped += 1
+                continue
+            if self._events_dropped:
+                log.warning("home broker: %d events were not sent (older than %g s, or over %d while it was away)",
+                            self._events_dropped, self.event_max_age_s, EVENT_BUFFER)
+                self._events_dropped = 0
+            try:
+                await session.send_event(topics_of(self.settings).printer(printer_id, "event"), event_payload(event))
+            except BrokerFailure:
+                continue  # the session ended: the next one sends it
+            if self._events and self._events[0][2] is event:
+                self._events.popleft()
 
     async def _wait_for_session(self) -> None:
         seen = self._changes
