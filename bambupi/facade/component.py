@@ -21,7 +21,7 @@ from bambupi.component import Applied, Web
 from bambupi.config import Config, FacadeConfig, PrinterConfig
 from bambupi.facade.camera import CameraEndpoint, CameraFeed, FrameSource
 from bambupi.facade.certificate import ensure_certificate, server_context
-from bambupi.facade.requests import Request, answer, decide
+from bambupi.facade.requests import MAX_REQUEST_BYTES, Request, answer, decide
 from bambupi.mqtt_server import ClientSession, MqttServer, Publish, encode_publish
 from bambupi.printer.commands import CommandError, Outcome
 from bambupi.printer.link import NotConnected
@@ -169,6 +169,7 @@ class FacadeComponent:
         mqtt = MqttServer(
             "facade", code, context, may_subscribe=self._may_subscribe, on_publish=self._on_publish,
             max_clients=config.max_clients, outbox_size=OUTBOX_SIZE,
+            max_packet_size=MAX_REQUEST_BYTES + 1024,  # an app sends small requests: a bigger packet ends its link
         )
         serving = _Serving(
             config, mqtt, 0, {p.serial: p.id for p in served}, {p.id: p.serial for p in served}, nursery
