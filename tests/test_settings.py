@@ -119,10 +119,12 @@ async def test_notification_channels_are_edited_live(logged_in: tuple[Box, httpx
     assert view.json()["settings"]["notify"][0]["progress"] == [50]
     assert "events = [" in box.config_path.read_text()
     read = view.json()["settings"]["notify"][0]
+    # ntfy's server is an address, not a secret: shown as it is (a Discord or webhook URL carries a token: masked).
+    assert read["url"] == "http://127.0.0.1:9"
     r = await save_settings(client, csrf, {"notify": [{**read, "kind": "pushover", "token": "tk_pushover_app"}]})
-    # A pushover channel needs a user key, and takes no ntfy topic: each is named, neither ignored. (ntfy's server
-    # URL, a secret the form cannot empty, leaves with the kind it belonged to.)
-    assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key", "notify[0].topic"}
+    # A pushover channel needs a user key, and takes no ntfy topic or server: each is named, none ignored.
+    assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {
+        "notify[0].user_key", "notify[0].topic", "notify[0].url"}
     pushover = {**read, "kind": "pushover", "token": "tk_pushover_app", "topic": None, "url": None}
     r = await save_settings(client, csrf, {"notify": [pushover]})
     assert r.status_code == 400 and {f["key"] for f in r.json()["fields"]} == {"notify[0].user_key"}, r.text
@@ -294,7 +296,8 @@ ALPHA = {"name": "alpha", "kind": "webhook", "url": "http://127.0.0.1:9/alpha-ur
 BETA = {"name": "beta", "kind": "ntfy", "url": "http://127.0.0.1:9/beta-url", "topic": "beta-topic",
         "token": "tk_beta_token"}
 DELTA = {"name": "delta", "kind": "webhook", "url": "http://127.0.0.1:9/delta-url", "secret": "delta-hmac-secret"}
-CHANNEL_SECRETS = ("alpha-url", "alpha-hmac-secret", "beta-url", "tk_beta_token", "delta-url", "delta-hmac-secret")
+# beta's URL is its ntfy server: an address, shown on the page, no secret.
+CHANNEL_SECRETS = ("alpha-url", "alpha-hmac-secret", "tk_beta_token", "delta-url", "delta-hmac-secret")
 
 
 def channels_in_file(path: Path) -> dict[str, dict[str, object]]:
@@ -324,7 +327,8 @@ async def test_each_channel_keeps_its_own_url_token_and_secret(logged_in: tuple[
     # Saved again as the page sends it: every secret masked or left out, each entry with the identity it was read with.
     alpha, beta = await view(client, "notify")
     assert alpha["url"] == MASK and beta["token"] == MASK and alpha["_ref"] != beta["_ref"]
-    r = await save_settings(client, csrf, {"notify": [alpha, {**beta, "url": "", "token": ""}]})
+    assert beta["url"] == BETA["url"]
+    r = await save_settings(client, csrf, {"notify": [alpha, {**beta, "token": ""}]})
     assert r.status_code == 200, r.text
     assert channels_in_file(box.config_path) == {"alpha": own(ALPHA), "beta": own(BETA)}
 

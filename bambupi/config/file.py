@@ -13,6 +13,7 @@ an older version is refused instead of silently overwriting it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import hmac
@@ -31,10 +32,11 @@ from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
 from bambupi.atomic_file import replacing
+from bambupi.config.labels import LABELS, SECTIONS
 from bambupi.config.parse import parse_config
 from bambupi.config.problems import Problem, errors
 from bambupi.config.schema import SCHEMA, Option, Section
-from bambupi.config.validators import valid_password_hash
+from bambupi.config.validators import NumberRange, valid_bool, valid_password_hash
 from bambupi.secret import MASK
 
 # Changed through their own flows (set-password, first visit), never through the settings form.
@@ -207,14 +209,21 @@ def settings_view(document: TOMLDocument) -> dict[str, Any]:
 
 
 def schema_view() -> dict[str, Any]:
-    """What the settings page needs to build its form: each section's keys and which are secret, lists, choices or
-    destinations of its secrets, the keys each kind of its tables takes, and the sub-tables inside its tables (a
-    printer's ``plug``)."""
-    return {name: _section_schema(section, name) for name, section in SCHEMA.items()}
+    """What the settings page needs to build its form: each section's title and keys, and which are secret, lists,
+    choices or destinations of its secrets, the keys each kind of its tables takes, the sub-tables inside its tables
+    (a printer's ``plug``), and per key its label, help, unit, control, bounds and default (``fields``).
+
+    Sections come in the order the page shows them (:data:`bambupi.config.labels.SECTIONS`)."""
+    order = [name for name in SECTIONS if name in SCHEMA] + [name for name in SCHEMA if name not in SECTIONS]
+    return {name: _section_schema(SCHEMA[name], name) for name in order}
 
 
 def _section_schema(section: Section, path: str) -> dict[str, Any]:
+    title = SECTIONS.get(path)
     return {
+        "title": title.title if title else path,
+        "help": title.help if title else "",
+        "fields": {key: _field_schema(section, path, key, option) for key, option in section.options.items()},
         "many": section.many,
         "keys": list(section.options),
         "required": [k for k, o in section.options.items() if o.required],
@@ -223,23 +232,85 @@ def _section_schema(section: Section, path: str) -> dict[str, Any]:
         "destinations": list(DESTINATIONS.get(path, {})),
         "choices": {k: list(o.choices) for k, o in section.options.items() if o.choices},
         "kinds": {
-            name: {"takes": list(kind.takes), "requires": list(kind.requires)}
+            name: {"takes": list(kind.takes), "requires": list(kind.requires), "shown": list(kind.shown)}
             for name, kind in (section.kinds.of.items() if section.kinds else ())
         },
         "tables": {name: _section_schema(sub, f"{path}.{name}") for name, sub in section.tables.items()},
     }
 
 
+def _field_schema(section: Section, path: str, key: str, option: Option) -> dict[str, Any]:
+    """How the page shows one key. The control follows from the schema (its check, choices, secrecy, list-ness);
+    the label table adds words and a hint only where the check cannot say (a time range is text to the schema)."""
+    label = LABELS.get(f"{path}.{key}")
+    out: dict[str, Any] = {
+        "label": label.label if label else key,
+        "help": label.help if label else "",
+        "unit": label.unit if label else "",
+        "advanced": label.advanced if label else False,
+    }
+    validator = option.validator
+    if option.secret:
+        out["control"] = "password"
+    elif option.choices:
+        out["control"] = "choices" if option.is_list else "choice"
+    elif option.is_list:
+        out["control"] = "list"
+    elif validator is valid_bool:
+        out["control"] = "switch"
+    elif isinstance(validator, NumberRange):
+        out.update(control="number", min=validator.minimum, max=validator.maximum, whole=validator.whole)
+    elif label is not None and label.control is not None:
+        out["control"] = label.control
+    else:
+        out["control"] = "text"
+    default = _default(section, key, option)
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+def _default(section: Section, key: str, option: Option) -> Any:
+    """The value the service uses when the key is absent, as the page can show it; None when there is none to show
+    (a secret, a value derived from another key, or one made of several fields such as ``web.listen``)."""
+    if option.secret or option.default_from or len(option.into) > 1 or not dataclasses.is_dataclass(section.cls):
+        return None
+    name = option.into[0] if option.into else key
+    found = next((f for f in dataclasses.fields(section.cls) if f.name == name), None)
+    if found is None or found.default is dataclasses.MISSING:
+        return None
+    value = found.default
+    if isinstance(value, tuple) and all(isinstance(v, str | int | float) for v in value):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value if isinstance(value, bool | int | float | str) else None
+
+
 def _table_view(section: Section, table: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, option in section.options.items():
-        value = table.get(key)
-        plain = value.unwrap() if isinstance(value, Item) else value
-        out[key] = MASK if option.secret and plain is not None else plain
+    kind = _plain(table.get("kind"))
+    for key in section.options:
+        plain = _plain(table.get(key))
+        out[key] = MASK if _secret_in(section, key, kind) and plain is not None else plain
     for name, sub in section.tables.items():
         raw = table.get(name)
         out[name] = _table_view(sub, raw) if isinstance(raw, dict) else None
     return out
+
+
+def _plain(value: Any) -> Any:
+    return value.unwrap() if isinstance(value, Item) else value
+
+
+def _secret_in(section: Section, key: str, kind: Any) -> bool:
+    """Whether ``key`` is a secret in a table of this ``kind``: as the schema says, unless the kind shows it (ntfy's
+    server URL is an address; a Discord webhook's URL carries its token)."""
+    option = section.options.get(key)
+    if option is None or not option.secret:
+        return False
+    own = section.kinds.of.get(kind) if section.kinds is not None and isinstance(kind, str) else None
+    return own is None or key not in own.shown
 
 
 def apply_settings(document: TOMLDocument, changes: dict[str, Any]) -> None:
@@ -321,6 +392,9 @@ def _entry_label(name: str, values: dict[str, Any]) -> str:
 
 def _apply_table(section: Section, table: Table, values: dict[str, Any], path: str) -> Table:
     _refuse_secrets_to_a_new_destination(section, table, values, path)
+    # Whether a stored value is a secret (kept when left empty) is judged by the kind it was stored under.
+    stored_kind = _plain(table.get("kind"))
+    new_kind = values.get("kind", stored_kind)
     for key, value in values.items():
         sub = section.tables.get(key)
         if sub is not None:  # a sub-table ([printer.plug]): null removes it, a table edits it in place
@@ -340,9 +414,12 @@ def _apply_table(section: Section, table: Table, values: dict[str, Any], path: s
             if value in (None, "", MASK):
                 continue
             raise ValueError(f"{path}.{key}: change it with `bambupi set-password`")
-        if _kept(option, value):
+        if _kept(section, key, value, stored_kind):
             if value == MASK and key not in table:  # a new entry, or one whose secret was removed by hand
                 raise ValueError(f"{path}.{key}: no stored value to keep here; type it")
+            if not _secret_in(section, key, new_kind):
+                # The new kind would show it (a Discord webhook's URL kept as an ntfy server): it goes instead.
+                table.pop(key, None)
             continue
         if value is None:
             table.pop(key, None)
@@ -350,11 +427,13 @@ def _apply_table(section: Section, table: Table, values: dict[str, Any], path: s
             table[key] = value
         else:
             raise ValueError(f"{path}.{key}: must be a string, number or true/false")
-    _drop_kept_secrets_of_another_kind(section, table, values)
+    _drop_kept_secrets_of_another_kind(section, table, values, stored_kind)
     return table
 
 
-def _drop_kept_secrets_of_another_kind(section: Section, table: Table, values: dict[str, Any]) -> None:
+def _drop_kept_secrets_of_another_kind(
+    section: Section, table: Table, values: dict[str, Any], stored_kind: Any
+) -> None:
     """Remove the stored secrets the table's kind does not take that the save left as they were.
 
     The form cannot empty a secret (an empty field keeps it), so after a change of kind (ntfy to pushover) the old
@@ -368,7 +447,7 @@ def _drop_kept_secrets_of_another_kind(section: Section, table: Table, values: d
         return
     own = {*kind.takes, *kind.requires}
     for key in section.kinds.specific - own:
-        if key in table and _kept(section.options[key], values.get(key)):
+        if key in table and _kept(section, key, values.get(key), stored_kind):
             table.pop(key)
 
 
@@ -381,24 +460,26 @@ def _refuse_secrets_to_a_new_destination(section: Section, table: Table, values:
     """
     schema_path = re.sub(r"\[[^\]]*\]", "", path)
     destinations = DESTINATIONS.get(schema_path, {})
+    kind = _plain(table.get("kind"))
     changed = [
         words for key, words in destinations.items()
-        if key in values and not _kept(section.options[key], values[key])
+        if key in values and not _kept(section, key, values[key], kind)
         and _differs(section, key, table.get(key), values[key])
     ]
     if not changed:
         return
-    for key, option in section.options.items():
-        if key not in destinations and key in table and _kept(option, values.get(key)):
+    for key in section.options:
+        if key not in destinations and key in table and _kept(section, key, values.get(key), kind):
             owner = _OWNER_WORDS.get(schema_path, schema_path)
             raise ValueError(
                 f"{path}.{key}: type the {key.replace('_', ' ')} again: the {owner}'s {changed[0]} changed"
             )
 
 
-def _kept(option: Option, value: Any) -> bool:
-    """Whether a save leaves this secret as the file holds it (empty or masked); never for a key that is no secret."""
-    return option.secret and value in (None, "", MASK)
+def _kept(section: Section, key: str, value: Any, kind: Any) -> bool:
+    """Whether a save leaves this secret as the file holds it (empty or masked); never for a key that is no secret
+    in a table of the ``kind`` it was stored under."""
+    return _secret_in(section, key, kind) and value in (None, "", MASK)
 
 
 def _differs(section: Section, key: str, old: Any, new: Any) -> bool:

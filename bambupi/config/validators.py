@@ -63,26 +63,36 @@ def valid_string(value: Any, *, max_length: int = 64) -> str:
     return text
 
 
-def valid_int(minimum: int, maximum: int) -> Validator:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be a whole number, got {_kind(value)}")
-        if not minimum <= value <= maximum:
-            raise ValueError(f"must be between {minimum} and {maximum}, got {value}")
-        return value
+@dataclass(frozen=True)
+class NumberRange:
+    """The check of a number key, keeping its bounds: the settings page's number field offers the same range."""
 
-    return check
+    minimum: float
+    maximum: float
+    whole: bool  # an int key: a fraction is refused
+
+    def __call__(self, value: Any) -> Any:
+        if self.whole:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"must be a whole number, got {_kind(value)}")
+            if not self.minimum <= value <= self.maximum:
+                raise ValueError(f"must be between {self.minimum} and {self.maximum}, got {value}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {_kind(value)}")
+        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+            raise ValueError(
+                f"must be between {_number(self.minimum)} and {_number(self.maximum)}, got {_number(value)}"
+            )
+        return float(value)
+
+
+def valid_int(minimum: int, maximum: int) -> Validator:
+    return NumberRange(minimum, maximum, whole=True)
 
 
 def valid_float(minimum: float, maximum: float) -> Validator:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"must be a number, got {_kind(value)}")
-        if not math.isfinite(value) or not minimum <= value <= maximum:
-            raise ValueError(f"must be between {_number(minimum)} and {_number(maximum)}, got {_number(value)}")
-        return float(value)
-
-    return check
+    return NumberRange(minimum, maximum, whole=False)
 
 
 def valid_choice(*choices: str) -> Validator:

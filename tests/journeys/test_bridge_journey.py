@@ -43,7 +43,8 @@ async def test_the_owner_turns_the_bridge_on_and_sees_it_connected(tmp_path: Pat
             await page.wait_for("!document.getElementById('form').hidden", WAIT)
             await page.wait_for(f"{STATUS}.includes('off')", WAIT)
 
-            await replace_text(page, field("enabled"), "true")
+            await tap(page, field("enabled"))  # the switch: on
+            assert await page.evaluate(f"{field('enabled')}.checked")
             await replace_text(page, field("password"), BOX_PASSWORD)
             status = await save(page)
             assert status.startswith("Saved.") and "home broker: connecting to 127.0.0.1" in status, status

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.journeys.harness import CODE, SERIAL, journey
+from tests.journeys.harness import CODE, SERIAL, journey, tap
 from tests.journeys.test_settings_secrets_journey import replace_text, save
 
 WAIT = 30  # generous: a busy CPU only slows the waits, it never fails them
@@ -40,7 +40,8 @@ async def test_the_owner_turns_the_facade_on_and_an_app_reads_the_printer_throug
         await page.wait_for(f"{STATUS} === 'Printer facade: off'", WAIT)
 
         # The printer's code will not do: the facade must have its own.
-        await replace_text(page, field("enabled"), "true")
+        await tap(page, field("enabled"))  # the switch: on
+        assert await page.evaluate(f"{field('enabled')}.checked")
         await replace_text(page, field("access_code"), CODE)
         assert await save(page) == "the settings have problems; nothing was saved"
         error = await page.wait_for(

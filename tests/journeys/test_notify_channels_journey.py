@@ -17,6 +17,7 @@ from bambupi.notify.channels import SIGNATURE_HEADER
 from bambupi.web.frontdoor import FrontDoor
 from tests.browser import Page
 from tests.journeys.harness import journey, tap
+from tests.journeys.test_settings_form_journey import choose
 from tests.notify_services import FakeServices
 from tests.support import wait_for
 
@@ -42,8 +43,12 @@ async def add_webhook(page: Page, name: str, url: str) -> None:
     count = len(await legends(page))
     await tap(page, "[...document.querySelectorAll('button')].find((b) => b.textContent === 'Add a channel')")
     await page.wait_for(f"{notify_boxes()}.length === {count + 1}", WAIT)
-    for key, value in {"name": name, "kind": "webhook", "url": url, "secret": SECRETS[name]}.items():
-        await type_into(page, f"{notify_boxes()}.at(-1).querySelector('input[data-key={key}]')", value)
+    box = f"{notify_boxes()}.at(-1)"
+    await type_into(page, f"{box}.querySelector('input[data-key=name]')", name)
+    # The service is a choice; choosing it shows that service's fields (a webhook's URL and signing secret).
+    await choose(page, f"{box}.querySelector('select[data-key=kind]')", "webhook")
+    for key, value in {"url": url, "secret": SECRETS[name]}.items():
+        await type_into(page, f"{box}.querySelector('input[data-key={key}]')", value)
 
 
 def reloaded(count: int) -> str:

@@ -1,0 +1,206 @@
+"""The settings page as a real form (issue 19), on a phone (390x844) and a desktop (1280x800) in Chromium.
+
+The owner saves one field of each kind of control at once (a switch, a number with its unit, a choice list, a time
+range, a password, a text) and reads in the save bar, without scrolling, what was applied at once and what needs a
+restart; the file holds each value as its type. A bad number shows its error next to its field, in view. The plug's
+type shows only that type's fields; an ntfy server URL is shown, a Discord webhook URL (its token) is not. Nothing
+overflows the screen sideways and everything a finger taps is at least 44 px.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from tests.browser import Page
+from tests.journeys.harness import journey, tap
+from tests.journeys.test_settings_secrets_journey import replace_text
+
+WAIT = 30  # generous: a busy CPU only slows the waits, it never fails them
+PLUG = '[printer.plug]\nkind = "tasmota"\naddress = "{plug_url}"\nusername = "admin"\n'
+EXTRA = """
+[[notify]]
+name = "phone"
+kind = "ntfy"
+topic = "garage-news"
+url = "http://127.0.0.1:9/ntfy-server"
+
+[[notify]]
+name = "team"
+kind = "discord"
+url = "http://127.0.0.1:9/api/webhooks/1/discord-webhook-token"
+"""
+PLUG_PASSWORD = "plug pass 42"
+SHOTS = os.environ.get("BAMBUPI_SHOTS")  # a folder: save screenshots there (to look at the page by eye)
+
+
+def by_id(element_id: str) -> str:
+    return f"document.getElementById({element_id!r})"
+
+
+def shown_keys(box: str) -> str:
+    """The keys whose rows are shown in ``box`` (a JS expression), in page order."""
+    return (f"[...{box}.querySelectorAll(':scope > .fields > .field, :scope > details > .fields > .field')]"
+            ".filter((row) => !row.hidden).map((row) => row.dataset.key)")
+
+
+PLUG_BOX = "document.querySelector('#list-printer .item fieldset.subtable')"
+IN_VIEW = """((e) => { const r = e.getBoundingClientRect();
+  const bar = document.querySelector('.savebar').getBoundingClientRect();
+  return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight
+    && (e.closest('.savebar') !== null || r.bottom <= bar.top); })"""
+
+
+async def choose(page: Page, select: str, value: str) -> None:
+    """Pick ``value`` in a choice list, as a tap on the list and one on the option does."""
+    await tap(page, select)
+    await page.evaluate(f"(() => {{ const s = {select}; s.value = {value!r};"
+                        " s.dispatchEvent(new Event('input', {bubbles: true}));"
+                        " s.dispatchEvent(new Event('change', {bubbles: true})); })()")
+
+
+async def set_time(page: Page, element: str, value: str) -> None:
+    await tap(page, element)
+    await page.evaluate(f"(() => {{ const e = {element}; e.value = {value!r};"
+                        " e.dispatchEvent(new Event('input', {bubbles: true})); })()")
+
+
+async def save(page: Page) -> str:
+    await page.evaluate("document.getElementById('status').textContent = ''")
+    await tap(page, "document.querySelector('#form button[type=submit]')")
+    return str(await page.wait_for("document.getElementById('status').textContent", WAIT))
+
+
+async def check_layout(page: Page) -> None:
+    """Nothing wider than the screen; every visible control a finger taps at least 44 px (a switch or a checkbox:
+    the row it sits in, which takes the tap)."""
+    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth"), await page.evaluate(
+        "[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > innerWidth + 1)"
+        ".slice(0, 5).map((e) => e.outerHTML.slice(0, 120))")
+    small = await page.evaluate("""[...document.querySelectorAll(
+        '.settings a, .settings button, .settings input, .settings select, .settings summary, header a')]
+      .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden')
+      .map((e) => [e, e.type === 'checkbox' ? e.closest('label') : e])
+      .map(([e, t]) => [e.id || e.textContent.trim().slice(0, 30) || e.outerHTML.slice(0, 60),
+                        Math.round(t.getBoundingClientRect().height), Math.round(t.getBoundingClientRect().width)])
+      .filter(([, h, w]) => h < 44 || w < 44)""")
+    assert small == [], small
+
+
+@pytest.mark.parametrize("size", [(390, 844), (1280, 800)], ids=["phone", "desktop"])
+async def test_one_field_of_each_kind_saved_errors_in_view_and_only_the_plugs_own_fields(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    async with journey(tmp_path, plug=PLUG, sim_plug=True, extra=EXTRA) as j:
+        page = await j.browser.new_page(width=size[0], height=size[1])
+        await j.set_password(page)
+        await page.navigate(j.base + "/settings")
+        await page.wait_for(
+            "!document.getElementById('form').hidden && document.getElementById('list-printer') !== null", WAIT)
+        await check_layout(page)
+        if SHOTS:
+            await page.screenshot(Path(SHOTS) / f"settings-{size[0]}-top.png")
+
+        # The plug's type decides its fields: Tasmota takes a user and a password, Home Assistant a token and
+        # entities, no plug nothing more.
+        plug_kind = by_id("printer[0].plug.kind")
+        assert await page.evaluate(f"{plug_kind}.tagName") == "SELECT"
+        tasmota = await page.evaluate(shown_keys(PLUG_BOX))
+        assert {"username", "password"} <= set(tasmota) and not {"token", "entity", "power_entity", "channel"} & set(
+            tasmota)
+        await choose(page, plug_kind, "homeassistant")
+        assistant = await page.evaluate(shown_keys(PLUG_BOX))
+        assert {"token", "entity", "power_entity"} <= set(assistant)
+        assert not {"username", "password", "channel"} & set(assistant)
+        await choose(page, plug_kind, "")
+        assert await page.evaluate(shown_keys(PLUG_BOX)) == ["kind"]  # no plug: nothing else to fill in
+        await choose(page, plug_kind, "tasmota")
+        assert await page.evaluate(shown_keys(PLUG_BOX)) == tasmota
+
+        # An ntfy server is an address, shown as typed; a Discord webhook's URL carries its token: never shown.
+        ntfy_url, discord_url = by_id("notify[0].url"), by_id("notify[1].url")
+        assert await page.evaluate(f"[{ntfy_url}.type, {ntfy_url}.value]") == [
+            "text", "http://127.0.0.1:9/ntfy-server"]
+        assert await page.evaluate(f"[{discord_url}.type, {discord_url}.value, {discord_url}.placeholder]") == [
+            "password", "", "unchanged (type to replace)"]
+        assert "discord-webhook-token" not in await page.evaluate("document.documentElement.outerHTML")
+
+        # One of each: a switch, a number with its unit, a choice, a time range, a password, a text.
+        switch = by_id("discovery.enabled")
+        assert await page.evaluate(f"[{switch}.type, {switch}.getAttribute('role'), {switch}.checked]") == [
+            "checkbox", "switch", True]
+        await tap(page, switch)
+        assert await page.evaluate(f"{switch}.checked") is False
+        minutes = by_id("alerts.ending_soon_min")
+        assert await page.evaluate(f"[{minutes}.type, {minutes}.closest('.field').querySelector('.unit').textContent]"
+                                   ) == ["number", "min"]
+        await replace_text(page, minutes, "7")
+        await choose(page, by_id("panel.buzzer"), "passive")
+        await set_time(page, by_id("alerts.quiet_hours"), "22:30")
+        await set_time(page, by_id("alerts.quiet_hours.to"), "06:45")
+        password = by_id("printer[0].plug.password")
+        assert await page.evaluate(f"{password}.type") == "password"
+        await replace_text(page, password, PLUG_PASSWORD)
+        await replace_text(page, by_id("printer[0].name"), "Workshop P1S")
+        assert await page.evaluate("document.getElementById('dirty').textContent") == "Unsaved changes"
+
+        status = await save(page)
+        assert status.startswith("Saved."), status
+        # Said in the save bar, in view wherever the page was scrolled: applied at once vs. waiting for a restart.
+        applied = await page.evaluate("document.querySelector('#status .applied').textContent")
+        assert applied.startswith("Applied now:") and "printer garage" in applied, applied
+        assert await page.evaluate("document.querySelector('#status .restart').textContent") == (
+            "Needs a restart: Finding printers.")
+        await page.evaluate("scrollTo(0, 0)")
+        assert await page.evaluate(f"{IN_VIEW}(document.getElementById('status'))")
+        await page.evaluate("scrollTo(0, document.body.scrollHeight / 2)")
+        assert await page.evaluate(f"{IN_VIEW}(document.getElementById('status'))")
+        if SHOTS:
+            await page.screenshot(Path(SHOTS) / f"settings-{size[0]}-saved.png")
+
+        saved = tomlkit.parse(j.config_path.read_text()).unwrap()
+        assert saved["discovery"]["enabled"] is False
+        assert saved["alerts"]["ending_soon_min"] == 7 and saved["alerts"]["quiet_hours"] == "22:30-06:45"
+        assert saved["panel"]["buzzer"] == "passive"
+        assert saved["printer"][0]["name"] == "Workshop P1S"
+        assert saved["printer"][0]["plug"] == {"kind": "tasmota", "address": j.sim_plug.url if j.sim_plug else "",
+                                               "username": "admin", "password": PLUG_PASSWORD}
+        assert saved["notify"][0]["url"] == "http://127.0.0.1:9/ntfy-server"  # untouched, kept as it was
+        assert j.running is not None and j.running.hub.printer("garage")["name"] == "Workshop P1S"  # applied live
+
+        # Read back: each control shows what was saved; the password is not on the page.
+        await page.wait_for(f"{by_id('printer[0].name')}?.value === 'Workshop P1S'", WAIT)
+        assert await page.evaluate(
+            f"[{switch}.checked, {minutes}.value, {by_id('panel.buzzer')}.value, {by_id('alerts.quiet_hours')}.value,"
+            f" {by_id('alerts.quiet_hours.to')}.value, {password}.value, {password}.placeholder]"
+        ) == [False, "7", "passive", "22:30", "06:45", "", "unchanged (type to replace)"]
+        assert PLUG_PASSWORD not in await page.evaluate("document.documentElement.outerHTML")
+
+        # A bad value: refused whole, its error next to its field and in view, the save bar says so.
+        before = j.config_path.read_bytes()
+        await replace_text(page, minutes, "9999")
+        await page.evaluate("scrollTo(0, 0)")
+        assert await save(page) == "the settings have problems; nothing was saved"
+        error = "document.querySelector('[data-error-for=\"alerts.ending_soon_min\"]')"
+        assert await page.wait_for(f"{error}.textContent", WAIT) == "must be between 0 and 600, got 9999"
+        assert await page.evaluate(f"{error}.closest('.field') === {minutes}.closest('.field')")
+        assert await page.evaluate(f"{IN_VIEW}({error}) && {IN_VIEW}({minutes})")
+        assert await page.evaluate(f"document.activeElement === {minutes}")
+        assert j.config_path.read_bytes() == before
+        await check_layout(page)
+        if SHOTS:
+            await page.screenshot(Path(SHOTS) / f"settings-{size[0]}-error.png")
+
+        # A bad value under "More settings" opens it to show the error.
+        slow = by_id("camera.write_timeout_s")
+        await tap(page, f"{slow}.closest('details').querySelector('summary')")
+        await replace_text(page, minutes, "7")
+        await replace_text(page, slow, "0.1")
+        await page.evaluate(f"{slow}.closest('details').open = false")
+        assert await save(page) == "the settings have problems; nothing was saved"
+        error = "document.querySelector('[data-error-for=\"camera.write_timeout_s\"]')"
+        assert (await page.wait_for(f"{error}.textContent", WAIT)).startswith("must be between 0.5 and 600")
+        assert await page.evaluate(f"{slow}.closest('details').open && {IN_VIEW}({error})")
