@@ -399,7 +399,7 @@ class BridgeComponent:
         if retained:
             # Kept by the broker from before this connection: taken, it would run again at every reconnect (a
             # "stop" sent with the retain flag would stop every later print). A live message is taken once.
-            log.warning("%s: a retained command on %s was not taken", printer_id, topic)
+            log.warning("home broker: a retained command on %r was not taken", topic)  # quoted: anyone may name it
             self._result(printer_id, None, "refused", RETAINED)
             return
         try:
