@@ -414,13 +414,13 @@ class BridgeComponent:
             except ValueError as exc:
                 self._result(printer_id, None, "refused", str(exc))
                 continue
+            if printer_id not in self._printers:
+                self._result(printer_id, command, "refused", f"no printer with id {printer_id[:40]!r}")
+                continue
             if not self.settings.allow_control:
                 log.info("%s: %s from the home broker refused: control from the home broker is off",
                          printer_id, command)
                 self._result(printer_id, command, "refused", CONTROL_OFF)
-                continue
-            if printer_id not in self._printers:
-                self._result(printer_id, command, "refused", f"no printer with id {printer_id!r}")
                 continue
             try:
                 outcome = await self._controls.send(printer_id, command, {}, origin="the home broker")
