@@ -344,6 +344,9 @@ async def test_a_command_from_the_broker_pauses_the_print_only_when_the_owner_al
         ha.publish(COMMAND, "explode")
         await wait_for(lambda: len(results(ha)) == done + 2, what="two more refusals")
         assert "unknown command" in results(ha)[-1]["reason"]
+        ha.publish(f"{PREFIX}/nope/command", "pause")
+        await wait_for(lambda: ha.json(f"{PREFIX}/nope/command/result"), what="the unknown printer's refusal")
+        assert ha.json(f"{PREFIX}/nope/command/result")["reason"] == "no printer with id 'nope'"
         assert (await home_broker(b.client))["state"] == "connected"
 
 
