@@ -385,7 +385,10 @@ async def test_the_broker_going_away_and_coming_back(tmp_path: Path, broker: Mos
 
 
 @pytest.mark.timeout(120)
-async def test_a_wrong_password_is_a_clear_reason_in_healthz(tmp_path: Path, broker: Mosquitto) -> None:
+async def test_a_wrong_password_is_a_clear_reason_in_healthz(
+    tmp_path: Path, broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     async with box(tmp_path, broker, password="not the password") as b:
         async def refused() -> bool:
             return (await home_broker(b.client))["state"] == "disconnected"
@@ -398,6 +401,8 @@ async def test_a_wrong_password_is_a_clear_reason_in_healthz(tmp_path: Path, bro
             "detail": f"the broker at 127.0.0.1:{broker.port} refused the login: check [bridge] username and password",
         }
         assert "not the password" not in r.text
+        assert "not the password" not in caplog.text  # nor in any log line, paho's included
+        assert "refused the login" in caplog.text  # said once, in words
         # The rest of the box works.
         await wait_for(lambda: b.running.hub.printer("garage")["connection"] == "online", what="the printer online")
 
