@@ -263,7 +263,7 @@ function itemBox(name, item, index) {
   if (name === "notify" && item.name) {
     row.append(el("button", {type: "button", onclick: () => testChannel(item.name)}, "Send a test notification"));
   }
-  row.append(el("button", {type: "button", class: "danger", onclick: () => { box.remove(); changed(); }}, "Remove"));
+  row.append(el("button", {type: "button", class: "remove", onclick: () => { box.remove(); changed(); }}, "Remove"));
   box.append(row);
   return box;
 }
