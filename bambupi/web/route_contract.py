@@ -12,21 +12,23 @@ Bottle left as the framework behind the front door.
 from __future__ import annotations
 
 import enum
-import html
 import logging
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import bottle
 
+from bambupi.web import frame
 from bambupi.web.responses import json_response
 
 log = logging.getLogger("bambupi.web")
 
 ACCESS: Final = "access"  # the key of a route's auth level in its Bottle route config
 _READS: Final = frozenset({"GET", "HEAD"})
+REFUSAL_PAGE: Final = Path(__file__).with_name("refusal.html")
 
 
 class Access(enum.Enum):
@@ -214,15 +216,7 @@ def refusal_page(exc: HttpError) -> str:
     bottle.response.status = exc.status
     bottle.response.content_type = "text/html; charset=utf-8"
     bottle.response.set_header("Cache-Control", "no-store")
-    message = html.escape(exc.message)
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>bambupi · not for you</title>'
-        '<link rel="stylesheet" href="/static/style.css"></head><body><main class="refusal">'
-        f'<h1>Not available</h1><p id="refusal" role="alert">{message}</p>'
-        '<p><a href="/">Back to the dashboard</a> · <a href="/login">Log in as someone else</a></p>'
-        "</main></body></html>"
-    )
+    return frame.render(REFUSAL_PAGE, message=exc.message)  # the template escapes it
 
 
 def _error(status: int, message: str) -> str:

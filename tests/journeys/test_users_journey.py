@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.browser import Page, chromium
+from tests.browser import ARTIFACTS, Page, chromium
 from tests.journeys.harness import PHONE, Journey, journey, tap
 
 WAIT = 30  # generous: a busy CPU only slows the waits, it never fails them
@@ -40,6 +40,7 @@ async def invite(page: Page, j: Journey, name: str, role: str) -> str:
         f" === '{name} ({role})'", WAIT,
     )
     await page.wait_for(f"document.querySelector('#invites li[data-invite=\"{name}\"]') != null", WAIT)
+    await page.screenshot(ARTIFACTS / f"journey-users-invite-{name}-390.png")
     link: str = await page.evaluate("document.getElementById('shown-link').href")
     code: str = await page.evaluate("document.getElementById('shown-code').textContent")
     assert link == f"{j.base}/invite#code={code}"
@@ -52,6 +53,7 @@ async def accept(page: Page, link: str, name: str, role: str, password: str) -> 
     assert role in await page.evaluate("document.getElementById('hint').textContent")
     # The code is taken out of the address bar once read.
     assert "code" not in await page.evaluate("location.href")
+    await page.screenshot(ARTIFACTS / f"journey-users-accept-{name}-390.png")
     await type_into(page, "password", password)
     await type_into(page, "again", password)
     await tap(page, "document.getElementById('submit')")
@@ -78,9 +80,10 @@ async def test_an_operator_pauses_cannot_open_settings_and_is_named_in_the_log(t
             await alice.navigate(j.base + "/settings")
             await alice.wait_for("document.getElementById('refusal') != null", WAIT)
             assert await alice.evaluate("document.getElementById('refusal').textContent") == (
-                "this needs the owner's login: alice is an operator"
+                "This needs the owner's login: alice is an operator"
             )
             assert await alice.evaluate("document.getElementById('form')") is None  # no settings form at all
+            await alice.screenshot(ARTIFACTS / "journey-users-operator-settings-390.png")
 
             # The link worked once: opened again (here in alice's browser) it says why not.
             await alice.navigate(link)
@@ -109,6 +112,7 @@ async def test_an_operator_pauses_cannot_open_settings_and_is_named_in_the_log(t
             assert await alice.evaluate("document.getElementById('who').textContent") == (
                 "Signed in as alice (operator)."
             )
+            await alice.screenshot(ARTIFACTS / "journey-users-sessions-390.png")
             await tap(alice, "document.getElementById('end-all')")
             await alice.wait_for("location.pathname === '/login'", WAIT)
             assert await alice.evaluate("fetch('/api/sessions').then((r) => r.status)") == 401
@@ -127,6 +131,7 @@ async def test_a_viewer_watches_without_controls_and_cannot_pause(tmp_path: Path
             await bob.wait_for(f"{text(j, 'state')}.includes('Printing')", WAIT)
             await bob.wait_for(j.card(".viewer-only") + " != null", WAIT)
             assert await bob.evaluate(f"{command(j, 'pause')} == null")
+            await bob.screenshot(ARTIFACTS / "journey-users-viewer-390.png")
             # A pause forged from his page (his own session and token) is refused with the reason.
             answer = await bob.evaluate(
                 "fetch('/api/session').then((r) => r.json()).then((s) => fetch('/api/printers/garage/commands',"

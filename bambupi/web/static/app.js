@@ -349,6 +349,10 @@ function patchControls(box, p) {
     patch(box, `<a href="/login">Log in to control the printer</a>`);
     return;
   }
+  if (session.role === "viewer") {  // the box refuses a viewer's commands (bambupi/web/login.py's Guard)
+    patch(box, `<p class="muted viewer-only">You are signed in as a viewer: watching only, no controls.</p>`);
+    return;
+  }
   const wanted = controlsOf(p);
   const keys = new Set(wanted.map((c) => c.key));
   for (const el of [...box.children]) if (!keys.has(el.dataset.key)) el.remove();

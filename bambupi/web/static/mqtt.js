@@ -29,9 +29,11 @@ function item(m) {
   const time = new Date(m.at * 1000).toLocaleTimeString([], { hour12: false });
   const dir = m.direction === "in" ? '<span class="dir in">⬇ in</span>' : '<span class="dir out">⬆ out</span>';
   const cut = m.truncated ? " · truncated" : "";
+  // Who sent a command (the box's own requests, like pushall, name no one).
+  const by = m.origin ? ` <span class="by">by ${esc(m.origin)}</span>` : "";
   // A report's HMS codes come described by the box, as the card describes them (even once cleared).
   const hms = m.hms && m.hms.length ? `<ul class="hms-notes">${HMS.sorted(m.hms).map(HMS.line).join("")}</ul>` : "";
-  return `<li data-seq="${m.seq}"><details><summary>#${m.seq} ${esc(time)} ${dir} ${esc(summary(m.payload))}
+  return `<li data-seq="${m.seq}"><details><summary>#${m.seq} ${esc(time)} ${dir} ${esc(summary(m.payload))}${by}
     <span class="muted">· ${m.size} B${cut} · ${esc(m.topic)}</span></summary><pre>${esc(pretty(m.payload))}</pre></details>${hms}</li>`;
 }
 
