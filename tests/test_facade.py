@@ -607,3 +607,23 @@ async def test_a_taken_port_fails_the_facade_alone_says_why_and_it_recovers(tmp_
         taken.close()
         await wait_for(lambda: box.running.facade.mqtt_port == port, what="the facade restarted on its port")
         assert (await facade_state())["state"] == "running"
+
+
+async def test_turned_off_live_the_facade_closes_its_apps_and_its_ports(tmp_path: Path) -> None:
+    async with facade_box(tmp_path, scenario="idle") as box:
+        app = PahoApp(box.mqtt_port)
+        await app.start()
+        try:
+            await trio.to_thread.run_sync(app.connected.wait, HANG_S)
+            port = box.mqtt_port
+            old, _ = load_config(box.config_path)
+            box.config_path.write_text(box.config_path.read_text().replace("enabled = true", "enabled = false"))
+            new, _ = load_config(box.config_path)
+            outcome = await box.running.supervisor.reconfigure(old, new)
+            assert outcome == {"applied": ["the printer facade is off"], "restart_required": []}
+            await wait_for(lambda: app.disconnects >= 1, what="the app closed")
+            assert box.running.facade.mqtt_port is None and "facade_endpoint" not in box.running.facade.health()
+            with pytest.raises(OSError):
+                await trio.open_tcp_stream("127.0.0.1", port)  # nothing listens there any more
+        finally:
+            app.stop()
