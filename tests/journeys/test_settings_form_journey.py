@@ -204,3 +204,55 @@ async def test_one_field_of_each_kind_saved_errors_in_view_and_only_the_plugs_ow
         error = "document.querySelector('[data-error-for=\"camera.write_timeout_s\"]')"
         assert (await page.wait_for(f"{error}.textContent", WAIT)).startswith("must be between 0.5 and 600")
         assert await page.evaluate(f"{slow}.closest('details').open && {IN_VIEW}({error})")
+
+
+def button(text: str, inside: str = "document") -> str:
+    return f"[...{inside}.querySelectorAll('button')].find((b) => b.textContent === {text!r})"
+
+
+async def test_a_printer_and_its_plug_added_then_removed_as_a_person_does(tmp_path: Path) -> None:
+    async with journey(tmp_path) as j:
+        page = await j.phone()
+        await j.set_password(page)
+        await page.navigate(j.base + "/settings")
+        await page.wait_for(
+            "!document.getElementById('form').hidden && document.getElementById('list-printer') !== null", WAIT)
+        boxes = "[...document.querySelectorAll('#list-printer .item')]"
+
+        # A second printer: its fields, its access code, and a Shelly plug (only the Shelly's fields shown).
+        await tap(page, button("Add a printer"))
+        await page.wait_for(f"{boxes}.length === 2", WAIT)
+        new = f"{boxes}[1]"
+        assert await page.evaluate(f"{new}.querySelector('legend').textContent") == "New printer"
+        for key, value in {"id": "loft", "model": "A1", "host": "127.0.0.1", "serial": "03919A000000123",
+                           "access_code": "87654321"}.items():
+            await replace_text(page, f"{new}.querySelector('input[data-key={key}]')", value)
+        plug = f"{new}.querySelector('fieldset.subtable')"
+        assert await page.evaluate(shown_keys(plug)) == ["kind"]
+        await choose(page, f"{plug}.querySelector('select[data-key=kind]')", "shelly2")
+        shown = await page.evaluate(shown_keys(plug))
+        assert "channel" in shown and "password" in shown and "username" not in shown and "token" not in shown
+        await replace_text(page, f"{plug}.querySelector('input[data-key=address]')", "127.0.0.1:9")
+        await replace_text(page, f"{plug}.querySelector('input[data-key=password]')", "shelly-secret-7")
+        status = await save(page)
+        assert status.startswith("Saved.") and "printer loft added" in status, status
+        saved = tomlkit.parse(j.config_path.read_text()).unwrap()["printer"]
+        assert [p["id"] for p in saved] == ["garage", "loft"]
+        assert saved[1]["access_code"] == "87654321"
+        assert saved[1]["plug"] == {"kind": "shelly2", "address": "127.0.0.1:9", "password": "shelly-secret-7"}
+        await page.wait_for(f"{boxes}.length === 2 && {new}.querySelector('legend').textContent === 'loft'", WAIT)
+        html = await page.evaluate("document.documentElement.outerHTML")
+        assert "87654321" not in html and "shelly-secret-7" not in html
+
+        # Its plug removed ("No smart plug"), then the printer itself: each leaves the file with its secrets.
+        await choose(page, f"{plug}.querySelector('select[data-key=kind]')", "")
+        assert (await save(page)).startswith("Saved.")
+        assert "plug" not in tomlkit.parse(j.config_path.read_text()).unwrap()["printer"][1]
+        assert "shelly-secret-7" not in j.config_path.read_text()
+        await page.wait_for(f"{boxes}.length === 2 && {new}.querySelector('legend').textContent === 'loft'", WAIT)
+        await tap(page, button("Remove", new))
+        assert await page.evaluate(f"{boxes}.length") == 1
+        status = await save(page)
+        assert status.startswith("Saved.") and "printer loft removed" in status, status
+        assert [p["id"] for p in tomlkit.parse(j.config_path.read_text()).unwrap()["printer"]] == ["garage"]
+        assert "87654321" not in j.config_path.read_text()

@@ -526,8 +526,8 @@ document.getElementById("form").addEventListener("submit", async (event) => {
   // with 409, not overwritten; what was typed here stays on the page.
   const [response, body] = await post("/api/settings", {settings: collect(), version: data.version});
   if (response.ok) {
+    await load();  // the form as the file is now; then the outcome, so what the bar says is what the form shows
     saved(body);
-    await load();
     return;
   }
   status.textContent = body.error;
