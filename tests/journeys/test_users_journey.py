@@ -106,8 +106,12 @@ async def test_an_operator_pauses_cannot_open_settings_and_is_named_in_the_log(t
                 "document.querySelector('#timeline li.ev-paused').textContent"
             )
 
-            # Alice signs out everywhere from her sessions page and lands on the login.
-            await alice.navigate(j.base + "/sessions")
+            # Alice signs out everywhere from her sessions page (her name in the header) and lands on the login.
+            await alice.navigate(j.base + "/")
+            await alice.wait_for("!document.getElementById('whoami').hidden", WAIT)
+            assert await alice.evaluate("document.getElementById('whoami').innerText.trim()") == "alice"
+            await tap(alice, "document.getElementById('whoami')")
+            await alice.wait_for("location.pathname === '/sessions'", WAIT)
             await alice.wait_for("document.querySelector('#sessions li[data-current=\"true\"]') != null", WAIT)
             assert await alice.evaluate("document.getElementById('who').textContent") == (
                 "Signed in as alice (operator)."
