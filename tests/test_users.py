@@ -390,3 +390,45 @@ def test_one_persons_logins_push_out_only_their_own_sessions() -> None:
     assert sessions.end_one("alice", made[-1].id) is False  # not hers
     assert sessions.end_one("bob", made[-1].id) is True and sessions.get(made[-1].token) is None
     assert sessions.end_user("bob") == 2 and sessions.get(owner.token) is owner
+
+
+async def test_an_invited_owner_may_everything_and_a_person_changes_their_own_password(box: Box) -> None:
+    async with client(box) as owner, client(box) as carol, client(box) as other:
+        csrf = await setup_and_login(owner)
+        carol_csrf = await accept(carol, await invite(owner, csrf, "carol", "owner"), "carol's first one")
+        assert (await carol.get("/api/settings")).status_code == 200
+        assert (await carol.post("/api/users/invites", json={"name": "dave", "role": "viewer"},
+                                 headers={CSRF: carol_csrf})).status_code == 200
+        await other.post("/api/login", json={"name": "carol", "password": "carol's first one"})
+        # A wrong current password changes nothing; the right one signs out her other sessions and keeps this one.
+        r = await carol.post("/api/password", json={"current": "nope", "password": "carol's second"},
+                             headers={CSRF: carol_csrf})
+        assert r.status_code == 403
+        r = await carol.post("/api/password", json={"current": "carol's first one", "password": "short"},
+                             headers={CSRF: carol_csrf})
+        assert r.status_code == 400 and r.json()["error"].startswith("password: must be at least")
+        r = await carol.post("/api/password", json={"current": "carol's first one", "password": "carol's second"},
+                             headers={CSRF: carol_csrf})
+        assert r.status_code == 200 and r.json()["user"] == "carol"
+        assert (await carol.get("/api/sessions")).status_code == 200
+        assert (await other.get("/api/sessions")).status_code == 401
+        async with client(box) as again:
+            assert (await again.post("/api/login", json={"name": "carol", "password": "carol's first one"})
+                    ).status_code == 401
+            assert (await again.post("/api/login", json={"name": "carol", "password": "carol's second"})
+                    ).status_code == 200
+        # The first owner's password is the config file's: changed with `bambupi set-password`, not here.
+        r = await owner.post("/api/password", json={"current": PASSWORD, "password": "something new"},
+                             headers={CSRF: csrf})
+        assert r.status_code == 400 and "set-password" in r.json()["error"]
+
+
+async def test_a_browser_opening_a_page_it_needs_a_login_for_goes_to_the_login_and_back(box: Box) -> None:
+    async with client(box) as anon:
+        for path in ("/settings", "/users", "/sessions"):
+            r = await anon.get(path, headers={"Accept": "text/html", "Sec-Fetch-Mode": "navigate"})
+            assert r.status_code == 303 and r.headers["location"] == f"/login?next={path}", path
+            # A script asking for the same path gets JSON, as every API answer.
+            r = await anon.get(path)
+            assert r.status_code == 401 and r.json()["status"] == 401
+        assert (await anon.get("/invite")).status_code == 200  # the invitation is for people without a login yet
