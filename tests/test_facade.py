@@ -627,3 +627,72 @@ async def test_turned_off_live_the_facade_closes_its_apps_and_its_ports(tmp_path
                 await trio.open_tcp_stream("127.0.0.1", port)  # nothing listens there any more
         finally:
             app.stop()
+
+
+async def test_the_independent_clients_through_the_box_from_a_bambupi_sim_process(tmp_path: Path) -> None:
+    """As the issue says it: ``bambupi sim`` as its own process, the box watching it, bambulabs_api and bambu-connect
+    pointed at the box. The simulated printer's own log counts its clients: one MQTT login, one camera login."""
+    from bambu_connect.WatchClient import WatchClient
+    from bambulabs_api.camera_client import PrinterCamera
+    from bambulabs_api.mqtt_client import PrinterMQTTClient
+
+    log_path = tmp_path / "sim.log"
+    with log_path.open("w") as log_file:
+        sim = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "bambupi", "sim", "--serial", SERIAL, "--access-code", CODE, "--mqtt-port", "0",
+             "--camera-port", "0", "--ftps-port", "0", "--scenario", "print", "--time-scale", "20"],
+            stdout=subprocess.PIPE, stderr=log_file,
+        )  # fmt: skip
+    assert sim.stdout is not None
+    try:
+        line = b""
+        with trio.fail_after(HANG_S):
+            while not line.endswith(b"\n"):
+                chunk = await sim.stdout.receive_some(1)
+                assert chunk, log_path.read_text()
+                line += chunk
+        found = re.search(r"MQTT/TLS on 127\.0\.0\.1:(\d+).*camera \(port-6000 protocol\) on 127\.0\.0\.1:(\d+)",
+                          line.decode())
+        assert found, line
+        path = tmp_path / "bambupi.toml"
+        path.write_text(CONFIG.format(
+            serial=SERIAL, model="P1S", code=CODE, mqtt_port=found.group(1), camera_port=found.group(2),
+            facade_code=FACADE_CODE, allow="false", folder=tmp_path, printer_extra="", facade_port=0,
+        ))
+        config, _ = load_config(path)
+        async with trio.open_nursery() as nursery:
+            running: Running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+            await wait_for(lambda: running.hub.printer("garage")["connection"] == "online", what="online")
+            port, camera_port = running.facade.mqtt_port, running.facade.camera_port("garage")
+            assert port is not None and camera_port is not None
+            api = PrinterMQTTClient("127.0.0.1", FACADE_CODE, SERIAL, port=port)
+            api.connect()
+            api.start()
+            cameras = [PrinterCamera("127.0.0.1", FACADE_CODE, port=camera_port) for _ in range(3)]
+            for camera in cameras:
+                camera.start()
+            watched: list[Any] = []
+            watch = WatchClient("127.0.0.1", FACADE_CODE, SERIAL)
+            dial = watch.client.connect
+            watch.client.connect = lambda host, _port, keepalive: dial(host, port, keepalive)  # type: ignore[method-assign]
+            await trio.to_thread.run_sync(watch.start, watched.append, None)
+            try:
+                await wait_for(lambda: api.ready() and "gcode_state" in api.dump().get("print", {}),
+                               what="bambulabs_api's state")
+                await wait_for(lambda: any(s.gcode_state for s in watched), what="bambu-connect's state")
+                await wait_for(lambda: all(c.last_frame is not None for c in cameras), what="three apps' frames")
+            finally:
+                for camera in cameras:
+                    await trio.to_thread.run_sync(camera.stop)
+                api.stop()
+                await trio.to_thread.run_sync(watch.stop)
+            nursery.cancel_scope.cancel()
+    finally:
+        sim.terminate()
+        with trio.move_on_after(HANG_S):
+            await sim.wait()
+        sim.kill()
+    said = log_path.read_text()
+    assert said.count("simulator: client ") and len(re.findall(r"simulator: client '[^']*' connected", said)) == 1
+    assert said.count("simulator: a camera client logged in") == 1
+    assert FACADE_CODE not in said

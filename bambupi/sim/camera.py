@@ -158,6 +158,7 @@ class CameraServer:
             self.refused += 1
             return  # the printer just closes: the client reads 0 bytes
         self.clients += 1
+        log.info("simulator: a camera client logged in (%d watching)", self.clients)
         try:
             seen = self._latest[0]
             while True:
