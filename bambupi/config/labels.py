@@ -269,11 +269,7 @@ LABELS: Final[Mapping[str, Label]] = {
     "notify.secret": Label("Signing secret", "The HMAC-SHA256 key for the X-Bambupi-Signature header."),
     "notify.api_url": Label("API URL", "Only for a self-hosted or test server.", advanced=True),
     "notify.sound": Label("Sound", "A Pushover sound name."),
-    "notify.events": Label(
-        "Events",
-        "Comma-separated: finished, failed, cancelled, paused, hms, offline, online, power, filament, started,"
-        " progress, ending_soon.",
-    ),
+    "notify.events": Label("Events", "What you are told about; ending soon is the heads-up before a print ends."),
     "notify.min_severity": Label("Printer errors from", "HMS errors at or above this severity."),
     "notify.offline_grace_s": Label("Offline for at least", "Before you are told a printer went offline.", unit="s"),
     "notify.dedup_window_s": Label(

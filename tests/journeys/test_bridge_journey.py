@@ -15,6 +15,7 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.journeys.harness import journey, tap
+from tests.journeys.test_settings_form_journey import open_section
 from tests.journeys.test_settings_secrets_journey import replace_text, save
 from tests.mosquitto import Mosquitto
 
@@ -43,6 +44,7 @@ async def test_the_owner_turns_the_bridge_on_and_sees_it_connected(tmp_path: Pat
             await page.wait_for("!document.getElementById('form').hidden", WAIT)
             await page.wait_for(f"{STATUS}.includes('off')", WAIT)
 
+            await open_section(page, "bridge")  # its section, folded until tapped
             await tap(page, field("enabled"))  # the switch: on
             assert await page.evaluate(f"{field('enabled')}.checked")
             await replace_text(page, field("password"), BOX_PASSWORD)

@@ -18,6 +18,7 @@ import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.journeys.harness import CODE, SERIAL, journey, tap
+from tests.journeys.test_settings_form_journey import open_section
 from tests.journeys.test_settings_secrets_journey import replace_text, save
 
 WAIT = 30  # generous: a busy CPU only slows the waits, it never fails them
@@ -40,6 +41,7 @@ async def test_the_owner_turns_the_facade_on_and_an_app_reads_the_printer_throug
         await page.wait_for(f"{STATUS} === 'Printer facade: off'", WAIT)
 
         # The printer's code will not do: the facade must have its own.
+        await open_section(page, "facade")  # its section, folded until tapped
         await tap(page, field("enabled"))  # the switch: on
         assert await page.evaluate(f"{field('enabled')}.checked")
         await replace_text(page, field("access_code"), CODE)

@@ -54,6 +54,14 @@ IN_VIEW = """((e) => { const r = e.getBoundingClientRect();
     && (e.closest('.savebar') !== null || r.bottom <= bar.top); })"""
 
 
+async def open_section(page: Page, name: str) -> None:
+    """Tap a section's title to unfold it (sections other than printers and notifications start folded)."""
+    section = f"document.getElementById('section-{name}')"
+    if not await page.evaluate(f"{section}.open"):
+        await tap(page, f"{section}.querySelector('summary')")
+        await page.wait_for(f"{section}.open", WAIT)
+
+
 async def choose(page: Page, select: str, value: str) -> None:
     """Pick ``value`` in a choice list, as a tap on the list and one on the option does."""
     await tap(page, select)
@@ -127,6 +135,12 @@ async def test_one_field_of_each_kind_saved_errors_in_view_and_only_the_plugs_ow
         assert await page.evaluate(f"[{discord_url}.type, {discord_url}.value, {discord_url}.placeholder]") == [
             "password", "", "unchanged (type to replace)"]
         assert "discord-webhook-token" not in await page.evaluate("document.documentElement.outerHTML")
+
+        # A phone shows the sections folded but printers and notifications: the rest opens with a tap.
+        assert await page.evaluate("[...document.querySelectorAll('details.settings-section')]"
+                                   ".filter((d) => d.open).map((d) => d.id)") == ["section-printer", "section-notify"]
+        for name in ("discovery", "alerts", "panel", "camera"):
+            await open_section(page, name)
 
         # One of each: a switch, a number with its unit, a choice, a time range, a password, a text.
         switch = by_id("discovery.enabled")

@@ -15,7 +15,7 @@ const ADD_TEXT = {printer: "Add a printer", notify: "Add a channel"};
 const CHOICE_TEXT = {
   tasmota: "Tasmota", shelly1: "Shelly Gen1", shelly2: "Shelly Gen2+ (Plus, Pro)", homeassistant: "Home Assistant switch",
   ntfy: "ntfy", pushover: "Pushover", telegram: "Telegram", discord: "Discord", webhook: "Webhook (your own server)",
-  auto: "auto", off: "off", none: "none", ending_soon: "ending soon",
+  ending_soon: "ending soon", hms: "printer errors (HMS)", power: "power (plug)", filament: "filament low",
 };
 const NO_PLUG = "No smart plug";
 
@@ -182,7 +182,11 @@ function fill(box, fields) {
   const more = el("div", {class: "fields"});
   for (const field of fields) (field.info.advanced ? more : main).append(field.row);
   box.append(main);
-  if (more.children.length) box.append(el("details", {class: "more"}, el("summary", {}, "More settings"), more));
+  if (more.children.length) {
+    const details = el("details", {class: "more"}, el("summary", {}, "More settings"), more);
+    keepOpen(details, `more-${fields[0].control.id}`);
+    box.append(details);
+  }
 }
 
 // Only the fields of the chosen kind (a Tasmota plug has no Home Assistant token; an ntfy channel shows its server URL,
@@ -316,16 +320,25 @@ function errorTarget(key) {
   return document.querySelector(`[data-error-for="${CSS.escape(key)}"]`);
 }
 
+// Which sections and "More settings" are open: kept across the re-reading after a save, so the person stays where
+// they were. Printers and notifications start open (what a new box needs first), and a section named in the link.
+const opened = new Set(["section-printer", "section-notify", location.hash.slice(1)]);
+
+function keepOpen(details, id) {
+  details.open = opened.has(id);
+  details.addEventListener("toggle", () => { if (details.open) opened.add(id); else opened.delete(id); });
+}
+
 function render() {
   const sections = document.getElementById("sections");
-  const jump = document.getElementById("jump");
   sections.replaceChildren();
-  jump.replaceChildren();
   for (const [name, spec] of Object.entries(data.schema)) {
     const values = data.settings[name];
-    const card = el("section", {class: "card settings-section", id: `section-${name}`, "aria-labelledby": `title-${name}`},
-      el("h2", {id: `title-${name}`}, spec.title), spec.help ? el("p", {class: "help"}, spec.help) : null);
-    jump.append(el("a", {href: `#section-${name}`}, spec.title));
+    // Each section folds to its title: on a phone the page is a list of sections, one opened at a time.
+    const card = el("details", {class: "card settings-section", id: `section-${name}`},
+      el("summary", {}, el("h2", {id: `title-${name}`}, spec.title)),
+      spec.help ? el("p", {class: "help"}, spec.help) : null);
+    keepOpen(card, card.id);
     if (spec.many) {
       const list = el("div", {id: `list-${name}`, class: "list"});
       list.append(...(values || []).map((item, i) => itemBox(name, item, i)));
@@ -496,8 +509,9 @@ function showProblems(problems) {
     first = first || target;
   }
   if (!first) return;
-  const details = first.closest("details");
-  if (details) details.open = true;
+  for (let details = first.closest("details"); details; details = details.parentElement.closest("details")) {
+    details.open = true;
+  }
   const row = first.closest(".field") || first;
   row.scrollIntoView({block: "center"});
   const control = row.querySelector("input, select");
