@@ -22,7 +22,7 @@ TEMPLATES: Final = Path(__file__).parent / "templates"
 # The icons the sprite in templates/icons.html defines (icon("x") refers to its symbol "i-x").
 ICONS: Final = frozenset({
     "logo", "dashboard", "camera", "history", "power", "settings", "login", "logout", "user", "theme", "stats",
-    "spool", "pause", "play", "stop", "light", "download", "warn", "plug", "check", "close", "trash", "clock",
+    "spool", "pause", "play", "stop", "light", "download", "upload", "warn", "plug", "check", "close", "trash", "clock",
     "printer", "live", "back", "next", "log", "bell",
 })
 

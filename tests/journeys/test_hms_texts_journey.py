@@ -108,7 +108,7 @@ async def test_official_english_text_action_a_silent_code_and_a_print_error(tmp_
             await page.wait_for(f"{shown(j, entry + ' .desc')} === {description!r}", WAIT)
             assert await page.evaluate(shown(j, entry + " .action")) == action
             assert HEATBED_CODE in await page.evaluate(shown(j, entry + " .meta"))
-            assert await page.evaluate(shown(j, "[data-field=hms]")) == "⚠HMS: 1 error, fatal"
+            assert await page.evaluate(shown(j, "[data-field=hms]")) == "HMS: 1 error, fatal"
             red = await page.evaluate(f"{CLASS_COLOUR}('s-fatal')")
             muted = await page.evaluate(f"{CLASS_COLOUR}('muted')")
             assert red != muted
@@ -125,13 +125,13 @@ async def test_official_english_text_action_a_silent_code_and_a_print_error(tmp_
                 HEATBED_CODE, PLACEHOLDER_CODE]
             assert "No action needed" in await page.evaluate(shown(j, quiet))
             assert await page.evaluate(f"getComputedStyle({j.card(quiet)}).borderLeftColor") == muted
-            assert await page.evaluate(shown(j, "[data-field=hms]")) == "⚠HMS: 1 error, fatal"
+            assert await page.evaluate(shown(j, "[data-field=hms]")) == "HMS: 1 error, fatal"
             await page.evaluate(f"{j.card('details.hms')}.scrollIntoView()")
             await page.screenshot(ARTIFACTS / "journey-hms-390.png")
 
             # The placeholder alone: no alarm anywhere on the card.
             j.sim.printer.set_hms([PLACEHOLDER])
-            await page.wait_for(f"{shown(j, '[data-field=hms]')}.startsWith('✓HMS OK')", WAIT)
+            await page.wait_for(f"{shown(j, '[data-field=hms]')}.startsWith('HMS OK')", WAIT)
             assert "no action needed" in await page.evaluate(shown(j, "[data-field=hms]"))
             assert await page.evaluate(colour(j.card("[data-field=hms]"))) == await page.evaluate(
                 f"{CLASS_COLOUR}('s-ok')")

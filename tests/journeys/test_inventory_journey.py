@@ -153,7 +153,7 @@ async def test_rfid_spools_appear_a_shelf_spool_is_added_and_each_print_takes_it
         await page.navigate(j.base + "/")
         await page.wait_for("document.getElementById('events')?.innerText.includes('AMS 1 slot 2')", HANG_S)
         events = await page.evaluate("document.getElementById('events').innerText")
-        assert "Garage P1S: ⚠ PLA #00AE42 low:" in events and "filament_low" not in events, events
+        assert "Garage P1S: PLA #00AE42 low:" in events and "filament_low" not in events, events
         # The print's end holds the box's screen until someone has seen it: the owner presses the box's button.
         await page.wait_for("fetch('/api/panel').then((r) => r.json()).then((p) => p.screen === 'finished')", HANG_S)
         await page.wait_for("document.querySelector('#panel .panel-button')?.hidden === false", HANG_S)

@@ -28,18 +28,21 @@ function applyMergePatch(target, patch) {
 
 const esc = (value) => String(value ?? "").replace(/[&<>"']/g,
   (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+// An icon from the frame's sprite (templates/icons.html): no emoji, which render as empty boxes without an emoji font.
+const ic = (name) => `<svg class="icon" aria-hidden="true" focusable="false"><use href="#i-${name}"/></svg>`;
 const num = (value, digits = 0) => (typeof value === "number" ? value.toFixed(digits) : "–");
 const safeColor = (c) => (/^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$/.test(c || "") ? c.slice(0, 7) : "transparent");
 
 // "Online" means reports are arriving; the other states say the values shown are the last ones seen.
+// The second of each pair is the icon beside the word (the word alone carries the meaning; colour never does).
 const CONNECTION = {
-  online: ["Online", "●"], connecting: ["Connecting", "◌"], stale: ["Reconnecting — no data", "◐"],
-  offline: ["Offline", "✕"],
+  online: ["Online", "live"], connecting: ["Connecting", "clock"], stale: ["Reconnecting — no data", "warn"],
+  offline: ["Offline", "close"],
 };
 const STATES = {
-  RUNNING: ["Printing", "▶"], PAUSE: ["Paused", "⏸"], FINISH: ["Finished", "✓"], FAILED: ["Failed", "✕"],
-  IDLE: ["Idle", "○"], PREPARE: ["Preparing", "…"], SLICING: ["Slicing", "…"], INIT: ["Starting", "…"],
-  UNKNOWN: ["Unknown", "?"],
+  RUNNING: ["Printing", "play"], PAUSE: ["Paused", "pause"], FINISH: ["Finished", "check"], FAILED: ["Failed", "close"],
+  IDLE: ["Idle", "printer"], PREPARE: ["Preparing", "clock"], SLICING: ["Slicing", "clock"], INIT: ["Starting", "clock"],
+  UNKNOWN: ["Unknown", "warn"],
 };
 const SPEEDS = { 1: "Silent", 2: "Standard", 3: "Sport", 4: "Ludicrous" };
 const IN_JOB = ["preparing", "printing", "paused"];  // phases of an unfinished job (bambupi/printer/phase.py)
@@ -70,8 +73,8 @@ function amsName(id) {
 // -- the parts of a card, each a pure function of the printer object --------------------------------------------
 
 function renderConnection(p) {
-  const [word, symbol] = CONNECTION[p.connection] || [p.connection, "?"];
-  return `<span class="pill c-${esc(p.connection)}" data-field="connection"><span aria-hidden="true">${symbol}</span>${esc(word)}</span>`;
+  const [word, symbol] = CONNECTION[p.connection] || [p.connection, "warn"];
+  return `<span class="pill c-${esc(p.connection)}" data-field="connection">${ic(symbol)}${esc(word)}</span>`;
 }
 
 function renderStatus(p) {
@@ -79,15 +82,15 @@ function renderStatus(p) {
   const result = s.job_result;
   let word;
   if (result && result.outcome === "cancelled") {
-    word = `<span class="word cancelled" data-field="state"><span aria-hidden="true">■</span> ${esc(result.text)}</span>`;
+    word = `<span class="word cancelled" data-field="state">${ic("stop")} ${esc(result.text)}</span>`;
   } else if (result && result.outcome === "pending") {
     // FAILED without an error yet: a stop's first report. Not a failure until the box knows (hms.job_result).
-    word = `<span class="word" data-field="state"><span aria-hidden="true">…</span> ${esc(result.text)}</span>`;
+    word = `<span class="word" data-field="state">${ic("clock")} ${esc(result.text)}</span>`;
   } else if (result) {
-    word = `<span class="word failed" data-field="state"><span aria-hidden="true">✕</span> ${esc(result.text)}</span>`;
+    word = `<span class="word failed" data-field="state">${ic("close")} ${esc(result.text)}</span>`;
   } else {
-    const [text, symbol] = STATES[s.gcode_state] || ["Waiting for the printer", "…"];
-    word = `<span class="word" data-field="state"><span aria-hidden="true">${symbol}</span> ${esc(text)}</span>`;
+    const [text, symbol] = STATES[s.gcode_state] || ["Waiting for the printer", "clock"];
+    word = `<span class="word" data-field="state">${ic(symbol)} ${esc(text)}</span>`;
   }
   const job = s.subtask_name ? `<span class="job" data-field="job">${esc(s.subtask_name)}</span>` : "";
   let seen = "";
@@ -177,7 +180,7 @@ function tray(label, t, active) {
     : '<span class="num muted" title="remaining filament unknown">? %</span>';
   return `<div class="tray${active ? " active" : ""}" title="${esc(t.color || "")}">
     <span class="swatch" style="background:${safeColor(t.color)}"></span>
-    <span class="tag">${active ? "▶ " : ""}${esc(label)}</span> ${esc(t.type || "?")}<br>
+    <span class="tag">${active ? ic("play") : ""}${esc(label)}</span> ${esc(t.type || "?")}<br>
     ${remain}${active ? '<br><span class="muted">in use</span>' : ""}</div>`;
 }
 
@@ -221,11 +224,11 @@ function renderHmsSummary(p) {
   const alarming = all.filter(HMS.alarming);
   if (!alarming.length) {
     const quiet = all.length ? ` · ${all.length} code${all.length > 1 ? "s" : ""}, no action needed` : "";
-    return `<span class="pill s-ok" data-field="hms"><span aria-hidden="true">✓</span>HMS OK${quiet}</span>`;
+    return `<span class="pill s-ok" data-field="hms">${ic("check")}HMS OK${quiet}</span>`;
   }
   const worst = HMS.tone(alarming[0]);
   const count = alarming.length === 1 ? "1 error" : `${alarming.length} errors`;
-  return `<span class="pill s-${worst}" data-field="hms"><span aria-hidden="true">⚠</span>HMS: ${count}, ${esc(worst)}</span>`;
+  return `<span class="pill s-${worst}" data-field="hms">${ic("warn")}HMS: ${count}, ${esc(worst)}</span>`;
 }
 
 function renderHmsList(p) {
@@ -241,7 +244,7 @@ function renderPrintError(p) {
   const s = p.state || {};
   const result = s.job_result;
   if (!s.print_error || (result && result.outcome !== "failed")) return "";
-  const text = result ? "" : `<span class="text"><span aria-hidden="true">⚠</span> ${esc(s.print_error_text || s.print_error)}</span>`;
+  const text = result ? "" : `<span class="text">${ic("warn")} ${esc(s.print_error_text || s.print_error)}</span>`;
   const action = s.print_error_action ? `<span class="action" data-field="print-error-action">${esc(s.print_error_action)}</span>` : "";
   return `<div class="print-error${result ? " failed" : ""}" data-field="print-error">${text}${action}<span
     class="code num">Error code ${esc(s.print_error)}</span></div>`;
@@ -257,7 +260,7 @@ function renderFacts(p) {
   const s = p.state || {};
   const facts = [];
   // Only models with a door sensor say anything (null: no sensor, or nothing reported yet).
-  if (s.door_open === true) facts.push(`<span class="notice" data-field="door"><span aria-hidden="true">⚠</span> Door open</span>`);
+  if (s.door_open === true) facts.push(`<span class="notice" data-field="door">${ic("warn")} Door open</span>`);
   else if (s.door_open === false) facts.push(`<span data-field="door">Door closed</span>`);
   const w = wifi(s.wifi_dbm);
   if (w) facts.push(`<span class="num">${w}</span>`);
@@ -269,7 +272,7 @@ function renderAgo(p, now) {
   if (!p.last_report_at) return `<span class="ago stale" data-field="ago">no report yet</span>`;
   const seconds = now / 1000 - p.last_report_at;
   const stale = seconds > STALE_AFTER_S;
-  return `<span class="ago${stale ? " stale" : ""}" data-field="ago">${stale ? "⚠ " : ""}updated ${ago(seconds)}</span>`;
+  return `<span class="ago${stale ? " stale" : ""}" data-field="ago">${stale ? ic("warn") : ""}updated ${ago(seconds)}</span>`;
 }
 
 // The camera page plays the relay and reconnects by itself; the card only leads there (also while the camera
@@ -282,9 +285,123 @@ function renderFoot(p) {
     camera = `<span class="camera" data-field="camera">Camera: ${esc(c.status || "unknown")}</span>`;
   } else {
     const why = c.reason ? ` title="${esc(c.reason)}"` : "";
-    camera = `<a class="camera" data-field="camera" href="/camera#camera-${id}"${why}>📷 Camera (${esc(c.status)})</a>`;
+    camera = `<a class="camera" data-field="camera" href="/camera#camera-${id}"${why}>${ic("camera")}Camera (${esc(c.status)})</a>`;
   }
-  return `${camera}<a href="/printers/${id}/mqtt">MQTT log</a>`;
+  const plug = power[p.id] && power[p.id].plug ? `<a href="/power" data-field="power">${ic("plug")}${esc(plugWords(power[p.id]))}</a>` : "";
+  return `${camera}${plug}<a href="/printers/${id}/mqtt">${ic("log")}MQTT log</a>`;
+}
+
+// -- the card's live picture, plate, plug and auto-off --------------------------------------------------------------
+
+// While a job runs the card shows the camera at a low rate: one snapshot.jpg every LIVE_MS, only while the page is
+// in view. The box's relay holds the printer's one camera connection and fans it out, so the card costs the printer
+// nothing more than the camera page does. A tap opens the camera page at this printer.
+const LIVE_MS = 5000;
+const POWER_REFRESH_MS = 10000;
+const power = {};                  // id -> GET /api/power's entry (plug, reading, auto_off); empty without plugs
+let powerServed = true;            // false once the box answered 404 (no power part): asked no more
+const liveBusy = new Set();        // printers whose snapshot is on its way
+const liveUrls = {};               // printer id -> object URL shown (revoked when replaced)
+
+function renderLive(p) {
+  const c = p.camera || {};
+  if (!IN_JOB.includes(p.phase) || !c.status || ["disabled", "off"].includes(c.status)) return "";
+  const id = encodeURIComponent(p.id);
+  return `<a class="live-pic" data-field="live" href="/camera#camera-${id}" aria-label="Camera of ${esc(p.name)}: open the
+    camera page"><img alt="" data-live="${esc(p.id)}"><span class="badge">${ic("camera")}<span class="live-word">camera…</span></span></a>`;
+}
+
+async function refreshLive(img) {
+  const id = img.dataset.live;
+  if (liveBusy.has(id)) return;
+  liveBusy.add(id);
+  const word = img.parentElement.querySelector(".live-word");
+  try {
+    const r = await fetch(`/api/printers/${encodeURIComponent(id)}/snapshot.jpg`, { cache: "no-store" });
+    if (r.ok) {
+      const url = URL.createObjectURL(await r.blob());
+      img.src = url;
+      if (liveUrls[id]) URL.revokeObjectURL(liveUrls[id]);
+      liveUrls[id] = url;
+      img.alt = `Camera picture of ${printers[id] ? printers[id].name : id}, ${clock(new Date())}`;
+      word.textContent = `live · ${clock(new Date())}`;
+    } else {
+      word.textContent = r.status === 401 ? "log in to see the camera" : "no picture now";
+    }
+  } catch {
+    word.textContent = "no picture now";
+  } finally {
+    liveBusy.delete(id);
+  }
+}
+
+function refreshLives() {
+  if (document.visibilityState !== "visible") return;
+  for (const img of document.querySelectorAll("#printers img[data-live]")) refreshLive(img);
+}
+
+// The plate's picture from the job's file (the history keeps it): beside the job's name.
+function renderPlate(p) {
+  const f = p.job_file;
+  if (!f || !f.thumbnail || !(IN_JOB.includes(p.phase) || p.phase === "finished")) return "";
+  const name = (p.state || {}).subtask_name || "the job";
+  return `<a href="/history/${encodeURIComponent(f.job_id)}" class="plate-link"><img class="plate" src="${esc(f.thumbnail)}"
+    width="64" height="64" alt="Plate of ${esc(name)}: open the print in the history"></a>`;
+}
+
+function plugWords(entry) {
+  const reading = entry.reading || {};
+  const state = reading.on === true ? "on" : reading.on === false ? "off" : "unknown";
+  const watts = typeof reading.watts === "number" ? ` · ${Math.round(reading.watts)} W` : "";
+  return `Plug ${state}${watts}`;
+}
+
+function countdown(offAt, now) {
+  const left = Math.max(0, Math.round(offAt - now / 1000));
+  if (left === 0) return "switching off now";
+  const m = Math.floor(left / 60), sec = String(left % 60).padStart(2, "0");
+  return `off in ${m}:${sec} (at ${clock(new Date(offAt * 1000))})`;
+}
+
+// Auto-off armed after a print: the countdown (ticking in place, see updateCard) and its Cancel for who may.
+function renderAutoOff(p) {
+  const auto = power[p.id] && power[p.id].auto_off;
+  if (!auto || !auto.armed || typeof auto.off_at !== "number") return "";
+  const may = session.logged_in && session.role !== "viewer";
+  const cancel = may ? `<button type="button" data-auto-off-cancel="${esc(p.id)}">${ic("close")}<span>Cancel auto-off</span></button>` : "";
+  return `<div class="auto-off" data-field="auto-off">${ic("plug")}<span>Plug <span class="countdown"
+    data-off-at="${auto.off_at}"></span></span>${cancel}</div>`;
+}
+
+async function loadPower() {
+  if (!powerServed) return;
+  try {
+    const r = await fetch("/api/power?hours=0.1", { cache: "no-store" });
+    if (r.status === 404) { powerServed = false; return; }
+    if (!r.ok) return;
+    const body = await r.json();
+    for (const id of Object.keys(power)) delete power[id];
+    Object.assign(power, body.printers || {});
+    if (Object.keys(printers).length) render();
+  } catch { /* the box is restarting: asked again at the next turn */ }
+}
+
+async function cancelAutoOff(id) {
+  commandStatus[id] = "auto-off: cancelling…";
+  render();
+  try {
+    const r = await fetch(`/api/printers/${encodeURIComponent(id)}/auto-off/cancel`, {
+      method: "POST", headers: { "X-CSRF-Token": session.csrf || "" } });
+    const body = await r.json();
+    if (r.status === 401) setSession({ logged_in: false, csrf: null });
+    if (!r.ok) commandStatus[id] = `auto-off: ${body.error || r.status}`;
+    else commandStatus[id] = body.cancelled ? "auto-off cancelled: the plug stays on"
+      : `auto-off: nothing to cancel (${(body.auto_off && body.auto_off.reason) || "not armed"})`;
+  } catch {
+    commandStatus[id] = "auto-off: the box did not answer";
+  }
+  await loadPower();
+  render();
 }
 
 // Controls need the owner's session; the box refuses them without it, the page only mirrors that.
@@ -301,15 +418,16 @@ function controlsOf(p) {
   const s = p.state || {};
   const disabled = !(p.controls_available && p.connection === "online");
   const controls = [];
-  const add = (command, text) => controls.push({ key: command, command, text, disabled });
-  if (p.phase === "printing") add("pause", "⏸ Pause");
-  if (p.phase === "paused") add("resume", "▶ Resume");
+  const add = (command, icon, text) => controls.push({ key: command, command, icon, text, disabled });
+  if (p.phase === "printing") add("pause", "pause", "Pause");
+  if (p.phase === "paused") add("resume", "play", "Resume");
   if (IN_JOB.includes(p.phase)) {
-    add("stop", (armedStop[p.id] || 0) > Date.now() ? "⚠ Tap again to stop the print" : "⏹ Stop");
+    if ((armedStop[p.id] || 0) > Date.now()) add("stop", "warn", "Tap again to stop the print");
+    else add("stop", "stop", "Stop");
   }
   const lightOn = (s.lights || {}).chamber_light === "on";
-  controls.push({ key: "light", command: lightOn ? "light_off" : "light_on",
-    text: lightOn ? "💡 Light off" : "💡 Light on", disabled });
+  controls.push({ key: "light", command: lightOn ? "light_off" : "light_on", icon: "light",
+    text: lightOn ? "Light off" : "Light on", disabled });
   if (p.phase === "printing") controls.push({ key: "speed", command: "speed", level: s.speed_level, disabled });
   return controls;
 }
@@ -340,13 +458,13 @@ function updateControl(el, c) {
     return;
   }
   if (el.dataset.command !== c.command) el.dataset.command = c.command;
-  if (el.textContent !== c.text) el.textContent = c.text;
+  if (el.textContent !== c.text) el.innerHTML = `${ic(c.icon)}<span>${esc(c.text)}</span>`;
   if (el.disabled !== c.disabled) el.disabled = c.disabled;
 }
 
 function patchControls(box, p) {
   if (!session.logged_in) {
-    patch(box, `<a href="/login">Log in to control the printer</a>`);
+    patch(box, `<a class="btn" href="/login">${ic("login")}Log in to control the printer</a>`);
     return;
   }
   if (session.role === "viewer") {  // the box refuses a viewer's commands (bambupi/web/login.py's Guard)
@@ -399,6 +517,8 @@ async function sendCommand(id, command, extra = {}) {
 }
 
 function onControl(event) {
+  const cancel = event.target.closest("[data-auto-off-cancel]");
+  if (cancel && event.type === "click") { cancelAutoOff(cancel.dataset.autoOffCancel); return; }
   const target = event.target.closest("[data-command]");
   if (!target || target.disabled) return;
   const id = target.dataset.printer, command = target.dataset.command;
@@ -434,25 +554,30 @@ function patch(el, html) {
   shown.set(el, html);
 }
 
-const CARD = `<div class="card-head"><div><h2 data-slot="name"></h2><span class="model muted" data-slot="model"></span></div>
+const CARD = `<div class="card-grid"><div class="card-head"><div><h2 data-slot="name"></h2><span class="model muted" data-slot="model"></span></div>
   <details class="conn"><summary data-slot="connection"></summary><p class="reason muted" data-slot="reason"></p></details></div>
-  <div class="status" data-slot="status"></div><div data-slot="print-error"></div><div data-slot="progress"></div><div data-slot="grams"></div>
+  <div class="plate-slot" data-slot="plate"></div>
+  <div class="status" data-slot="status"></div><div data-slot="print-error"></div><div data-slot="progress"></div>
+  <div data-slot="live"></div><div data-slot="grams"></div><div data-slot="auto-off"></div>
   <div class="controls" data-field="controls" data-slot="controls"></div><div data-slot="outcome"></div>
   <div class="temps" data-slot="temps"></div>
   <details class="hms"><summary data-slot="hms-summary"></summary><ul class="hms-list" data-slot="hms-list"></ul></details>
   <div data-slot="ams"></div>
   <div class="facts"><span class="slot" data-slot="facts"></span><span class="slot" data-slot="ago"></span></div>
-  <div class="card-foot" data-slot="foot"></div>`;
+  <div class="card-foot" data-slot="foot"></div></div>`;
 
 const SLOTS = {
   name: (p) => esc(p.name),
   model: (p) => esc(p.model),
   connection: renderConnection,
   reason: (p) => esc(p.connection_reason || "No problem reported."),
+  plate: renderPlate,
   status: renderStatus,
   "print-error": renderPrintError,
   progress: renderProgress,
+  live: renderLive,
   grams: renderGrams,
+  "auto-off": renderAutoOff,
   outcome: renderOutcome,
   temps: renderTemps,
   "hms-summary": renderHmsSummary,
@@ -468,6 +593,15 @@ function updateCard(card, p, now) {
   card.classList.toggle("offline", p.connection === "offline");
   for (const [name, draw] of Object.entries(SLOTS)) patch(card.querySelector(`[data-slot="${name}"]`), draw(p, now));
   patchControls(card.querySelector('[data-slot="controls"]'), p);
+  for (const el of card.querySelectorAll(".countdown[data-off-at]")) {
+    const text = countdown(Number(el.dataset.offAt), now);
+    if (el.textContent !== text) el.textContent = text;
+  }
+  const img = card.querySelector("img[data-live]:not([data-asked])");
+  if (img) {  // a picture at once when the live view appears, then every LIVE_MS
+    img.dataset.asked = "yes";
+    refreshLive(img);
+  }
 }
 
 function render() {
@@ -511,10 +645,10 @@ function renderEvent(e) {
     hms_cleared: `HMS cleared: ${(e.hms && e.hms.description) || e.code}`,
     connection_lost: `connection lost${e.reason ? ` (${e.reason})` : ""}`, connection_restored: "back online",
     events_lost: `${e.count} events missed`,
-    power_warning: `⚠ ${e.message}`, power_off: e.message, power_check: `⚠ ${e.message}`,
-    filament_low: `⚠ ${e.message}`,
+    power_warning: e.message, power_off: e.message, power_check: e.message, filament_low: e.message,
   };
-  return `<li><time>${esc(at)}</time> ${esc(who || "")}: ${esc(words[e.kind] || e.kind)}</li>`;
+  const warn = ["power_warning", "power_check", "filament_low"].includes(e.kind) ? ic("warn") : "";
+  return `<li><time>${esc(at)}</time> ${esc(who || "")}: ${warn}${esc(words[e.kind] || e.kind)}</li>`;
 }
 
 function addEvent(e) {
@@ -534,7 +668,7 @@ function showEvents(events) {
 function showLink(text) {
   const el = document.getElementById("link");
   el.hidden = !text;
-  if (el.textContent !== (text || "")) el.textContent = text || "";
+  if (el.textContent !== (text ? ` ${text}` : "")) el.innerHTML = text ? `${ic("warn")} ${esc(text)}` : "";
   // While the box is unreachable the cards show its last word: greyed, so nobody mistakes them for live.
   document.getElementById("printers").classList.toggle("old", Boolean(text));
 }
@@ -563,7 +697,7 @@ function renderHealth(now) {
     const again = part.failures > 1 ? `, ${part.failures} times in a row` : "";
     const when = part.retry_at === null ? "restarting now…"
       : `restarting in ${Math.max(0, Math.ceil((part.retry_at - now) / 1000))} s`;
-    return `<p data-part="${esc(part.name)}"><span aria-hidden="true">⚠</span> ${esc(what)} stopped working (${
+    return `<p data-part="${esc(part.name)}">${ic("warn")} ${esc(what)} stopped working (${
       esc(part.error || "error")}${again}) — ${esc(when)}</p>`;
   }).join(""));
 }
@@ -586,6 +720,9 @@ function onMessage(raw) {
     render();
   } else if (msg.type === "event") {
     addEvent(msg);
+    if (String(msg.kind).startsWith("power_") || ["job_finished", "job_failed", "job_cancelled"].includes(msg.kind)) {
+      loadPower();  // auto-off armed, warned or done: the card's countdown follows at once
+    }
   } else if (msg.type === "health") {
     showHealth(Array.isArray(msg.failing) ? msg.failing : []);
   } else if (msg.type === "panel") {
@@ -621,7 +758,7 @@ function tick() {
   if (!socket || socket.readyState !== WebSocket.OPEN) {
     if (everConnected || !socket) {
       const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-      showLink(`⚠ Connection to the box lost, reconnecting${socket ? "…" : ` in ${s} s`}. Values shown may be old.`);
+      showLink(`Connection to the box lost, reconnecting${socket ? "…" : ` in ${s} s`}. Values shown may be old.`);
     }
   }
   if (Object.keys(printers).length) render();
@@ -701,4 +838,7 @@ window.addEventListener("bambupi:session", (event) => setSession(event.detail));
 if (window.bambupiSession) setSession(window.bambupiSession);
 connect();
 setInterval(tick, 1000);
+setInterval(refreshLives, LIVE_MS);
+setInterval(loadPower, POWER_REFRESH_MS);
+loadPower();
 probePanel();

@@ -27,7 +27,8 @@ function summary(payload) {
 
 function item(m) {
   const time = new Date(m.at * 1000).toLocaleTimeString([], { hour12: false });
-  const dir = m.direction === "in" ? '<span class="dir in">⬇ in</span>' : '<span class="dir out">⬆ out</span>';
+  const icon = window.bambupiIcon(m.direction === "in" ? "download" : "upload");
+  const dir = m.direction === "in" ? `<span class="dir in">${icon}in</span>` : `<span class="dir out">${icon}out</span>`;
   const cut = m.truncated ? " · truncated" : "";
   // Who sent a command (the box's own requests, like pushall, name no one).
   const by = m.origin ? ` <span class="by">by ${esc(m.origin)}</span>` : "";
