@@ -17,6 +17,7 @@ import tomlkit
 
 from tests.browser import Page
 from tests.journeys.harness import journey, tap
+from tests.journeys.look import axe, axe_source, overflow, small_targets, theme
 from tests.journeys.test_settings_secrets_journey import replace_text
 
 WAIT = 30  # generous: a busy CPU only slows the waits, it never fails them
@@ -82,20 +83,25 @@ async def save(page: Page) -> str:
     return str(await page.wait_for("document.getElementById('status').textContent", WAIT))
 
 
-async def check_layout(page: Page) -> None:
-    """Nothing wider than the screen; every visible control a finger taps at least 44 px (a switch or a checkbox:
-    the row it sits in, which takes the tap)."""
-    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth"), await page.evaluate(
-        "[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > innerWidth + 1)"
-        ".slice(0, 5).map((e) => e.outerHTML.slice(0, 120))")
-    small = await page.evaluate("""[...document.querySelectorAll(
-        '.settings a, .settings button, .settings input, .settings select, .settings summary, header a')]
-      .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden')
-      .map((e) => [e, e.type === 'checkbox' ? e.closest('label') : e])
-      .map(([e, t]) => [e.id || e.textContent.trim().slice(0, 30) || e.outerHTML.slice(0, 60),
-                        Math.round(t.getBoundingClientRect().height), Math.round(t.getBoundingClientRect().width)])
-      .filter(([, h, w]) => h < 44 || w < 44)""")
-    assert small == [], small
+async def check_layout(page: Page, width: int, *, everything: bool = False) -> None:
+    """What every page must be (tests/journeys/look.py): nothing wider than the screen, every tap target at least
+    44 px, no serious or critical axe-core violation in the light and the dark theme. ``everything``: with every
+    section and "More settings" unfolded, so each control of the form is checked."""
+    if everything:
+        folded = await page.evaluate("[...document.querySelectorAll('#form details:not([open])')].map((d, i) =>"
+                                     " (d.dataset.checkFolded = '1', i)).length")
+        await page.evaluate("document.querySelectorAll('#form details').forEach((d) => { d.open = true; })")
+    found = [f"overflow: {p}" for p in await overflow(page, width)]
+    found += [f"small tap target: {p}" for p in await small_targets(page)]
+    source = axe_source()
+    for name in ("light", "dark"):
+        await theme(page, name)
+        found += [f"axe ({name}): {p}" for p in await axe(page, source)]
+    await theme(page, "light")
+    if everything and folded:
+        await page.evaluate("document.querySelectorAll('[data-check-folded]').forEach((d) => {"
+                            " d.open = false; delete d.dataset.checkFolded; })")
+    assert found == [], "\n".join(found)
 
 
 @pytest.mark.parametrize("size", [(390, 844), (1280, 800)], ids=["phone", "desktop"])
@@ -108,7 +114,7 @@ async def test_one_field_of_each_kind_saved_errors_in_view_and_only_the_plugs_ow
         await page.navigate(j.base + "/settings")
         await page.wait_for(
             "!document.getElementById('form').hidden && document.getElementById('list-printer') !== null", WAIT)
-        await check_layout(page)
+        await check_layout(page, size[0], everything=True)
         if SHOTS:
             await page.screenshot(Path(SHOTS) / f"settings-{size[0]}-top.png")
 
@@ -204,7 +210,7 @@ async def test_one_field_of_each_kind_saved_errors_in_view_and_only_the_plugs_ow
         assert await page.evaluate(f"{IN_VIEW}({error}) && {IN_VIEW}({minutes})")
         assert await page.evaluate(f"document.activeElement === {minutes}")
         assert j.config_path.read_bytes() == before
-        await check_layout(page)
+        await check_layout(page, size[0])
         if SHOTS:
             await page.screenshot(Path(SHOTS) / f"settings-{size[0]}-error.png")
 
@@ -218,6 +224,7 @@ async def test_one_field_of_each_kind_saved_errors_in_view_and_only_the_plugs_ow
         error = "document.querySelector('[data-error-for=\"camera.write_timeout_s\"]')"
         assert (await page.wait_for(f"{error}.textContent", WAIT)).startswith("must be between 0.5 and 600")
         assert await page.evaluate(f"{slow}.closest('details').open && {IN_VIEW}({error})")
+        assert page.exceptions == []
 
 
 def button(text: str, inside: str = "document") -> str:
@@ -270,3 +277,4 @@ async def test_a_printer_and_its_plug_added_then_removed_as_a_person_does(tmp_pa
         assert status.startswith("Saved.") and "printer loft removed" in status, status
         assert [p["id"] for p in tomlkit.parse(j.config_path.read_text()).unwrap()["printer"]] == ["garage"]
         assert "87654321" not in j.config_path.read_text()
+        assert page.exceptions == []

@@ -23,6 +23,7 @@ let csrf = null, data = null;
 let added = 0;  // boxes added on the page get fresh prefixes, so no two inputs share an id
 const status = document.getElementById("status");
 const dirty = document.getElementById("dirty");
+const submit = document.querySelector("#form button[type=submit]");
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -433,6 +434,7 @@ async function load() {
   }
   data = await response.json();
   if (!data.editable) status.textContent = "This box runs without a config file: settings are read-only.";
+  submit.disabled = !data.editable;
   render();
   await showHealth();
   await loadDiscovered();
@@ -538,7 +540,16 @@ document.getElementById("form").addEventListener("submit", async (event) => {
   }
   // The file's version as this page read it: a file changed since (by hand, another tab, set-password) is refused
   // with 409, not overwritten; what was typed here stays on the page.
-  const [response, body] = await post("/api/settings", {settings: collect(), version: data.version});
+  submit.disabled = true;  // one save at a time: a second tap while the box applies the first does nothing
+  let response, body;
+  try {
+    [response, body] = await post("/api/settings", {settings: collect(), version: data.version});
+  } catch {
+    status.textContent = "No answer from the box: reload the page to see what it saved.";
+    return;
+  } finally {
+    submit.disabled = !data.editable;
+  }
   if (response.ok) {
     await load();  // the form as the file is now; then the outcome, so what the bar says is what the form shows
     saved(body);
