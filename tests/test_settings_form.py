@@ -126,3 +126,11 @@ def test_an_ntfy_server_emptied_or_changed_is_a_new_destination_for_its_token() 
             apply_settings(document, {"notify": [{**phone, "url": url}, team]})
         apply_settings(document, {"notify": [{**phone, "url": url, "token": "tk_typed_again"}, team]})
         assert document["notify"][0].get("url") == url and document["notify"][0]["token"] == "tk_typed_again"
+
+
+def test_a_section_left_at_its_defaults_adds_no_empty_table() -> None:
+    # The form sends every section with each key as the file has it (absent: null).
+    document = tomlkit.parse('# mine\n[web]\nlisten = "0.0.0.0:8080"\n')
+    apply_settings(document, {"web": {"listen": "0.0.0.0:8080", "session_hours": None},
+                              "bridge": {"enabled": None, "host": None}, "alerts": {"ending_soon_min": 7}})
+    assert tomlkit.dumps(document) == '# mine\n[web]\nlisten = "0.0.0.0:8080"\n\n[alerts]\nending_soon_min = 7\n'

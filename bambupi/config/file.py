@@ -334,7 +334,9 @@ def apply_settings(document: TOMLDocument, changes: dict[str, Any]) -> None:
                 raise ValueError(f"{name}: must be a table")
             current = document.get(name)
             table = current if isinstance(current, Table) else tomlkit.table()
-            document[name] = _apply_table(section, table, value, name)
+            table = _apply_table(section, table, value, name)
+            if current is not None or len(table) > 0:  # a form sent with every key at its default adds no [name]
+                document[name] = table
 
 
 def entry_ref(section: Section, table: dict[str, Any]) -> str:
