@@ -86,6 +86,7 @@ def test_the_form_knows_units_defaults_and_the_order_of_sections() -> None:
     assert view["notify"]["kinds"]["ntfy"]["shown"] == ["url"] and view["notify"]["kinds"]["discord"]["shown"] == []
     assert "default" not in view["printer"]["fields"]["access_code"]  # a secret has no default to show
     assert view["printer"]["tables"]["plug"]["title"] == "Smart plug"
+    assert "P1S" in view["printer"]["fields"]["model"]["suggestions"]  # offered; a newer model is still taken
 
 
 CHANNELS = """\

@@ -36,7 +36,8 @@ from bambupi.config.labels import LABELS, SECTIONS
 from bambupi.config.parse import parse_config
 from bambupi.config.problems import Problem, errors
 from bambupi.config.schema import SCHEMA, Option, Section
-from bambupi.config.validators import NumberRange, valid_bool, valid_password_hash
+from bambupi.config.validators import NumberRange, valid_bool, valid_model, valid_password_hash
+from bambupi.printer_models import KNOWN_MODELS
 from bambupi.secret import MASK
 
 # Changed through their own flows (set-password, first visit), never through the settings form.
@@ -264,6 +265,8 @@ def _field_schema(section: Section, path: str, key: str, option: Option) -> dict
         out["control"] = label.control
     else:
         out["control"] = "text"
+    if validator is valid_model:  # any model is taken (a newer one with a warning): offer the known ones
+        out["suggestions"] = sorted(KNOWN_MODELS)
     default = _default(section, key, option)
     if default is not None:
         out["default"] = default

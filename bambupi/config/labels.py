@@ -98,7 +98,7 @@ LABELS: Final[Mapping[str, Label]] = {
     # [[printer]]
     "printer.id": Label("Short name (in links)", "Lowercase letters, digits, - and _ (1-32), e.g. garage."),
     "printer.name": Label("Name", "Shown on the page and the box's screen; the short name when empty."),
-    "printer.model": Label("Model", "X1C, X1E, P1P, P1S, A1, A1MINI, A2L, H2D, H2DPRO, H2S, H2C, P2S or X2D."),
+    "printer.model": Label("Model", "As on the printer's label, e.g. P1S; a model newer than this box is taken too."),
     "printer.host": Label("Address", "The printer's IP address or host name (printer screen: Settings → Network)."),
     "printer.serial": Label("Serial number", "8-20 letters and digits (printer screen: Settings → Device)."),
     "printer.access_code": Label(

@@ -155,6 +155,11 @@ function makeField(prefix, key, value, spec) {
         autocapitalize: "off", spellcheck: false,
         placeholder: info.default !== undefined && info.default !== "" ? `default ${[].concat(info.default).join(", ")}` : ""});
       if (list) control.dataset.list = "1";
+      if (info.suggestions) {  // offered, not imposed (a printer model newer than this box is taken too)
+        const options = el("datalist", {id: `${id}-suggestions`}, ...info.suggestions.map((v) => el("option", {value: v})));
+        control.setAttribute("list", options.id);
+        row.append(options);
+      }
       control.value = list ? (Array.isArray(value) ? value.join(", ") : "") : shown(value);
       const start = control.value;
       field.changed = () => control.value !== start;
