@@ -113,7 +113,6 @@ function makeField(prefix, key, value, spec) {
         ...boxes.map((box) => el("label", {htmlFor: box.id}, box, el("span", {}, CHOICE_TEXT[box.value] || box.value))));
       field.changed = () => !same(pick(), start);
       field.read = () => field.changed() ? pick() : value;
-      field.focusable = () => boxes[0];
       row.append(control);
       break;
     }
@@ -176,7 +175,6 @@ function makeField(prefix, key, value, spec) {
   if (help) row.append(help);
   row.append(error);
   field.control = control;
-  control.dataset.initial = control.value ?? "";
   return field;
 }
 
@@ -211,7 +209,6 @@ function followKind(box, spec) {
   const update = () => {
     const name = kindField.control.value;
     const kind = spec.kinds[name];
-    box.dataset.kind = name;
     for (const field of box._fields) {
       field.row.hidden = !box._belongs(field);
       if (field.secretKey) {
