@@ -370,7 +370,7 @@ function renderAutoOff(p) {
   const may = session.logged_in && session.role !== "viewer";
   const cancel = may ? `<button type="button" data-auto-off-cancel="${esc(p.id)}">${ic("close")}<span>Cancel auto-off</span></button>` : "";
   return `<div class="auto-off" data-field="auto-off">${ic("plug")}<span>Plug <span class="countdown"
-    data-off-at="${auto.off_at}"></span></span>${cancel}</div>`;
+    data-off-at="${Math.round(auto.off_at)}"></span></span>${cancel}</div>`;
 }
 
 async function loadPower() {
@@ -400,6 +400,8 @@ async function cancelAutoOff(id) {
   } catch {
     commandStatus[id] = "auto-off: the box did not answer";
   }
+  // The pressed Cancel holds the focus, which keeps its part of the card as it is (patch): let go, it is done.
+  if (document.activeElement && document.activeElement.dataset.autoOffCancel) document.activeElement.blur();
   await loadPower();
   render();
 }
