@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-loaded lint typecheck pytest bench soak clean image image-test image-test-pi3
+.PHONY: run test test-loaded lint typecheck pytest bench screenshots soak clean image image-test image-test-pi3
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test-loaded: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The pictures in the README and docs/ (docs/*.png), taken from `bambupi demo` in headless Chromium (docs/look.md).
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.screenshots
 
 # The service under churn (WebSockets, MJPEG viewers, requests) while its printer's broker is killed: fds and RSS
 # printed over time. SOAK_SECONDS (default 120), SOAK_TRACEMALLOC=1 to see what grows. Not part of `make test`.

@@ -1,15 +1,13 @@
 """The dashboard in headless Chromium at phone size, against the real service and the simulated printer.
 
-Screenshots land in tests/artifacts/ (git-ignored). With BAMBUPI_DOCS_SCREENSHOT=1 the phone screenshot is also
-written to docs/dashboard.png, the picture the README shows.
+Screenshots land in tests/artifacts/ (git-ignored). The pictures in the README and docs/ come from the running demo:
+``make screenshots`` (tests/screenshots.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,6 @@ HANG_S = 30  # waits end on what the page shows; this bounds only a hang, howeve
 
 SERIAL = "01P00A000000042"
 CODE = "31415926"
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 CARD = "document.querySelector('article[data-printer=\"p1s\"]')"
 
 
@@ -135,9 +132,6 @@ async def test_dashboard_live_on_a_phone(box: Box, tmp_path: Path) -> None:
         assert await page.evaluate(f"{CARD}.querySelector('.hms-list a').href") == WIKI_HMS_HOME
         await page.wait_for("document.querySelector('#events').textContent.includes('HMS serious')")
         await page.screenshot(ARTIFACTS / "dashboard-390.png")
-        if os.environ.get("BAMBUPI_DOCS_SCREENSHOT"):
-            DOCS.mkdir(exist_ok=True)
-            shutil.copy(ARTIFACTS / "dashboard-390.png", DOCS / "dashboard.png")
 
         # 360 px: nothing wider than the screen, even with a long unbroken job name and the HMS list open.
         await page.set_viewport(360, 780)
