@@ -531,12 +531,14 @@ document.getElementById("form").addEventListener("input", changed);
 document.getElementById("form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearProblems();
+  status.classList.remove("problem");
   // A number field holding letters reads as empty: say so instead of saving the default.
   const local = [...document.querySelectorAll("[data-section], .item, .subtable")].flatMap((box) => box._fields || [])
     .filter((field) => field.bad && field.bad() && !field.row.hidden)
     .map((field) => ({key: field.control.id, message: field.bad()}));
   if (local.length) {
     status.textContent = "Nothing was saved: a field needs a number.";
+    status.classList.add("problem");
     showProblems(local);
     return;
   }
@@ -558,6 +560,7 @@ document.getElementById("form").addEventListener("submit", async (event) => {
     return;
   }
   status.textContent = body.error;
+  status.classList.add("problem");
   showProblems(body.fields || []);
 });
 
