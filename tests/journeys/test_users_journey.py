@@ -72,6 +72,8 @@ async def test_an_operator_pauses_cannot_open_settings_and_is_named_in_the_log(t
             j.sim.printer.start_print("bracket", layers=40, minutes=600)
             await alice.wait_for(f"{text(j, 'state')}.includes('Printing')", WAIT)
             await alice.wait_for(f"{command(j, 'pause')} && !{command(j, 'pause')}.disabled", WAIT)
+            # The box's button on the page is hers too (a viewer's is hidden: the next journey).
+            await alice.wait_for("[...document.querySelectorAll('.panel-button')].some((b) => !b.hidden)", WAIT)
             await tap(alice, command(j, "pause"))
             await alice.wait_for(f"{text(j, 'state')}.includes('Paused')", WAIT)
             assert j.sim.printer.gcode_state == "PAUSE"
@@ -135,6 +137,8 @@ async def test_a_viewer_watches_without_controls_and_cannot_pause(tmp_path: Path
             await bob.wait_for(f"{text(j, 'state')}.includes('Printing')", WAIT)
             await bob.wait_for(j.card(".viewer-only") + " != null", WAIT)
             assert await bob.evaluate(f"{command(j, 'pause')} == null")
+            buttons = "[...document.querySelectorAll('.panel-button')]"
+            assert await bob.evaluate(f"{buttons}.length > 0 && {buttons}.every((b) => b.hidden)")
             await bob.screenshot(ARTIFACTS / "journey-users-viewer-390.png")
             # A pause forged from his page (his own session and token) is refused with the reason.
             answer = await bob.evaluate(

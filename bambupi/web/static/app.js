@@ -789,8 +789,9 @@ function showPanel(panel) {
     el.querySelector(".panel-button").addEventListener("click", pressPanelButton);
     el.hidden = false;
   }
-  // The owner's, like the printers' controls: a press acknowledges what the screen shows (or pages on).
-  el.querySelector(".panel-button").hidden = !session.logged_in;
+  // An operator's, like the printers' controls (a viewer's press would be refused): a press acknowledges what the
+  // screen shows (or pages on).
+  el.querySelector(".panel-button").hidden = !session.logged_in || session.role === "viewer";
   const leds = Object.entries(panel.leds || {}).map(([name, led]) =>
     `<span>${esc(name)}: ${esc((led && led.mode) || "off")}</span>`);
   const buzzer = panel.buzzer && panel.buzzer.active ? ["<span>buzzer: sounding</span>"] : [];
