@@ -240,6 +240,18 @@ async def test_a_printer_and_its_plug_added_then_removed_as_a_person_does(tmp_pa
             "!document.getElementById('form').hidden && document.getElementById('list-printer') !== null", WAIT)
         boxes = "[...document.querySelectorAll('#list-printer .item')]"
 
+        # A link to a section opens it, scrolled to: from another page, and from within this one.
+        await page.navigate(j.base + "/")
+        await page.navigate(j.base + "/settings#section-facade")
+        for name in ("facade", "camera"):
+            section = f"document.getElementById('section-{name}')"
+            await page.evaluate(f"location.hash = 'section-{name}'")
+            await page.wait_for(f"{section}?.open === true", WAIT)
+            await page.wait_for(f"Math.abs({section}.getBoundingClientRect().top) < 60", WAIT)
+        await page.navigate(j.base + "/settings")
+        await page.wait_for(
+            "!document.getElementById('form').hidden && document.getElementById('list-printer') !== null", WAIT)
+
         # A second printer: its fields, its access code, and a Shelly plug (only the Shelly's fields shown).
         await tap(page, button("Add a printer"))
         await page.wait_for(f"{boxes}.length === 2", WAIT)

@@ -54,7 +54,7 @@ function makeField(prefix, key, value, spec) {
   const help = info.help ? el("p", {class: "help", id: `${id}-help`}, info.help) : null;
   const describedBy = [help ? help.id : null, error.id].filter(Boolean).join(" ");
   const labelText = [info.label, required ? el("span", {class: "req"}, " (required)") : null];
-  const field = {key, info, row, initial: value, secretKey: spec.secret.includes(key)};
+  const field = {key, info, row, secretKey: spec.secret.includes(key)};
   let control;
 
   switch (info.control) {
@@ -369,6 +369,14 @@ function render() {
   dirty.textContent = "";
 }
 
+function showLinkedSection() {
+  const section = location.hash ? document.getElementById(location.hash.slice(1)) : null;
+  if (!section || !section.matches("details.settings-section")) return;
+  section.open = true;
+  section.scrollIntoView();
+}
+addEventListener("hashchange", showLinkedSection);
+
 function changed() {
   dirty.textContent = "Unsaved changes";
 }
@@ -434,10 +442,13 @@ async function load() {
     document.getElementById("form").hidden = false;
     return;
   }
+  const first = data === null;
   data = await response.json();
   if (!data.editable) status.textContent = "This box runs without a config file: settings are read-only.";
   submit.disabled = !data.editable;
   render();
+  // A link to a section (/settings#section-bridge) opens it; the form did not exist when the browser looked.
+  if (first) showLinkedSection();
   await showHealth();
   await loadDiscovered();
   await loadDeliveries();
