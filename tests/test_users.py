@@ -5,6 +5,7 @@ the simulated printer over TLS; the users file is a real file (broken, unwritabl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -280,17 +281,30 @@ async def test_camera_access_by_role(tmp_path: Path) -> None:
         ))
         config, problems = load_config(box.config_path)
         assert not [p for p in problems if p.level == "error"] and config.web.camera_role == "operator"
-        service_running = await nursery.start(Service(config, storage_folder=tmp_path / "second").run)
+        service = Service(config, storage_folder=tmp_path / "second")
+        service_running = await nursery.start(service.run)
         second = Box(box.sim, service_running, f"http://127.0.0.1:{service_running.port}", box.config_path)
-        async with client(second) as owner, client(second) as alice, client(second) as bob:
+        paths = ("/api/printers/garage/snapshots", "/api/printers/garage/snapshot.jpg")
+        async with client(second) as owner, client(second) as alice, client(second) as bob, client(second) as anon:
             csrf = await setup_and_login(owner)
             await accept(alice, await invite(owner, csrf, "alice", "operator"), ALICE_PASSWORD)
             await accept(bob, await invite(owner, csrf, "bob", "viewer"), BOB_PASSWORD)
-            for path in ("/api/printers/garage/snapshots", "/api/printers/garage/snapshot.jpg"):
+            for path in paths:
+                assert (await anon.get(path)).status_code == 401, path
                 r = await bob.get(path)
                 assert r.status_code == 403 and "bob is a viewer" in r.json()["error"], path
                 assert (await alice.get(path)).status_code not in (401, 403), path
                 assert (await owner.get(path)).status_code not in (401, 403), path
+            # Changed in the settings: applied live, no restart.
+            web = dataclasses.replace(config.web, camera_access="owner")
+            outcome = await service.reconfigure(dataclasses.replace(config, web=web))
+            assert outcome == {"applied": ["web: the camera is for owners only"], "restart_required": []}
+            assert (await alice.get(paths[0])).status_code == 403
+            assert (await owner.get(paths[0])).status_code == 200
+            web = dataclasses.replace(config.web, camera_access="anyone")
+            outcome = await service.reconfigure(dataclasses.replace(config, web=web))
+            assert outcome["applied"] == ["web: the camera is for anyone on the network"]
+            assert (await anon.get(paths[0])).status_code == 200
         nursery.cancel_scope.cancel()
 
 

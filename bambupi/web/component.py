@@ -107,13 +107,20 @@ class WebComponent:
             task_status.started(port)
 
     async def apply(self, old: Config, new: Config) -> Applied:
-        if _same_but_password(old.web, new.web):
-            return []  # the login reads the password's hash from the file at every try
-        return RESTART
+        if _live_part(old.web) != _live_part(new.web):
+            return RESTART  # where it listens, its limits, the sessions' length
+        # The login reads the password's hash from the file at every try; the Guard asks camera_role at every one.
+        if old.web.camera_role == new.web.camera_role:
+            return []
+        self.web.guard.camera_role = new.web.camera_role
+        who = {None: "anyone on the network", "viewer": "anyone logged in", "operator": "operators and owners",
+               "owner": "owners only"}[new.web.camera_role]
+        return [f"web: the camera is for {who}"]
 
 
-def _same_but_password(old: WebConfig, new: WebConfig) -> bool:
-    return dataclasses.replace(old, admin_password_hash=None) == dataclasses.replace(new, admin_password_hash=None)
+def _live_part(web: WebConfig) -> WebConfig:
+    """What needs a restart to change: all but the password's hash and who sees the camera."""
+    return dataclasses.replace(web, admin_password_hash=None, camera_access=None, camera_requires_login=False)
 
 
 def first_match(routers: list[NativeRouter]) -> NativeRouter:
