@@ -13,5 +13,5 @@ PAGE = Path(__file__).with_name("camera.html")
 
 
 def add_camera_page(app: bottle.Bottle) -> None:
-    # A shell for everyone: the stream, snapshots and history it loads follow web.camera_requires_login.
+    # A shell for everyone: the stream, snapshots and history it loads follow web.camera_access (bambupi/web/login.py).
     expose(app, "GET", "/camera", frame.page(PAGE), Access.ANYONE)
