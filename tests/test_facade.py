@@ -603,6 +603,10 @@ async def test_a_taken_port_fails_the_facade_alone_says_why_and_it_recovers(tmp_
                        what="the facade failed")
         part = await facade_state()
         assert part["ok"] is False and "in use" in part["error"]["message"].lower(), part
+        # Which port and what to change: the bare "Address already in use" names neither (a mosquitto on 8883
+        # on the same Pi is a likely neighbour, and the camera ports are taken the same way).
+        assert f"MQTT: cannot listen on 127.0.0.1:{port}" in part["error"]["message"], part
+        assert "[facade] mqtt_port" in part["error"]["message"], part
         assert box.running.hub.printer("garage")["connection"] == "online"  # the rest keeps running
         taken.close()
         await wait_for(lambda: box.running.facade.mqtt_port == port, what="the facade restarted on its port")

@@ -6,11 +6,12 @@ it serves) is applied live: the servers close and open again with the new settin
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -37,6 +38,30 @@ VERSION_ASK_INTERVAL_S: Final = 600.0  # the printer is asked get_version at mos
 OUTBOX_SIZE: Final = 64
 MAX_COMMANDS_AT_ONCE: Final = 4  # apps' commands waiting for the printer's reply; more are answered "busy"
 REFUSALS_LOGGED: Final = 256  # (app, command) pairs whose refusal was logged once
+
+
+class FacadePortError(Exception):
+    """A port the facade cannot listen on, in words for /healthz and the settings page: which port, which key."""
+
+
+async def _listen(
+    nursery: trio.Nursery, serve: Callable[..., Awaitable[None]], host: str, port: int, *, what: str, key: str
+) -> int:
+    """``serve`` started on ``host:port``; the port it bound. A port that cannot be had says which one and what to
+    change (the bare OSError says only "Address already in use": an owner cannot tell the MQTT port from a camera's,
+    and a mosquitto already on 8883 on the same Pi is a likely neighbour)."""
+    try:
+        bound: int = await nursery.start(serve, host, port)
+    except OverflowError:
+        raise FacadePortError(f"{what}: port {port} is beyond 65535 (lower [facade] {key})") from None
+    except OSError as exc:
+        said = exc.strerror or type(exc).__name__
+        if exc.errno == errno.EADDRINUSE:
+            hint = f"another program listens there: stop it or set [facade] {key} to a free port"
+        else:
+            hint = f"check [facade] host and {key}"
+        raise FacadePortError(f"{what}: cannot listen on {host}:{port} ({said}); {hint}") from None
+    return bound
 
 
 class RequestLink(Protocol):
@@ -174,7 +199,8 @@ class FacadeComponent:
         serving = _Serving(
             config, mqtt, 0, {p.serial: p.id for p in served}, {p.id: p.serial for p in served}, nursery
         )
-        serving.mqtt_port = await nursery.start(mqtt.serve, config.host, config.mqtt_port)
+        serving.mqtt_port = await _listen(nursery, mqtt.serve, config.host, config.mqtt_port, what="MQTT",
+                                          key="mqtt_port")
         for index, printer in enumerate(served):
             info = model_info(printer.model)
             if not self._frames.has(printer.id):  # a printer without a camera
@@ -189,7 +215,10 @@ class FacadeComponent:
             )
             nursery.start_soon(feed.run)
             port = config.camera_port + index if config.camera_port else 0  # 0: each its own free port (tests)
-            serving.camera_ports[printer.id] = await nursery.start(endpoint.serve, config.host, port)
+            serving.camera_ports[printer.id] = await _listen(
+                nursery, endpoint.serve, config.host, port, what=f"{printer.id}'s camera",
+                key="camera_port" if index == 0 else f"camera_port (+{index} for {printer.id})",
+            )
             serving.cameras[printer.id] = endpoint
         self._serving = serving
         nursery.start_soon(self._follow_connections, serving)
