@@ -141,6 +141,13 @@ async def test_one_field_of_each_kind_saved_errors_in_view_and_only_the_plugs_ow
         assert await page.evaluate(f"[{discord_url}.type, {discord_url}.value, {discord_url}.placeholder]") == [
             "password", "", "unchanged (type to replace)"]
         assert "discord-webhook-token" not in await page.evaluate("document.documentElement.outerHTML")
+        # The ntfy channel made a Discord one: its server's address is no webhook, the field empties for one.
+        kind = by_id("notify[0].kind")
+        await choose(page, kind, "discord")
+        assert await page.evaluate(f"[{ntfy_url}.type, {ntfy_url}.value]") == ["password", ""]
+        await choose(page, kind, "ntfy")  # changed its mind: the server typed again, as it was
+        await replace_text(page, ntfy_url, "http://127.0.0.1:9/ntfy-server")
+        assert await page.evaluate(f"{ntfy_url}.type") == "text"
 
         # A phone shows the sections folded but printers and notifications: the rest opens with a tap.
         assert await page.evaluate("[...document.querySelectorAll('details.settings-section')]"

@@ -213,6 +213,9 @@ function followKind(box, spec) {
       field.row.hidden = !box._belongs(field);
       if (field.secretKey) {
         const plain = Boolean(kind && kind.shown.includes(field.key));
+        // An address shown for the old kind is no secret of the new one (an ntfy server is no Discord webhook):
+        // the field empties for the secret to be typed, rather than send the address hidden behind dots.
+        if (!plain && field.control.type === "text") field.control.value = "";
         field.control.type = plain ? "text" : "password";
         if (plain) delete field.control.dataset.secret; else field.control.dataset.secret = "1";
         field.control.placeholder = plain ? "" : field.stored ? KEEP : "";
