@@ -445,3 +445,29 @@ async def test_a_browser_opening_a_page_it_needs_a_login_for_goes_to_the_login_a
             r = await anon.get(path)
             assert r.status_code == 401 and r.json()["status"] == 401
         assert (await anon.get("/invite")).status_code == 200  # the invitation is for people without a login yet
+
+
+def test_the_timeline_names_who_asked_only_for_the_change_their_command_brought(tmp_path: Path) -> None:
+    from bambupi.config import HistoryConfig
+    from bambupi.history.recorder import ASKED_WITHIN_S, JobRecorder
+    from bambupi.printer.tls_pins import PinStore
+
+    now = [0.0]
+    recorder = JobRecorder(
+        None, (), None, HistoryConfig(), energy=None, pins=PinStore(tmp_path / "pins.json"),  # type: ignore[arg-type]
+        scratch=tmp_path, fetch=None, monotonic=lambda: now[0],  # type: ignore[arg-type]
+    )
+    recorder.note_command("garage", "pause", "alice (the page)", None)
+    assert recorder._asked_by("garage", "job_resumed") is None  # another change: not hers, and hers still waits
+    assert recorder._asked_by("garage", "job_paused") == "alice (the page)"
+    assert recorder._asked_by("garage", "job_paused") is None  # once: the next pause is someone else's
+    # Refused or unanswered: the printer's own pause later names no one.
+    recorder.note_command("garage", "pause", "bob (the page)", None)
+    recorder.note_command("garage", "pause", "bob (the page)", False)
+    assert recorder._asked_by("garage", "job_paused") is None
+    # Too long ago: a pause from the printer's screen minutes later is not hers.
+    recorder.note_command("garage", "stop", "alice (the page)", None)
+    now[0] += ASKED_WITHIN_S + 1
+    assert recorder._asked_by("garage", "job_cancelled") is None
+    recorder.note_command("garage", "ledctrl", "alice (the page)", None)  # lights bring no timeline entry
+    assert recorder._asked == {}
