@@ -34,6 +34,11 @@ HANDSHAKE_TIMEOUT_S: Final = 10.0
 CONNECT_TIMEOUT_S: Final = 10.0  # from TLS up to a CONNECT packet
 SEND_TIMEOUT_S: Final = 10.0  # a client that cannot take a packet for this long is dropped
 OUTBOX_SIZE: Final = 512  # queued sends per client before it counts as stuck
+# Connections not yet logged in (TLS handshake, waiting for CONNECT) held at once: each holds a file descriptor for
+# up to the two timeouts above, so a flood of idle connections (a LAN scanner, an app leaking sockets) would use up
+# the process's descriptors (1024 by default) and with them the box's web page, printer link and database. Past
+# this many, a new connection is closed at once; apps logged in are bounded by ``max_clients``.
+MAX_PENDING: Final = 32
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -376,6 +381,7 @@ class MqttServer:
         max_clients: int | None = None,
         outbox_size: int = OUTBOX_SIZE,
         max_packet_size: int = MAX_PACKET_SIZE,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.name = name
         self._password = password
@@ -388,6 +394,9 @@ class MqttServer:
         self._sessions: dict[str, ClientSession] = {}
         self.connections = 0
         self.refused = 0
+        self.max_pending = max_pending
+        self.pending = 0  # connections not yet logged in
+        self.turned_away = 0  # connections closed at once because max_pending were pending
 
     @property
     def connected_clients(self) -> int:
@@ -435,6 +444,10 @@ class MqttServer:
             task_status.started(bound)
 
     async def _serve_client(self, tcp: trio.SocketStream) -> None:
+        if self.pending >= self.max_pending:
+            self.turned_away += 1
+            await trio.aclose_forcefully(tcp)
+            return
         try:
             peer = "{}:{}".format(*tcp.socket.getpeername()[:2])
         except OSError:
@@ -448,11 +461,15 @@ class MqttServer:
             await trio.aclose_forcefully(stream)
 
     async def _converse(self, stream: trio.SSLStream[trio.SocketStream], peer: str) -> None:
-        with trio.fail_after(HANDSHAKE_TIMEOUT_S):
-            await stream.do_handshake()
-        reader = PacketReader(self._max_packet_size)
-        with trio.fail_after(CONNECT_TIMEOUT_S):
-            first = await _next_packet(stream, reader, deadline=math.inf)
+        self.pending += 1
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT_S):
+                await stream.do_handshake()
+            reader = PacketReader(self._max_packet_size)
+            with trio.fail_after(CONNECT_TIMEOUT_S):
+                first = await _next_packet(stream, reader, deadline=math.inf)
+        finally:
+            self.pending -= 1
         if first.type != PacketType.CONNECT:
             raise ClientGone(f"first packet was type {first.type}, not CONNECT")
         try:

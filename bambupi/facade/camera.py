@@ -33,6 +33,7 @@ from PIL import Image
 
 from bambupi.camera.frames import CameraGone, Frame
 from bambupi.camera.jpeg import AUTH_SIZE, USERNAME, frame_header, parse_auth
+from bambupi.mqtt_server import MAX_PENDING
 from bambupi.state_hub import CameraStatus
 
 log = logging.getLogger("bambupi.facade")
@@ -171,6 +172,7 @@ class CameraEndpoint:
         *,
         off: Callable[[], str | None],
         max_clients: int,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.feed = feed
         self._code = access_code
@@ -181,6 +183,9 @@ class CameraEndpoint:
         self.connections = 0
         self.clients = 0
         self.refused = 0
+        self.max_pending = max_pending  # connections before their auth packet, as the MQTT server's (file descriptors)
+        self.pending = 0
+        self.turned_away = 0
 
     async def serve(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -192,6 +197,10 @@ class CameraEndpoint:
             task_status.started(bound)
 
     async def _serve_client(self, tcp: trio.SocketStream) -> None:
+        if self.pending >= self.max_pending:
+            self.turned_away += 1
+            await trio.aclose_forcefully(tcp)
+            return
         self.connections += 1
         stream = trio.SSLStream(tcp, self._ssl_context, server_side=True)
         try:
@@ -202,14 +211,18 @@ class CameraEndpoint:
             await trio.aclose_forcefully(stream)
 
     async def _converse(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
-        with trio.fail_after(AUTH_TIMEOUT_S):
-            await stream.do_handshake()
-            packet = b""
-            while len(packet) < AUTH_SIZE:
-                chunk = await stream.receive_some(AUTH_SIZE - len(packet))
-                if not chunk:
-                    return
-                packet += chunk
+        self.pending += 1
+        try:
+            with trio.fail_after(AUTH_TIMEOUT_S):
+                await stream.do_handshake()
+                packet = b""
+                while len(packet) < AUTH_SIZE:
+                    chunk = await stream.receive_some(AUTH_SIZE - len(packet))
+                    if not chunk:
+                        return
+                    packet += chunk
+        finally:
+            self.pending -= 1
         auth = parse_auth(packet)
         if auth is None or auth[0] != USERNAME or not hmac.compare_digest(auth[1].encode("latin-1"), self._code):
             self.refused += 1
