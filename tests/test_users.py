@@ -19,10 +19,23 @@ import trio
 from bambupi.config import load_config
 from bambupi.passwords import hash_password
 from bambupi.service import Service
+from bambupi.sim.plug import SimulatedPlug
 from bambupi.sim.simulator import Simulator
 from bambupi.web.auth import Sessions
 from bambupi.web.users import OWNER_NAME, UsersError, UsersFileError, UserStore, code_digest, normalise_code
-from tests.support import CODE, CSRF, PASSWORD, SERIAL, Box, fill, online, setup_and_login, start_box, wait_for
+from tests.support import (
+    CODE,
+    CSRF,
+    PASSWORD,
+    PLUGGED_PRINTER,
+    SERIAL,
+    Box,
+    fill,
+    online,
+    setup_and_login,
+    start_box,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -471,3 +484,31 @@ def test_the_timeline_names_who_asked_only_for_the_change_their_command_brought(
     assert recorder._asked_by("garage", "job_cancelled") is None
     recorder.note_command("garage", "ledctrl", "alice (the page)", None)  # lights bring no timeline entry
     assert recorder._asked == {}
+
+
+async def test_an_operator_switches_the_plug_a_viewer_cannot_and_the_log_names_who(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bambupi.power")
+    async with trio.open_nursery() as nursery:
+        sim = Simulator("P1S", SERIAL, CODE, scenario="idle", time_scale=100)
+        await nursery.start(sim.run)
+        plug = await nursery.start(SimulatedPlug(sim.printer).run)
+        path = tmp_path / "bambupi.toml"
+        path.write_text(PLUGGED_PRINTER.format(serial=SERIAL, code=CODE, mqtt_port=sim.mqtt_port, plug_url=plug.url)
+                        + f'\n[storage]\npath = "{tmp_path}/bambupi.sqlite3"\n')
+        config, _ = load_config(path)
+        service_running = await nursery.start(Service(config, storage_folder=tmp_path).run)
+        box = Box(sim, service_running, f"http://127.0.0.1:{service_running.port}", path)
+        async with client(box) as owner, client(box) as alice, client(box) as bob:
+            csrf = await setup_and_login(owner)
+            alice_csrf = await accept(alice, await invite(owner, csrf, "alice", "operator"), ALICE_PASSWORD)
+            bob_csrf = await accept(bob, await invite(owner, csrf, "bob", "viewer"), BOB_PASSWORD)
+            r = await bob.post("/api/printers/garage/plug", json={"on": False}, headers={CSRF: bob_csrf})
+            assert r.status_code == 403 and plug.on
+            r = await alice.post("/api/printers/garage/plug", json={"on": False, "confirm": True},
+                                 headers={CSRF: alice_csrf})
+            assert r.status_code == 200, r.text
+            assert not plug.on
+            assert "garage: plug switched off by alice (the page)" in [rec.getMessage() for rec in caplog.records]
+        nursery.cancel_scope.cancel()

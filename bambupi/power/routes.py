@@ -101,6 +101,8 @@ def add_power_routes(app: bottle.Bottle, hub: StateHub, power: PowerService, sto
         cancelled, status = trio.from_thread.run_sync(
             lambda: (power.cancel_auto_off(printer_id), power.auto_off.status(printer_id))
         )
+        if cancelled:
+            log.info("%s: auto-off cancelled by %s", printer_id, caller_origin())
         # Nothing pending is no error, but the answer says so, with the current state of auto-off.
         return {"printer": printer_id, "cancelled": cancelled, "auto_off": status}
 
