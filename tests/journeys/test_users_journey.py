@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.browser import ARTIFACTS, Page, chromium
 from tests.journeys.harness import PHONE, Journey, journey, tap
+from tests.journeys.look import DESKTOP, NARROW, axe, axe_source, overflow, set_size, small_targets
 
 WAIT = 30  # generous: a busy CPU only slows the waits, it never fails them
 
@@ -22,6 +23,18 @@ def text(j: Journey, field: str) -> str:
 
 def command(j: Journey, name: str) -> str:
     return j.card(f'button[data-command="{name}"]')
+
+
+async def fits(page: Page, what: str) -> None:
+    """The page as it is now (filled by its script) at phone size, at 320 px and at desktop size: nothing wider
+    than the screen, every tap target 44 px, no serious axe-core violation (tests/journeys/look.py)."""
+    found = [f"axe: {p}" for p in await axe(page, axe_source())]
+    for width, height, mobile in ((PHONE[0], PHONE[1], True), (NARROW, 640, True), (*DESKTOP, False)):
+        await set_size(page, width, height, mobile=mobile)
+        found += [f"{width} px overflow: {p}" for p in await overflow(page, width)]
+        found += [f"{width} px small target: {p}" for p in await small_targets(page)]
+    await set_size(page, *PHONE, mobile=True)
+    assert found == [], (what, found)
 
 
 async def type_into(page: Page, element_id: str, value: str) -> None:
@@ -41,6 +54,7 @@ async def invite(page: Page, j: Journey, name: str, role: str) -> str:
     )
     await page.wait_for(f"document.querySelector('#invites li[data-invite=\"{name}\"]') != null", WAIT)
     await page.screenshot(ARTIFACTS / f"journey-users-invite-{name}-390.png")
+    await fits(page, "/users with an invitation shown")
     link: str = await page.evaluate("document.getElementById('shown-link').href")
     code: str = await page.evaluate("document.getElementById('shown-code').textContent")
     assert link == f"{j.base}/invite#code={code}"
@@ -54,6 +68,7 @@ async def accept(page: Page, link: str, name: str, role: str, password: str) -> 
     # The code is taken out of the address bar once read.
     assert "code" not in await page.evaluate("location.href")
     await page.screenshot(ARTIFACTS / f"journey-users-accept-{name}-390.png")
+    await fits(page, "/invite")
     await type_into(page, "password", password)
     await type_into(page, "again", password)
     await tap(page, "document.getElementById('submit')")
@@ -86,6 +101,7 @@ async def test_an_operator_pauses_cannot_open_settings_and_is_named_in_the_log(t
             )
             assert await alice.evaluate("document.getElementById('form')") is None  # no settings form at all
             await alice.screenshot(ARTIFACTS / "journey-users-operator-settings-390.png")
+            await fits(alice, "the settings refused")
 
             # The link worked once: opened again (here in alice's browser) it says why not.
             await alice.navigate(link)
@@ -119,6 +135,7 @@ async def test_an_operator_pauses_cannot_open_settings_and_is_named_in_the_log(t
                 "Signed in as alice (operator)."
             )
             await alice.screenshot(ARTIFACTS / "journey-users-sessions-390.png")
+            await fits(alice, "/sessions")
             await tap(alice, "document.getElementById('end-all')")
             await alice.wait_for("location.pathname === '/login'", WAIT)
             assert await alice.evaluate("fetch('/api/sessions').then((r) => r.status)") == 401
