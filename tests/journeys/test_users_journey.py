@@ -1,7 +1,8 @@
 """Users and roles on a phone (issue 19): the owner invites alice as an operator and bob as a viewer from /users,
 each opens the link in their own browser and chooses a password; alice pauses the print but the settings page tells
 her it is the owner's; bob watches and has no controls (a pause he forges is refused); the link works once; the
-MQTT log and the job's timeline name alice as who paused; alice signs out everywhere from /sessions.
+MQTT log and the job's timeline name alice as who paused; alice signs out everywhere from /sessions; the owner
+makes bob an operator (his controls appear) and then removes him (signed out at once).
 
 Each person is a Chromium of their own (their own cookies), at 390x844, against the real service and the simulator.
 """
@@ -166,6 +167,16 @@ async def test_a_viewer_watches_without_controls_and_cannot_pause(tmp_path: Path
             assert answer == [403, "this needs an operator's or the owner's login: bob is a viewer"]
             assert j.sim.printer.gcode_state == "RUNNING"
             assert "Printing" in await bob.evaluate(text(j, "state"))
+
+            # The owner makes bob an operator on /users: his next page has the controls, no new login needed.
+            await owner.navigate(j.base + "/users")
+            role = "document.querySelector('#people li[data-user=\"bob\"] select')"
+            await owner.wait_for(f"{role}?.value === 'viewer'", WAIT)
+            await owner.evaluate(f"{role}.value = 'operator'; {role}.dispatchEvent(new Event('change'))")
+            await owner.wait_for("document.getElementById('message').textContent === 'bob is now operator.'", WAIT)
+            await bob.navigate(j.base + "/")
+            await bob.wait_for(f"{command(j, 'pause')} && !{command(j, 'pause')}.disabled", WAIT)
+            assert await bob.evaluate(j.card(".viewer-only") + " == null")
 
             # The owner removes bob: his next look at his sessions finds him signed out.
             await owner.navigate(j.base + "/users")
