@@ -44,7 +44,7 @@ class Chart:
 
 
 def chart(
-    series: Sequence[Sequence[Any]], *, end: float, hours: float = CHART_HOURS, width: int = 600, height: int = 140
+    series: Sequence[Sequence[Any]], *, end: float, hours: float = CHART_HOURS, width: int = 360, height: int = 150
 ) -> Chart:
     """Watts over the last ``hours`` as a line scaled into ``width`` × ``height``."""
     start = end - hours * 3600
