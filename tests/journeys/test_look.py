@@ -1,8 +1,9 @@
 """One look across every page (issue 19), in headless Chromium against the real service and the simulated printer:
 every page the box serves (listed from its routes, so a new page is covered by itself) at 390 x 844 and
-1280 x 800, signed in as the owner with a print under way, a plug and a camera: no sideways scrolling, every tap
-target at least 44 px, axe-core without serious or critical violations in the light and the dark theme; and the
-text fits a 320 px phone. The frame itself: the same menu on every page, the current page marked, who is signed in.
+1280 x 800, signed in as the owner with a print under way, a plug and a camera, and at 390 x 844 not signed in:
+no sideways scrolling, every tap target at least 44 px, axe-core without serious or critical violations in the
+light and the dark theme; and the text fits a 320 px phone. The frame itself: the same menu on every page, the
+current page marked, who is signed in.
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ async def test_every_page_fits_a_phone_and_a_desktop_with_big_targets_and_no_axe
                 found = await problems_of(page, width, source)
                 if found:
                     report[f"{path} ({width})"] = found
+        # Someone not signed in (watching is open on the LAN) sees other parts: "Log in to control", hints.
+        await set_size(page, *PHONE, mobile=True)
+        await page.evaluate("document.getElementById('logout').click()")
+        await page.wait_for("!document.getElementById('login-link').hidden", HANG_S)
+        for path in paths:
+            await open_settled(page, j, path)
+            found = await problems_of(page, PHONE[0], source)
+            if found:
+                report[f"{path} (390, not signed in)"] = found
         assert not report, "\n".join(f"{where}:\n  " + "\n  ".join(found) for where, found in report.items())
         assert page.exceptions == []
 
