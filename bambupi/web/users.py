@@ -8,7 +8,8 @@ The first owner is not in this file: their password stays ``web.admin_password_h
 `bambupi set-password` and the first visit put it), so a box from before users existed keeps its password with
 nothing to migrate, and the owner can always log in, even when this file is broken or the disk is full (a login
 only reads; sessions live in memory). A broken file is reported and never overwritten: the people in it must not be
-lost because one byte was; the owner fixes or removes it over SSH.
+lost because one byte was; the owner fixes or removes it over SSH, and the next request reads it again (one stat per
+look, as the owner's hash follows the config file).
 
 An invitation's code is shown once; only its SHA-256 is kept (a code is 80 random bits, so a fast hash suffices:
 there is nothing to guess from it). It works once and expires.
@@ -21,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
 import threading
@@ -51,6 +53,7 @@ _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 # Crockford's base32 without the letters that look like digits: a code can be read aloud and typed on a phone.
 _CODE_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CODE_GROUPS: Final = 4  # 4 groups of 4 characters: 80 bits
+_NOT_READ: Final = (-1, -1, -1)  # no file has this identity: the first look reads it
 
 
 class UsersError(Exception):
@@ -131,42 +134,40 @@ class UserStore:
         self._users: dict[str, User] = {}  # by lower-cased name
         self._invites: dict[str, Invite] = {}  # by id
         self.problem: str | None = None  # why the file could not be read (then it is never written)
-        self._load()
+        self._seen: tuple[int, int, int] | None = _NOT_READ  # the file as last read or written (see _follow)
+        self._follow()
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def _load(self) -> None:
-        try:
-            with open(self.path, "rb") as file:
-                raw = file.read(MAX_FILE_BYTES + 1)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            self._broken(exc.strerror or type(exc).__name__)
-            return
-        try:
-            if len(raw) > MAX_FILE_BYTES:
-                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-            users, invites = _parse(json.loads(raw))
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            self._broken(str(exc) if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError)
-                         else "not a users file bambupi wrote")
-            return
-        self._users = {u.name.lower(): u for u in users}
-        self._invites = {i.id: i for i in invites}
-
-    def _broken(self, why: str) -> None:
-        self.problem = f"{self.path} cannot be read ({why}): only the owner can log in; fix or remove the file"
-        log.error("%s", self.problem)
+    def _follow(self) -> None:
+        """Read the file again when it changed since it was last read or written (one stat): the owner fixing
+        or removing it over SSH needs no restart."""
+        seen = _identity(self.path)
+        with self._lock:
+            if seen == self._seen:
+                return
+        users, invites, problem = _read(self.path)
+        with self._lock:
+            self._seen = seen
+            self._users = {u.name.lower(): u for u in users}
+            self._invites = {i.id: i for i in invites}
+            changed, self.problem = problem != self.problem, problem
+        if changed and problem is not None:
+            log.error("%s", problem)
+        elif changed:
+            log.info("%s can be read again", self.path)
 
     def user(self, name: str) -> User | None:
+        self._follow()
         with self._lock:
             return self._users.get(name.lower())
 
     def users(self) -> list[User]:
+        self._follow()
         with self._lock:
             return sorted(self._users.values(), key=lambda u: u.created_at)
 
     def invites(self) -> list[Invite]:
+        self._follow()
         now = self._clock()
         with self._lock:
             return sorted((i for i in self._invites.values() if i.expires_at > now), key=lambda i: i.created_at)
@@ -181,6 +182,7 @@ class UserStore:
 
     def invite_for(self, code: str) -> Invite | None:
         """The invitation ``code`` opens, if it is still open (not used, not expired, not withdrawn)."""
+        self._follow()
         digest = code_digest(code)
         now = self._clock()
         with self._lock:
@@ -199,6 +201,7 @@ class UserStore:
             raise UsersError(f"role: one of {', '.join(ROLES)}")
         if not 0 < hours <= MAX_INVITE_HOURS:
             raise UsersError(f"hours: between 0 and {MAX_INVITE_HOURS:g}")
+        self._follow()  # a hand edit since the last look is not undone
         code = new_code()
         now = self._clock()
         invite = Invite(secrets.token_hex(6), code_digest(code), name, role, now, now + hours * 3600)
@@ -216,6 +219,7 @@ class UserStore:
         return invite, code
 
     def withdraw(self, invite_id: str) -> bool:
+        self._follow()
         with self._lock:
             if invite_id not in self._invites:
                 return False
@@ -230,6 +234,7 @@ class UserStore:
         if problem is not None:
             raise UsersError(f"password: {problem}")
         password_hash = hash_password(password)  # before the lock: scrypt takes a while on a Pi
+        self._follow()
         digest = code_digest(code)
         now = self._clock()
         with self._lock:
@@ -254,6 +259,7 @@ class UserStore:
     def set_role(self, name: str, role: Role) -> User:
         if role not in ROLES:
             raise UsersError(f"role: one of {', '.join(ROLES)}")
+        self._follow()
         with self._lock:
             user = self._users.get(name.lower())
             if user is None:
@@ -268,6 +274,7 @@ class UserStore:
         if problem is not None:
             raise UsersError(f"password: {problem}")
         password_hash = hash_password(password)
+        self._follow()
         with self._lock:
             user = self._users.get(name.lower())
             if user is None:
@@ -277,6 +284,7 @@ class UserStore:
         log.info("%s chose a new password", user.name)
 
     def remove(self, name: str) -> bool:
+        self._follow()
         with self._lock:
             if name.lower() not in self._users:
                 return False
@@ -307,6 +315,39 @@ class UserStore:
             log.error("could not write %s: %s", self.path, exc.strerror or exc)
             raise UsersFileError(f"could not save to {self.path} ({exc.strerror or type(exc).__name__})") from None
         self._users, self._invites = users, invites
+        self._seen = _identity(self.path)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """What changes whenever the file is rewritten (an atomic rename gives it a new inode)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read(path: Path) -> tuple[list[User], list[Invite], str | None]:
+    """The users and invitations in ``path`` (none when it does not exist), or why it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return [], [], None
+    except OSError as exc:
+        return [], [], _broken(path, exc.strerror or type(exc).__name__)
+    try:
+        if len(raw) > MAX_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+        users, invites = _parse(json.loads(raw))
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        why = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, json.JSONDecodeError) else ""
+        return [], [], _broken(path, why or "not a users file bambupi wrote")
+    return users, invites, None
+
+
+def _broken(path: Path, why: str) -> str:
+    return f"{path} cannot be read ({why}): only the owner can log in; fix or remove the file"
 
 
 def _parse(document: Any) -> tuple[list[User], list[Invite]]:
