@@ -108,3 +108,20 @@ async def test_a_viewer_sees_the_countdown_without_its_cancel(tmp_path: Path) ->
         await page.wait_for(f"/^off in /.test({countdown}?.textContent ?? '')", HANG_S)
         assert await page.evaluate(f"{card(j, '[data-auto-off-cancel]')} == null")
         assert page.exceptions == []
+
+
+async def test_a_card_whose_camera_needs_a_login_says_so_and_shows_it_once_signed_in(tmp_path: Path) -> None:
+    async with journey(tmp_path, camera=True) as j:
+        # web.camera_access = "viewer": the camera is for people with an account (the box restarts with it).
+        j.config_path.write_text(j.config_path.read_text().replace("[web]\n", '[web]\ncamera_access = "viewer"\n', 1))
+        await j.restart_service()
+        j.sim.printer.start_print("bracket", layers=40, minutes=120)
+        page = await j.phone()
+        await page.navigate(j.base + "/")
+        word = card(j, ".live-word")
+        await page.wait_for(f"{word}?.textContent === 'log in to see the camera'", HANG_S)
+        assert await page.evaluate(f"{card(j, 'img[data-live]')}.naturalWidth") == 0
+        await j.set_password(page)
+        await page.wait_for(f"{card(j, 'img[data-live]')}?.naturalWidth > 0", HANG_S)
+        assert (await page.evaluate(f"{word}.textContent")).startswith("live")
+        assert page.exceptions == []

@@ -313,7 +313,8 @@ function renderLive(p) {
 
 async function refreshLive(img) {
   const id = img.dataset.live;
-  if (liveBusy.has(id)) return;
+  // Refused (a login needed, or the camera not shared with this person's role): asked again once the session changes.
+  if (liveBusy.has(id) || img.dataset.refused === String(session.csrf)) return;
   liveBusy.add(id);
   const word = img.parentElement.querySelector(".live-word");
   try {
@@ -325,8 +326,11 @@ async function refreshLive(img) {
       liveUrls[id] = url;
       img.alt = `Camera picture of ${printers[id] ? printers[id].name : id}, ${clock(new Date())}`;
       word.textContent = `live · ${clock(new Date())}`;
+    } else if (r.status === 401 || r.status === 403) {
+      word.textContent = r.status === 401 ? "log in to see the camera" : "the camera is not shared with you";
+      img.dataset.refused = String(session.csrf);
     } else {
-      word.textContent = r.status === 401 ? "log in to see the camera" : "no picture now";
+      word.textContent = "no picture now";
     }
   } catch {
     word.textContent = "no picture now";
