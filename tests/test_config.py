@@ -609,6 +609,32 @@ def test_storage_falls_back_when_folder_is_read_only(tmp_path: Path, data_home: 
         folder.chmod(0o755)
 
 
+def test_a_database_already_there_stays_when_its_folder_turns_read_only(
+    tmp_path: Path, data_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An SD card the kernel remounted read-only: the box's database, pins and facade certificate are there. A
+    # fresh folder elsewhere would trust the next printer certificate afresh and hide the history.
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "bambupi.sqlite3").write_bytes(b"")
+    monkeypatch.setattr("bambupi.config.paths._unwritable", lambda path: "Read-only file system")
+    assert resolve_storage_path(folder / "bambupi.sqlite3", explicit=True) == folder / "bambupi.sqlite3"
+    # Nothing there yet (a developer's machine without /var/lib/bambupi): the fallback as before.
+    assert resolve_storage_path(folder / "other.sqlite3", explicit=True) == data_home / "bambupi" / "other.sqlite3"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the test above covers root")
+def test_a_database_in_a_read_only_folder_is_kept(tmp_path: Path, data_home: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "db.sqlite3").write_bytes(b"")
+    folder.chmod(0o555)
+    try:
+        assert resolve_storage_path(folder / "db.sqlite3", explicit=False) == folder / "db.sqlite3"
+    finally:
+        folder.chmod(0o755)
+
+
 def test_user_data_dir_defaults_to_local_share(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

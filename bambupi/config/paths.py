@@ -51,9 +51,14 @@ def resolve_storage_path(configured: Path, *, explicit: bool) -> Path:
 
     ``explicit`` says the path came from the config file (the warning then names ``storage.path``).
     The fallback is logged once per path.
+
+    A database that is already there stays where it is, even when its folder cannot be written now (an SD card
+    the kernel remounted read-only): beside it are the printers' certificate pins and the facade's certificate,
+    which a fresh folder would silently replace (trusting whatever certificate a printer shows next, and a new one
+    for every app), and its history would seem gone. The parts that cannot write then say so in /healthz.
     """
     why = _unwritable(configured.parent)
-    if why is None:
+    if why is None or configured.is_file():
         return configured
     fallback = user_data_dir() / configured.name
     if configured not in _fallbacks_logged:
