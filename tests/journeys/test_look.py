@@ -17,7 +17,7 @@ import httpx
 
 from tests.browser import Page
 from tests.history_data import fill
-from tests.journeys.harness import HANG_S, PRINTER, Journey, journey
+from tests.journeys.harness import HANG_S, PRINTER, Journey, journey, tap
 from tests.journeys.look import DESKTOP, NARROW, PHONE, axe, axe_source, overflow, set_size, small_targets, theme
 from tests.support import wait_for
 
@@ -98,7 +98,9 @@ async def test_every_page_fits_a_phone_and_a_desktop_with_big_targets_and_no_axe
                     report[f"{path} ({width})"] = found
         # Someone not signed in (watching is open on the LAN) sees other parts: "Log in to control", hints.
         await set_size(page, *PHONE, mobile=True)
-        await page.evaluate("document.getElementById('logout').click()")
+        await open_settled(page, j, "/")
+        await page.wait_for("!document.getElementById('logout').hidden", HANG_S)
+        await tap(page, "document.getElementById('logout')")
         await page.wait_for("!document.getElementById('login-link').hidden", HANG_S)
         for path in paths:
             await open_settled(page, j, path)
@@ -133,7 +135,7 @@ async def test_the_frame_is_the_same_on_every_page_and_text_fits_320_px(tmp_path
             assert await overflow(page, NARROW) == [], path
         # Log out from the frame of a page that is not the dashboard: the menu offers Log in again.
         await open_settled(page, j, "/history")
-        await page.evaluate("document.getElementById('logout').click()")
+        await tap(page, "document.getElementById('logout')")
         await page.wait_for("!document.getElementById('login-link').hidden && document.getElementById('whoami').hidden",
                             HANG_S)
         assert page.exceptions == []

@@ -101,7 +101,8 @@ async def test_a_viewer_sees_the_countdown_without_its_cancel(tmp_path: Path) ->
         j.sim.printer.tick_s = 0.1
         page = await j.phone()
         await j.set_password(page)
-        await page.evaluate("document.getElementById('logout').click()")
+        await page.wait_for("!document.getElementById('logout').hidden", HANG_S)  # shown once the session is known
+        await tap(page, "document.getElementById('logout')")
         await page.wait_for("!document.getElementById('login-link').hidden", HANG_S)
         j.sim.printer.start_print("cube", layers=5, minutes=1)
         countdown = card(j, "[data-field=auto-off] .countdown")

@@ -34,6 +34,7 @@
   }
 
   async function logOut() {
+    if (!window.bambupiSession) await load();  // the token comes with the session
     const csrf = (window.bambupiSession && window.bambupiSession.csrf) || "";
     try {
       await fetch("/api/logout", { method: "POST", headers: { "X-CSRF-Token": csrf } });
