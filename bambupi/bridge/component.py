@@ -195,7 +195,7 @@ class BridgeComponent:
         session: BrokerSession | None = None
         try:
             session = BrokerSession(
-                settings, availability_topic=topics.availability, subscriptions=(topics.commands,),
+                settings, availability_topic=topics.availability, subscriptions=(topics.commands, topics.configs),
                 on_message=self._on_message, on_up=lambda: self._up(session),
             )
             if self.state != "disconnected":
@@ -390,8 +390,13 @@ class BridgeComponent:
 
     # -- commands -----------------------------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        """A message on ``<prefix>/+/command`` (in trio's thread); queued for :meth:`_take_commands`."""
-        printer_id = topics_of(self.settings).command_printer(topic)
+        """A message on ``<prefix>/+/command`` (in trio's thread); queued for :meth:`_take_commands`. Or a discovery
+        config the broker kept: one of this box's for a printer it no longer has is cleared (:meth:`_stale`)."""
+        topics = topics_of(self.settings)
+        if retained and topic.startswith(f"{topics.discovery}/"):
+            self._stale(topics, topic, payload)
+            return
+        printer_id = topics.command_printer(topic)
         if printer_id is None or self._commands is None:
             return
         if not payload:
@@ -406,6 +411,19 @@ class BridgeComponent:
             self._commands.send_nowait((printer_id, payload))
         except trio.WouldBlock:
             self._result(printer_id, None, "refused", "too many commands at once; try again")
+
+    def _stale(self, topics: Topics, topic: str, payload: bytes) -> None:
+        """A printer removed while the box was off or away from the broker (the config file edited, the settings
+        saved while the broker was down): nothing in memory says its device is there, but its retained configs,
+        state and availability would leave a dead device in Home Assistant for good. Cleared like a removal."""
+        printer_id = topics.stale_config(topic, payload, self._printers)
+        if printer_id is None:
+            return
+        leaves = {topics.printer(printer_id, leaf) for leaf in PRINTER_LEAVES}
+        if not leaves <= self._gone:
+            log.info("home broker: %s is no longer on this box; removing it from Home Assistant", printer_id)
+        self._gone |= {topic, *leaves}
+        self._poke()
 
     async def _take_commands(self, receive: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
         async for printer_id, payload in receive:

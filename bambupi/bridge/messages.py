@@ -19,7 +19,7 @@ Discovery follows https://www.home-assistant.io/integrations/mqtt/#mqtt-discover
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -77,6 +77,32 @@ class Topics:
 
     def config(self, component: str, printer_id: str, object_id: str) -> str:
         return f"{self.discovery}/{component}/bambupi_{printer_id}/{object_id}/config"
+
+    @property
+    def configs(self) -> str:
+        """The subscription that finds every discovery config kept on the broker (to clear this box's stale ones)."""
+        return f"{self.discovery}/+/+/+/config"
+
+    def stale_config(self, topic: str, payload: bytes, printers: Collection[str]) -> str | None:
+        """The printer id of a retained discovery config this box published for a printer it no longer has, or
+        None. Whose it is tells its availability list: this box's own topic (another box on the same broker has its
+        own prefix, and anything else is not bambupi's)."""
+        head, _, rest = topic.partition(f"{self.discovery}/")
+        parts = rest.split("/")
+        if head or len(parts) != 4 or parts[3] != "config" or not parts[1].startswith("bambupi_") or not payload:
+            return None
+        printer_id = parts[1].removeprefix("bambupi_")
+        if printer_id in printers:
+            return None
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return None
+        entries = config.get("availability") if isinstance(config, dict) else None
+        ours = isinstance(entries, list) and any(
+            isinstance(entry, dict) and entry.get("topic") == self.availability for entry in entries
+        )
+        return printer_id if ours else None
 
 
 def topics_of(settings: BridgeConfig) -> Topics:
