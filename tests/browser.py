@@ -43,6 +43,10 @@ class CdpError(Exception):
     pass
 
 
+# What Chromium answers when the page it evaluated in navigated away meanwhile.
+NAVIGATING = ("navigated or closed", "Execution context was destroyed", "Cannot find context")
+
+
 class Page:
     """One tab, driven over its own DevTools WebSocket."""
 
@@ -88,7 +92,13 @@ class Page:
         """Poll ``expression`` until it is truthy; returns its value. Raises TooSlowError after ``timeout`` (a hang)."""
         with trio.fail_after(timeout):
             while True:
-                value = await self.evaluate(expression)
+                try:
+                    value = await self.evaluate(expression)
+                except CdpError as exc:
+                    # A navigation (a tapped link, a reload) replaced the document while we asked: ask the new one.
+                    if not any(words in str(exc) for words in NAVIGATING):
+                        raise
+                    value = None
                 if value:
                     return value
                 await trio.sleep(interval)
@@ -100,7 +110,8 @@ class Page:
 
     async def navigate(self, url: str) -> None:
         await self.send("Page.navigate", url=url)
-        await self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", timeout=10)
+        # Bounds a hang only: a busy CI machine may take long to load a page.
+        await self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", timeout=60)
 
     async def screenshot(self, path: Path) -> Path:
         data = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)
