@@ -36,11 +36,11 @@ from typing import Any, NotRequired, TypedDict
 import trio
 
 from bambupi.config import PrinterConfig
-from bambupi.history.grams import live_job_file
 from bambupi.printer.capture import MqttCapture
 from bambupi.printer.events import EndingSoon, ending_soon
 from bambupi.printer.events import Event as Event  # the consumers' event type, re-exported
 from bambupi.printer.events import events as derive_events
+from bambupi.printer.grams import live_job_file
 from bambupi.printer.hms import CANCELLED_RESULT, HmsEntry, decode_hms
 from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.phase import IN_JOB, Phase, job_phase, phase

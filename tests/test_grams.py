@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from bambupi.history.grams import live_job_file, progress_fraction, used_grams
+from bambupi.printer.grams import live_job_file, progress_fraction, used_grams
 from bambupi.state_hub import StateHub
 from tests.support import printer_config, report
 

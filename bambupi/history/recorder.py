@@ -2,7 +2,7 @@
 
 When a job starts its row is written and its 3MF is fetched from the printer in the background (bambupi.jobfile,
 bounded by ``[history] fetch_timeout_s`` and ``max_file_mb``); the card shows "fetching", then the planned grams
-(the hub adds the used grams live, bambupi.history.grams), or why the grams are unknown. Each planned filament is
+(the hub adds the used grams live, bambupi.printer.grams), or why the grams are unknown. Each planned filament is
 matched to the tray it came from. When the job ends the power service closes its energy count, and the row gets its
 end, the grams used (all planned on finish, the printed share on a failure or cancel) and, for a failed job, the
 error's code and text; the spools inventory subtracts the grams. Its timeline (paused, resumed, HMS raised and
@@ -31,9 +31,9 @@ import trio
 
 from bambupi.config import HistoryConfig, PrinterConfig
 from bambupi.database import Database, DatabaseError, JobEnd, JobFilamentUse
-from bambupi.history.grams import progress_fraction, used_grams
 from bambupi.jobfile.fetch import FtpsTarget, JobFileLimits
 from bambupi.jobfile.threemf import JobFile, JobFileError, PlannedFilament
+from bambupi.printer.grams import progress_fraction, used_grams
 from bambupi.printer.phase import IN_JOB, job_phase
 from bambupi.printer.tls_pins import PinStore
 
@@ -580,7 +580,7 @@ class JobRecorder:
             "plate": found.plate if found else None,
             "predicted_s": found.predicted_s if found else None,
             "planned_g": _planned_g(found) if found else None,
-            "used_g": None,  # the hub adds it (bambupi.history.grams)
+            "used_g": None,  # the hub adds it (bambupi.printer.grams)
             "filaments": filaments,
             "thumbnail": f"/api/jobs/{job.row}/thumbnail" if thumbnail else None,
         })
