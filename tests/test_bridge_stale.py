@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from bambupi.bridge.messages import Topics
 from bambupi.config import load_config
 from bambupi.service import Running, Service
 from bambupi.sim.simulator import Simulator
@@ -86,3 +87,18 @@ async def test_a_printer_removed_while_the_box_was_off_leaves_home_assistant(tmp
             assert ha.json(OTHER_BOX) == json.loads(OTHER_CONFIG)
             assert ha.json(ZIGBEE) == {"state_topic": "zigbee2mqtt/sensor"}
         nursery.cancel_scope.cancel()
+
+
+def test_only_this_box_s_configs_of_printers_it_no_longer_has_are_stale() -> None:
+    topics = Topics("bambupi", "homeassistant")
+    ours = json.dumps({"availability": [{"topic": "bambupi/availability"}, {"topic": "bambupi/old/availability"}]})
+    config = "homeassistant/sensor/bambupi_old/progress/config"
+    assert topics.stale_config(config, ours.encode(), {"garage"}) == "old"
+    assert topics.stale_config(config, ours.encode(), {"old"}) is None  # still on the box
+    assert topics.stale_config(config, b"", {"garage"}) is None  # already cleared
+    assert topics.stale_config(config, OTHER_CONFIG.encode(), {"garage"}) is None  # another box's
+    for junk in (b"not json", b"[]", b'{"availability": "bambupi/availability"}', b'{"availability": [1, "x"]}'):
+        assert topics.stale_config(config, junk, {"garage"}) is None
+    for topic in ("homeassistant/sensor/0x1234/progress/config", "homeassistant/sensor/bambupi_old/config",
+                  "ha/sensor/bambupi_old/progress/config", "homeassistant/sensor/bambupi_old/progress/state"):
+        assert topics.stale_config(topic, ours.encode(), {"garage"}) is None
