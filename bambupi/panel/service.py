@@ -359,7 +359,11 @@ class Panel:
         if sound is not None and self.buzzer is not None:
             self.buzzer.play(sound)
         self._activity = now
-        self.lighting.wake(now)  # any printer event wakes a sleeping box
+        # Any printer event wakes a sleeping box, but a printer falling silent: after its plug went off that is the
+        # expected end, not activity (the box lit up for a minute in the dark, a minute after it). A box awake sees
+        # the loss on its LEDs anyway; asleep, every printer already counts as off.
+        if event.get("kind") != "connection_lost":
+            self.lighting.wake(now)
         self._poke()
 
     def short_press(self) -> None:
