@@ -59,3 +59,39 @@ async def test_the_printer_falling_silent_after_its_plug_went_off_does_not_wake_
         assert panel.screen.on and panel.status()["brightness"]["mode"] == "day"
         nursery.cancel_scope.cancel()
     panel.factory.reset()
+
+
+async def test_a_printer_its_plug_switched_off_is_no_offline_fault_beside_its_finished_print(
+    autojump_clock: Any,
+) -> None:
+    """The box's auto-off switches the printer off after a print; the finish waits to be seen (green fast blink,
+    the box awake). The printer, switched off, stops reporting: that is no fault, so no amber and red "offline"
+    blinks beside the finish. A printer whose plug still reads on and that stops reporting is still a fault."""
+    hub = StateHub([printer_config("p1"), printer_config("p2", serial="01P00A000000002")])
+    plugs = Plugs()
+    panel = make_panel(hub, plugs=plugs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(panel.run)
+        for pid in ("p1", "p2"):
+            hub.set_connection(pid, "online")
+            hub.apply_message(pid, report(gcode_state="IDLE", hms=[]))
+        hub.apply_message("p1", report(gcode_state="RUNNING", mc_percent=50, hms=[]))
+        await trio.sleep(2)
+        hub.apply_message("p1", report(gcode_state="FINISH", mc_percent=100, hms=[]))
+        await trio.sleep(60)
+        plugs.off.add("p1")  # auto-off, once the nozzle cooled
+        hub.set_connection("p1", "stale", "no report from the printer for 60 s")
+        await trio.sleep(60)
+        hub.set_connection("p1", "offline", "no report from the printer for 120 s")
+        await trio.sleep(180)  # well past panel.offline_grace_s
+        modes = {name: led["mode"] for name, led in panel.status()["leds"].items()}
+        assert modes == {"green": "fast_blink", "amber": "off", "red": "off"}, panel.status()["leds"]
+        assert panel.screen.on  # the finish is still to be seen
+
+        hub.set_connection("p2", "offline", "no report from the printer for 120 s")  # its plug reads on: lost
+        await trio.sleep(180)
+        leds = panel.status()["leds"]
+        assert leds["red"]["mode"] == "slow_blink" and leds["red"]["reason"].startswith("p2"), leds
+        assert leds["amber"]["mode"] == "slow_blink" and leds["amber"]["reason"].startswith("p2"), leds
+        nursery.cancel_scope.cancel()
+    panel.factory.reset()

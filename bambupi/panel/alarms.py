@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -117,7 +117,8 @@ def green(printer: Mapping[str, Any], alarms: AlarmState, now: float, hold_s: fl
     return Led("on", IDLE_GREEN_LEVEL, 1, "online")
 
 
-def amber(printer: Mapping[str, Any]) -> Led:
+def amber(printer: Mapping[str, Any], *, switched_off: bool = False) -> Led:
+    """``switched_off``: its smart plug reads off, so not reporting is no connection trouble (no slow blink)."""
     severities = _severities(printer)
     if "serious" in severities:
         return Led("blink", 1.0, 3, "serious HMS")
@@ -125,34 +126,40 @@ def amber(printer: Mapping[str, Any]) -> Led:
         return Led("on", 1.0, 2, "HMS")
     if job_phase(_state(printer)) == "paused":
         return Led("on", 1.0, 2, "paused")
-    if printer.get("connection") in ("connecting", "stale", "offline"):
+    if printer.get("connection") in ("connecting", "stale", "offline") and not switched_off:
         return Led("slow_blink", 1.0, 1, str(printer.get("connection")))
     return OFF
 
 
-def red(printer: Mapping[str, Any], alarms: AlarmState, now: float, grace_s: float) -> Led:
+def red(
+    printer: Mapping[str, Any], alarms: AlarmState, now: float, grace_s: float, *, switched_off: bool = False
+) -> Led:
     pid = printer.get("id", "")
     if "fatal" in _severities(printer):
         return Led("blink", 1.0, 3, "fatal HMS")
     if _failed(printer) and pid not in alarms.failed_acked:
         return Led("on", 1.0, 2, "print failed")
     since = alarms.down_since.get(pid)
-    if printer.get("connection") == "offline" and since is not None and now - since >= grace_s:
+    if printer.get("connection") == "offline" and since is not None and now - since >= grace_s and not switched_off:
         return Led("slow_blink", 1.0, 1, "offline")
     return OFF
 
 
 def leds(
     printers: Mapping[str, Mapping[str, Any]], alarms: AlarmState, now: float, *, grace_s: float,
-    hold_s: float = FINISHED_BLINK_S,
+    hold_s: float = FINISHED_BLINK_S, plugs_off: Collection[str] = frozenset(),
 ) -> dict[LedName, Led]:
-    """Each LED's mode: the most urgent printer's most urgent rule (ties: the first printer)."""
+    """Each LED's mode: the most urgent printer's most urgent rule (ties: the first printer). A printer in
+    ``plugs_off`` (its smart plug reads off) that does not report was switched off, by its owner or the box's
+    auto-off after a print: no amber and red "offline" blinks for it, which said a fault (and kept blinking beside a
+    finished print not yet seen for up to ``finished_hold_s``)."""
     result: dict[LedName, Led] = {"green": OFF, "amber": OFF, "red": OFF}
     for printer in printers.values():
+        off = printer.get("id") in plugs_off and printer.get("connection") != "online"
         candidates: dict[LedName, Led] = {
             "green": green(printer, alarms, now, hold_s),
-            "amber": amber(printer),
-            "red": red(printer, alarms, now, grace_s),
+            "amber": amber(printer, switched_off=off),
+            "red": red(printer, alarms, now, grace_s, switched_off=off),
         }
         for name, led in candidates.items():
             if led.rank > result[name].rank:

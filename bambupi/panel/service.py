@@ -409,6 +409,7 @@ class Panel:
         return alarms.leds(
             self.printers, self.alarm_state, trio.current_time(), grace_s=self.config.offline_grace_s,
             hold_s=self.config.finished_hold_s,
+            plugs_off=frozenset(pid for pid in self.printers if self.lighting.plugs.plug_off(pid)),
         )
 
     def _pages(self) -> list[tuple[ScreenName, str | None]]:
