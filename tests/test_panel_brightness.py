@@ -84,6 +84,9 @@ def test_a_printer_is_off_when_its_plug_is_or_when_it_has_been_down_a_while_and_
     # Lost in the middle of a print: a fault to show, never a reason to sleep.
     assert not printer_off(idle("offline", "RUNNING"), plug_off=False, down_s=3600, sleep_after_s=600)
     assert not printer_off(idle("offline", "PAUSE"), plug_off=False, down_s=3600, sleep_after_s=600)
+    # Still reporting a print: printing, whatever the plug's last reading says (its timer, a lagging reading).
+    assert not printer_off(idle("online", "RUNNING"), plug_off=True, down_s=None, sleep_after_s=600)
+    assert printer_off(idle("online", "FINISH"), plug_off=True, down_s=None, sleep_after_s=600)
 
 
 def test_the_box_sleeps_only_when_every_printer_is_off_and_nothing_waits() -> None:

@@ -82,14 +82,16 @@ def choose(config: PanelConfig, *, night: bool, level: float | None, asleep: boo
 
 def printer_off(printer: Mapping[str, Any], *, plug_off: bool, down_s: float | None, sleep_after_s: float) -> bool:
     """Whether a printer counts as switched off: its plug reads off, or it has been down (not online) for
-    ``sleep_after_s`` while its last known state was no job (a printer lost mid-print is a fault to show, not sleep).
-    """
+    ``sleep_after_s``, while its last known state was no job. A printer lost mid-print is a fault to show, not sleep;
+    one still reporting a print is printing, whatever its plug's last reading says (a plug's timer, a reading that
+    lags or lies): a print never goes dark."""
+    state = printer.get("state")
+    in_job = job_phase(state if isinstance(state, Mapping) else {}) in IN_JOB
     if plug_off:
-        return True
+        return not (in_job and printer.get("connection") == "online")
     if down_s is None or down_s < sleep_after_s:
         return False
-    state = printer.get("state")
-    return job_phase(state if isinstance(state, Mapping) else {}) not in IN_JOB
+    return not in_job
 
 
 def asleep(
