@@ -33,6 +33,8 @@ USERNAME: Final = "bblp"
 HANDSHAKE_TIMEOUT_S: Final = 10.0
 CONNECT_TIMEOUT_S: Final = 10.0  # from TLS up to a CONNECT packet
 SEND_TIMEOUT_S: Final = 10.0  # a client that cannot take a packet for this long is dropped
+LOG_AGAIN_S: Final = 600.0  # a client id's connects and disconnects are logged at INFO at most this often
+LOGGED_IDS: Final = 256
 OUTBOX_SIZE: Final = 512  # queued sends per client before it counts as stuck
 # Connections not yet logged in (TLS handshake, waiting for CONNECT) held at once: each holds a file descriptor for
 # up to the two timeouts above, so a flood of idle connections (a LAN scanner, an app leaking sockets) would use up
@@ -397,6 +399,9 @@ class MqttServer:
         self.max_pending = max_pending
         self.pending = 0  # connections not yet logged in
         self.turned_away = 0  # connections closed at once because max_pending were pending
+        # When each client id last had its comings and goings logged: an app stuck in a reconnect loop is logged
+        # once per LOG_AGAIN_S, not at every connection (the box's log lives on an SD card).
+        self._logged_at: dict[str, float] = {}
 
     @property
     def connected_clients(self) -> int:
@@ -496,7 +501,8 @@ class MqttServer:
                 previous.cancel_scope.cancel()
             self._sessions[connect.client_id] = session
             self.connections += 1
-            log.info("%s: client %r connected from %s", self.name, connect.client_id, peer)
+            level = self._log_level(connect.client_id)
+            log.log(level, "%s: client %r connected from %s", self.name, connect.client_id, peer)
             try:
                 nursery.start_soon(_write_loop, stream, queued)
                 await self._read_loop(stream, reader, session, connect.keepalive)
@@ -504,7 +510,19 @@ class MqttServer:
             finally:
                 if self._sessions.get(connect.client_id) is session:
                     del self._sessions[connect.client_id]
-                log.info("%s: client %r disconnected", self.name, connect.client_id)
+                log.log(level, "%s: client %r disconnected", self.name, connect.client_id)
+
+    def _log_level(self, client_id: str) -> int:
+        """INFO for a client id not logged within LOG_AGAIN_S, else DEBUG; remembers at most LOGGED_IDS ids."""
+        now = trio.current_time()
+        last = self._logged_at.get(client_id)
+        if last is not None and now - last < LOG_AGAIN_S:
+            return logging.DEBUG
+        self._logged_at.pop(client_id, None)
+        self._logged_at[client_id] = now
+        while len(self._logged_at) > LOGGED_IDS:
+            del self._logged_at[next(iter(self._logged_at))]  # the oldest (dicts keep insertion order)
+        return logging.INFO
 
     def _admit(self, connect: Connect) -> ConnackCode:
         if not connect.client_id:
