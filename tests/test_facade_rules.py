@@ -264,3 +264,17 @@ async def test_a_command_the_box_cannot_send_is_answered_failed_with_the_reason(
         assert facade.mqtt_port is not None  # the facade goes on
         await trio.aclose_forcefully(stream)
         nursery.cancel_scope.cancel()
+
+
+def test_the_facades_camera_ports_for_several_printers_stay_clear_of_mqtt_and_in_range() -> None:
+    from bambupi.config.validators import facade_printer_problems
+
+    printers = [{"id": "a", "access_code": "11111111"}, {"id": "b", "access_code": "22222222"},
+                {"id": "c", "access_code": "33333333"}]
+    assert facade_printer_problems({"mqtt_port": 8883, "camera_port": 6000}, printers) == []
+    assert facade_printer_problems({"mqtt_port": 6002, "camera_port": 6000}, printers) == [
+        ("camera_port", "the 3 printers' cameras take ports 6000-6002, which includes mqtt_port")]
+    assert facade_printer_problems({"mqtt_port": 6002, "camera_port": 6000, "printers": ["a", "b"]}, printers) == []
+    assert facade_printer_problems({"camera_port": 65534}, printers) == [
+        ("camera_port", "the 3 printers' cameras need ports 65534-65536: too high")]
+    assert facade_printer_problems({"camera_port": 0, "mqtt_port": 0}, printers) == []  # any free ports

@@ -479,6 +479,16 @@ def facade_printer_problems(facade: Mapping[str, Any], printers: Sequence[Mappin
     unknown = [pid for pid in facade.get("printers", ()) if pid not in known]
     if unknown:
         problems.append(("printers", f"no printer with id {unknown[0]!r}"))
+    # Each served printer's camera takes the next port up from camera_port (the facade's component).
+    first = facade.get("camera_port", 6000)
+    served = len(facade.get("printers") or known)
+    if first and served > 1:
+        last = first + served - 1
+        if last > 65535:
+            problems.append(("camera_port", f"the {served} printers' cameras need ports {first}-{last}: too high"))
+        elif first <= facade.get("mqtt_port", 8883) <= last:
+            problems.append(("camera_port", f"the {served} printers' cameras take ports {first}-{last}, which "
+                                            "includes mqtt_port"))
     return problems
 
 
