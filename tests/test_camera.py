@@ -616,3 +616,13 @@ async def test_liveview_off_is_shown_not_retried(tmp_path: Path) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_an_auth_packet_is_accepted_only_for_bblp_with_the_code() -> None:
+    from bambupi.camera.jpeg import auth_accepted, auth_packet
+
+    assert auth_accepted(auth_packet("12345678"), b"12345678")
+    assert not auth_accepted(auth_packet("12345679"), b"12345678")
+    assert not auth_accepted(auth_packet("12345678", username="admin"), b"12345678")
+    assert not auth_accepted(auth_packet("12345678")[:-1], b"12345678")  # short
+    assert not auth_accepted(b"\0" * 80, b"")  # not an auth packet at all

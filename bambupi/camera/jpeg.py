@@ -7,6 +7,7 @@ is bytes in, values out; nothing allocates more than :data:`MAX_FRAME_BYTES` for
 
 from __future__ import annotations
 
+import hmac
 import struct
 from typing import Final
 
@@ -40,6 +41,12 @@ def parse_auth(packet: bytes) -> tuple[str, str] | None:
     if (magic, kind, zero1, zero2) != (0x40, 0x3000, 0, 0):
         return None
     return user.rstrip(b"\0").decode("latin-1"), code.rstrip(b"\0").decode("latin-1")
+
+
+def auth_accepted(packet: bytes, access_code: bytes) -> bool:
+    """Whether ``packet`` is an auth packet for user ``bblp`` with ``access_code`` (compared in constant time)."""
+    auth = parse_auth(packet)
+    return auth is not None and auth[0] == USERNAME and hmac.compare_digest(auth[1].encode("latin-1"), access_code)
 
 
 def frame_header(size: int) -> bytes:

@@ -51,7 +51,7 @@ class CameraSource(Protocol):
         ...
 
 
-async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int, into: bytearray) -> bool:
+async def receive_exactly(stream: trio.abc.ReceiveStream, size: int, into: bytearray) -> bool:
     """Append exactly ``size`` bytes to ``into``; False when the peer closed first (``into`` then holds fewer).
 
     A TLS close without close_notify (what the printer does to a wrong access code) counts as closed too."""
@@ -128,7 +128,7 @@ class Tls6000Source:
         while True:
             buf = bytearray()
             with trio.move_on_after(self._read_timeout_s) as timeout:
-                whole = await _receive_exactly(stream, HEADER_SIZE, buf)
+                whole = await receive_exactly(stream, HEADER_SIZE, buf)
             if timeout.cancelled_caught:
                 raise CameraError(f"no frame from the camera at {where} for {self._read_timeout_s:g} s")
             if not whole:
@@ -143,7 +143,7 @@ class Tls6000Source:
                 self._trust.accept(seen)  # the camera took the access code: pin what it presented
             payload = bytearray()
             with trio.move_on_after(self._read_timeout_s) as timeout:
-                whole = await _receive_exactly(stream, size, payload)
+                whole = await receive_exactly(stream, size, payload)
             if timeout.cancelled_caught or not whole:
                 raise CameraError(f"the camera at {where} stopped in the middle of a frame")
             if not is_jpeg(payload):

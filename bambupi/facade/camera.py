@@ -20,7 +20,6 @@ and waiting: frames flow again when the box's upstream recovers.
 
 from __future__ import annotations
 
-import hmac
 import io
 import logging
 import ssl
@@ -32,7 +31,8 @@ import trio
 from PIL import Image
 
 from bambupi.camera.frames import CameraGone, Frame
-from bambupi.camera.jpeg import AUTH_SIZE, USERNAME, frame_header, parse_auth
+from bambupi.camera.jpeg import AUTH_SIZE, auth_accepted, frame_header
+from bambupi.camera.source import receive_exactly
 from bambupi.mqtt_server import MAX_PENDING
 from bambupi.state_hub import CameraStatus
 
@@ -213,18 +213,14 @@ class CameraEndpoint:
     async def _converse(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
         self.pending += 1
         try:
+            packet = bytearray()
             with trio.fail_after(AUTH_TIMEOUT_S):
                 await stream.do_handshake()
-                packet = b""
-                while len(packet) < AUTH_SIZE:
-                    chunk = await stream.receive_some(AUTH_SIZE - len(packet))
-                    if not chunk:
-                        return
-                    packet += chunk
+                if not await receive_exactly(stream, AUTH_SIZE, packet):
+                    return
         finally:
             self.pending -= 1
-        auth = parse_auth(packet)
-        if auth is None or auth[0] != USERNAME or not hmac.compare_digest(auth[1].encode("latin-1"), self._code):
+        if not auth_accepted(bytes(packet), self._code):
             self.refused += 1
             return  # as a printer: the app reads 0 bytes
         off = self._off()

@@ -11,7 +11,6 @@ Tests break the stream on purpose with :meth:`CameraServer.inject`: ``"garbage_h
 
 from __future__ import annotations
 
-import hmac
 import io
 import logging
 import ssl
@@ -24,7 +23,8 @@ from typing import Final
 import trio
 from PIL import Image, ImageDraw, ImageFont
 
-from bambupi.camera.jpeg import AUTH_SIZE, frame_header, parse_auth
+from bambupi.camera.jpeg import AUTH_SIZE, auth_accepted, frame_header
+from bambupi.camera.source import receive_exactly
 
 log = logging.getLogger(__name__)
 
@@ -144,17 +144,13 @@ class CameraServer:
                 await trio.aclose_forcefully(stream)
 
     async def _converse(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+        packet = bytearray()
         with trio.fail_after(AUTH_TIMEOUT_S):
             await stream.do_handshake()
-            packet = b""
-            while len(packet) < AUTH_SIZE:
-                chunk = await stream.receive_some(AUTH_SIZE - len(packet))
-                if not chunk:
-                    return
-                packet += chunk
+            if not await receive_exactly(stream, AUTH_SIZE, packet):
+                return
         self.logins += 1
-        auth = parse_auth(packet)
-        if auth is None or auth[0] != "bblp" or not hmac.compare_digest(auth[1].encode(), self._access_code.encode()):
+        if not auth_accepted(bytes(packet), self._access_code.encode()):
             self.refused += 1
             return  # the printer just closes: the client reads 0 bytes
         self.clients += 1
