@@ -44,7 +44,7 @@ from bambupi.printer.grams import live_job_file
 from bambupi.printer.hms import CANCELLED_RESULT, HmsEntry, decode_hms
 from bambupi.printer.hms_texts import Catalog
 from bambupi.printer.phase import IN_JOB, Phase, job_phase, phase
-from bambupi.printer.raw_report import MergedReport, decode_root
+from bambupi.printer.raw_report import MergedReport
 from bambupi.printer.sink import Connection, Reply
 from bambupi.printer.state import (
     Applied,
@@ -427,7 +427,7 @@ class StateHub:
                     printer.rejected_messages,
                 )
             return applied
-        self._keep_raw(printer, payload)
+        self._keep_raw(printer, applied.root)
         if self._report_listeners:
             raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload)
             for report_listener in list(self._report_listeners):
@@ -493,8 +493,8 @@ class StateHub:
 
     # -- internals --------------------------------------------------------------------------------------------
     @staticmethod
-    def _keep_raw(printer: _Printer, payload: bytes | str) -> None:
-        root = decode_root(payload)
+    def _keep_raw(printer: _Printer, root: Mapping[str, Any] | None) -> None:
+        # The reducer's decoded message: the report is parsed once, whether or not an app ever asks for the copy.
         if root is None:
             return
         report = root.get("print")

@@ -7,17 +7,13 @@ import copy
 import json
 from typing import Any
 
-import pytest
-
 from bambupi.printer.raw_report import (
     MAX_DEPTH,
     MergedReport,
     accumulate,
-    decode_root,
     full_report,
     merge_report,
 )
-from bambupi.sim.printer import SimulatedPrinter, render_report, report_delta
 from bambupi.state_hub import StateHub
 from tests.capture_corpus import all_captures, capture
 from tests.support import printer_config, report
@@ -99,35 +95,6 @@ def test_new_keys_without_end_start_the_merge_over_and_known_ones_never_do() -> 
     grown = [merged.add({"command": "push_status", f"new_{n}": {"a": 1, "b": 2}}) for n in range(40)]
     assert grown.count(False) == 1 and grown[-1]  # started over once, past 100 keys
     assert len(merged.value) < 40
-
-
-def test_decode_root_takes_objects_only() -> None:
-    assert decode_root(b'{"print": {}}') == {"print": {}}
-    assert decode_root(b"[1]") is None and decode_root(b"{nope") is None
-    assert decode_root('{"a": "caf\xe9"}'.encode("latin-1")) == {"a": "caf\xe9"}
-
-
-@pytest.mark.parametrize("model", ["P1S", "A1", "P2S", "H2D"])
-async def test_p1_deltas_merged_are_the_full_report_the_printer_sends(model: str, autojump_clock: object) -> None:
-    """The simulator sends P1 deltas as a real P1 does (only the top-level fields that changed); merged onto the
-    first full report they must equal its full report at every step of a print with a pause and an error."""
-    printer = SimulatedPrinter(model, "01P00A000000001", time_scale=1.0)
-    previous = render_report(printer.state)
-    merged = accumulate({}, {"command": "push_status", "msg": 0, **previous})
-    printer.start_print("Benchy", layers=40, minutes=10)
-    for step in range(120):
-        printer.advance(6.0)
-        if step == 30:
-            printer.pause()
-        if step == 40:
-            printer.resume()
-        if step == 50:
-            printer.set_hms([(0x07002000, 0x00020001)])
-        current = render_report(printer.state)
-        delta = report_delta(previous, current)
-        merged = accumulate(merged, {"command": "push_status", "msg": 1, **delta})
-        previous = current
-        assert full_report(merged)["print"] == printer.full_report()["print"] | {"sequence_id": "0"}
 
 
 def test_real_captures_replay_to_their_full_report() -> None:

@@ -18,7 +18,6 @@ asks the box for a full report sees what the box sees:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -28,22 +27,6 @@ MAX_DEPTH: Final = 32  # deeper than any printer nests; a hostile payload's dept
 # A full report holds a few hundred keys; a printer (or something posing as one) that keeps sending new keys must not
 # grow the box's memory without end: past this many, the merge starts over from the report at hand.
 MAX_KEYS: Final = 20_000
-
-
-def decode_root(payload: bytes | bytearray | str) -> dict[str, Any] | None:
-    """The message's root object, or None when it is not a JSON object (the hub's reducer has said why)."""
-    if isinstance(payload, str):
-        text = payload
-    else:
-        try:
-            text = bytes(payload).decode("utf-8")
-        except UnicodeDecodeError:
-            text = bytes(payload).decode("latin-1")
-    try:
-        root = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return root if isinstance(root, dict) else None
 
 
 def merge_report(

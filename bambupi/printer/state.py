@@ -129,6 +129,7 @@ class Applied:
     fun: int | None = None
     commands_rejected: bool | None = None
     dropped: str | None = None  # what the report listed beyond the bounds and was left out, in one line
+    root: dict[str, Any] | None = None  # the message as decoded (read-only): the hub keeps the printer's own copy
 
 
 def signature_required(fun: int) -> bool:
@@ -160,7 +161,7 @@ def apply_message(
     # Most firmware sends ``fun`` inside the report; some sends it at the top level, beside ``print``.
     top_fun = _fun(root.get("fun"))
     if not isinstance(report, dict) or report.get("command") != "push_status":
-        return Applied(state, reply=reply, fun=top_fun)
+        return Applied(state, reply=reply, fun=top_fun, root=root)
     info = model_info(model)
     new = dict(state)
     dropped: list[str] = []
@@ -183,7 +184,7 @@ def apply_message(
     fun = _fun(report.get("fun"))
     return Applied(
         new, reply=reply, fun=top_fun if fun is None else fun, commands_rejected=commands_rejected,
-        dropped="; ".join(dropped) if dropped else None,
+        dropped="; ".join(dropped) if dropped else None, root=root,
     )
 
 
